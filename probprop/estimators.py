@@ -1,0 +1,297 @@
+"""scikit-learn estimators: input validation, standardisation, and units live here only.
+
+The learners work on standardised float arrays; these classes validate what the user gives,
+standardise with training statistics, call the learner, and map results back.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from tqdm.auto import tqdm
+
+from probprop.distributions import GaussianPrediction
+from probprop.learners import pbp
+from probprop.moments import ACTIVATIONS
+
+_DTYPES = ("float64", "float32")
+
+#: A column whose spread is below this fraction of its magnitude is treated as constant
+#: (naval has a column whose standard deviation is float rounding noise, about 1e-13).
+_CONSTANT_RTOL = 1e-9
+
+#: Prediction runs in blocks of at most this many rows, each padded to a power of two so
+#: that a handful of compiled shapes serve every batch size.
+_PREDICT_BLOCK = 8192
+
+
+def standardisation(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training mean and population std (ddof=0) per column; (near-)constant columns get std 1."""
+    mean = a.mean(axis=0)
+    std = a.std(axis=0)
+    constant = std <= _CONSTANT_RTOL * np.maximum(np.abs(mean), 1e-300) + np.finfo(np.float64).tiny
+    return mean, np.where(constant, 1.0, std)
+
+
+def _bucket(n: int) -> int:
+    """Smallest power of two >= n (at least 8)."""
+    return max(8, 1 << (int(n) - 1).bit_length())
+
+
+class PBPRegressor(RegressorMixin, BaseEstimator):
+    """Bayesian neural network regression by probabilistic backpropagation.
+
+    Hernández-Lobato & Adams (ICML 2015): every weight has a Gaussian posterior, learned by
+    one assumed-density-filtering update per data point (a closed-form moment match), with a
+    Gamma posterior on the noise precision and an EP-refined Gamma prior on the weights.
+
+    Parameters
+    ----------
+    hidden : tuple of int, default=(50,)
+        Units per hidden layer; ``()`` gives a Bayesian linear model.
+    epochs : int, default=40
+        Passes over the data in :meth:`fit` (each pass: a new random order, one ADF update
+        per point, then one EP refinement of the prior), as in the paper.
+    noise : "learn" or float, default="learn"
+        ``"learn"``: Gamma(6, 6) prior on the noise precision (in standardised units), updated
+        by ADF. A positive float: a fixed noise variance, in the units of ``y`` squared.
+    activation : str, default="relu"
+        Hidden-unit nonlinearity (one of ``probprop.moments.ACTIVATIONS``).
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the network moments (Gamma and EP-site arithmetic stays float64).
+    random_state : int, RandomState or None, default=None
+        Seeds the initial weight means and the per-epoch shuffling.
+    verbose : bool, default=False
+        Show a progress bar over epochs and report rejected updates.
+
+    Attributes
+    ----------
+    state_ : probprop.learners.pbp.PBPState
+        The posterior, in standardised units.
+    n_rejected_ : int
+        Weight or noise updates refused by the variance guard during training.
+    rejected_per_epoch_ : list of int
+    noise_variance_ : float
+        Posterior mean of the noise variance, in the units of ``y`` squared.
+    n_features_in_, feature_names_in_ : as in scikit-learn.
+    """
+
+    def __init__(
+        self,
+        hidden=(50,),
+        epochs=40,
+        noise="learn",
+        activation="relu",
+        dtype="float64",
+        random_state=None,
+        verbose=False,
+    ):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.noise = noise
+        self.activation = activation
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+
+    def _validated_params(self) -> dict:
+        hidden = self.hidden
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        try:
+            hidden = tuple(hidden)
+        except TypeError:
+            raise ValueError(f"hidden must be a tuple of positive ints, got {self.hidden!r}") from None
+        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in hidden):
+            raise ValueError(f"hidden must be a tuple of positive ints (e.g. (50,) or ()), got {self.hidden!r}")
+        if not isinstance(self.epochs, numbers.Integral) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive int, got {self.epochs!r}")
+        if isinstance(self.noise, str):
+            if self.noise != "learn":
+                raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
+        elif not (isinstance(self.noise, numbers.Real) and np.isfinite(self.noise) and self.noise > 0):
+            raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        return {"hidden": tuple(int(h) for h in hidden)}
+
+    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                y_numeric=True,
+                multi_output=True,
+                ensure_min_samples=min_samples,
+            )
+        except ValueError as err:
+            raise _clearer(err) from err
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
+        y = column_or_1d(y, warn=True).astype(np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return np.asarray(X, np.float64), y
+
+    def _validate_X(self, X) -> np.ndarray:
+        check_is_fitted(self, "state_")
+        try:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        except ValueError as err:
+            raise _clearer(err) from err
+        return np.asarray(X, np.float64)
+
+    # ------------------------------------------------------------------ training
+
+    def _start(self, X, y):
+        params = self._validated_params()
+        self.x_mean_, self.x_scale_ = standardisation(X)
+        y_mean, y_scale = standardisation(y[:, None])
+        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+        learn = self.noise == "learn"
+        spec = pbp.PBPSpec(
+            n_in=X.shape[1],
+            hidden=params["hidden"],
+            activation=self.activation,
+            learn_noise=learn,
+            noise_variance=None if learn else float(self.noise) / self.y_scale_**2,
+            dtype=self.dtype,
+        )
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        self.state_ = jax.device_get(pbp.init(jax.random.PRNGKey(seed), spec))
+        self.n_rejected_ = 0
+        self.rejected_per_epoch_ = []
+
+    def _run_epochs(self, Xs, ys, epochs: int, mask=None):
+        state = self.state_
+        before = int(state.rejected)
+        bar = tqdm(range(epochs), desc="PBP epochs", unit="epoch", disable=not self.verbose, leave=False)
+        for _ in bar:
+            state = pbp.update(state, Xs, ys, mask)
+            now = int(state.rejected)
+            self.rejected_per_epoch_.append(now - before)
+            before = now
+        self.state_ = jax.device_get(state)
+        self.n_rejected_ = int(self.state_.rejected)
+        if self.verbose:
+            print(f"PBP: {len(self.rejected_per_epoch_)} epochs, {self.n_rejected_} rejected updates")
+
+    def fit(self, X, y):
+        """Fit from scratch: standardise with (X, y)'s statistics, then ``epochs`` PBP epochs."""
+        X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
+        self._start(X, y)
+        Xs, ys = self._standardise(X, y)
+        self._run_epochs(Xs, ys, self.epochs)
+        return self
+
+    def partial_fit(self, X, y, epochs: int = 1):
+        """Keep learning from (X, y) by ADF, starting from the current posterior.
+
+        The first call on an unfitted model sets the standardisation (needs 2+ rows);
+        later calls reuse it, accept any number of rows, and need the same features.
+        Each of the ``epochs`` passes shuffles the batch, makes one ADF update per row, and
+        refines the prior by EP.
+        """
+        first = not hasattr(self, "state_")
+        X, y = self._validate_X_y(X, y, reset=first, min_samples=2 if first else 1)
+        if not isinstance(epochs, numbers.Integral) or epochs < 1:
+            raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+        if first:
+            self._start(X, y)
+        Xs, ys = self._standardise(X, y)
+        # pad to a power-of-two length so that a stream of ragged batches reuses compilations
+        n, size = len(ys), _bucket(len(ys))
+        mask = np.arange(size) < n
+        Xp = np.zeros((size, Xs.shape[1]), Xs.dtype)
+        Xp[:n] = Xs
+        yp = np.zeros(size)
+        yp[:n] = ys
+        self._run_epochs(Xp, yp, epochs, mask)
+        return self
+
+    def _standardise(self, X, y=None):
+        Xs = (X - self.x_mean_) / self.x_scale_
+        if y is None:
+            return Xs
+        return Xs, (y - self.y_mean_) / self.y_scale_
+
+    # ------------------------------------------------------------------ prediction
+
+    def _moments(self, X) -> tuple[np.ndarray, np.ndarray]:
+        Xs = self._standardise(self._validate_X(X))
+        means, variances = [], []
+        for start in range(0, len(Xs), _PREDICT_BLOCK):
+            block = Xs[start : start + _PREDICT_BLOCK]
+            padded = np.zeros((_bucket(len(block)), Xs.shape[1]))
+            padded[: len(block)] = block
+            m, v = pbp.predict(self.state_, padded)
+            means.append(np.asarray(m, np.float64)[: len(block)])
+            variances.append(np.asarray(v, np.float64)[: len(block)])
+        mean = np.concatenate(means) * self.y_scale_ + self.y_mean_
+        return mean, np.concatenate(variances) * self.y_scale_**2
+
+    @property
+    def noise_variance_(self) -> float:
+        check_is_fitted(self, "state_")
+        return float(pbp.noise_variance(self.state_)) * self.y_scale_**2
+
+    def predict(self, X, return_std: bool = False):
+        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise)."""
+        mean, epistemic = self._moments(X)
+        if return_std:
+            return mean, np.sqrt(epistemic + self.noise_variance_)
+        return mean
+
+    def predict_dist(self, X) -> GaussianPrediction:
+        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
+        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``."""
+        mean, epistemic = self._moments(X)
+        return GaussianPrediction(mean, epistemic, np.full_like(mean, self.noise_variance_))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
+        y = column_or_1d(np.asarray(y, np.float64), warn=False)
+        logpdf = self.predict_dist(X).logpdf(y)
+        return float(np.average(logpdf, weights=sample_weight))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (arrays + JSON metadata, no pickle)."""
+        from probprop.io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path) -> PBPRegressor:
+        """Read a model written by :meth:`save`; never executes code from the file."""
+        from probprop.io import load_model
+
+        return load_model(path, cls)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _clearer(err: ValueError) -> ValueError:
+    """Name the problem for the commonest input mistakes; keep scikit-learn's text otherwise."""
+    text = str(err)
+    if "could not convert" in text or "Unable to convert" in text or "argument must be" in text:
+        return ValueError(f"Input contains non-numeric values: {text}")
+    return err
+

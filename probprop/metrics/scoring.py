@@ -1,0 +1,116 @@
+"""Scoring rules for Gaussian predictive distributions N(mean, std**2).
+
+All functions take ``(y_true, mean, std)`` as 1-D arrays of equal length and return a
+Python float averaged over the points. Point metrics (``rmse``, ``mae``) accept and
+ignore ``std`` so that every metric can be called the same way.
+"""
+
+import numpy as np
+from scipy.stats import norm
+
+from probprop.metrics._validation import check_gaussian_inputs, check_level
+
+__all__ = [
+    "rmse",
+    "mae",
+    "log_likelihood",
+    "nll",
+    "crps",
+    "interval_coverage",
+    "interval_width",
+    "sharpness",
+]
+
+_INV_SQRT_PI = 1.0 / np.sqrt(np.pi)
+
+
+def rmse(y_true, mean, std=None):
+    """Root mean squared error ``sqrt(mean((y - mu)**2))`` of the predictive mean.
+
+    ``std`` is validated if given but otherwise ignored.
+    """
+    y, mu, _ = check_gaussian_inputs(y_true, mean, std)
+    return float(np.sqrt(np.mean(np.square(y - mu))))
+
+
+def mae(y_true, mean, std=None):
+    """Mean absolute error ``mean(|y - mu|)`` of the predictive mean.
+
+    ``std`` is validated if given but otherwise ignored.
+    """
+    y, mu, _ = check_gaussian_inputs(y_true, mean, std)
+    return float(np.mean(np.abs(y - mu)))
+
+
+def log_likelihood(y_true, mean, std):
+    """Mean Gaussian test log-likelihood per point (higher is better).
+
+    .. math:: \\frac1n \\sum_i \\log \\mathcal N(y_i \\mid \\mu_i, \\sigma_i^2)
+              = \\frac1n \\sum_i \\left[-\\tfrac12 \\log 2\\pi - \\log \\sigma_i
+                - \\tfrac12 (y_i - \\mu_i)^2 / \\sigma_i^2\\right],
+
+    the ``-0.5 log 2 pi`` constant included, as reported in the PBP paper
+    (Hernandez-Lobato & Adams, 2015) and the UCI benchmarks that follow it.
+    """
+    y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
+    return float(np.mean(norm.logpdf(y, loc=mu, scale=sigma)))
+
+
+def nll(y_true, mean, std):
+    """Mean Gaussian negative log-likelihood per point, ``-log_likelihood`` (lower is better)."""
+    return -log_likelihood(y_true, mean, std)
+
+
+def crps(y_true, mean, std):
+    """Mean continuous ranked probability score of Gaussian forecasts (lower is better).
+
+    Uses the closed form of Gneiting & Raftery (2007, JASA 102(477), eq. 21) for
+    ``F = N(mu, sigma**2)`` and ``z = (y - mu) / sigma``:
+
+    .. math:: \\mathrm{CRPS}(F, y) = \\int (F(x) - 1\\{x \\ge y\\})^2 dx
+              = \\sigma \\left[z (2\\Phi(z) - 1) + 2\\varphi(z) - 1/\\sqrt{\\pi}\\right].
+
+    It is in the units of ``y`` and reduces to ``|y - mu|`` as ``sigma -> 0``.
+    """
+    y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
+    z = (y - mu) / sigma
+    per_point = sigma * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - _INV_SQRT_PI)
+    return float(np.mean(per_point))
+
+
+def _central_interval(mean, std, level):
+    """Bounds ``mu -/+ sigma * Phi^{-1}((1 + level) / 2)`` of the central ``level`` interval."""
+    return norm.interval(level, loc=mean, scale=std)
+
+
+def interval_coverage(y_true, mean, std, level=0.9):
+    """Fraction of targets inside their central predictive interval of mass ``level``.
+
+    The interval is ``[mu - q sigma, mu + q sigma]`` with ``q = Phi^{-1}((1 + level) / 2)``
+    (closed at both ends). For calibrated forecasts the coverage is close to ``level``.
+    """
+    y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
+    lo, hi = _central_interval(mu, sigma, check_level(level))
+    return float(np.mean((y >= lo) & (y <= hi)))
+
+
+def interval_width(y_true, mean, std, level=0.9):
+    """Mean width ``2 q sigma`` of the central predictive intervals of mass ``level``.
+
+    ``q = Phi^{-1}((1 + level) / 2)``; ``y_true`` is only validated, so the signature
+    matches the other metrics.
+    """
+    _, mu, sigma = check_gaussian_inputs(y_true, mean, std)
+    lo, hi = _central_interval(mu, sigma, check_level(level))
+    return float(np.mean(hi - lo))
+
+
+def sharpness(y_true, mean, std):
+    """Sharpness as the root mean predictive variance, ``sqrt(mean(sigma**2))``.
+
+    This is the definition used by uncertainty-toolbox (``uct.metrics.sharpness``;
+    Chung et al., 2021, arXiv:2109.10254). Lower means sharper, which is only a virtue
+    together with good calibration. ``y_true`` and ``mean`` are only validated.
+    """
+    _, _, sigma = check_gaussian_inputs(y_true, mean, std)
+    return float(np.sqrt(np.mean(np.square(sigma))))

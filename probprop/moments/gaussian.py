@@ -1,0 +1,44 @@
+"""Standard normal helpers with forms that stay accurate in the tails."""
+
+import jax.numpy as jnp
+from jax import lax
+
+SQRT_HALF = 0.7071067811865476
+INV_SQRT_2PI = 0.3989422804014327
+
+#: Below this standardised value the inverse Mills ratio is taken from its asymptotic
+#: series (as in the reference PBP code); float32 underflows earlier, so it switches at -10.
+TAIL_SWITCH = {jnp.dtype("float64"): -30.0, jnp.dtype("float32"): -10.0}
+
+
+def norm_cdf(a):
+    """Phi(a) via erfc, which (unlike 0.5 * (1 + erf)) keeps full relative accuracy for a << 0."""
+    return 0.5 * lax.erfc(-a * SQRT_HALF)
+
+
+def norm_pdf(a):
+    return INV_SQRT_2PI * jnp.exp(-0.5 * a * a)
+
+
+def mills_terms(a):
+    """Return (Phi(a), Phi(-a), gamma, r) with gamma = phi(a)/Phi(a) and r = a + gamma.
+
+    One erfc serves both tails: Phi(-|a|) is accurate to full relative precision and the
+    other tail is 1 minus it. ``r`` is the mean of max(0, z) in units of sqrt(v)*Phi:
+    E[max(0, z)] = sqrt(v) * Phi(a) * r for z ~ N(a sqrt(v), v). Below the tail switch,
+    gamma and r come from the asymptotic series gamma = -a - 1/a + 2/a^3, r = -1/a + 2/a^3
+    (reference PBP code), which avoids 0/0 once Phi underflows and the cancellation in
+    a + gamma; the ``where`` guards keep gradients finite in the branch not taken.
+    """
+    switch = TAIL_SWITCH.get(jnp.dtype(a.dtype), -30.0)
+    tail = a < switch
+    small = 0.5 * lax.erfc(jnp.abs(a) * SQRT_HALF)  # Phi(-|a|)
+    negative = a < 0
+    cdf = jnp.where(negative, small, 1.0 - small)
+    upper = jnp.where(negative, 1.0 - small, small)
+    gamma_direct = norm_pdf(a) / jnp.where(tail, 1.0, cdf)
+    inv = 1.0 / jnp.where(tail, a, switch)
+    inv3 = inv * inv * inv
+    gamma = jnp.where(tail, -1.0 / inv - inv + 2.0 * inv3, gamma_direct)
+    r = jnp.where(tail, -inv + 2.0 * inv3, a + gamma_direct)
+    return cdf, upper, gamma, r
