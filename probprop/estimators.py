@@ -12,7 +12,14 @@ import jax
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from tqdm.auto import tqdm
 
 from probprop.distributions import GaussianPrediction
@@ -116,7 +123,11 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         if isinstance(self.noise, str):
             if self.noise != "learn":
                 raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
-        elif not (isinstance(self.noise, numbers.Real) and np.isfinite(self.noise) and self.noise > 0):
+        elif (
+            isinstance(self.noise, bool)
+            or not isinstance(self.noise, numbers.Real)
+            or not (np.isfinite(self.noise) and self.noise > 0)
+        ):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
@@ -140,7 +151,10 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
             raise _clearer(err) from err
         if y.ndim == 2 and y.shape[1] != 1:
             raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
-        y = column_or_1d(y, warn=True).astype(np.float64)
+        try:  # y_numeric converts only object arrays; a string array would fail here
+            y = column_or_1d(y, warn=True).astype(np.float64)
+        except ValueError as err:
+            raise _clearer(err) from err
         if not np.all(np.isfinite(y)):
             raise ValueError("Input y contains NaN or infinity.")
         return np.asarray(X, np.float64), y
@@ -206,7 +220,7 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         """
         first = not hasattr(self, "state_")
         X, y = self._validate_X_y(X, y, reset=first, min_samples=2 if first else 1)
-        if not isinstance(epochs, numbers.Integral) or epochs < 1:
+        if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive int, got {epochs!r}")
         if first:
             self._start(X, y)
@@ -262,9 +276,16 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
 
     def score(self, X, y, sample_weight=None):
         """Mean test log predictive density of y (higher is better), in the units of ``y``."""
-        y = column_or_1d(np.asarray(y, np.float64), warn=False)
-        logpdf = self.predict_dist(X).logpdf(y)
-        return float(np.average(logpdf, weights=sample_weight))
+        dist = self.predict_dist(X)
+        try:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        except ValueError as err:
+            raise _clearer(err) from err
+        y = column_or_1d(y, warn=False)
+        check_consistent_length(dist.mean, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, dist.mean)
+        return float(np.average(dist.logpdf(y), weights=sample_weight))
 
     # ------------------------------------------------------------------ persistence
 

@@ -5,8 +5,8 @@ Layout (format ``probprop-npz``, version 1):
 - ``__meta__``: a JSON string with the format name and version, the probprop version, the
   estimator class and constructor parameters, the learner spec, and the standardisation;
 - ``means_<l>``, ``variances_<l>``, ``site_natmean_<l>``, ``site_precision_<l>``,
-  ``site_shape_<l>``, ``site_rate_<l>`` per layer; ``noise``, ``prior`` (shape, rate);
-  ``rejected``, ``key``; ``x_mean``, ``x_scale``.
+  ``site_shape_<l>``, ``site_rate_<l>``, ``rejections_<l>`` per layer; ``noise``, ``prior``
+  (shape, rate); ``noise_rejections``, ``key``; ``x_mean``, ``x_scale``.
 
 Loading uses ``numpy.load(allow_pickle=False)``: a file can carry data, never code.
 """
@@ -14,6 +14,7 @@ Loading uses ``numpy.load(allow_pickle=False)``: a file can carry data, never co
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import zipfile
 from pathlib import Path
@@ -36,7 +37,7 @@ def save_model(estimator, path) -> None:
     state = estimator.state_
     spec = state.spec
     params = estimator.get_params()
-    if not isinstance(params.get("random_state"), (int, type(None))):
+    if not isinstance(params.get("random_state"), (numbers.Integral, type(None))):
         params["random_state"] = None  # a RandomState object is not data
     meta = {
         "format": FORMAT,
@@ -55,7 +56,7 @@ def save_model(estimator, path) -> None:
         "__meta__": np.array(json.dumps(meta)),
         "noise": np.array([state.noise.shape, state.noise.rate], np.float64),
         "prior": np.array([state.prior.shape, state.prior.rate], np.float64),
-        "rejected": np.asarray(state.rejected),
+        "noise_rejections": np.asarray(state.noise_rejections),
         "key": np.asarray(state.key),
         "x_mean": estimator.x_mean_,
         "x_scale": estimator.x_scale_,
@@ -63,6 +64,7 @@ def save_model(estimator, path) -> None:
     for layer in range(len(state.means)):
         arrays[f"means_{layer}"] = np.asarray(state.means[layer])
         arrays[f"variances_{layer}"] = np.asarray(state.variances[layer])
+        arrays[f"rejections_{layer}"] = np.asarray(state.rejections[layer])
         for name in ("natmean", "precision", "shape", "rate"):
             arrays[f"site_{name}_{layer}"] = np.asarray(getattr(state.sites, name)[layer])
     path = Path(path)
@@ -81,6 +83,8 @@ def load_model(path, cls=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
+    if not zipfile.is_zipfile(path):  # truncated, random bytes, a bare .npy array, ...
+        raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -92,7 +96,9 @@ def load_model(path, cls=None):
         meta = json.loads(str(arrays["__meta__"]))
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{path}: corrupt metadata ({err})") from err
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a probprop model file (metadata is not a JSON object)")
+    if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a probprop model file (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
         raise ModelFileError(
@@ -125,7 +131,8 @@ def load_model(path, cls=None):
             sites=PriorSites(
                 *(layer_arrays(f"site_{name}", jnp.float64) for name in ("natmean", "precision", "shape", "rate"))
             ),
-            rejected=jnp.asarray(arrays["rejected"]),
+            rejections=layer_arrays("rejections", jnp.int32),
+            noise_rejections=jnp.asarray(arrays["noise_rejections"]),
             key=jnp.asarray(arrays["key"]),
             spec=spec,
         )
@@ -133,6 +140,10 @@ def load_model(path, cls=None):
         if isinstance(params.get("hidden"), list):
             params["hidden"] = tuple(params["hidden"])
         estimator = cls(**params)
+        # unknown activation / dtype / hidden in the metadata must fail here, not at predict time
+        hidden = estimator._validated_params()["hidden"]
+        if (hidden, estimator.activation, estimator.dtype) != (spec.hidden, spec.activation, spec.dtype):
+            raise ModelFileError(f"{path}: the estimator parameters and the network spec disagree")
         x_mean, x_scale = arrays["x_mean"], arrays["x_scale"]
         if x_mean.shape != (spec.n_in,) or x_scale.shape != (spec.n_in,):
             raise ModelFileError(f"{path}: standardisation arrays do not match {spec.n_in} features")

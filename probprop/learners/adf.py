@@ -20,12 +20,12 @@ def student_log_z(y, mean, var, shape, rate):
 
     The Student-t marginal is approximated by plugging in the mean of the noise variance:
     Z(a, b) ~= N(y | mean, var + b / (a - 1)); Z1 = Z(a + 1, b), Z2 = Z(a + 2, b) (PBP eq. 12).
+    The three are computed as one stacked array (one fused kernel instead of three).
     """
-    return (
-        gaussian_log_z(y, mean, var + rate / (shape - 1.0)),
-        gaussian_log_z(y, mean, var + rate / shape),
-        gaussian_log_z(y, mean, var + rate / (shape + 1.0)),
-    )
+    offsets = jnp.asarray([-1.0, 0.0, 1.0])
+    expand = lambda a: jnp.expand_dims(jnp.asarray(a), -1)  # noqa: E731
+    log_z = gaussian_log_z(expand(y), expand(mean), expand(var) + expand(rate) / (expand(shape) + offsets))
+    return log_z[..., 0], log_z[..., 1], log_z[..., 2]
 
 
 def gaussian_update(m, v, dlogz_dm, dlogz_dv):

@@ -79,26 +79,34 @@ class PriorSites(NamedTuple):
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["means", "variances", "noise", "prior", "sites", "rejected", "key"],
+    data_fields=["means", "variances", "noise", "prior", "sites", "rejections", "noise_rejections", "key"],
     meta_fields=["spec"],
 )
 @dataclass(frozen=True)
 class PBPState:
     """Posterior of a PBP network. ``means[l]``/``variances[l]`` have shape (out, fan_in + 1),
-    the last column being the bias. ``rejected`` counts weight (and noise) updates refused by
-    the variance guard since ``init``."""
+    the last column being the bias. ``rejections[l]`` counts, per weight, the updates refused by
+    the variance guard since ``init`` (``noise_rejections`` those of the noise Gamma); the
+    property ``rejected`` is their total. (Per-weight counters cost less inside the compiled
+    loop than a reduction per update, and show where rejections happen.)"""
 
     means: tuple[jax.Array, ...]
     variances: tuple[jax.Array, ...]
     noise: Gamma
     prior: Gamma
     sites: PriorSites
-    rejected: jax.Array
+    rejections: tuple[jax.Array, ...]
+    noise_rejections: jax.Array
     key: jax.Array
     spec: PBPSpec
 
     def replace(self, **changes) -> PBPState:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def rejected(self) -> jax.Array:
+        """Total number of refused updates (weights and noise) since ``init``."""
+        return sum(jnp.sum(r, dtype=jnp.int64) for r in self.rejections) + self.noise_rejections
 
 
 def init(key: jax.Array, spec: PBPSpec) -> PBPState:
@@ -127,7 +135,8 @@ def init(key: jax.Array, spec: PBPSpec) -> PBPState:
         noise=noise,
         prior=Gamma(jnp.asarray(spec.prior_shape, f64), jnp.asarray(spec.prior_rate, f64)),
         sites=PriorSites(zeros, site_prec, zeros, zeros),
-        rejected=jnp.zeros((), jnp.int64),
+        rejections=tuple(jnp.zeros(s, jnp.int32) for s in spec.weight_shapes),
+        noise_rejections=jnp.zeros((), jnp.int64),
         key=key,
         spec=spec,
     )
@@ -224,28 +233,32 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
 
     Weights whose update would give a non-positive or non-finite variance (or a non-finite
     mean) keep their old moments; a non-usable noise-Gamma update is likewise refused (the
-    reference code forgot this guard). Refusals are counted in ``state.rejected``.
+    reference code forgot this guard). Refusals are counted in ``state.rejections``.
     """
     weight = 1.0 if keep is None else jnp.where(keep, 1.0, 0.0)
     keep = True if keep is None else keep
     out_mean, out_var, grads_m, grads_v = output_moments_and_grads(state, x, y, weight)
-    means, variances, rejected = [], [], state.rejected
-    for M, V, dM, dV in zip(state.means, state.variances, grads_m, grads_v):
-        # Stacking materialises (m_new, v_new) once; otherwise XLA:CPU fuses the whole
-        # gradient chain into each of the three consumers below (measured ~10% slower).
-        m_new, v_new = jnp.stack(adf.gaussian_update(M, V, dM, dV))
+    means, variances, rejections = [], [], []
+    for M, V, dM, dV, count in zip(state.means, state.variances, grads_m, grads_v, state.rejections):
+        m_new, v_new = adf.gaussian_update(M, V, dM, dV)
         ok = adf.valid_gaussian(m_new, v_new)
         means.append(jnp.where(ok, m_new, M))
         variances.append(jnp.where(ok, v_new, V))
-        rejected = rejected + jnp.sum(~ok)
-    noise = state.noise
+        rejections.append(count + jnp.where(ok, 0, 1).astype(count.dtype))
+    noise, noise_rejections = state.noise, state.noise_rejections
     if state.spec.learn_noise:
         log_z = adf.student_log_z(y, out_mean.astype(jnp.float64), out_var.astype(jnp.float64), *noise)
         shape_new, rate_new = adf.gamma_update(*noise, *log_z)
         ok = adf.valid_gamma(shape_new, rate_new) & keep
         noise = Gamma(jnp.where(ok, shape_new, noise.shape), jnp.where(ok, rate_new, noise.rate))
-        rejected = rejected + (~ok & keep)
-    return state.replace(means=tuple(means), variances=tuple(variances), noise=noise, rejected=rejected)
+        noise_rejections = noise_rejections + (~ok & keep)
+    return state.replace(
+        means=tuple(means),
+        variances=tuple(variances),
+        noise=noise,
+        rejections=tuple(rejections),
+        noise_rejections=noise_rejections,
+    )
 
 
 def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> PBPState:
@@ -257,7 +270,8 @@ def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | Non
     def step(carry, row):
         return adf_update(carry, *row), None
 
-    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask))
+    # unrolling four updates per loop iteration lets XLA schedule across them (~8 % faster)
+    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=4)
     return state
 
 
@@ -309,15 +323,20 @@ def refine_prior(state: PBPState) -> PBPState:
         proper = ok_gauss & (rate_cav > 0) & (shape_cav > 1)
         shape_cav = jnp.where(proper, shape_cav, 2.0)
         rate_cav = jnp.where(proper, rate_cav, 1.0)
-        m_new, v_new, shape_new, rate_new = tilted(m_c, v_c, shape_cav, rate_cav)
-        ok = proper & adf.valid_gaussian(m_new, v_new) & adf.valid_gamma(shape_new, rate_new)
+        # only the Gamma part is needed inside the loop; the Gaussian part of the tilted
+        # moments is recomputed, vectorised, after it (with a proper cavity and a proper
+        # Gaussian prior factor it is always valid: v_new = v_cav V / (v_cav + V) > 0)
+        log_z = adf.student_log_z(0.0, m_c, v_c, shape_cav, rate_cav)
+        shape_new, rate_new = adf.gamma_update(shape_cav, rate_cav, *log_z)
+        ok = proper & adf.valid_gamma(shape_new, rate_new)
         prior = Gamma(jnp.where(ok, shape_new, prior.shape), jnp.where(ok, rate_new, prior.rate))
         return prior, (ok, shape_cav, rate_cav)
 
     prior, (ok, shape_cav, rate_cav) = lax.scan(
-        step, state.prior, (m_cav, v_cav, gauss_proper, s_shape, s_rate), unroll=4
+        step, state.prior, (m_cav, v_cav, gauss_proper, s_shape, s_rate), unroll=8
     )
     m_new, v_new, shape_new, rate_new = tilted(m_cav, v_cav, shape_cav, rate_cav)
+    ok = ok & adf.valid_gaussian(m_new, v_new)
     pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
     offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
 

@@ -46,7 +46,8 @@ def _relu_moments(m_a, v_a):
     a = m_a / s
     p = 0.5 * erfc(-a / math.sqrt(2.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(a < -30, -a - 1.0 / a + 2.0 / a**3, _INV_SQRT_2PI * np.exp(-0.5 * a * a) / p)
+        # reference asymptote, with the extra -10/a^5 term probprop uses (see moments.gaussian)
+        g = np.where(a < -30, -a - 1.0 / a + 2.0 / a**3 - 10.0 / a**5, _INV_SQRT_2PI * np.exp(-0.5 * a * a) / p)
     m_z = p * (m_a + s * g)
     v_z = m_z * (m_a + s * g) * (1.0 - p) + p * v_a * (1.0 - g * g - g * a)
     pdf = p * g

@@ -1,5 +1,6 @@
 """Standard normal helpers with forms that stay accurate in the tails."""
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -20,6 +21,7 @@ def norm_pdf(a):
     return INV_SQRT_2PI * jnp.exp(-0.5 * a * a)
 
 
+@jax.custom_jvp
 def mills_terms(a):
     """Return (Phi(a), Phi(-a), gamma, r) with gamma = phi(a)/Phi(a) and r = a + gamma.
 
@@ -27,8 +29,10 @@ def mills_terms(a):
     other tail is 1 minus it. ``r`` is the mean of max(0, z) in units of sqrt(v)*Phi:
     E[max(0, z)] = sqrt(v) * Phi(a) * r for z ~ N(a sqrt(v), v). Below the tail switch,
     gamma and r come from the asymptotic series gamma = -a - 1/a + 2/a^3, r = -1/a + 2/a^3
-    (reference PBP code), which avoids 0/0 once Phi underflows and the cancellation in
-    a + gamma; the ``where`` guards keep gradients finite in the branch not taken.
+    (reference PBP code, plus the next term -10/a^5, which makes the switch continuous to
+    1e-7), which avoids 0/0 once Phi underflows and the cancellation in a + gamma.
+    Derivatives are given in closed form (see below): autodiff of phi/Phi would square Phi,
+    which underflows in the tail.
     """
     switch = TAIL_SWITCH.get(jnp.dtype(a.dtype), -30.0)
     tail = a < switch
@@ -38,7 +42,18 @@ def mills_terms(a):
     upper = jnp.where(negative, 1.0 - small, small)
     gamma_direct = norm_pdf(a) / jnp.where(tail, 1.0, cdf)
     inv = 1.0 / jnp.where(tail, a, switch)
-    inv3 = inv * inv * inv
-    gamma = jnp.where(tail, -1.0 / inv - inv + 2.0 * inv3, gamma_direct)
-    r = jnp.where(tail, -inv + 2.0 * inv3, a + gamma_direct)
+    inv2 = inv * inv
+    r_tail = inv * (-1.0 + inv2 * (2.0 - 10.0 * inv2))
+    gamma = jnp.where(tail, r_tail - a, gamma_direct)
+    r = jnp.where(tail, r_tail, a + gamma_direct)
     return cdf, upper, gamma, r
+
+
+@mills_terms.defjvp
+def _mills_terms_jvp(primals, tangents):
+    """dPhi/da = Phi gamma, d(1-Phi)/da = -Phi gamma, dgamma/da = -gamma r, dr/da = 1 - gamma r."""
+    (a,), (da,) = primals, tangents
+    cdf, upper, gamma, r = mills_terms(a)
+    pdf = cdf * gamma
+    gr = gamma * r
+    return (cdf, upper, gamma, r), (pdf * da, -pdf * da, -gr * da, (1.0 - gr) * da)

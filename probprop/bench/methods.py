@@ -1,0 +1,158 @@
+"""Method adapters for the UCI benchmark: one small function per method.
+
+Every adapter has the signature
+
+    fit_predict(X_train, y_train, X_test, info, seed) -> (mean, std, fit_seconds)
+
+with ``info`` a :class:`DatasetInfo` (the dataset's name and the protocol's hidden units and
+epochs) and ``seed`` the split index. ``mean`` and ``std`` are the Gaussian predictive
+distribution on ``X_test`` in the units of ``y``; ``fit_seconds`` times training only.
+
+:data:`METHODS` maps registry names to adapters. Optional methods (ngboost, pytagi) are
+imported inside their adapter; :func:`check_available` says, in one line, why one cannot run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DatasetInfo",
+    "MethodUnavailable",
+    "METHODS",
+    "LABELS",
+    "REQUIRES",
+    "check_available",
+    "resolve_methods",
+    "estimated_seconds",
+]
+
+
+class MethodUnavailable(RuntimeError):
+    """The method's optional dependency is not importable here."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What an adapter may know about the dataset besides the arrays."""
+
+    name: str
+    n_hidden: int = 50
+    n_epochs: int = 40
+    n_features: int = 0
+    n_train: int = 0
+
+
+def pbp(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """PBP as in the paper: one hidden layer of ``info.n_hidden`` ReLU units, ``info.n_epochs``
+    epochs, learned noise, ``random_state=seed``."""
+    from probprop import PBPRegressor
+
+    model = PBPRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - start
+    mean, std = model.predict(X_test, return_std=True)
+    return np.asarray(mean), np.asarray(std), fit_seconds
+
+
+def bayesridge(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """scikit-learn's BayesianRidge on standardised inputs; ``return_std`` includes the noise."""
+    from sklearn.linear_model import BayesianRidge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), BayesianRidge())
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - start
+    mean, std = model.predict(X_test, return_std=True)
+    return np.asarray(mean), np.asarray(std), fit_seconds
+
+
+def ngboost(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """NGBoost with its default settings and a Normal distribution (``pred_dist(X).params``)."""
+    try:
+        from ngboost import NGBRegressor
+        from ngboost.distns import Normal
+    except ImportError as err:
+        raise MethodUnavailable(f"ngboost is not importable here ({err}); pip install ngboost") from err
+
+    model = NGBRegressor(Dist=Normal, random_state=seed, verbose=False)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - start
+    params = model.pred_dist(X_test).params
+    return np.asarray(params["loc"]), np.asarray(params["scale"]), fit_seconds
+
+
+def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """TAGI through pytagi: listed so that the name is known; not implemented here."""
+    check_available("pytagi")
+    raise MethodUnavailable(
+        "pytagi imports, but the probprop benchmark has no pytagi adapter yet"
+    )
+
+
+METHODS: dict[str, Callable] = {
+    "pbp": pbp,
+    "bayesridge": bayesridge,
+    "ngboost": ngboost,
+    "pytagi": pytagi,
+}
+
+LABELS: dict[str, str] = {
+    "pbp": "probprop PBP",
+    "bayesridge": "BayesianRidge",
+    "ngboost": "NGBoost (ours)",
+    "pytagi": "pytagi",
+}
+
+#: The module each method needs beyond probprop's own dependencies.
+REQUIRES: dict[str, str | None] = {"pbp": None, "bayesridge": None, "ngboost": "ngboost", "pytagi": "pytagi"}
+
+
+def check_available(name: str) -> None:
+    """Raise :class:`MethodUnavailable` with a one-line reason if ``name`` cannot run here."""
+    resolve_methods([name])
+    module = REQUIRES[name]
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # a broken install can fail with more than ImportError
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MethodUnavailable(f"{name}: skipped, 'import {module}' failed ({reason})") from None
+
+
+def resolve_methods(names) -> list[str]:
+    """Validate method names (``"all"`` = every registered one); raise ValueError listing valid ones."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    names = [n.strip().lower() for n in names if n.strip()]
+    if not names:
+        raise ValueError(f"no method given; valid methods: {', '.join(METHODS)}")
+    if names == ["all"]:
+        return list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(map(repr, unknown))}; valid methods: {', '.join(METHODS)}, all")
+    return list(dict.fromkeys(names))
+
+
+def estimated_seconds(name: str, info: DatasetInfo) -> float:
+    """A rough single-core cost of one fit, used only to start the longest tasks first."""
+    n, d = max(info.n_train, 1), max(info.n_features, 1)
+    if name == "pbp":
+        weights = info.n_hidden * (d + 1) + info.n_hidden + 1
+        return n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
+    if name == "ngboost":
+        return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
+    if name == "pytagi":
+        return n * info.n_epochs * 2e-6
+    return 1e-6 * n * d

@@ -1,0 +1,213 @@
+"""Update-throughput benchmark: the compiled PBP engine against the NumPy reference.
+
+    python -m probprop.bench.speed [--out DIR] [--core 0] [--quick]
+
+Each measurement runs in a fresh worker process pinned to one core (``sched_setaffinity``
+before JAX is imported, XLA's intra-op threading off), so the engine and the NumPy baseline
+see the same single core in the same command. Reported per network (13-50-1, the Boston
+shape, and 9-100-1, the protein shape):
+
+- compile time of one epoch (paid once per data shape),
+- ADF updates per second of the per-point sweep (one ``lax.scan``), and of whole epochs
+  (sweep + shuffling + the EP prior refinement), float64 and float32,
+- the same updates in the plain NumPy reference (``probprop.learners.pbp_numpy``),
+  and the speed-up of the engine over it.
+
+A second worker fits a 41,157-point 9-100-1 model (protein's training size) through
+``PBPRegressor`` and reports its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NETWORKS = ((13, 50, 455), (9, 100, 41157))  # (inputs, hidden units, points per epoch)
+
+
+def _pin(core: int) -> None:
+    os.sched_setaffinity(0, {core})
+
+
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    ).strip()
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+    return env
+
+
+def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
+    """Run ``probprop.bench.speed.<function>(**kwargs)`` in a fresh process pinned to ``core``."""
+    code = (
+        "import json, sys\n"
+        "from probprop.bench import speed\n"
+        f"print(json.dumps(speed.{function}(**json.loads(sys.argv[1]))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)],
+        env=_worker_env(),
+        preexec_fn=lambda: _pin(core),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, repeats: int) -> dict:
+    """Throughput of one network shape (runs inside a pinned worker)."""
+    import jax
+    import numpy as np
+
+    import probprop  # noqa: F401  (float64)
+    from probprop.learners import pbp, pbp_numpy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_points, n_in))
+    y = np.tanh(X @ rng.normal(size=n_in) / np.sqrt(n_in)) + 0.1 * rng.normal(size=n_points)
+    y = (y - y.mean()) / y.std()
+    result = {"network": f"{n_in}-{hidden}-1", "points_per_epoch": n_points}
+    sweep = jax.jit(pbp.adf_sweep)
+    for dtype in ("float64", "float32"):
+        state = pbp.init(jax.random.PRNGKey(0), pbp.PBPSpec(n_in=n_in, hidden=(hidden,), dtype=dtype))
+        Xd = np.asarray(X, dtype)
+        start = time.perf_counter()
+        jax.block_until_ready(pbp.update(state, Xd, y).means)
+        compile_s = time.perf_counter() - start
+        jax.block_until_ready(sweep(state, Xd, y).means)
+        t_sweep = _best_time(lambda: jax.block_until_ready(sweep(state, Xd, y).means), repeats)
+        t_epoch = _best_time(lambda: jax.block_until_ready(pbp.update(state, Xd, y).means), repeats)
+        result[dtype] = {
+            "compile_s": compile_s,
+            "sweep_updates_per_s": n_points / t_sweep,
+            "us_per_update": 1e6 * t_sweep / n_points,
+            "epoch_updates_per_s": n_points / t_epoch,
+            "epoch_s": t_epoch,
+        }
+    state = pbp.init(jax.random.PRNGKey(0), pbp.PBPSpec(n_in=n_in, hidden=(hidden,)))
+    k = min(numpy_points, n_points)
+    t_numpy = _best_time(lambda: pbp_numpy.adf_sweep(pbp_numpy.from_state(state), X[:k], y[:k]), 2)
+    result["numpy"] = {"sweep_updates_per_s": k / t_numpy, "us_per_update": 1e6 * t_numpy / k}
+    result["speedup_vs_numpy"] = result["float64"]["sweep_updates_per_s"] / result["numpy"]["sweep_updates_per_s"]
+    result["affinity"] = sorted(os.sched_getaffinity(0))
+    return result
+
+
+def measure_fit_memory(n_points: int, n_in: int, hidden: int, epochs: int) -> dict:
+    """Peak resident memory of a PBPRegressor fit (runs inside a pinned worker)."""
+    import resource
+
+    import numpy as np
+
+    from probprop import PBPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_points, n_in))
+    y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=n_points)
+    start = time.perf_counter()
+    PBPRegressor(hidden=(hidden,), epochs=epochs, random_state=0).fit(X, y)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"points": n_points, "network": f"{n_in}-{hidden}-1", "epochs": epochs,
+            "fit_s": seconds, "peak_rss_mb": peak_kb / 1024}
+
+
+def report(results: list[dict], memory: dict, command: str) -> str:
+    lines = [
+        "# probprop update throughput",
+        "",
+        f"Command: `{command}` (one pinned core per worker; CPU: {_cpu_name()}).",
+        "",
+        "| network | engine | µs / update | updates / s (ADF sweep) | updates / s (whole epoch, with EP prior) | compile (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for dtype in ("float64", "float32"):
+            d = r[dtype]
+            lines.append(
+                f"| {r['network']} | JAX scan, {dtype} | {d['us_per_update']:.2f} | {d['sweep_updates_per_s']:,.0f} "
+                f"| {d['epoch_updates_per_s']:,.0f} | {d['compile_s']:.2f} |"
+            )
+        lines.append(
+            f"| {r['network']} | NumPy reference, float64 | {r['numpy']['us_per_update']:.1f} "
+            f"| {r['numpy']['sweep_updates_per_s']:,.0f} | | |"
+        )
+    lines += ["", "Speed-up of the float64 engine over the NumPy reference, same command:", ""]
+    for r in results:
+        lines.append(f"- {r['network']}: **{r['speedup_vs_numpy']:.1f}x**")
+    lines += [
+        "",
+        f"Peak resident memory of a {memory['points']:,}-point {memory['network']} fit "
+        f"({memory['epochs']} epochs, {memory['fit_s']:.1f} s): **{memory['peak_rss_mb']:.0f} MB**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m probprop.bench.speed", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="folder for speed.md and speed.json")
+    parser.add_argument("--core", type=int, default=0, help="CPU core to pin the workers to")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a smaller memory fit")
+    args = parser.parse_args(argv)
+    return run(out=args.out, core=args.core, quick=args.quick)
+
+
+def run(out=None, core: int = 0, quick: bool = False, command: str | None = None) -> int:
+    repeats = 3 if quick else 7
+    results = []
+    for n_in, hidden, n_points in NETWORKS:
+        if quick:
+            n_points = min(n_points, 4096)
+        print(f"measuring {n_in}-{hidden}-1 on core {core} ...", flush=True)
+        results.append(
+            run_in_pinned_worker(
+                "measure_network", core, n_in=n_in, hidden=hidden, n_points=n_points,
+                numpy_points=300 if quick else 1000, repeats=repeats,
+            )
+        )
+    print("measuring peak memory of a protein-sized fit ...", flush=True)
+    memory = run_in_pinned_worker(
+        "measure_fit_memory", core, n_points=41157, n_in=9, hidden=100, epochs=2 if quick else 20
+    )
+    text = report(results, memory, command or "python -m probprop.bench.speed" + (" --quick" if quick else ""))
+    print(text)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed.md").write_text(text)
+        (out / "speed.json").write_text(json.dumps({"networks": results, "memory": memory}, indent=2))
+        print(f"wrote {out / 'speed.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The UCI benchmark runner: an end-to-end slice, and the pieces it is built from."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probprop.bench import methods, published, report
+from probprop.bench.uci import parse_splits, plan_tasks, resolve_datasets, run_bench, worker_environment
+from probprop.data import load_uci
+
+
+def _need_data(*names):
+    for name in names:
+        try:
+            load_uci(name)
+        except FileNotFoundError as err:
+            pytest.skip(f"UCI data for {name!r} not available: {err}")
+
+
+def test_bench_slice_end_to_end(tmp_path):
+    _need_data("yacht", "concrete")
+    out = tmp_path / "bench"
+    result = run_bench(out=out, datasets="yacht,concrete", splits="0,1", methods="pbp,bayesridge", workers=2,
+                       command="probprop bench uci (test slice)", progress=False, log=lambda _: None)
+    assert not result.failures, result.failures
+
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == 8
+    assert set(zip(frame["method"], frame["dataset"], frame["split"])) == {
+        (m, d, k) for m in ("pbp", "bayesridge") for d in ("yacht", "concrete") for k in (0, 1)}
+    for column in ("rmse", "log_likelihood", "crps", "coverage_90", "width_90", "miscalibration_area",
+                   "rms_calibration_error", "fit_seconds", "predict_seconds"):
+        assert column in frame.columns and frame[column].notna().all(), column
+    pbp = frame[frame["method"] == "pbp"].set_index(["dataset", "split"])
+    assert (pbp["epochs"] == 40).all() and (pbp["n_hidden"] == 50).all()  # from the data files
+    assert (pbp.loc["yacht", "rmse"] < 2.5).all()
+    assert (pbp.loc["yacht", "log_likelihood"] > -2.5).all()
+    assert (pbp.loc["concrete", "rmse"] < 7.5).all()
+    # two workers, each on its own core
+    assert frame["core"].astype(str).str.fullmatch(r"\d+").all()
+
+    text = (out / "report.md").read_text()
+    assert "1.02 ± 0.05" in text and "-1.63 ± 0.02" in text  # the paper's PBP on yacht
+    assert "probprop PBP vs paper" in text
+    assert "probprop bench uci (test slice)" in text
+    assert "Total wall time" in text and "SE" in text and "SD" in text
+    assert "![Test log-likelihood per dataset](ll_comparison.png)" in text
+    assert (out / "ll_comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parse_splits():
+    assert parse_splits("all") is None
+    assert parse_splits("0-4") == [0, 1, 2, 3, 4]
+    assert parse_splits("0,1,2") == [0, 1, 2]
+    assert parse_splits("3,0-1,3") == [0, 1, 3]
+    for bad in ("x", "4-2", "-1", "0-", ","):
+        with pytest.raises(ValueError):
+            parse_splits(bad)
+
+
+def test_names_are_checked_with_the_valid_ones_listed():
+    assert resolve_datasets("all")[0] == "bostonHousing" and len(resolve_datasets("all")) == 9
+    assert resolve_datasets("yacht,boston") == ["bostonHousing", "yacht"]  # papers' order
+    with pytest.raises(ValueError, match="yacht"):
+        resolve_datasets("yaht")
+    with pytest.raises(ValueError, match="bayesridge"):
+        methods.resolve_methods("pbp,svm")
+    assert methods.resolve_methods("all") == list(methods.METHODS)
+
+
+def test_pytagi_is_a_clean_skip_when_not_importable():
+    try:
+        import pytagi  # noqa: F401
+    except Exception:
+        with pytest.raises(methods.MethodUnavailable, match="pytagi"):
+            methods.check_available("pytagi")
+    else:
+        pytest.skip("pytagi imports here")
+
+
+def test_plan_orders_longest_first_and_notes_missing_splits():
+    _need_data("yacht", "protein")
+    tasks, skipped = plan_tasks("yacht,protein", "3-6", "pbp,bayesridge,pytagi")
+    assert tasks[0].dataset == "protein-tertiary-structure" and tasks[0].method == "pbp"
+    estimates = [t.estimate_s for t in tasks]
+    assert estimates == sorted(estimates, reverse=True)
+    assert {t.split for t in tasks if t.dataset.startswith("protein")} == {3, 4}
+    assert any("protein" in note and "5,6" in note for note in skipped)
+    assert tasks[0].n_hidden == 100 and tasks[0].n_epochs == 20
+    tasks, _ = plan_tasks("yacht", "0", "pbp", epochs=3)
+    assert tasks[0].n_epochs == 3
+
+
+def test_worker_environment_turns_threading_off(monkeypatch):
+    env = worker_environment({"XLA_FLAGS": "--foo", "PROBPROP_JAX_CACHE": "off"})
+    assert env["XLA_FLAGS"].startswith("--foo ") and "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"] and env["OMP_NUM_THREADS"] == "1"
+    assert "JAX_COMPILATION_CACHE_DIR" not in env
+    assert worker_environment({"PROBPROP_JAX_CACHE": "/tmp/x"})["JAX_COMPILATION_CACHE_DIR"] == "/tmp/x"
+
+
+def test_published_numbers_and_se_conversion():
+    pbp = published.with_se("pbp", "rmse", "yacht")
+    assert pbp["value"] == 1.02 and pbp["se"] == 0.05 and pbp["kind"] == "se"
+    de = published.with_se("deep_ensembles", "rmse", "bostonHousing")  # printed 3.28 ± 1.00 (SD), 20 splits
+    assert de["kind"] == "sd->se" and math.isclose(de["se"], 1.00 / math.sqrt(20))
+    de = published.with_se("deep_ensembles", "log_likelihood", "protein-tertiary-structure")
+    assert math.isclose(de["se"], 0.02 / math.sqrt(5))
+    assert published.with_se("ngboost", "rmse", "yacht")["kind"] == "sd"  # split count unconfirmed
+    assert published.with_se("hodvi", "rmse", "yacht") is None
+    for entry in published.PUBLISHED.values():
+        assert entry["spread"] in ("se", "sd") and entry["source"]
+        for metric in ("rmse", "log_likelihood"):
+            assert set(entry[metric]) <= set(resolve_datasets("all")) | {"year"}
+
+
+def test_compare_to_paper():
+    # paper: yacht RMSE 1.02 ± 0.05, LL -1.63 ± 0.02
+    assert report.compare_to_paper(1.05, 0.05, "rmse", "yacht")["verdict"] == "within"
+    assert report.compare_to_paper(0.70, 0.03, "rmse", "yacht")["verdict"] == "better"
+    assert report.compare_to_paper(1.50, 0.05, "rmse", "yacht")["verdict"] == "worse"
+    assert report.compare_to_paper(-1.20, 0.02, "log_likelihood", "yacht")["verdict"] == "better"
+    assert report.compare_to_paper(-2.00, 0.02, "log_likelihood", "yacht")["verdict"] == "worse"
+    # a printed "0.10 ± 0.00" still allows half a unit of the last decimal
+    assert report.compare_to_paper(0.104, 0.0, "rmse", "kin8nm")["verdict"] == "within"
+    assert report.compare_to_paper(0.5, 0.1, "crps", "yacht") is None
+
+
+def test_summarise_mean_and_standard_error():
+    frame = pd.DataFrame({"dataset": ["yacht"] * 4, "method": ["pbp"] * 4, "rmse": [1.0, 2.0, 3.0, 4.0]})
+    mean, se, n = report.summarise(frame, "rmse")[("yacht", "pbp")]
+    assert mean == 2.5 and n == 4 and math.isclose(se, np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert report.fmt(2.5, se).startswith("2.50 ± 0.6")

@@ -1,0 +1,199 @@
+"""The compiled PBP engine against exact special cases, autodiff, and the NumPy reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import probprop  # noqa: F401  (enables float64)
+from probprop.learners import adf, pbp, pbp_numpy
+
+
+def make_state(hidden, n_in=4, seed=0, **spec):
+    return pbp.init(jax.random.PRNGKey(seed), pbp.PBPSpec(n_in=n_in, hidden=hidden, **spec))
+
+
+def data(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] + 0.1 * rng.normal(size=n)
+    return X, (y - y.mean()) / y.std()
+
+
+def log_z(state, x, y):
+    """log Z of PBP eq. 12 as a function of the weight moments (for autodiff)."""
+    mean, var = pbp.forward(state, x)
+    return adf.gaussian_log_z(y, mean, var + pbp.noise_variance(state))
+
+
+@pytest.mark.parametrize("hidden", [(), (7,), (5, 4)])
+def test_hand_written_gradients_match_autodiff_and_finite_differences(hidden):
+    state = make_state(hidden)
+    x, y = jnp.asarray([0.3, -1.2, 0.8, 2.0]), jnp.asarray(0.7)
+    _, _, grads_m, grads_v = pbp.output_moments_and_grads(state, x, y)
+    f = lambda means, variances: log_z(state.replace(means=means, variances=variances), x, y)  # noqa: E731
+    auto_m, auto_v = jax.grad(f, argnums=(0, 1))(state.means, state.variances)
+    for hm, am, hv, av in zip(grads_m, auto_m, grads_v, auto_v):
+        np.testing.assert_allclose(hm, am, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(hv, av, rtol=1e-10, atol=1e-13)
+    # finite differences on a few entries of every layer
+    h = 1e-6
+    for layer in range(len(state.means)):
+        for idx in [(0, 0), (state.means[layer].shape[0] - 1, state.means[layer].shape[1] - 1)]:
+            for which, auto in (("means", auto_m), ("variances", auto_v)):
+                arrays = list(getattr(state, which))
+                plus, minus = list(arrays), list(arrays)
+                plus[layer] = arrays[layer].at[idx].add(h)
+                minus[layer] = arrays[layer].at[idx].add(-h)
+                fp = log_z(state.replace(**{which: tuple(plus)}), x, y)
+                fm = log_z(state.replace(**{which: tuple(minus)}), x, y)
+                fd = (fp - fm) / (2 * h)
+                np.testing.assert_allclose(auto[layer][idx], fd, rtol=1e-5, atol=1e-9)
+
+
+def exact_linear_posterior(m0, v0, A, y, noise_var):
+    """Exact Gaussian posterior of w for y = A w + noise, prior N(m0, diag v0)."""
+    precision = np.diag(1.0 / v0) + A.T @ A / noise_var
+    cov = np.linalg.inv(precision)
+    mean = cov @ (m0 / v0 + A.T @ y / noise_var)
+    return mean, np.diag(cov)
+
+
+def test_one_adf_update_without_hidden_layer_is_exact_bayesian_linear_regression():
+    state = make_state((), n_in=3, learn_noise=False, noise_variance=0.3)
+    x, y = np.array([0.5, -1.5, 2.0]), 1.3
+    new = pbp.adf_update(state, jnp.asarray(x), jnp.asarray(y))
+    a = np.append(x, 1.0) / np.sqrt(4)  # bias input and the 1/sqrt(fan_in + 1) scaling
+    m0, v0 = np.asarray(state.means[0][0]), np.asarray(state.variances[0][0])
+    mean, var = exact_linear_posterior(m0, v0, a[None, :], np.array([y]), 0.3)
+    np.testing.assert_allclose(new.means[0][0], mean, rtol=1e-12)
+    np.testing.assert_allclose(new.variances[0][0], var, rtol=1e-12)
+    assert int(new.rejected) == 0
+
+
+def test_adf_pass_over_one_hot_inputs_equals_the_exact_posterior():
+    """Each point touches one weight, so the exact posterior stays factorised and ADF is exact."""
+    d, n, noise_var = 5, 200, 0.2
+    rng = np.random.default_rng(0)
+    state = make_state((), n_in=d, learn_noise=False, noise_variance=noise_var, bias=False)
+    k = rng.integers(0, d, n)
+    X = np.eye(d)[k]
+    y = rng.normal(size=n) + k
+    new = pbp.adf_sweep(state, X, y)
+    A = X / np.sqrt(d)
+    m0, v0 = np.asarray(state.means[0][0]), np.asarray(state.variances[0][0])
+    mean, var = exact_linear_posterior(m0, v0, A, y, noise_var)
+    np.testing.assert_allclose(new.means[0][0], mean, rtol=1e-10)
+    np.testing.assert_allclose(new.variances[0][0], var, rtol=1e-10)
+
+
+@pytest.mark.parametrize("hidden", [(), (10,), (6, 5)])
+@pytest.mark.parametrize("learn_noise", [True, False])
+def test_compiled_epoch_matches_the_numpy_reference(hidden, learn_noise):
+    X, y = data(60, 4)
+    kw = {} if learn_noise else {"noise_variance": 0.5}
+    state = make_state(hidden, learn_noise=learn_noise, **kw)
+    params = pbp_numpy.from_state(state)
+    order = np.random.default_rng(1).permutation(len(y))
+    for _ in range(2):
+        state = pbp.refine_prior(pbp.adf_sweep(state, X[order], y[order]))
+        pbp_numpy.epoch(params, X, y, order)
+    for layer in range(len(hidden) + 1):
+        np.testing.assert_allclose(state.means[layer], params["m"][layer], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state.variances[layer], params["v"][layer], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state.sites.precision[layer], params["site_v"][layer], rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(state.sites.shape[layer], params["site_a"][layer], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(state.noise, params["noise"], rtol=1e-10)
+    np.testing.assert_allclose(state.prior, params["prior"], rtol=1e-10)
+    assert int(state.rejected) == params["rejected"]
+
+
+def test_noise_gamma_update_moves_towards_the_observed_noise():
+    X, y = data(400, 4)
+    state = make_state((10,))
+    for _ in range(5):
+        state = pbp.update(state, X, 0.5 * y)
+    # residual noise of 0.5 * (standardised signal with ~10% noise) is small
+    assert float(pbp.noise_variance(state)) < 0.1
+    assert float(state.noise.shape) > 6.0
+
+
+def test_invalid_updates_are_rejected_and_counted():
+    """Far-off targets with wide, large-mean weights push some variances below zero: those
+    weights keep their old moments, the others update, and each refusal is counted."""
+    rng = np.random.default_rng(0)
+    state = make_state((3,), n_in=2)
+    state = state.replace(
+        means=tuple(jnp.asarray(rng.normal(scale=3, size=m.shape)) for m in state.means),
+        variances=tuple(jnp.asarray(rng.uniform(0.01, 5, size=m.shape)) for m in state.means),
+    )
+    x = jnp.asarray(rng.normal(scale=3, size=2))
+    new = pbp.adf_update(state, x, jnp.asarray(-30.0))
+    _, _, gm, gv = pbp.output_moments_and_grads(state, x, jnp.asarray(-30.0))
+    n_bad = 0
+    for M, V, dM, dV, M1, V1 in zip(state.means, state.variances, gm, gv, new.means, new.variances):
+        m_new, v_new = adf.gaussian_update(M, V, dM, dV)
+        bad = ~np.asarray(adf.valid_gaussian(m_new, v_new))
+        n_bad += bad.sum()
+        np.testing.assert_array_equal(np.asarray(V1)[bad], np.asarray(V)[bad])
+        np.testing.assert_array_equal(np.asarray(M1)[bad], np.asarray(M)[bad])
+        np.testing.assert_allclose(np.asarray(V1)[~bad], np.asarray(v_new)[~bad])
+        assert np.all(np.asarray(V1) > 0)
+    assert n_bad > 0 and int(new.rejected) == n_bad
+    # a NaN target: every update is refused, the state is unchanged
+    nan = pbp.adf_update(state, jnp.asarray([0.1, 0.2]), jnp.asarray(np.nan))
+    n_weights = pbp.n_weights(state.spec)
+    assert int(nan.rejected) == n_weights + 1  # all weights plus the noise Gamma
+    for a, b in zip(nan.means + nan.variances, state.means + state.variances):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(nan.noise, state.noise)
+
+
+def test_refine_prior_keeps_natural_parameters_consistent():
+    """After EP, posterior = cavity + site in natural parameters for every updated weight, and
+    the prior Gamma moves towards the empirical weight scale."""
+    X, y = data(200, 4)
+    state = make_state((8,))
+    state = pbp.adf_sweep(state, X, y)
+    before = state
+    after = pbp.refine_prior(state)
+    for layer in range(2):
+        prec_before = 1 / np.asarray(before.variances[layer]) - np.asarray(before.sites.precision[layer])
+        prec_after = 1 / np.asarray(after.variances[layer]) - np.asarray(after.sites.precision[layer])
+        np.testing.assert_allclose(prec_after, prec_before, rtol=1e-8)  # same cavity
+    assert float(after.prior.shape) > float(before.prior.shape)
+
+
+def test_padded_rows_do_not_change_the_posterior():
+    X, y = data(20, 4)
+    state = make_state((6,))
+    Xp = np.vstack([X, np.full((5, 4), 1e3)])
+    yp = np.append(y, np.full(5, -1e3))
+    mask = np.arange(25) < 20
+    a = pbp.adf_sweep(state, X, y)
+    b = pbp.adf_sweep(state, Xp, yp, mask)
+    for u, v in zip(a.means + a.variances, b.means + b.variances):
+        np.testing.assert_allclose(u, v, rtol=1e-13)
+    np.testing.assert_allclose(a.noise, b.noise, rtol=1e-13)
+    assert int(a.rejected) == int(b.rejected)
+
+
+def test_update_is_reproducible_and_float32_tracks_float64():
+    X, y = data(100, 4)
+    s64 = make_state((8,))
+    s32 = make_state((8,), dtype="float32")
+    assert s32.means[0].dtype == jnp.float32 and s32.sites.precision[0].dtype == jnp.float64
+    a = b = s64
+    for _ in range(3):
+        a, b, s32 = pbp.update(a, X, y), pbp.update(b, X, y), pbp.update(s32, X, y)
+    for u, v in zip(a.means, b.means):
+        np.testing.assert_array_equal(u, v)
+    m64, v64 = pbp.predict(a, X)
+    m32, v32 = pbp.predict(s32, X)
+    np.testing.assert_allclose(m32, m64, atol=1e-3)
+    assert m32.dtype == jnp.float32
+
+
+def test_unknown_activation_is_rejected():
+    with pytest.raises(ValueError, match="unknown activation"):
+        make_state((3,), activation="swish-ish")
