@@ -28,20 +28,22 @@ from probprop.moments import ACTIVATIONS
 
 _DTYPES = ("float64", "float32")
 
-#: A column whose spread is below this fraction of its magnitude is treated as constant
-#: (naval has a column whose standard deviation is float rounding noise, about 1e-13).
-_CONSTANT_RTOL = 1e-9
 
 #: Prediction runs in blocks of at most this many rows, each padded to a power of two so
 #: that a handful of compiled shapes serve every batch size.
 _PREDICT_BLOCK = 8192
 
 
-def standardisation(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training mean and population std (ddof=0) per column; (near-)constant columns get std 1."""
+def standardisation(a: np.ndarray, constant_tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Training mean and population std (ddof=0) per column; (near-)constant columns get std 1.
+
+    A column is constant when its std is at most ``constant_tol`` times its magnitude (naval
+    has a column whose std is float rounding noise, about 1e-13); ``constant_tol=0`` keeps
+    the reference code's rule (only an exactly zero std).
+    """
     mean = a.mean(axis=0)
     std = a.std(axis=0)
-    constant = std <= _CONSTANT_RTOL * np.maximum(np.abs(mean), 1e-300) + np.finfo(np.float64).tiny
+    constant = std <= constant_tol * np.abs(mean) + np.finfo(np.float64).tiny
     return mean, np.where(constant, 1.0, std)
 
 
@@ -71,6 +73,10 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         Hidden-unit nonlinearity (one of ``probprop.moments.ACTIVATIONS``).
     dtype : {"float64", "float32"}, default="float64"
         Precision of the network moments (Gamma and EP-site arithmetic stays float64).
+    constant_tol : float, default=1e-9
+        Input columns whose training std is at most this fraction of their mean's magnitude
+        are treated as constant (left unscaled). 0 reproduces the reference code, which only
+        treats an exactly zero std so (see the naval note in docs/benchmarks).
     random_state : int, RandomState or None, default=None
         Seeds the initial weight means and the per-epoch shuffling.
     verbose : bool, default=False
@@ -95,6 +101,7 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         noise="learn",
         activation="relu",
         dtype="float64",
+        constant_tol=1e-9,
         random_state=None,
         verbose=False,
     ):
@@ -103,6 +110,7 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         self.noise = noise
         self.activation = activation
         self.dtype = dtype
+        self.constant_tol = constant_tol
         self.random_state = random_state
         self.verbose = verbose
 
@@ -131,6 +139,9 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if not (isinstance(self.constant_tol, numbers.Real) and not isinstance(self.constant_tol, bool)
+                and 0 <= self.constant_tol < 1):
+            raise ValueError(f"constant_tol must be a float in [0, 1), got {self.constant_tol!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
         return {"hidden": tuple(int(h) for h in hidden)}
@@ -171,7 +182,7 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
 
     def _start(self, X, y):
         params = self._validated_params()
-        self.x_mean_, self.x_scale_ = standardisation(X)
+        self.x_mean_, self.x_scale_ = standardisation(X, self.constant_tol)
         y_mean, y_scale = standardisation(y[:, None])
         self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
         learn = self.noise == "learn"

@@ -18,7 +18,7 @@ Everything works in standardised units; the estimator converts at the edge.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
 
@@ -44,7 +44,8 @@ class PBPSpec:
     hidden: tuple[int, ...] = (50,)
     activation: str = "relu"
     learn_noise: bool = True
-    noise_variance: float | None = None
+    # only read by init; excluded from eq/hash so fixed-noise models share compilations
+    noise_variance: float | None = field(default=None, compare=False)
     bias: bool = True
     noise_shape: float = 6.0
     noise_rate: float = 6.0
@@ -111,9 +112,19 @@ class PBPState:
 
 def init(key: jax.Array, spec: PBPSpec) -> PBPState:
     """Prior posterior: means ~ N(0, 1/(fan_in + 1)), variances b/(a-1) = 1.2 (PBP §3.1)."""
-    dtype = jnp.dtype(spec.dtype)
     if spec.activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {spec.activation!r}; choose from {sorted(ACTIVATIONS)}")
+    if not spec.learn_noise and not (spec.noise_variance is not None and spec.noise_variance > 0):
+        raise ValueError(f"a fixed noise needs a positive noise_variance, got {spec.noise_variance!r}")
+    state = _init(key, spec)
+    if not spec.learn_noise:  # outside the compiled part: the value is not part of the jit key
+        state = state.replace(noise=Gamma(jnp.asarray(2.0), jnp.asarray(float(spec.noise_variance))))
+    return state
+
+
+@partial(jax.jit, static_argnums=1)
+def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
+    dtype = jnp.dtype(spec.dtype)
     key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
     prior_var = spec.prior_rate / (spec.prior_shape - 1.0)
     means = tuple(
@@ -124,11 +135,8 @@ def init(key: jax.Array, spec: PBPSpec) -> PBPState:
     f64 = jnp.float64
     site_prec = tuple(jnp.full(s, 1.0 / prior_var, f64) for s in spec.weight_shapes)
     zeros = tuple(jnp.zeros(s, f64) for s in spec.weight_shapes)
-    if spec.learn_noise:
-        noise = Gamma(jnp.asarray(spec.noise_shape, f64), jnp.asarray(spec.noise_rate, f64))
-    else:
-        # fixed noise: shape 2, rate sigma^2 gives rate / (shape - 1) = sigma^2 exactly
-        noise = Gamma(jnp.asarray(2.0, f64), jnp.asarray(spec.noise_variance, f64))
+    # a fixed noise variance s2 is stored as shape 2, rate s2 (rate / (shape - 1) = s2), see init
+    noise = Gamma(jnp.asarray(spec.noise_shape, f64), jnp.asarray(spec.noise_rate, f64))
     return PBPState(
         means=means,
         variances=variances,
@@ -333,7 +341,7 @@ def refine_prior(state: PBPState) -> PBPState:
         return prior, (ok, shape_cav, rate_cav)
 
     prior, (ok, shape_cav, rate_cav) = lax.scan(
-        step, state.prior, (m_cav, v_cav, gauss_proper, s_shape, s_rate), unroll=8
+        step, state.prior, (m_cav, v_cav, gauss_proper, s_shape, s_rate), unroll=2
     )
     m_new, v_new, shape_new, rate_new = tilted(m_cav, v_cav, shape_cav, rate_cav)
     ok = ok & adf.valid_gaussian(m_new, v_new)

@@ -47,6 +47,8 @@ v in [1e-8, 1e4] (incl. |m|/sqrt(v) up to 40): relative error of the mean <= 3e-
 from its sign change (absolute <= 4e-16 (1 + |m|)), of the variance <= 3e-11.
 """
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -84,29 +86,34 @@ def _mean_terms(m, v):
     return mean, c1, half_c2, h, tau2, tau, pdf
 
 
+_N = np.arange(2, _SERIES_TERMS + 1, dtype=np.float64)  # series index n = 2..N
+_INV_FACT = np.exp(-np.array([math.lgamma(n + 1.0) for n in _N]))  # 1 / n!
+_INV_FACT_PREV = _INV_FACT * _N  # 1 / (n-1)!
+
+
 def _series(m, v, jacobian):
     """Hermite-series variance (and optionally its derivatives) for small v."""
     mean, c1, _, h, tau2, tau, pdf = _mean_terms(m, v)
     rho = v / tau2
     n_max = _SERIES_TERMS + (2 if jacobian else 0)
-    p = [pdf, h * pdf]  # P_k = phi(h) He_k(h)
+    p = [pdf, h * pdf]  # P_k = phi(h) He_k(h), by the (stable) three-term recursion
     for k in range(1, n_max):
         p.append(h * p[k] - k * p[k - 1])
-    d = {n: tau2 * p[n - 2] - p[n] for n in range(2, n_max + 1)}
-    acc = acc_m = acc_v = 0.0
-    coef = rho  # rho^n / n!, at n = 1
-    for n in range(2, _SERIES_TERMS + 1):
-        coef_prev = coef  # rho^(n-1) / (n-1)!
-        coef = coef * rho / n
-        acc = acc + coef * d[n] * d[n]
-        if jacobian:
-            acc_m = acc_m + coef * d[n] * d[n + 1]
-            acc_v = acc_v + coef_prev * d[n] * d[n] + coef * d[n] * d[n + 2]
-    var = v * c1 * c1 + acc / tau2
+    p = jnp.stack(p, axis=-1)
+    d = tau2[..., None] * p[..., :-2] - p[..., 2:]  # d_n = t^2 P_(n-2) - P_n, n = 2..n_max
+    n_terms = _SERIES_TERMS - 1
+    dtype = d.dtype
+    rho_ = rho[..., None]
+    coef = jnp.power(rho_, jnp.asarray(_N, dtype)) * jnp.asarray(_INV_FACT, dtype)  # rho^n / n!
+    d_n = d[..., :n_terms]
+    var = v * c1 * c1 + jnp.sum(coef * d_n * d_n, -1) / tau2
     if not jacobian:
         return mean, var
-    c2 = d[2] / (tau * tau2)
-    c3 = -d[3] / (tau2 * tau2)
+    coef_prev = jnp.power(rho_, jnp.asarray(_N - 1.0, dtype)) * jnp.asarray(_INV_FACT_PREV, dtype)
+    acc_m = jnp.sum(coef * d_n * d[..., 1 : n_terms + 1], -1)
+    acc_v = jnp.sum(coef_prev * d_n * d_n + coef * d_n * d[..., 2 : n_terms + 2], -1)
+    c2 = d[..., 0] / (tau * tau2)
+    c3 = -d[..., 1] / (tau2 * tau2)
     var_m = 2.0 * v * c1 * c2 - 2.0 * acc_m / (tau * tau2)
     var_v = c1 * c1 + v * c1 * c3 + acc_v / (tau2 * tau2)
     return mean, var, var_m, var_v

@@ -80,6 +80,7 @@ def test_constructor_stores_arguments_unchanged():
         "hidden": (50,),
         "epochs": 40,
         "noise": "learn",
+        "constant_tol": 1e-9,
         "activation": "relu",
         "dtype": "float64",
         "random_state": None,

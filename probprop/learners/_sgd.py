@@ -1,0 +1,120 @@
+"""One epoch of mini-batch gradient descent, shared by the gradient-trained learners.
+
+``sgd_epoch`` shuffles the data with a key, cuts it into ``ceil(n / batch_size)`` batches of one
+fixed shape (the last partial batch padded with masked rows), and runs every optimiser step in one
+``jax.lax.scan``, so one compiled shape serves every epoch.
+
+The loss contract keeps masking out of the learners: a loss function returns the loss of each
+row of the batch and a data-independent penalty,
+
+    per_row, penalty = loss_fn(params, X_batch, y_batch, key)      # shapes (B,), ()
+
+and the step minimises ``sum(mask * per_row) / sum(mask) + penalty``: the mean over the real
+rows only, so a padded batch gives exactly the gradient of the smaller, unpadded batch (padded
+rows must hold finite values: their loss is discarded, but a nan gradient would not be). A batch
+with no real row (possible only when the caller passes a ``mask`` of padded data rows) leaves
+params and optimiser state untouched: an Adam step with a zero gradient would still move them.
+
+``sgd_epoch`` is traceable (call it inside your own ``jax.jit``, with a loss closing over traced
+hyper-parameters, or under ``jax.vmap`` over independent networks); :func:`compiled_epoch` is
+the same function jitted with ``loss_fn``, ``optimizer`` and ``batch_size`` static, for loss
+functions and optimisers that are hashable and created once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+__all__ = ["batch_plan", "compiled_epoch", "masked_objective", "sgd_epoch"]
+
+LossFn = Callable[[object, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def batch_plan(key: jax.Array, n: int, batch_size: int, mask: jax.Array | None = None):
+    """The row order and per-batch keys of one epoch, shared by :func:`sgd_epoch` and tests.
+
+    Returns ``(key, order, keep, batch_keys)``: the key to carry to the next epoch, ``order`` of
+    shape (n_batches * batch_size,) indexing the data rows (padding repeats row 0), ``keep`` the
+    matching boolean mask and ``batch_keys`` one key per batch (for dropout and the like).
+    Real rows come first in a uniformly random order; rows with ``mask`` False and padding last.
+    The plan of data padded with masked rows is that of the unpadded data (same order of the
+    real rows, same batch keys), so padding a data set with masked rows changes no result as
+    long as it adds no batch holding a real row.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_batches = max(1, math.ceil(n / batch_size))
+    key, perm_key, loss_key = jax.random.split(key, 3)
+    keep = jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
+    # sort uniform draws, excluded rows last: the draws of row i do not depend on n (threefry is
+    # counter-based), so appending masked rows leaves the order of the real rows unchanged
+    u = jax.random.uniform(perm_key, (n,))
+    order = jnp.argsort(jnp.where(keep, u, 2.0))
+    keep = keep[order]
+    pad = n_batches * batch_size - n
+    order = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])
+    keep = jnp.concatenate([keep, jnp.zeros(pad, bool)])
+    batch_keys = jax.vmap(lambda b: jax.random.fold_in(loss_key, b))(jnp.arange(n_batches))
+    return key, order, keep, batch_keys
+
+
+def masked_objective(loss_fn: LossFn, params, X, y, keep, key):
+    """``sum(keep * per_row) / max(sum(keep), 1) + penalty``: the mean loss over the real rows."""
+    per_row, penalty = loss_fn(params, X, y, key)
+    total = jnp.sum(jnp.where(keep, per_row, 0.0))  # where, not a product: 0 * inf would be nan
+    return total / jnp.maximum(jnp.sum(keep), 1).astype(per_row.dtype) + penalty
+
+
+def sgd_epoch(
+    params,
+    opt_state,
+    key: jax.Array,
+    X: jax.Array,
+    y: jax.Array,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    mask: jax.Array | None = None,
+):
+    """One shuffled pass over ``(X, y)`` in mini-batches of ``batch_size`` rows.
+
+    ``X`` has shape (n, d), ``y`` shape (n,) or (n, k); ``mask`` (n,) marks the real rows when the
+    caller has padded the data itself. Returns ``(params, opt_state, key, mean_loss)`` where
+    ``mean_loss`` is the objective of each batch weighted by its number of real rows (the mean
+    per-row loss over the epoch, plus the penalty), as evaluated before each step.
+    """
+    X, y = jnp.asarray(X), jnp.asarray(y)
+    n = X.shape[0]
+    key, order, keep, batch_keys = batch_plan(key, n, batch_size, mask)
+    n_batches = batch_keys.shape[0]
+    Xb = X[order].reshape((n_batches, batch_size) + X.shape[1:])
+    yb = y[order].reshape((n_batches, batch_size) + y.shape[1:])
+    kb = keep.reshape(n_batches, batch_size)
+    value_and_grad = jax.value_and_grad(lambda p, *a: masked_objective(loss_fn, p, *a))
+
+    def step(carry, batch):
+        params, opt_state = carry
+        xs, ys, ks, k = batch
+        loss, grads = value_and_grad(params, xs, ys, ks, k)
+        updates, new_opt = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        if mask is not None:  # an all-padding batch must not take an (Adam) step
+            real = jnp.any(ks)
+            new_params = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_params, params)
+            new_opt = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_opt, opt_state)
+        count = jnp.sum(ks).astype(loss.dtype)
+        return (new_params, new_opt), loss * count
+
+    (params, opt_state), weighted = lax.scan(step, (params, opt_state), (Xb, yb, kb, batch_keys))
+    total = jnp.sum(kb).astype(weighted.dtype)
+    return params, opt_state, key, jnp.sum(weighted) / jnp.maximum(total, 1.0)
+
+
+#: :func:`sgd_epoch` compiled, with the loss, the optimiser and the batch size static.
+compiled_epoch = jax.jit(sgd_epoch, static_argnames=("loss_fn", "optimizer", "batch_size"))

@@ -1,0 +1,254 @@
+"""MAP network: a ReLU MLP with a Gaussian likelihood, trained by Adam on the log posterior.
+
+Model, in standardised units::
+
+    y | x, w ~ N(mu_w(x), sigma^2(x)),     w ~ N(0, prior_var)  (weight matrices only)
+
+* homoscedastic head (``heteroscedastic=False``): one output mu(x) and a learned global
+  ``log_noise = log sigma^2`` (a point estimate, flat prior);
+* heteroscedastic head: two outputs (mu(x), r(x)) with sigma^2(x) = softplus(r) + min_variance
+  (``variance_link="softplus"``, the deep-ensembles choice) or sigma^2 = exp(r) + min_variance
+  (``variance_link="exp"``, r a log-variance).
+
+Objective per mini-batch (the negative log posterior divided by N, the number of training rows):
+
+    mean_batch[ 0.5 log(2 pi sigma^2) + (y - mu)^2 / (2 sigma^2) ] + sum_l ||W_l||^2 / (2 N prior_var)
+
+i.e. L2 weight decay 1 / (2 N prior_var) on the weight matrices (biases have a flat prior);
+``prior_var=None`` drops the prior (maximum likelihood). With ``adversarial_eps > 0`` each row's
+loss is nll(x) + nll(x + eps sign(d nll / dx)) (fast gradient sign, Lakshminarayanan et al. 2017,
+with eps in standardised input units); off by default.
+
+The MAP network has no weight uncertainty: ``predict`` returns zero epistemic variance and
+``noise_variance`` the (learned) aleatoric variance per point.
+
+    state = init(key, spec)
+    state = update(state, X, y)              # one epoch of Adam (see _sgd.sgd_epoch)
+    mean, var = predict(state, X)            # var == 0
+    noise_variance(state, X)                 # sigma^2(x), shape (n,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from probprop.learners._sgd import sgd_epoch
+
+VARIANCE_LINKS = ("softplus", "exp")
+
+
+def _check_hidden(hidden) -> None:
+    if not isinstance(hidden, tuple) or not all(isinstance(h, int) and h >= 1 for h in hidden):
+        raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}")
+
+
+def _check_positive(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class MAPSpec:
+    """Static description of a MAP network (hashable: one compilation per spec and data shape)."""
+
+    n_in: int
+    hidden: tuple[int, ...] = (50,)
+    heteroscedastic: bool = False
+    variance_link: str = "softplus"
+    min_variance: float = 1e-6
+    prior_var: float | None = 1.0
+    learning_rate: float = 1e-2
+    batch_size: int = 32
+    init_noise_variance: float = 0.1
+    adversarial_eps: float = 0.0
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        if not (isinstance(self.n_in, int) and self.n_in >= 1):
+            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
+        _check_hidden(self.hidden)
+        if self.variance_link not in VARIANCE_LINKS:
+            raise ValueError(f"variance_link must be one of {VARIANCE_LINKS}, got {self.variance_link!r}")
+        if not (self.min_variance >= 0 and math.isfinite(self.min_variance)):
+            raise ValueError(f"min_variance must be finite and >= 0, got {self.min_variance!r}")
+        _check_positive("prior_var", self.prior_var, allow_none=True)
+        _check_positive("learning_rate", self.learning_rate)
+        _check_positive("init_noise_variance", self.init_noise_variance)
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not (self.adversarial_eps >= 0 and math.isfinite(self.adversarial_eps)):
+            raise ValueError(f"adversarial_eps must be finite and >= 0, got {self.adversarial_eps!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def n_out(self) -> int:
+        return 2 if self.heteroscedastic else 1
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.n_in, *self.hidden, self.n_out)
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["params", "opt_state", "key", "epoch", "loss"],
+    meta_fields=["spec"],
+)
+@dataclass(frozen=True)
+class MAPState:
+    """``params = {"layers": ((W, b), ...), "log_noise": scalar}`` (W of shape (fan_in, fan_out);
+    ``log_noise`` only for the homoscedastic head), the Adam state, the shuffling key, the number
+    of epochs done and the mean objective of the last epoch."""
+
+    params: dict
+    opt_state: object
+    key: jax.Array
+    epoch: jax.Array
+    loss: jax.Array
+    spec: MAPSpec
+
+    def replace(self, **changes) -> MAPState:
+        return dataclasses.replace(self, **changes)
+
+
+def optimizer(spec) -> optax.GradientTransformation:
+    return optax.adam(spec.learning_rate)
+
+
+def _softplus_inverse(x: float) -> float:
+    return x + math.log(-math.expm1(-x))
+
+
+def init_params(key: jax.Array, spec: MAPSpec) -> dict:
+    """LeCun-normal weights N(0, 1/fan_in), zero biases; the variance output starts at
+    ``init_noise_variance`` (bias of the variance unit, or ``log_noise``)."""
+    dtype = jnp.dtype(spec.dtype)
+    sizes = spec.layer_sizes
+    keys = jax.random.split(key, len(sizes) - 1)
+    layers = []
+    for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:]):
+        W = jax.random.normal(k, (fan_in, fan_out), dtype) / math.sqrt(fan_in)
+        layers.append((W, jnp.zeros(fan_out, dtype)))
+    params = {}
+    target = spec.init_noise_variance - spec.min_variance
+    if spec.heteroscedastic:
+        raw = math.log(target) if spec.variance_link == "exp" else _softplus_inverse(target)
+        W, b = layers[-1]
+        layers[-1] = (W.at[:, 1].multiply(0.1), b.at[1].set(raw))
+    else:
+        params["log_noise"] = jnp.asarray(math.log(spec.init_noise_variance), dtype)
+    params["layers"] = tuple(layers)
+    return params
+
+
+def init(key: jax.Array, spec: MAPSpec) -> MAPState:
+    key, sub = jax.random.split(key)
+    params = init_params(sub, spec)
+    return MAPState(
+        params=params,
+        opt_state=optimizer(spec).init(params),
+        key=key,
+        epoch=jnp.zeros((), jnp.int32),
+        loss=jnp.asarray(jnp.nan, jnp.dtype(spec.dtype)),
+        spec=spec,
+    )
+
+
+def mlp(layers, X: jax.Array) -> jax.Array:
+    """ReLU MLP with a linear output layer; returns shape (..., n_out)."""
+    h = X
+    for W, b in layers[:-1]:
+        h = jax.nn.relu(h @ W + b)
+    W, b = layers[-1]
+    return h @ W + b
+
+
+def forward(params: dict, spec: MAPSpec, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and noise variance (mu(x), sigma^2(x)), each of shape (n,)."""
+    out = mlp(params["layers"], jnp.asarray(X).astype(jnp.dtype(spec.dtype)))
+    mu = out[..., 0]
+    if spec.heteroscedastic:
+        raw = out[..., 1]
+        link = jnp.exp if spec.variance_link == "exp" else jax.nn.softplus
+        return mu, link(raw) + spec.min_variance
+    return mu, jnp.broadcast_to(jnp.exp(params["log_noise"]), mu.shape)
+
+
+def gaussian_nll(y, mu, var):
+    """-log N(y | mu, var), elementwise."""
+    return 0.5 * (jnp.log(2.0 * jnp.pi * var) + (y - mu) ** 2 / var)
+
+
+def weight_penalty(params: dict, spec: MAPSpec, n_train) -> jax.Array:
+    """-log p(w) / N up to a constant: sum ||W||^2 / (2 N prior_var) over the weight matrices."""
+    if spec.prior_var is None:
+        return jnp.zeros((), jnp.dtype(spec.dtype))
+    sq = sum(jnp.sum(W * W) for W, _ in params["layers"])
+    return sq / (2.0 * n_train * spec.prior_var)
+
+
+def row_losses(params: dict, spec: MAPSpec, X: jax.Array, y: jax.Array) -> jax.Array:
+    """Per-row negative log-likelihood, with the fast-gradient-sign term if adversarial_eps > 0."""
+
+    def nll(X):
+        mu, var = forward(params, spec, X)
+        return gaussian_nll(y, mu, var)
+
+    losses = nll(X)
+    if spec.adversarial_eps > 0:
+        # rows do not interact, so the gradient of the sum is each row's own input gradient
+        gx = jax.grad(lambda X: jnp.sum(nll(X)))(X)
+        X_adv = jax.lax.stop_gradient(X + spec.adversarial_eps * jnp.sign(gx))
+        losses = losses + nll(X_adv)
+    return losses
+
+
+def make_loss(spec: MAPSpec, n_train):
+    """The :mod:`_sgd` loss: (per-row NLL, weight penalty) for a training set of n_train rows."""
+
+    def loss_fn(params, X, y, key):
+        del key
+        return row_losses(params, spec, X, y), weight_penalty(params, spec, n_train)
+
+    return loss_fn
+
+
+def epoch_step(params, opt_state, key, X, y, spec: MAPSpec, mask=None):
+    """One epoch on raw params (traceable and vmappable; used by :mod:`ensemble`)."""
+    X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
+    y = jnp.asarray(y).astype(jnp.dtype(spec.dtype))
+    n_train = X.shape[0] if mask is None else jnp.sum(mask)
+    return sgd_epoch(params, opt_state, key, X, y, make_loss(spec, n_train), optimizer(spec), spec.batch_size, mask)
+
+
+@jax.jit
+def update(state: MAPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MAPState:
+    """One epoch: shuffle with the state's key, one Adam step per mini-batch (one lax.scan)."""
+    params, opt_state, key, loss = epoch_step(state.params, state.opt_state, state.key, X, y, state.spec, mask)
+    return state.replace(params=params, opt_state=opt_state, key=key, epoch=state.epoch + 1, loss=loss)
+
+
+@jax.jit
+def _predict(state, X):
+    return forward(state.params, state.spec, X)
+
+
+def predict(state: MAPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Predictive mean of f(x) and its epistemic variance, which is zero for a point estimate."""
+    mu, _ = _predict(state, jnp.asarray(X))
+    return mu, jnp.zeros_like(mu)
+
+
+def noise_variance(state: MAPState, X: jax.Array) -> jax.Array:
+    """Aleatoric variance sigma^2(x) per row (constant for the homoscedastic head)."""
+    return _predict(state, jnp.asarray(X))[1]

@@ -1,0 +1,381 @@
+"""MC dropout: Gal & Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
+
+The network of their UCI code (``net/net.py`` of yaringal/DropoutUncertaintyExps, GAL-REPO):
+ReLU hidden layers (one by default), inverted dropout with rate p on the input of every layer
+(the data included), trained by Adam on
+
+    mean_batch (y - f(x))^2 + reg * sum_l ||W_l||^2,      reg = length_scale^2 (1 - p) / (2 N tau)
+
+(mean squared error plus Keras ``l2(reg)`` on every weight matrix, biases unregularised; N the
+number of training rows, tau the model precision, ``length_scale`` = 1e-2 as in their code).
+Everything is in standardised units here, so tau is the precision of standardised y.
+
+Prediction keeps dropout on: T stochastic passes f_t(x) (``n_samples``, 100 by default),
+
+    mean = (1/T) sum_t f_t,   var = (1/T) sum_t (f_t - mean)^2     (epistemic, :func:`predict`)
+    noise_variance = 1 / tau                                         (aleatoric)
+
+and :func:`log_likelihood` gives their test metric, the log of the mixture
+(1/T) sum_t N(y | f_t, 1/tau) (logsumexp over passes), rather than a Gaussian fit.
+
+p and tau are chosen by :func:`select_hyperparameters`, the "grid" protocol of GAL-REPO (2018):
+train on 80 % of the training data for every (p, tau) in the grid, keep the pair with the best
+validation log-likelihood; the caller then trains on all the training data with it. The test
+split is never touched. All grid points are trained at once (``vmap``), from the same
+initialisation and shuffles (common random numbers make the comparison less noisy).
+
+    state = init(key, spec)
+    state = update(state, X, y)                   # one epoch
+    mean, var = predict(state, X)                 # T passes, key derived from the state
+    noise_variance(state, X)                      # 1 / tau
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from probprop.learners._sgd import sgd_epoch
+from probprop.learners.mapnet import _check_hidden, _check_positive, mlp
+
+#: The dropout grid of GAL-REPO's grid search.
+GRID_P = (0.005, 0.01, 0.05, 0.1)
+#: A default tau grid for standardised targets (noise sd from 1 down to 1/16 of the target sd).
+GRID_TAU = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+#: Salt that separates the prediction key from the shuffling key carried in the state.
+_PREDICT_SALT = 0x5EED
+
+
+@dataclass(frozen=True)
+class MCDropoutSpec:
+    """Static description of an MC-dropout network.
+
+    ``dropout`` and ``tau`` are passed to the compiled functions as traced values (one
+    compilation serves every grid point); ``n_samples`` is the default T of :func:`predict`.
+    """
+
+    n_in: int
+    hidden: tuple[int, ...] = (50,)
+    dropout: float = 0.05
+    tau: float = 10.0
+    length_scale: float = 1e-2
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    n_samples: int = 100
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        if not (isinstance(self.n_in, int) and self.n_in >= 1):
+            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
+        _check_hidden(self.hidden)
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("tau", "length_scale", "learning_rate"):
+            _check_positive(name, getattr(self, name))
+        for name in ("batch_size", "n_samples"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.n_in, *self.hidden, 1)
+
+    @property
+    def structure(self) -> MCDropoutSpec:
+        """The spec with its traced values (dropout, tau, n_samples) set to fixed placeholders:
+        the static key of the compiled functions."""
+        return dataclasses.replace(self, dropout=0.0, tau=1.0, n_samples=1)
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["params", "opt_state", "key", "epoch", "loss"],
+    meta_fields=["spec"],
+)
+@dataclass(frozen=True)
+class MCDropoutState:
+    """``params = {"layers": ((W, b), ...)}`` (W of shape (fan_in, fan_out)), the Adam state, the
+    key (shuffles, dropout masks; predictions use a key derived from it), epochs done and the
+    last epoch's mean objective."""
+
+    params: dict
+    opt_state: object
+    key: jax.Array
+    epoch: jax.Array
+    loss: jax.Array
+    spec: MCDropoutSpec
+
+    def replace(self, **changes) -> MCDropoutState:
+        return dataclasses.replace(self, **changes)
+
+
+def optimizer(spec: MCDropoutSpec) -> optax.GradientTransformation:
+    return optax.adam(spec.learning_rate)
+
+
+def init_params(key: jax.Array, spec: MCDropoutSpec) -> dict:
+    """Glorot-uniform weights (the Keras default of the reference code), zero biases."""
+    dtype = jnp.dtype(spec.dtype)
+    sizes = spec.layer_sizes
+    layers = []
+    for k, fan_in, fan_out in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        layers.append((jax.random.uniform(k, (fan_in, fan_out), dtype, -limit, limit), jnp.zeros(fan_out, dtype)))
+    return {"layers": tuple(layers)}
+
+
+def init(key: jax.Array, spec: MCDropoutSpec) -> MCDropoutState:
+    key, sub = jax.random.split(key)
+    params = init_params(sub, spec)
+    return MCDropoutState(
+        params=params,
+        opt_state=optimizer(spec).init(params),
+        key=key,
+        epoch=jnp.zeros((), jnp.int32),
+        loss=jnp.asarray(jnp.nan, jnp.dtype(spec.dtype)),
+        spec=spec,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The stochastic network
+
+
+def _mask_key(key: jax.Array) -> jax.Array:
+    """An ``rbg`` key (XLA's RngBitGenerator) from a threefry key: dropout masks are most of the
+    random numbers drawn here, and threefry bit generation made the compiled epoch 2-3x slower
+    to compile and to run (measured on the 2-core CPU machines). rbg draws are not
+    vmap-invariant, so code that must reproduce the same masks uses ``lax.map``/``lax.scan``."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    words = jnp.ravel(key).astype(jnp.uint32)
+    words = jnp.concatenate([words, ~words[::-1]])[:4] if words.size < 4 else words[:4]
+    return jax.random.wrap_key_data(words, impl="rbg")
+
+
+def dropout_forward(layers, X: jax.Array, key: jax.Array, p) -> jax.Array:
+    """One stochastic pass, f(x) of shape (n,): inverted dropout (keep with probability 1 - p,
+    scale kept units by 1 / (1 - p)) on the input of every layer, masks independent per row."""
+    keep = 1.0 - p
+    h = X
+    keys = jax.random.split(_mask_key(key), len(layers))
+    for i, ((W, b), k) in enumerate(zip(layers, keys)):
+        mask = jax.random.bernoulli(k, keep, h.shape)
+        h = jnp.where(mask, h / keep, 0.0) @ W + b
+        if i < len(layers) - 1:
+            h = jax.nn.relu(h)
+    return h[..., 0]
+
+
+def regulariser(N, p, tau, length_scale):
+    """Weight decay of the reference code: reg = length_scale^2 (1 - p) / (2 N tau)."""
+    return length_scale**2 * (1.0 - p) / (2.0 * N * tau)
+
+
+def _epoch(structure, params, opt_state, key, X, y, p, tau, mask=None):
+    X = jnp.asarray(X).astype(jnp.dtype(structure.dtype))
+    y = jnp.asarray(y).astype(jnp.dtype(structure.dtype))
+    n_train = X.shape[0] if mask is None else jnp.sum(mask)
+    reg = regulariser(n_train, p, tau, structure.length_scale)
+
+    def loss_fn(params, Xb, yb, k):
+        f = dropout_forward(params["layers"], Xb, k, p)
+        penalty = reg * sum(jnp.sum(W * W) for W, _ in params["layers"])
+        return (yb - f) ** 2, penalty
+
+    return sgd_epoch(params, opt_state, key, X, y, loss_fn, optimizer(structure), structure.batch_size, mask)
+
+
+_epoch_jit = jax.jit(_epoch, static_argnums=0)
+
+
+def update(state: MCDropoutState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MCDropoutState:
+    """One epoch of Adam with dropout: shuffle with the state's key, one step per mini-batch."""
+    spec = state.spec
+    params, opt_state, key, loss = _epoch_jit(
+        spec.structure, state.params, state.opt_state, state.key, X, y, spec.dropout, spec.tau, mask
+    )
+    return state.replace(params=params, opt_state=opt_state, key=key, epoch=state.epoch + 1, loss=loss)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+def _predict_key(state: MCDropoutState, key):
+    return jax.random.fold_in(state.key, _PREDICT_SALT) if key is None else key
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _sample(layers, X, key, n_samples, p):
+    keys = jax.random.split(key, n_samples)
+    return jax.lax.map(lambda k: dropout_forward(layers, X, k, p), keys)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _moments(layers, X, key, n_samples, p, y=None, tau=None):
+    """Mean and (1/T) variance of T passes, accumulated pass by pass (memory O(n)); with y, also
+    the running logsumexp of -tau (y - f_t)^2 / 2 for the mixture log-likelihood."""
+    keys = jax.random.split(key, n_samples)
+    X = jnp.asarray(X)
+    dtype = layers[0][0].dtype
+    shift = mlp(layers, X)[..., 0]  # the deterministic network: centres the sums
+    zero = jnp.zeros(X.shape[0], dtype)
+
+    def step(carry, k):
+        s1, s2, lse = carry
+        d = dropout_forward(layers, X, k, p) - shift
+        if y is not None:
+            lse = jnp.logaddexp(lse, -0.5 * tau * (y - shift - d) ** 2)
+        return (s1 + d, s2 + d * d, lse), None
+
+    (s1, s2, lse), _ = jax.lax.scan(step, (zero, zero, jnp.full_like(zero, -jnp.inf)), keys)
+    mean_d = s1 / n_samples
+    var = jnp.maximum(s2 / n_samples - mean_d * mean_d, 0.0)
+    return shift + mean_d, var, lse
+
+
+def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None) -> jax.Array:
+    """The T stochastic passes themselves, shape (T, n); pass t uses ``split(key, T)[t]`` (the
+    same masks as :func:`predict` with the same key)."""
+    T = state.spec.n_samples if n_samples is None else int(n_samples)
+    X = jnp.asarray(X).astype(jnp.dtype(state.spec.dtype))
+    return _sample(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
+
+
+def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None):
+    """Mean and epistemic variance (1/T) of T stochastic passes (T = spec.n_samples by default).
+
+    Without ``key`` the masks come from a key derived from the state, so the same state gives
+    the same prediction."""
+    T = state.spec.n_samples if n_samples is None else int(n_samples)
+    if T < 1:
+        raise ValueError(f"n_samples must be >= 1, got {T}")
+    X = jnp.asarray(X).astype(jnp.dtype(state.spec.dtype))
+    mean, var, _ = _moments(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
+    return mean, var
+
+
+def noise_variance(state: MCDropoutState, X: jax.Array) -> jax.Array:
+    """The model's aleatoric variance 1 / tau, per row."""
+    n = jnp.asarray(X).shape[0]
+    return jnp.full(n, 1.0 / state.spec.tau, jnp.dtype(state.spec.dtype))
+
+
+def log_likelihood(state: MCDropoutState, X, y, key=None, n_samples: int | None = None) -> jax.Array:
+    """Per-row log (1/T) sum_t N(y | f_t(x), 1/tau): the reference code's test log-likelihood."""
+    spec = state.spec
+    T = spec.n_samples if n_samples is None else int(n_samples)
+    X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
+    y = jnp.asarray(y).astype(jnp.dtype(spec.dtype))
+    _, _, lse = _moments(state.params["layers"], X, _predict_key(state, key), T, spec.dropout, y, spec.tau)
+    return lse - math.log(T) - 0.5 * math.log(2.0 * math.pi) + 0.5 * jnp.log(spec.tau)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyper-parameter selection (GAL-REPO "grid" protocol)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Result of :func:`select_hyperparameters`: the chosen ``dropout`` and ``tau``, ``spec`` (the
+    base spec with them), and ``scores[i, j]``, the mean validation log-likelihood of
+    ``(grid_p[i], grid_tau[j])``."""
+
+    dropout: float
+    tau: float
+    spec: MCDropoutSpec
+    scores: np.ndarray
+    grid_p: tuple[float, ...]
+    grid_tau: tuple[float, ...]
+
+
+@partial(jax.jit, static_argnums=0)
+def _grid_epoch(structure, params, opt_state, keys, X, y, ps, taus):
+    one = lambda pr, o, k, p, t: _epoch(structure, pr, o, k, X, y, p, t)  # noqa: E731
+    return jax.vmap(one)(params, opt_state, keys, ps, taus)
+
+
+@partial(jax.jit, static_argnums=(0, 5))
+def _grid_log_likelihood(structure, params, X, y, key, n_samples, ps, taus):
+    def one(pr, p, tau):
+        _, _, lse = _moments(pr["layers"], X, key, n_samples, p, y, tau)
+        ll = lse - math.log(n_samples) - 0.5 * math.log(2.0 * math.pi) + 0.5 * jnp.log(tau)
+        return jnp.mean(ll)
+
+    return jax.vmap(one)(params, ps, taus)
+
+
+def select_hyperparameters(
+    X,
+    y,
+    grid_p=GRID_P,
+    grid_tau=GRID_TAU,
+    epochs: int = 400,
+    key=None,
+    spec: MCDropoutSpec | None = None,
+    val_fraction: float = 0.2,
+    n_samples: int = 100,
+) -> Selection:
+    """Grid search of (dropout, tau) by validation log-likelihood (GAL-REPO "grid" protocol).
+
+    A random ``val_fraction`` of the rows of the *training* data (X, y) is held out (GAL-REPO
+    holds out the last 20 % of its already shuffled training rows); every grid point is trained
+    for ``epochs`` epochs on the rest from the same initialisation and shuffles, and scored by
+    the mean of :func:`log_likelihood` (T = ``n_samples`` passes) on the held-out rows. ``spec``
+    gives the network and optimiser (default ``MCDropoutSpec(n_in=X.shape[1])``). Retrain on all
+    of (X, y) with ``result.spec`` afterwards.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    grid_p, grid_tau = tuple(float(p) for p in grid_p), tuple(float(t) for t in grid_tau)
+    if not grid_p or not grid_tau:
+        raise ValueError("grid_p and grid_tau must not be empty")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    spec = MCDropoutSpec(n_in=X.shape[1]) if spec is None else spec
+    for p in grid_p:
+        dataclasses.replace(spec, dropout=p)  # validates
+    for t in grid_tau:
+        dataclasses.replace(spec, tau=t)
+    n = X.shape[0]
+    n_val = int(round(val_fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
+    key = jax.random.PRNGKey(0) if key is None else key
+    split_key, init_key, pred_key = jax.random.split(key, 3)
+    perm = np.asarray(jax.random.permutation(split_key, n))
+    val, train = perm[:n_val], perm[n_val:]
+    dtype = jnp.dtype(spec.dtype)
+    Xa, ya = jnp.asarray(X[train], dtype), jnp.asarray(y[train], dtype)
+    Xv, yv = jnp.asarray(X[val], dtype), jnp.asarray(y[val], dtype)
+
+    ps = jnp.asarray(np.repeat(grid_p, len(grid_tau)), dtype)
+    taus = jnp.asarray(np.tile(grid_tau, len(grid_p)), dtype)
+    G = ps.shape[0]
+    base = init(init_key, spec)  # one initialisation and one shuffle sequence for all grid points
+    tile = lambda a: jnp.broadcast_to(a, (G,) + jnp.shape(a))  # noqa: E731
+    params, opt_state = jax.tree.map(tile, base.params), jax.tree.map(tile, base.opt_state)
+    keys = tile(base.key)
+    structure = spec.structure
+    for _ in range(epochs):
+        params, opt_state, keys, _ = _grid_epoch(structure, params, opt_state, keys, Xa, ya, ps, taus)
+    scores = np.asarray(_grid_log_likelihood(structure, params, Xv, yv, pred_key, int(n_samples), ps, taus))
+    scores = scores.reshape(len(grid_p), len(grid_tau))
+    i, j = np.unravel_index(np.nanargmax(scores), scores.shape)
+    best = dataclasses.replace(spec, dropout=grid_p[i], tau=grid_tau[j])
+    return Selection(grid_p[i], grid_tau[j], best, scores, grid_p, grid_tau)

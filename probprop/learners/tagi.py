@@ -1,0 +1,473 @@
+"""Tractable approximate Gaussian inference (TAGI): Goulet, Nguyen & Amiri, JMLR 22(20), 2021.
+
+A fully connected regression network whose weights and biases are independent Gaussians
+N(mu, var). Learning needs no gradients: the forward pass propagates closed-form moments and
+the covariances between hidden states and parameters, and the backward pass conditions each
+layer on the observation by Gaussian conditioning, top down, like a Rauch-Tung-Striebel
+smoother, in the "innovation" form of the paper (its §3.4; pytagi's ``backward``).
+
+Pure functions over an immutable :class:`TAGIState`:
+
+    state = init(key, spec)
+    state = update(state, X, y)          # one epoch: shuffle, one lax.scan over mini-batches
+    mean, var = predict(state, X)        # epistemic moments of the network output
+    noise_variance(state)                # sigma_v^2 (fixed; see select_sigma_v)
+
+Everything works in standardised units; the estimator converts at the edge.
+
+Forward (per data point, vectorised over a mini-batch; l-th layer Z = W A + b, all factors
+independent, the bias an input fixed to 1 with variance 0):
+
+    E[Z_j]         = sum_k mu_w_jk mu_a_k + mu_b_j
+    Var[Z_j]       = sum_k (var_w var_a + var_w mu_a^2 + var_a mu_w^2)_jk + var_b_j
+    Cov(Z_j, w_jk) = var_w_jk mu_a_k,          Cov(Z_j, b_j) = var_b_j
+    Cov(Z+_j, A_k) = mu_w_jk var_a_k           (Z+ the next layer's pre-activation)
+    Cov(A_k, Z_k)  = J_k var_z_k,              J = dE[A]/dm of the activation moment map
+
+The activation moments (E[A], Var[A]) come from :data:`probprop.moments.ACTIVATIONS`. For
+Gaussian Z, Stein's lemma gives Cov(g(Z), Z) = Var[Z] E[g'(Z)] = Var[Z] dE[g(Z)]/dm exactly,
+so J = dE_dm is the exact regression coefficient of A on Z (for ReLU, J = Phi(m / s)).
+
+Backward, with delta_mu = Var^-1 (posterior mean - prior mean) and
+delta_var = Var^-1 (posterior var - prior var) Var^-1 the innovation of a unit:
+
+    output (y = Z_out + V, V ~ N(0, sigma_v^2)), S = var_z + sigma_v^2:
+        delta_mu_Z = (y - mu_z) / S,       delta_var_Z = -1 / S
+    parameters of a layer (summed over the mini-batch):
+        mu_theta  += sum_n Cov(theta, Z_n) delta_mu_Z_n
+        var_theta += sum_n Cov(theta, Z_n)^2 delta_var_Z_n
+    hidden state below (diagonal covariances, as in the paper):
+        delta_mu_A  = sum_j mu_w_jk delta_mu_Z+_j,   delta_var_A = sum_j mu_w_jk^2 delta_var_Z+_j
+        delta_mu_Z  = J delta_mu_A,                  delta_var_Z = J^2 delta_var_A
+
+(Cov(A, Z+) / Var(A) = mu_w and Cov(Z, A) / Var(Z) = J turn the smoother gains of TAGI-MAT
+``backwardHiddeStateUpdate`` into these products.) Every covariance uses the parameter moments
+from before the mini-batch. With no hidden layer and one observation the update is the exact
+Bayesian linear-regression posterior marginal.
+
+Where this follows the paper and where pytagi:
+
+* innovation form, batch summation and the output update: paper §3 and pytagi alike;
+* activation: the exact Gaussian moments of the moment map (pytagi's ``MixtureReLU`` idea);
+  the paper and pytagi's default ``ReLU`` linearise instead (mu_A = relu(mu_Z), J = 1[mu_Z > 0]);
+* initialisation (TAGI-MAT ``initializeWeightBias`` with ``factor4Wp = 0.25``): weight
+  variance ``init_gain / fan_in`` (fan_in without the bias) and weight means ~ N(0, that
+  variance); bias variance ``init_bias_variance`` (TAGI-MAT ``factor4Bp = 0.01``) and bias
+  mean 0 (TAGI-MAT draws it from N(0, 0.01); pytagi's He init draws means with std
+  sqrt(1/fan_in) and sets var = (gain sqrt(1/fan_in))^2, i.e. ``init_gain = gain^2``);
+* ``sigma_v`` 0.3 and ``batch_size`` 10: pytagi's UCI benchmark (TAGI-MAT: 0.32 and 1);
+* the variance guard is ours (neither reference has one, see :func:`batch_update`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from probprop.learners import adf
+from probprop.learners.pbp import shuffled_order
+from probprop.moments import ACTIVATIONS, append_bias
+
+
+@dataclass(frozen=True)
+class TAGISpec:
+    """Static description of a TAGI network (hashable: one compilation per spec and data shape).
+
+    ``sigma_v`` is the standard deviation of the observation noise in standardised units, kept
+    fixed while learning (choose it with :func:`select_sigma_v`). ``batch_size`` rows are
+    conditioned on at once from the same prior moments; the last partial batch of an epoch is
+    padded and masked so that every batch has the compiled shape. ``init_gain`` is the factor of
+    the initial weight variance ``init_gain / fan_in``; ``init_bias_variance`` the initial bias
+    variance.
+    """
+
+    n_in: int
+    hidden: tuple[int, ...] = (50,)
+    activation: str = "relu"
+    sigma_v: float = 0.3
+    batch_size: int = 10
+    init_gain: float = 0.25
+    init_bias_variance: float = 0.01
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
+        if not (self.sigma_v > 0 and np.isfinite(self.sigma_v)):
+            raise ValueError(f"sigma_v must be positive and finite, got {self.sigma_v!r}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if not (self.init_gain > 0 and self.init_bias_variance > 0):
+            raise ValueError("init_gain and init_bias_variance must be positive")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.n_in, *self.hidden, 1)
+
+    @property
+    def weight_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(out, fan_in + 1) per layer, the last column being the bias (as in PBP)."""
+        sizes = self.layer_sizes
+        return tuple((out, inp + 1) for inp, out in zip(sizes[:-1], sizes[1:]))
+
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["means", "variances", "rejections", "key"],
+    meta_fields=["spec"],
+)
+@dataclass(frozen=True)
+class TAGIState:
+    """Posterior of a TAGI network. ``means[l]``/``variances[l]`` have shape (out, fan_in + 1),
+    the last column being the bias. ``rejections[l]`` counts, per parameter, the mini-batch
+    updates refused by the variance guard since ``init``; ``rejected`` is their total."""
+
+    means: tuple[jax.Array, ...]
+    variances: tuple[jax.Array, ...]
+    rejections: tuple[jax.Array, ...]
+    key: jax.Array
+    spec: TAGISpec
+
+    def replace(self, **changes) -> TAGIState:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def rejected(self) -> jax.Array:
+        """Total number of refused parameter updates since ``init``."""
+        return sum(jnp.sum(r, dtype=jnp.int64) for r in self.rejections)
+
+
+@partial(jax.jit, static_argnums=1)  # one compilation per spec, not one per operation
+def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
+    """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
+    dtype = jnp.dtype(spec.dtype)
+    key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
+    means, variances = [], []
+    for k, (out, n) in zip(layer_keys, spec.weight_shapes):
+        var_w = spec.init_gain / (n - 1)
+        mean_w = jax.random.normal(k, (out, n - 1), jnp.float64) * np.sqrt(var_w)
+        means.append(jnp.concatenate([mean_w, jnp.zeros((out, 1), jnp.float64)], 1).astype(dtype))
+        var = jnp.concatenate([jnp.full((out, n - 1), var_w), jnp.full((out, 1), spec.init_bias_variance)], 1)
+        variances.append(var.astype(dtype))
+    return TAGIState(
+        means=tuple(means),
+        variances=tuple(variances),
+        rejections=tuple(jnp.zeros(s, jnp.int32) for s in spec.weight_shapes),
+        key=key,
+        spec=spec,
+    )
+
+
+def noise_variance(state: TAGIState) -> jax.Array:
+    """The fixed observation-noise variance sigma_v^2 (standardised units)."""
+    return jnp.asarray(state.spec.sigma_v**2, jnp.float64)
+
+
+def n_parameters(spec: TAGISpec) -> int:
+    return sum(a * b for a, b in spec.weight_shapes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward moments
+
+
+class LayerMoments(NamedTuple):
+    """What the backward pass needs of one layer, for inputs of shape (..., ·).
+
+    ``in_mean``/``in_var``: the layer's inputs A with the bias input (1, 0) appended;
+    ``z_mean``/``z_var``: its pre-activations Z; ``jacobian``: J = dE[A]/dm = Cov(A, Z)/Var(Z)
+    of the activation that follows (ones for the linear output layer).
+    """
+
+    in_mean: jax.Array
+    in_var: jax.Array
+    z_mean: jax.Array
+    z_var: jax.Array
+    jacobian: jax.Array
+
+
+def linear_moments(M, V, in_mean, in_var):
+    """Mean and variance of Z = W A for independent W ~ N(M, V), A ~ (in_mean, in_var).
+
+    No 1/sqrt(n) scaling (unlike :func:`probprop.moments.linear`, which is PBP's
+    parameterisation): E[Z] = M mu_a, Var[Z] = V var_a + V mu_a^2 + M^2 var_a.
+    ``in_var=None`` means deterministic inputs.
+    """
+    mean = in_mean @ M.T
+    if in_var is None:
+        return mean, (in_mean * in_mean) @ V.T
+    return mean, in_var @ (M * M).T + (in_mean * in_mean + in_var) @ V.T
+
+
+def forward_moments(state: TAGIState, X: jax.Array) -> tuple[LayerMoments, ...]:
+    """Moments of every layer for inputs X of shape (..., n_in) (each row a separate point)."""
+    activation = ACTIVATIONS[state.spec.activation]
+    mean = jnp.asarray(X).astype(state.means[0].dtype)
+    var = None
+    layers = []
+    last = len(state.means) - 1
+    for layer, (M, V) in enumerate(zip(state.means, state.variances)):
+        in_mean, in_var = append_bias(mean, jnp.zeros_like(mean) if var is None else var)
+        z_mean, z_var = linear_moments(M, V, in_mean, None if var is None else in_var)
+        if layer < last:
+            mean, var, (dE_dm, *_) = activation(z_mean, z_var)
+            jacobian = dE_dm
+        else:
+            jacobian = jnp.ones_like(z_mean)
+        layers.append(LayerMoments(in_mean, in_var, z_mean, z_var, jacobian))
+    return tuple(layers)
+
+
+def forward(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and variance of the network output for inputs X of shape (..., n_in)."""
+    out = forward_moments(state, X)[-1]
+    return out.z_mean[..., 0], out.z_var[..., 0]
+
+
+def predict(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Predictive mean and epistemic variance of f(x) (add :func:`noise_variance` for y)."""
+    return _predict(state, jnp.asarray(X))
+
+
+@jax.jit
+def _predict(state, X):
+    return forward(state, X)
+
+
+def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict[str, jax.Array]]:
+    """The covariances TAGI's backward pass uses, written out densely (for tests and study).
+
+    Per layer, for points of shape (B, ·):
+
+    * ``z_theta`` (B, out, fan_in + 1): Cov(Z_j, theta_jk) = var_theta_jk mu_a_k (Z_j does not
+      depend on the parameters of other units);
+    * ``a_z`` (B, out), hidden layers only: Cov(A_j, Z_j) = J_j var_z_j;
+    * ``z_below`` (B, out, fan_in), all but the first layer: Cov(Z_j, A_k) = mu_w_jk var_a_k
+      between this layer's pre-activations and its (non-bias) inputs, the layer below's A.
+    """
+    result = []
+    for layer, (lm, M, V) in enumerate(zip(layers, state.means, state.variances)):
+        entry = {"z_theta": V[None] * lm.in_mean[:, None, :]}
+        if layer < len(layers) - 1:
+            entry["a_z"] = lm.jacobian * lm.z_var
+        if layer > 0:
+            entry["z_below"] = M[None, :, :-1] * lm.in_var[:, None, :-1]
+        result.append(entry)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward: layer-wise Gaussian conditioning
+
+
+def output_deltas(out: LayerMoments, y: jax.Array, keep: jax.Array, noise_var) -> tuple[jax.Array, jax.Array]:
+    """Innovation of the output for y = Z + V: ((y - mu_z)/S, -1/S), S = var_z + sigma_v^2.
+
+    Rows with ``keep`` False get zero deltas, so they leave every update unchanged.
+    """
+    total = out.z_var[:, 0] + noise_var
+    d_mean = jnp.where(keep, (y - out.z_mean[:, 0]) / total, 0.0)
+    d_var = jnp.where(keep, -1.0 / total, 0.0)
+    return d_mean[:, None], d_var[:, None]
+
+
+def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var):
+    """Parameter increments (summed over the batch) from the output deltas, top down.
+
+    ``d_mean``/``d_var`` have shape (B, 1). Returns ``(delta_means, delta_variances)``, per layer
+    of the shape of ``state.means[l]``:
+
+        delta_mu_theta  = var_theta   * sum_n mu_a_n   delta_mu_Z_n     (Cov(Z, w) = var_w mu_a)
+        delta_var_theta = var_theta^2 * sum_n mu_a_n^2 delta_var_Z_n
+    """
+    n_layers = len(state.means)
+    delta_means, delta_vars = [None] * n_layers, [None] * n_layers
+    for layer in range(n_layers - 1, -1, -1):
+        M, V = state.means[layer], state.variances[layer]
+        lm = layers[layer]
+        delta_means[layer] = V * (d_mean.T @ lm.in_mean)
+        delta_vars[layer] = V * V * (d_var.T @ (lm.in_mean * lm.in_mean))
+        if layer > 0:
+            W = M[:, :-1]
+            J = layers[layer - 1].jacobian
+            d_mean, d_var = J * (d_mean @ W), J * J * (d_var @ (W * W))
+    return delta_means, delta_vars
+
+
+def batch_update(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=None) -> TAGIState:
+    """Condition on one mini-batch (X of shape (B, n_in), y of shape (B,)).
+
+    All covariances use the moments from before the batch and the parameter increments are
+    summed over its rows (paper §3, pytagi). Rows with ``mask`` False are ignored exactly (their
+    inputs are zeroed first, so even NaN padding is harmless). ``noise_var`` defaults to
+    ``sigma_v^2``.
+
+    A parameter whose new variance would be non-positive (at or below ``adf.MIN_VARIANCE``) or
+    non-finite, or whose new mean would be non-finite, keeps its old moments; such refusals are
+    counted in ``state.rejections``. (Summing a batch's variance decrements can overshoot the
+    variance; the references do not guard against it.)
+    """
+    dtype = state.means[0].dtype
+    X = jnp.asarray(X).astype(dtype)
+    y = jnp.asarray(y).astype(dtype)
+    keep = jnp.ones(y.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    X = jnp.where(keep[:, None], X, 0.0)
+    y = jnp.where(keep, y, 0.0)
+    if noise_var is None:
+        noise_var = state.spec.sigma_v**2
+    layers = forward_moments(state, X)
+    d_mean, d_var = output_deltas(layers[-1], y, keep, jnp.asarray(noise_var, dtype))
+    delta_means, delta_vars = backward(state, layers, d_mean, d_var)
+    means, variances, rejections = [], [], []
+    for M, V, dM, dV, count in zip(state.means, state.variances, delta_means, delta_vars, state.rejections):
+        m_new, v_new = M + dM, V + dV
+        ok = adf.valid_gaussian(m_new, v_new)
+        means.append(jnp.where(ok, m_new, M))
+        variances.append(jnp.where(ok, v_new, V))
+        rejections.append(count + jnp.where(ok, 0, 1).astype(count.dtype))
+    return state.replace(means=tuple(means), variances=tuple(variances), rejections=tuple(rejections))
+
+
+def sweep(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=None) -> TAGIState:
+    """Mini-batch updates over the rows of X in order, in one ``lax.scan``.
+
+    The rows are padded to a multiple of ``batch_size`` with masked rows, so every batch has the
+    same shape; rows with ``mask`` False are skipped.
+    """
+    batch = state.spec.batch_size
+    X = jnp.asarray(X).astype(state.means[0].dtype)
+    y = jnp.asarray(y)
+    n = y.shape[0]
+    keep = jnp.ones((n,), bool) if mask is None else jnp.asarray(mask, bool)
+    pad = -n % batch
+    if pad:
+        X = jnp.concatenate([X, jnp.zeros((pad, X.shape[1]), X.dtype)])
+        y = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)])
+        keep = jnp.concatenate([keep, jnp.zeros((pad,), bool)])
+    n_batches = (n + pad) // batch
+    batches = (
+        X.reshape(n_batches, batch, X.shape[1]),
+        y.reshape(n_batches, batch),
+        keep.reshape(n_batches, batch),
+    )
+
+    def step(carry, rows):
+        return batch_update(carry, *rows, noise_var=noise_var), None
+
+    state, _ = lax.scan(step, state, batches)
+    return state
+
+
+def _epoch(state: TAGIState, X, y, mask, noise_var) -> TAGIState:
+    key, sub = jax.random.split(state.key)
+    if mask is None:
+        order = jax.random.permutation(sub, y.shape[0])
+        state = sweep(state, X[order], y[order], None, noise_var)
+    else:
+        order = shuffled_order(sub, mask)
+        state = sweep(state, X[order], y[order], mask[order], noise_var)
+    return state.replace(key=key)
+
+
+@jax.jit
+def update(state: TAGIState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> TAGIState:
+    """One TAGI epoch: a fresh random order, then one conditioning step per mini-batch.
+
+    ``mask`` (optional) marks the real rows of X when the data are padded to a reusable shape;
+    the padded rows go last in the order and are skipped.
+    """
+    X = jnp.asarray(X)
+    y = jnp.asarray(y)
+    return _epoch(state, X, y, mask, state.spec.sigma_v**2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Observation noise chosen on a validation split
+
+
+class SigmaVSelection(NamedTuple):
+    """Result of :func:`select_sigma_v`: the chosen value, the grid and, per grid value, the
+    mean Gaussian log-likelihood per validation point (in the units of the standardised fit
+    part, -0.5 log 2 pi included)."""
+
+    sigma_v: float
+    grid: tuple[float, ...]
+    val_log_likelihood: np.ndarray
+
+
+@jax.jit
+def _grid_epoch(states, X, y, noise_vars):
+    return jax.vmap(_epoch, in_axes=(0, None, None, None, 0))(states, X, y, None, noise_vars)
+
+
+@jax.jit
+def _grid_log_likelihood(states, X, y, noise_vars):
+    mean, var = jax.vmap(forward, in_axes=(0, None))(states, X)
+    total = var + noise_vars[:, None]
+    log_lik = -0.5 * (jnp.log(2.0 * jnp.pi * total) + (y[None] - mean) ** 2 / total)
+    return jnp.mean(log_lik, axis=1)
+
+
+def select_sigma_v(
+    X,
+    y,
+    grid=(0.1, 0.2, 0.3, 0.5, 0.7),
+    epochs: int = 40,
+    key: jax.Array | None = None,
+    val_fraction: float = 0.1,
+    spec: TAGISpec | None = None,
+) -> SigmaVSelection:
+    """Choose sigma_v by validation log-likelihood on a split carved from the training data.
+
+    Pass only training data: a random ``val_fraction`` of its rows is held out, the rest (the
+    fit part) is standardised with its own statistics (X per column, y), a TAGI network
+    (``spec``, default ``TAGISpec(n_in=X.shape[1])``; its ``sigma_v`` is ignored) is trained for
+    ``epochs`` epochs for every grid value from the same initial state and data order, and the
+    value with the highest mean log-likelihood of the held-out rows (standardised the same way,
+    epistemic variance + sigma_v^2) wins; ties go to the smaller value. The grid values are in
+    standardised units, like ``TAGISpec.sigma_v``. All grid values are trained at once
+    (``vmap``), so the cost is one compilation.
+    """
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y, np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    grid = tuple(float(s) for s in grid)
+    if not grid or any(not (s > 0 and np.isfinite(s)) for s in grid):
+        raise ValueError(f"grid must hold positive finite values, got {grid!r}")
+    n = y.shape[0]
+    n_val = int(round(val_fraction * n))
+    if not 1 <= n_val <= n - 2:
+        raise ValueError(f"val_fraction={val_fraction!r} leaves no usable split of {n} rows")
+    key = jax.random.PRNGKey(0) if key is None else key
+    k_split, k_init = jax.random.split(key)
+    perm = np.asarray(jax.random.permutation(k_split, n))
+    val, fit = perm[:n_val], perm[n_val:]
+    x_mean, x_std = X[fit].mean(0), X[fit].std(0)
+    x_std = np.where(x_std > 0, x_std, 1.0)
+    y_mean, y_std = y[fit].mean(), y[fit].std()
+    y_std = y_std if y_std > 0 else 1.0
+    Xs, ys = (X - x_mean) / x_std, (y - y_mean) / y_std
+
+    spec = TAGISpec(n_in=X.shape[1]) if spec is None else dataclasses.replace(spec, n_in=X.shape[1])
+    state = init(k_init, spec)
+    states = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(grid),) + a.shape), state)
+    dtype = state.means[0].dtype
+    noise_vars = jnp.asarray(grid, dtype) ** 2
+    X_fit, y_fit = jnp.asarray(Xs[fit], dtype), jnp.asarray(ys[fit], dtype)
+    for _ in range(int(epochs)):
+        states = _grid_epoch(states, X_fit, y_fit, noise_vars)
+    scores = np.asarray(
+        _grid_log_likelihood(states, jnp.asarray(Xs[val], dtype), jnp.asarray(ys[val], dtype), noise_vars),
+        np.float64,
+    )
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    return SigmaVSelection(sigma_v=grid[int(np.argmax(scores))], grid=grid, val_log_likelihood=scores)

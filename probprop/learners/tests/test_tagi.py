@@ -1,0 +1,312 @@
+"""TAGI against exact special cases, Monte Carlo, an explicit smoother, and data."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import probprop  # noqa: F401  (enables float64)
+from probprop.learners import tagi
+from probprop.learners.pbp import shuffled_order
+from probprop.metrics.scoring import log_likelihood, rmse
+from probprop.tests.conftest import uci_split
+
+# jitted once here: eager JAX would compile every small operation separately
+jit_sweep = jax.jit(tagi.sweep)
+jit_batch_update = jax.jit(tagi.batch_update)
+
+
+@jax.jit
+def _layer_moments(state, X):
+    layers = tagi.forward_moments(state, X)
+    return layers, tagi.covariances(state, layers)
+
+
+def layer_moments(state, X):
+    """Forward moments and dense covariances as NumPy arrays."""
+    return jax.tree_util.tree_map(np.asarray, _layer_moments(state, jnp.asarray(X)))
+
+
+def random_state(hidden, n_in=3, seed=0, var_scale=0.3, **spec):
+    """A state with random means and random (not constant) variances, so every term counts."""
+    spec = tagi.TAGISpec(n_in=n_in, hidden=hidden, **spec)
+    rng = np.random.default_rng(seed)
+    shapes = spec.weight_shapes
+    return tagi.TAGIState(
+        means=tuple(jnp.asarray(rng.normal(size=s) / np.sqrt(s[1])) for s in shapes),
+        variances=tuple(jnp.asarray(var_scale * rng.uniform(0.2, 1.0, size=s)) for s in shapes),
+        rejections=tuple(jnp.asarray(np.zeros(s, np.int32)) for s in shapes),
+        key=jax.random.PRNGKey(seed),
+        spec=spec,
+    )
+
+
+def toy_data(n, seed, noise=0.1):
+    """The cubic toy of the TAGI papers, scaled: y = x^3 / 100 + noise, x ~ U(-4, 4)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-4, 4, size=(n, 1))
+    f = x[:, 0] ** 3 / 100
+    return x, f, f + noise * rng.normal(size=n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact cases
+
+
+def exact_linear_posterior(m0, v0, a, y, noise_var):
+    """Exact Gaussian posterior of w for y = a.w + noise, prior N(m0, diag v0) (matrix form)."""
+    precision = np.diag(1.0 / v0) + np.outer(a, a) / noise_var
+    cov = np.linalg.inv(precision)
+    mean = cov @ (m0 / v0 + a * y / noise_var)
+    return mean, np.diag(cov)
+
+
+def test_one_update_without_hidden_layer_is_the_exact_linear_regression_posterior():
+    state = random_state((), n_in=4, batch_size=1, sigma_v=0.3)
+    x = np.array([0.3, -1.2, 0.8, 2.0])
+    y = 0.7
+    new = tagi.update(state, x[None], np.array([y]))
+    a = np.append(x, 1.0)  # the bias is an input fixed to 1
+    m0, v0 = np.asarray(state.means[0][0]), np.asarray(state.variances[0][0])
+    mean, var = exact_linear_posterior(m0, v0, a, y, 0.3**2)
+    np.testing.assert_allclose(new.means[0][0], mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(new.variances[0][0], var, rtol=1e-10, atol=1e-12)
+    # and the innovation form written out: mu + Cov(theta, y) (y - mu_y) / S, var - Cov^2 / S
+    cov = v0 * a
+    s = np.sum(v0 * a * a) + 0.3**2
+    np.testing.assert_allclose(new.means[0][0], m0 + cov * (y - m0 @ a) / s, rtol=1e-12)
+    np.testing.assert_allclose(new.variances[0][0], v0 - cov**2 / s, rtol=1e-12)
+    assert int(new.rejected) == 0
+
+
+def mc_check(samples, exact, name, z=5.0):
+    """Assert the Monte Carlo mean of ``samples`` (axis 0) is within ``z`` standard errors."""
+    samples = np.asarray(samples)
+    est = samples.mean(0)
+    se = samples.std(0) / np.sqrt(samples.shape[0])
+    err = np.abs(est - np.asarray(exact)) / se
+    assert np.all(err < z), f"{name}: max |error| = {err.max():.2f} standard errors"
+
+
+def test_forward_moments_and_covariances_of_one_hidden_layer_match_monte_carlo():
+    """For a deterministic input and one hidden layer every forward quantity is exact: Z1 is
+    Gaussian, the hidden units are independent (disjoint weight rows), E[A], Var[A] are the
+    rectified-Gaussian moments, Cov(A, Z) = J Var Z by Stein's lemma, and the output moments
+    follow from independence of W2 and A."""
+    state = random_state((6,), n_in=3, seed=1)
+    x = np.array([0.5, -1.0, 1.5])
+    layers, cov = layer_moments(state, x[None])
+    (M1, M2), (V1, V2) = [np.asarray(m) for m in state.means], [np.asarray(v) for v in state.variances]
+
+    n = 200_000
+    rng = np.random.default_rng(2)
+    W1 = M1 + np.sqrt(V1) * rng.standard_normal((n, *M1.shape))
+    W2 = M2 + np.sqrt(V2) * rng.standard_normal((n, *M2.shape))
+    z1 = W1 @ np.append(x, 1.0)  # (n, 6)
+    a1 = np.maximum(z1, 0.0)
+    z2 = np.einsum("nk,nk->n", W2[:, 0, :-1], a1) + W2[:, 0, -1]
+
+    first, second = layers
+    dev = lambda s: s - s.mean(0)  # noqa: E731
+    mc_check(z1, first.z_mean[0], "E[Z1]")
+    mc_check(dev(z1) ** 2, first.z_var[0], "Var[Z1]")
+    mc_check(a1, second.in_mean[0, :-1], "E[A1]")
+    mc_check(dev(a1) ** 2, second.in_var[0, :-1], "Var[A1]")
+    mc_check(z2, second.z_mean[0, 0], "E[Z2]")
+    mc_check(dev(z2) ** 2, second.z_var[0, 0], "Var[Z2]")
+    # covariances used by the backward pass
+    mc_check(dev(z1)[:, :, None] * dev(W1), cov[0]["z_theta"][0], "Cov(Z1, theta1)")
+    mc_check(dev(a1) * dev(z1), cov[0]["a_z"][0], "Cov(A1, Z1)")
+    mc_check(dev(z2)[:, None] * dev(a1), cov[1]["z_below"][0, 0], "Cov(Z2, A1)")
+    mc_check(dev(z2)[:, None] * dev(W2[:, 0]), cov[1]["z_theta"][0, 0], "Cov(Z2, theta2)")
+
+
+def explicit_smoother(state, X, y, noise_var):
+    """TAGI's backward pass in the covariance form of TAGI-MAT (gains Cov / Var, posterior
+    minus prior), one point at a time from the same prior, increments summed over the batch."""
+    layers, covs = layer_moments(state, X)
+    L = len(layers)
+    d_means = [np.zeros(m.shape) for m in state.means]
+    d_vars = [np.zeros(v.shape) for v in state.variances]
+    for n in range(X.shape[0]):
+        z_mean = float(layers[-1].z_mean[n, 0])
+        z_var = float(layers[-1].z_var[n, 0])
+        s = z_var + noise_var
+        post_mean = np.array([z_mean + z_var * (y[n] - z_mean) / s])
+        post_var = np.array([z_var - z_var**2 / s])
+        for layer in range(L - 1, -1, -1):
+            prior_mean = np.asarray(layers[layer].z_mean[n])
+            prior_var = np.asarray(layers[layer].z_var[n])
+            gain = np.asarray(covs[layer]["z_theta"][n]) / prior_var[:, None]  # Cov(theta, Z) / Var Z
+            d_means[layer] += gain * (post_mean - prior_mean)[:, None]
+            d_vars[layer] += gain**2 * (post_var - prior_var)[:, None]
+            if layer > 0:
+                below = layers[layer - 1]
+                a_mean = np.asarray(layers[layer].in_mean[n, :-1])
+                a_var = np.asarray(layers[layer].in_var[n, :-1])
+                c = np.asarray(covs[layer]["z_below"][n])  # Cov(Z_j, A_k)
+                k = c / prior_var[:, None]
+                a_post_mean = a_mean + k.T @ (post_mean - prior_mean)
+                a_post_var = a_var + (k**2).T @ (post_var - prior_var)
+                g = np.asarray(covs[layer - 1]["a_z"][n]) / a_var  # Cov(Z, A) / Var A
+                post_mean = np.asarray(below.z_mean[n]) + g * (a_post_mean - a_mean)
+                post_var = np.asarray(below.z_var[n]) + g**2 * (a_post_var - a_var)
+    return d_means, d_vars
+
+
+def test_backward_pass_equals_the_explicit_layerwise_smoother(batch=3):
+    state = random_state((5, 4), n_in=3, seed=3, batch_size=batch, sigma_v=0.4)
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(batch, 3)), rng.normal(size=batch)
+    new = jit_batch_update(state, X, y)
+    d_means, d_vars = explicit_smoother(state, X, y, 0.4**2)
+    for layer in range(3):
+        np.testing.assert_allclose(new.means[layer] - state.means[layer], d_means[layer], rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(
+            new.variances[layer] - state.variances[layer], d_vars[layer], rtol=1e-9, atol=1e-14
+        )
+    assert int(new.rejected) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanics: padding, masking, guard, reproducibility
+
+
+def test_padding_of_the_last_batch_leaves_the_result_unchanged():
+    state = random_state((7,), n_in=2, seed=5, batch_size=10)
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(23, 2)), rng.normal(size=23)
+    padded = jit_sweep(state, X, y)  # batches of 10, 10 and 3 + 7 masked rows
+    reference = state
+    for start in range(0, 23, 10):  # unpadded: the last batch really has 3 rows
+        reference = jit_batch_update(reference, X[start : start + 10], y[start : start + 10])
+    for a, b in zip(padded.means + padded.variances, reference.means + reference.variances):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    for a, b in zip(padded.rejections, reference.rejections):  # (this state has a few)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_masked_rows_are_ignored_even_if_nan():
+    state = random_state((7,), n_in=2, seed=5, batch_size=10)
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(23, 2)), rng.normal(size=23)
+    X_pad = np.concatenate([X, np.full((9, 2), np.nan)])
+    y_pad = np.concatenate([y, np.full(9, np.nan)])
+    mask = np.arange(32) < 23
+    new = tagi.update(state, X_pad, y_pad, mask)
+    # the same epoch by hand: the order update draws, real rows first, then the sweep
+    _, sub = jax.random.split(state.key)
+    order = np.asarray(shuffled_order(sub, jnp.asarray(mask)))[:23]
+    assert sorted(order) == list(range(23))
+    expected = jit_sweep(state, X[order], y[order])
+    for a, b in zip(new.means + new.variances, expected.means + expected.variances):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_invalid_updates_are_refused_and_counted():
+    # one input fixed to 1, weight variance 1, tiny noise: ten identical points in one batch
+    # subtract 10 / S ~ 10 from the weight variance, which would go negative
+    state = tagi.init(jax.random.PRNGKey(0), tagi.TAGISpec(n_in=1, hidden=(), sigma_v=0.01, batch_size=10))
+    state = state.replace(means=(jnp.zeros((1, 2)),), variances=(jnp.array([[1.0, 0.01]]),))
+    X, y = np.ones((10, 1)), np.ones(10)
+    new = jit_batch_update(state, X, y)
+    np.testing.assert_array_equal(new.rejections[0], [[1, 0]])
+    assert int(new.rejected) == 1
+    assert float(new.means[0][0, 0]) == 0.0 and float(new.variances[0][0, 0]) == 1.0  # kept
+    s = 1.0 + 0.01 + 0.01**2
+    np.testing.assert_allclose(new.variances[0][0, 1], 0.01 - 10 * 0.01**2 / s, rtol=1e-12)  # bias updated
+    np.testing.assert_allclose(new.means[0][0, 1], 10 * 0.01 / s, rtol=1e-12)
+    # a non-finite observation is refused for every parameter, and counted again
+    newer = jit_batch_update(new, X[:1].repeat(10, 0), np.full(10, np.inf))
+    np.testing.assert_array_equal(newer.rejections[0], [[2, 1]])
+    for a, b in zip(newer.means + newer.variances, new.means + new.variances):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_same_key_reproduces_and_another_key_differs():
+    spec = tagi.TAGISpec(n_in=2, hidden=(7,), batch_size=10)
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(32, 2)), rng.normal(size=32)
+    mask = np.arange(32) < 23  # (the shapes of the masking test: no new compilation)
+
+    def run(seed):
+        state = tagi.init(jax.random.PRNGKey(seed), spec)
+        for _ in range(2):
+            state = tagi.update(state, X, y, mask)
+        return state
+
+    a, b, c = run(0), run(0), run(1)
+    for u, v in zip(a.means + a.variances, b.means + b.variances):
+        np.testing.assert_array_equal(u, v)
+    assert not np.allclose(a.means[0], c.means[0])
+
+
+def test_spec_is_hashable_and_validated():
+    spec = tagi.TAGISpec(n_in=3, hidden=[4, 2])
+    assert spec.hidden == (4, 2) and hash(spec) == hash(tagi.TAGISpec(n_in=3, hidden=(4, 2)))
+    assert spec.weight_shapes == ((4, 4), (2, 5), (1, 3))
+    assert tagi.n_parameters(spec) == 16 + 10 + 3
+    with pytest.raises(ValueError, match="activation"):
+        tagi.TAGISpec(n_in=3, activation="softmax")
+    with pytest.raises(ValueError, match="sigma_v"):
+        tagi.TAGISpec(n_in=3, sigma_v=0.0)
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    np.testing.assert_allclose(state.variances[0][:, :-1], 0.25 / 3)  # init_gain / fan_in
+    np.testing.assert_allclose(state.variances[0][:, -1], 0.01)
+    np.testing.assert_array_equal(state.means[0][:, -1], 0.0)
+    assert float(tagi.noise_variance(state)) == pytest.approx(0.09)
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning
+
+
+def test_learns_the_cubic_toy():
+    X, _, y = toy_data(200, seed=0)
+    X_test, f_test, _ = toy_data(500, seed=1)
+    xm, xs, ym, ys = X.mean(0), X.std(0), y.mean(), y.std()
+    state = tagi.init(jax.random.PRNGKey(0), tagi.TAGISpec(n_in=1))
+    for _ in range(40):
+        state = tagi.update(state, (X - xm) / xs, (y - ym) / ys)
+    # the last two points lie far outside the data, at +-8
+    mean, var = map(np.asarray, tagi.predict(state, (np.vstack([X_test, [[-8.0], [8.0]]]) - xm) / xs))
+    mean, var, far = mean[:-2], var[:-2], var[-2:]
+    # noise std 0.1, function range +-0.64: the fit is within a third of the noise
+    assert rmse(f_test, mean * ys + ym) < 0.05
+    assert np.all(var > 0) and int(state.rejected) == 0
+    # epistemic uncertainty grows away from the data
+    assert np.all(far > 10 * np.median(var))
+
+
+def test_boston_split_0():
+    X_train, y_train, X_test, y_test = uci_split("boston", 0)
+    xm, xs = X_train.mean(0), X_train.std(0)
+    xs = np.where(xs > 0, xs, 1.0)
+    ym, ys = y_train.mean(), y_train.std()
+    spec = tagi.TAGISpec(n_in=X_train.shape[1], hidden=(50,), sigma_v=0.3, batch_size=10)
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    for _ in range(40):
+        state = tagi.update(state, (X_train - xm) / xs, (y_train - ym) / ys)
+    mean, var = tagi.predict(state, (X_test - xm) / xs)
+    mu = np.asarray(mean) * ys + ym
+    sd = np.sqrt(np.asarray(var) + float(tagi.noise_variance(state))) * ys
+    assert rmse(y_test, mu) < 4.0
+    assert log_likelihood(y_test, mu, sd) > -3.0
+    assert int(state.rejected) == 0
+
+
+def test_select_sigma_v_picks_the_noise_level_on_a_validation_split():
+    X, _, y = toy_data(200, seed=0, noise=0.1)  # noise / std(y) ~ 0.36 in standardised units
+    grid = (0.05, 0.3, 2.0)
+    # the spec's other fields are used; its sigma_v and n_in are not
+    spec = dataclasses.replace(tagi.TAGISpec(n_in=99), hidden=(10,))
+    sel = tagi.select_sigma_v(X, y, grid=grid, epochs=10, key=jax.random.PRNGKey(1), spec=spec)
+    assert sel.sigma_v == 0.3 and sel.grid == grid
+    assert sel.val_log_likelihood.shape == (3,) and np.all(np.isfinite(sel.val_log_likelihood))
+    again = tagi.select_sigma_v(X, y, grid=grid, epochs=10, key=jax.random.PRNGKey(1), spec=spec)
+    np.testing.assert_array_equal(sel.val_log_likelihood, again.val_log_likelihood)
+    with pytest.raises(ValueError, match="val_fraction"):
+        tagi.select_sigma_v(X, y, grid=grid, epochs=1, val_fraction=0.0)
