@@ -13,7 +13,7 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from probprop.distributions import GaussianPrediction  # noqa: E402
-from probprop.estimators import PBPRegressor  # noqa: E402
+from probprop.estimators import PBPEnsembleRegressor, PBPRegressor, TAGIRegressor  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["PBPRegressor", "GaussianPrediction", "__version__"]
+__all__ = ["PBPRegressor", "PBPEnsembleRegressor", "TAGIRegressor", "GaussianPrediction", "__version__"]

@@ -6,6 +6,7 @@ standardise with training statistics, call the learner, and map results back.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 import jax
@@ -52,7 +53,111 @@ def _bucket(n: int) -> int:
     return max(8, 1 << (int(n) - 1).bit_length())
 
 
-class PBPRegressor(RegressorMixin, BaseEstimator):
+class _MomentRegressor(RegressorMixin, BaseEstimator):
+    """Shared surface of the probprop regressors: validation, standardisation, prediction.
+
+    Subclasses fit a learner in standardised units and implement ``_standardised_moments(Xs)``
+    returning the predictive mean, the epistemic variance and the noise variance (scalar or
+    per point), all in standardised units. Fitted state lives in ``state_``.
+    """
+
+    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=reset,
+                dtype=[np.float64, np.float32],
+                y_numeric=True,
+                multi_output=True,
+                ensure_min_samples=min_samples,
+            )
+        except ValueError as err:
+            raise _clearer(err) from err
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
+        try:  # y_numeric converts only object arrays; a string array would fail here
+            y = column_or_1d(y, warn=True).astype(np.float64)
+        except ValueError as err:
+            raise _clearer(err) from err
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return np.asarray(X, np.float64), y
+
+    def _validate_X(self, X) -> np.ndarray:
+        check_is_fitted(self, "state_")
+        try:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        except ValueError as err:
+            raise _clearer(err) from err
+        return np.asarray(X, np.float64)
+
+    def _set_scaling(self, X, y, constant_tol: float = 1e-9) -> None:
+        self.x_mean_, self.x_scale_ = standardisation(X, constant_tol)
+        y_mean, y_scale = standardisation(y[:, None])
+        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+
+    def _standardise(self, X, y=None):
+        Xs = (X - self.x_mean_) / self.x_scale_
+        if y is None:
+            return Xs
+        return Xs, (y - self.y_mean_) / self.y_scale_
+
+    def _seed(self) -> int:
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _standardised_moments(self, Xs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _moments(self, X):
+        """(mean, epistemic_var, noise_var) in the user's units, in padded blocks."""
+        Xs = self._standardise(self._validate_X(X))
+        parts = []
+        for start in range(0, len(Xs), _PREDICT_BLOCK):
+            block = Xs[start : start + _PREDICT_BLOCK]
+            padded = np.zeros((_bucket(len(block)), Xs.shape[1]))
+            padded[: len(block)] = block
+            m, v, noise = self._standardised_moments(padded)
+            noise = np.broadcast_to(np.asarray(noise, np.float64), np.shape(m))
+            parts.append([np.asarray(a, np.float64)[: len(block)] for a in (m, v, noise)])
+        mean, epistemic, noise = (np.concatenate(column) for column in zip(*parts))
+        scale2 = self.y_scale_**2
+        return mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
+
+    def predict(self, X, return_std: bool = False):
+        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise)."""
+        mean, epistemic, noise = self._moments(X)
+        if return_std:
+            return mean, np.sqrt(epistemic + noise)
+        return mean
+
+    def predict_dist(self, X) -> GaussianPrediction:
+        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
+        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``."""
+        return GaussianPrediction(*self._moments(X))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
+        dist = self.predict_dist(X)
+        try:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        except ValueError as err:
+            raise _clearer(err) from err
+        y = column_or_1d(y, warn=False)
+        check_consistent_length(dist.mean, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, dist.mean)
+        return float(np.average(dist.logpdf(y), weights=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.non_deterministic = getattr(self, "random_state", None) is None
+        return tags
+
+
+class PBPRegressor(_MomentRegressor):
     """Bayesian neural network regression by probabilistic backpropagation.
 
     Hernández-Lobato & Adams (ICML 2015): every weight has a Gaussian posterior, learned by
@@ -146,45 +251,11 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
         return {"hidden": tuple(int(h) for h in hidden)}
 
-    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
-        try:
-            X, y = validate_data(
-                self,
-                X,
-                y,
-                reset=reset,
-                dtype=[np.float64, np.float32],
-                y_numeric=True,
-                multi_output=True,
-                ensure_min_samples=min_samples,
-            )
-        except ValueError as err:
-            raise _clearer(err) from err
-        if y.ndim == 2 and y.shape[1] != 1:
-            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
-        try:  # y_numeric converts only object arrays; a string array would fail here
-            y = column_or_1d(y, warn=True).astype(np.float64)
-        except ValueError as err:
-            raise _clearer(err) from err
-        if not np.all(np.isfinite(y)):
-            raise ValueError("Input y contains NaN or infinity.")
-        return np.asarray(X, np.float64), y
-
-    def _validate_X(self, X) -> np.ndarray:
-        check_is_fitted(self, "state_")
-        try:
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        except ValueError as err:
-            raise _clearer(err) from err
-        return np.asarray(X, np.float64)
-
     # ------------------------------------------------------------------ training
 
     def _start(self, X, y):
         params = self._validated_params()
-        self.x_mean_, self.x_scale_ = standardisation(X, self.constant_tol)
-        y_mean, y_scale = standardisation(y[:, None])
-        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+        self._set_scaling(X, y, self.constant_tol)
         learn = self.noise == "learn"
         spec = pbp.PBPSpec(
             n_in=X.shape[1],
@@ -194,8 +265,7 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
             noise_variance=None if learn else float(self.noise) / self.y_scale_**2,
             dtype=self.dtype,
         )
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        self.state_ = jax.device_get(pbp.init(jax.random.PRNGKey(seed), spec))
+        self.state_ = jax.device_get(pbp.init(jax.random.PRNGKey(self._seed()), spec))
         self.n_rejected_ = 0
         self.rejected_per_epoch_ = []
 
@@ -246,57 +316,17 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
         self._run_epochs(Xp, yp, epochs, mask)
         return self
 
-    def _standardise(self, X, y=None):
-        Xs = (X - self.x_mean_) / self.x_scale_
-        if y is None:
-            return Xs
-        return Xs, (y - self.y_mean_) / self.y_scale_
-
     # ------------------------------------------------------------------ prediction
 
-    def _moments(self, X) -> tuple[np.ndarray, np.ndarray]:
-        Xs = self._standardise(self._validate_X(X))
-        means, variances = [], []
-        for start in range(0, len(Xs), _PREDICT_BLOCK):
-            block = Xs[start : start + _PREDICT_BLOCK]
-            padded = np.zeros((_bucket(len(block)), Xs.shape[1]))
-            padded[: len(block)] = block
-            m, v = pbp.predict(self.state_, padded)
-            means.append(np.asarray(m, np.float64)[: len(block)])
-            variances.append(np.asarray(v, np.float64)[: len(block)])
-        mean = np.concatenate(means) * self.y_scale_ + self.y_mean_
-        return mean, np.concatenate(variances) * self.y_scale_**2
+    def _standardised_moments(self, Xs):
+        mean, epistemic = pbp.predict(self.state_, Xs)
+        return mean, epistemic, pbp.noise_variance(self.state_)
 
     @property
     def noise_variance_(self) -> float:
+        """Posterior mean of the noise variance, in the units of ``y`` squared."""
         check_is_fitted(self, "state_")
         return float(pbp.noise_variance(self.state_)) * self.y_scale_**2
-
-    def predict(self, X, return_std: bool = False):
-        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise)."""
-        mean, epistemic = self._moments(X)
-        if return_std:
-            return mean, np.sqrt(epistemic + self.noise_variance_)
-        return mean
-
-    def predict_dist(self, X) -> GaussianPrediction:
-        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
-        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``."""
-        mean, epistemic = self._moments(X)
-        return GaussianPrediction(mean, epistemic, np.full_like(mean, self.noise_variance_))
-
-    def score(self, X, y, sample_weight=None):
-        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
-        dist = self.predict_dist(X)
-        try:
-            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        except ValueError as err:
-            raise _clearer(err) from err
-        y = column_or_1d(y, warn=False)
-        check_consistent_length(dist.mean, y)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, dist.mean)
-        return float(np.average(dist.logpdf(y), weights=sample_weight))
 
     # ------------------------------------------------------------------ persistence
 
@@ -313,12 +343,6 @@ class PBPRegressor(RegressorMixin, BaseEstimator):
 
         return load_model(path, cls)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.single_output = True
-        tags.non_deterministic = self.random_state is None
-        return tags
-
 
 def _clearer(err: ValueError) -> ValueError:
     """Name the problem for the commonest input mistakes; keep scikit-learn's text otherwise."""
@@ -327,3 +351,164 @@ def _clearer(err: ValueError) -> ValueError:
         return ValueError(f"Input contains non-numeric values: {text}")
     return err
 
+
+
+def _check_positive_int(name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_hidden(hidden) -> tuple[int, ...]:
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        hidden = tuple(hidden)
+    except TypeError:
+        raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}") from None
+    if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in hidden):
+        raise ValueError(f"hidden must be a tuple of positive ints (e.g. (50,) or ()), got {hidden!r}")
+    return tuple(int(h) for h in hidden)
+
+
+class PBPEnsembleRegressor(_MomentRegressor):
+    """An ensemble of independently initialised PBP networks, combined as a mixture.
+
+    Each member is a :class:`PBPRegressor` posterior trained on the same data with its own
+    initial weights and shuffling. The predictive distribution is the equally weighted
+    mixture of the members' Gaussians, reported by its first two moments:
+    mean = avg m_k; epistemic = avg v_k + Var_k(m_k); noise = avg noise_k.
+
+    Parameters are those of :class:`PBPRegressor` plus ``n_members`` (default 5).
+    """
+
+    def __init__(
+        self,
+        n_members=5,
+        hidden=(50,),
+        epochs=40,
+        activation="relu",
+        dtype="float64",
+        constant_tol=1e-9,
+        random_state=None,
+        verbose=False,
+    ):
+        self.n_members = n_members
+        self.hidden = hidden
+        self.epochs = epochs
+        self.activation = activation
+        self.dtype = dtype
+        self.constant_tol = constant_tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fit ``n_members`` PBP networks (``epochs`` epochs each) from different seeds."""
+        n_members = _check_positive_int("n_members", self.n_members)
+        X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
+        self._set_scaling(X, y, self.constant_tol)
+        rng = check_random_state(self.random_state)
+        self.members_ = []
+        for _ in tqdm(range(n_members), desc="PBP members", disable=not self.verbose, leave=False):
+            member = PBPRegressor(
+                hidden=self.hidden,
+                epochs=self.epochs,
+                activation=self.activation,
+                dtype=self.dtype,
+                constant_tol=self.constant_tol,
+                random_state=int(rng.randint(np.iinfo(np.int32).max)),
+            )
+            self.members_.append(member.fit(X, y))
+        self.state_ = tuple(m.state_ for m in self.members_)
+        self.n_rejected_ = sum(m.n_rejected_ for m in self.members_)
+        return self
+
+    def _standardised_moments(self, Xs):
+        moments = []
+        for state, member in zip(self.state_, self.members_):
+            # members share this model's scaling (same data), so their units agree
+            mean, var = pbp.predict(state, Xs)
+            moments.append((np.asarray(mean), np.asarray(var), float(pbp.noise_variance(state))))
+        means = np.stack([m for m, _, _ in moments])
+        epistemic = np.mean([v for _, v, _ in moments], axis=0) + means.var(axis=0)
+        return means.mean(axis=0), epistemic, np.mean([n for _, _, n in moments])
+
+
+class TAGIRegressor(_MomentRegressor):
+    """Tractable approximate Gaussian inference (Goulet, Nguyen & Amiri, JMLR 2021).
+
+    Closed-form forward moments and a layer-by-layer Gaussian conditioning of the hidden
+    states and the weights (no gradients), over mini-batches (``probprop.learners.tagi``).
+
+    Parameters
+    ----------
+    hidden, epochs, activation, dtype, random_state, verbose : as in :class:`PBPRegressor`.
+    sigma_v : "select" or float, default="select"
+        Observation-noise standard deviation in standardised target units (fixed during
+        training). ``"select"`` picks it from (0.1, 0.2, 0.3, 0.5, 0.7) by log-likelihood on a
+        validation tenth of the training data (never the test data).
+    batch_size : int, default=10
+    """
+
+    def __init__(
+        self,
+        hidden=(50,),
+        epochs=40,
+        sigma_v="select",
+        batch_size=10,
+        activation="relu",
+        dtype="float64",
+        random_state=None,
+        verbose=False,
+    ):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.sigma_v = sigma_v
+        self.batch_size = batch_size
+        self.activation = activation
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        from probprop.learners import tagi
+
+        hidden = _check_hidden(self.hidden)
+        epochs = _check_positive_int("epochs", self.epochs)
+        batch_size = _check_positive_int("batch_size", self.batch_size)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        select = isinstance(self.sigma_v, str) and self.sigma_v == "select"
+        if not select and not (
+            isinstance(self.sigma_v, numbers.Real) and not isinstance(self.sigma_v, bool) and self.sigma_v > 0
+        ):
+            raise ValueError(f"sigma_v must be 'select' or a positive float, got {self.sigma_v!r}")
+        X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
+        self._set_scaling(X, y)
+        Xs, ys = self._standardise(X, y)
+        key = jax.random.PRNGKey(self._seed())
+        key, select_key = jax.random.split(key)
+        spec = tagi.TAGISpec(
+            n_in=X.shape[1], hidden=hidden, activation=self.activation, batch_size=batch_size, dtype=self.dtype
+        )
+        if select:
+            choice = tagi.select_sigma_v(X, y, epochs=epochs, key=select_key, spec=spec)
+            self.sigma_v_ = float(choice.sigma_v)
+            self.sigma_v_validation_ = dict(zip(map(float, choice.grid), map(float, choice.val_log_likelihood)))
+        else:
+            self.sigma_v_ = float(self.sigma_v)
+        spec = dataclasses.replace(spec, sigma_v=self.sigma_v_)
+        state = tagi.init(key, spec)
+        for _ in tqdm(range(epochs), desc="TAGI epochs", disable=not self.verbose, leave=False):
+            state = tagi.update(state, Xs, ys)
+        self.state_ = jax.device_get(state)
+        self.n_rejected_ = int(self.state_.rejected)
+        return self
+
+    def _standardised_moments(self, Xs):
+        from probprop.learners import tagi
+
+        mean, var = tagi.predict(self.state_, Xs)
+        return mean, var, tagi.noise_variance(self.state_)

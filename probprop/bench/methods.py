@@ -78,6 +78,34 @@ def pbp_refscale(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     return _fit_predict(model, X_train, y_train, X_test)
 
 
+def pbp2(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """Deeper PBP: two hidden layers of ``info.n_hidden`` units, otherwise the paper's protocol."""
+    from probprop import PBPRegressor
+
+    width = int(info.n_hidden)
+    model = PBPRegressor(hidden=(width, width), epochs=int(info.n_epochs), random_state=seed)
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
+def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """Five independently initialised PBP networks (paper protocol each), mixed."""
+    from probprop import PBPEnsembleRegressor
+
+    model = PBPEnsembleRegressor(
+        n_members=5, hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed
+    )
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
+def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """probprop's TAGI: 1 hidden layer, batch 10, ``info.n_epochs`` epochs, sigma_v chosen on a
+    validation tenth of the training split."""
+    from probprop import TAGIRegressor
+
+    model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed)
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
 def bayesridge(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """scikit-learn's BayesianRidge on standardised inputs; ``return_std`` includes the noise."""
     from sklearn.linear_model import BayesianRidge
@@ -119,6 +147,9 @@ def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 METHODS: dict[str, Callable] = {
     "pbp": pbp,
     "pbp-refscale": pbp_refscale,
+    "pbp2": pbp2,
+    "pbp-ensemble": pbp_ensemble,
+    "tagi": tagi,
     "bayesridge": bayesridge,
     "ngboost": ngboost,
     "pytagi": pytagi,
@@ -127,13 +158,16 @@ METHODS: dict[str, Callable] = {
 LABELS: dict[str, str] = {
     "pbp": "probprop PBP",
     "pbp-refscale": "probprop PBP, reference scaling",
+    "pbp2": "probprop PBP, 2 hidden layers",
+    "pbp-ensemble": "probprop PBP ensemble (5)",
+    "tagi": "probprop TAGI",
     "bayesridge": "BayesianRidge",
     "ngboost": "NGBoost (ours)",
     "pytagi": "pytagi",
 }
 
 #: The module each method needs beyond probprop's own dependencies.
-REQUIRES: dict[str, str | None] = {"pbp": None, "pbp-refscale": None, "bayesridge": None, "ngboost": "ngboost", "pytagi": "pytagi"}
+REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}
 
 
 def check_available(name: str) -> None:
@@ -169,7 +203,12 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
     n, d = max(info.n_train, 1), max(info.n_features, 1)
     if name.startswith("pbp"):
         weights = info.n_hidden * (d + 1) + info.n_hidden + 1
-        return n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
+        if name == "pbp2":
+            weights += info.n_hidden * (info.n_hidden + 1)
+        members = 5 if name == "pbp-ensemble" else 1
+        return members * n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
+    if name == "tagi":
+        return 6 * n * info.n_epochs * 1e-6 + 4.0
     if name == "ngboost":
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
     if name == "pytagi":

@@ -6,6 +6,6 @@
     mean, var = pbp.predict(state, X)
 """
 
-from probprop.learners import pbp
+from probprop.learners import pbp, tagi
 
-__all__ = ["pbp"]
+__all__ = ["pbp", "tagi"]

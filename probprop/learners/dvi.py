@@ -82,7 +82,7 @@ class DVISpec:
     empirical_bayes: bool = True
     eb_alpha: float = 1.0
     eb_beta: float = 10.0
-    learning_rate: float = 1e-2
+    learning_rate: float = 3e-3
     batch_size: int = 32
     init_std: float = 1e-3
     init_noise_variance: float = 0.1

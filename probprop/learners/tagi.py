@@ -4,7 +4,8 @@ A fully connected regression network whose weights and biases are independent Ga
 N(mu, var). Learning needs no gradients: the forward pass propagates closed-form moments and
 the covariances between hidden states and parameters, and the backward pass conditions each
 layer on the observation by Gaussian conditioning, top down, like a Rauch-Tung-Striebel
-smoother, in the "innovation" form of the paper (its §3.4; pytagi's ``backward``).
+smoother, in the "innovation" (delta) form that pytagi's layers implement (``delta_mu``,
+``delta_var``; TAGI-MAT, the paper's MATLAB code, writes the same gains in covariance form).
 
 Pure functions over an immutable :class:`TAGIState`:
 
@@ -47,14 +48,19 @@ Bayesian linear-regression posterior marginal.
 
 Where this follows the paper and where pytagi:
 
-* innovation form, batch summation and the output update: paper §3 and pytagi alike;
-* activation: the exact Gaussian moments of the moment map (pytagi's ``MixtureReLU`` idea);
-  the paper and pytagi's default ``ReLU`` linearise instead (mu_A = relu(mu_Z), J = 1[mu_Z > 0]);
-* initialisation (TAGI-MAT ``initializeWeightBias`` with ``factor4Wp = 0.25``): weight
-  variance ``init_gain / fan_in`` (fan_in without the bias) and weight means ~ N(0, that
+* covariances, output update, batch summation and the hidden-state update: TAGI-MAT
+  (``tagi.m``) and pytagi alike;
+* activation: the exact Gaussian moments of the moment map with J = dE[A]/dm, which for ReLU is
+  pytagi's ``MixtureReLU`` (E, Var of the rectified Gaussian, J = Phi(m / s)); TAGI-MAT's
+  ``relu`` and pytagi's ``ReLU`` linearise instead (mu_A = max(0, mu_Z), J = 1[mu_Z > 0],
+  Var A = J^2 Var Z);
+* initialisation as TAGI-MAT ``initializeWeightBias`` with its UCI setting ``factor4Wp =
+  0.25``: weight variance ``init_gain / fan_in`` (fan_in without the bias) for every
+  activation (TAGI-MAT uses 2 / (fan_in + fan_out) for tanh) and weight means ~ N(0, that
   variance); bias variance ``init_bias_variance`` (TAGI-MAT ``factor4Bp = 0.01``) and bias
-  mean 0 (TAGI-MAT draws it from N(0, 0.01); pytagi's He init draws means with std
-  sqrt(1/fan_in) and sets var = (gain sqrt(1/fan_in))^2, i.e. ``init_gain = gain^2``);
+  mean 0 (TAGI-MAT draws it from N(0, 0.01)). pytagi's He init differs: means ~ N(0, 1/fan_in)
+  whatever the gain, var = gain^2 / fan_in (``init_gain = gain_w^2``), biases the same with
+  ``gain_b``;
 * ``sigma_v`` 0.3 and ``batch_size`` 10: pytagi's UCI benchmark (TAGI-MAT: 0.32 and 1);
 * the variance guard is ours (neither reference has one, see :func:`batch_update`).
 """

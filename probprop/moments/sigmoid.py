@@ -173,7 +173,7 @@ def probit_var_with_grad(mean, var):
 def _scaled_probit(mean, var, k):
     """E and Var of Phi(k a), a ~ N(mean, var), and their (m, v) derivatives."""
     km, k2v = k * mean, (k * k) * var
-    _, v, tau2, h = _prep(km, k2v)
+    _, _, tau2, h = _prep(km, k2v)
     pdf = norm_pdf(h)
     tau = jnp.sqrt(tau2)
     i, im, iv = probit_var_with_grad(km, k2v)
@@ -184,7 +184,7 @@ def _scaled_probit(mean, var, k):
 
 def sigmoid(mean, var):
     """Mean and variance of sigma(a), a ~ N(mean, var) (probit approximation)."""
-    _, v, tau2, h = _prep(PROBIT_SCALE * mean, (PROBIT_SCALE**2) * var)
+    h = _prep(PROBIT_SCALE * mean, (PROBIT_SCALE**2) * var)[3]
     out_mean = 0.5 * lax.erfc(-h * SQRT_HALF)
     return out_mean, probit_var(PROBIT_SCALE * mean, (PROBIT_SCALE**2) * var)
 
@@ -198,7 +198,7 @@ def sigmoid_with_jacobian(mean, var):
 def tanh(mean, var):
     """Mean and variance of tanh(a) = 2 sigma(2a) - 1, a ~ N(mean, var) (probit approximation)."""
     k = 2.0 * PROBIT_SCALE
-    _, v, tau2, h = _prep(k * mean, (k * k) * var)
+    h = _prep(k * mean, (k * k) * var)[3]
     return lax.erf(h * SQRT_HALF), 4.0 * probit_var(k * mean, (k * k) * var)
 
 

@@ -163,10 +163,10 @@ def test_backward_pass_equals_the_explicit_layerwise_smoother(batch=3):
     new = jit_batch_update(state, X, y)
     d_means, d_vars = explicit_smoother(state, X, y, 0.4**2)
     for layer in range(3):
-        np.testing.assert_allclose(new.means[layer] - state.means[layer], d_means[layer], rtol=1e-9, atol=1e-14)
-        np.testing.assert_allclose(
-            new.variances[layer] - state.variances[layer], d_vars[layer], rtol=1e-9, atol=1e-14
-        )
+        d_mean = new.means[layer] - state.means[layer]
+        d_var = new.variances[layer] - state.variances[layer]
+        np.testing.assert_allclose(d_mean, d_means[layer], rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(d_var, d_vars[layer], rtol=1e-9, atol=1e-14)
     assert int(new.rejected) == 0
 
 
