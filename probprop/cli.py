@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from probprop import __version__
+from probprop.bench.methods import METHODS  # light: the adapters import their estimators lazily
 
 __all__ = ["main"]
 
@@ -351,7 +352,7 @@ def bench():
               help="Comma list of datasets (boston, concrete, energy, kin8nm, naval, power, protein, wine, yacht) or 'all'.")
 @click.option("--splits", default="all", show_default=True, help="'all', a range '0-4', or a list '0,1,2'.")
 @click.option("--methods", default="pbp,bayesridge", show_default=True,
-              help="Comma list of pbp, bayesridge, ngboost, pytagi (or 'all').")
+              help=f"Comma list of {', '.join(METHODS)} (or 'all').")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes, one pinned core each. [default: number of usable cores]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"),
