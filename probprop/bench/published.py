@@ -4,12 +4,16 @@ Every entry of :data:`PUBLISHED` is one method as printed by one source:
 
 ``label``
     short column header for reports;
+``vs``
+    a shorter name for "<method> vs <this>" headers;
 ``source``
     the source tag of ``shared/docs/pbp-reference.md`` §0 and the table it was read from;
 ``spread``
     what the printed ``±`` is: ``"se"`` (standard error over splits) or ``"sd"`` (standard
     deviation over splits; for DE-PAPER, NGBoost and TAGI-REPO this is inferred from the size
     of the values, the sources do not say);
+``spread_inferred`` (optional)
+    ``True`` where an ``"se"`` is inferred from the size of the values (DVI-PAPER);
 ``n_splits``
     the number of splits behind each value where the source's protocol states it (used to
     turn an SD into an SE, SE = SD / sqrt(n)), or ``None`` where it is not confirmed;
@@ -22,13 +26,27 @@ Every entry of :data:`PUBLISHED` is one method as printed by one source:
 Log-likelihoods are per test point, higher is better; sources that print NLL were sign-flipped
 (noted per entry). :func:`with_se` gives the values with every spread expressed as an SE where
 that is possible.
+
+Which published entry is the counterpart of which benchmark method is data too:
+:data:`PUBLISHED_FOR` maps a method of :data:`probprop.bench.methods.METHODS` to its published
+entries, and :data:`PROTOCOL` says, for each such pair, whether the comparison is like-for-like
+and what differs (:func:`pairing` looks one up).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["PUBLISHED", "PAPER_PBP", "PAPER_RUNTIME_SECONDS", "with_se", "spread_note"]
+__all__ = [
+    "PUBLISHED",
+    "PAPER_PBP",
+    "PAPER_RUNTIME_SECONDS",
+    "PUBLISHED_FOR",
+    "PROTOCOL",
+    "pairing",
+    "with_se",
+    "spread_note",
+]
 
 # The PBP protocol's split counts (DE-PAPER, GAL-PAPER): 20, protein 5, year 1.
 _PBP_SPLITS = {
@@ -47,6 +65,7 @@ _PBP_SPLITS = {
 PUBLISHED: dict[str, dict] = {
     "pbp": {
         "label": "PBP (paper)",
+        "vs": "paper",
         "source": "GAL-PAPER Table 1, copying Hernández-Lobato & Adams (ICML 2015); cross-checked with DE-PAPER Table 1",
         "spread": "se",
         "n_splits": _PBP_SPLITS,
@@ -78,6 +97,7 @@ PUBLISHED: dict[str, dict] = {
     },
     "vi": {
         "label": "VI (Graves)",
+        "vs": "VI (paper)",
         "source": "GAL-PAPER Table 1 (VI column of the PBP paper)",
         "spread": "se",
         "n_splits": _PBP_SPLITS,
@@ -108,7 +128,8 @@ PUBLISHED: dict[str, dict] = {
         },
     },
     "mc_dropout": {
-        "label": "MC dropout",
+        "label": "MC dropout (paper)",
+        "vs": "GAL-PAPER",
         "source": "GAL-PAPER Table 1 ('Dropout', 1 hidden layer, BO-tuned; post-Oct-2016 SEs)",
         "spread": "se",
         "n_splits": _PBP_SPLITS,
@@ -138,8 +159,39 @@ PUBLISHED: dict[str, dict] = {
             "year": (-3.588, None),
         },
     },
+    "mc_dropout_grid": {
+        "label": "MC dropout grid (GAL-REPO)",
+        "vs": "GAL-REPO grid",
+        "source": "GAL-REPO readme.md (2018, 1 hidden layer, corrected grid-search protocol, 'grid' columns)",
+        "spread": "se",
+        "n_splits": {name: n for name, n in _PBP_SPLITS.items() if name != "year"},
+        "decimals": {"default": 2},
+        "rmse": {
+            "bostonHousing": (2.90, 0.18),
+            "concrete": (4.82, 0.16),
+            "energy": (0.54, 0.06),
+            "kin8nm": (0.08, 0.00),
+            "naval-propulsion-plant": (0.00, 0.00),
+            "power-plant": (4.01, 0.04),
+            "protein-tertiary-structure": (4.27, 0.02),
+            "wine-quality-red": (0.62, 0.01),
+            "yacht": (0.67, 0.05),
+        },
+        "log_likelihood": {
+            "bostonHousing": (-2.40, 0.04),
+            "concrete": (-2.93, 0.02),
+            "energy": (-1.21, 0.01),
+            "kin8nm": (1.14, 0.01),
+            "naval-propulsion-plant": (4.45, 0.00),
+            "power-plant": (-2.80, 0.01),
+            "protein-tertiary-structure": (-2.87, 0.00),
+            "wine-quality-red": (-0.93, 0.01),
+            "yacht": (-1.25, 0.01),
+        },
+    },
     "deep_ensembles": {
-        "label": "Deep ens.",
+        "label": "Deep ens. (paper)",
+        "vs": "DE-PAPER",
         "source": "DE-PAPER Table 1 (5 nets, heteroscedastic; NLL sign-flipped to LL)",
         "spread": "sd",
         "n_splits": _PBP_SPLITS,  # DE-PAPER: "the PBP protocol", 20 splits (protein 5, year 1)
@@ -170,7 +222,8 @@ PUBLISHED: dict[str, dict] = {
         },
     },
     "ngboost": {
-        "label": "NGBoost",
+        "label": "NGBoost (paper)",
+        "vs": "NGBoost paper",
         "source": "Duan et al. (ICML 2020) as re-printed in WGB-PAPER Table 1 (NLL sign-flipped to LL)",
         "spread": "sd",
         "n_splits": None,  # the split count is not confirmed by a readable source
@@ -198,10 +251,54 @@ PUBLISHED: dict[str, dict] = {
             "yacht": (-0.20, 0.26),
         },
     },
+    "dvi": {
+        "label": "DVI (paper, het.)",
+        "vs": "DVI-PAPER DVI",
+        "source": "DVI-PAPER Table 2 (DVI, full covariance, heteroscedastic; ICLR 2019 review version; LL only)",
+        "spread": "se",
+        "spread_inferred": True,  # DVI-PAPER does not say; the sizes look like SEs
+        "n_splits": {name: 20 for name in _PBP_SPLITS if name != "year"},
+        "decimals": {"default": 2},
+        "rmse": {},
+        "log_likelihood": {
+            "bostonHousing": (-2.41, 0.02),
+            "concrete": (-3.06, 0.01),
+            "energy": (-1.01, 0.06),
+            "kin8nm": (1.13, 0.00),
+            "naval-propulsion-plant": (6.29, 0.04),
+            "power-plant": (-2.80, 0.00),
+            "protein-tertiary-structure": (-2.85, 0.01),
+            "wine-quality-red": (-0.90, 0.01),
+            "yacht": (-0.47, 0.03),
+        },
+    },
+    "ddvi": {
+        "label": "dDVI (paper, het.)",
+        "vs": "DVI-PAPER dDVI",
+        "source": "DVI-PAPER Table 2 (dDVI, diagonal, heteroscedastic; ICLR 2019 review version; LL only)",
+        "spread": "se",
+        "spread_inferred": True,  # DVI-PAPER does not say; the sizes look like SEs
+        "n_splits": {name: 20 for name in _PBP_SPLITS if name != "year"},
+        "decimals": {"default": 2},
+        "rmse": {},
+        "log_likelihood": {
+            "bostonHousing": (-2.42, 0.02),
+            "concrete": (-3.07, 0.02),
+            "energy": (-1.06, 0.06),
+            "kin8nm": (1.13, 0.00),
+            "naval-propulsion-plant": (6.22, 0.06),
+            "power-plant": (-2.80, 0.00),
+            "protein-tertiary-structure": (-2.84, 0.01),
+            "wine-quality-red": (-0.91, 0.02),
+            "yacht": (-0.47, 0.03),
+        },
+    },
     "hodvi": {
-        "label": "hoDVI",
+        "label": "hoDVI (paper)",
+        "vs": "DVI-PAPER hoDVI",
         "source": "DVI-PAPER Table 2 (homoscedastic DVI; ICLR 2019 review version; LL only)",
         "spread": "se",
+        "spread_inferred": True,  # DVI-PAPER does not say; the sizes look like SEs
         "n_splits": {name: 20 for name in _PBP_SPLITS if name != "year"},
         "decimals": {"default": 2},
         "rmse": {},
@@ -218,7 +315,8 @@ PUBLISHED: dict[str, dict] = {
         },
     },
     "tagi": {
-        "label": "TAGI",
+        "label": "TAGI (re-run)",
+        "vs": "TAGI-REPO re-run",
         "source": "TAGI-REPO benchmarks/README.md (pytagi re-run, homoscedastic; not the JMLR table)",
         "spread": "sd",
         # the README states 20 splits; whether protein also used 20 is not confirmed
@@ -261,6 +359,107 @@ PAPER_RUNTIME_SECONDS = {
 }
 
 
+#: Published counterparts of each benchmark method (keys of :data:`PUBLISHED`), in column order.
+#: A report shows a published column only when one of its methods is in the run. ``dvi`` is the
+#: homoscedastic head (hoDVI), ``dvi-het`` the heteroscedastic one (DVI-PAPER's DVI and dDVI;
+#: probprop implements the diagonal dDVI). Methods without an entry (``pbp2``, ``pbp-ensemble``,
+#: ``map``, ``bayesridge``) have no published counterpart.
+PUBLISHED_FOR: dict[str, list[str]] = {
+    "pbp": ["pbp"],
+    "pbp-refscale": ["pbp"],
+    "mcdropout": ["mc_dropout", "mc_dropout_grid"],
+    "ensemble": ["deep_ensembles"],
+    "ngboost": ["ngboost"],
+    "dvi": ["hodvi"],
+    "dvi-het": ["ddvi", "dvi"],
+    "tagi": ["tagi"],
+    "pytagi": ["tagi"],
+}
+
+_DVI_SPLITS = (
+    "DVI-PAPER used its own 20 random 90/10 splits (not stated to be the PBP splits) and its own "
+    "training budget; its ± look like SEs"
+)
+_TAGI_RERUN = (
+    "TAGI-REPO's benchmarks/README.md is a pytagi re-run, not the JMLR table: its own 20 splits, "
+    "epochs chosen by early stopping on a 90/10 train/validation split and results averaged over "
+    "5 seeds, sigma_v grid-searched per dataset, batch 10 (yacht 5); its ± look like SDs (converted "
+    "with 20 splits; protein left as SD)"
+)
+
+#: For each (benchmark method, published entry) of :data:`PUBLISHED_FOR`: is the comparison
+#: like-for-like (same splits, architecture, training budget and scoring, up to the number of
+#: splits run), and a note on what differs or what is assumed. A verdict (within two combined SEs,
+#: better, worse) is only stated for like-for-like pairs; the others are context.
+PROTOCOL: dict[tuple[str, str], dict] = {
+    ("pbp", "pbp"): {
+        "like_for_like": True,
+        "note": "same protocol: the PBP splits, one hidden layer of 50 ReLU units (100 for protein), "
+        "n_epochs.txt epochs (40; 20 for protein), no tuning",
+    },
+    ("pbp-refscale", "pbp"): {
+        "like_for_like": True,
+        "note": "the paper's protocol with the reference code's input scaling (only exactly constant "
+        "columns left unscaled), i.e. the scaling the paper's own code used",
+    },
+    ("mcdropout", "mc_dropout"): {
+        "like_for_like": False,
+        "note": "GAL-PAPER's 'Dropout' column trained 400 epochs (40 × 10) with dropout rate and tau "
+        "tuned by Bayesian optimisation (a tuning GAL-REPO later found to leak test data across "
+        "splits) and scored LL with T = 10,000 passes; the benchmark trains the protocol's epochs "
+        "(40 unless the adapter says otherwise) with GAL-REPO's grid search",
+    },
+    ("mcdropout", "mc_dropout_grid"): {
+        "like_for_like": False,
+        "note": "GAL-REPO's corrected protocol (the PBP splits, per-split 80/20 grid search over "
+        "dropout and tau) but trained 10× longer than the 40-epoch base (its result files say "
+        "100×), with its own tau grid (tau_values.txt) and T = 10,000 passes for LL",
+    },
+    ("ensemble", "deep_ensembles"): {
+        "like_for_like": True,
+        "note": "DE-PAPER follows the PBP protocol (splits, 1×50 / 1×100, 40 epochs, 5 "
+        "heteroscedastic nets); its ± are taken to be SDs and converted with 20 splits (protein 5); "
+        "whether its Table 1 used adversarial training is not stated (probprop's is off by default) "
+        "and its optimiser settings may differ from the adapter's",
+    },
+    ("ngboost", "ngboost"): {
+        "like_for_like": False,
+        "note": "Duan et al.'s numbers as re-printed in WGB-PAPER (not checked against the NGBoost "
+        "paper); their splits, split count and tuning are not confirmed, and the ± are SDs over an "
+        "unknown number of splits, so no combined SE can be formed; the benchmark runs NGBoost's defaults",
+    },
+    ("dvi", "hodvi"): {
+        "like_for_like": False,
+        "note": _DVI_SPLITS + "; hoDVI is the homoscedastic variant (diagonal or full covariance not stated)",
+    },
+    ("dvi-het", "ddvi"): {
+        "like_for_like": False,
+        "note": _DVI_SPLITS + "; dDVI is the diagonal heteroscedastic variant, as probprop's",
+    },
+    ("dvi-het", "dvi"): {
+        "like_for_like": False,
+        "note": _DVI_SPLITS + "; full-covariance DVI, while probprop implements the diagonal dDVI",
+    },
+    ("tagi", "tagi"): {
+        "like_for_like": False,
+        "note": _TAGI_RERUN + "; probprop's TAGI trains the protocol's epochs on the PBP splits",
+    },
+    ("pytagi", "tagi"): {
+        "like_for_like": False,
+        "note": _TAGI_RERUN + "; same library, but the benchmark does not replay its early stopping, "
+        "seed averaging or splits",
+    },
+}
+
+
+def pairing(method: str, source: str) -> dict:
+    """``{"like_for_like", "note"}`` for a benchmark method against a published entry.
+
+    A pair missing from :data:`PROTOCOL` is not like-for-like ("protocol not checked").
+    """
+    return PROTOCOL.get((method, source), {"like_for_like": False, "note": "protocol not checked"})
+
+
 def with_se(method: str, metric: str, dataset: str) -> dict | None:
     """One published value with its spread expressed as an SE where possible.
 
@@ -296,11 +495,18 @@ def with_se(method: str, metric: str, dataset: str) -> dict | None:
     }
 
 
-def spread_note() -> str:
-    """Markdown paragraph on SE vs SD for the sources in :data:`PUBLISHED`."""
+def spread_note(keys=None) -> str:
+    """Markdown paragraph on SE vs SD for the sources in :data:`PUBLISHED` (or only ``keys``)."""
     lines = []
     for key, entry in PUBLISHED.items():
-        if entry["spread"] == "se":
+        if keys is not None and key not in keys:
+            continue
+        if entry["spread"] == "se" and entry.get("spread_inferred"):
+            what = (
+                "prints values whose size suggests standard errors over splits (the source does "
+                "not say); shown as printed"
+            )
+        elif entry["spread"] == "se":
             what = "prints standard errors over splits; shown as printed"
         elif entry["n_splits"]:
             missing = sorted(set(entry["rmse"]) | set(entry["log_likelihood"]))

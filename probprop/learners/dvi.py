@@ -162,6 +162,7 @@ def init_params(key: jax.Array, spec: DVISpec) -> dict:
     return params
 
 
+@partial(jax.jit, static_argnums=1)
 def init(key: jax.Array, spec: DVISpec) -> DVIState:
     key, sub = jax.random.split(key)
     params = init_params(sub, spec)

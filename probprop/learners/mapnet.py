@@ -151,6 +151,7 @@ def init_params(key: jax.Array, spec: MAPSpec) -> dict:
     return params
 
 
+@partial(jax.jit, static_argnums=1)
 def init(key: jax.Array, spec: MAPSpec) -> MAPState:
     key, sub = jax.random.split(key)
     params = init_params(sub, spec)

@@ -135,6 +135,11 @@ def init_params(key: jax.Array, spec: MCDropoutSpec) -> dict:
 
 
 def init(key: jax.Array, spec: MCDropoutSpec) -> MCDropoutState:
+    return _init(key, spec.structure).replace(spec=spec)  # one compilation for every (p, tau)
+
+
+@partial(jax.jit, static_argnums=1)
+def _init(key, spec):
     key, sub = jax.random.split(key)
     params = init_params(sub, spec)
     return MCDropoutState(

@@ -29,44 +29,45 @@ def linear_data(seed=0):
 
 
 def random_params(spec, seed=0, sigma=0.3):
-    """A posterior far from the initial one: spread-out means, posterior sd around ``sigma``."""
-    params = dvi.init_params(jax.random.PRNGKey(seed), spec)
+    """A posterior far from the initial one: N(0, 1/fan_in) + N(0, 0.3^2) means (biases
+    N(0, 0.3^2)), posterior sds log-normally spread around ``sigma`` (built with NumPy)."""
     rng = np.random.default_rng(seed)
     rho = math.log(math.expm1(sigma))
+    sizes = spec.layer_sizes
     layers = []
-    for layer in params["layers"]:
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        shape = (fan_in, fan_out)
         layers.append(
             {
-                "w_mu": layer["w_mu"] + 0.3 * rng.standard_normal(layer["w_mu"].shape),
-                "w_rho": rho + 0.5 * rng.standard_normal(layer["w_rho"].shape),
-                "b_mu": 0.3 * rng.standard_normal(layer["b_mu"].shape),
-                "b_rho": rho + 0.5 * rng.standard_normal(layer["b_rho"].shape),
+                "w_mu": rng.standard_normal(shape) / np.sqrt(fan_in) + 0.3 * rng.standard_normal(shape),
+                "w_rho": rho + 0.5 * rng.standard_normal(shape),
+                "b_mu": 0.3 * rng.standard_normal(fan_out),
+                "b_rho": rho + 0.5 * rng.standard_normal(fan_out),
             }
         )
-    params["layers"] = tuple(jax.tree.map(jnp.asarray, layers))
+    params = {"layers": tuple(jax.tree.map(jnp.asarray, layers))}
     if not spec.heteroscedastic:
         params["log_noise"] = jnp.log(0.3)
     return params
 
 
-@jax.jit
-def mc_outputs(params, X, key):
-    """Network outputs for S weight draws from q, shape (S, n, n_out) (all draws at once)."""
-    h = jnp.broadcast_to(X, (S,) + X.shape)
+def mc_outputs(params, X, seed=42):
+    """Network outputs for S weight draws from q, shape (S, n, n_out) (NumPy, all at once)."""
+    rng = np.random.default_rng(seed)
+    h = np.broadcast_to(X, (S,) + X.shape)
     last = len(params["layers"]) - 1
     for i, layer in enumerate(params["layers"]):
-        key, kw, kb = jax.random.split(key, 3)
-        w_mean, w_var, b_mean, b_var = dvi.layer_moments(layer)
-        W = w_mean + jnp.sqrt(w_var) * jax.random.normal(kw, (S,) + w_mean.shape)
-        b = b_mean + jnp.sqrt(b_var) * jax.random.normal(kb, (S,) + b_mean.shape)
-        h = jnp.einsum("snd,sdo->sno", h, W) + b[:, None, :]
+        w_mean, w_var, b_mean, b_var = (np.asarray(a) for a in dvi.layer_moments(layer))
+        W = w_mean + np.sqrt(w_var) * rng.standard_normal((S,) + w_mean.shape)
+        b = b_mean + np.sqrt(b_var) * rng.standard_normal((S,) + b_mean.shape)
+        h = np.einsum("snd,sdo->sno", h, W) + b[:, None, :]
         if i < last:
-            h = jax.nn.relu(h)
+            h = np.maximum(h, 0.0)
     return h
 
 
 def mc_log_lik(params, spec, X, y):
-    out = np.asarray(mc_outputs(params, jnp.asarray(X), jax.random.PRNGKey(42)))
+    out = mc_outputs(params, X)
     f = out[..., 0]
     log_s2 = out[..., 1] if spec.heteroscedastic else float(params["log_noise"])
     ll = -0.5 * (np.log(2 * np.pi) + log_s2 + (y - f) ** 2 * np.exp(-log_s2))

@@ -35,8 +35,6 @@ ALPHAS = np.array([-8.0, -4.0, -2.0, -1.0, -0.3, 0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
 VARS = np.array([0.01, 0.3, 1.0, 4.0, 25.0])
 GRID_V = np.repeat(VARS, ALPHAS.size)
 GRID_M = np.tile(ALPHAS, VARS.size) * np.sqrt(GRID_V)
-
-
 PAD = 96
 
 
@@ -103,7 +101,8 @@ def _probit_tilts(k):
     There phi(k a) N(a; m, v) ~ N(m/(1+k^2 v), v/(1+k^2 v)) carries the first moment and
     phi(k a)^2 N(a; m, v) ~ N(m/(1+2k^2 v), v/(1+2k^2 v)) the second; a wider copy of the latter
     covers the other side of 0 (for GELU at m = -40, v = 25 half of E[f^2] comes from a in
-    [0, 3]). Checked over 30 seeds: the estimates stay within 3 of their standard errors."""
+    [0, 3]). Checked over 30 seeds on GRID: |estimate - closed form| / SE <= 4.1, beyond 3
+    for 0.3% of the cases, as for a Gaussian error, so the SE is trustworthy here."""
 
     def tilts(m, v):
         k2v = k * k * v
@@ -121,7 +120,6 @@ def _kink_tilt(m, v):
     return [(np.zeros_like(m), v)]
 
 
-# jit: one XLA compilation per shape is much cheaper than eager op-by-op dispatch here
 EXACT_MAPS = {
     "leaky_relu": (leaky_relu, lambda a: np.maximum(a, 0.01 * a), _kink_tilt),
     "leaky_relu_0.2": (

@@ -1,0 +1,209 @@
+"""The UCI benchmark report on a constructed results frame (no fitting, a few seconds)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from probprop.bench import published, report
+
+# Per (method, dataset): (mean test LL, mean RMSE). Every cell gets three splits, mean ± DELTA,
+# so that SE = DELTA / sqrt(3). The paper's PBP: LL yacht -1.63 ± 0.02, concrete -3.16 ± 0.02,
+# Boston -2.57 ± 0.09; RMSE yacht 1.02 ± 0.05, Boston 3.01 ± 0.18.
+CELLS = {
+    "pbp": {"yacht": (-1.62, 1.00), "concrete": (-3.30, 5.60), "bostonHousing": (-2.80, 2.40)},
+    "pbp2": {"yacht": (-1.70, 0.60), "concrete": (-3.15, 5.50), "bostonHousing": (-2.90, 3.10)},
+    "ensemble": {"yacht": (-1.20, 0.80), "concrete": (-3.40, 5.90), "bostonHousing": (-2.75, 3.20)},
+    "tagi": {"yacht": (-1.62, 1.00), "concrete": (-3.30, 5.60), "bostonHousing": (-2.80, 2.40)},
+    # an external baseline that would win everything if it were ranked with probprop's configurations
+    "bayesridge": {"yacht": (-1.00, 0.10), "concrete": (-1.00, 0.10), "bostonHousing": (-1.00, 0.10)},
+}
+DELTA = {"yacht": 0.01, "concrete": 0.01, "bostonHousing": 0.03}
+RMSE_DELTA = 0.05
+
+
+def _frame() -> pd.DataFrame:
+    rows = []
+    for method, cells in CELLS.items():
+        for dataset, (ll, rmse) in cells.items():
+            for k, sign in enumerate((-1, 0, 1)):
+                rows.append({
+                    "method": method, "dataset": dataset, "split": k,
+                    "log_likelihood": ll + sign * DELTA[dataset],
+                    "rmse": rmse + sign * RMSE_DELTA,
+                    "crps": rmse / 2 + 0.01 * k,
+                    "coverage_90": 0.85 + 0.01 * k + (0.04 if method == "pbp2" else 0.0),
+                    "fit_seconds": 2.0 + k,
+                })
+    return pd.DataFrame(rows)
+
+
+META = {
+    "wall_seconds": 123.4,
+    "command": "probprop bench uci (synthetic)",
+    "workers": 2,
+    "n_tasks": 45,
+    "machine": {"cpu": "test cpu", "logical_cores": 2, "usable_cores": 2, "platform": "test", "python": "3"},
+}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    path = report.write_report(_frame(), out, META)
+    return out, path.read_text()
+
+
+def _section(text: str, heading: str) -> str:
+    """The text from ``heading`` (a markdown heading line) to the next heading of any level."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#") and heading in line)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#")), len(lines))
+    return "\n".join(lines[start + 1:end])
+
+
+def _table(section: str) -> list[dict]:
+    """The first markdown table of a section, as a list of {header: cell}."""
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    header = split(rows[0])
+    return [dict(zip(header, split(line))) for line in rows[2:]]
+
+
+def test_report_has_every_table_and_plot(written):
+    out, text = written
+    for heading in ("## Against published numbers", "## Best method per dataset", "## Test RMSE",
+                    "## Test log-likelihood per point", "## CRPS", "## Coverage of the central 90 % interval",
+                    "## Fit time per split", "### Test RMSE: ours against published",
+                    "### Test log-likelihood: ours against published", "## Published numbers: SE or SD?"):
+        assert heading in text, heading
+    assert "Total wall time: **123.4 s**" in text
+    for name in ("ll_comparison.png", "rmse_comparison.png"):
+        assert f"]({name})" in text and (out / name).read_bytes()[:4] == b"\x89PNG"
+
+    ll = _table(_section(text, "## Test log-likelihood per point"))
+    assert [row["dataset"] for row in ll] == ["Boston", "Concrete", "Yacht"]  # the papers' order
+    for method in CELLS:
+        assert report.label(method) in ll[0], method  # columns labelled with LABELS
+    yacht = next(row for row in ll if row["dataset"] == "Yacht")
+    assert yacht["splits"] == "3"
+    se = DELTA["yacht"] / math.sqrt(3)
+    assert yacht["probprop PBP"] == report.fmt(-1.62, se)
+    assert yacht["PBP (paper)"] == "-1.63 ± 0.02"
+    assert yacht["TAGI (re-run)"].startswith("-1.597 ± ")  # SD converted to SE (20 splits)
+    assert yacht["TAGI (re-run)"].endswith("†")
+
+    fit = _table(_section(text, "## Fit time per split"))
+    assert fit[0]["probprop PBP"] == report.fmt(3.0, 1 / math.sqrt(3))
+    assert "PBP paper (Theano)" in fit[0]
+    coverage = _table(_section(text, "## Coverage of the central 90 % interval"))
+    assert coverage[0]["probprop PBP, 2 hidden layers"].startswith("**")  # closest to 0.90
+
+
+def test_published_columns_only_for_methods_in_the_run(written):
+    _, text = written
+    ll = _section(text, "## Test log-likelihood per point")
+    header = _table(ll)[0].keys()
+    assert {"PBP (paper)", "Deep ens. (paper)", "TAGI (re-run)"} <= set(header)
+    for absent in ("MC dropout (paper)", "MC dropout grid (GAL-REPO)", "NGBoost (paper)", "hoDVI (paper)",
+                   "DVI (paper, het.)"):
+        assert absent not in header and f"**{absent}**" not in text
+    assert "**PBP (paper)**" in _section(text, "## Published numbers: SE or SD?")  # SE/SD note per shown source
+
+
+def test_best_method_per_dataset_and_count_line(written):
+    _, text = written
+    section = _section(text, "## Best method per dataset")
+    best = {row["dataset"]: row for row in _table(section)}
+    # BayesianRidge has the best numbers everywhere but is an external baseline, not ranked
+    assert best["Yacht"]["best by test LL"] == report.label("ensemble")
+    assert best["Yacht"]["test LL"] == report.fmt(-1.20, DELTA["yacht"] / math.sqrt(3))
+    assert best["Yacht"]["best by RMSE"] == report.label("pbp2")
+    assert best["Yacht"]["RMSE"] == report.fmt(0.60, RMSE_DELTA / math.sqrt(3))
+    assert best["Concrete"]["best by test LL"] == report.label("pbp2")
+    assert best["Boston"]["best by test LL"] == report.label("ensemble")
+    assert best["Boston"]["best by RMSE"] == report.label("pbp")
+    assert best["Boston"]["best LL − paper PBP"].startswith("lower")
+    assert best["Yacht"]["best LL − paper PBP"].startswith("higher") and "> 2 SE" in best["Yacht"]["best LL − paper PBP"]
+    assert "within 2 SE" in best["Concrete"]["best LL − paper PBP"]
+    assert best["Yacht"]["best external baseline (test LL)"].startswith("BayesianRidge")
+    # yacht: clearly higher; concrete: higher but within two combined SEs; Boston: lower
+    assert ("**Best probprop configuration vs the paper's PBP (test LL):** a higher mean test LL on **2 of 3** "
+            "datasets; better by more than two combined SEs on 1 of 3.") in section
+    assert ("- probprop PBP: higher mean test LL than the paper's PBP on 1 of 3 datasets "
+            "(0 by more than two combined SEs).") in section
+
+
+def test_verdicts_for_a_constructed_case(written):
+    _, text = written
+    ll = {row["dataset"]: row for row in _table(_section(text, "### Test log-likelihood: ours against published"))}
+    rmse = {row["dataset"]: row for row in _table(_section(text, "### Test RMSE: ours against published"))}
+    pbp = next(h for h in ll["Yacht"] if h.startswith("probprop PBP vs paper"))
+    assert ll["Yacht"][pbp].startswith("within 2 SE")  # -1.62 vs -1.63 ± 0.02
+    # concrete: -3.30 vs -3.16 ± 0.02; combined SE = sqrt((0.01/sqrt 3)² + 0.02²)
+    z = -0.14 / math.hypot(0.01 / math.sqrt(3), 0.02)
+    assert ll["Concrete"][pbp] == f"**worse ({z:+.1f} SE)**".replace("-", "−")
+    assert ll["Boston"][pbp].startswith("**worse")  # -2.80 vs -2.57 ± 0.09
+    assert rmse["Boston"][pbp].startswith("better (+")  # 2.40 vs 3.01 ± 0.18
+    assert rmse["Yacht"][pbp].startswith("within 2 SE")  # 1.00 vs 1.02 ± 0.05
+    # deep ensembles: like-for-like, -1.20 vs -1.18 ± 0.21 SD over 20 splits
+    de = next(h for h in ll["Yacht"] if h.startswith(report.label("ensemble") + " vs DE-PAPER"))
+    assert ll["Yacht"][de].startswith("within 2 SE")
+    # TAGI's published numbers are a re-run with another protocol: context only, never a verdict
+    tagi = next(h for h in ll["Yacht"] if h.startswith("probprop TAGI vs"))
+    assert all(ll[d][tagi].startswith("context: ") for d in ll)
+    section = _section(text, "## Against published numbers")
+    assert ("- probprop PBP vs paper: RMSE within two combined SEs or better on 3 of 3 datasets "
+            "(better on Boston)") in section
+    assert "test LL within two combined SEs or better on 1 of 3 datasets (worse on Boston, Concrete)" in section
+    assert "Not like-for-like, shown as context only: probprop TAGI vs TAGI-REPO re-run" in section
+    notes = text[text.index("Notes on the pairs:"):]
+    assert "(not like-for-like, context only)" in notes and "early stopping" in notes
+
+
+def test_epochs_override_makes_every_pair_context_only():
+    lines = report._published_section(_frame(), epochs_override=3)
+    text = "\n".join(lines)
+    assert "Epochs were overridden to 3" in text
+    assert "better (" not in text and "within 2 SE (" not in text and "worse (" not in text
+    assert "context only in this run" in text
+
+
+def test_compare_to_published_sources():
+    # MC dropout (GAL-PAPER) yacht LL -1.55 ± 0.03
+    assert report.compare_to_published(-1.40, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "better"
+    assert report.compare_to_published(-1.56, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "within"
+    # NGBoost prints SDs over an unknown number of splits: no combined SE, no verdict
+    v = report.compare_to_published(-0.5, 0.05, "log_likelihood", "yacht", "ngboost")
+    assert v["verdict"] is None and math.isclose(v["gain"], -0.30)
+    assert report.compare_to_published(1.0, 0.1, "rmse", "yacht", "hodvi") is None  # LL only
+
+
+def test_published_mapping_is_consistent():
+    for method, sources in published.PUBLISHED_FOR.items():
+        for source in sources:
+            assert source in published.PUBLISHED, source
+            info = published.pairing(method, source)
+            assert (method, source) in published.PROTOCOL and info["note"]
+            assert isinstance(info["like_for_like"], bool)
+    assert published.pairing("pbp", "pbp")["like_for_like"]
+    for pair in (("mcdropout", "mc_dropout"), ("mcdropout", "mc_dropout_grid"), ("dvi", "hodvi"),
+                 ("dvi-het", "dvi"), ("tagi", "tagi")):
+        assert not published.pairing(*pair)["like_for_like"], pair
+    assert published.pairing("map", "pbp") == {"like_for_like": False, "note": "protocol not checked"}
+    grid = published.with_se("mc_dropout_grid", "log_likelihood", "energy")
+    assert grid["value"] == -1.21 and grid["kind"] == "se"
+    assert published.with_se("dvi", "log_likelihood", "naval-propulsion-plant")["value"] == 6.29
+
+
+def test_plot_handles_many_methods(tmp_path):
+    frame = _frame()
+    many = pd.concat([frame.assign(method=frame["method"] + f"-{i}") for i in range(3)] + [frame])
+    fig = report.plot_comparison(many, "log_likelihood", tmp_path / "ll.png")
+    assert (tmp_path / "ll.png").read_bytes()[:4] == b"\x89PNG"
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 20 + 3  # 20 methods, then the PBP, deep-ensembles and TAGI published rows
+    assert labels[-3:] == ["PBP (paper)", "Deep ens. (paper)", "TAGI (re-run)"]
+    assert report.plot_comparison(frame.iloc[:0], "rmse", tmp_path / "none.png") is None
