@@ -38,14 +38,14 @@ from __future__ import annotations
 import math
 
 __all__ = [
-    "PUBLISHED",
     "PAPER_PBP",
     "PAPER_RUNTIME_SECONDS",
-    "PUBLISHED_FOR",
     "PROTOCOL",
+    "PUBLISHED",
+    "PUBLISHED_FOR",
     "pairing",
-    "with_se",
     "spread_note",
+    "with_se",
 ]
 
 # The PBP protocol's split counts (DE-PAPER, GAL-PAPER): 20, protein 5, year 1.

@@ -38,14 +38,14 @@ from probprop.bench.published import (
 )
 
 __all__ = [
-    "summarise",
+    "beats_paper_pbp",
+    "best_per_dataset",
     "compare_to_paper",
     "compare_to_published",
-    "best_per_dataset",
-    "beats_paper_pbp",
-    "write_report",
-    "plot_comparison",
     "machine_info",
+    "plot_comparison",
+    "summarise",
+    "write_report",
 ]
 
 #: (results column, heading, direction: +1 higher is better, -1 lower is better, 0 neither)
@@ -56,6 +56,13 @@ METRICS = (
     ("coverage_90", "Coverage of the central 90 % interval (target 0.90)", 0),
     ("fit_seconds", "Fit time per split, seconds (one pinned core)", 0),
 )
+
+#: The comparison plots: metric -> (file name, title, alt text in the report).
+PLOTS = {
+    "rmse": ("rmse_comparison.png", "Test RMSE (mean ± 1 SE over splits)", "Test RMSE per dataset"),
+    "log_likelihood": ("ll_comparison.png", "Test log-likelihood (mean ± 1 SE over splits)",
+                       "Test log-likelihood per dataset"),
+}
 
 #: Metrics with a target value: the method closest to it is marked best.
 TARGETS = {"coverage_90": 0.90}
@@ -181,7 +188,7 @@ def compare_to_paper(mean: float, se: float, metric: str, dataset: str) -> dict 
 
 def best_per_dataset(frame, metric: str, methods=None) -> dict:
     """``{dataset: (method, mean, se, n)}``: the best of ``methods`` (default all) by mean ``metric``."""
-    direction = dict((m, d) for m, _, d in METRICS).get(metric, 0)
+    direction = {m: d for m, _, d in METRICS}.get(metric, 0)
     stats = summarise(frame, metric)
     methods = _methods(frame) if methods is None else list(methods)
     out = {}
@@ -434,8 +441,8 @@ def _published_section(frame, epochs_override=None) -> list[str]:
     like = {pair: pairing(*pair)["like_for_like"] and not epochs_override for pair in pairs}
     lines = ["## Against published numbers", ""]
     if epochs_override:
-        lines += [f"Epochs were overridden to {epochs_override}, so no pair below is like-for-like in this "
-                  "run: every comparison is context only.", ""]
+        lines += [(f"Epochs were overridden to {epochs_override}, so no pair below is like-for-like in this "
+                   "run: every comparison is context only."), ""]
     metric_names = (("rmse", "RMSE"), ("log_likelihood", "test LL"))
     for pair in pairs:
         if not like[pair]:
@@ -464,10 +471,10 @@ def _published_section(frame, epochs_override=None) -> list[str]:
         lines.append(f"- Not like-for-like, shown as context only: {', '.join(context)} (see the notes).")
     lines += [
         "",
-        "\"Within\" means |ours − published| ≤ 2·sqrt(SE_ours² + SE_published²) + half a unit of the "
-        "source's last printed decimal; \"better\" / \"worse\" mean by more than that. The bracket gives "
-        "(ours − published) in combined SEs, signed so that + is better. \"context\" cells give that "
-        "distance only: the protocols differ (notes below), so no verdict is stated.",
+        ("\"Within\" means |ours − published| ≤ 2·sqrt(SE_ours² + SE_published²) + half a unit of the "
+         "source's last printed decimal; \"better\" / \"worse\" mean by more than that. The bracket gives "
+         "(ours − published) in combined SEs, signed so that + is better. \"context\" cells give that "
+         "distance only: the protocols differ (notes below), so no verdict is stated."),
         "",
     ]
     notes = {pair: i + 1 for i, pair in enumerate(pairs)}
@@ -557,8 +564,8 @@ def _best_section(frame) -> list[str]:
             if single["n"]:
                 lines.append(f"- {label(method)}: higher mean test LL than the paper's PBP on {single['higher']} of "
                              f"{single['n']} datasets ({single['clearly']} by more than two combined SEs).")
-        lines += ["", "\"More than two combined SEs\" includes half a unit of the paper's last printed decimal, "
-                  "as for the verdicts above.", ""]
+        lines += ["", ("\"More than two combined SEs\" includes half a unit of the paper's last printed decimal, "
+                       "as for the verdicts above."), ""]
     else:
         lines += ["No dataset of this run has a published PBP test LL.", ""]
     return lines
@@ -573,9 +580,9 @@ def write_report(frame, out, meta: dict) -> Path:
     lines = ["# probprop UCI regression benchmark", ""]
     lines += [
         f"- Command: `{meta.get('command', '?')}`",
-        f"- Total wall time: **{meta.get('wall_seconds', float('nan')):.1f} s** "
-        f"({meta.get('n_tasks', len(frame))} fits on {meta.get('workers', '?')} worker process(es), "
-        "each pinned to one core, XLA intra-op threading off)",
+        (f"- Total wall time: **{meta.get('wall_seconds', float('nan')):.1f} s** "
+         f"({meta.get('n_tasks', len(frame))} fits on {meta.get('workers', '?')} worker process(es), "
+         "each pinned to one core, XLA intra-op threading off)"),
         f"- Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
         f"({machine['usable_cores']} usable by this process); {machine['platform']}; Python {machine['python']}; "
         + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
@@ -587,12 +594,12 @@ def write_report(frame, out, meta: dict) -> Path:
         lines.append(f"- **Epochs overridden to {meta['epochs_override']}** (the paper's protocol uses n_epochs.txt)")
     lines += [
         "",
-        "Protocol: the fixed 90/10 splits of the PBP / MC-dropout papers; PBP with one hidden layer of "
-        "`n_hidden.txt` ReLU units (50; 100 for protein), `n_epochs.txt` epochs (40; 20 for protein), "
-        "learned noise, `random_state` = split index. Each cell is the mean ± standard error (SE = SD / "
-        "sqrt(n), n = number of splits run) over splits; bold marks the best probprop-run method. "
-        "Fit times include any JIT compilation a worker had to do for that data shape (reduced by the "
-        "persistent XLA cache on reruns).",
+        ("Protocol: the fixed 90/10 splits of the PBP / MC-dropout papers; PBP with one hidden layer of "
+         "`n_hidden.txt` ReLU units (50; 100 for protein), `n_epochs.txt` epochs (40; 20 for protein), "
+         "learned noise, `random_state` = split index. Each cell is the mean ± standard error (SE = SD / "
+         "sqrt(n), n = number of splits run) over splits; bold marks the best probprop-run method. "
+         "Fit times include any JIT compilation a worker had to do for that data shape (reduced by the "
+         "persistent XLA cache on reruns)."),
         "",
     ]
     if len(frame):
@@ -610,19 +617,15 @@ def write_report(frame, out, meta: dict) -> Path:
     if len(frame):
         for metric, heading, direction in METRICS:
             lines += [f"## {heading}", ""] + _metric_table(frame, metric, direction) + [""]
-            if metric == "log_likelihood":
-                if plot_comparison(frame, "log_likelihood", out / "ll_comparison.png",
-                                   "Test log-likelihood (mean ± 1 SE over splits)") is not None:
-                    lines += ["![Test log-likelihood per dataset](ll_comparison.png)", ""]
-            if metric == "rmse":
-                if plot_comparison(frame, "rmse", out / "rmse_comparison.png",
-                                   "Test RMSE (mean ± 1 SE over splits)") is not None:
-                    lines += ["![Test RMSE per dataset](rmse_comparison.png)", ""]
+            if metric in PLOTS:
+                name, title, alt = PLOTS[metric]
+                if plot_comparison(frame, metric, out / name, title) is not None:
+                    lines += [f"![{alt}]({name})", ""]
             if metric == "coverage_90":
                 lines += ["Bold marks the method closest to 0.90.", ""]
             if metric == "fit_seconds" and "pbp" in published_for_run(methods):
-                lines += [f"PBP paper (Theano) column: {PAPER_RUNTIME_SECONDS['source']}; other machine, "
-                          "other implementation.", ""]
+                lines += [(f"PBP paper (Theano) column: {PAPER_RUNTIME_SECONDS['source']}; other machine, "
+                           "other implementation."), ""]
     else:
         lines += ["No fit finished; see the failures above.", ""]
 
@@ -630,13 +633,13 @@ def write_report(frame, out, meta: dict) -> Path:
     lines += ["## Published numbers: SE or SD?", ""]
     if shown:
         lines += [
-            "Published columns print `value ± spread` as in the source. † marks a standard deviation "
-            "converted to a standard error with the source's split count (SE = SD / sqrt(n_splits); 20 "
-            "splits, protein 5); \"SD\" marks a standard deviation left unconverted because the split count "
-            "is not confirmed. Log-likelihoods printed as NLL were sign-flipped. Heteroscedastic methods "
-            "(deep ensembles, DVI, NGBoost) are not like-for-like with PBP on LL; hoDVI and TAGI are the "
-            "homoscedastic moment-propagation peers. Published columns appear only for methods in this run "
-            "(`PUBLISHED_FOR` in `probprop/bench/published.py`).",
+            ("Published columns print `value ± spread` as in the source. † marks a standard deviation "
+             "converted to a standard error with the source's split count (SE = SD / sqrt(n_splits); 20 "
+             "splits, protein 5); \"SD\" marks a standard deviation left unconverted because the split count "
+             "is not confirmed. Log-likelihoods printed as NLL were sign-flipped. Heteroscedastic methods "
+             "(deep ensembles, DVI, NGBoost) are not like-for-like with PBP on LL; hoDVI and TAGI are the "
+             "homoscedastic moment-propagation peers. Published columns appear only for methods in this run "
+             "(`PUBLISHED_FOR` in `probprop/bench/published.py`)."),
             "",
             spread_note(shown),
             "",
@@ -644,9 +647,9 @@ def write_report(frame, out, meta: dict) -> Path:
     else:
         lines += ["No method of this run has a published counterpart.", ""]
     lines += [
-        "Source tags are those of `shared/docs/pbp-reference.md` §0; the numbers are in "
-        "`probprop/bench/published.py`. The other columns of results.csv (MAE, coverage at 50/95 %, "
-        "interval widths, miscalibration area, RMS calibration error, sharpness, predict time) are per split.",
+        ("Source tags are those of `shared/docs/pbp-reference.md` §0; the numbers are in "
+         "`probprop/bench/published.py`. The other columns of results.csv (MAE, coverage at 50/95 %, "
+         "interval widths, miscalibration area, RMS calibration error, sharpness, predict time) are per split."),
         "",
     ]
     path = out / "report.md"

@@ -53,7 +53,7 @@ class EnsembleSpec:
     def __post_init__(self):
         if not (isinstance(self.n_members, int) and self.n_members >= 1):
             raise ValueError(f"n_members must be a positive int, got {self.n_members!r}")
-        self.member_spec  # validates the remaining fields
+        _ = self.member_spec  # validates the remaining fields
 
     @property
     def member_spec(self) -> mapnet.MAPSpec:
@@ -93,7 +93,7 @@ class EnsembleState:
 
     def member(self, m: int) -> mapnet.MAPState:
         """Member m as a stand-alone :class:`mapnet.MAPState`."""
-        take = lambda a: a[m]  # noqa: E731
+        take = lambda a: a[m]
         return mapnet.MAPState(
             params=jax.tree.map(take, self.params),
             opt_state=jax.tree.map(take, self.opt_state),
@@ -107,7 +107,7 @@ class EnsembleState:
 def init(key: jax.Array, spec: EnsembleSpec) -> EnsembleState:
     """Independent initialisations and shuffling keys, one per member."""
     members = [mapnet.init(k, spec.member_spec) for k in jax.random.split(key, spec.n_members)]
-    stack = lambda *a: jnp.stack(a)  # noqa: E731
+    stack = lambda *a: jnp.stack(a)
     return EnsembleState(
         params=jax.tree.map(stack, *[s.params for s in members]),
         opt_state=jax.tree.map(stack, *[s.opt_state for s in members]),

@@ -21,8 +21,9 @@ and :func:`log_likelihood` gives their test metric, the log of the mixture
 p and tau are chosen by :func:`select_hyperparameters`, the "grid" protocol of GAL-REPO (2018):
 train on 80 % of the training data for every (p, tau) in the grid, keep the pair with the best
 validation log-likelihood; the caller then trains on all the training data with it. The test
-split is never touched. All grid points are trained at once (``vmap``), from the same
-initialisation and shuffles (common random numbers make the comparison less noisy).
+split is never touched. Every grid point starts from the same initialisation and shuffles
+(common random numbers make the comparison less noisy) and runs in one compiled loop, the one
+:func:`update` uses.
 
     state = init(key, spec)
     state = update(state, X, y)                   # one epoch
@@ -201,14 +202,40 @@ def _epoch(structure, params, opt_state, key, X, y, p, tau, mask=None):
     return sgd_epoch(params, opt_state, key, X, y, loss_fn, optimizer(structure), structure.batch_size, mask)
 
 
-_epoch_jit = jax.jit(_epoch, static_argnums=0)
+@partial(jax.jit, static_argnums=0)
+def _train(structure, params, opt_state, key, X, y, p, tau, mask, epochs):
+    """``epochs`` epochs in one compiled loop (the trip count is traced: one compilation serves
+    :func:`update`, which runs one, and every grid point of :func:`select_hyperparameters`)."""
+    dtype = jnp.dtype(structure.dtype)
+
+    def body(_, carry):
+        params, opt_state, key, _ = carry
+        return _epoch(structure, params, opt_state, key, X, y, p, tau, mask)
+
+    carry = (params, opt_state, key, jnp.asarray(jnp.nan, dtype))
+    return jax.lax.fori_loop(0, epochs, body, carry)
+
+
+def _as_mask(mask, n):
+    return jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
 
 
 def update(state: MCDropoutState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MCDropoutState:
     """One epoch of Adam with dropout: shuffle with the state's key, one step per mini-batch."""
     spec = state.spec
-    params, opt_state, key, loss = _epoch_jit(
-        spec.structure, state.params, state.opt_state, state.key, X, y, spec.dropout, spec.tau, mask
+    X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
+    y = jnp.asarray(y).astype(jnp.dtype(spec.dtype))
+    params, opt_state, key, loss = _train(
+        spec.structure,
+        state.params,
+        state.opt_state,
+        state.key,
+        X,
+        y,
+        spec.dropout,
+        spec.tau,
+        _as_mask(mask, X.shape[0]),
+        1,
     )
     return state.replace(params=params, opt_state=opt_state, key=key, epoch=state.epoch + 1, loss=loss)
 
@@ -305,22 +332,6 @@ class Selection:
     grid_tau: tuple[float, ...]
 
 
-@partial(jax.jit, static_argnums=0)
-def _grid_epoch(structure, params, opt_state, keys, X, y, ps, taus):
-    one = lambda pr, o, k, p, t: _epoch(structure, pr, o, k, X, y, p, t)  # noqa: E731
-    return jax.vmap(one)(params, opt_state, keys, ps, taus)
-
-
-@partial(jax.jit, static_argnums=(0, 5))
-def _grid_log_likelihood(structure, params, X, y, key, n_samples, ps, taus):
-    def one(pr, p, tau):
-        _, _, lse = _moments(pr["layers"], X, key, n_samples, p, y, tau)
-        ll = lse - math.log(n_samples) - 0.5 * math.log(2.0 * math.pi) + 0.5 * jnp.log(tau)
-        return jnp.mean(ll)
-
-    return jax.vmap(one)(params, ps, taus)
-
-
 def select_hyperparameters(
     X,
     y,
@@ -336,7 +347,8 @@ def select_hyperparameters(
 
     A random ``val_fraction`` of the rows of the *training* data (X, y) is held out (GAL-REPO
     holds out the last 20 % of its already shuffled training rows); every grid point is trained
-    for ``epochs`` epochs on the rest from the same initialisation and shuffles, and scored by
+    for ``epochs`` epochs on the rest from the same initialisation and shuffles (the held-out
+    rows are masked, so the compiled loop is the one the final fit on all rows reuses), scored by
     the mean of :func:`log_likelihood` (T = ``n_samples`` passes) on the held-out rows. ``spec``
     gives the network and optimiser (default ``MCDropoutSpec(n_in=X.shape[1])``). Retrain on all
     of (X, y) with ``result.spec`` afterwards.
@@ -358,29 +370,32 @@ def select_hyperparameters(
     for t in grid_tau:
         dataclasses.replace(spec, tau=t)
     n = X.shape[0]
-    n_val = int(round(val_fraction * n))
+    n_val = round(val_fraction * n)
     if n_val < 1 or n_val >= n:
         raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
     key = jax.random.PRNGKey(0) if key is None else key
     split_key, init_key, pred_key = jax.random.split(key, 3)
     perm = np.asarray(jax.random.permutation(split_key, n))
-    val, train = perm[:n_val], perm[n_val:]
+    val = perm[:n_val]
+    # train on all rows with the validation rows masked out: the same compiled loop (and, by the
+    # padding invariance of _sgd, the same result) as training on the other rows alone, and the
+    # same shapes as the final fit on all of (X, y)
+    train_mask = np.ones(n, bool)
+    train_mask[val] = False
     dtype = jnp.dtype(spec.dtype)
-    Xa, ya = jnp.asarray(X[train], dtype), jnp.asarray(y[train], dtype)
-    Xv, yv = jnp.asarray(X[val], dtype), jnp.asarray(y[val], dtype)
-
-    ps = jnp.asarray(np.repeat(grid_p, len(grid_tau)), dtype)
-    taus = jnp.asarray(np.tile(grid_tau, len(grid_p)), dtype)
-    G = ps.shape[0]
+    Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
+    Xv, yv = Xj[val], yj[val]
     base = init(init_key, spec)  # one initialisation and one shuffle sequence for all grid points
-    tile = lambda a: jnp.broadcast_to(a, (G,) + jnp.shape(a))  # noqa: E731
-    params, opt_state = jax.tree.map(tile, base.params), jax.tree.map(tile, base.opt_state)
-    keys = tile(base.key)
     structure = spec.structure
-    for _ in range(epochs):
-        params, opt_state, keys, _ = _grid_epoch(structure, params, opt_state, keys, Xa, ya, ps, taus)
-    scores = np.asarray(_grid_log_likelihood(structure, params, Xv, yv, pred_key, int(n_samples), ps, taus))
-    scores = scores.reshape(len(grid_p), len(grid_tau))
+    scores = np.empty((len(grid_p), len(grid_tau)))
+    for i, p in enumerate(grid_p):
+        for j, tau in enumerate(grid_tau):
+            params, _, _, _ = _train(
+                structure, base.params, base.opt_state, base.key, Xj, yj, p, tau, jnp.asarray(train_mask), epochs
+            )
+            _, _, lse = _moments(params["layers"], Xv, pred_key, int(n_samples), p, yv, tau)
+            ll = lse - math.log(n_samples) - 0.5 * math.log(2.0 * math.pi) + 0.5 * math.log(tau)
+            scores[i, j] = float(jnp.mean(ll))
     i, j = np.unravel_index(np.nanargmax(scores), scores.shape)
     best = dataclasses.replace(spec, dropout=grid_p[i], tau=grid_tau[j])
     return Selection(grid_p[i], grid_tau[j], best, scores, grid_p, grid_tau)

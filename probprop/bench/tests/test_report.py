@@ -67,7 +67,7 @@ def _section(text: str, heading: str) -> str:
 def _table(section: str) -> list[dict]:
     """The first markdown table of a section, as a list of {header: cell}."""
     rows = [line for line in section.splitlines() if line.startswith("|")]
-    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
     header = split(rows[0])
     return [dict(zip(header, split(line))) for line in rows[2:]]
 

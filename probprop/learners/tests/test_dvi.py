@@ -1,5 +1,6 @@
 """dDVI: moment-based ELBO terms against Monte Carlo and closed forms; learning; masking."""
 
+import itertools
 import math
 
 import jax
@@ -35,7 +36,7 @@ def random_params(spec, seed=0, sigma=0.3):
     rho = math.log(math.expm1(sigma))
     sizes = spec.layer_sizes
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         shape = (fan_in, fan_out)
         layers.append(
             {
@@ -133,9 +134,7 @@ def test_kl_matches_closed_form_and_monte_carlo(empirical_bayes):
     mus, sds = _flat(params)
     if not empirical_bayes:
         assert prior_vars == [0.7, 0.7]
-    closed = sum(
-        np.sum(np.log(np.sqrt(s) / sd) + (sd**2 + mu**2) / (2 * s) - 0.5) for mu, sd, s in zip(mus, sds, prior_vars)
-    )
+    closed = sum(np.sum(np.log(np.sqrt(s) / sd) + (sd**2 + mu**2) / (2 * s) - 0.5) for mu, sd, s in zip(mus, sds, prior_vars))
     kl = float(kl_divergence(params, spec))
     np.testing.assert_allclose(kl, closed, rtol=1e-12)
     rng = np.random.default_rng(0)

@@ -140,7 +140,7 @@ def test_adversarial_loss_adds_the_fast_gradient_sign_term():
 
     @jax.jit
     def both(params, X, y):
-        nll = lambda X: mapnet.row_losses(params, plain, X, y)  # noqa: E731
+        nll = lambda X: mapnet.row_losses(params, plain, X, y)
         sign = jnp.sign(jax.grad(lambda X: jnp.sum(nll(X)))(X))
         return mapnet.row_losses(params, spec, X, y), nll(X) + nll(X + 0.1 * sign)
 

@@ -14,8 +14,10 @@ BASE = mc.MCDropoutSpec(n_in=3, hidden=(20,), learning_rate=1e-2, batch_size=32)
 
 
 def linear_data(seed=0):
-    X, y, _ = make_linear_gaussian(320, 3, noise_std=0.5, random_state=seed)
-    return X[:256], y[:256], X[256:], y[256:]
+    """320 training rows (selection: 256 + 64 validation) and 64 test rows, so that selection,
+    final fit and test scoring share their compiled shapes."""
+    X, y, _ = make_linear_gaussian(384, 3, noise_std=0.5, random_state=seed)
+    return X[:320], y[:320], X[320:], y[320:]
 
 
 def train(spec, X, y, epochs, seed=1):
@@ -91,7 +93,7 @@ def test_linear_model_passes_match_the_exact_dropout_moments():
     spec = mc.MCDropoutSpec(n_in=3, hidden=(), dropout=0.2)
     state = mc.init(jax.random.PRNGKey(0), spec)
     X = np.array([[1.0, -2.0, 0.5], [0.3, 0.0, -1.5]])
-    (W, b), = state.params["layers"]
+    ((W, b),) = state.params["layers"]
     W, b = np.asarray(W)[:, 0], float(np.asarray(b)[0])
     mean, var = (np.asarray(a) for a in mc.predict(state, X, jax.random.PRNGKey(3), n_samples=20_000))
     exact_var = (X**2 * W**2).sum(1) * 0.2 / 0.8
@@ -110,9 +112,9 @@ def test_same_key_reproduces_and_padding_with_masked_rows_changes_nothing():
     for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(la, lb)
     rng = np.random.default_rng(1)
-    Xp = np.concatenate([X, 30 * rng.standard_normal((20, 3))])  # 276 rows: 9 batches, as 256
+    Xp = np.concatenate([X, 30 * rng.standard_normal((20, 3))])  # 340 rows: 11 batches, as 320
     yp = np.concatenate([y, 30 * rng.standard_normal(20)])
-    padded = mc.update(mc.init(jax.random.PRNGKey(1), spec), Xp, yp, np.arange(276) < 256)
+    padded = mc.update(mc.init(jax.random.PRNGKey(1), spec), Xp, yp, np.arange(340) < 320)
     for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(padded)):
         np.testing.assert_allclose(la, lb, rtol=1e-12, atol=1e-14)
     c = train(spec, X, y, epochs=1, seed=2)
