@@ -13,7 +13,25 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from probprop.distributions import GaussianPrediction  # noqa: E402
-from probprop.estimators import PBPEnsembleRegressor, PBPRegressor, TAGIRegressor  # noqa: E402
+from probprop.estimators import (  # noqa: E402
+    DeepEnsembleRegressor,
+    DVIRegressor,
+    MAPRegressor,
+    MCDropoutRegressor,
+    PBPEnsembleRegressor,
+    PBPRegressor,
+    TAGIRegressor,
+)
 
 __version__ = "0.1.0"
-__all__ = ["PBPRegressor", "PBPEnsembleRegressor", "TAGIRegressor", "GaussianPrediction", "__version__"]
+__all__ = [
+    "PBPRegressor",
+    "PBPEnsembleRegressor",
+    "TAGIRegressor",
+    "DVIRegressor",
+    "MAPRegressor",
+    "MCDropoutRegressor",
+    "DeepEnsembleRegressor",
+    "GaussianPrediction",
+    "__version__",
+]

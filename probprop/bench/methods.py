@@ -106,6 +106,22 @@ def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     return _fit_predict(model, X_train, y_train, X_test)
 
 
+def _estimator(name: str, **kwargs):
+    """An adapter that fits ``probprop.<name>(hidden=(n_hidden,), random_state=seed, **kwargs)``."""
+
+    def adapter(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+        import probprop
+
+        model = getattr(probprop, name)(hidden=(int(info.n_hidden),), random_state=seed, **kwargs)
+        return _fit_predict(model, X_train, y_train, X_test)
+
+    adapter.__name__ = adapter.__qualname__ = f"{name}_{'_'.join(f'{k}_{v}' for k, v in kwargs.items())}"
+    adapter.__doc__ = f"probprop.{name} with its documented defaults{', ' if kwargs else ''}" + ", ".join(
+        f"{k}={v!r}" for k, v in kwargs.items()
+    )
+    return adapter
+
+
 def bayesridge(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """scikit-learn's BayesianRidge on standardised inputs; ``return_std`` includes the noise."""
     from sklearn.linear_model import BayesianRidge
@@ -150,6 +166,11 @@ METHODS: dict[str, Callable] = {
     "pbp2": pbp2,
     "pbp-ensemble": pbp_ensemble,
     "tagi": tagi,
+    "dvi": _estimator("DVIRegressor", heteroscedastic=False),
+    "dvi-het": _estimator("DVIRegressor", heteroscedastic=True),
+    "map": _estimator("MAPRegressor"),
+    "mcdropout": _estimator("MCDropoutRegressor"),
+    "ensemble": _estimator("DeepEnsembleRegressor"),
     "bayesridge": bayesridge,
     "ngboost": ngboost,
     "pytagi": pytagi,
@@ -161,6 +182,11 @@ LABELS: dict[str, str] = {
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp-ensemble": "probprop PBP ensemble (5)",
     "tagi": "probprop TAGI",
+    "dvi": "probprop DVI (homosc.)",
+    "dvi-het": "probprop DVI (heterosc.)",
+    "map": "probprop MAP net",
+    "mcdropout": "probprop MC dropout",
+    "ensemble": "probprop deep ensemble (5)",
     "bayesridge": "BayesianRidge",
     "ngboost": "NGBoost (ours)",
     "pytagi": "pytagi",
@@ -209,6 +235,10 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return members * n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
     if name == "tagi":
         return 6 * n * info.n_epochs * 1e-6 + 4.0
+    if name == "mcdropout":
+        return 40 * n * 400 * 2e-7 + 10.0  # grid of 36 settings, 400 epochs each
+    if name in ("dvi", "dvi-het", "map", "ensemble"):
+        return n * 100 * 3e-7 * (5 if name == "ensemble" else 1) + 5.0
     if name == "ngboost":
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
     if name == "pytagi":

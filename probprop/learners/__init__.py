@@ -6,6 +6,6 @@
     mean, var = pbp.predict(state, X)
 """
 
-from probprop.learners import pbp, tagi
+from probprop.learners import dvi, ensemble, mapnet, mcdropout, pbp, tagi
 
-__all__ = ["pbp", "tagi"]
+__all__ = ["dvi", "ensemble", "mapnet", "mcdropout", "pbp", "tagi"]

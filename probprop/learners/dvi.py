@@ -72,7 +72,9 @@ class DVISpec:
     """Static description of a dDVI network (hashable: one compilation per spec and data shape).
 
     ``init_std`` is the initial posterior standard deviation of every weight; the means start
-    LeCun-normal, N(0, 1/fan_in), biases at 0.
+    LeCun-normal, N(0, 1/fan_in), biases at 0. Defaults (Adam 3e-3, batch 32) were picked on
+    three random 80/20 folds of the Boston split-0 training rows, where the validation LL peaked
+    near 100 epochs (40: slightly worse; 200-400: slightly worse, the EB prior lets it overfit).
     """
 
     n_in: int

@@ -159,8 +159,8 @@ def _init(key, spec):
 
 def _mask_key(key: jax.Array) -> jax.Array:
     """An ``rbg`` key (XLA's RngBitGenerator) from a threefry key: dropout masks are most of the
-    random numbers drawn here, and threefry bit generation made the compiled epoch 2-3x slower
-    to compile and to run (measured on the 2-core CPU machines). rbg draws are not
+    random numbers drawn here, and with threefry bits the compiled epoch took about 3x longer to
+    compile (measured on the 2-core CPU machines). rbg draws are not
     vmap-invariant, so code that must reproduce the same masks uses ``lax.map``/``lax.scan``."""
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
