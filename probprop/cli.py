@@ -347,6 +347,19 @@ def bench():
     """Benchmarks: the UCI regression suite, and update throughput."""
 
 
+@bench.command("report")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def bench_report(folder):
+    """Re-render FOLDER/report.md and its plots from FOLDER/results.csv and meta.json."""
+    from probprop.bench.uci import rerender
+
+    try:
+        path = rerender(folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
 @bench.command("uci")
 @click.option("--datasets", default="all", show_default=True,
               help="Comma list of datasets (boston, concrete, energy, kin8nm, naval, power, protein, wine, yacht) or 'all'.")

@@ -20,6 +20,7 @@ Tasks are queued longest first, so the pool stays busy to the end.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -439,9 +440,25 @@ def run_bench(
         "epochs_override": epochs,
         "n_tasks": len(tasks),
     }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     report.write_report(frame, out, meta)
     return BenchResult(rows=frame.to_dict("records"), failures=failures, skipped=skipped,
                        wall_seconds=wall, out=out, meta=meta)
+
+
+def rerender(out) -> Path:
+    """Write ``report.md`` and the plots again from a run's ``results.csv`` and ``meta.json``
+    (after a change to the report code; the measurements themselves are not touched)."""
+    import pandas as pd
+
+    from probprop.bench import report
+
+    out = Path(out)
+    for name in ("results.csv", "meta.json"):
+        if not (out / name).is_file():
+            raise FileNotFoundError(f"{out / name} not found: rerender needs a finished 'probprop bench uci' run")
+    meta = json.loads((out / "meta.json").read_text())
+    return report.write_report(pd.read_csv(out / "results.csv"), out, meta)
 
 
 def default_command() -> str:
