@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,peers,dvi]"
+	$(BIN)/pip install --quiet -e ".[test,peers]"
 	touch $(STAMP)
 
 install: $(STAMP)
