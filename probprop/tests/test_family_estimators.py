@@ -1,0 +1,97 @@
+"""The estimators over the other learners: the shared scikit-learn surface works for each."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from probprop import (
+    DeepEnsembleRegressor,
+    DVIRegressor,
+    MAPRegressor,
+    MCDropoutRegressor,
+    PBPEnsembleRegressor,
+    PBPRegressor,
+    TAGIRegressor,
+)
+from probprop.data import make_linear_gaussian
+
+FAST = [
+    PBPEnsembleRegressor(n_members=2, hidden=(8,), epochs=3, random_state=0),
+    TAGIRegressor(hidden=(8,), epochs=3, sigma_v=0.3, random_state=0),
+    DVIRegressor(hidden=(8,), epochs=3, random_state=0),
+    DVIRegressor(hidden=(8,), epochs=3, heteroscedastic=False, random_state=0),
+    MAPRegressor(hidden=(8,), epochs=3, random_state=0),
+    DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
+    MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=20, random_state=0),
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = make_linear_gaussian(160, 3, noise_std=0.5, random_state=0)
+    return X[:120], 10 * y[:120] + 3, X[120:], 10 * y[120:] + 3
+
+
+@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__)
+def test_fit_predict_in_user_units(model, data):
+    X, y, X_test, y_test = data
+    model = clone(model).fit(X, y)
+    mean, std = model.predict(X_test, return_std=True)
+    dist = model.predict_dist(X_test)
+    assert mean.shape == std.shape == (len(X_test),)
+    np.testing.assert_allclose(dist.mean, mean)
+    np.testing.assert_allclose(dist.var, dist.epistemic_var + dist.noise_var)
+    np.testing.assert_allclose(dist.std, std)
+    assert np.all(dist.epistemic_var >= 0) and np.all(dist.noise_var > 0)
+    # predictions are in the units of y (mean ~3, spread ~10), not standardised ones
+    assert abs(np.mean(mean) - np.mean(y_test)) < 5
+    assert np.isfinite(model.score(X_test, y_test))
+    clone(model).get_params()
+
+
+def test_same_seed_same_predictions(data):
+    X, y, X_test, _ = data
+    a = TAGIRegressor(hidden=(8,), epochs=2, sigma_v=0.3, random_state=1).fit(X, y).predict(X_test)
+    b = TAGIRegressor(hidden=(8,), epochs=2, sigma_v=0.3, random_state=1).fit(X, y).predict(X_test)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_pbp_ensemble_moments_are_the_mixture_of_its_members(data):
+    X, y, X_test, _ = data
+    model = PBPEnsembleRegressor(n_members=3, hidden=(8,), epochs=2, random_state=0).fit(X, y)
+    dists = [m.predict_dist(X_test) for m in model.members_]
+    means = np.stack([d.mean for d in dists])
+    dist = model.predict_dist(X_test)
+    np.testing.assert_allclose(dist.mean, means.mean(0))
+    np.testing.assert_allclose(dist.epistemic_var, np.mean([d.epistemic_var for d in dists], 0) + means.var(0))
+    assert isinstance(model.members_[0], PBPRegressor)
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (TAGIRegressor(sigma_v=-1), "sigma_v"),
+        (TAGIRegressor(hidden=(8, 0)), "hidden"),
+        (DVIRegressor(epochs=0), "epochs"),
+        (MCDropoutRegressor(dropout="often"), "dropout"),
+        (DeepEnsembleRegressor(n_members=0), "n_members"),
+        (PBPEnsembleRegressor(n_members=-2), "n_members"),
+    ],
+)
+def test_invalid_hyperparameters_are_named(model, message, data):
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize("model", [FAST[1], FAST[2]], ids=["TAGI", "DVI"])
+def test_bad_input_and_unfitted(model, data):
+    from sklearn.exceptions import NotFittedError
+
+    X, y, _, _ = data
+    with pytest.raises(NotFittedError):
+        clone(model).predict(X)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clone(model).fit(bad, y)
