@@ -222,17 +222,8 @@ class PBPRegressor(_MomentRegressor):
     # ------------------------------------------------------------------ validation
 
     def _validated_params(self) -> dict:
-        hidden = self.hidden
-        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-            hidden = (hidden,)
-        try:
-            hidden = tuple(hidden)
-        except TypeError:
-            raise ValueError(f"hidden must be a tuple of positive ints, got {self.hidden!r}") from None
-        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in hidden):
-            raise ValueError(f"hidden must be a tuple of positive ints (e.g. (50,) or ()), got {self.hidden!r}")
-        if not isinstance(self.epochs, numbers.Integral) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive int, got {self.epochs!r}")
+        hidden = _check_hidden(self.hidden)
+        _check_positive_int("epochs", self.epochs)
         if isinstance(self.noise, str):
             if self.noise != "learn":
                 raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
@@ -242,14 +233,11 @@ class PBPRegressor(_MomentRegressor):
             or not (np.isfinite(self.noise) and self.noise > 0)
         ):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        _check_activation_and_dtype(self.activation, self.dtype)
         if not (isinstance(self.constant_tol, numbers.Real) and not isinstance(self.constant_tol, bool)
                 and 0 <= self.constant_tol < 1):
             raise ValueError(f"constant_tol must be a float in [0, 1), got {self.constant_tol!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        return {"hidden": tuple(int(h) for h in hidden)}
+        return {"hidden": hidden}
 
     # ------------------------------------------------------------------ training
 
@@ -357,6 +345,13 @@ def _check_positive_int(name: str, value) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def _check_activation_and_dtype(activation, dtype) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
 
 
 def _check_hidden(hidden) -> tuple[int, ...]:
@@ -476,10 +471,7 @@ class TAGIRegressor(_MomentRegressor):
         hidden = _check_hidden(self.hidden)
         epochs = _check_positive_int("epochs", self.epochs)
         batch_size = _check_positive_int("batch_size", self.batch_size)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        _check_activation_and_dtype(self.activation, self.dtype)
         select = isinstance(self.sigma_v, str) and self.sigma_v == "select"
         if not select and not (
             isinstance(self.sigma_v, numbers.Real) and not isinstance(self.sigma_v, bool) and self.sigma_v > 0
