@@ -118,3 +118,28 @@ def sgd_epoch(
 
 #: :func:`sgd_epoch` compiled, with the loss, the optimiser and the batch size static.
 compiled_epoch = jax.jit(sgd_epoch, static_argnames=("loss_fn", "optimizer", "batch_size"))
+
+
+def check_positive(name: str, value, allow_none: bool = False) -> None:
+    """Raise ValueError unless ``value`` is a finite number > 0 (or None when allowed)."""
+    if value is None and allow_none:
+        return
+    if value is None or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_network_spec(spec) -> None:
+    """The checks every mini-batch network spec shares: n_in, hidden, batch_size, dtype."""
+    if not (isinstance(spec.n_in, int) and spec.n_in >= 1):
+        raise ValueError(f"n_in must be a positive int, got {spec.n_in!r}")
+    if not isinstance(spec.hidden, tuple) or not all(isinstance(h, int) and h >= 1 for h in spec.hidden):
+        raise ValueError(f"hidden must be a tuple of positive ints, got {spec.hidden!r}")
+    if not (isinstance(spec.batch_size, int) and spec.batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive int, got {spec.batch_size!r}")
+    if spec.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {spec.dtype!r}")
+
+
+def adam(spec) -> optax.GradientTransformation:
+    """The optimiser of the gradient-trained learners: Adam at ``spec.learning_rate``."""
+    return optax.adam(spec.learning_rate)

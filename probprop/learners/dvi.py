@@ -58,10 +58,9 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from probprop.learners._sgd import sgd_epoch
-from probprop.learners.mapnet import _check_hidden, _check_positive, _softplus_inverse
+from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners.mapnet import _softplus_inverse
 from probprop.moments import relu
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -92,17 +91,11 @@ class DVISpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        if not (isinstance(self.n_in, int) and self.n_in >= 1):
-            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
-        _check_hidden(self.hidden)
+        check_network_spec(self)
         for name in ("prior_var", "eb_alpha", "eb_beta", "learning_rate", "init_std", "init_noise_variance"):
-            _check_positive(name, getattr(self, name))
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+            check_positive(name, getattr(self, name))
         if not (isinstance(self.kl_warmup_epochs, int) and self.kl_warmup_epochs >= 0):
             raise ValueError(f"kl_warmup_epochs must be an int >= 0, got {self.kl_warmup_epochs!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     @property
     def n_out(self) -> int:
@@ -135,8 +128,7 @@ class DVIState:
         return dataclasses.replace(self, **changes)
 
 
-def optimizer(spec: DVISpec) -> optax.GradientTransformation:
-    return optax.adam(spec.learning_rate)
+optimizer = adam
 
 
 def init_params(key: jax.Array, spec: DVISpec) -> dict:

@@ -37,23 +37,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from probprop.learners._sgd import sgd_epoch
+from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
 
 VARIANCE_LINKS = ("softplus", "exp")
-
-
-def _check_hidden(hidden) -> None:
-    if not isinstance(hidden, tuple) or not all(isinstance(h, int) and h >= 1 for h in hidden):
-        raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}")
-
-
-def _check_positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,22 +60,16 @@ class MAPSpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        if not (isinstance(self.n_in, int) and self.n_in >= 1):
-            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
-        _check_hidden(self.hidden)
+        check_network_spec(self)
         if self.variance_link not in VARIANCE_LINKS:
             raise ValueError(f"variance_link must be one of {VARIANCE_LINKS}, got {self.variance_link!r}")
         if not (self.min_variance >= 0 and math.isfinite(self.min_variance)):
             raise ValueError(f"min_variance must be finite and >= 0, got {self.min_variance!r}")
-        _check_positive("prior_var", self.prior_var, allow_none=True)
-        _check_positive("learning_rate", self.learning_rate)
-        _check_positive("init_noise_variance", self.init_noise_variance)
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        check_positive("prior_var", self.prior_var, allow_none=True)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("init_noise_variance", self.init_noise_variance)
         if not (self.adversarial_eps >= 0 and math.isfinite(self.adversarial_eps)):
             raise ValueError(f"adversarial_eps must be finite and >= 0, got {self.adversarial_eps!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     @property
     def n_out(self) -> int:
@@ -121,8 +102,7 @@ class MAPState:
         return dataclasses.replace(self, **changes)
 
 
-def optimizer(spec) -> optax.GradientTransformation:
-    return optax.adam(spec.learning_rate)
+optimizer = adam
 
 
 def _softplus_inverse(x: float) -> float:

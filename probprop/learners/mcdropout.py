@@ -41,10 +41,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from probprop.learners._sgd import sgd_epoch
-from probprop.learners.mapnet import _check_hidden, _check_positive, mlp
+from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners.mapnet import mlp
 
 #: The dropout grid of GAL-REPO's grid search.
 GRID_P = (0.005, 0.01, 0.05, 0.1)
@@ -73,19 +72,15 @@ class MCDropoutSpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        if not (isinstance(self.n_in, int) and self.n_in >= 1):
-            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
-        _check_hidden(self.hidden)
+        check_network_spec(self)
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         for name in ("tau", "length_scale", "learning_rate"):
-            _check_positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("batch_size", "n_samples"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -120,8 +115,7 @@ class MCDropoutState:
         return dataclasses.replace(self, **changes)
 
 
-def optimizer(spec: MCDropoutSpec) -> optax.GradientTransformation:
-    return optax.adam(spec.learning_rate)
+optimizer = adam
 
 
 def init_params(key: jax.Array, spec: MCDropoutSpec) -> dict:
