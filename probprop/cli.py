@@ -6,6 +6,7 @@
     probprop evaluate  MODEL.probprop TEST.csv --target COLUMN
     probprop bench uci [--datasets all] [--splits all] [--methods pbp,bayesridge] [--workers N] [--out DIR]
     probprop bench speed [--out DIR] [--quick]
+    probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
 column, non-numeric or missing values, a corrupt model file) end with a one-line error and a
@@ -420,6 +421,20 @@ def bench_speed(ctx, out, core, quick):
         code = speed.run(out=out, core=core, quick=quick, command=_command_line(ctx))
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
+    ctx.exit(code)
+
+
+@bench.command("accelerator")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for accelerator.md and accelerator.json.")
+@click.pass_context
+def bench_accelerator(ctx, out):
+    """The engine on a GPU against the same machine's CPU (needs a JAX build that sees a GPU)."""
+    from probprop.bench import accelerator
+
+    code = accelerator.run(out=out, command=_command_line(ctx))
+    if code == 2:
+        raise click.ClickException("no accelerator visible to JAX here; install a GPU build of jax (e.g. jax[cuda13])")
     ctx.exit(code)
 
 

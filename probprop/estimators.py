@@ -636,9 +636,19 @@ class MCDropoutRegressor(_EpochLearnerRegressor):
     """MC dropout (Gal & Ghahramani 2016): dropout before every layer, weight decay from the
     prior length-scale and the model precision tau, T stochastic passes at prediction.
 
-    ``dropout="select"`` / ``tau="select"`` choose them on an 80/20 split of the training
-    data by validation log-likelihood (the grid protocol of the authors' corrected code),
-    never on test data.
+    Parameters
+    ----------
+    dropout : "select", float in (0, 1), or a sequence of them, default="select"
+        The dropout rate; a sequence is a grid to choose from, ``"select"`` the authors' grid
+        (0.005, 0.01, 0.05, 0.1).
+    tau : "select", positive float, or a sequence of them, default="select"
+        The model precision (1 / noise variance) in the units of ``1 / y**2``, as in the
+        authors' ``tau_values.txt``; a sequence is a grid, ``"select"`` a default grid of
+        noise standard deviations from 1 to 1/16 of the training std of ``y``.
+
+    Grids are searched on an 80/20 split of the training data by validation log-likelihood
+    (the grid protocol of the authors' corrected code), never on test data; the chosen values
+    are ``dropout_`` and ``tau_`` (in the units of ``1 / y**2``).
     """
 
     _learner_module = "mcdropout"
@@ -654,28 +664,50 @@ class MCDropoutRegressor(_EpochLearnerRegressor):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _candidates(self, name: str, default: tuple[float, ...], upper: float = np.inf) -> tuple[float, ...]:
+        """The values of ``dropout`` or ``tau`` to consider (one value: no search)."""
+        value = getattr(self, name)
+        if isinstance(value, str):
+            if value != "select":
+                raise ValueError(f"{name} must be 'select', a number or a sequence of numbers, got {value!r}")
+            return default
+        values = (value,) if isinstance(value, numbers.Real) else value
+        try:
+            values = tuple(values)
+        except TypeError:
+            raise ValueError(f"{name} must be 'select', a number or a sequence of numbers, got {value!r}") from None
+        ok = [isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < upper for v in values]
+        if not values or not all(ok):
+            bound = f"in (0, {upper:g})" if np.isfinite(upper) else "positive"
+            raise ValueError(f"{name} values must be {bound}, got {value!r}")
+        return tuple(float(v) for v in values)
+
+    def _grids(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Candidate dropout rates and taus, the taus as precisions of the standardised y."""
+        from probprop.learners import mcdropout
+
+        scale2 = self.y_scale_**2  # tau in 1/y^2 -> precision of the standardised target
+        grid_p = self._candidates("dropout", mcdropout.GRID_P, upper=1.0)
+        user_tau = self._candidates("tau", tuple(t / scale2 for t in mcdropout.GRID_TAU))
+        return grid_p, tuple(t * scale2 for t in user_tau)
+
     def _make_spec(self, n_in, hidden):
         from probprop.learners import mcdropout
 
-        kwargs = {"n_samples": _check_positive_int("n_samples", self.n_samples)}
-        for name in ("dropout", "tau"):
-            value = getattr(self, name)
-            if not (isinstance(value, str) and value == "select"):
-                if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0):
-                    raise ValueError(f"{name} must be 'select' or a positive float, got {value!r}")
-                kwargs[name] = float(value)
-        return mcdropout.MCDropoutSpec(n_in=n_in, hidden=hidden, **kwargs)
+        n_samples = _check_positive_int("n_samples", self.n_samples)
+        grid_p, grid_tau = self._grids()
+        return mcdropout.MCDropoutSpec(n_in=n_in, hidden=hidden, n_samples=n_samples, dropout=grid_p[0], tau=grid_tau[0])
 
     def _prepare(self, Xs, ys, key):
         from probprop.learners import mcdropout
 
-        if self.dropout != "select" and self.tau != "select":
-            return key
-        key, sub = jax.random.split(key)
-        grid_p = (self.spec_.dropout,) if self.dropout != "select" else (0.005, 0.01, 0.05, 0.1)
-        kwargs = {} if self.tau == "select" else {"grid_tau": (self.spec_.tau,)}
-        choice = mcdropout.select_hyperparameters(Xs, ys, grid_p=grid_p, epochs=int(self.epochs), key=sub,
-                                                  spec=self.spec_, **kwargs)
-        self.spec_ = choice.spec
-        self.dropout_, self.tau_ = float(choice.dropout), float(choice.tau)
+        grid_p, grid_tau = self._grids()
+        if len(grid_p) > 1 or len(grid_tau) > 1:
+            key, sub = jax.random.split(key)
+            choice = mcdropout.select_hyperparameters(Xs, ys, grid_p=grid_p, grid_tau=grid_tau,
+                                                      epochs=int(self.epochs), key=sub, spec=self.spec_)
+            self.spec_ = choice.spec
+            self.validation_scores_ = choice.scores
+        self.dropout_ = float(self.spec_.dropout)
+        self.tau_ = float(self.spec_.tau) / self.y_scale_**2
         return key

@@ -185,7 +185,8 @@ def run_task(task: Task) -> dict:
 
     ds = load_uci(task.dataset, data_dir=task.data_dir)
     X_train, y_train, X_test, y_test = ds.split(task.split)
-    info = DatasetInfo(task.dataset, task.n_hidden, task.n_epochs, task.n_features, len(y_train))
+    info = DatasetInfo(task.dataset, task.n_hidden, task.n_epochs, task.n_features, len(y_train),
+                       ds.tau_values, ds.dropout_rates)
     start = time.perf_counter()
     mean, std, fit_seconds = METHODS[task.method](X_train, y_train, X_test, info, task.split)
     total = time.perf_counter() - start

@@ -232,6 +232,9 @@ class UCIDataset:
         test_indices: tuple of ``n_splits`` read-only int arrays, disjoint from the train ones.
         n_hidden: hidden units used in the papers (one hidden layer).
         n_epochs: training epochs used in the papers.
+        tau_values: MC dropout's candidate model precisions tau (``tau_values.txt``, in
+            the units of ``1 / y**2``), or ``()`` if the folder has none.
+        dropout_rates: MC dropout's candidate dropout rates (``dropout_rates.txt``) or ``()``.
     """
 
     name: str
@@ -241,6 +244,8 @@ class UCIDataset:
     test_indices: Sequence[np.ndarray]
     n_hidden: int
     n_epochs: int
+    tau_values: tuple[float, ...] = ()
+    dropout_rates: tuple[float, ...] = ()
 
     @property
     def n_splits(self) -> int:
@@ -288,6 +293,16 @@ def _read_int(path: Path) -> int:
     if value != int(value):
         raise ValueError(f"{path}: expected an integer, got {value}")
     return int(value)
+
+
+def _read_floats(path: Path) -> tuple[float, ...]:
+    """The numbers of an optional one-value-per-line file (``()`` if it does not exist)."""
+    if not path.is_file():
+        return ()
+    values = np.atleast_1d(np.loadtxt(path, dtype=np.float64))
+    if values.ndim != 1 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"{path}: expected positive numbers, one per line")
+    return tuple(float(v) for v in values)
 
 
 def _read_indices(path: Path) -> np.ndarray:
@@ -365,6 +380,8 @@ def _parse(folder: Path, name: str) -> UCIDataset:
         test_indices=tuple(test_indices),
         n_hidden=_read_int(folder / "n_hidden.txt"),
         n_epochs=_read_int(folder / "n_epochs.txt"),
+        tau_values=_read_floats(folder / "tau_values.txt"),
+        dropout_rates=_read_floats(folder / "dropout_rates.txt"),
     )
 
 

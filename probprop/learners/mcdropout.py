@@ -22,8 +22,9 @@ p and tau are chosen by :func:`select_hyperparameters`, the "grid" protocol of G
 train on 80 % of the training data for every (p, tau) in the grid, keep the pair with the best
 validation log-likelihood; the caller then trains on all the training data with it. The test
 split is never touched. Every grid point starts from the same initialisation and shuffles
-(common random numbers make the comparison less noisy) and runs in one compiled loop, the one
-:func:`update` uses.
+(common random numbers make the comparison less noisy); all grid points train together in one
+compiled program (``vmap`` over the grid). The benchmark passes each dataset's own grid
+(``dropout_rates.txt`` x ``tau_values.txt``: 4 x 3 points, tau in the units of 1/y^2).
 
     state = init(key, spec)
     state = update(state, X, y)                   # one epoch
@@ -196,10 +197,7 @@ def _epoch(structure, params, opt_state, key, X, y, p, tau, mask=None):
     return sgd_epoch(params, opt_state, key, X, y, loss_fn, optimizer(structure), structure.batch_size, mask)
 
 
-@partial(jax.jit, static_argnums=0)
-def _train(structure, params, opt_state, key, X, y, p, tau, mask, epochs):
-    """``epochs`` epochs in one compiled loop (the trip count is traced: one compilation serves
-    :func:`update`, which runs one, and every grid point of :func:`select_hyperparameters`)."""
+def _train_loop(structure, params, opt_state, key, X, y, p, tau, mask, epochs):
     dtype = jnp.dtype(structure.dtype)
 
     def body(_, carry):
@@ -208,6 +206,22 @@ def _train(structure, params, opt_state, key, X, y, p, tau, mask, epochs):
 
     carry = (params, opt_state, key, jnp.asarray(jnp.nan, dtype))
     return jax.lax.fori_loop(0, epochs, body, carry)
+
+
+#: ``epochs`` epochs in one compiled loop (the trip count is traced: one compilation serves
+#: :func:`update`, which runs one epoch per call, and the final fit after a grid search).
+_train = jax.jit(_train_loop, static_argnums=0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _train_grid(structure, params, opt_state, key, X, y, ps, taus, mask, epochs):
+    """:func:`_train` for every ``(ps[i], taus[i])`` at once (``vmap`` over the grid): the same
+    initialisation, shuffles and uniform draws for every grid point (only the dropout
+    threshold and the weight decay differ), so their comparison has common random numbers.
+    One program over all grid points runs 2-3x faster than the points one after another
+    (measured on the 2-core CPU machines)."""
+    run = lambda p, tau: _train_loop(structure, params, opt_state, key, X, y, p, tau, mask, epochs)  # noqa: E731
+    return jax.vmap(run)(ps, taus)
 
 
 def _as_mask(mask, n):
@@ -248,8 +262,7 @@ def _sample(layers, X, key, n_samples, p):
     return jax.lax.map(lambda k: dropout_forward(layers, X, k, p), keys)
 
 
-@partial(jax.jit, static_argnums=(3,))
-def _moments(layers, X, key, n_samples, p, y=None, tau=None):
+def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None):
     """Mean and (1/T) variance of T passes, accumulated pass by pass (memory O(n)); with y, also
     the running logsumexp of -tau (y - f_t)^2 / 2 for the mixture log-likelihood."""
     keys = jax.random.split(key, n_samples)
@@ -269,6 +282,20 @@ def _moments(layers, X, key, n_samples, p, y=None, tau=None):
     mean_d = s1 / n_samples
     var = jnp.maximum(s2 / n_samples - mean_d * mean_d, 0.0)
     return shift + mean_d, var, lse
+
+
+_moments = jax.jit(_moments_impl, static_argnums=(3,))
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _mixture_log_likelihood_grid(layers, X, key, n_samples, ps, y, taus):
+    """Mean held-out :func:`log_likelihood` of every grid point (``layers`` stacked over it)."""
+
+    def score(layers, p, tau):
+        _, _, lse = _moments_impl(layers, X, key, n_samples, p, y, tau)
+        return jnp.mean(lse) - jnp.log(n_samples) - 0.5 * jnp.log(2.0 * jnp.pi) + 0.5 * jnp.log(tau)
+
+    return jax.vmap(score)(layers, ps, taus)
 
 
 def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None) -> jax.Array:
@@ -380,16 +407,14 @@ def select_hyperparameters(
     Xj, yj = jnp.asarray(X, dtype), jnp.asarray(y, dtype)
     Xv, yv = Xj[val], yj[val]
     base = init(init_key, spec)  # one initialisation and one shuffle sequence for all grid points
-    structure = spec.structure
-    scores = np.empty((len(grid_p), len(grid_tau)))
-    for i, p in enumerate(grid_p):
-        for j, tau in enumerate(grid_tau):
-            params, _, _, _ = _train(
-                structure, base.params, base.opt_state, base.key, Xj, yj, p, tau, jnp.asarray(train_mask), epochs
-            )
-            _, _, lse = _moments(params["layers"], Xv, pred_key, int(n_samples), p, yv, tau)
-            ll = lse - math.log(n_samples) - 0.5 * math.log(2.0 * math.pi) + 0.5 * math.log(tau)
-            scores[i, j] = float(jnp.mean(ll))
-    i, j = np.unravel_index(np.nanargmax(scores), scores.shape)
+    ps, taus = (jnp.asarray(a.ravel(), dtype) for a in np.meshgrid(grid_p, grid_tau, indexing="ij"))
+    params, _, _, _ = _train_grid(
+        spec.structure, base.params, base.opt_state, base.key, Xj, yj, ps, taus, jnp.asarray(train_mask), epochs
+    )
+    scores = _mixture_log_likelihood_grid(params["layers"], Xv, pred_key, int(n_samples), ps, yv, taus)
+    scores = np.asarray(scores, np.float64).reshape(len(grid_p), len(grid_tau))
+    if not np.any(np.isfinite(scores)):
+        raise FloatingPointError("MC dropout grid search: no grid point gave a finite validation log-likelihood")
+    i, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(scores), scores, np.nan)), scores.shape)
     best = dataclasses.replace(spec, dropout=grid_p[i], tau=grid_tau[j])
     return Selection(grid_p[i], grid_tau[j], best, scores, grid_p, grid_tau)

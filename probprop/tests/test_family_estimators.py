@@ -95,3 +95,29 @@ def test_bad_input_and_unfitted(model, data):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         clone(model).fit(bad, y)
+
+
+def test_mc_dropout_grids_are_in_the_units_of_y():
+    """tau is a precision of y: scaling y by 10 and the tau grid by 1/100 is the same search."""
+    from probprop.data import make_linear_gaussian
+
+    X, y, _ = make_linear_gaussian(160, 2, noise_std=0.5, random_state=0)
+    kwargs = dict(hidden=(8,), epochs=5, dropout=[0.01, 0.1], n_samples=10, random_state=0)
+    a = MCDropoutRegressor(tau=[1.0, 4.0], **kwargs).fit(X, y)
+    b = MCDropoutRegressor(tau=(0.01, 0.04), **kwargs).fit(X, 10 * y)
+    assert a.validation_scores_.shape == (2, 2)
+    np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=1e-9)
+    assert a.dropout_ == b.dropout_ and a.dropout_ in (0.01, 0.1)
+    assert a.tau_ in (1.0, 4.0) and b.tau_ == pytest.approx(a.tau_ / 100)
+    np.testing.assert_allclose(10 * a.predict(X), b.predict(X), rtol=1e-9, atol=1e-9)
+    fixed = MCDropoutRegressor(tau=2.0, **{**kwargs, "dropout": 0.05}).fit(X, y)
+    assert (fixed.dropout_, fixed.tau_) == (0.05, pytest.approx(2.0)) and not hasattr(fixed, "validation_scores_")
+
+
+@pytest.mark.parametrize("bad", [[], [0.1, -1.0], "often", [True], 1.5])
+def test_mc_dropout_rejects_bad_dropout_grids(bad):
+    from probprop.data import make_linear_gaussian
+
+    X, y, _ = make_linear_gaussian(40, 2, random_state=0)
+    with pytest.raises(ValueError, match="dropout"):
+        MCDropoutRegressor(hidden=(4,), epochs=1, dropout=bad).fit(X, y)

@@ -48,6 +48,23 @@ def test_grid_selection_picks_the_noise_precision_by_validation_ll(selected):
     assert selected.spec == mc.MCDropoutSpec(**{**BASE.__dict__, "dropout": selected.dropout, "tau": 4.0})
 
 
+def test_grid_scores_equal_training_each_point_alone(selected):
+    """The vmapped grid search scores each (p, tau) as if it were trained and scored alone."""
+    X, y, _, _ = linear_data()
+    key = jax.random.PRNGKey(0)
+    split_key, init_key, pred_key = jax.random.split(key, 3)
+    val = np.asarray(jax.random.permutation(split_key, len(y)))[: round(0.2 * len(y))]
+    mask = np.ones(len(y), bool)
+    mask[val] = False
+    base = mc.init(init_key, BASE)
+    p, tau = 0.1, 16.0
+    params, _, _, _ = mc._train(BASE.structure, base.params, base.opt_state, base.key, jnp.asarray(X), jnp.asarray(y),
+                                p, tau, jnp.asarray(mask), 40)
+    alone = base.replace(params=params, spec=mc.MCDropoutSpec(**{**BASE.__dict__, "dropout": p, "tau": tau}))
+    ll = float(jnp.mean(mc.log_likelihood(alone, X[val], y[val], key=pred_key)))
+    np.testing.assert_allclose(selected.scores[1, 2], ll, rtol=1e-8)
+
+
 def test_mc_dropout_learns_linear_problem(trained):
     _, _, Xt, yt = linear_data()
     mean, var = (np.asarray(a) for a in mc.predict(trained, Xt))
