@@ -23,15 +23,40 @@ functions and optimisers that are hashable and created once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 
-__all__ = ["batch_plan", "compiled_epoch", "masked_objective", "sgd_epoch"]
+__all__ = ["GradientState", "batch_plan", "compiled_epoch", "masked_objective", "sgd_epoch"]
+
+@partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["params", "opt_state", "key", "epoch", "loss"],
+    meta_fields=["spec"],
+)
+@dataclass(frozen=True)
+class GradientState:
+    """State of a gradient-trained learner (MAP net, DVI, MC dropout): its ``params`` (a pytree
+    the learner documents), the optimiser state, the key for shuffles (and dropout masks),
+    the number of epochs done, the last epoch's mean objective, and the static ``spec``."""
+
+    params: dict
+    opt_state: object
+    key: jax.Array
+    epoch: jax.Array
+    loss: jax.Array
+    spec: object
+
+    def replace(self, **changes) -> GradientState:
+        return dataclasses.replace(self, **changes)
+
 
 LossFn = Callable[[object, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 

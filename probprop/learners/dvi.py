@@ -51,7 +51,6 @@ the aleatoric variance, s^2 (homoscedastic) or E[e^l] = exp(m_l + v_l / 2) (hete
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -59,7 +58,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
 from probprop.learners.mapnet import _softplus_inverse
 from probprop.moments import relu
 
@@ -106,26 +105,12 @@ class DVISpec:
         return (self.n_in, *self.hidden, self.n_out)
 
 
-@partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["params", "opt_state", "key", "epoch", "loss"],
-    meta_fields=["spec"],
-)
-@dataclass(frozen=True)
-class DVIState:
-    """``params = {"layers": ({"w_mu", "w_rho", "b_mu", "b_rho"}, ...), "log_noise": scalar}``
-    (``w_*`` of shape (fan_in, fan_out); ``log_noise`` only for the homoscedastic head), the
-    Adam state, the shuffling key, epochs done and the last epoch's mean objective (-ELBO / N)."""
+#: DVIState is the shared :class:`GradientState`; here ``params = {"layers": ({"w_mu", "w_rho",
+#: "b_mu", "b_rho"}, ...), "log_noise": scalar}`` (``w_*`` of shape (fan_in, fan_out); ``log_noise``
+#: only for the homoscedastic head), the Adam state, the shuffling key, epochs done and the last
+#: epoch's mean objective (-ELBO / N).
 
-    params: dict
-    opt_state: object
-    key: jax.Array
-    epoch: jax.Array
-    loss: jax.Array
-    spec: DVISpec
-
-    def replace(self, **changes) -> DVIState:
-        return dataclasses.replace(self, **changes)
+DVIState = GradientState
 
 
 optimizer = adam

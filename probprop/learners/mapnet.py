@@ -30,7 +30,6 @@ The MAP network has no weight uncertainty: ``predict`` returns zero epistemic va
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +37,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
 
 VARIANCE_LINKS = ("softplus", "exp")
 
@@ -80,26 +79,12 @@ class MAPSpec:
         return (self.n_in, *self.hidden, self.n_out)
 
 
-@partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["params", "opt_state", "key", "epoch", "loss"],
-    meta_fields=["spec"],
-)
-@dataclass(frozen=True)
-class MAPState:
-    """``params = {"layers": ((W, b), ...), "log_noise": scalar}`` (W of shape (fan_in, fan_out);
-    ``log_noise`` only for the homoscedastic head), the Adam state, the shuffling key, the number
-    of epochs done and the mean objective of the last epoch."""
+#: MAPState is the shared :class:`GradientState`; here ``params = {"layers": ((W, b), ...),
+#: "log_noise": scalar}`` (W of shape (fan_in, fan_out); ``log_noise`` only for the homoscedastic
+#: head), the Adam state, the shuffling key, the number of epochs done and the mean objective of the
+#: last epoch.
 
-    params: dict
-    opt_state: object
-    key: jax.Array
-    epoch: jax.Array
-    loss: jax.Array
-    spec: MAPSpec
-
-    def replace(self, **changes) -> MAPState:
-        return dataclasses.replace(self, **changes)
+MAPState = GradientState
 
 
 optimizer = adam

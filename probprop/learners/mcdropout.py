@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probprop.learners._sgd import adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
 from probprop.learners.mapnet import mlp
 
 #: The dropout grid of GAL-REPO's grid search.
@@ -94,26 +94,11 @@ class MCDropoutSpec:
         return dataclasses.replace(self, dropout=0.0, tau=1.0, n_samples=1)
 
 
-@partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["params", "opt_state", "key", "epoch", "loss"],
-    meta_fields=["spec"],
-)
-@dataclass(frozen=True)
-class MCDropoutState:
-    """``params = {"layers": ((W, b), ...)}`` (W of shape (fan_in, fan_out)), the Adam state, the
-    key (shuffles, dropout masks; predictions use a key derived from it), epochs done and the
-    last epoch's mean objective."""
+#: MCDropoutState is the shared :class:`GradientState`; here ``params = {"layers": ((W, b), ...)}``
+#: (W of shape (fan_in, fan_out)), the Adam state, the key (shuffles, dropout masks; predictions use
+#: a key derived from it), epochs done and the last epoch's mean objective.
 
-    params: dict
-    opt_state: object
-    key: jax.Array
-    epoch: jax.Array
-    loss: jax.Array
-    spec: MCDropoutSpec
-
-    def replace(self, **changes) -> MCDropoutState:
-        return dataclasses.replace(self, **changes)
+MCDropoutState = GradientState
 
 
 optimizer = adam
