@@ -191,12 +191,49 @@ def noise_variance(state: PBPState) -> jax.Array:
 def output_moments_and_grads(state: PBPState, x: jax.Array, y: jax.Array, weight=1.0):
     """Forward moments for one point and d log Z / d(m, v) of every weight.
 
+    Returns ``(out_mean, out_var, grads_m, grads_v)``; see :func:`_moments_grads_and_noise`.
+    """
+    return _moments_grads_and_noise(state, x, y, weight, True)[:4]
+
+
+def _output_scalars(state: PBPState, y, out_mean, out_var, weight, keep) -> jax.Array:
+    """Everything scalar that follows the forward pass, as one float64 vector
+
+        [d log Z / d out_mean, d log Z / d out_var, noise shape, noise rate, noise update refused]
+
+    (the noise Gamma after its guarded ADF update; unchanged when the noise is fixed). Built as
+    one stacked array so that XLA:CPU computes it in one kernel: as separate scalars it made
+    about eight tiny kernels per data point.
+    """
+    f64 = jnp.float64
+    noise = state.noise
+    m, v = out_mean.astype(f64), out_var.astype(f64)
+    total = v + noise_variance(state)
+    resid = y - m
+    g_mean = weight * resid / total
+    g_var = weight * 0.5 * (resid * resid / total - 1.0) / total
+    shape, rate, refused = noise.shape, noise.rate, jnp.zeros((), f64)
+    if state.spec.learn_noise:
+        shape_new, rate_new = adf.gamma_update(*noise, *adf.student_log_z(y, m, v, *noise))
+        ok = adf.valid_gamma(shape_new, rate_new) & keep
+        shape, rate = jnp.where(ok, shape_new, shape), jnp.where(ok, rate_new, rate)
+        refused = jnp.where(~ok & keep, 1.0, 0.0)
+    scalars = jnp.stack([g_mean, g_var, shape, rate, refused])
+    # summed with zeros: a reduction, which XLA:CPU neither simplifies away nor fuses into its
+    # consumers, so the vector is computed once, in one kernel
+    return jnp.sum(jnp.stack([scalars, jnp.zeros_like(scalars)]), axis=0)
+
+
+def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight, keep):
+    """Forward moments for one point, d log Z / d(m, v) of every weight, and the output scalars
+    of :func:`_output_scalars`.
+
     ``weight`` scales the output cotangents; 0 makes every weight gradient exactly zero, which
     turns the ADF update into a no-op for padded rows without a branch in the scan.
 
     Backward pass by hand: cotangents of the pre-activation moments first, then the weight
     gradients as separate outer products (XLA:CPU would otherwise recompute the activation
-    derivatives for every weight). Returns ``(out_mean, out_var, grads_m, grads_v)``.
+    derivatives for every weight). Returns ``(out_mean, out_var, grads_m, grads_v, scalars)``.
     """
     spec = state.spec
     activation = ACTIVATIONS[spec.activation]
@@ -214,10 +251,8 @@ def output_moments_and_grads(state: PBPState, x: jax.Array, y: jax.Array, weight
             jacobians.append(jac)
     out_mean, out_var = mean[0], var[0]
 
-    total = out_var.astype(jnp.float64) + noise_variance(state)
-    resid = y - out_mean.astype(jnp.float64)
-    g_mean = jnp.reshape(weight * resid / total, (1,)).astype(dtype)  # d log Z / d out_mean
-    g_var = jnp.reshape(weight * 0.5 * (resid * resid / total - 1.0) / total, (1,)).astype(dtype)
+    scalars = _output_scalars(state, y, out_mean, out_var, weight, keep)
+    g_mean, g_var = scalars[0:1].astype(dtype), scalars[1:2].astype(dtype)  # d log Z / d out_mean, out_var
 
     grads_m, grads_v = [None] * len(state.means), [None] * len(state.means)
     for layer in range(last, -1, -1):
@@ -229,9 +264,13 @@ def output_moments_and_grads(state: PBPState, x: jax.Array, y: jax.Array, weight
             if spec.bias:
                 d_mean, d_var = d_mean[:-1], d_var[:-1]
             dE_dm, dE_dv, dVar_dm, dVar_dv = jacobians[layer - 1]
-            g_mean = d_mean * dE_dm + d_var * dVar_dm
-            g_var = d_mean * dE_dv + d_var * dVar_dv
-    return out_mean, out_var, grads_m, grads_v
+            # g_mean = d_mean dE_dm + d_var dVar_dm, g_var = d_mean dE_dv + d_var dVar_dv, written
+            # as one small reduction: XLA:CPU then materialises the two vectors once, instead of
+            # re-deriving them (and the activation Jacobian) inside every weight-update loop,
+            # which took ~50 of the ~65 operations per weight (see docs/engine.md)
+            terms = jnp.stack([jnp.stack([d_mean * dE_dm, d_var * dVar_dm]), jnp.stack([d_mean * dE_dv, d_var * dVar_dv])])
+            g_mean, g_var = jnp.sum(terms, axis=1)
+    return out_mean, out_var, grads_m, grads_v, scalars
 
 
 def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPState:
@@ -245,7 +284,7 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     """
     weight = 1.0 if keep is None else jnp.where(keep, 1.0, 0.0)
     keep = True if keep is None else keep
-    out_mean, out_var, grads_m, grads_v = output_moments_and_grads(state, x, y, weight)
+    _, _, grads_m, grads_v, scalars = _moments_grads_and_noise(state, x, y, weight, keep)
     means, variances, rejections = [], [], []
     for M, V, dM, dV, count in zip(state.means, state.variances, grads_m, grads_v, state.rejections):
         m_new, v_new = adf.gaussian_update(M, V, dM, dV)
@@ -253,19 +292,12 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
         means.append(jnp.where(ok, m_new, M))
         variances.append(jnp.where(ok, v_new, V))
         rejections.append(count + jnp.where(ok, 0, 1).astype(count.dtype))
-    noise, noise_rejections = state.noise, state.noise_rejections
-    if state.spec.learn_noise:
-        log_z = adf.student_log_z(y, out_mean.astype(jnp.float64), out_var.astype(jnp.float64), *noise)
-        shape_new, rate_new = adf.gamma_update(*noise, *log_z)
-        ok = adf.valid_gamma(shape_new, rate_new) & keep
-        noise = Gamma(jnp.where(ok, shape_new, noise.shape), jnp.where(ok, rate_new, noise.rate))
-        noise_rejections = noise_rejections + (~ok & keep)
     return state.replace(
         means=tuple(means),
         variances=tuple(variances),
-        noise=noise,
+        noise=Gamma(scalars[2], scalars[3]),
         rejections=tuple(rejections),
-        noise_rejections=noise_rejections,
+        noise_rejections=state.noise_rejections + scalars[4].astype(state.noise_rejections.dtype),
     )
 
 

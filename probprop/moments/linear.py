@@ -29,6 +29,13 @@ def linear(M, V, in_mean, in_var):
     of shape (..., out).
     """
     n = M.shape[-1]
+    if M.shape[0] == 1 and in_mean.ndim == 1:
+        # one output unit for one point: both moments in one reduction (XLA:CPU otherwise
+        # emits three small dot kernels, each split in two reductions)
+        in_var_ = jnp.zeros_like(in_mean) if in_var is None else in_var
+        terms = jnp.stack([M[0] * in_mean / jnp.sqrt(n), (in_var_ * M[0] * M[0] + (in_mean * in_mean + in_var_) * V[0]) / n])
+        out = jnp.sum(terms, axis=-1)
+        return out[:1], out[1:]
     mean = in_mean @ M.T / jnp.sqrt(n)
     if in_var is None:
         return mean, (in_mean * in_mean) @ V.T / n
