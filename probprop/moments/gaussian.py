@@ -4,6 +4,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from probprop._compute_once import compute_once
+
+
 SQRT_HALF = 0.7071067811865476
 INV_SQRT_2PI = 0.3989422804014327
 
@@ -37,16 +40,18 @@ def mills_terms(a):
     switch = TAIL_SWITCH.get(jnp.dtype(a.dtype), -30.0)
     tail = a < switch
     small = 0.5 * lax.erfc(jnp.abs(a) * SQRT_HALF)  # Phi(-|a|)
+    # erfc and exp once per unit, in one kernel (see probprop._compute_once)
+    a, small, pdf = compute_once(a, small, norm_pdf(a))
     negative = a < 0
     cdf = jnp.where(negative, small, 1.0 - small)
     upper = jnp.where(negative, 1.0 - small, small)
-    gamma_direct = norm_pdf(a) / jnp.where(tail, 1.0, cdf)
+    gamma_direct = pdf / jnp.where(tail, 1.0, cdf)
     inv = 1.0 / jnp.where(tail, a, switch)
     inv2 = inv * inv
     r_tail = inv * (-1.0 + inv2 * (2.0 - 10.0 * inv2))
     gamma = jnp.where(tail, r_tail - a, gamma_direct)
     r = jnp.where(tail, r_tail, a + gamma_direct)
-    return cdf, upper, gamma, r
+    return compute_once(cdf, upper, gamma, r)
 
 
 @mills_terms.defjvp

@@ -14,13 +14,16 @@ Derivatives (closed form, used by the hand-written backward pass):
 
 import jax.numpy as jnp
 
+from probprop._compute_once import compute_once
 from probprop.moments.gaussian import mills_terms
+
 
 def _terms(mean, var):
     # A unit with zero input variance would divide by zero: floor at the smallest normal.
     v = jnp.maximum(var, jnp.finfo(var.dtype).tiny)
     s = jnp.sqrt(v)
     alpha = mean / s
+    v, s, alpha = compute_once(v, s, alpha)
     cdf, upper, gamma, r = mills_terms(alpha)
     return v, s, cdf, upper, gamma, r
 
