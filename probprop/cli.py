@@ -146,10 +146,10 @@ def _parse_noise(ctx, param, value):
 
 
 def _load_model(path: Path):
-    from probprop import PBPRegressor
+    from probprop.io import load_model
 
     try:
-        return PBPRegressor.load(path)
+        return load_model(path)  # whichever probprop estimator the file holds
     except FileNotFoundError:
         raise click.ClickException(f"{path}: no such model file") from None
     except (ValueError, OSError, KeyError, TypeError) as err:

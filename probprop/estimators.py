@@ -150,6 +150,19 @@ class _MomentRegressor(RegressorMixin, BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, dist.mean)
         return float(np.average(dist.logpdf(y), weights=sample_weight))
 
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (arrays + JSON metadata, no pickle)."""
+        from probprop.io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` of this class; never executes code from the file."""
+        from probprop.io import load_model
+
+        return load_model(path, cls)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.single_output = True
@@ -316,20 +329,6 @@ class PBPRegressor(_MomentRegressor):
         check_is_fitted(self, "state_")
         return float(pbp.noise_variance(self.state_)) * self.y_scale_**2
 
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (arrays + JSON metadata, no pickle)."""
-        from probprop.io import save_model
-
-        save_model(self, path)
-
-    @classmethod
-    def load(cls, path) -> PBPRegressor:
-        """Read a model written by :meth:`save`; never executes code from the file."""
-        from probprop.io import load_model
-
-        return load_model(path, cls)
 
 
 def _clearer(err: ValueError) -> ValueError:

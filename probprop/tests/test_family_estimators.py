@@ -121,3 +121,75 @@ def test_mc_dropout_rejects_bad_dropout_grids(bad):
     X, y, _ = make_linear_gaussian(40, 2, random_state=0)
     with pytest.raises(ValueError, match="dropout"):
         MCDropoutRegressor(hidden=(4,), epochs=1, dropout=bad).fit(X, y)
+
+
+@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__)
+def test_save_load_round_trip(model, data, tmp_path):
+    """Every estimator saves to the npz + JSON format and loads to identical predictions."""
+    X, y, X_test, _ = data
+    model = clone(model).fit(X, y)
+    path = tmp_path / "model.probprop"
+    model.save(path)
+    loaded = type(model).load(path)
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    a, b = model.predict_dist(X_test), loaded.predict_dist(X_test)
+    for field in ("mean", "epistemic_var", "noise_var"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for name, value in vars(model).items():
+        if name.endswith("_") and not name.startswith("_") and name not in ("state_", "members_"):
+            got = getattr(loaded, name)
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(got, value, err_msg=name)
+            else:
+                assert got == value, name
+    with np.load(path, allow_pickle=False) as archive:  # plain arrays only
+        assert all(archive[name].dtype != object for name in archive.files)
+
+
+def test_load_refuses_another_estimators_file(data, tmp_path):
+    from probprop.io import ModelFileError
+
+    X, y, _, _ = data
+    path = tmp_path / "model.probprop"
+    clone(FAST[2]).fit(X, y).save(path)  # a DVIRegressor
+    with pytest.raises(ModelFileError, match="holds a DVIRegressor, not a MAPRegressor"):
+        MAPRegressor.load(path)
+
+
+def test_load_checks_state_shapes(data, tmp_path):
+    import json
+
+    from probprop.io import ModelFileError
+
+    X, y, _, _ = data
+    path = tmp_path / "model.probprop"
+    clone(FAST[1]).fit(X, y).save(path)  # a TAGIRegressor
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["__meta__"]))
+
+    def rewrite():
+        with open(path, "wb") as handle:  # np.savez(name) would append .npz
+            np.savez(handle, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+
+    meta["specs"][0]["fields"]["hidden"] = [9]
+    rewrite()
+    with pytest.raises(ModelFileError, match="expected float64\\[9, 4\\]|expected"):
+        TAGIRegressor.load(path)
+    meta["specs"][0]["class"] = "os.system"
+    rewrite()
+    with pytest.raises(ModelFileError, match="unknown learner spec"):
+        TAGIRegressor.load(path)
+
+
+def test_load_model_returns_the_estimator_the_file_holds(data, tmp_path):
+    from probprop.io import load_model
+
+    X, y, X_test, _ = data
+    path = tmp_path / "model.probprop"
+    model = clone(FAST[0]).fit(X, y)  # a PBPEnsembleRegressor
+    model.save(path)
+    loaded = load_model(path)
+    assert type(loaded) is PBPEnsembleRegressor and len(loaded.members_) == len(model.members_)
+    np.testing.assert_array_equal(loaded.predict(X_test), model.predict(X_test))
+    np.testing.assert_array_equal(loaded.members_[1].predict(X_test), model.members_[1].predict(X_test))
