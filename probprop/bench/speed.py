@@ -72,6 +72,19 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
+def kernels_per_update(compiled_text: str, unroll: int) -> float | None:
+    """Kernels (fusions, copies, dots, reductions) XLA:CPU launches per ADF update in the loop
+    body of a compiled :func:`probprop.learners.pbp.adf_sweep` (from its HLO text; ``None``
+    if the text does not have the expected shape). The per-update cost on these CPUs is
+    mostly one fixed overhead per kernel, so this is the engine's main diagnostic."""
+    import re
+
+    computations = re.findall(r"\n(%[\w.\-]+) \([^\n]*\n(.*?)\n}\n", "\n" + compiled_text, flags=re.S)
+    kernel = re.compile(r"= [^=]*? (fusion|dot|custom-call|reduce|reduce-window|copy|select|concatenate)\(")
+    counts = [len(kernel.findall(body)) for name, body in computations if "region_0" in name]
+    return max(counts) / unroll if counts else None
+
+
 def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, repeats: int) -> dict:
     """Throughput of one network shape (runs inside a pinned worker)."""
     import jax
@@ -95,7 +108,9 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
         jax.block_until_ready(sweep(state, Xd, y).means)
         t_sweep = _best_time(lambda: jax.block_until_ready(sweep(state, Xd, y).means), repeats)
         t_epoch = _best_time(lambda: jax.block_until_ready(pbp.update(state, Xd, y).means), repeats)
+        kernels = kernels_per_update(sweep.lower(state, Xd, y).compile().as_text(), pbp.SWEEP_UNROLL)
         result[dtype] = {
+            "kernels_per_update": kernels,
             "compile_s": compile_s,
             "sweep_updates_per_s": n_points / t_sweep,
             "us_per_update": 1e6 * t_sweep / n_points,
@@ -136,19 +151,21 @@ def report(results: list[dict], memory: dict, command: str) -> str:
         "",
         f"Command: `{command}` (one pinned core per worker; CPU: {_cpu_name()}).",
         "",
-        "| network | engine | µs / update | updates / s (ADF sweep) | updates / s (whole epoch, with EP prior) | compile (s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| network | engine | µs / update | updates / s (ADF sweep) | updates / s (whole epoch, with EP prior) "
+        "| compile (s) | kernels / update |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for dtype in ("float64", "float32"):
             d = r[dtype]
             lines.append(
                 f"| {r['network']} | JAX scan, {dtype} | {d['us_per_update']:.2f} | {d['sweep_updates_per_s']:,.0f} "
-                f"| {d['epoch_updates_per_s']:,.0f} | {d['compile_s']:.2f} |"
+                f"| {d['epoch_updates_per_s']:,.0f} | {d['compile_s']:.2f} "
+                f"| {'' if d.get('kernels_per_update') is None else format(d['kernels_per_update'], '.2f')} |"
             )
         lines.append(
             f"| {r['network']} | NumPy reference, float64 | {r['numpy']['us_per_update']:.1f} "
-            f"| {r['numpy']['sweep_updates_per_s']:,.0f} | | |"
+            f"| {r['numpy']['sweep_updates_per_s']:,.0f} | | | |"
         )
     lines += ["", "Speed-up of the float64 engine over the NumPy reference, same command:", ""]
     for r in results:

@@ -301,6 +301,11 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     )
 
 
+#: ADF updates per iteration of the compiled loop (more: longer compilation, no faster since the
+#: per-update kernels were merged; see ``probprop bench speed``).
+SWEEP_UNROLL = 4
+
+
 def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> PBPState:
     """ADF updates for the rows of X in order, in one ``lax.scan``; rows with mask False are
     skipped (used to pad data to a reusable shape)."""
@@ -310,8 +315,7 @@ def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | Non
     def step(carry, row):
         return adf_update(carry, *row), None
 
-    # unrolling four updates per loop iteration lets XLA schedule across them (~8 % faster)
-    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=4)
+    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=SWEEP_UNROLL)
     return state
 
 
