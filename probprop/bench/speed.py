@@ -63,12 +63,15 @@ def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
+def _best_time(fn, repeats: int, min_seconds: float = 0.0) -> float:
+    """Best of at least ``repeats`` calls, repeated until ``min_seconds`` have passed, so that a
+    short call (a 455-point epoch takes ~1.5 ms) is sampled over a noisy machine's quiet moments."""
+    best, spent, calls = float("inf"), 0.0, 0
+    while calls < repeats or spent < min_seconds:
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        best, spent, calls = min(best, elapsed), spent + elapsed, calls + 1
     return best
 
 
@@ -85,7 +88,8 @@ def kernels_per_update(compiled_text: str, unroll: int) -> float | None:
     return max(counts) / unroll if counts else None
 
 
-def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, repeats: int) -> dict:
+def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, repeats: int,
+                    min_seconds: float = 2.0) -> dict:
     """Throughput of one network shape (runs inside a pinned worker)."""
     import jax
     import numpy as np
@@ -106,8 +110,8 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
         jax.block_until_ready(pbp.update(state, Xd, y).means)
         compile_s = time.perf_counter() - start
         jax.block_until_ready(sweep(state, Xd, y).means)
-        t_sweep = _best_time(lambda: jax.block_until_ready(sweep(state, Xd, y).means), repeats)
-        t_epoch = _best_time(lambda: jax.block_until_ready(pbp.update(state, Xd, y).means), repeats)
+        t_sweep = _best_time(lambda: jax.block_until_ready(sweep(state, Xd, y).means), repeats, min_seconds)
+        t_epoch = _best_time(lambda: jax.block_until_ready(pbp.update(state, Xd, y).means), repeats, min_seconds)
         kernels = kernels_per_update(sweep.lower(state, Xd, y).compile().as_text(), pbp.SWEEP_UNROLL)
         result[dtype] = {
             "kernels_per_update": kernels,
@@ -119,7 +123,7 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
         }
     state = pbp.init(jax.random.PRNGKey(0), pbp.PBPSpec(n_in=n_in, hidden=(hidden,)))
     k = min(numpy_points, n_points)
-    t_numpy = _best_time(lambda: pbp_numpy.adf_sweep(pbp_numpy.from_state(state), X[:k], y[:k]), 2)
+    t_numpy = _best_time(lambda: pbp_numpy.adf_sweep(pbp_numpy.from_state(state), X[:k], y[:k]), 2, min_seconds)
     result["numpy"] = {"sweep_updates_per_s": k / t_numpy, "us_per_update": 1e6 * t_numpy / k}
     result["speedup_vs_numpy"] = result["float64"]["sweep_updates_per_s"] / result["numpy"]["sweep_updates_per_s"]
     result["affinity"] = sorted(os.sched_getaffinity(0))
@@ -150,6 +154,10 @@ def report(results: list[dict], memory: dict, command: str) -> str:
         "# probprop update throughput",
         "",
         f"Command: `{command}` (one pinned core per worker; CPU: {_cpu_name()}).",
+        "",
+        "Times are the best of repeated calls over at least two seconds per entry (a shared machine's "
+        "quiet moments); an epoch of the 13-50-1 network is Boston-sized (455 points), so per-call "
+        "overhead is included. Compile time is the first `update` call (ADF sweep and EP prior step).",
         "",
         "| network | engine | µs / update | updates / s (ADF sweep) | updates / s (whole epoch, with EP prior) "
         "| compile (s) | kernels / update |",
@@ -209,6 +217,7 @@ def run(out=None, core: int = 0, quick: bool = False, command: str | None = None
             run_in_pinned_worker(
                 "measure_network", core, n_in=n_in, hidden=hidden, n_points=n_points,
                 numpy_points=300 if quick else 1000, repeats=repeats,
+                min_seconds=0.2 if quick else 2.0,
             )
         )
     print("measuring peak memory of a protein-sized fit ...", flush=True)
