@@ -588,6 +588,13 @@ def write_report(frame, out, meta: dict) -> Path:
         + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
         f"- Started: {meta.get('started', '?')}",
     ]
+    cache = meta.get("xla_cache")
+    if cache is not None:
+        lines.append("- Persistent XLA cache at the start: " + (
+            "off (every worker compiles each program it needs)" if not cache.get("dir") else
+            "empty (cold: fit times include compiling each data shape once per worker)"
+            if not cache.get("entries") else
+            f"{cache['entries']} files (warm: programs compiled by earlier runs are loaded, not rebuilt)"))
     if methods:
         lines.append("- Methods: " + ", ".join(f"{label(m)} (`{m}`)" for m in methods))
     if meta.get("epochs_override"):

@@ -86,13 +86,27 @@ def test_plan_orders_longest_first_and_notes_missing_splits():
     _need_data("yacht", "protein")
     tasks, skipped = plan_tasks("yacht,protein", "3-6", "pbp,bayesridge,pytagi")
     assert tasks[0].dataset == "protein-tertiary-structure" and tasks[0].method == "pbp"
-    estimates = [t.estimate_s for t in tasks]
-    assert estimates == sorted(estimates, reverse=True)
+    # the first fit of each (method, dataset) leads, longest first; then the rest, longest first
+    groups = {(t.method, t.dataset) for t in tasks}
+    first, rest = tasks[: len(groups)], tasks[len(groups):]
+    assert {(t.method, t.dataset) for t in first} == groups
+    for block in (first, rest):
+        estimates = [t.estimate_s for t in block]
+        assert estimates == sorted(estimates, reverse=True)
     assert {t.split for t in tasks if t.dataset.startswith("protein")} == {3, 4}
     assert any("protein" in note and "5,6" in note for note in skipped)
     assert tasks[0].n_hidden == 100 and tasks[0].n_epochs == 20
     tasks, _ = plan_tasks("yacht", "0", "pbp", epochs=3)
     assert tasks[0].n_epochs == 3
+
+
+def test_xla_cache_state_counts_files_or_says_off(tmp_path):
+    from probprop.bench.uci import xla_cache_state
+
+    assert xla_cache_state({"PROBPROP_JAX_CACHE": "off"}) == {"dir": None, "entries": 0}
+    assert xla_cache_state({"PROBPROP_JAX_CACHE": str(tmp_path / "none")})["entries"] == 0
+    (tmp_path / "a").write_text("x")
+    assert xla_cache_state({"PROBPROP_JAX_CACHE": str(tmp_path)}) == {"dir": str(tmp_path), "entries": 1}
 
 
 def test_worker_environment_turns_threading_off(monkeypatch):
