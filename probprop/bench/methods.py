@@ -108,6 +108,16 @@ def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     return _fit_predict(model, X_train, y_train, X_test)
 
 
+def tagi_het(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """probprop's heteroscedastic TAGI (AGVI noise unit): 1 hidden layer, batch 10,
+    ``info.n_epochs`` epochs, no noise level to choose."""
+    from probprop import TAGIRegressor
+
+    model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), heteroscedastic=True,
+                          random_state=seed)
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
 def _estimator(name: str, **kwargs):
     """An adapter that fits ``probprop.<name>(hidden=(n_hidden,), random_state=seed, **kwargs)``."""
 
@@ -197,11 +207,13 @@ METHODS: dict[str, Callable] = {
     "pbp2": pbp2,
     "pbp-ensemble": pbp_ensemble,
     "tagi": tagi,
+    "tagi-het": tagi_het,
     "dvi": _estimator("DVIRegressor", heteroscedastic=False),
     "dvi-het": _estimator("DVIRegressor", heteroscedastic=True),
     "map": _estimator("MAPRegressor"),
     "mcdropout": mcdropout,
     "ensemble": _estimator("DeepEnsembleRegressor"),
+    "ensemble-select": _estimator("DeepEnsembleRegressor", learning_rate="select"),
     "bayesridge": bayesridge,
     "ngboost": ngboost,
     "pytagi": pytagi,
@@ -213,11 +225,13 @@ LABELS: dict[str, str] = {
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp-ensemble": "probprop PBP ensemble (5)",
     "tagi": "probprop TAGI",
+    "tagi-het": "probprop TAGI (heterosc.)",
     "dvi": "probprop DVI (homosc.)",
     "dvi-het": "probprop DVI (heterosc.)",
     "map": "probprop MAP net",
     "mcdropout": "probprop MC dropout",
     "ensemble": "probprop deep ensemble (5)",
+    "ensemble-select": "probprop deep ensemble (5), step size selected",
     "bayesridge": "BayesianRidge",
     "ngboost": "NGBoost (ours)",
     "pytagi": "pytagi",
@@ -266,9 +280,13 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return members * n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
     if name == "tagi":
         return 6 * n * info.n_epochs * 1e-6 + 4.0
+    if name == "tagi-het":
+        return n * info.n_epochs * 1e-6 + 4.0
     if name == "mcdropout":
         # 12 grid points in one vmapped program (~5x one fit), then the final fit
         return 6 * mcdropout_epochs(info) * max(n, 128) * 8e-7 + 10.0
+    if name == "ensemble-select":  # 4 step sizes on 80 % of the rows, then the final fit
+        return 4.2 * n * 100 * 3e-7 * 5 + 8.0
     if name in ("dvi", "dvi-het", "map", "ensemble"):
         return n * 100 * 3e-7 * (5 if name == "ensemble" else 1) + 5.0
     if name == "ngboost":

@@ -13,6 +13,7 @@ Pure functions over an immutable :class:`TAGIState`:
     state = update(state, X, y)          # one epoch: shuffle, one lax.scan over mini-batches
     mean, var = predict(state, X)        # epistemic moments of the network output
     noise_variance(state)                # sigma_v^2 (fixed; see select_sigma_v)
+    noise_variance(state, X)             # E[noise variance] per row (heteroscedastic=True)
 
 Everything works in standardised units; the estimator converts at the edge.
 
@@ -45,6 +46,29 @@ delta_var = Var^-1 (posterior var - prior var) Var^-1 the innovation of a unit:
 ``backwardHiddeStateUpdate`` into these products.) Every covariance uses the parameter moments
 from before the mini-batch. With no hidden layer and one observation the update is the exact
 Bayesian linear-regression posterior marginal.
+
+Heteroscedastic noise (``TAGISpec(heteroscedastic=True)``): AGVI, the approximate Gaussian
+variance inference of Deka, Nguyen & Goulet ("Analytically tractable heteroscedastic uncertainty
+quantification in Bayesian neural networks for regression tasks", Neurocomputing 2024). The
+output layer has two units, Z_mu (the mean) and Z_s; the noise variance is the hidden state
+Vbar2 = exp(Z_s) (moments from :func:`probprop.moments.exponential`), y = Z_mu + V with
+V | Vbar2 ~ N(0, Vbar2). Everything stays Gaussian conditioning, in four steps per point
+(:func:`heteroscedastic_deltas`, with mu = E[Vbar2], s2 = Var[Z_s], c = 3 expm1(s2) + 2):
+
+    1. y = Z_mu + V with V ~ N(0, mu), S = var_mu + mu: the mean head gets the homoscedastic
+       innovation with sigma_v^2 = mu, and V | y ~ N(m_V, v_V), m_V = mu (y - mu_z) / S,
+       v_V = mu var_mu / S.
+    2. V^2 | y: E = m_V^2 + v_V, Var = 2 v_V^2 + 4 m_V^2 v_V (moments of a squared Gaussian).
+    3. Prior of (Vbar2, V^2): E[V^2] = mu; Cov(Vbar2, V^2) = Var[Vbar2] = mu^2 expm1(s2);
+       Var[V^2] = 3 E[Vbar2^2] - mu^2 = mu^2 c (E[V^4 | Vbar2] = 3 Vbar2^2). Conditioning Vbar2
+       on V^2 (an RTS step with gain K = Cov / Var[V^2]) and Z_s on Vbar2 (gain
+       J = Cov(Z_s, Vbar2) / Var[Vbar2] = s2 / (mu expm1(s2))) gives the innovation of Z_s
+    4.     delta_mu_Zs  = (E[V^2 | y] - mu) / (mu c)
+           delta_var_Zs = (Var[V^2 | y] - mu^2 c) / (mu c)^2
+       (J K = s2 / (mu c): the s2 and expm1 factors cancel, so small variances are safe).
+
+The two output units' innovations then go down the network together (the layer below sums
+both units' contributions). The prediction's noise variance is E[Vbar2] = exp(m_s + s2 / 2).
 
 Where this follows the paper and where pytagi:
 
@@ -79,7 +103,7 @@ from jax import lax
 
 from probprop.learners import adf
 from probprop.learners.pbp import shuffled_order
-from probprop.moments import ACTIVATIONS, append_bias
+from probprop.moments import ACTIVATIONS, append_bias, exponential
 
 
 @dataclass(frozen=True)
@@ -91,7 +115,8 @@ class TAGISpec:
     conditioned on at once from the same prior moments; the last partial batch of an epoch is
     padded and masked so that every batch has the compiled shape. ``init_gain`` is the factor of
     the initial weight variance ``init_gain / fan_in``; ``init_bias_variance`` the initial bias
-    variance.
+    variance. ``heteroscedastic=True`` adds the AGVI noise-variance unit (module docstring);
+    ``sigma_v`` then only sets its initial value (the unit's bias mean is log sigma_v^2).
     """
 
     n_in: int
@@ -101,6 +126,7 @@ class TAGISpec:
     batch_size: int = 10
     init_gain: float = 0.25
     init_bias_variance: float = 0.01
+    heteroscedastic: bool = False
     dtype: str = "float64"
 
     def __post_init__(self):
@@ -116,7 +142,7 @@ class TAGISpec:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, 1)
+        return (self.n_in, *self.hidden, 2 if self.heteroscedastic else 1)
 
     @property
     def weight_shapes(self) -> tuple[tuple[int, int], ...]:
@@ -160,7 +186,10 @@ def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     for k, (out, n) in zip(layer_keys, spec.weight_shapes):
         var_w = spec.init_gain / (n - 1)
         mean_w = jax.random.normal(k, (out, n - 1), jnp.float64) * np.sqrt(var_w)
-        means.append(jnp.concatenate([mean_w, jnp.zeros((out, 1), jnp.float64)], 1).astype(dtype))
+        mean_b = jnp.zeros((out, 1), jnp.float64)
+        if spec.heteroscedastic and len(means) == len(spec.weight_shapes) - 1:
+            mean_b = mean_b.at[1, 0].set(np.log(spec.sigma_v**2))  # noise unit starts at sigma_v^2
+        means.append(jnp.concatenate([mean_w, mean_b], 1).astype(dtype))
         var = jnp.concatenate([jnp.full((out, n - 1), var_w), jnp.full((out, 1), spec.init_bias_variance)], 1)
         variances.append(var.astype(dtype))
     return TAGIState(
@@ -172,9 +201,20 @@ def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     )
 
 
-def noise_variance(state: TAGIState) -> jax.Array:
-    """The fixed observation-noise variance sigma_v^2 (standardised units)."""
-    return jnp.asarray(state.spec.sigma_v**2, jnp.float64)
+def noise_variance(state: TAGIState, X: jax.Array | None = None) -> jax.Array:
+    """The observation-noise variance in standardised units: the fixed sigma_v^2, or, for the
+    heteroscedastic network, E[exp(Z_s)] per row of ``X`` (which it then needs)."""
+    if not state.spec.heteroscedastic:
+        return jnp.asarray(state.spec.sigma_v**2, jnp.float64)
+    if X is None:
+        raise ValueError("a heteroscedastic TAGI network needs X for its noise variance")
+    return _noise_variance(state, jnp.asarray(X))
+
+
+@jax.jit
+def _noise_variance(state, X):
+    out = forward_moments(state, X)[-1]
+    return exponential(out.z_mean[..., 1], out.z_var[..., 1])[0]
 
 
 def n_parameters(spec: TAGISpec) -> int:
@@ -275,20 +315,45 @@ def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict
 
 
 def output_deltas(out: LayerMoments, y: jax.Array, keep: jax.Array, noise_var) -> tuple[jax.Array, jax.Array]:
-    """Innovation of the output for y = Z + V: ((y - mu_z)/S, -1/S), S = var_z + sigma_v^2.
+    """Innovation of the output for y = Z + V: ((y - mu_z)/S, -1/S), S = var_z + sigma_v^2;
+    for a two-unit (heteroscedastic) output, :func:`heteroscedastic_deltas` (``noise_var`` unused).
 
     Rows with ``keep`` False get zero deltas, so they leave every update unchanged.
     """
+    if out.z_mean.shape[-1] == 2:
+        d_mean, d_var = heteroscedastic_deltas(out.z_mean, out.z_var, y)
+        return jnp.where(keep[:, None], d_mean, 0.0), jnp.where(keep[:, None], d_var, 0.0)
     total = out.z_var[:, 0] + noise_var
     d_mean = jnp.where(keep, (y - out.z_mean[:, 0]) / total, 0.0)
     d_var = jnp.where(keep, -1.0 / total, 0.0)
     return d_mean[:, None], d_var[:, None]
 
 
+def heteroscedastic_deltas(z_mean: jax.Array, z_var: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """AGVI innovations of the output units (Z_mu, Z_s) for observations y (module docstring).
+
+    ``z_mean``/``z_var`` have shape (B, 2), ``y`` shape (B,); returns ``(delta_mu, delta_var)``
+    of shape (B, 2): column 0 for the mean unit, column 1 for the noise unit.
+    """
+    m_mu, v_mu = z_mean[:, 0], z_var[:, 0]
+    s2 = z_var[:, 1]
+    mu, _, _ = exponential(z_mean[:, 1], s2)  # E[Vbar2], the prior noise variance
+    c = 3.0 * jnp.expm1(s2) + 2.0  # Var[V^2] / mu^2
+    total = v_mu + mu
+    resid = y - m_mu
+    m_v = mu * resid / total  # V | y
+    v_v = mu * v_mu / total
+    e_sq = m_v * m_v + v_v  # V^2 | y
+    var_sq = 2.0 * v_v * v_v + 4.0 * m_v * m_v * v_v
+    d_mean = jnp.stack([resid / total, (e_sq - mu) / (mu * c)], axis=1)
+    d_var = jnp.stack([-1.0 / total, (var_sq - mu * mu * c) / (mu * c) ** 2], axis=1)
+    return d_mean, d_var
+
+
 def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var):
     """Parameter increments (summed over the batch) from the output deltas, top down.
 
-    ``d_mean``/``d_var`` have shape (B, 1). Returns ``(delta_means, delta_variances)``, per layer
+    ``d_mean``/``d_var`` have shape (B, n_out). Returns ``(delta_means, delta_variances)``, per layer
     of the shape of ``state.means[l]``:
 
         delta_mu_theta  = var_theta   * sum_n mu_a_n   delta_mu_Z_n     (Cov(Z, w) = var_w mu_a)
@@ -464,6 +529,8 @@ def select_sigma_v(
     Xs, ys = (X - x_mean) / x_std, (y - y_mean) / y_std
 
     spec = TAGISpec(n_in=X.shape[1]) if spec is None else dataclasses.replace(spec, n_in=X.shape[1])
+    if spec.heteroscedastic:
+        raise ValueError("select_sigma_v is for the homoscedastic network; the heteroscedastic one learns its noise")
     state = init(k_init, spec)
     states = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(grid),) + a.shape), state)
     dtype = state.means[0].dtype

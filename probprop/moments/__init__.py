@@ -1,5 +1,6 @@
 """Pure moment maps: input (mean, variance) -> output (mean, variance). No state, no learning."""
 
+from probprop.moments.exponential import exponential
 from probprop.moments.gaussian import mills_terms, norm_cdf, norm_pdf
 from probprop.moments.gelu import gelu, gelu_with_jacobian
 from probprop.moments.leaky_relu import leaky_relu, leaky_relu_with_jacobian, make_leaky_relu
@@ -19,6 +20,7 @@ ACTIVATIONS = {
 __all__ = [
     "ACTIVATIONS",
     "append_bias",
+    "exponential",
     "gelu",
     "gelu_with_jacobian",
     "leaky_relu",

@@ -23,6 +23,7 @@ FAST = [
     MAPRegressor(hidden=(8,), epochs=3, random_state=0),
     DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
     MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=20, random_state=0),
+    TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
 ]
 
 
@@ -75,6 +76,8 @@ def test_pbp_ensemble_moments_are_the_mixture_of_its_members(data):
         (DVIRegressor(epochs=0), "epochs"),
         (MCDropoutRegressor(dropout="often"), "dropout"),
         (DeepEnsembleRegressor(n_members=0), "n_members"),
+        (DeepEnsembleRegressor(learning_rate="fast"), "learning_rate"),
+        (DeepEnsembleRegressor(learning_rate=[1e-3, 0.0]), "learning_rate"),
         (PBPEnsembleRegressor(n_members=-2), "n_members"),
     ],
 )
@@ -193,3 +196,18 @@ def test_load_model_returns_the_estimator_the_file_holds(data, tmp_path):
     assert type(loaded) is PBPEnsembleRegressor and len(loaded.members_) == len(model.members_)
     np.testing.assert_array_equal(loaded.predict(X_test), model.predict(X_test))
     np.testing.assert_array_equal(loaded.members_[1].predict(X_test), model.members_[1].predict(X_test))
+
+
+def test_deep_ensemble_selects_its_step_size_on_training_data_only(data, tmp_path):
+    """learning_rate="select" (or a grid) searches on a split of the training rows; the chosen
+    value, the scores, and a save/load round trip are exposed; a single value skips the search."""
+    X, y, X_test, _ = data
+    kwargs = dict(hidden=(8,), epochs=3, n_members=2, random_state=0)
+    model = DeepEnsembleRegressor(learning_rate=[1e-7, 3e-2], **kwargs).fit(X, y)
+    assert model.learning_rate_ == 3e-2 and model.validation_scores_.shape == (2,)
+    fixed = DeepEnsembleRegressor(learning_rate=3e-2, **kwargs).fit(X, y)
+    assert fixed.learning_rate_ == 3e-2 and not hasattr(fixed, "validation_scores_")
+    model.save(tmp_path / "de.probprop")
+    loaded = DeepEnsembleRegressor.load(tmp_path / "de.probprop")
+    assert loaded.learning_rate_ == 3e-2 and loaded.get_params()["learning_rate"] == (1e-7, 3e-2)
+    np.testing.assert_allclose(loaded.predict(X_test), model.predict(X_test), rtol=1e-12)
