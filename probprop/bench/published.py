@@ -368,7 +368,10 @@ PROTOCOL: dict[tuple[str, str], dict] = {
     ("pbp", "pbp"): {
         "like_for_like": True,
         "note": "same protocol: the PBP splits, one hidden layer of 50 ReLU units (100 for protein), "
-        "n_epochs.txt epochs (40; 20 for protein), no tuning",
+        "n_epochs.txt epochs (40; 20 for protein), no tuning. Naval: an input column's training std "
+        "is rounding noise (~1e-13); probprop treats it as constant, the reference code divides by "
+        "it and so feeds a second constant input; with the reference scaling (`pbp-refscale`, "
+        "docs/benchmarks/naval-scaling) the naval LL is within the paper's error bars",
     },
     ("pbp-refscale", "pbp"): {
         "like_for_like": True,
@@ -395,9 +398,9 @@ PROTOCOL: dict[tuple[str, str], dict] = {
         "heteroscedastic nets); its ± are taken to be SDs and converted with 20 splits (protein 5); "
         "whether its Table 1 used adversarial training is not stated (probprop's is off by default) "
         "and its optimiser settings are not stated either: the adapter uses Adam at a fixed step size "
-        "1e-2, batch 32; the LL on the small or smooth datasets depends strongly on that budget "
-        "(`ensemble-select`, which picks the step size on a validation split of the training data, "
-        "is run in docs/benchmarks/ensemble-select)",
+        "1e-2, batch 32, and the LL depends on that choice: `ensemble-select`, which picks the step "
+        "size on a validation split of the training data, is compared with it in "
+        "docs/benchmarks/ensemble-select",
     },
     ("ensemble-select", "deep_ensembles"): {
         "like_for_like": True,
