@@ -18,8 +18,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.3 $(BIN)/python -m pytest -n 2 -q
 
+# The PBP reproduction and the engine's speed (about 5 minutes).
 bench: $(STAMP)
-	$(BIN)/probprop bench speed
-	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --workers 2 --out docs/benchmarks
+	$(BIN)/probprop bench speed --out docs/benchmarks
+	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
-.PHONY: install demo test bench
+# Every report under docs/benchmarks except the GPU record (about 2 hours on 2 cores).
+UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
+bench-all: bench
+	PROBPROP_JAX_CACHE=$$(mktemp -d) $(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp
+	$(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp-warm
+	$(UCI) --datasets naval --methods pbp,pbp-refscale --out docs/benchmarks/naval-scaling
+	$(UCI) --datasets all --methods pbp,tagi,dvi,map,mcdropout,ensemble,bayesridge,ngboost --out docs/benchmarks/family
+	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
+	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
+	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
+
+.PHONY: install demo test bench bench-all
