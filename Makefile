@@ -33,5 +33,12 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
+	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
 
-.PHONY: install demo test bench bench-all
+# pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
+# Debian's libopenmpi3 (root needed) and NVIDIA's NCCL, which comes as a wheel.
+pytagi: $(STAMP)
+	apt-get install -y libopenmpi3
+	$(BIN)/pip install --quiet "pytagi>=0.2.1" "nvidia-nccl-cu12>=2.18"
+
+.PHONY: install demo test bench bench-all pytagi

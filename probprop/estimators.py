@@ -466,6 +466,10 @@ class TAGIRegressor(_MomentRegressor):
         Learn an input-dependent noise variance with a second output unit (AGVI, Deka, Nguyen
         & Goulet 2024; derivation in ``probprop.learners.tagi``); ``predict_dist(X).noise_var``
         is then per point.
+    init_gain, init_bias_variance : float, default=0.25, 0.01
+        Initial weight variance ``init_gain / fan_in`` (weight means drawn from the same
+        variance) and initial bias variance: TAGI-MAT's UCI setting. pytagi's He
+        initialisation corresponds to ``init_gain=1`` (see ``docs/benchmarks/pytagi``).
     """
 
     def __init__(
@@ -475,6 +479,8 @@ class TAGIRegressor(_MomentRegressor):
         sigma_v="select",
         batch_size=10,
         heteroscedastic=False,
+        init_gain=0.25,
+        init_bias_variance=0.01,
         activation="relu",
         dtype="float64",
         random_state=None,
@@ -485,6 +491,8 @@ class TAGIRegressor(_MomentRegressor):
         self.sigma_v = sigma_v
         self.batch_size = batch_size
         self.heteroscedastic = heteroscedastic
+        self.init_gain = init_gain
+        self.init_bias_variance = init_bias_variance
         self.activation = activation
         self.dtype = dtype
         self.random_state = random_state
@@ -509,8 +517,13 @@ class TAGIRegressor(_MomentRegressor):
         key, select_key = jax.random.split(key)
         if not isinstance(self.heteroscedastic, (bool, np.bool_)):
             raise ValueError(f"heteroscedastic must be True or False, got {self.heteroscedastic!r}")
+        for name in ("init_gain", "init_bias_variance"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0 and np.isfinite(value)):
+                raise ValueError(f"{name} must be a positive float, got {value!r}")
         spec = tagi.TAGISpec(
-            n_in=X.shape[1], hidden=hidden, activation=self.activation, batch_size=batch_size, dtype=self.dtype
+            n_in=X.shape[1], hidden=hidden, activation=self.activation, batch_size=batch_size, dtype=self.dtype,
+            init_gain=float(self.init_gain), init_bias_variance=float(self.init_bias_variance),
         )
         if self.heteroscedastic:
             self.sigma_v_ = spec.sigma_v if select else float(self.sigma_v)

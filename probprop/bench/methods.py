@@ -193,12 +193,104 @@ def ngboost(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     return np.asarray(params["loc"]), np.asarray(params["scale"]), fit_seconds
 
 
+def import_pytagi():
+    """Import pytagi. Its extension links libnccl.so.2 and libmpi_cxx.so.40: the first comes
+    with the ``nvidia-nccl-cu12`` wheel, which is loaded here from its package folder so that no
+    ``LD_LIBRARY_PATH`` is needed; the second is a system library (Debian ``libopenmpi3``)."""
+    import ctypes
+    import glob
+    import os
+
+    try:
+        import nvidia.nccl
+
+        for folder in nvidia.nccl.__path__:
+            for lib in sorted(glob.glob(os.path.join(folder, "lib", "libnccl.so*"))):
+                ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+                break
+    except (ImportError, OSError):
+        pass  # the import below then says what is missing
+    import pytagi as module
+
+    return module
+
+
+#: sigma_v candidates of the pytagi adapter (those of probprop's TAGIRegressor).
+PYTAGI_SIGMA_V = (0.1, 0.2, 0.3, 0.5, 0.7)
+
+
+def _pytagi_train(Xs, ys, n_hidden: int, epochs: int, sigma_v: float, seed: int, batch: int = 10):
+    """A pytagi 1-hidden-layer network (MixtureReLU: the exact rectified-Gaussian moments, the
+    moment map probprop's TAGI uses; pytagi's default He initialisation) trained ``epochs``
+    epochs in shuffled mini-batches of ``batch`` rows with a fixed sigma_v."""
+    pytagi = import_pytagi()
+    from pytagi.nn import Linear, MixtureReLU, OutputUpdater, Sequential
+
+    pytagi.manual_seed(int(seed))
+    net = Sequential(Linear(Xs.shape[1], n_hidden), MixtureReLU(), Linear(n_hidden, 1))
+    net.set_threads(1)
+    updater = OutputUpdater(net.device)
+    rng = np.random.default_rng(seed)
+    X32, y32 = Xs.astype(np.float32), ys.astype(np.float32)
+    for _ in range(epochs):
+        order = rng.permutation(len(ys))
+        for start in range(0, len(ys), batch):
+            rows = order[start:start + batch]
+            net(X32[rows].ravel())
+            updater.update(output_states=net.output_z_buffer, mu_obs=y32[rows],
+                           var_obs=np.full(len(rows), sigma_v**2, np.float32),
+                           delta_states=net.input_delta_z_buffer)
+            net.backward()
+            net.step()
+    return net
+
+
+def _pytagi_predict(net, Xs, batch: int = 10):
+    """Epistemic mean and variance, in chunks no larger than the training batch (pytagi sizes
+    its buffers by the first batch it sees)."""
+    X32 = Xs.astype(np.float32)
+    means, variances = [], []
+    for start in range(0, len(X32), batch):
+        m, v = net(X32[start:start + batch].ravel())
+        means.append(np.asarray(m, np.float64))
+        variances.append(np.asarray(v, np.float64))
+    return np.concatenate(means), np.concatenate(variances)
+
+
+def _standardiser(X, y):
+    x_mean, x_std = X.mean(0), X.std(0)
+    x_std = np.where(x_std > 0, x_std, 1.0)
+    y_mean, y_std = y.mean(), y.std()
+    y_std = y_std if y_std > 0 else 1.0
+    return lambda A: (A - x_mean) / x_std, y_mean, y_std
+
+
 def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """TAGI through pytagi: listed so that the name is known; not implemented here."""
+    """TAGI through pytagi, with the protocol of the ``tagi`` adapter: 1 hidden layer of
+    ``info.n_hidden`` units, batch 10, ``info.n_epochs`` epochs, sigma_v chosen from
+    :data:`PYTAGI_SIGMA_V` by log-likelihood on a random tenth of the training split (the rest
+    standardised on its own), then a fit on the whole training split. float32 (pytagi's)."""
     check_available("pytagi")
-    raise MethodUnavailable(
-        "pytagi imports, but the probprop benchmark has no pytagi adapter yet"
-    )
+    X_train, y_train, X_test = (np.asarray(a, np.float64) for a in (X_train, y_train, X_test))
+    start = time.perf_counter()
+    hidden, epochs = int(info.n_hidden), int(info.n_epochs)
+    perm = np.random.default_rng(seed).permutation(len(y_train))
+    n_val = int(round(0.1 * len(y_train)))
+    val, fit = perm[:n_val], perm[n_val:]
+    scale, y_mean, y_std = _standardiser(X_train[fit], y_train[fit])
+    scores = []
+    for sigma_v in PYTAGI_SIGMA_V:
+        net = _pytagi_train(scale(X_train[fit]), (y_train[fit] - y_mean) / y_std, hidden, epochs, sigma_v, seed)
+        m, v = _pytagi_predict(net, scale(X_train[val]))
+        total = v + sigma_v**2
+        ll = np.mean(-0.5 * (np.log(2 * np.pi * total) + ((y_train[val] - y_mean) / y_std - m) ** 2 / total))
+        scores.append(ll if np.isfinite(ll) else -np.inf)
+    sigma_v = PYTAGI_SIGMA_V[int(np.argmax(scores))]
+    scale, y_mean, y_std = _standardiser(X_train, y_train)
+    net = _pytagi_train(scale(X_train), (y_train - y_mean) / y_std, hidden, epochs, sigma_v, seed)
+    fit_seconds = time.perf_counter() - start
+    m, v = _pytagi_predict(net, scale(X_test))
+    return y_mean + y_std * m, y_std * np.sqrt(v + sigma_v**2), fit_seconds
 
 
 METHODS: dict[str, Callable] = {
@@ -248,7 +340,7 @@ def check_available(name: str) -> None:
     if module is None:
         return
     try:
-        importlib.import_module(module)
+        import_pytagi() if module == "pytagi" else importlib.import_module(module)
     except Exception as err:  # a broken install can fail with more than ImportError
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MethodUnavailable(f"{name}: skipped, 'import {module}' failed ({reason})") from None
@@ -291,6 +383,6 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return n * 100 * 3e-7 * (5 if name == "ensemble" else 1) + 5.0
     if name == "ngboost":
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
-    if name == "pytagi":
-        return n * info.n_epochs * 2e-6
+    if name == "pytagi":  # 5 sigma_v candidates on 90 % of the rows, then the final fit
+        return 5.5 * n * info.n_epochs * 4e-6 + 2.0
     return 1e-6 * n * d

@@ -433,7 +433,9 @@ PROTOCOL: dict[tuple[str, str], dict] = {
     ("pytagi", "tagi"): {
         "like_for_like": False,
         "note": _TAGI_RERUN + "; same library, but the benchmark does not replay its early stopping, "
-        "seed averaging or splits",
+        "seed averaging or splits: the pytagi adapter follows the `tagi` adapter's protocol (PBP "
+        "splits, n_epochs.txt epochs, batch 10, sigma_v from 0.1-0.7 on a validation tenth) with "
+        "pytagi's MixtureReLU, its He initialisation and float32",
     },
 }
 

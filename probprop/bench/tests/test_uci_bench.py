@@ -72,20 +72,37 @@ def test_names_are_checked_with_the_valid_ones_listed():
     assert methods.resolve_methods("all") == list(methods.METHODS)
 
 
-def test_pytagi_is_a_clean_skip_when_not_importable():
+def _pytagi_imports() -> bool:
     try:
-        import pytagi  # noqa: F401
+        methods.import_pytagi()
     except Exception:
-        with pytest.raises(methods.MethodUnavailable, match="pytagi"):
-            methods.check_available("pytagi")
-    else:
+        return False
+    return True
+
+
+def test_pytagi_is_a_clean_skip_when_not_importable():
+    if _pytagi_imports():
         pytest.skip("pytagi imports here")
+    with pytest.raises(methods.MethodUnavailable, match="pytagi"):
+        methods.check_available("pytagi")
+
+
+def test_pytagi_adapter_returns_a_predictive_distribution():
+    if not _pytagi_imports():
+        pytest.skip("pytagi does not import here (needs libopenmpi3 and nvidia-nccl-cu12; `make pytagi`)")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = 5.0 + 2.0 * X[:, 0] + 0.3 * rng.normal(size=120)
+    info = methods.DatasetInfo("toy", n_hidden=8, n_epochs=5, n_features=3, n_train=100)
+    mean, std, seconds = methods.pytagi(X[:100], y[:100], X[100:], info, seed=0)
+    assert mean.shape == std.shape == (20,) and np.all(std > 0) and seconds > 0
+    assert np.sqrt(np.mean((mean - y[100:]) ** 2)) < np.std(y)  # learned something, in y's units
 
 
 def test_plan_orders_longest_first_and_notes_missing_splits():
     _need_data("yacht", "protein")
     tasks, skipped = plan_tasks("yacht,protein", "3-6", "pbp,bayesridge,pytagi")
-    assert tasks[0].dataset == "protein-tertiary-structure" and tasks[0].method == "pbp"
+    assert tasks[0].dataset == "protein-tertiary-structure" and tasks[0].method in ("pbp", "pytagi")
     # the first fit of each (method, dataset) leads, longest first; then the rest, longest first
     groups = {(t.method, t.dataset) for t in tasks}
     first, rest = tasks[: len(groups)], tasks[len(groups):]
