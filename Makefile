@@ -33,6 +33,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
+	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init
 	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
