@@ -592,7 +592,8 @@ def write_report(frame, out, meta: dict) -> Path:
     if cache is not None:
         lines.append("- Persistent XLA cache at the start: " + (
             "off (every worker compiles each program it needs)" if not cache.get("dir") else
-            "empty (cold: fit times include compiling each data shape once per worker)"
+            "empty (cold: the first fit of each data shape includes its compilation; the other worker "
+            "then loads the program from the cache)"
             if not cache.get("entries") else
             f"{cache['entries']} files (warm: programs compiled by earlier runs are loaded, not rebuilt)"))
     if methods:
