@@ -31,10 +31,11 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
-__all__ = ["GradientState", "batch_plan", "compiled_epoch", "masked_objective", "sgd_epoch"]
+__all__ = ["GradientState", "as_xy", "batch_plan", "compiled_epoch", "holdout", "masked_objective", "sgd_epoch"]
 
 @partial(
     jax.tree_util.register_dataclass,
@@ -168,3 +169,24 @@ def check_network_spec(spec) -> None:
 def adam(spec) -> optax.GradientTransformation:
     """The optimiser of the gradient-trained learners: Adam at ``spec.learning_rate``."""
     return optax.adam(spec.learning_rate)
+
+
+def as_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` as float64 arrays of shapes (n, d) and (n,), or a ValueError naming the shapes."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    return X, y
+
+
+def holdout(n: int, val_fraction: float, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(val, fit)`` of a random validation part of ``n`` training rows, the split
+    the hyperparameter searches of the gradient learners use (never test data)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    n_val = round(val_fraction * n)
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
+    perm = np.asarray(jax.random.permutation(key, n))
+    return perm[:n_val], perm[n_val:]

@@ -37,8 +37,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.stats import norm
 
 from probprop.learners import mapnet
+from probprop.learners._sgd import as_xy, holdout
 
 #: Adam step sizes :func:`select_learning_rate` tries by default.
 GRID_LEARNING_RATE = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -183,45 +185,35 @@ class LearningRateSelection:
 def gaussian_log_likelihood(state: EnsembleState, X, y) -> jax.Array:
     """Mean log density of y under the moment-matched mixture N(mean, total variance)."""
     mean, total = predictive_moments(state, X)
-    y = jnp.asarray(y, mean.dtype)
-    return jnp.mean(-0.5 * (jnp.log(2 * jnp.pi * total) + (y - mean) ** 2 / total))
+    return jnp.mean(norm.logpdf(jnp.asarray(y, mean.dtype), mean, jnp.sqrt(total)))
 
 
 def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_LEARNING_RATE,
                          key=None, val_fraction: float = 0.2) -> LearningRateSelection:
     """Choose Adam's step size on a held-out part of the *training* data (never test data).
 
-    A random ``val_fraction`` of the rows of (X, y) is held out; for every step size in ``grid``
-    the ensemble is trained for ``epochs`` epochs on the rest (same initialisation and shuffles
-    for every candidate) and scored by :func:`gaussian_log_likelihood` on the held-out rows; a
-    candidate whose score is not finite loses. Retrain on all of (X, y) with ``result.spec``.
+    A random ``val_fraction`` of the rows of (X, y) is held out (:func:`_sgd.holdout`); for every
+    step size in ``grid`` the ensemble is trained for ``epochs`` epochs on the rest (same
+    initialisation and shuffles for every candidate) and scored by
+    :func:`gaussian_log_likelihood` on the held-out rows; a candidate whose score is not finite
+    loses. Retrain on all of (X, y) with ``result.spec``.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    X, y = as_xy(X, y)
     grid = tuple(float(lr) for lr in grid)
     if not grid or not all(lr > 0 and np.isfinite(lr) for lr in grid):
         raise ValueError(f"grid must hold positive finite step sizes, got {grid!r}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    n = X.shape[0]
-    n_val = round(val_fraction * n)
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
     key = jax.random.PRNGKey(0) if key is None else key
     split_key, init_key = jax.random.split(key)
-    perm = np.asarray(jax.random.permutation(split_key, n))
-    val, fit = perm[:n_val], perm[n_val:]
+    val, fit = holdout(X.shape[0], val_fraction, split_key)
+    X_fit, y_fit, X_val, y_val = (jnp.asarray(a) for a in (X[fit], y[fit], X[val], y[val]))
     scores = []
     for lr in grid:
-        candidate = dataclasses.replace(spec, learning_rate=lr)
-        state = init(init_key, candidate)
+        state = init(init_key, dataclasses.replace(spec, learning_rate=lr))
         for _ in range(epochs):
-            state = update(state, X[fit], y[fit])
-        score = float(gaussian_log_likelihood(state, X[val], y[val]))
+            state = update(state, X_fit, y_fit)
+        score = float(gaussian_log_likelihood(state, X_val, y_val))
         scores.append(score if np.isfinite(score) else -np.inf)
     scores = np.asarray(scores)
     best = int(np.argmax(scores))

@@ -43,7 +43,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners._sgd import (
+    GradientState,
+    adam,
+    as_xy,
+    check_network_spec,
+    check_positive,
+    holdout,
+    sgd_epoch,
+)
 from probprop.learners.mapnet import mlp
 
 #: The dropout grid of GAL-REPO's grid search.
@@ -359,15 +367,10 @@ def select_hyperparameters(
     gives the network and optimiser (default ``MCDropoutSpec(n_in=X.shape[1])``). Retrain on all
     of (X, y) with ``result.spec`` afterwards.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    X, y = as_xy(X, y)
     grid_p, grid_tau = tuple(float(p) for p in grid_p), tuple(float(t) for t in grid_tau)
     if not grid_p or not grid_tau:
         raise ValueError("grid_p and grid_tau must not be empty")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     spec = MCDropoutSpec(n_in=X.shape[1]) if spec is None else spec
@@ -376,13 +379,9 @@ def select_hyperparameters(
     for t in grid_tau:
         dataclasses.replace(spec, tau=t)
     n = X.shape[0]
-    n_val = round(val_fraction * n)
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
     key = jax.random.PRNGKey(0) if key is None else key
     split_key, init_key, pred_key = jax.random.split(key, 3)
-    perm = np.asarray(jax.random.permutation(split_key, n))
-    val = perm[:n_val]
+    val, _ = holdout(n, val_fraction, split_key)
     # train on all rows with the validation rows masked out: the same compiled loop (and, by the
     # padding invariance of _sgd, the same result) as training on the other rows alone, and the
     # same shapes as the final fit on all of (X, y)

@@ -183,11 +183,12 @@ def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     dtype = jnp.dtype(spec.dtype)
     key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
     means, variances = [], []
-    for k, (out, n) in zip(layer_keys, spec.weight_shapes):
+    last = len(spec.weight_shapes) - 1
+    for layer, (k, (out, n)) in enumerate(zip(layer_keys, spec.weight_shapes)):
         var_w = spec.init_gain / (n - 1)
         mean_w = jax.random.normal(k, (out, n - 1), jnp.float64) * np.sqrt(var_w)
         mean_b = jnp.zeros((out, 1), jnp.float64)
-        if spec.heteroscedastic and len(means) == len(spec.weight_shapes) - 1:
+        if spec.heteroscedastic and layer == last:
             mean_b = mean_b.at[1, 0].set(np.log(spec.sigma_v**2))  # noise unit starts at sigma_v^2
         means.append(jnp.concatenate([mean_w, mean_b], 1).astype(dtype))
         var = jnp.concatenate([jnp.full((out, n - 1), var_w), jnp.full((out, 1), spec.init_bias_variance)], 1)
