@@ -26,8 +26,9 @@ bench: $(STAMP)
 # Every report under docs/benchmarks except the GPU record (about 2 hours on 2 cores).
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
-	PROBPROP_JAX_CACHE=$$(mktemp -d) $(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp
-	$(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp-warm
+	cache=$$(mktemp -d) && \
+	  PROBPROP_JAX_CACHE=$$cache $(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp && \
+	  PROBPROP_JAX_CACHE=$$cache $(UCI) --datasets all --methods pbp --out docs/benchmarks/uci-pbp-warm
 	$(UCI) --datasets naval --methods pbp,pbp-refscale --out docs/benchmarks/naval-scaling
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,mcdropout,ensemble,bayesridge,ngboost --out docs/benchmarks/family
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants

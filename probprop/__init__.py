@@ -21,6 +21,7 @@ from probprop.estimators import (  # noqa: E402
     PBPEnsembleRegressor,
     PBPRegressor,
     TAGIRegressor,
+    fit_together,
 )
 
 __version__ = "0.1.0"
@@ -33,5 +34,6 @@ __all__ = [
     "MCDropoutRegressor",
     "DeepEnsembleRegressor",
     "GaussianPrediction",
+    "fit_together",
     "__version__",
 ]

@@ -24,6 +24,7 @@ import click
 
 from probprop import __version__
 from probprop.bench.methods import METHODS  # light: the adapters import their estimators lazily
+from probprop.bench.uci import BATCH_SPLITS
 
 __all__ = ["main"]
 
@@ -376,9 +377,11 @@ def bench_report(folder):
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Override the protocol's epochs (n_epochs.txt) for PBP.")
 @click.option("--download", is_flag=True, help="Fetch missing datasets (checksum-verified).")
+@click.option("--batch-splits", type=click.IntRange(min=1), default=BATCH_SPLITS, show_default=True,
+              help="Splits of a dataset that PBP fits together as one batched program (1: each on its own).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, no_progress):
+def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, batch_splits, no_progress):
     """Run methods x datasets x splits of the UCI regression benchmark (the PBP paper's protocol)."""
     from probprop.bench.report import SHORT_NAMES, summarise
     from probprop.bench.uci import run_bench
@@ -387,7 +390,7 @@ def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, do
         result = run_bench(
             out=out, datasets=datasets, splits=splits, methods=methods, workers=workers,
             data_dir=data_dir, epochs=epochs, download=download, command=_command_line(ctx),
-            progress=not no_progress, log=lambda text: click.echo(text, err=True),
+            progress=not no_progress, log=lambda text: click.echo(text, err=True), batch_splits=batch_splits,
         )
     except FileNotFoundError as err:  # the data-location message lists where it looked
         raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR, or --download.)") from None

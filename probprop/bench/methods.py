@@ -8,7 +8,8 @@ with ``info`` a :class:`DatasetInfo` (the dataset's name and the protocol's hidd
 epochs) and ``seed`` the split index. ``mean`` and ``std`` are the Gaussian predictive
 distribution on ``X_test`` in the units of ``y``; ``fit_seconds`` times training only.
 
-:data:`METHODS` maps registry names to adapters. Optional methods (ngboost, pytagi) are
+:data:`METHODS` maps registry names to adapters; :data:`BATCHED` holds, for the methods that
+can, an adapter fitting several splits of one dataset as one batched program. Optional methods (ngboost, pytagi) are
 imported inside their adapter; :func:`check_available` says, in one line, why one cannot run.
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "DatasetInfo",
     "MethodUnavailable",
     "METHODS",
+    "BATCHED",
     "LABELS",
     "REQUIRES",
     "check_available",
@@ -59,34 +61,55 @@ def _fit_predict(model, X_train, y_train, X_test):
     return np.asarray(mean), np.asarray(std), fit_seconds
 
 
-def pbp(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """PBP as in the paper: one hidden layer of ``info.n_hidden`` ReLU units, ``info.n_epochs``
-    epochs, learned noise, ``random_state=seed``."""
-    from probprop import PBPRegressor
-
-    model = PBPRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed)
-    return _fit_predict(model, X_train, y_train, X_test)
-
-
-def pbp_refscale(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """PBP with the reference code's input scaling: only exactly constant columns are left
-    unscaled (``constant_tol=0``). On naval, a column whose std is rounding noise (~1e-13) is
-    then divided by it and becomes a second constant input next to the bias."""
-    from probprop import PBPRegressor
-
-    model = PBPRegressor(
-        hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), constant_tol=0.0, random_state=seed
-    )
-    return _fit_predict(model, X_train, y_train, X_test)
-
-
-def pbp2(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """Deeper PBP: two hidden layers of ``info.n_hidden`` units, otherwise the paper's protocol."""
-    from probprop import PBPRegressor
-
+def _pbp_params(info: DatasetInfo, variant: str) -> dict:
+    """PBPRegressor parameters of the PBP methods: the paper's protocol (one hidden layer of
+    ``info.n_hidden`` ReLU units, ``info.n_epochs`` epochs, learned noise); ``refscale`` leaves
+    only exactly constant columns unscaled, as the reference code (``constant_tol=0``: on
+    naval, a column whose std is rounding noise, ~1e-13, is then divided by it and becomes a
+    second constant input next to the bias); ``pbp2`` has two hidden layers."""
     width = int(info.n_hidden)
-    model = PBPRegressor(hidden=(width, width), epochs=int(info.n_epochs), random_state=seed)
-    return _fit_predict(model, X_train, y_train, X_test)
+    params = {"hidden": (width,), "epochs": int(info.n_epochs)}
+    if variant == "pbp-refscale":
+        params["constant_tol"] = 0.0
+    elif variant == "pbp2":
+        params["hidden"] = (width, width)
+    return params
+
+
+def _pbp_together(variant: str):
+    def adapter(sets, info: DatasetInfo, seeds):
+        """Fit one PBP model per ``(X_train, y_train, X_test)`` in ``sets`` (``random_state`` =
+        its seed) as one batched program (:func:`probprop.fit_together`); each model's
+        ``fit_seconds`` is the batch's fit time divided by the number of models."""
+        from probprop import PBPRegressor, fit_together
+
+        params = _pbp_params(info, variant)
+        models = [PBPRegressor(random_state=seed, **params) for seed in seeds]
+        start = time.perf_counter()
+        fit_together(models, [s[0] for s in sets], [s[1] for s in sets])
+        share = (time.perf_counter() - start) / len(models)
+        results = []
+        for model, (_, _, X_test) in zip(models, sets):
+            mean, std = model.predict(X_test, return_std=True)
+            results.append((np.asarray(mean), np.asarray(std), share))
+        return results
+
+    adapter.__name__ = f"{variant.replace('-', '_')}_together"
+    return adapter
+
+
+def _pbp_single(variant: str):
+    together = _pbp_together(variant)
+
+    def adapter(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+        return together([(X_train, y_train, X_test)], info, [seed])[0]
+
+    adapter.__name__ = variant.replace("-", "_")
+    adapter.__doc__ = _pbp_params.__doc__
+    return adapter
+
+
+pbp, pbp_refscale, pbp2 = (_pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp2"))
 
 
 def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -341,6 +364,10 @@ LABELS: dict[str, str] = {
     "ngboost": "NGBoost (ours)",
     "pytagi": "pytagi",
 }
+
+#: Methods that can fit several splits of one dataset as one batched program (same signature
+#: as the others, but lists: ``(sets, info, seeds) -> [(mean, std, fit_seconds), ...]``).
+BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp2")}
 
 #: The module each method needs beyond probprop's own dependencies.
 REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}

@@ -581,8 +581,8 @@ def write_report(frame, out, meta: dict) -> Path:
     lines += [
         f"- Command: `{meta.get('command', '?')}`",
         (f"- Total wall time: **{meta.get('wall_seconds', float('nan')):.1f} s** "
-         f"({meta.get('n_tasks', len(frame))} fits on {meta.get('workers', '?')} worker process(es), "
-         "each pinned to one core, XLA intra-op threading off)"),
+         f"({meta.get('n_fits', meta.get('n_tasks', len(frame)))} fits on {meta.get('workers', '?')} worker "
+         "process(es), each pinned to one core, XLA intra-op threading off)"),
         f"- Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
         f"({machine['usable_cores']} usable by this process); {machine['platform']}; Python {machine['python']}; "
         + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
@@ -596,6 +596,14 @@ def write_report(frame, out, meta: dict) -> Path:
             "then loads the program from the cache)"
             if not cache.get("entries") else
             f"{cache['entries']} files (warm: programs compiled by earlier runs are loaded, not rebuilt)"))
+    batch = meta.get("batch_splits")
+    batched = [m for m in methods if "fitted_together" in frame and (frame.loc[frame["method"] == m, "fitted_together"] > 1).any()]
+    if batched:
+        lines.append(
+            f"- Fitted together: {', '.join(f'`{m}`' for m in batched)} fit up to {batch} splits of a dataset as one "
+            "batched program (`probprop.fit_together`: jax.vmap of the update; each model's own data, seed and "
+            "standardisation; equal to separate fits up to rounding, ~1e-12 relative). `fit_seconds` is the "
+            "batch's fit time divided by its number of splits. `--batch-splits 1` fits each split on its own.")
     if methods:
         lines.append("- Methods: " + ", ".join(f"{label(m)} (`{m}`)" for m in methods))
     if meta.get("epochs_override"):

@@ -11,7 +11,9 @@ shape, and 9-100-1, the protein shape):
 - ADF updates per second of the per-point sweep (one ``lax.scan``), and of whole epochs
   (sweep + shuffling + the EP prior refinement), float64 and float32,
 - the same updates in the plain NumPy reference (``probprop.learners.pbp_numpy``),
-  and the speed-up of the engine over it.
+  and the speed-up of the engine over it,
+- whole epochs of five networks trained together (``probprop.fit_together``: ``jax.vmap``
+  of the update), against the same epochs one network at a time.
 
 A second worker fits a 41,157-point 9-100-1 model (protein's training size) through
 ``PBPRegressor`` and reports its peak resident memory.
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 NETWORKS = ((13, 50, 455), (9, 100, 41157))  # (inputs, hidden units, points per epoch)
+TOGETHER = 5  # networks trained together in the batched measurement (probprop.fit_together)
 
 
 def _pin(core: int) -> None:
@@ -121,7 +124,25 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
             "epoch_updates_per_s": n_points / t_epoch,
             "epoch_s": t_epoch,
         }
-    state = pbp.init(jax.random.PRNGKey(0), pbp.PBPSpec(n_in=n_in, hidden=(hidden,)))
+    # several networks at once, each on its own data (probprop.fit_together): whole epochs
+    from probprop.estimators import _update_together
+
+    spec = pbp.PBPSpec(n_in=n_in, hidden=(hidden,))
+    states = jax.tree.map(lambda *leaves: np.stack(leaves),
+                          *(pbp.init(jax.random.PRNGKey(k), spec) for k in range(TOGETHER)))
+    Xb, yb = np.stack([np.roll(X, k, axis=0) for k in range(TOGETHER)]), np.stack([np.roll(y, k) for k in range(TOGETHER)])
+    start = time.perf_counter()
+    jax.block_until_ready(_update_together(states, Xb, yb).means)
+    compile_s = time.perf_counter() - start
+    t_batch = _best_time(lambda: jax.block_until_ready(_update_together(states, Xb, yb).means), repeats, min_seconds)
+    result["together"] = {
+        "networks": TOGETHER,
+        "compile_s": compile_s,
+        "epoch_updates_per_s": TOGETHER * n_points / t_batch,
+        "us_per_update": 1e6 * t_batch / (TOGETHER * n_points),
+        "speedup_vs_one": result["float64"]["epoch_s"] * TOGETHER / t_batch,
+    }
+    state = pbp.init(jax.random.PRNGKey(0), spec)
     k = min(numpy_points, n_points)
     t_numpy = _best_time(lambda: pbp_numpy.adf_sweep(pbp_numpy.from_state(state), X[:k], y[:k]), 2, min_seconds)
     result["numpy"] = {"sweep_updates_per_s": k / t_numpy, "us_per_update": 1e6 * t_numpy / k}
@@ -171,6 +192,12 @@ def report(results: list[dict], memory: dict, command: str) -> str:
                 f"| {d['epoch_updates_per_s']:,.0f} | {d['compile_s']:.2f} "
                 f"| {'' if d.get('kernels_per_update') is None else format(d['kernels_per_update'], '.2f')} |"
             )
+        t = r.get("together")
+        if t:
+            lines.append(
+                f"| {r['network']} | {t['networks']} networks together (`fit_together`), float64 "
+                f"| {t['us_per_update']:.2f} per network | | {t['epoch_updates_per_s']:,.0f} | {t['compile_s']:.2f} | |"
+            )
         lines.append(
             f"| {r['network']} | NumPy reference, float64 | {r['numpy']['us_per_update']:.1f} "
             f"| {r['numpy']['sweep_updates_per_s']:,.0f} | | | |"
@@ -178,6 +205,11 @@ def report(results: list[dict], memory: dict, command: str) -> str:
     lines += ["", "Speed-up of the float64 engine over the NumPy reference, same command:", ""]
     for r in results:
         lines.append(f"- {r['network']}: **{r['speedup_vs_numpy']:.1f}x**")
+    if all("together" in r for r in results):
+        lines += ["", f"Whole epochs of {TOGETHER} networks trained together (`probprop.fit_together`, one batched "
+                  "program, each network on its own data) against the same epochs one network at a time:", ""]
+        for r in results:
+            lines.append(f"- {r['network']}: **{r['together']['speedup_vs_one']:.2f}x** the updates per second")
     lines += [
         "",
         f"Peak resident memory of a {memory['points']:,}-point {memory['network']} fit "

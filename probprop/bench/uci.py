@@ -20,6 +20,7 @@ Tasks are queued longest first, so the pool stays busy to the end.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -52,7 +53,7 @@ class Task:
     id: int
     method: str
     dataset: str
-    split: int
+    splits: tuple[int, ...]  # fitted together (one batched program) when more than one
     n_hidden: int
     n_epochs: int
     n_features: int
@@ -121,13 +122,28 @@ def resolve_datasets(spec) -> list[str]:
     return [d for d in DATASETS if d in chosen]
 
 
-def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=False):
+#: Splits of one dataset that a batchable method (``methods.BATCHED``) fits together by default.
+BATCH_SPLITS = 5
+
+
+def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=False,
+               batch_splits: int = BATCH_SPLITS):
     """Load the datasets (downloading if asked) and list the tasks, longest first.
+
+    A method in ``methods.BATCHED`` gets one task per ``batch_splits`` consecutive splits of a
+    dataset, fitted together as one batched program; other methods one task per split.
 
     Returns ``(tasks, skipped)`` where ``skipped`` holds one-line notes (unavailable methods,
     split indices a dataset does not have).
     """
-    from probprop.bench.methods import DatasetInfo, MethodUnavailable, check_available, estimated_seconds, resolve_methods
+    from probprop.bench.methods import (
+        BATCHED,
+        DatasetInfo,
+        MethodUnavailable,
+        check_available,
+        estimated_seconds,
+        resolve_methods,
+    )
     from probprop.data import load_uci
 
     methods = resolve_methods(methods)
@@ -135,6 +151,8 @@ def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=F
     wanted = parse_splits(splits)
     if epochs is not None and int(epochs) < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if isinstance(batch_splits, bool) or not isinstance(batch_splits, int) or batch_splits < 1:
+        raise ValueError(f"batch_splits must be a positive integer, got {batch_splits!r}")
 
     skipped, runnable = [], []
     for name in methods:
@@ -159,9 +177,10 @@ def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=F
         info = DatasetInfo(dataset, ds.n_hidden, n_epochs, ds.n_features, len(ds.train_indices[0]))
         for method in runnable:
             cost = estimated_seconds(method, info)
-            for k in chosen:
-                tasks.append(Task(n, method, dataset, k, ds.n_hidden, n_epochs, ds.n_features,
-                                  len(ds.train_indices[k]), data_dir, cost))
+            size = batch_splits if method in BATCHED else 1
+            for group in (tuple(chosen[i : i + size]) for i in range(0, len(chosen), size)):
+                tasks.append(Task(n, method, dataset, group, ds.n_hidden, n_epochs, ds.n_features,
+                                  len(ds.train_indices[group[0]]), data_dir, cost * len(group)))
                 n += 1
     if not tasks:
         raise ValueError("the selection holds no task (check --splits against the datasets' split counts)")
@@ -186,37 +205,54 @@ def order_tasks(tasks: list) -> list:
 # --------------------------------------------------------------------------------------
 
 
-def run_task(task: Task) -> dict:
-    """Fit and evaluate one method on one split; return its results row."""
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, data_dir: str | None):
+    """The dataset, parsed once per worker (a worker runs many splits of it in a row)."""
+    from probprop.data import load_uci
+
+    return load_uci(name, data_dir=data_dir)
+
+
+def run_task(task: Task) -> list[dict]:
+    """Fit and evaluate one method on the task's split(s); return one results row per split."""
     import numpy as np
 
-    from probprop.bench.methods import METHODS, DatasetInfo
-    from probprop.data import load_uci
+    from probprop.bench.methods import BATCHED, METHODS, DatasetInfo
     from probprop.metrics import all_metrics
 
-    ds = load_uci(task.dataset, data_dir=task.data_dir)
-    X_train, y_train, X_test, y_test = ds.split(task.split)
-    info = DatasetInfo(task.dataset, task.n_hidden, task.n_epochs, task.n_features, len(y_train),
+    ds = _dataset(task.dataset, task.data_dir)
+    parts = [ds.split(k) for k in task.splits]
+    info = DatasetInfo(task.dataset, task.n_hidden, task.n_epochs, task.n_features, len(parts[0][1]),
                        ds.tau_values, ds.dropout_rates)
     start = time.perf_counter()
-    mean, std, fit_seconds = METHODS[task.method](X_train, y_train, X_test, info, task.split)
-    total = time.perf_counter() - start
-    mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
-    row = {
-        "method": task.method,
-        "dataset": task.dataset,
-        "split": task.split,
-        "n_train": len(y_train),
-        "n_test": len(y_test),
-        "n_hidden": task.n_hidden if task.method == "pbp" else None,
-        "epochs": task.n_epochs if task.method == "pbp" else None,
-        "seed": task.split,
-    }
-    row.update(all_metrics(y_test, mean, std))
-    row["fit_seconds"] = float(fit_seconds)
-    row["predict_seconds"] = float(total - fit_seconds)
-    row["core"] = ",".join(map(str, sorted(os.sched_getaffinity(0))))
-    return row
+    if len(parts) > 1:
+        sets = [(X_train, y_train, X_test) for X_train, y_train, X_test, _ in parts]
+        outputs = BATCHED[task.method](sets, info, list(task.splits))
+    else:
+        X_train, y_train, X_test, _ = parts[0]
+        outputs = [METHODS[task.method](X_train, y_train, X_test, info, task.splits[0])]
+    total = (time.perf_counter() - start) / len(parts)
+    core = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    rows = []
+    for split, (_, y_train, _, y_test), (mean, std, fit_seconds) in zip(task.splits, parts, outputs):
+        mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
+        row = {
+            "method": task.method,
+            "dataset": task.dataset,
+            "split": split,
+            "n_train": len(y_train),
+            "n_test": len(y_test),
+            "n_hidden": task.n_hidden if task.method == "pbp" else None,
+            "epochs": task.n_epochs if task.method == "pbp" else None,
+            "seed": split,
+        }
+        row.update(all_metrics(y_test, mean, std))
+        row["fit_seconds"] = float(fit_seconds)
+        row["predict_seconds"] = float(total - fit_seconds)
+        row["fitted_together"] = len(parts)
+        row["core"] = core
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------
@@ -293,18 +329,27 @@ def _cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def _run_pool(tasks: list[Task], workers: int, progress: bool):
-    import multiprocessing as mp
+def next_task(pending: list, seen: set, started: set = frozenset(), finished: set = frozenset()):
+    """The task a free worker runs next, by (method, dataset) group:
 
-    from tqdm.auto import tqdm
+    1. a group nobody has started (``order_tasks``: its first fit, longest first), so that every
+       program is compiled early, once, by one of the workers;
+    2. a group this worker has run before (its program is traced and loaded here already);
+    3. a group with a finished fit (its program is in the persistent XLA cache);
+    4. anything left (a group another worker is still compiling: compiled twice).
+    """
+    group = lambda task: (task.method, task.dataset)  # noqa: E731
+    for wanted in (lambda g: g not in started, lambda g: g in seen, lambda g: g in finished, lambda g: True):
+        for task in pending:
+            if wanted(group(task)):
+                return task
+    return None
 
-    ctx = mp.get_context("spawn")
-    task_q, result_q = ctx.Queue(), ctx.Queue()
-    for task in tasks:
-        task_q.put(task)
-    for _ in range(workers):
-        task_q.put(None)
 
+def _start_workers(ctx, workers: int):
+    """Spawn ``workers`` pinned worker processes, each with its own task queue."""
+    result_q = ctx.Queue()
+    queues = [ctx.Queue() for _ in range(workers)]
     cores = _cores()
     env = worker_environment()
     saved_env = {k: os.environ.get(k) for k in env}
@@ -316,7 +361,7 @@ def _run_pool(tasks: list[Task], workers: int, progress: bool):
             core = cores[worker % len(cores)]
             if saved_mask is not None:
                 os.sched_setaffinity(0, {core})  # inherited by the child from its first instruction
-            proc = ctx.Process(target=_worker_main, args=(worker, core, task_q, result_q),
+            proc = ctx.Process(target=_worker_main, args=(worker, core, queues[worker], result_q),
                                name=f"probprop-bench-{worker}", daemon=True)
             proc.start()
             procs.append(proc)
@@ -328,15 +373,70 @@ def _run_pool(tasks: list[Task], workers: int, progress: bool):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    return procs, queues, result_q
 
+
+def _run_pool(plan, workers: int, progress: bool):
+    """Start the workers, then call ``plan()`` for the task list (the workers import JAX while
+    the datasets load), and hand out the tasks one at a time (:func:`next_task`).
+
+    Returns ``(tasks, rows, failures)``."""
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    ctx = mp.get_context("spawn")
+    procs, queues, result_q = _start_workers(ctx, workers)
+
+    def stop_all():
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    try:
+        tasks = plan()
+    except BaseException:
+        stop_all()
+        raise
     by_id = {t.id: t for t in tasks}
     rows, failures = [], []
-    pending = set(by_id)
+    pending = list(tasks)
+    unfinished = set(by_id)
     running: dict[int, int] = {}
+    seen: dict[int, set] = {w: set() for w in range(workers)}
+    started, finished = set(), set()
     gone: set[int] = set()
-    bar = tqdm(total=len(tasks), desc="UCI bench", unit="fit", disable=not progress, dynamic_ncols=True)
+
+    def dispatch(worker: int) -> None:
+        task = next_task(pending, seen[worker], started, finished)
+        if task is None:
+            queues[worker].put(None)
+            return
+        pending.remove(task)
+        seen[worker].add((task.method, task.dataset))
+        started.add((task.method, task.dataset))
+        running[worker] = task.id
+        queues[worker].put(task)
+
+    def finish(task_id: int, row_list=None, detail=None) -> None:
+        unfinished.discard(task_id)
+        task = by_id[task_id]
+        finished.add((task.method, task.dataset))
+        if row_list is not None:
+            rows.extend(row_list)
+            bar.set_postfix_str(f"{task.method}/{task.dataset}/{_splits_text(task)}", refresh=False)
+        else:
+            failures.extend(_failure(task, detail))
+            bar.write(f"FAILED {task.method} {task.dataset} split {_splits_text(task)}: "
+                      f"{str(detail).strip().splitlines()[-1] if str(detail).strip() else detail}")
+        bar.update(len(task.splits))
+
+    bar = tqdm(total=sum(len(t.splits) for t in tasks), desc="UCI bench", unit="fit", disable=not progress,
+               dynamic_ncols=True)
     try:
-        while pending and len(gone) < len(procs):
+        for worker in range(workers):
+            dispatch(worker)
+        while unfinished and len(gone) < len(procs):
             try:
                 kind, worker, task_id, payload = result_q.get(timeout=0.5)
             except queue.Empty:
@@ -344,52 +444,46 @@ def _run_pool(tasks: list[Task], workers: int, progress: bool):
                     if worker not in gone and not proc.is_alive():
                         gone.add(worker)
                         if worker in running:
-                            task_id = running.pop(worker)
-                            pending.discard(task_id)
-                            failures.append(_failure(by_id[task_id], f"worker died (exit code {proc.exitcode})"))
-                            bar.update(1)
+                            finish(running.pop(worker), detail=f"worker died (exit code {proc.exitcode})")
                 continue
-            if kind == "start":
-                running[worker] = task_id
-            elif kind in ("done", "failed"):
+            if kind in ("done", "failed"):
                 running.pop(worker, None)
-                if task_id in pending:
-                    pending.discard(task_id)
-                    task = by_id[task_id]
-                    if kind == "done":
-                        rows.append(payload)
-                        bar.set_postfix_str(f"{task.method}/{task.dataset}/{task.split}", refresh=False)
-                    else:
-                        failures.append(_failure(task, payload))
-                        bar.write(f"FAILED {task.method} {task.dataset} split {task.split}: "
-                                  f"{payload.strip().splitlines()[-1]}")
-                    bar.update(1)
+                if task_id in unfinished:
+                    finish(task_id, payload if kind == "done" else None, None if kind == "done" else payload)
+                dispatch(worker)
             elif kind == "init-failed":
                 gone.add(worker)
                 failures.append({"method": "-", "dataset": "-", "split": -1, "error": f"worker {worker} failed to start:\n{payload}"})
             elif kind == "exit":
                 gone.add(worker)
     except BaseException:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
+        stop_all()
         raise
     finally:
         bar.close()
-    for task_id in sorted(pending):
-        failures.append(_failure(by_id[task_id], "not run: no worker left"))
+    for task_id in sorted(unfinished):
+        failures.extend(_failure(by_id[task_id], "not run: no worker left"))
+    for worker in range(workers):
+        if worker not in gone:
+            queues[worker].put(None)
     for proc in procs:
         proc.join(timeout=10)
         if proc.is_alive():
             proc.terminate()
-    for q in (task_q, result_q):
+    for q in (*queues, result_q):
         q.close()
         q.cancel_join_thread()
-    return rows, failures
+    return tasks, rows, failures
 
 
-def _failure(task: Task, detail: str) -> dict:
-    return {"method": task.method, "dataset": task.dataset, "split": task.split, "error": str(detail).strip()}
+def _failure(task: Task, detail: str) -> list[dict]:
+    """One failure row per split of the task."""
+    return [{"method": task.method, "dataset": task.dataset, "split": k, "error": str(detail).strip()}
+            for k in task.splits]
+
+
+def _splits_text(task: Task) -> str:
+    return ",".join(map(str, task.splits))
 
 
 # --------------------------------------------------------------------------------------
@@ -409,8 +503,12 @@ def run_bench(
     command: str | None = None,
     progress: bool = True,
     log=print,
+    batch_splits: int = BATCH_SPLITS,
 ) -> BenchResult:
     """Run the benchmark and write ``results.csv``, ``report.md`` and the plots into ``out``.
+
+    ``batch_splits``: how many splits of a dataset a batchable method (PBP) fits together as
+    one batched program (1: each split on its own).
 
     Raises ValueError for an unknown dataset/method or a bad split spec (listing the valid
     values), FileNotFoundError if the data are not found.
@@ -427,15 +525,31 @@ def run_bench(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     xla_cache = xla_cache_state()
-    tasks, skipped = plan_tasks(datasets, splits, methods, data_dir=data_dir, epochs=epochs, download=download)
-    for note in skipped:
-        log(f"note: {note}")
-    workers = min(workers, len(tasks))
-    n_methods = len({t.method for t in tasks})
-    n_datasets = len({t.dataset for t in tasks})
-    log(f"running {len(tasks)} fits ({n_methods} method(s) x {n_datasets} dataset(s)) on {workers} worker(s)")
-    rows, failures = _run_pool(tasks, workers, progress)
+    # the cheap checks before any process starts; loading the data overlaps the workers' start-up
+    from probprop.bench.methods import resolve_methods
+
+    resolve_methods(methods)
+    resolve_datasets(datasets)
+    parse_splits(splits)
+    if isinstance(batch_splits, bool) or not isinstance(batch_splits, int) or batch_splits < 1:
+        raise ValueError(f"batch_splits must be a positive integer, got {batch_splits!r}")
+    skipped: list[str] = []
+
+    def plan():
+        tasks, notes = plan_tasks(datasets, splits, methods, data_dir=data_dir, epochs=epochs,
+                                  download=download, batch_splits=batch_splits)
+        skipped.extend(notes)
+        for note in notes:
+            log(f"note: {note}")
+        log(f"running {sum(len(t.splits) for t in tasks)} fits ({len({t.method for t in tasks})} method(s) x "
+            f"{len({t.dataset for t in tasks})} dataset(s)) as {len(tasks)} task(s) on "
+            f"{min(workers, len(tasks))} worker(s)")
+        return tasks
+
+    tasks, rows, failures = _run_pool(plan, workers, progress)
     wall = time.perf_counter() - start
+    workers = min(workers, len(tasks))
+    n_fits = sum(len(t.splits) for t in tasks)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -464,6 +578,8 @@ def run_bench(
         "failures": failures,
         "epochs_override": epochs,
         "n_tasks": len(tasks),
+        "n_fits": n_fits,
+        "batch_splits": batch_splits,
         "xla_cache": xla_cache,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -24,9 +24,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from probprop._compute_once import compute_once
 from probprop.learners import adf
+from probprop.learners._order import permutation, shuffled_order
 from probprop.moments import ACTIVATIONS, append_bias, linear, linear_vjp
 
 
@@ -122,32 +125,47 @@ def init(key: jax.Array, spec: PBPSpec) -> PBPState:
     return state
 
 
-@partial(jax.jit, static_argnums=1)
 def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
-    dtype = jnp.dtype(spec.dtype)
+    """Built on the host: only the normal draws run on the device, through one compiled sampler
+    per power-of-two size (a compiled init per network shape cost ~0.8 s of compilation)."""
+    dtype = np.dtype(spec.dtype)
     key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
     prior_var = spec.prior_rate / (spec.prior_shape - 1.0)
     means = tuple(
-        (jax.random.normal(k, shape, jnp.float64) / jnp.sqrt(shape[1])).astype(dtype)
+        jnp.asarray(_normal_over(k, shape, np.sqrt(shape[1])).astype(dtype))
         for k, shape in zip(layer_keys, spec.weight_shapes)
     )
-    variances = tuple(jnp.full(shape, prior_var, dtype) for shape in spec.weight_shapes)
-    f64 = jnp.float64
-    site_prec = tuple(jnp.full(s, 1.0 / prior_var, f64) for s in spec.weight_shapes)
-    zeros = tuple(jnp.zeros(s, f64) for s in spec.weight_shapes)
+    full = lambda value, dtype: tuple(jnp.asarray(np.full(s, value, dtype)) for s in spec.weight_shapes)  # noqa: E731
+    f64 = np.float64
+    zeros = full(0.0, f64)
     # a fixed noise variance s2 is stored as shape 2, rate s2 (rate / (shape - 1) = s2), see init
     noise = Gamma(jnp.asarray(spec.noise_shape, f64), jnp.asarray(spec.noise_rate, f64))
     return PBPState(
         means=means,
-        variances=variances,
+        variances=full(prior_var, dtype),
         noise=noise,
         prior=Gamma(jnp.asarray(spec.prior_shape, f64), jnp.asarray(spec.prior_rate, f64)),
-        sites=PriorSites(zeros, site_prec, zeros, zeros),
-        rejections=tuple(jnp.zeros(s, jnp.int32) for s in spec.weight_shapes),
-        noise_rejections=jnp.zeros((), jnp.int64),
+        sites=PriorSites(zeros, full(1.0 / prior_var, f64), zeros, zeros),
+        rejections=full(0, np.int32),
+        noise_rejections=jnp.asarray(0, jnp.int64),
         key=key,
         spec=spec,
     )
+
+
+def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.ndarray:
+    """``jax.random.normal(key, shape) / divisor`` in float64, bit for bit, as the prefix of a draw
+    of the next power-of-two size: with JAX's (default) partitionable threefry each element
+    depends on its flat index only, so one compiled sampler serves every layer shape."""
+    size = int(np.prod(shape))
+    drawn = max(64, 1 << (size - 1).bit_length()) if jax.config.jax_threefry_partitionable else size
+    return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
+
+
+@partial(jax.jit, static_argnums=1)
+def _normal_draw(key: jax.Array, size: int, divisor) -> jax.Array:
+    # a traced divisor: the same division, in the same kernel, as a normal draw divided by a constant
+    return jax.random.normal(key, (size,), jnp.float64) / divisor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,7 +251,9 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
 
     Backward pass by hand: cotangents of the pre-activation moments first, then the weight
     gradients as separate outer products (XLA:CPU would otherwise recompute the activation
-    derivatives for every weight). Returns ``(out_mean, out_var, grads_m, grads_v, scalars)``.
+    derivatives for every weight). Returns ``(out_mean, out_var, grads_m, grads_v, scalars,
+    first)`` where ``first = (a, b, x)`` factors the first layer's gradients (its inputs are
+    the data, deterministic): ``grads_m[0] = a x^T``, ``grads_v[0] = b (x^2)^T``.
     """
     spec = state.spec
     activation = ACTIVATIONS[spec.activation]
@@ -255,11 +275,15 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
     g_mean, g_var = scalars[0:1].astype(dtype), scalars[1:2].astype(dtype)  # d log Z / d out_mean, out_var
 
     grads_m, grads_v = [None] * len(state.means), [None] * len(state.means)
+    first = None
     for layer in range(last, -1, -1):
         M, V = state.means[layer], state.variances[layer]
         in_mean, in_var = inputs[layer]
         dM, dV, d_mean, d_var = linear_vjp(M, V, in_mean, in_var, g_mean, g_var)
         grads_m[layer], grads_v[layer] = dM, dV
+        if layer == 0:
+            n = M.shape[-1]
+            first = (g_mean * (1.0 / jnp.sqrt(n)), g_var / n, in_mean)  # linear_vjp's factors (in_var None)
         if layer > 0:
             if spec.bias:
                 d_mean, d_var = d_mean[:-1], d_var[:-1]
@@ -270,7 +294,7 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
             # which took ~50 of the ~65 operations per weight (see docs/engine.md)
             terms = jnp.stack([jnp.stack([d_mean * dE_dm, d_var * dVar_dm]), jnp.stack([d_mean * dE_dv, d_var * dVar_dv])])
             g_mean, g_var = jnp.sum(terms, axis=1)
-    return out_mean, out_var, grads_m, grads_v, scalars
+    return out_mean, out_var, grads_m, grads_v, scalars, first
 
 
 def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPState:
@@ -284,10 +308,13 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     """
     weight = 1.0 if keep is None else jnp.where(keep, 1.0, 0.0)
     keep = True if keep is None else keep
-    _, _, grads_m, grads_v, scalars = _moments_grads_and_noise(state, x, y, weight, keep)
+    _, _, grads_m, grads_v, scalars, first = _moments_grads_and_noise(state, x, y, weight, keep)
     means, variances, rejections = [], [], []
-    for M, V, dM, dV, count in zip(state.means, state.variances, grads_m, grads_v, state.rejections):
-        m_new, v_new = adf.gaussian_update(M, V, dM, dV)
+    for layer, (M, V, dM, dV, count) in enumerate(zip(state.means, state.variances, grads_m, grads_v, state.rejections)):
+        if layer == 0:  # deterministic inputs: the factored form, fewer operations per weight
+            m_new, v_new = adf.gaussian_update_outer(M, V, *first)
+        else:
+            m_new, v_new = adf.gaussian_update(M, V, dM, dV)
         ok = adf.valid_gaussian(m_new, v_new)
         means.append(jnp.where(ok, m_new, M))
         variances.append(jnp.where(ok, v_new, V))
@@ -301,12 +328,15 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     )
 
 
-#: ADF updates per iteration of the compiled loop (more: longer compilation, no faster since the
-#: per-update kernels were merged; see ``probprop bench speed``).
+#: ADF updates per iteration of the compiled loop, for one network (more: longer compilation,
+#: no faster since the per-update kernels were merged; see ``probprop bench speed``) and for a
+#: batch of networks under ``jax.vmap`` (``probprop.fit_together``), where 2 is faster than 4.
 SWEEP_UNROLL = 4
+BATCHED_SWEEP_UNROLL = 2
 
 
-def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> PBPState:
+def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None,
+              unroll: int = SWEEP_UNROLL) -> PBPState:
     """ADF updates for the rows of X in order, in one ``lax.scan``; rows with mask False are
     skipped (used to pad data to a reusable shape)."""
     X = jnp.asarray(X).astype(state.means[0].dtype)
@@ -315,7 +345,7 @@ def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | Non
     def step(carry, row):
         return adf_update(carry, *row), None
 
-    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=SWEEP_UNROLL)
+    state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=unroll)
     return state
 
 
@@ -360,8 +390,9 @@ def refine_prior(state: PBPState) -> PBPState:
         shape_new, rate_new = adf.gamma_update(shape_cav, rate_cav, *log_z)
         return m_new, v_new, shape_new, rate_new
 
-    def step(prior, column):
+    def step(carry, column):
         m_c, v_c, ok_gauss, site_shape, site_rate = column
+        prior = Gamma(carry[0], carry[1])
         shape_cav = prior.shape - site_shape
         rate_cav = prior.rate - site_rate
         proper = ok_gauss & (rate_cav > 0) & (shape_cav > 1)
@@ -373,12 +404,17 @@ def refine_prior(state: PBPState) -> PBPState:
         log_z = adf.student_log_z(0.0, m_c, v_c, shape_cav, rate_cav)
         shape_new, rate_new = adf.gamma_update(shape_cav, rate_cav, *log_z)
         ok = proper & adf.valid_gamma(shape_new, rate_new)
-        prior = Gamma(jnp.where(ok, shape_new, prior.shape), jnp.where(ok, rate_new, prior.rate))
-        return prior, (ok, shape_cav, rate_cav)
+        # the whole scalar step as one kernel (see probprop._compute_once): as separate scalars
+        # it took about a dozen per weight, 2.6x the time
+        out = compute_once(jnp.where(ok, shape_new, prior.shape), jnp.where(ok, rate_new, prior.rate),
+                           jnp.where(ok, 1.0, 0.0), shape_cav, rate_cav)
+        return jnp.stack(out[:2]), jnp.stack(out[2:])
 
-    prior, (ok, shape_cav, rate_cav) = lax.scan(
-        step, state.prior, (m_cav, v_cav, gauss_proper, s_shape, s_rate), unroll=2
+    carry, columns = lax.scan(
+        step, jnp.stack([state.prior.shape, state.prior.rate]), (m_cav, v_cav, gauss_proper, s_shape, s_rate)
     )
+    prior = Gamma(carry[0], carry[1])
+    ok, shape_cav, rate_cav = columns[:, 0] > 0.5, columns[:, 1], columns[:, 2]
     m_new, v_new, shape_new, rate_new = tilted(m_cav, v_cav, shape_cav, rate_cav)
     ok = ok & adf.valid_gaussian(m_new, v_new)
     pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
@@ -409,24 +445,22 @@ def refine_prior(state: PBPState) -> PBPState:
 # One epoch
 
 
-def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
-    """A uniformly random order of the rows with mask True, padded rows last."""
-    u = jax.random.uniform(key, mask.shape)
-    return jnp.argsort(jnp.where(mask, u, 2.0))
+@partial(jax.jit, static_argnames="unroll")
+def update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None, *,
+           unroll: int = SWEEP_UNROLL) -> PBPState:
+    """One PBP epoch: a fresh random order, one ADF update per point, then the EP prior step.
 
-
-@jax.jit
-def update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> PBPState:
-    """One PBP epoch: a fresh random order, one ADF update per point, then the EP prior step."""
+    ``unroll``: ADF updates per iteration of the compiled loop (the results do not depend on it).
+    """
     X = jnp.asarray(X)
     y = jnp.asarray(y)
     key, sub = jax.random.split(state.key)
     if mask is None:
-        order = jax.random.permutation(sub, y.shape[0])
-        state = adf_sweep(state, X[order], y[order])
+        order = permutation(sub, y.shape[0])
+        state = adf_sweep(state, X[order], y[order], unroll=unroll)
     else:
         order = shuffled_order(sub, mask)
-        state = adf_sweep(state, X[order], y[order], mask[order])
+        state = adf_sweep(state, X[order], y[order], mask[order], unroll=unroll)
     return refine_prior(state).replace(key=key)
 
 

@@ -102,7 +102,7 @@ import numpy as np
 from jax import lax
 
 from probprop.learners import adf
-from probprop.learners.pbp import shuffled_order
+from probprop.learners._order import permutation, shuffled_order
 from probprop.moments import ACTIVATIONS, append_bias, exponential
 
 
@@ -441,7 +441,7 @@ def sweep(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=Non
 def _epoch(state: TAGIState, X, y, mask, noise_var) -> TAGIState:
     key, sub = jax.random.split(state.key)
     if mask is None:
-        order = jax.random.permutation(sub, y.shape[0])
+        order = permutation(sub, y.shape[0])
         state = sweep(state, X[order], y[order], None, noise_var)
     else:
         order = shuffled_order(sub, mask)

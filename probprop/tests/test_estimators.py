@@ -17,7 +17,7 @@ from sklearn.metrics import r2_score
 from sklearn.datasets import make_regression
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
-from probprop import GaussianPrediction, PBPRegressor
+from probprop import GaussianPrediction, PBPRegressor, TAGIRegressor, fit_together
 from probprop.data import make_linear_gaussian, make_toy_1d
 from probprop.tests.conftest import FAST, small_problem, uci_split
 
@@ -457,6 +457,58 @@ def test_random_state_reproducibility(small_data):
     np.testing.assert_array_equal(a.var, b.var)
     assert not np.allclose(a.mean, c.mean)
     assert not np.allclose(fit(None).mean, fit(None).mean)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit_together: several models, each on its own data, as one batched program
+
+
+def _resampled(X, y, k):
+    idx = np.random.default_rng(k).choice(len(y), size=len(y), replace=True)
+    return X[idx], y[idx]
+
+
+@pytest.mark.parametrize("noise", ["learn", 2.0])
+def test_fit_together_equals_separate_fits(small_data, noise):
+    X, y = small_data
+    data = [_resampled(X, y, k) for k in range(3)]
+    params = dict(hidden=(8,), epochs=4, noise=noise)
+    together = fit_together([PBPRegressor(random_state=k, **params) for k in range(3)],
+                            [d[0] for d in data], [d[1] for d in data])
+    for k, (model, (Xk, yk)) in enumerate(zip(together, data)):
+        alone = PBPRegressor(random_state=k, **params).fit(Xk, yk)
+        a, b = model.predict_dist(X), alone.predict_dist(X)
+        np.testing.assert_allclose(a.mean, b.mean, rtol=1e-9, atol=1e-9 * np.abs(b.mean).max())
+        np.testing.assert_allclose(a.var, b.var, rtol=1e-7)
+        assert model.rejected_per_epoch_ == alone.rejected_per_epoch_
+        assert model.n_features_in_ == X.shape[1] and model.y_scale_ == alone.y_scale_
+        # each model is a complete estimator of its own: it saves and continues like any other
+        model.partial_fit(Xk[:5], yk[:5])
+
+
+def test_fit_together_with_one_model_is_fit(small_data):
+    X, y = small_data
+    (model,) = fit_together([PBPRegressor(epochs=3, random_state=3)], [X], [y])
+    alone = PBPRegressor(epochs=3, random_state=3).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), alone.predict(X))
+
+
+def test_fit_together_rejects_what_it_cannot_batch(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="estimator 1 differs from estimator 0 in epochs"):
+        fit_together([PBPRegressor(epochs=2), PBPRegressor(epochs=3)], [X, X], [y, y])
+    with pytest.raises(ValueError, match="one shape"):
+        fit_together([PBPRegressor(**FAST), PBPRegressor(**FAST)], [X, X[:-1]], [y, y[:-1]])
+    with pytest.raises(ValueError, match="one data set per estimator"):
+        fit_together([PBPRegressor(**FAST)] * 2, [X], [y])
+    with pytest.raises(TypeError, match="PBPRegressor"):
+        fit_together([TAGIRegressor()], [X], [y])
+    with pytest.raises(ValueError, match="at least one"):
+        fit_together([], [], [])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_together([PBPRegressor(**FAST)] * 2, [X, np.where(X > 1, np.nan, X)], [y, y])
+    # hidden given as a list or a tuple is the same parameter
+    fit_together([PBPRegressor(hidden=[4], epochs=1), PBPRegressor(hidden=(4,), epochs=1)], [X, X], [y, y])
 
 
 def test_fixed_noise_is_in_user_units(small_data):

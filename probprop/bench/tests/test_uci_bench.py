@@ -42,12 +42,16 @@ def test_bench_slice_end_to_end(tmp_path):
     assert (pbp.loc["concrete", "rmse"] < 7.5).all()
     # two workers, each on its own core
     assert frame["core"].astype(str).str.fullmatch(r"\d+").all()
+    # PBP's two splits of a dataset were fitted together, the baseline's one by one
+    assert (pbp["fitted_together"] == 2).all()
+    assert (frame.loc[frame["method"] == "bayesridge", "fitted_together"] == 1).all()
 
     text = (out / "report.md").read_text()
     assert "1.02 ± 0.05" in text and "-1.63 ± 0.02" in text  # the paper's PBP on yacht
     assert "probprop PBP vs paper" in text
     assert "probprop bench uci (test slice)" in text
     assert "Total wall time" in text and "SE" in text and "SD" in text
+    assert "8 fits on 2 worker" in text and "Fitted together: `pbp`" in text
     assert "![Test log-likelihood per dataset](ll_comparison.png)" in text
     assert (out / "ll_comparison.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -110,11 +114,19 @@ def test_plan_orders_longest_first_and_notes_missing_splits():
     for block in (first, rest):
         estimates = [t.estimate_s for t in block]
         assert estimates == sorted(estimates, reverse=True)
-    assert {t.split for t in tasks if t.dataset.startswith("protein")} == {3, 4}
+    assert {t.splits for t in tasks if t.dataset.startswith("protein") and t.method != "pbp"} == {(3,), (4,)}
+    # PBP fits a dataset's splits together, at most batch_splits of them per task
+    assert [t.splits for t in tasks if t.dataset.startswith("protein") and t.method == "pbp"] == [(3, 4)]
+    assert [t.splits for t in tasks if t.dataset == "yacht" and t.method == "pbp"] == [(3, 4, 5, 6)]
     assert any("protein" in note and "5,6" in note for note in skipped)
     assert tasks[0].n_hidden == 100 and tasks[0].n_epochs == 20
     tasks, _ = plan_tasks("yacht", "0", "pbp", epochs=3)
     assert tasks[0].n_epochs == 3
+    tasks, _ = plan_tasks("yacht", "0-6", "pbp", batch_splits=3)
+    assert sorted(t.splits for t in tasks) == [(0, 1, 2), (3, 4, 5), (6,)]
+    assert [t.splits for t in plan_tasks("yacht", "0-1", "pbp", batch_splits=1)[0]] == [(0,), (1,)]
+    with pytest.raises(ValueError, match="batch_splits"):
+        plan_tasks("yacht", "0", "pbp", batch_splits=0)
 
 
 def test_xla_cache_state_counts_files_or_says_off(tmp_path):
@@ -166,3 +178,22 @@ def test_summarise_mean_and_standard_error():
     mean, se, n = report.summarise(frame, "rmse")[("yacht", "pbp")]
     assert mean == 2.5 and n == 4 and math.isclose(se, np.std([1, 2, 3, 4], ddof=1) / 2)
     assert report.fmt(2.5, se).startswith("2.50 ± 0.6")
+
+
+def test_next_task_keeps_a_worker_on_the_programs_it_has_loaded():
+    from probprop.bench.uci import Task, next_task
+
+    def task(i, method, dataset):
+        return Task(i, method, dataset, (i,), 50, 40, 8, 100, None, 1.0)
+
+    pending = [task(0, "pbp", "naval"), task(1, "pbp", "kin8nm"), task(2, "pbp", "naval"), task(3, "map", "kin8nm")]
+    every = {("pbp", "naval"), ("pbp", "kin8nm"), ("map", "kin8nm")}
+    assert next_task(pending, set()).id == 0  # nothing started: the head of the ordered list
+    # new groups first (each program compiled early, once), then the worker's own groups
+    assert next_task(pending, {("pbp", "naval")}, started={("pbp", "naval")}).id == 1
+    assert next_task(pending, {("pbp", "kin8nm")}, started=every).id == 1
+    assert next_task(pending[1:], {("pbp", "naval")}, started=every).id == 2
+    assert next_task([], {("pbp", "naval")}) is None
+    # then a group whose program is cached, and last one another worker is still compiling
+    assert next_task(pending[:3], set(), every, finished={("pbp", "kin8nm")}).id == 1
+    assert next_task(pending[:1], set(), every).id == 0

@@ -197,3 +197,52 @@ def test_update_is_reproducible_and_float32_tracks_float64():
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="unknown activation"):
         make_state((3,), activation="swish-ish")
+
+
+@pytest.mark.parametrize("hidden, dtype", [((50,), "float64"), ((7, 5), "float64"), ((), "float64"), ((9,), "float32")])
+def test_init_draws_the_paper_prior_bit_for_bit(hidden, dtype):
+    """Means N(0, 1/(fan_in + 1)) from one key per layer, as jax.random.normal draws them (the
+    init takes them as prefixes of power-of-two-sized draws; the values are the same)."""
+    spec = pbp.PBPSpec(n_in=13, hidden=hidden, dtype=dtype)
+    key = jax.random.PRNGKey(11)
+    state = pbp.init(key, spec)
+    key_after, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
+
+    @jax.jit
+    def reference(keys):
+        return [(jax.random.normal(k, s, jnp.float64) / jnp.sqrt(s[1])).astype(dtype)
+                for k, s in zip(keys, spec.weight_shapes)]
+
+    for got, want in zip(state.means, reference(layer_keys)):
+        assert got.dtype == jnp.dtype(dtype)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(state.key), np.asarray(key_after))
+    for v, p, r in zip(state.variances, state.sites.precision, state.rejections):
+        np.testing.assert_array_equal(v, np.asarray(1.2, dtype))
+        np.testing.assert_allclose(p, 1 / 1.2, rtol=1e-15)
+        assert r.dtype == jnp.int32 and not np.any(r)
+
+
+def test_batched_update_equals_single_updates():
+    """jax.vmap over independent networks (probprop.fit_together) is the same epoch."""
+    X, y = data(60, 4)
+    states = [make_state((6,), seed=k) for k in range(3)]
+    datasets = [(X + k, y - k) for k in range(3)]
+    batched = jax.vmap(lambda s, a, b: pbp.update(s, a, b, unroll=pbp.BATCHED_SWEEP_UNROLL))(
+        jax.tree.map(lambda *leaves: jnp.stack(leaves), *states),
+        jnp.stack([d[0] for d in datasets]), jnp.stack([d[1] for d in datasets]))
+    for k, (state, (Xk, yk)) in enumerate(zip(states, datasets)):
+        single = pbp.update(state, Xk, yk)
+        for u, v in zip(single.means + single.variances, batched.means + batched.variances):
+            np.testing.assert_allclose(v[k], u, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(batched.key[k], single.key)
+
+
+def test_factored_first_layer_update_is_the_moment_match():
+    rng = np.random.default_rng(4)
+    M, V = rng.normal(size=(6, 5)), rng.uniform(0.1, 2.0, size=(6, 5))
+    a, b, x = rng.normal(size=6), rng.normal(size=6), rng.normal(size=5)
+    m_new, v_new = adf.gaussian_update_outer(M, V, a, b, x)
+    m_ref, v_ref = adf.gaussian_update(M, V, np.outer(a, x), np.outer(b, x * x))
+    np.testing.assert_allclose(m_new, m_ref, rtol=1e-13)
+    np.testing.assert_allclose(v_new, v_ref, rtol=1e-12)

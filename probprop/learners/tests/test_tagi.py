@@ -9,7 +9,7 @@ import pytest
 
 import probprop  # noqa: F401  (enables float64)
 from probprop.learners import tagi
-from probprop.learners.pbp import shuffled_order
+from probprop.learners._order import shuffled_order
 from probprop.metrics.scoring import log_likelihood, rmse
 from probprop.tests.conftest import uci_split
 
