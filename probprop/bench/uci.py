@@ -406,12 +406,14 @@ def _run_pool(plan, workers: int, progress: bool):
     seen: dict[int, set] = {w: set() for w in range(workers)}
     started, finished = set(), set()
     gone: set[int] = set()
+    idle: set[int] = set()  # workers waiting for a task (told to stop only when all are done)
 
     def dispatch(worker: int) -> None:
         task = next_task(pending, seen[worker], started, finished)
         if task is None:
-            queues[worker].put(None)
+            idle.add(worker)
             return
+        idle.discard(worker)
         pending.remove(task)
         seen[worker].add((task.method, task.dataset))
         started.add((task.method, task.dataset))
@@ -453,7 +455,13 @@ def _run_pool(plan, workers: int, progress: bool):
                 dispatch(worker)
             elif kind == "init-failed":
                 gone.add(worker)
+                idle.discard(worker)
                 failures.append({"method": "-", "dataset": "-", "split": -1, "error": f"worker {worker} failed to start:\n{payload}"})
+                if worker in running:  # its task goes to another worker
+                    pending.insert(0, by_id[running.pop(worker)])
+                    for other in sorted(idle):
+                        dispatch(other)
+                        break
             elif kind == "exit":
                 gone.add(worker)
     except BaseException:
