@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.3 $(BIN)/python -m pytest -n 2 -q
 
-# The PBP reproduction and the engine's speed (about 5 minutes).
+# The PBP reproduction (with the BayesianRidge and NGBoost baselines) and the engine's speed (about 25 minutes, NGBoost most of it).
 bench: $(STAMP)
 	$(BIN)/probprop bench speed --out docs/benchmarks
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci

@@ -351,7 +351,8 @@ def fit_together(estimators, Xs, ys, verbose=None) -> list:
     fixed cost of each compiled step is shared: cross-validation folds, benchmark splits or
     seeds of the same problem train faster per model on one CPU core (``probprop bench
     speed`` measures by how much). The results equal separate fits up to floating-point
-    rounding (the batched kernels may sum in another order, ~1e-12 relative).
+    rounding: the batched kernels may sum in another order (the tests hold the predictive mean
+    to 1e-9 and the variance to 1e-7, relative).
 
     The estimators must share their parameters apart from ``random_state`` and ``verbose``,
     and the data sets their shape. ``verbose`` (default: any estimator's ``verbose``) shows a

@@ -311,7 +311,9 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     _, _, grads_m, grads_v, scalars, first = _moments_grads_and_noise(state, x, y, weight, keep)
     means, variances, rejections = [], [], []
     for layer, (M, V, dM, dV, count) in enumerate(zip(state.means, state.variances, grads_m, grads_v, state.rejections)):
-        if layer == 0:  # deterministic inputs: the factored form, fewer operations per weight
+        if layer == 0 and M.dtype == jnp.float64:
+            # deterministic inputs: the factored form, fewer operations per weight (in float32
+            # XLA:CPU compiles it into a slower loop than the plain form: `probprop bench speed`)
             m_new, v_new = adf.gaussian_update_outer(M, V, *first)
         else:
             m_new, v_new = adf.gaussian_update(M, V, dM, dV)
