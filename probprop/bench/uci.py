@@ -302,13 +302,19 @@ def _init_worker(core: int) -> None:
 
 
 def _worker_main(worker: int, core: int, tasks, results) -> None:
+    parent = os.getppid()
     try:
         _init_worker(core)
     except BaseException:
         results.put(("init-failed", worker, None, traceback.format_exc(limit=5)))
         return
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the parent was killed: nobody will send more work
+                return
+            continue
         if task is None:
             break
         results.put(("start", worker, task.id, None))
