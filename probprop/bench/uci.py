@@ -126,6 +126,11 @@ def resolve_datasets(spec) -> list[str]:
 BATCH_SPLITS = 5
 
 
+def check_batch_splits(batch_splits) -> None:
+    if isinstance(batch_splits, bool) or not isinstance(batch_splits, int) or batch_splits < 1:
+        raise ValueError(f"batch_splits must be a positive integer, got {batch_splits!r}")
+
+
 def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=False,
                batch_splits: int = BATCH_SPLITS):
     """Load the datasets (downloading if asked) and list the tasks, longest first.
@@ -151,8 +156,7 @@ def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=F
     wanted = parse_splits(splits)
     if epochs is not None and int(epochs) < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if isinstance(batch_splits, bool) or not isinstance(batch_splits, int) or batch_splits < 1:
-        raise ValueError(f"batch_splits must be a positive integer, got {batch_splits!r}")
+    check_batch_splits(batch_splits)
 
     skipped, runnable = [], []
     for name in methods:
@@ -545,8 +549,7 @@ def run_bench(
     resolve_methods(methods)
     resolve_datasets(datasets)
     parse_splits(splits)
-    if isinstance(batch_splits, bool) or not isinstance(batch_splits, int) or batch_splits < 1:
-        raise ValueError(f"batch_splits must be a positive integer, got {batch_splits!r}")
+    check_batch_splits(batch_splits)
     skipped: list[str] = []
 
     def plan():
