@@ -383,7 +383,7 @@ def bench_report(folder):
 @click.pass_context
 def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, batch_splits, no_progress):
     """Run methods x datasets x splits of the UCI regression benchmark (the PBP paper's protocol)."""
-    from probprop.bench.report import SHORT_NAMES, summarise
+    from probprop.bench.stats import SHORT_NAMES, summarise
     from probprop.bench.uci import run_bench
 
     try:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probprop.preprocessing import standardisation
+
 __all__ = [
     "DatasetInfo",
     "MethodUnavailable",
@@ -53,7 +55,8 @@ class DatasetInfo:
 
 
 def _fit_predict(model, X_train, y_train, X_test):
-    """Fit a probprop estimator, time the fit, return (mean, std, fit_seconds)."""
+    """Fit an estimator with ``predict(X, return_std=True)`` (probprop's, or a scikit-learn
+    pipeline), time the fit, return (mean, std, fit_seconds)."""
     start = time.perf_counter()
     model.fit(X_train, y_train)
     fit_seconds = time.perf_counter() - start
@@ -203,12 +206,7 @@ def bayesridge(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = make_pipeline(StandardScaler(), BayesianRidge())
-    start = time.perf_counter()
-    model.fit(X_train, y_train)
-    fit_seconds = time.perf_counter() - start
-    mean, std = model.predict(X_test, return_std=True)
-    return np.asarray(mean), np.asarray(std), fit_seconds
+    return _fit_predict(make_pipeline(StandardScaler(), BayesianRidge()), X_train, y_train, X_test)
 
 
 def ngboost(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -292,11 +290,11 @@ def _pytagi_predict(net, Xs, batch: int = 10):
 
 
 def _standardiser(X, y):
-    x_mean, x_std = X.mean(0), X.std(0)
-    x_std = np.where(x_std > 0, x_std, 1.0)
-    y_mean, y_std = y.mean(), y.std()
-    y_std = y_std if y_std > 0 else 1.0
-    return lambda A: (A - x_mean) / x_std, y_mean, y_std
+    """``(scale, y_mean, y_std)`` from training statistics: only an exactly constant column (or
+    target) keeps scale 1 (:func:`probprop.preprocessing.standardisation`, ``constant_tol=0``)."""
+    x_mean, x_std = standardisation(X, constant_tol=0.0)
+    (y_mean,), (y_std,) = standardisation(np.reshape(y, (-1, 1)), constant_tol=0.0)
+    return lambda A: (A - x_mean) / x_std, float(y_mean), float(y_std)
 
 
 def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):

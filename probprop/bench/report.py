@@ -15,217 +15,46 @@ comparison plots:
 Published numbers come from :mod:`probprop.bench.published`; their ``±`` is shown as a standard
 error where the source's spread and split count allow it (see
 :func:`probprop.bench.published.with_se`).
+
+This module holds the markdown (and the formatting of numbers in it); the numbers themselves
+come from :mod:`probprop.bench.stats`, the plots from :mod:`probprop.bench.figures` and the
+machine line from :mod:`probprop.bench.machine`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from probprop.bench.methods import LABELS
-from probprop.bench.published import (
-    PAPER_RUNTIME_SECONDS,
-    PUBLISHED,
-    PUBLISHED_FOR,
-    pairing,
-    spread_note,
-    with_se,
+from probprop.bench.figures import PLOTS, plot_comparison
+from probprop.bench.machine import machine_info
+from probprop.bench.published import PAPER_RUNTIME_SECONDS, PUBLISHED, pairing, spread_note, with_se
+from probprop.bench.stats import (
+    EXTERNAL_METHODS,
+    METRICS,
+    TARGETS,
+    beats_paper_pbp,
+    best_per_dataset,
+    datasets_of,
+    in_order,
+    label,
+    methods_of,
+    pair_verdicts,
+    pairs_for_run,
+    probprop_methods,
+    published_for_run,
+    short_name,
+    summarise,
 )
 
-__all__ = [
-    "beats_paper_pbp",
-    "best_per_dataset",
-    "compare_to_paper",
-    "compare_to_published",
-    "machine_info",
-    "plot_comparison",
-    "summarise",
-    "write_report",
-]
-
-#: (results column, heading, direction: +1 higher is better, -1 lower is better, 0 neither)
-METRICS = (
-    ("rmse", "Test RMSE (lower is better)", -1),
-    ("log_likelihood", "Test log-likelihood per point (higher is better)", +1),
-    ("crps", "CRPS (lower is better)", -1),
-    ("coverage_90", "Coverage of the central 90 % interval (target 0.90)", 0),
-    ("fit_seconds", "Fit time per split, seconds (one pinned core)", 0),
-)
-
-#: The comparison plots: metric -> (file name, title, alt text in the report).
-PLOTS = {
-    "rmse": ("rmse_comparison.png", "Test RMSE (mean ± 1 SE over splits)", "Test RMSE per dataset"),
-    "log_likelihood": ("ll_comparison.png", "Test log-likelihood (mean ± 1 SE over splits)",
-                       "Test log-likelihood per dataset"),
-}
-
-#: Metrics with a target value: the method closest to it is marked best.
-TARGETS = {"coverage_90": 0.90}
-
-#: Benchmark methods that run another library rather than a probprop learner: shown in every
-#: table, but not ranked as a "probprop configuration".
-EXTERNAL_METHODS = frozenset({"bayesridge", "ngboost", "pytagi"})
-
-PLOT_LABELS = {"pbp": "probprop PBP", "bayesridge": "BayesianRidge", "ngboost": "NGBoost (ours)"}
-
-SHORT_NAMES = {
-    "bostonHousing": "Boston",
-    "concrete": "Concrete",
-    "energy": "Energy",
-    "kin8nm": "Kin8nm",
-    "naval-propulsion-plant": "Naval",
-    "power-plant": "Power",
-    "protein-tertiary-structure": "Protein",
-    "wine-quality-red": "Wine",
-    "yacht": "Yacht",
-}
-
-
-def label(method: str) -> str:
-    """The method's column label (:data:`probprop.bench.methods.LABELS`, else its name)."""
-    return LABELS.get(method, method)
-
-
-def _methods(frame) -> list[str]:
-    return list(dict.fromkeys(frame["method"])) if len(frame) else []
-
-
-def _in_order(names) -> list[str]:
-    """Dataset names in the papers' order (unknown names last, as they come)."""
-    present = list(dict.fromkeys(names))
-    return [d for d in SHORT_NAMES if d in present] + [d for d in present if d not in SHORT_NAMES]
-
-
-def _datasets(stats) -> list[str]:
-    """The datasets of ``{(dataset, method): ...}`` in the papers' order."""
-    return _in_order(k[0] for k in stats)
-
-
-def _short(dataset: str) -> str:
-    return SHORT_NAMES.get(dataset, dataset)
-
-
-def published_for_run(methods, metric: str | None = None) -> list[str]:
-    """Published entries that are counterparts of ``methods`` (and have ``metric``), in run order."""
-    keys = []
-    for method in methods:
-        for source in PUBLISHED_FOR.get(method, ()):
-            if source not in keys and (metric is None or PUBLISHED[source].get(metric)):
-                keys.append(source)
-    return keys
-
-
-def pairs_for_run(methods) -> list[tuple[str, str]]:
-    """(method, published entry) pairs to judge, in run order."""
-    return [(m, s) for m in methods for s in PUBLISHED_FOR.get(m, ())]
+__all__ = ["fmt", "write_report"]
 
 
 # --------------------------------------------------------------------------------------
-# Numbers
+# Numbers as text
 # --------------------------------------------------------------------------------------
-
-
-def summarise(frame, metric: str) -> dict:
-    """``{(dataset, method): (mean, se, n)}`` over splits; se is NaN for a single split."""
-    out = {}
-    if metric not in frame.columns or not len(frame):
-        return out
-    for (dataset, method), group in frame.groupby(["dataset", "method"], sort=False):
-        values = group[metric].to_numpy(dtype=np.float64)
-        values = values[np.isfinite(values)]
-        n = len(values)
-        if n == 0:
-            continue
-        se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        out[(dataset, method)] = (float(values.mean()), se, n)
-    return out
-
-
-def compare_to_published(mean: float, se: float, metric: str, dataset: str, source: str = "pbp") -> dict | None:
-    """Is a mean ± SE over splits within two combined standard errors of a published number, or better?
-
-    Combined SE = sqrt(se_ours² + se_published²); half a unit of the source's last printed decimal
-    is added to the tolerance (a printed "0.10 ± 0.00" only says the value lies in [0.095, 0.105)).
-    Returns ``None`` where the source has no number (or the metric has no direction), else a dict
-    with ``verdict`` (``"better"``, ``"within"`` or ``"worse"``; ``None`` where the source's spread
-    is an SD over an unknown number of splits, so no combined SE exists), ``z`` (ours − published
-    in combined SEs, + is better), ``gain`` (the same in the metric's units), ``tolerance``,
-    ``paper`` (the published value) and ``by_rounding`` (within only thanks to the rounding term).
-    """
-    direction = {"rmse": -1, "log_likelihood": +1}.get(metric)
-    published = with_se(source, metric, dataset) if direction else None
-    if published is None:
-        return None
-    gain = direction * (mean - published["value"])  # > 0: ours is better
-    if published["kind"] == "sd":
-        return {"verdict": None, "z": math.nan, "gain": gain, "tolerance": math.nan,
-                "paper": published["value"], "by_rounding": False}
-    se_ours = 0.0 if not np.isfinite(se) else se
-    se_paper = published["se"] or 0.0
-    combined = math.sqrt(se_ours**2 + se_paper**2)
-    tolerance = 2 * combined + published["resolution"]
-    if gain > tolerance:
-        verdict = "better"
-    elif gain >= -tolerance:
-        verdict = "within"
-    else:
-        verdict = "worse"
-    z = gain / combined if combined > 0 else math.copysign(math.inf, gain) if gain else 0.0
-    by_rounding = verdict == "within" and abs(gain) > 2 * combined
-    return {"verdict": verdict, "z": z, "gain": gain, "tolerance": tolerance, "paper": published["value"],
-            "by_rounding": by_rounding}
-
-
-def compare_to_paper(mean: float, se: float, metric: str, dataset: str) -> dict | None:
-    """:func:`compare_to_published` against the paper's PBP."""
-    return compare_to_published(mean, se, metric, dataset, "pbp")
-
-
-def best_per_dataset(frame, metric: str, methods=None) -> dict:
-    """``{dataset: (method, mean, se, n)}``: the best of ``methods`` (default all) by mean ``metric``."""
-    direction = {m: d for m, _, d in METRICS}.get(metric, 0)
-    stats = summarise(frame, metric)
-    methods = _methods(frame) if methods is None else list(methods)
-    out = {}
-    for dataset in _datasets(stats):
-        candidates = [(stats[(dataset, m)], m) for m in methods if (dataset, m) in stats]
-        if not candidates:
-            continue
-        if metric in TARGETS:
-            (mean, se, n), method = min(candidates, key=lambda c: abs(c[0][0] - TARGETS[metric]))
-        elif direction > 0:
-            (mean, se, n), method = max(candidates, key=lambda c: c[0][0])
-        else:
-            (mean, se, n), method = min(candidates, key=lambda c: c[0][0])
-        out[dataset] = (method, mean, se, n)
-    return out
-
-
-def probprop_methods(frame) -> list[str]:
-    """The run's methods that are probprop configurations (not :data:`EXTERNAL_METHODS`)."""
-    return [m for m in _methods(frame) if m not in EXTERNAL_METHODS]
-
-
-def beats_paper_pbp(best: dict) -> dict:
-    """Count the datasets on which ``best`` (``{dataset: (method, mean, se, n)}`` by test LL) beats
-    the paper's PBP test LL: ``{"n": datasets with a paper number, "higher": higher mean LL,
-    "clearly": better by more than two combined SEs (the "better" verdict), "verdicts": per dataset}``."""
-    verdicts = {}
-    for dataset, (_, mean, se, _) in best.items():
-        v = compare_to_paper(mean, se, "log_likelihood", dataset)
-        if v is not None:
-            verdicts[dataset] = v
-    return {
-        "n": len(verdicts),
-        "higher": sum(v["gain"] > 0 for v in verdicts.values()),
-        "clearly": sum(v["verdict"] == "better" for v in verdicts.values()),
-        "verdicts": verdicts,
-    }
 
 
 def _decimals(se: float, mean: float) -> int:
@@ -257,110 +86,6 @@ def _fmt_published(method: str, metric: str, dataset: str) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------
-
-_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-           "tab:olive", "tab:cyan", "tab:gray", "navy", "darkgoldenrod", "teal", "maroon")
-
-
-def plot_comparison(frame, metric: str, path, title: str | None = None, published=None):
-    """Per-dataset panels of horizontal dot plots: each method's mean ± 1 SE over splits (filled
-    dots), then the published counterparts of the run's methods (open squares in the colour of
-    their method, ± 1 SE where the source allows one). One row per method or source, shared by
-    all panels, so that the labels stay readable with many methods; a dotted line marks the
-    paper's PBP. ``published`` overrides the published entries shown (default: those of
-    :func:`published_for_run`). Returns the figure, or ``None`` if there is nothing to plot.
-    """
-    from matplotlib.figure import Figure
-
-    stats = summarise(frame, metric)
-    datasets = _datasets(stats)
-    if not datasets:
-        return None
-    methods = _methods(frame)
-    sources = published_for_run(methods, metric) if published is None else list(published)
-    color = {m: _COLORS[i % len(_COLORS)] for i, m in enumerate(methods)}
-    for source in sources:
-        owner = next((m for m in methods if source in PUBLISHED_FOR.get(m, ())), None)
-        color[("published", source)] = color.get(owner, "black")
-    rows = [(m, PLOT_LABELS.get(m, label(m))) for m in methods]
-    rows += [(("published", s), PUBLISHED[s]["label"]) for s in sources]
-
-    cols = min(3, len(datasets))
-    n_rows = math.ceil(len(datasets) / cols)
-    height = 0.75 + 0.24 * len(rows)
-    fig = Figure(figsize=(2.2 + 3.0 * cols, height * n_rows + 0.5), layout="constrained")
-    first = None
-    for i, dataset in enumerate(datasets):
-        ax = fig.add_subplot(n_rows, cols, i + 1, sharey=first)
-        first = first or ax
-        for y, (key, _) in enumerate(rows):
-            if isinstance(key, tuple):
-                p = with_se(key[1], metric, dataset)
-                if p is None:
-                    continue
-                mean, se, marker, face = p["value"], p["se"] or 0.0, "s", "white"
-            else:
-                if (dataset, key) not in stats:
-                    continue
-                mean, se, _ = stats[(dataset, key)]
-                se = 0.0 if not np.isfinite(se) else se
-                marker, face = "o", color[key]
-            ax.errorbar([mean], [y], xerr=[se], fmt=marker, capsize=3, markersize=5, color=color[key],
-                        markerfacecolor=face)
-        paper = with_se("pbp", metric, dataset)
-        if paper is not None and "pbp" in sources:
-            ax.axvline(paper["value"], color="black", linestyle=":", linewidth=0.8)
-        ax.set_yticks(range(len(rows)), [text for _, text in rows], fontsize="small")
-        ax.set_ylim(len(rows) - 0.5, -0.5)
-        if i % cols:
-            ax.tick_params(axis="y", labelleft=False)
-        ax.set_title(_short(dataset), fontsize="medium")
-        ax.tick_params(axis="x", labelsize="small")
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(title or f"{metric} by dataset (mean ± 1 SE over splits)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=110)
-    return fig
-
-
-# --------------------------------------------------------------------------------------
-# The machine
-# --------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    versions = {}
-    for package in ("probprop", "jax", "numpy", "scikit-learn", "ngboost"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
-
-
-# --------------------------------------------------------------------------------------
 # The markdown report
 # --------------------------------------------------------------------------------------
 
@@ -372,8 +97,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _metric_table(frame, metric: str, direction: int) -> list[str]:
     stats = summarise(frame, metric)
-    methods = _methods(frame)
-    datasets = _datasets(stats)
+    methods = methods_of(frame)
+    datasets = datasets_of(stats)
     published = published_for_run(methods, metric)
     header = ["dataset", "splits"] + [label(m) for m in methods] + [PUBLISHED[s]["label"] for s in published]
     theano = metric == "fit_seconds" and "pbp" in published_for_run(methods)
@@ -383,7 +108,7 @@ def _metric_table(frame, metric: str, direction: int) -> list[str]:
     rows = []
     for dataset in datasets:
         n = max((stats[(dataset, m)][2] for m in methods if (dataset, m) in stats), default=0)
-        cells = [_short(dataset), str(n)]
+        cells = [short_name(dataset), str(n)]
         for method in methods:
             if (dataset, method) not in stats:
                 cells.append("–")
@@ -421,20 +146,9 @@ def _pair_header(method: str, source: str) -> str:
     return f"{label(method)} vs {PUBLISHED[source].get('vs', PUBLISHED[source]['label'])}"
 
 
-def _pair_verdicts(frame, method: str, source: str, metric: str) -> dict:
-    """``{dataset: verdict}`` of ``method`` against ``source`` on ``metric``."""
-    out = {}
-    for (dataset, m), (mean, se, _) in summarise(frame, metric).items():
-        if m == method:
-            v = compare_to_published(mean, se, metric, dataset, source)
-            if v is not None:
-                out[dataset] = v
-    return out
-
-
 def _published_section(frame, epochs_override=None) -> list[str]:
     """Verdicts of the run's methods against their published counterparts, with protocol notes."""
-    methods = _methods(frame)
+    methods = methods_of(frame)
     pairs = pairs_for_run(methods)
     if not pairs:
         return []
@@ -449,10 +163,10 @@ def _published_section(frame, epochs_override=None) -> list[str]:
             continue
         parts = []
         for metric, name in metric_names:
-            verdicts = _pair_verdicts(frame, *pair, metric)
+            verdicts = pair_verdicts(frame, *pair, metric)
             groups = {}
-            for dataset in _in_order(verdicts):
-                groups.setdefault(verdicts[dataset]["verdict"], []).append(_short(dataset))
+            for dataset in in_order(verdicts):
+                groups.setdefault(verdicts[dataset]["verdict"], []).append(short_name(dataset))
             total = len(verdicts) - len(groups.get(None, []))
             if not total:
                 continue
@@ -480,13 +194,13 @@ def _published_section(frame, epochs_override=None) -> list[str]:
     notes = {pair: i + 1 for i, pair in enumerate(pairs)}
     for metric, heading in (("rmse", "Test RMSE"), ("log_likelihood", "Test log-likelihood")):
         columns = [pair for pair in pairs if PUBLISHED[pair[1]].get(metric)]
-        verdicts = {pair: _pair_verdicts(frame, *pair, metric) for pair in columns}
+        verdicts = {pair: pair_verdicts(frame, *pair, metric) for pair in columns}
         columns = [pair for pair in columns if verdicts[pair]]
         if not columns:
             continue
-        datasets = _in_order(d for pair in columns for d in verdicts[pair])
+        datasets = in_order(d for pair in columns for d in verdicts[pair])
         header = ["dataset"] + [f"{_pair_header(*pair)} [{notes[pair]}]" for pair in columns]
-        rows = [[_short(d)] + [_verdict_text(verdicts[pair].get(d), like[pair]) for pair in columns]
+        rows = [[short_name(d)] + [_verdict_text(verdicts[pair].get(d), like[pair]) for pair in columns]
                 for d in datasets]
         lines += [f"### {heading}: ours against published", ""] + _table(header, rows) + [""]
     lines += ["Notes on the pairs:", ""]
@@ -515,9 +229,9 @@ def _best_section(frame) -> list[str]:
         return []
     best_ll = best_per_dataset(frame, "log_likelihood", own)
     best_rmse = best_per_dataset(frame, "rmse", own)
-    external = [m for m in _methods(frame) if m in EXTERNAL_METHODS]
+    external = [m for m in methods_of(frame) if m in EXTERNAL_METHODS]
     best_ext = best_per_dataset(frame, "log_likelihood", external) if external else {}
-    datasets = _in_order(list(best_ll) + list(best_rmse))
+    datasets = in_order(list(best_ll) + list(best_rmse))
     if not datasets:
         return []
     counts = beats_paper_pbp(best_ll)
@@ -527,7 +241,7 @@ def _best_section(frame) -> list[str]:
         header.append("best external baseline (test LL)")
     rows = []
     for dataset in datasets:
-        cells = [_short(dataset)]
+        cells = [short_name(dataset)]
         for best in (best_ll, best_rmse):
             if dataset in best:
                 method, mean, se, _ = best[dataset]
@@ -576,7 +290,7 @@ def write_report(frame, out, meta: dict) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     machine = meta.get("machine") or machine_info()
-    methods = _methods(frame)
+    methods = methods_of(frame)
     lines = ["# probprop UCI regression benchmark", ""]
     lines += [
         f"- Command: `{meta.get('command', '?')}`",
@@ -597,7 +311,8 @@ def write_report(frame, out, meta: dict) -> Path:
             if not cache.get("entries") else
             f"{cache['entries']} files (warm: programs compiled by earlier runs are loaded, not rebuilt)"))
     batch = meta.get("batch_splits")
-    batched = [m for m in methods if "fitted_together" in frame and (frame.loc[frame["method"] == m, "fitted_together"] > 1).any()]
+    batched = [m for m in methods
+               if "fitted_together" in frame and (frame.loc[frame["method"] == m, "fitted_together"] > 1).any()]
     if batched:
         lines.append(
             f"- Fitted together: {', '.join(f'`{m}`' for m in batched)} fit up to {batch} splits of a dataset as one "

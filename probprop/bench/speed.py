@@ -3,9 +3,9 @@
     python -m probprop.bench.speed [--out DIR] [--core 0] [--quick]
 
 Each measurement runs in a fresh worker process pinned to one core (``sched_setaffinity``
-before JAX is imported, XLA's intra-op threading off), so the engine and the NumPy baseline
-see the same single core in the same command. Reported per network (13-50-1, the Boston
-shape, and 9-100-1, the protein shape):
+before JAX is imported, XLA's intra-op threading off; both from :mod:`probprop.bench.machine`),
+so the engine and the NumPy baseline see the same single core in the same command. Reported
+per network (13-50-1, the Boston shape, and 9-100-1, the protein shape):
 
 - compile time of one epoch (paid once per data shape),
 - ADF updates per second of the per-point sweep (one ``lax.scan``), and of whole epochs
@@ -29,21 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from probprop.bench.machine import cpu_name, pin, thread_environment, usable_cores
+
 NETWORKS = ((13, 50, 455), (9, 100, 41157))  # (inputs, hidden units, points per epoch)
 TOGETHER = 5  # networks trained together in the batched measurement (probprop.fit_together)
-
-
-def _pin(core: int) -> None:
-    os.sched_setaffinity(0, {core})
-
-
-def _worker_env() -> dict:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    ).strip()
-    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
-    return env
 
 
 def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
@@ -55,8 +44,8 @@ def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
     )
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(kwargs)],
-        env=_worker_env(),
-        preexec_fn=lambda: _pin(core),
+        env={**os.environ, **thread_environment()},
+        preexec_fn=lambda: pin(core),
         capture_output=True,
         text=True,
         check=False,
@@ -147,7 +136,7 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
     t_numpy = _best_time(lambda: pbp_numpy.adf_sweep(pbp_numpy.from_state(state), X[:k], y[:k]), 2, min_seconds)
     result["numpy"] = {"sweep_updates_per_s": k / t_numpy, "us_per_update": 1e6 * t_numpy / k}
     result["speedup_vs_numpy"] = result["float64"]["sweep_updates_per_s"] / result["numpy"]["sweep_updates_per_s"]
-    result["affinity"] = sorted(os.sched_getaffinity(0))
+    result["affinity"] = usable_cores()
     return result
 
 
@@ -174,7 +163,7 @@ def report(results: list[dict], memory: dict, command: str) -> str:
     lines = [
         "# probprop update throughput",
         "",
-        f"Command: `{command}` (one pinned core per worker; CPU: {_cpu_name()}).",
+        f"Command: `{command}` (one pinned core per worker; CPU: {cpu_name()}).",
         "",
         "Times are the best of repeated calls over at least two seconds per entry (a shared machine's "
         "quiet moments); an epoch of the 13-50-1 network is Boston-sized (455 points), so per-call "
@@ -217,16 +206,6 @@ def report(results: list[dict], memory: dict, command: str) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main(argv=None) -> int:

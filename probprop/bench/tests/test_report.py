@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from probprop.bench import published, report
+from probprop.bench import figures, published, report, stats
 
 # Per (method, dataset): (mean test LL, mean RMSE). Every cell gets three splits, mean ± DELTA,
 # so that SE = DELTA / sqrt(3). The paper's PBP: LL yacht -1.63 ± 0.02, concrete -3.16 ± 0.02,
@@ -86,7 +86,7 @@ def test_report_has_every_table_and_plot(written):
     ll = _table(_section(text, "## Test log-likelihood per point"))
     assert [row["dataset"] for row in ll] == ["Boston", "Concrete", "Yacht"]  # the papers' order
     for method in CELLS:
-        assert report.label(method) in ll[0], method  # columns labelled with LABELS
+        assert stats.label(method) in ll[0], method  # columns labelled with LABELS
     yacht = next(row for row in ll if row["dataset"] == "Yacht")
     assert yacht["splits"] == "3"
     se = DELTA["yacht"] / math.sqrt(3)
@@ -118,13 +118,13 @@ def test_best_method_per_dataset_and_count_line(written):
     section = _section(text, "## Best method per dataset")
     best = {row["dataset"]: row for row in _table(section)}
     # BayesianRidge has the best numbers everywhere but is an external baseline, not ranked
-    assert best["Yacht"]["best by test LL"] == report.label("ensemble")
+    assert best["Yacht"]["best by test LL"] == stats.label("ensemble")
     assert best["Yacht"]["test LL"] == report.fmt(-1.20, DELTA["yacht"] / math.sqrt(3))
-    assert best["Yacht"]["best by RMSE"] == report.label("pbp2")
+    assert best["Yacht"]["best by RMSE"] == stats.label("pbp2")
     assert best["Yacht"]["RMSE"] == report.fmt(0.60, RMSE_DELTA / math.sqrt(3))
-    assert best["Concrete"]["best by test LL"] == report.label("pbp2")
-    assert best["Boston"]["best by test LL"] == report.label("ensemble")
-    assert best["Boston"]["best by RMSE"] == report.label("pbp")
+    assert best["Concrete"]["best by test LL"] == stats.label("pbp2")
+    assert best["Boston"]["best by test LL"] == stats.label("ensemble")
+    assert best["Boston"]["best by RMSE"] == stats.label("pbp")
     assert best["Boston"]["best LL − paper PBP"].startswith("lower")
     assert best["Yacht"]["best LL − paper PBP"].startswith("higher") and "> 2 SE" in best["Yacht"]["best LL − paper PBP"]
     assert "within 2 SE" in best["Concrete"]["best LL − paper PBP"]
@@ -149,7 +149,7 @@ def test_verdicts_for_a_constructed_case(written):
     assert rmse["Boston"][pbp].startswith("better (+")  # 2.40 vs 3.01 ± 0.18
     assert rmse["Yacht"][pbp].startswith("within 2 SE")  # 1.00 vs 1.02 ± 0.05
     # deep ensembles: like-for-like, -1.20 vs -1.18 ± 0.21 SD over 20 splits
-    de = next(h for h in ll["Yacht"] if h.startswith(report.label("ensemble") + " vs DE-PAPER"))
+    de = next(h for h in ll["Yacht"] if h.startswith(stats.label("ensemble") + " vs DE-PAPER"))
     assert ll["Yacht"][de].startswith("within 2 SE")
     # TAGI's published numbers are a re-run with another protocol: context only, never a verdict
     tagi = next(h for h in ll["Yacht"] if h.startswith("probprop TAGI vs"))
@@ -173,12 +173,12 @@ def test_epochs_override_makes_every_pair_context_only():
 
 def test_compare_to_published_sources():
     # MC dropout (GAL-PAPER) yacht LL -1.55 ± 0.03
-    assert report.compare_to_published(-1.40, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "better"
-    assert report.compare_to_published(-1.56, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "within"
+    assert stats.compare_to_published(-1.40, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "better"
+    assert stats.compare_to_published(-1.56, 0.01, "log_likelihood", "yacht", "mc_dropout")["verdict"] == "within"
     # NGBoost prints SDs over an unknown number of splits: no combined SE, no verdict
-    v = report.compare_to_published(-0.5, 0.05, "log_likelihood", "yacht", "ngboost")
+    v = stats.compare_to_published(-0.5, 0.05, "log_likelihood", "yacht", "ngboost")
     assert v["verdict"] is None and math.isclose(v["gain"], -0.30)
-    assert report.compare_to_published(1.0, 0.1, "rmse", "yacht", "hodvi") is None  # LL only
+    assert stats.compare_to_published(1.0, 0.1, "rmse", "yacht", "hodvi") is None  # LL only
 
 
 def test_published_mapping_is_consistent():
@@ -201,9 +201,9 @@ def test_published_mapping_is_consistent():
 def test_plot_handles_many_methods(tmp_path):
     frame = _frame()
     many = pd.concat([frame.assign(method=frame["method"] + f"-{i}") for i in range(3)] + [frame])
-    fig = report.plot_comparison(many, "log_likelihood", tmp_path / "ll.png")
+    fig = figures.plot_comparison(many, "log_likelihood", tmp_path / "ll.png")
     assert (tmp_path / "ll.png").read_bytes()[:4] == b"\x89PNG"
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert len(labels) == 20 + 3  # 20 methods, then the PBP, deep-ensembles and TAGI published rows
     assert labels[-3:] == ["PBP (paper)", "Deep ens. (paper)", "TAGI (re-run)"]
-    assert report.plot_comparison(frame.iloc[:0], "rmse", tmp_path / "none.png") is None
+    assert figures.plot_comparison(frame.iloc[:0], "rmse", tmp_path / "none.png") is None

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probprop.bench import methods, published, report
-from probprop.bench.uci import parse_splits, plan_tasks, resolve_datasets, run_bench, worker_environment
+from probprop.bench import methods, published, report, stats
+from probprop.bench.machine import worker_environment
+from probprop.bench.plan import parse_splits, plan_tasks, resolve_datasets
+from probprop.bench.uci import run_bench
 from probprop.data import load_uci
 
 
@@ -130,7 +132,7 @@ def test_plan_orders_longest_first_and_notes_missing_splits():
 
 
 def test_xla_cache_state_counts_files_or_says_off(tmp_path):
-    from probprop.bench.uci import xla_cache_state
+    from probprop.bench.machine import xla_cache_state
 
     assert xla_cache_state({"PROBPROP_JAX_CACHE": "off"}) == {"dir": None, "entries": 0}
     assert xla_cache_state({"PROBPROP_JAX_CACHE": str(tmp_path / "none")})["entries"] == 0
@@ -163,25 +165,25 @@ def test_published_numbers_and_se_conversion():
 
 def test_compare_to_paper():
     # paper: yacht RMSE 1.02 ± 0.05, LL -1.63 ± 0.02
-    assert report.compare_to_paper(1.05, 0.05, "rmse", "yacht")["verdict"] == "within"
-    assert report.compare_to_paper(0.70, 0.03, "rmse", "yacht")["verdict"] == "better"
-    assert report.compare_to_paper(1.50, 0.05, "rmse", "yacht")["verdict"] == "worse"
-    assert report.compare_to_paper(-1.20, 0.02, "log_likelihood", "yacht")["verdict"] == "better"
-    assert report.compare_to_paper(-2.00, 0.02, "log_likelihood", "yacht")["verdict"] == "worse"
+    assert stats.compare_to_paper(1.05, 0.05, "rmse", "yacht")["verdict"] == "within"
+    assert stats.compare_to_paper(0.70, 0.03, "rmse", "yacht")["verdict"] == "better"
+    assert stats.compare_to_paper(1.50, 0.05, "rmse", "yacht")["verdict"] == "worse"
+    assert stats.compare_to_paper(-1.20, 0.02, "log_likelihood", "yacht")["verdict"] == "better"
+    assert stats.compare_to_paper(-2.00, 0.02, "log_likelihood", "yacht")["verdict"] == "worse"
     # a printed "0.10 ± 0.00" still allows half a unit of the last decimal
-    assert report.compare_to_paper(0.104, 0.0, "rmse", "kin8nm")["verdict"] == "within"
-    assert report.compare_to_paper(0.5, 0.1, "crps", "yacht") is None
+    assert stats.compare_to_paper(0.104, 0.0, "rmse", "kin8nm")["verdict"] == "within"
+    assert stats.compare_to_paper(0.5, 0.1, "crps", "yacht") is None
 
 
 def test_summarise_mean_and_standard_error():
     frame = pd.DataFrame({"dataset": ["yacht"] * 4, "method": ["pbp"] * 4, "rmse": [1.0, 2.0, 3.0, 4.0]})
-    mean, se, n = report.summarise(frame, "rmse")[("yacht", "pbp")]
+    mean, se, n = stats.summarise(frame, "rmse")[("yacht", "pbp")]
     assert mean == 2.5 and n == 4 and math.isclose(se, np.std([1, 2, 3, 4], ddof=1) / 2)
     assert report.fmt(2.5, se).startswith("2.50 ± 0.6")
 
 
 def test_next_task_keeps_a_worker_on_the_programs_it_has_loaded():
-    from probprop.bench.uci import Task, next_task
+    from probprop.bench.plan import Task, next_task
 
     def task(i, method, dataset):
         return Task(i, method, dataset, (i,), 50, 40, 8, 100, None, 1.0)

@@ -1,0 +1,138 @@
+"""The machine the benchmarks run on, and the set-up of their worker processes.
+
+- :func:`machine_info` and :func:`cpu_name`: the probe a report prints (CPU model, cores,
+  platform, package versions);
+- :func:`usable_cores` and :func:`pin`: the cores this process may use, and pinning the calling
+  process to one of them (``sched_setaffinity``);
+- :func:`thread_environment`: the environment variables that make a worker single-threaded
+  (XLA's intra-op threading off through ``XLA_FLAGS``, BLAS/OpenMP at one thread);
+  :func:`worker_environment` adds the persistent XLA compilation cache
+  (``$PROBPROP_JAX_CACHE``) and :func:`xla_cache_state` says what that cache holds.
+
+Nothing here imports JAX: a worker is pinned and given its environment before it does.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+__all__ = [
+    "JAX_CACHE_ENV",
+    "XLA_WORKER_FLAGS",
+    "cpu_name",
+    "machine_info",
+    "pin",
+    "thread_environment",
+    "usable_cores",
+    "worker_environment",
+    "xla_cache_state",
+]
+
+#: XLA flags of a single-threaded worker (appended to any ``XLA_FLAGS`` already set).
+XLA_WORKER_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: The variable naming the workers' persistent XLA cache folder (``off`` disables it).
+JAX_CACHE_ENV = "PROBPROP_JAX_CACHE"
+
+
+# --------------------------------------------------------------------------------------
+# The probe
+# --------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    """The CPU's model name (the first ``model name`` line of ``/proc/cpuinfo``); where that file
+    cannot be read, ``platform.processor()``; ``"unknown"`` where neither names one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return platform.processor() or "unknown"
+    return "unknown"
+
+
+def machine_info() -> dict:
+    """CPU, logical and usable cores, platform, Python and the versions of the benchmarked packages."""
+    versions = {}
+    for package in ("probprop", "jax", "numpy", "scikit-learn", "ngboost"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(usable_cores()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Cores
+# --------------------------------------------------------------------------------------
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on, sorted (all of ``os.cpu_count()`` where the platform
+    has no affinity masks)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def pin(core: int) -> None:
+    """Pin the calling process to ``core`` (its children inherit the mask from their first instruction)."""
+    os.sched_setaffinity(0, {core})
+
+
+# --------------------------------------------------------------------------------------
+# The workers' environment
+# --------------------------------------------------------------------------------------
+
+
+def thread_environment(base=None) -> dict:
+    """The variables that keep a worker on one thread, on top of ``base`` (default: os.environ):
+    ``XLA_FLAGS`` with :data:`XLA_WORKER_FLAGS` appended, and one OpenMP/OpenBLAS/MKL thread."""
+    base = os.environ if base is None else base
+    return {
+        "XLA_FLAGS": (base.get("XLA_FLAGS", "") + " " + XLA_WORKER_FLAGS).strip(),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def worker_environment(base=None) -> dict:
+    """The environment variables the UCI workers need on top of ``base`` (default: os.environ):
+    :func:`thread_environment`, and the persistent XLA cache (``$PROBPROP_JAX_CACHE``, default
+    ``~/.cache/probprop/jax``, ``off`` for none) unless ``JAX_COMPILATION_CACHE_DIR`` is set."""
+    base = os.environ if base is None else base
+    env = thread_environment(base)
+    if "JAX_COMPILATION_CACHE_DIR" not in base:
+        cache = base.get(JAX_CACHE_ENV)
+        if cache is None:
+            xdg = base.get("XDG_CACHE_HOME")
+            root = Path(xdg) if xdg else Path.home() / ".cache"
+            cache = str(root / "probprop" / "jax")
+        if cache.strip().lower() not in ("", "off", "0", "none", "false"):
+            env["JAX_COMPILATION_CACHE_DIR"] = cache
+            env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    return env
+
+
+def xla_cache_state(base=None) -> dict:
+    """The workers' persistent XLA cache before a run: ``{"dir", "entries"}`` (``dir`` None when
+    the cache is off), so that a report can say whether its fit times include compilation."""
+    cache = worker_environment(base).get("JAX_COMPILATION_CACHE_DIR") or (base or os.environ).get(
+        "JAX_COMPILATION_CACHE_DIR")
+    if not cache:
+        return {"dir": None, "entries": 0}
+    path = Path(cache)
+    entries = sum(1 for p in path.iterdir() if p.is_file()) if path.is_dir() else 0
+    return {"dir": str(path), "entries": entries}
