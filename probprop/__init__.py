@@ -3,17 +3,16 @@
 Every weight has a Gaussian posterior; inputs flow through the network as means and
 variances, and each observation updates the posterior in closed form (assumed density
 filtering with moment matching, Hernández-Lobato & Adams, ICML 2015).
+
+float64 is the engine's precision (the Gamma and EP-site arithmetic cancels badly in float32),
+but importing probprop changes nothing in the rest of the process: every probprop computation
+enables JAX's 64-bit types for its own duration (``jax.enable_x64``, see
+:func:`probprop.learners.base.float64`). Estimators take ``dtype="float32"`` on request.
 """
 
-import jax as _jax
-
-# float64 is the default numerical precision of the engine (see DEVELOPERS.md): the
-# Gamma and EP-site arithmetic cancels badly in float32. Users can still ask an
-# estimator for dtype="float32".
-_jax.config.update("jax_enable_x64", True)
-
-from probprop.distributions import GaussianPrediction  # noqa: E402
-from probprop.estimators import (  # noqa: E402
+from probprop._version import __version__
+from probprop.distributions import GaussianPrediction
+from probprop.estimators import (
     DeepEnsembleRegressor,
     DVIRegressor,
     MAPRegressor,
@@ -24,7 +23,6 @@ from probprop.estimators import (  # noqa: E402
     fit_together,
 )
 
-__version__ = "0.1.0"
 __all__ = [
     "PBPRegressor",
     "PBPEnsembleRegressor",

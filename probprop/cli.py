@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from probprop import __version__
+from probprop._version import __version__
 from probprop.bench.methods import METHODS  # light: the adapters import their estimators lazily
 from probprop.bench.uci import BATCH_SPLITS
 
@@ -209,6 +209,9 @@ def _command_line(ctx: click.Context) -> str:
 @click.version_option(__version__, prog_name="probprop")
 def main():
     """Bayesian neural networks by probabilistic backpropagation (PBP), in JAX."""
+    from probprop.learners.base import float64_process
+
+    float64_process()  # the command line is probprop's own process
 
 
 @main.command()
@@ -253,7 +256,7 @@ def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
     """
     import numpy as np
 
-    from probprop import PBPRegressor
+    from probprop.estimators import PBPRegressor
 
     frame = read_csv(data, index_col)
     if target not in frame.columns:

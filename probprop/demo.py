@@ -79,9 +79,9 @@ def run_demo(out="probprop-demo", epochs: int = 40, log=print) -> list[dict]:
     """
     from sklearn.model_selection import train_test_split
 
-    from probprop import PBPRegressor
     from probprop.bench.methods import DatasetInfo, bayesridge
     from probprop.data import load_diabetes, make_toy_1d, toy_grid
+    from probprop.estimators import PBPRegressor
     from probprop.plots import plot_calibration, plot_fit_1d, plot_intervals_ordered, plot_pit_histogram
 
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:

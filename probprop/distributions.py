@@ -15,6 +15,13 @@ class GaussianPrediction:
     ``epistemic_var`` is the variance of the network output under the weight posterior
     (moment propagation); ``noise_var`` the posterior-mean observation noise. All in the
     user's units. Methods mirror ``scipy.stats.norm`` and NGBoost's ``pred_dist``.
+
+    The variances must be ``>= 0`` and not NaN (a ``ValueError`` names the field otherwise);
+    they are broadcast to the shape of ``mean``. ``logpdf``, ``pdf`` and ``cdf`` broadcast ``y``
+    against the points as NumPy does: ``y`` of shape ``(n,)`` gives one value per point, a
+    scalar the same ``y`` at every point, ``(k, n)`` (e.g. ``sample(k)``) gives ``(k, n)``. A
+    column of shape ``(n, 1)`` is refused as ambiguous (broadcasting would make an ``(n, n)``
+    table); pass ``y.ravel()``.
     """
 
     mean: np.ndarray
@@ -25,7 +32,24 @@ class GaussianPrediction:
         mean = np.asarray(self.mean, dtype=np.float64)
         object.__setattr__(self, "mean", mean)
         for name in ("epistemic_var", "noise_var"):
-            value = np.broadcast_to(np.asarray(getattr(self, name), dtype=np.float64), mean.shape)
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            n_nan = int(np.count_nonzero(np.isnan(value)))
+            if n_nan:
+                raise ValueError(f"{name} contains {n_nan} NaN value(s); variances must be numbers >= 0")
+            negative = np.flatnonzero(value < 0)
+            if negative.size:
+                i = int(negative[0])
+                raise ValueError(
+                    f"{name} must be >= 0 (it is a variance), but {negative.size} value(s) are negative, "
+                    f"e.g. {float(value.ravel()[i])!r} at flat index {i}"
+                )
+            try:
+                value = np.broadcast_to(value, mean.shape)
+            except ValueError:
+                raise ValueError(
+                    f"{name} of shape {value.shape} does not match mean of shape {mean.shape} (pass one "
+                    "variance per point, or a scalar)"
+                ) from None
             object.__setattr__(self, name, value)
 
     @property
@@ -53,20 +77,52 @@ class GaussianPrediction:
     def _norm(self):
         return stats.norm(loc=self.mean, scale=self.std)
 
+    def _targets(self, y) -> np.ndarray:
+        """``y`` as float64, checked to broadcast against the points."""
+        y = np.asarray(y, dtype=np.float64)
+        n = self.mean.size
+        if self.mean.ndim == 1 and n > 1 and y.shape == (n, 1):
+            raise ValueError(
+                f"y has shape {y.shape}, a column for {n} points: broadcasting it would evaluate every "
+                f"value at every point, a ({n}, {n}) table. Pass y.ravel() for one value per point, "
+                f"or a (k, {n}) array for k values per point."
+            )
+        try:
+            np.broadcast_shapes(y.shape, self.mean.shape)
+        except ValueError:
+            raise ValueError(
+                f"y of shape {y.shape} does not broadcast against the {n} points (shape {self.mean.shape}); "
+                f"pass a scalar, one value per point {self.mean.shape}, or a (k, {n}) array"
+            ) from None
+        return y
+
     def logpdf(self, y) -> np.ndarray:
-        return self._norm().logpdf(np.asarray(y, dtype=np.float64).reshape(self.mean.shape))
+        """Log density of ``y``, broadcast against the points (``(k, n)`` in gives ``(k, n)``)."""
+        return self._norm().logpdf(self._targets(y))
 
     def pdf(self, y) -> np.ndarray:
+        """Density of ``y``, broadcast against the points like :meth:`logpdf`."""
         return np.exp(self.logpdf(y))
 
     def cdf(self, y) -> np.ndarray:
-        return self._norm().cdf(np.asarray(y, dtype=np.float64).reshape(self.mean.shape))
+        """``P(Y <= y)``, broadcast against the points like :meth:`logpdf`."""
+        return self._norm().cdf(self._targets(y))
 
     def ppf(self, q) -> np.ndarray:
-        """Quantiles: a scalar ``q`` gives one per point; an array of levels gives (n, len(q))."""
+        """Quantiles: a scalar ``q`` gives one per point; a 1-D array of levels gives (n, len(q)).
+
+        Levels must lie in [0, 1]; ``q = 0`` gives ``-inf`` and ``q = 1`` gives ``+inf``, as in
+        ``scipy.stats.norm.ppf``.
+        """
         q = np.asarray(q, dtype=np.float64)
-        if np.any((q <= 0) | (q >= 1)):
-            raise ValueError("quantile levels must lie strictly between 0 and 1")
+        if q.ndim > 1:
+            raise ValueError(f"q must be a scalar or a 1-D array of levels, got an array of shape {q.shape}")
+        bad = np.isnan(q) | (q < 0) | (q > 1)
+        if np.any(bad):
+            raise ValueError(
+                f"quantile levels must lie in [0, 1] (0 and 1 give -inf and +inf); got "
+                f"{np.atleast_1d(q)[np.atleast_1d(bad)].tolist()}"
+            )
         if q.ndim == 0:
             return self._norm().ppf(q)
         return stats.norm.ppf(q[None, :], loc=self.mean[:, None], scale=self.std[:, None])

@@ -1,258 +1,190 @@
 """On-disk model format: one ``.npz`` archive of arrays plus JSON metadata, no pickle.
 
-Layout (format ``probprop-npz``, version 1):
+Layout (format ``probprop-npz``, version 2), the same for every estimator:
 
-- ``__meta__``: a JSON string with the format name and version, the probprop version, the
-  estimator class and constructor parameters, the learner spec, and the standardisation;
-- ``means_<l>``, ``variances_<l>``, ``site_natmean_<l>``, ``site_precision_<l>``,
-  ``site_shape_<l>``, ``site_rate_<l>``, ``rejections_<l>`` per layer; ``noise``, ``prior``
-  (shape, rate); ``noise_rejections``, ``key``; ``x_mean``, ``x_scale``.
+- ``__meta__``: a JSON string: the format name and version, the probprop version, the estimator
+  class and its constructor parameters, the learner name and its spec (dataclasses written as
+  ``{"class": name, "fields": {...}}``, nested ones likewise), the target's standardisation
+  (``y_mean``, ``y_scale``), the feature names, and ``fitted``: the estimator's declared fitted
+  values that are not arrays (its ``_saved`` names);
+- ``x_mean``, ``x_scale``: the input standardisation;
+- ``state/<pytree path>``: every leaf of the learner state;
+- ``fitted/<name>``: the declared fitted values that are arrays.
 
-The other estimators (TAGI, DVI, MAP, deep ensemble, MC dropout, PBP ensemble) store the
-leaves of their learner state(s) under ``state<i>/<pytree path>``, their spec(s) in the
-metadata, and array-valued fitted attributes under ``fitted/<name>``. Loading rebuilds an empty
-state of the same spec with the learner's ``init`` and fills its leaves in, checking every
-shape and dtype; spec classes come from a fixed list, never from the file.
+This module sits below the estimators: it converts learner states to and from arrays, keyed by
+the learner spec, and knows the estimator classes only through :func:`register_estimator`, which
+each estimator class calls on itself. Spec, likelihood and layer classes come from fixed lists
+(:data:`probprop.learners.REGISTRY`, :data:`probprop.likelihoods.LIKELIHOODS`,
+:data:`probprop.layers.LAYERS`), never from the file.
 
-Loading uses ``numpy.load(allow_pickle=False)``: a file can carry data, never code.
+Loading never unpickles (``allow_pickle=False``) and checks before it allocates: the state's
+structure and every leaf's shape and dtype come from the spec through ``jax.eval_shape`` of the
+learner's ``init`` (nothing is built), each array's shape and dtype are read from its ``.npy``
+header and compared with them before its data are read, entries the format does not name are
+refused, and every value is checked (finite, positive scales, parameters consistent with the
+spec). Files of version 1 (probprop 0.1.0) are read by the same checks after conversion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "probprop-npz"
-VERSION = 1
+VERSION = 2
+#: Versions this probprop reads.
+READABLE = (1, 2)
+#: The metadata record may be at most this long (bytes).
+MAX_META_BYTES = 1 << 20
+
+_ESTIMATORS: dict[str, type] = {}
 
 
 class ModelFileError(ValueError):
-    """The file is not a readable probprop model (missing, truncated, corrupt or foreign)."""
+    """The file is not a readable probprop model (missing, truncated, corrupt, foreign or
+    inconsistent)."""
+
+
+def register_estimator(cls):
+    """Class decorator: ``cls`` may be saved and named by a model file (by its class name)."""
+    _ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------------------
+# Specs <-> JSON
+
+
+def _known_classes() -> dict[str, type]:
+    """Every dataclass a spec may hold, by name: learner specs, likelihoods, layers."""
+    from probprop.layers import LAYERS
+    from probprop.learners import REGISTRY
+    from probprop.likelihoods import LIKELIHOODS
+
+    classes = {learner.spec_class.__name__: learner.spec_class for learner in REGISTRY.values()}
+    classes.update({cls.__name__: cls for cls in (*LIKELIHOODS.values(), *LAYERS.values())})
+    return classes
+
+
+def _spec_classes() -> tuple[type, ...]:
+    from probprop.learners import REGISTRY
+
+    return tuple(learner.spec_class for learner in REGISTRY.values())
+
+
+def _spec_json(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = type(value).__name__
+        if name not in _known_classes():
+            raise TypeError(f"cannot save a model holding a {name} (not a probprop spec, likelihood or layer)")
+        fields = {f.name: _spec_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"class": name, "fields": fields}
+    if isinstance(value, (list, tuple)):
+        return [_spec_json(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save a spec value of type {type(value).__name__}")
+
+
+def _spec_from_json(record, path):
+    if isinstance(record, list):
+        return tuple(_spec_from_json(v, path) for v in record)
+    if isinstance(record, dict):
+        known = _known_classes()
+        name = record.get("class")
+        if name not in known or not isinstance(record.get("fields"), dict):
+            raise ModelFileError(f"{path}: unknown learner spec {name!r}")
+        cls = known[name]
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        fields = record["fields"]
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise ModelFileError(f"{path}: {name} has no field(s) {', '.join(map(str, unknown))}")
+        try:
+            return cls(**{k: _spec_from_json(v, path) for k, v in fields.items()})
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{path}: invalid {name} ({err})") from err
+    if record is None or isinstance(record, (bool, int, float, str)):
+        return record
+    raise ModelFileError(f"{path}: unexpected value in the spec")
+
+
+# --------------------------------------------------------------------------------------
+# Writing
 
 
 def save_model(estimator, path) -> None:
+    """Write a fitted probprop estimator to ``path`` (atomically: a unique temporary file in the
+    same folder, then a rename; nothing is left behind on error)."""
+    import jax
     from sklearn.utils.validation import check_is_fitted
 
+    from probprop._version import __version__
+    from probprop.learners import for_spec
+
     check_is_fitted(estimator, "state_")
-    if type(estimator).__name__ != "PBPRegressor":
-        return _write(path, *_generic_record(estimator))
-    return _write(path, *_pbp_record(estimator))
+    spec = estimator.spec_
+    name = type(estimator).__name__
+    if _ESTIMATORS.get(name) is not type(estimator):
+        raise TypeError(f"cannot save a {name}: not a registered probprop estimator")
+    state = estimator.state_
+    params = estimator.get_params()
+    if not isinstance(params.get("random_state"), (numbers.Integral, type(None))):
+        params["random_state"] = None  # a RandomState object is not data
+    arrays = {"x_mean": np.asarray(estimator.x_mean_, np.float64), "x_scale": np.asarray(estimator.x_scale_, np.float64)}
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        arrays[f"state/{jax.tree_util.keystr(key_path)}"] = np.asarray(leaf)
+    fitted = {}
+    for attr in estimator._saved:
+        if not hasattr(estimator, attr):
+            continue
+        value = getattr(estimator, attr)
+        if isinstance(value, np.ndarray):
+            arrays[f"fitted/{attr}"] = value
+        else:
+            fitted[attr] = _tagged(value)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "probprop_version": __version__,
+        "estimator": name,
+        "params": {k: _tagged(v) for k, v in params.items()},
+        "learner": for_spec(spec).name,
+        "spec": _spec_json(spec),
+        "y_mean": float(estimator.y_mean_),
+        "y_scale": float(estimator.y_scale_),
+        "feature_names_in": list(map(str, getattr(estimator, "feature_names_in_", []))) or None,
+        "fitted": fitted,
+    }
+    _write(path, meta, arrays)
 
 
 def _write(path, meta: dict, arrays: dict) -> None:
     arrays = {"__meta__": np.array(json.dumps(meta)), **arrays}
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:  # np.savez would append ".npz" to a bare name
-        np.savez(handle, **arrays)
-    os.replace(tmp, path)
-
-
-def _header(estimator) -> dict:
-    from probprop import __version__
-
-    params = estimator.get_params()
-    if not isinstance(params.get("random_state"), (numbers.Integral, type(None))):
-        params["random_state"] = None  # a RandomState object is not data
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "probprop_version": __version__,
-        "estimator": type(estimator).__name__,
-        "params": _jsonable(params),
-        "y_mean": estimator.y_mean_,
-        "y_scale": estimator.y_scale_,
-        "feature_names_in": list(map(str, getattr(estimator, "feature_names_in_", []))) or None,
-    }
-
-
-def _pbp_record(estimator) -> tuple[dict, dict]:
-    state = estimator.state_
-    spec = state.spec
-    meta = {
-        **_header(estimator),
-        "spec": _jsonable(spec.__dict__),
-        "n_rejected": estimator.n_rejected_,
-        "rejected_per_epoch": list(map(int, estimator.rejected_per_epoch_)),
-    }
-    arrays = {
-        "noise": np.array([state.noise.shape, state.noise.rate], np.float64),
-        "prior": np.array([state.prior.shape, state.prior.rate], np.float64),
-        "noise_rejections": np.asarray(state.noise_rejections),
-        "key": np.asarray(state.key),
-        "x_mean": estimator.x_mean_,
-        "x_scale": estimator.x_scale_,
-    }
-    for layer in range(len(state.means)):
-        arrays[f"means_{layer}"] = np.asarray(state.means[layer])
-        arrays[f"variances_{layer}"] = np.asarray(state.variances[layer])
-        arrays[f"rejections_{layer}"] = np.asarray(state.rejections[layer])
-        for name in ("natmean", "precision", "shape", "rate"):
-            arrays[f"site_{name}_{layer}"] = np.asarray(getattr(state.sites, name)[layer])
-    return meta, arrays
-
-
-def load_model(path, cls=None):
-    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
-    whichever probprop estimator the file holds."""
-    import jax.numpy as jnp
-
-    from probprop.learners.pbp import Gamma, PBPSpec, PBPState, PriorSites
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {str(path)!r}")
-    if not zipfile.is_zipfile(path):  # truncated, random bytes, a bare .npy array, ...
-        raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name")
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as err:
-        raise ModelFileError(f"{path} is not a readable probprop model file ({err})") from err
-    if "__meta__" not in arrays:
-        raise ModelFileError(f"{path} is not a probprop model file (no metadata record)")
-    try:
-        meta = json.loads(str(arrays["__meta__"]))
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{path}: corrupt metadata ({err})") from err
-    if not isinstance(meta, dict):
-        raise ModelFileError(f"{path} is not a probprop model file (metadata is not a JSON object)")
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a probprop model file (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ModelFileError(
-            f"{path} has format version {meta.get('version')!r}; this probprop reads version {VERSION}"
-        )
-    if cls is None:  # any probprop estimator, named by the file (from a fixed list)
-        import probprop.estimators as estimators
-
-        names = ("PBPRegressor", "PBPEnsembleRegressor", "TAGIRegressor", "DVIRegressor", "MAPRegressor",
-                 "DeepEnsembleRegressor", "MCDropoutRegressor")
-        if meta.get("estimator") not in names:
-            raise ModelFileError(f"{path} holds an unknown estimator {meta.get('estimator')!r}")
-        cls = getattr(estimators, meta["estimator"])
-    if meta.get("estimator") != cls.__name__:
-        raise ModelFileError(f"{path} holds a {meta.get('estimator')}, not a {cls.__name__}")
-    if cls.__name__ != "PBPRegressor":
-        try:
-            return _generic_estimator(cls, meta, arrays, path)
-        except ModelFileError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
-    try:
-        spec_fields = dict(meta["spec"])
-        spec_fields["hidden"] = tuple(spec_fields["hidden"])
-        spec = PBPSpec(**spec_fields)
-        n_layers = len(spec.weight_shapes)
-        dtype = jnp.dtype(spec.dtype)
-
-        def layer_arrays(prefix, as_dtype):
-            out = []
-            for layer, shape in enumerate(spec.weight_shapes):
-                a = arrays[f"{prefix}_{layer}"]
-                if a.shape != shape:
-                    raise ModelFileError(f"{path}: {prefix}_{layer} has shape {a.shape}, expected {shape}")
-                out.append(jnp.asarray(a, as_dtype))
-            return tuple(out)
-
-        state = PBPState(
-            means=layer_arrays("means", dtype),
-            variances=layer_arrays("variances", dtype),
-            noise=Gamma(*map(jnp.asarray, arrays["noise"].astype(np.float64))),
-            prior=Gamma(*map(jnp.asarray, arrays["prior"].astype(np.float64))),
-            sites=PriorSites(
-                *(layer_arrays(f"site_{name}", jnp.float64) for name in ("natmean", "precision", "shape", "rate"))
-            ),
-            rejections=layer_arrays("rejections", jnp.int32),
-            noise_rejections=jnp.asarray(arrays["noise_rejections"]),
-            key=jnp.asarray(arrays["key"]),
-            spec=spec,
-        )
-        params = dict(meta["params"])
-        if isinstance(params.get("hidden"), list):
-            params["hidden"] = tuple(params["hidden"])
-        estimator = cls(**params)
-        # unknown activation / dtype / hidden in the metadata must fail here, not at predict time
-        hidden = estimator._validated_params()["hidden"]
-        if (hidden, estimator.activation, estimator.dtype) != (spec.hidden, spec.activation, spec.dtype):
-            raise ModelFileError(f"{path}: the estimator parameters and the network spec disagree")
-        x_mean, x_scale = arrays["x_mean"], arrays["x_scale"]
-        if x_mean.shape != (spec.n_in,) or x_scale.shape != (spec.n_in,):
-            raise ModelFileError(f"{path}: standardisation arrays do not match {spec.n_in} features")
-        estimator.x_mean_, estimator.x_scale_ = x_mean, x_scale
-        estimator.y_mean_, estimator.y_scale_ = float(meta["y_mean"]), float(meta["y_scale"])
-        estimator.n_features_in_ = spec.n_in
-        if meta.get("feature_names_in"):
-            estimator.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        estimator.n_rejected_ = int(meta["n_rejected"])
-        estimator.rejected_per_epoch_ = list(meta["rejected_per_epoch"])
-        estimator.state_ = state
-        del n_layers
-    except ModelFileError:
+        with handle:
+            np.savez(handle, **arrays)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
         raise
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
-    return estimator
-
-
-# --------------------------------------------------------------------------------------
-# The generic layout (every estimator but PBPRegressor)
-
-#: Fitted attributes rebuilt by the loader rather than stored.
-_REBUILT = {"state_", "spec_", "members_", "x_mean_", "x_scale_", "y_mean_", "y_scale_", "n_features_in_",
-            "feature_names_in_"}
-
-
-def _learners() -> dict:
-    """Spec class name -> (spec class, the learner's ``init``): the only classes a file may name."""
-    from probprop.learners import dvi, ensemble, mapnet, mcdropout, pbp, tagi
-
-    modules = {"PBPSpec": pbp, "TAGISpec": tagi, "DVISpec": dvi, "MAPSpec": mapnet, "EnsembleSpec": ensemble,
-               "MCDropoutSpec": mcdropout}
-    return {name: (getattr(module, name), module.init) for name, module in modules.items()}
-
-
-def _states(estimator) -> tuple:
-    state = estimator.state_
-    return (state,) if hasattr(state, "spec") else tuple(state)
-
-
-def _generic_record(estimator) -> tuple[dict, dict]:
-    import jax
-
-    states = _states(estimator)
-    known = _learners()
-    arrays = {"x_mean": np.asarray(estimator.x_mean_), "x_scale": np.asarray(estimator.x_scale_)}
-    specs = []
-    for i, state in enumerate(states):
-        name = type(state.spec).__name__
-        if name not in known:
-            raise TypeError(f"cannot save a state with spec {name}")
-        specs.append({"class": name, "fields": _jsonable(state.spec.__dict__)})
-        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-            arrays[f"state{i}/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
-    fitted = {}
-    for name, value in vars(estimator).items():
-        if not name.endswith("_") or name.startswith("_") or name in _REBUILT:
-            continue
-        if isinstance(value, np.ndarray):
-            arrays[f"fitted/{name}"] = value
-        else:
-            fitted[name] = _tagged(value)
-    members = getattr(estimator, "members_", None)
-    if members is not None:
-        fitted["members_rejected_per_epoch"] = [list(map(int, m.rejected_per_epoch_)) for m in members]
-    return {**_header(estimator), "specs": specs, "fitted": fitted}, arrays
 
 
 def _tagged(value):
-    """JSON for plain fitted values; a dict is stored as its items (its keys may be floats)."""
+    """JSON for plain values; a dict is stored as its items (its keys may be floats)."""
     if isinstance(value, dict):
         return {"__items__": [[_tagged(k), _tagged(v)] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
@@ -261,94 +193,303 @@ def _tagged(value):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"cannot store a fitted value of type {type(value).__name__}")
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
 
 
 def _untagged(value):
     if isinstance(value, dict):
-        return {_untagged(k): _untagged(v) for k, v in value["__items__"]}
+        items = value.get("__items__")
+        if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 2 for i in items):
+            raise ValueError("malformed dict record")
+        return {_untagged(k): _untagged(v) for k, v in items}
     if isinstance(value, list):
         return [_untagged(v) for v in value]
     return value
 
 
-def _spec_from(record: dict, path):
-    known = _learners()
-    name = record.get("class")
-    if name not in known:
-        raise ModelFileError(f"{path}: unknown learner spec {name!r}")
-    spec_cls, init = known[name]
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(record["fields"]).items()}
-    return spec_cls(**fields), init
+# --------------------------------------------------------------------------------------
+# Reading
 
 
-def _generic_estimator(cls, meta: dict, arrays: dict, path):
+class _Archive:
+    """The entries of an ``.npz`` archive, read one at a time after their header is checked."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            self.zip = zipfile.ZipFile(path)
+            infos = self.zip.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            raise ModelFileError(f"{path} is not a readable probprop model file ({err})") from err
+        self.entries = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                raise ModelFileError(f"{path}: unexpected entry {info.filename!r} (not an array)")
+            self.entries[info.filename[:-4]] = info
+        self.read = set()
+
+    def close(self):
+        self.zip.close()
+
+    def names(self):
+        return set(self.entries)
+
+    def header(self, name):
+        """(shape, dtype) of entry ``name`` from its .npy header, without reading its data."""
+        info = self.entries.get(name)
+        if info is None:
+            raise ModelFileError(f"{self.path}: missing array {name!r}")
+        try:
+            with self.zip.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f".npy format version {version}")
+                shape, fortran, dtype = read_header(handle, max_header_size=10000)
+        except Exception as err:  # noqa: BLE001 - any malformed header is the file's fault
+            raise ModelFileError(f"{self.path}: corrupt array {name!r} ({err})") from err
+        if dtype.hasobject:
+            raise ModelFileError(f"{self.path}: array {name!r} holds Python objects; refused")
+        if info.file_size > int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + 4096:
+            raise ModelFileError(f"{self.path}: entry {name!r} is larger than its header says")
+        return tuple(shape), dtype
+
+    def array(self, name, shape=None, dtype=None, max_elements: int = 1 << 27):
+        """Entry ``name``, after checking its header against ``shape``/``dtype`` (when given)
+        and its size against ``max_elements``."""
+        got_shape, got_dtype = self.header(name)
+        if (shape is not None and got_shape != tuple(shape)) or (dtype is not None and got_dtype != np.dtype(dtype)):
+            want = f"{np.dtype(dtype) if dtype is not None else got_dtype}{list(shape) if shape is not None else ''}"
+            raise ModelFileError(f"{self.path}: {name} is {got_dtype}{list(got_shape)}, expected {want}")
+        if int(np.prod(got_shape, dtype=np.int64)) > max_elements:
+            raise ModelFileError(f"{self.path}: {name} declares {got_shape}, more than this loader accepts")
+        try:
+            with self.zip.open(self.entries[name]) as handle:
+                value = np.lib.format.read_array(handle, allow_pickle=False)
+        except Exception as err:  # noqa: BLE001
+            raise ModelFileError(f"{self.path}: corrupt array {name!r} ({err})") from err
+        self.read.add(name)
+        return value
+
+
+def load_model(path, cls=None):
+    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
+    whichever probprop estimator the file holds."""
     import jax
-    import jax.numpy as jnp
 
-    specs = meta["specs"]
-    if not isinstance(specs, list) or not specs:
-        raise ModelFileError(f"{path}: no learner state in the file")
-    states = []
-    for i, record in enumerate(specs):
-        spec, init = _spec_from(record, path)
-        template = init(jax.random.PRNGKey(0), spec)  # an empty state of the same structure
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-        filled = []
-        for key_path, leaf in leaves:
-            key = f"state{i}/{jax.tree_util.keystr(key_path)}"
-            if key not in arrays:
-                raise ModelFileError(f"{path}: missing array {key!r}")
-            a = arrays[key]
-            if a.shape != leaf.shape or a.dtype != leaf.dtype:
-                raise ModelFileError(f"{path}: {key} is {a.dtype}{list(a.shape)}, expected {leaf.dtype}{list(leaf.shape)}")
-            filled.append(jnp.asarray(a))
-        states.append(jax.tree_util.tree_unflatten(treedef, filled))
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(meta["params"]).items()}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    if not zipfile.is_zipfile(path):  # truncated, random bytes, a bare .npy array, ...
+        raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
+    archive = _Archive(path)
+    try:
+        with jax.enable_x64(True):
+            return _load(archive, path, cls)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as err:
+        raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
+    finally:
+        archive.close()
+
+
+def _load(archive: _Archive, path, cls):
+    if "__meta__" not in archive.names():
+        raise ModelFileError(f"{path} is not a probprop model file (no metadata record)")
+    shape, dtype = archive.header("__meta__")
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_META_BYTES:
+        raise ModelFileError(f"{path}: the metadata record is not a JSON string of at most {MAX_META_BYTES} bytes")
+    try:
+        meta = json.loads(str(archive.array("__meta__")))
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ModelFileError(f"{path}: corrupt metadata ({type(err).__name__})") from err
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path} is not a probprop model file (metadata is not a JSON object)")
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a probprop model file (format {meta.get('format')!r})")
+    if meta.get("version") not in READABLE:
+        raise ModelFileError(
+            f"{path} has format version {meta.get('version')!r}; this probprop reads versions {list(READABLE)}"
+        )
+    name = meta.get("estimator")
+    if cls is None:
+        if name not in _ESTIMATORS:
+            raise ModelFileError(f"{path} holds an unknown estimator {name!r}")
+        cls = _ESTIMATORS[name]
+    if name != cls.__name__:
+        raise ModelFileError(f"{path} holds a {name}, not a {cls.__name__}")
+    if _ESTIMATORS.get(cls.__name__) is not cls:
+        raise ModelFileError(f"{cls.__name__} is not a registered probprop estimator")
+    if meta["version"] == 1:
+        spec, state, fitted = _read_v1(archive, meta, cls, path)
+    else:
+        spec = _spec_from_json(meta.get("spec"), path)
+        if not any(type(spec) is cls_ for cls_ in _spec_classes()):
+            raise ModelFileError(f"{path}: unknown learner spec {type(spec).__name__ if spec is not None else None}")
+        state = _read_state(archive, spec, "state/", path)
+        fitted = _read_fitted(archive, meta.get("fitted") or {}, cls, path)
+    unexpected = archive.names() - archive.read - {"x_mean", "x_scale"}
+    if unexpected:
+        raise ModelFileError(f"{path}: unexpected entries {sorted(unexpected)[:5]}")
+    return _estimator(cls, meta, spec, state, fitted, archive, path)
+
+
+def _template(spec):
+    """The learner state's structure and leaf shapes for ``spec``, without building it."""
+    import jax
+
+    from probprop.learners import for_spec
+
+    learner = for_spec(spec)
+    return jax.eval_shape(lambda key: learner.init(key, spec), jax.random.PRNGKey(0))
+
+
+def _read_state(archive: _Archive, spec, prefix: str, path):
+    import jax
+
+    template = _template(spec)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    total = sum(int(np.prod(leaf.shape, dtype=np.int64)) for _, leaf in leaves)
+    stored = sum(info.file_size for info in archive.entries.values())
+    if total > 8 * stored + (1 << 20):  # the spec declares far more than the file can hold
+        raise ModelFileError(f"{path}: the spec declares {total} numbers but the file holds far fewer")
+    filled = []
+    for key_path, leaf in leaves:
+        key = jax.tree_util.keystr(key_path)
+        a = archive.array(f"{prefix}{key}", leaf.shape, leaf.dtype)
+        _check_leaf(key, a, path)
+        filled.append(a)
+    return jax.tree_util.tree_unflatten(treedef, filled)
+
+
+def _check_leaf(key: str, a: np.ndarray, path) -> None:
+    if a.dtype.kind == "f" and not key.endswith(".loss") and not np.all(np.isfinite(a)):
+        raise ModelFileError(f"{path}: {key} holds non-finite values")
+    if "variances" in key and np.any(a <= 0):
+        raise ModelFileError(f"{path}: {key} holds non-positive variances")
+
+
+def _read_fitted(archive: _Archive, fitted: dict, cls, path) -> dict:
+    if not isinstance(fitted, dict):
+        raise ModelFileError(f"{path}: malformed fitted record")
+    out = {}
+    for attr, value in fitted.items():
+        if attr not in cls._saved:
+            raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
+        out[attr] = _untagged(value)
+    for entry in archive.names():
+        if entry.startswith("fitted/"):
+            attr = entry.split("/", 1)[1]
+            if attr not in cls._saved:
+                raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
+            a = archive.array(entry, max_elements=1 << 16)
+            if a.dtype.kind != "f":
+                raise ModelFileError(f"{path}: {entry} is {a.dtype}, expected floats")
+            out[attr] = a
+    return out
+
+
+def _estimator(cls, meta: dict, spec, state, fitted: dict, archive: _Archive, path):
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{path}: malformed estimator parameters")
+    allowed = set(cls().get_params())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ModelFileError(f"{path}: {cls.__name__} has no parameter(s) {', '.join(map(str, unknown))}")
+    params = {k: tuple(_untagged(v)) if isinstance(v, list) else _untagged(v) for k, v in params.items()}
     estimator = cls(**params)
-    n_in = states[0].spec.n_in
-    x_mean, x_scale = arrays["x_mean"], arrays["x_scale"]
-    if x_mean.shape != (n_in,) or x_scale.shape != (n_in,):
-        raise ModelFileError(f"{path}: standardisation arrays do not match {n_in} features")
+    try:
+        checked = estimator._validated_params()
+    except ValueError as err:
+        raise ModelFileError(f"{path}: invalid estimator parameters ({err})") from err
+    disagree = estimator._spec_disagreements(spec, checked)
+    if disagree:
+        raise ModelFileError(f"{path}: the estimator parameters and the network spec disagree ({', '.join(disagree)})")
+    n_in = int(spec.n_in)
+    x_mean = archive.array("x_mean", (n_in,), np.float64)
+    x_scale = archive.array("x_scale", (n_in,), np.float64)
+    if not (np.all(np.isfinite(x_mean)) and np.all(np.isfinite(x_scale)) and np.all(x_scale > 0)):
+        raise ModelFileError(f"{path}: the input standardisation holds non-finite or non-positive values")
+    y_mean, y_scale = meta.get("y_mean"), meta.get("y_scale")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (y_mean, y_scale)) or not (
+        np.isfinite(y_mean) and np.isfinite(y_scale) and y_scale > 0
+    ):
+        raise ModelFileError(f"{path}: the target standardisation must be finite with a positive scale")
     estimator.x_mean_, estimator.x_scale_ = x_mean, x_scale
-    estimator.y_mean_, estimator.y_scale_ = float(meta["y_mean"]), float(meta["y_scale"])
+    estimator.y_mean_, estimator.y_scale_ = float(y_mean), float(y_scale)
     estimator.n_features_in_ = n_in
-    if meta.get("feature_names_in"):
-        estimator.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-    fitted = dict(meta.get("fitted") or {})
-    members_rejected = fitted.pop("members_rejected_per_epoch", None)
-    for name, value in fitted.items():
-        if not (name.endswith("_") and name.isidentifier()):
-            raise ModelFileError(f"{path}: bad fitted attribute name {name!r}")
-        setattr(estimator, name, _untagged(value))
-    for name in arrays:
-        if name.startswith("fitted/"):
-            setattr(estimator, name.split("/", 1)[1], arrays[name])
-    if hasattr(cls, "_learner_module"):
-        estimator.spec_ = states[0].spec
-    if members_rejected is not None:  # PBPEnsembleRegressor: members are PBPRegressors
-        from probprop.estimators import PBPRegressor
-
-        estimator.members_ = []
-        for state, rejected in zip(states, members_rejected, strict=True):
-            member = PBPRegressor(hidden=estimator.hidden, epochs=estimator.epochs, activation=estimator.activation,
-                                  dtype=estimator.dtype, constant_tol=estimator.constant_tol)
-            member.x_mean_, member.x_scale_ = estimator.x_mean_, estimator.x_scale_
-            member.y_mean_, member.y_scale_ = estimator.y_mean_, estimator.y_scale_
-            member.n_features_in_, member.state_ = n_in, state
-            member.rejected_per_epoch_, member.n_rejected_ = list(rejected), int(state.rejected)
-            estimator.members_.append(member)
-    if members_rejected is None and len(states) != 1:
-        raise ModelFileError(f"{path}: {len(states)} learner states for a {cls.__name__}")
-    estimator.state_ = tuple(states) if members_rejected is not None else states[0]
+    names = meta.get("feature_names_in")
+    if names:
+        if not (isinstance(names, list) and len(names) == n_in and all(isinstance(n, str) for n in names)):
+            raise ModelFileError(f"{path}: feature names do not match {n_in} features")
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    for attr, value in fitted.items():
+        setattr(estimator, attr, value)
+    estimator.spec_ = spec
+    estimator.state_ = state
+    estimator._after_load()
     return estimator
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+# --------------------------------------------------------------------------------------
+# Version 1 (probprop 0.1.0)
+
+
+def _read_v1(archive: _Archive, meta: dict, cls, path):
+    """Spec, state and fitted values of a version-1 file, in the version-2 form."""
+    from probprop.learners import pbp, pbp_ensemble
+    from probprop.likelihoods import Gamma
+
+    fitted_json = dict(meta.get("fitted") or {})
+    if meta.get("estimator") == "PBPRegressor":  # the PBP-specific layout of 0.1.0
+        spec = _spec_from_json({"class": "PBPSpec", "fields": meta.get("spec")}, path)
+        shapes = spec.weight_shapes
+
+        def layers(prefix, dtype):
+            return tuple(archive.array(f"{prefix}_{i}", s, dtype) for i, s in enumerate(shapes))
+
+        dtype = np.dtype(spec.dtype)
+        state = pbp.PBPState(
+            means=layers("means", dtype),
+            variances=layers("variances", dtype),
+            noise=Gamma(*archive.array("noise", (2,), np.float64)),
+            prior=Gamma(*archive.array("prior", (2,), np.float64)),
+            sites=pbp.PriorSites(*(layers(f"site_{n}", np.float64) for n in ("natmean", "precision", "shape", "rate"))),
+            rejections=layers("rejections", np.int32),
+            noise_rejections=archive.array("noise_rejections", (), np.int64),
+            key=archive.array("key", (2,), np.uint32),
+            spec=spec,
+        )
+        for i, a in enumerate(state.means + state.variances):
+            _check_leaf(f".{'variances' if i >= len(shapes) else 'means'}[{i % len(shapes)}]", a, path)
+        fitted = {"n_rejected_": int(meta["n_rejected"]), "rejected_per_epoch_": list(meta["rejected_per_epoch"])}
+        return spec, state, fitted
+    specs = meta.get("specs")
+    if not isinstance(specs, list) or not specs:
+        raise ModelFileError(f"{path}: no learner state in the file")
+    members_rejected = fitted_json.pop("members_rejected_per_epoch", None)
+    states = []
+    for i, record in enumerate(specs):
+        spec = _spec_from_json(record, path)
+        states.append(_read_state(archive, spec, f"state{i}/", path))
+    if members_rejected is not None:  # PBPEnsembleRegressor: members stacked into one state
+        spec = pbp_ensemble.PBPEnsembleSpec(member=states[0].spec, n_members=len(states))
+        fitted = {k: _untagged(v) for k, v in fitted_json.items() if k in cls._saved}
+        fitted["rejected_per_epoch_"] = [int(sum(c)) for c in zip(*members_rejected)]
+        return spec, pbp_ensemble.stack(states), fitted
+    if len(states) != 1:
+        raise ModelFileError(f"{path}: {len(states)} learner states for a {meta['estimator']}")
+    fitted = {}
+    for attr, value in fitted_json.items():
+        if attr in cls._saved:
+            fitted[attr] = _untagged(value)
+    for entry in archive.names():
+        if entry.startswith("fitted/"):
+            attr = entry.split("/", 1)[1]
+            a = archive.array(entry, max_elements=1 << 16)
+            if attr in cls._saved and a.dtype.kind == "f":
+                fitted[attr] = a
+    return states[0].spec, states[0], fitted

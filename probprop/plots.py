@@ -20,6 +20,7 @@ from probprop.metrics._validation import (
     check_same_length,
 )
 from probprop.metrics.calibration import calibration_curve, miscalibration_area, pit
+from probprop.metrics.scoring import inside_interval
 
 __all__ = ["plot_fit_1d", "plot_calibration", "plot_pit_histogram", "plot_intervals_ordered"]
 
@@ -177,7 +178,7 @@ def plot_intervals_ordered(
     level = check_level(level)
     max_points = check_positive_int(max_points, "max_points")
     lo, hi = norm.interval(level, loc=mean, scale=std)
-    inside = (y_true >= lo) & (y_true <= hi)
+    inside = inside_interval(y_true, mean, std, level)  # the coverage rule of probprop.metrics
 
     order = np.argsort(mean, kind="stable")
     if order.size > max_points:

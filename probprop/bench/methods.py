@@ -84,7 +84,7 @@ def _pbp_together(variant: str):
         """Fit one PBP model per ``(X_train, y_train, X_test)`` in ``sets`` (``random_state`` =
         its seed) as one batched program (:func:`probprop.fit_together`); each model's
         ``fit_seconds`` is the batch's fit time divided by the number of models."""
-        from probprop import PBPRegressor, fit_together
+        from probprop.estimators import PBPRegressor, fit_together
 
         params = _pbp_params(info, variant)
         models = [PBPRegressor(random_state=seed, **params) for seed in seeds]
@@ -117,7 +117,7 @@ pbp, pbp_refscale, pbp2 = (_pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp2
 
 def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """Five independently initialised PBP networks (paper protocol each), mixed."""
-    from probprop import PBPEnsembleRegressor
+    from probprop.estimators import PBPEnsembleRegressor
 
     model = PBPEnsembleRegressor(
         n_members=5, hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed
@@ -128,7 +128,7 @@ def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """probprop's TAGI: 1 hidden layer, batch 10, ``info.n_epochs`` epochs, sigma_v chosen on a
     validation tenth of the training split."""
-    from probprop import TAGIRegressor
+    from probprop.estimators import TAGIRegressor
 
     model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed)
     return _fit_predict(model, X_train, y_train, X_test)
@@ -137,7 +137,7 @@ def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 def tagi_het(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """probprop's heteroscedastic TAGI (AGVI noise unit): 1 hidden layer, batch 10,
     ``info.n_epochs`` epochs, no noise level to choose."""
-    from probprop import TAGIRegressor
+    from probprop.estimators import TAGIRegressor
 
     model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), heteroscedastic=True,
                           random_state=seed)
@@ -148,7 +148,7 @@ def tagi_he(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """The ``tagi`` adapter with pytagi's He initialisation as far as one bias variance allows:
     weight variance 1 / fan_in (``init_gain=1``, TAGI-MAT: 0.25 / fan_in) and bias variance
     1 / n_features (pytagi: 1 / fan_in per layer; TAGI-MAT: 0.01)."""
-    from probprop import TAGIRegressor
+    from probprop.estimators import TAGIRegressor
 
     model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), init_gain=1.0,
                           init_bias_variance=1.0 / max(int(info.n_features), 1), random_state=seed)
@@ -159,9 +159,9 @@ def _estimator(name: str, **kwargs):
     """An adapter that fits ``probprop.<name>(hidden=(n_hidden,), random_state=seed, **kwargs)``."""
 
     def adapter(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-        import probprop
+        from probprop import estimators
 
-        model = getattr(probprop, name)(hidden=(int(info.n_hidden),), random_state=seed, **kwargs)
+        model = getattr(estimators, name)(hidden=(int(info.n_hidden),), random_state=seed, **kwargs)
         return _fit_predict(model, X_train, y_train, X_test)
 
     adapter.__name__ = adapter.__qualname__ = f"{name}_{'_'.join(f'{k}_{v}' for k, v in kwargs.items())}"
@@ -188,7 +188,7 @@ def mcdropout(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 
     Epochs: :func:`mcdropout_epochs` (GAL-REPO's result files are named ``100_xepochs``, i.e.
     4000 epochs; the large datasets get the 10x = 400 of GAL-PAPER for compute)."""
-    from probprop import MCDropoutRegressor
+    from probprop.estimators import MCDropoutRegressor
 
     model = MCDropoutRegressor(
         hidden=(int(info.n_hidden),),

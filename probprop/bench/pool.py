@@ -92,7 +92,9 @@ def _init_worker(core: int) -> None:
     pin(core)
     if XLA_WORKER_FLAGS not in os.environ.get("XLA_FLAGS", ""):
         raise RuntimeError("worker started without the single-thread XLA_FLAGS")
-    import probprop  # noqa: F401  (JAX, float64)
+    from probprop.learners.base import float64_process
+
+    float64_process()  # a benchmark worker is probprop's own process
 
 
 def _worker_main(worker: int, core: int, tasks, results) -> None:

@@ -40,6 +40,8 @@ def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
     code = (
         "import json, sys\n"
         "from probprop.bench import speed\n"
+        "from probprop.learners.base import float64_process\n"
+        "float64_process()\n"
         f"print(json.dumps(speed.{function}(**json.loads(sys.argv[1]))))\n"
     )
     out = subprocess.run(
@@ -86,8 +88,10 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
     import jax
     import numpy as np
 
-    import probprop  # noqa: F401  (float64)
     from probprop.learners import pbp, pbp_numpy
+    from probprop.learners.base import float64_process
+
+    float64_process()  # runs in a worker process of probprop's own
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n_points, n_in))
@@ -114,7 +118,7 @@ def measure_network(n_in: int, hidden: int, n_points: int, numpy_points: int, re
             "epoch_s": t_epoch,
         }
     # several networks at once, each on its own data (probprop.fit_together): whole epochs
-    from probprop.estimators import _update_together
+    from probprop.learners.pbp_ensemble import _update_together
 
     spec = pbp.PBPSpec(n_in=n_in, hidden=(hidden,))
     states = jax.tree.map(lambda *leaves: np.stack(leaves),
@@ -146,7 +150,7 @@ def measure_fit_memory(n_points: int, n_in: int, hidden: int, epochs: int) -> di
 
     import numpy as np
 
-    from probprop import PBPRegressor
+    from probprop.estimators import PBPRegressor
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n_points, n_in))

@@ -47,6 +47,9 @@ the aleatoric variance, s^2 (homoscedastic) or E[e^l] = exp(m_l + v_l / 2) (hete
     state = update(state, X, y)          # one epoch
     mean, var = predict(state, X)
     noise_variance(state, X)
+
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol. The
+expected log-likelihood comes from the spec's likelihood (:mod:`probprop.likelihoods`).
 """
 
 from __future__ import annotations
@@ -59,10 +62,10 @@ import jax
 import jax.numpy as jnp
 
 from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners.base import Learner, Moments, float64
 from probprop.learners.mapnet import _softplus_inverse
-from probprop.moments import relu
-
-LOG_2PI = math.log(2.0 * math.pi)
+from probprop.likelihoods import GaussianNoise, HeteroscedasticGaussian
+from probprop.moments import linear, relu
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,13 @@ class DVISpec:
             raise ValueError(f"kl_warmup_epochs must be an int >= 0, got {self.kl_warmup_epochs!r}")
 
     @property
+    def likelihood(self):
+        """The observation model (:mod:`probprop.likelihoods`)."""
+        return HeteroscedasticGaussian() if self.heteroscedastic else GaussianNoise()
+
+    @property
     def n_out(self) -> int:
-        return 2 if self.heteroscedastic else 1
+        return self.likelihood.n_outputs
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -141,8 +149,14 @@ def init_params(key: jax.Array, spec: DVISpec) -> dict:
     return params
 
 
-@partial(jax.jit, static_argnums=1)
+@float64
 def init(key: jax.Array, spec: DVISpec) -> DVIState:
+    """LeCun-normal means, posterior std ``init_std``, a fresh Adam state."""
+    return _init(key, spec)
+
+
+@partial(jax.jit, static_argnums=1)
+def _init(key: jax.Array, spec: DVISpec) -> DVIState:
     key, sub = jax.random.split(key)
     params = init_params(sub, spec)
     return DVIState(
@@ -170,14 +184,11 @@ def layer_moments(layer: dict) -> tuple[jax.Array, jax.Array, jax.Array, jax.Arr
 
 
 def linear_moments(w_mean, w_var, b_mean, b_var, in_mean, in_var):
-    """Moments of a = z W + b for independent Gaussian W, b and independent inputs z ~ (m, v);
-    ``in_var=None`` means deterministic inputs. Unscaled (no 1/sqrt(fan_in) factor, unlike
-    :func:`probprop.moments.linear`)."""
-    mean = in_mean @ w_mean + b_mean
-    if in_var is None:
-        return mean, (in_mean * in_mean) @ w_var + b_var
-    var = in_var @ (w_mean * w_mean) + (in_mean * in_mean + in_var) @ w_var + b_var
-    return mean, var
+    """Moments of a = z W + b for independent Gaussian W (fan_in, fan_out), b and independent
+    inputs z ~ (m, v); ``in_var=None`` means deterministic inputs: the unscaled
+    :func:`probprop.moments.linear` plus the bias."""
+    mean, var = linear(w_mean.T, w_var.T, in_mean, in_var, scaled=False)
+    return mean + b_mean, var + b_var
 
 
 def output_moments(params: dict, spec: DVISpec, X: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -195,13 +206,7 @@ def expected_log_likelihood(params: dict, spec: DVISpec, X: jax.Array, y: jax.Ar
     """E_q[log p(y_i | x_i, w)] per row from the output moments (see the module docstring)."""
     mean, var = output_moments(params, spec, X)
     y = jnp.asarray(y).astype(mean.dtype)
-    m_f, v_f = mean[..., 0], var[..., 0]
-    sq = (y - m_f) ** 2 + v_f
-    if spec.heteroscedastic:
-        m_l, v_l = mean[..., 1], var[..., 1]
-        return -0.5 * (LOG_2PI + m_l + sq * jnp.exp(-m_l + 0.5 * v_l))
-    log_s2 = params["log_noise"]
-    return -0.5 * (LOG_2PI + log_s2 + sq * jnp.exp(-log_s2))
+    return spec.likelihood.expected_log_likelihood(y, mean, var, params.get("log_noise"))
 
 
 def _layer_stats(layer: dict):
@@ -268,8 +273,14 @@ def make_loss(spec: DVISpec, n_train, weight):
     return loss_fn
 
 
-@jax.jit
+@float64
 def update(state: DVIState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> DVIState:
+    """One epoch of Adam on -ELBO / N: shuffle with the state's key, one step per mini-batch."""
+    return _update(state, X, y, mask)
+
+
+@jax.jit
+def _update(state: DVIState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> DVIState:
     """One epoch of Adam on -ELBO / N: shuffle with the state's key, one step per mini-batch."""
     spec = state.spec
     X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
@@ -287,20 +298,34 @@ def elbo(state: DVIState, X: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sum(expected_log_likelihood(state.params, state.spec, X, y)) - kl_divergence(state.params, state.spec)
 
 
-@jax.jit
-def _moments(state, X):
-    return output_moments(state.params, state.spec, X)
-
-
+@float64
 def predict(state: DVIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(E f, Var f) of the mean output under q (epistemic)."""
-    mean, var = _moments(state, jnp.asarray(X))
-    return mean[..., 0], var[..., 0]
+    mean, var, _ = _predict_moments(state, jnp.asarray(X))
+    return mean, var
 
 
+@float64
 def noise_variance(state: DVIState, X: jax.Array) -> jax.Array:
     """Aleatoric variance per row: s^2 (homoscedastic) or E[e^l] = exp(m_l + v_l / 2)."""
-    mean, var = _moments(state, jnp.asarray(X))
+    return _predict_moments(state, jnp.asarray(X)).noise_var
+
+
+@float64
+def predict_moments(state: DVIState, X: jax.Array) -> Moments:
+    """:class:`Moments` per row from one pass: (E f, Var f) and the noise variance."""
+    return _predict_moments(state, jnp.asarray(X))
+
+
+@jax.jit
+def _predict_moments(state, X):
+    mean, var = output_moments(state.params, state.spec, X)
     if state.spec.heteroscedastic:
-        return jnp.exp(mean[..., 1] + 0.5 * var[..., 1])
-    return jnp.broadcast_to(jnp.exp(state.params["log_noise"]), mean.shape[:-1])
+        noise = state.spec.likelihood.noise_from_outputs(mean, var)
+    else:
+        noise = jnp.broadcast_to(jnp.exp(state.params["log_noise"]), mean.shape[:-1])
+    return Moments(mean[..., 0], var[..., 0], noise)
+
+
+#: DVI behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="dvi", spec_class=DVISpec, init=init, update=update, predict=predict_moments)

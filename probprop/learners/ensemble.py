@@ -24,6 +24,8 @@ decay by default (``prior_var=None``), as in the paper.
     mean, total = predictive_moments(state, X)  # mixture mean and variance
     choice = select_learning_rate(X, y, spec, epochs=40)   # Adam step size by validation LL
 
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
+
 The paper does not state its optimiser settings; :func:`select_learning_rate` picks Adam's
 step size from :data:`GRID_LEARNING_RATE` on a validation part of the training data.
 """
@@ -41,6 +43,8 @@ from jax.scipy.stats import norm
 
 from probprop.learners import mapnet
 from probprop.learners._sgd import as_xy, holdout
+from probprop.learners.base import Learner, Moments, Selection, float64
+from probprop.moments.mixture import mixture_moments
 
 #: Adam step sizes :func:`select_learning_rate` tries by default.
 GRID_LEARNING_RATE = (1e-3, 3e-3, 1e-2, 3e-2)
@@ -114,9 +118,10 @@ class EnsembleState:
         )
 
 
+@float64
 def init(key: jax.Array, spec: EnsembleSpec) -> EnsembleState:
     """Independent initialisations and shuffling keys, one per member."""
-    members = [mapnet.init(k, spec.member_spec) for k in jax.random.split(key, spec.n_members)]
+    members = [mapnet._init(k, spec.member_spec) for k in jax.random.split(key, spec.n_members)]
     stack = lambda *a: jnp.stack(a)
     return EnsembleState(
         params=jax.tree.map(stack, *[s.params for s in members]),
@@ -128,9 +133,14 @@ def init(key: jax.Array, spec: EnsembleSpec) -> EnsembleState:
     )
 
 
-@jax.jit
+@float64
 def update(state: EnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> EnsembleState:
     """One epoch for every member (vmapped), each with its own shuffle."""
+    return _update(state, X, y, mask)
+
+
+@jax.jit
+def _update(state: EnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> EnsembleState:
     member_spec = state.spec.member_spec
 
     def one(params, opt_state, key):
@@ -147,56 +157,53 @@ def member_predictions(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, j
     return jax.vmap(lambda p: mapnet.forward(p, spec, X))(state.params)
 
 
-def mixture_moments(mu: jax.Array, var: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(mean, epistemic, aleatoric)`` of the uniform mixture of N(mu_m, var_m) over axis 0."""
-    mean = jnp.mean(mu, axis=0)
-    epistemic = jnp.mean((mu - mean) ** 2, axis=0)  # = mean(mu^2) - mean^2, without cancellation
-    return mean, epistemic, jnp.mean(var, axis=0)
+@float64
+def predict_moments(state: EnsembleState, X: jax.Array) -> Moments:
+    """:class:`Moments` of the mixture per row (:func:`probprop.moments.mixture_moments`): mean,
+    Var_m(mu_m) (epistemic) and the member average of sigma_m^2(x) (aleatoric), one pass."""
+    return _predict_moments(state, jnp.asarray(X))
+
+
+@jax.jit
+def _predict_moments(state, X):
+    return Moments(*mixture_moments(*member_predictions(state, X)))
 
 
 def predict(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mixture mean and the epistemic part of its variance, Var_m(mu_m)."""
-    mean, epistemic, _ = mixture_moments(*member_predictions(state, jnp.asarray(X)))
+    mean, epistemic, _ = predict_moments(state, X)
     return mean, epistemic
 
 
 def noise_variance(state: EnsembleState, X: jax.Array) -> jax.Array:
     """Aleatoric part of the mixture variance, the member average of sigma_m^2(x)."""
-    return mixture_moments(*member_predictions(state, jnp.asarray(X)))[2]
+    return predict_moments(state, X).noise_var
 
 
 def predictive_moments(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mixture mean and total variance avg(sigma_m^2 + mu_m^2) - mean^2 (epistemic + aleatoric)."""
-    mean, epistemic, aleatoric = mixture_moments(*member_predictions(state, jnp.asarray(X)))
+    mean, epistemic, aleatoric = predict_moments(state, X)
     return mean, epistemic + aleatoric
-
-
-@dataclass(frozen=True)
-class LearningRateSelection:
-    """Result of :func:`select_learning_rate`: the chosen ``learning_rate``, ``spec`` (the base
-    spec with it) and ``scores[i]``, the mean validation log-likelihood of ``grid[i]``."""
-
-    learning_rate: float
-    spec: EnsembleSpec
-    scores: np.ndarray
-    grid: tuple[float, ...]
 
 
 def gaussian_log_likelihood(state: EnsembleState, X, y) -> jax.Array:
     """Mean log density of y under the moment-matched mixture N(mean, total variance)."""
-    mean, total = predictive_moments(state, X)
+    mean, epistemic, aleatoric = _predict_moments(state, X)
+    total = epistemic + aleatoric
     return jnp.mean(norm.logpdf(jnp.asarray(y, mean.dtype), mean, jnp.sqrt(total)))
 
 
+@float64
 def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_LEARNING_RATE,
-                         key=None, val_fraction: float = 0.2) -> LearningRateSelection:
+                         key=None, val_fraction: float = 0.2) -> Selection:
     """Choose Adam's step size on a held-out part of the *training* data (never test data).
 
     A random ``val_fraction`` of the rows of (X, y) is held out (:func:`_sgd.holdout`); for every
     step size in ``grid`` the ensemble is trained for ``epochs`` epochs on the rest (same
     initialisation and shuffles for every candidate) and scored by
     :func:`gaussian_log_likelihood` on the held-out rows; a candidate whose score is not finite
-    loses. Retrain on all of (X, y) with ``result.spec``.
+    loses. Retrain on all of (X, y) with ``result.spec``. Returns a :class:`Selection`
+    (``chosen`` and ``grid`` keyed by ``"learning_rate"``).
     """
     X, y = as_xy(X, y)
     grid = tuple(float(lr) for lr in grid)
@@ -212,9 +219,20 @@ def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_L
     for lr in grid:
         state = init(init_key, dataclasses.replace(spec, learning_rate=lr))
         for _ in range(epochs):
-            state = update(state, X_fit, y_fit)
+            state = _update(state, X_fit, y_fit)
         score = float(gaussian_log_likelihood(state, X_val, y_val))
         scores.append(score if np.isfinite(score) else -np.inf)
     scores = np.asarray(scores)
     best = int(np.argmax(scores))
-    return LearningRateSelection(grid[best], dataclasses.replace(spec, learning_rate=grid[best]), scores, grid)
+    return Selection(spec=dataclasses.replace(spec, learning_rate=grid[best]), chosen={"learning_rate": grid[best]},
+                     grid={"learning_rate": grid}, scores=scores)
+
+
+def select(X, y, spec: EnsembleSpec, *, epochs: int = 40, key=None, grid=None) -> Selection:
+    """The learner protocol's search: :func:`select_learning_rate` (``grid``: step sizes)."""
+    return select_learning_rate(X, y, spec, epochs=epochs, key=key, grid=GRID_LEARNING_RATE if grid is None else grid)
+
+
+#: Deep ensembles behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="ensemble", spec_class=EnsembleSpec, init=init, update=update, predict=predict_moments,
+                  select=select)

@@ -26,6 +26,8 @@ The MAP network has no weight uncertainty: ``predict`` returns zero epistemic va
     state = update(state, X, y)              # one epoch of Adam (see _sgd.sgd_epoch)
     mean, var = predict(state, X)            # var == 0
     noise_variance(state, X)                 # sigma^2(x), shape (n,)
+
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
+from probprop.learners.base import Learner, Moments, float64
 
 VARIANCE_LINKS = ("softplus", "exp")
 
@@ -116,8 +119,14 @@ def init_params(key: jax.Array, spec: MAPSpec) -> dict:
     return params
 
 
-@partial(jax.jit, static_argnums=1)
+@float64
 def init(key: jax.Array, spec: MAPSpec) -> MAPState:
+    """LeCun-normal weights (:func:`init_params`) and a fresh Adam state."""
+    return _init(key, spec)
+
+
+@partial(jax.jit, static_argnums=1)
+def _init(key: jax.Array, spec: MAPSpec) -> MAPState:
     key, sub = jax.random.split(key)
     params = init_params(sub, spec)
     return MAPState(
@@ -197,9 +206,14 @@ def epoch_step(params, opt_state, key, X, y, spec: MAPSpec, mask=None):
     return sgd_epoch(params, opt_state, key, X, y, make_loss(spec, n_train), optimizer(spec), spec.batch_size, mask)
 
 
-@jax.jit
+@float64
 def update(state: MAPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MAPState:
     """One epoch: shuffle with the state's key, one Adam step per mini-batch (one lax.scan)."""
+    return _update(state, X, y, mask)
+
+
+@jax.jit
+def _update(state: MAPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MAPState:
     params, opt_state, key, loss = epoch_step(state.params, state.opt_state, state.key, X, y, state.spec, mask)
     return state.replace(params=params, opt_state=opt_state, key=key, epoch=state.epoch + 1, loss=loss)
 
@@ -209,12 +223,25 @@ def _predict(state, X):
     return forward(state.params, state.spec, X)
 
 
+@float64
 def predict(state: MAPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Predictive mean of f(x) and its epistemic variance, which is zero for a point estimate."""
     mu, _ = _predict(state, jnp.asarray(X))
     return mu, jnp.zeros_like(mu)
 
 
+@float64
 def noise_variance(state: MAPState, X: jax.Array) -> jax.Array:
     """Aleatoric variance sigma^2(x) per row (constant for the homoscedastic head)."""
     return _predict(state, jnp.asarray(X))[1]
+
+
+@float64
+def predict_moments(state: MAPState, X: jax.Array) -> Moments:
+    """:class:`Moments` per row from one pass: mu(x), 0, sigma^2(x)."""
+    mu, noise = _predict(state, jnp.asarray(X))
+    return Moments(mu, jnp.zeros_like(mu), noise)
+
+
+#: The MAP network behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="map", spec_class=MAPSpec, init=init, update=update, predict=predict_moments)

@@ -10,7 +10,9 @@ ReLU hidden layers (one by default), inverted dropout with rate p on the input o
 number of training rows, tau the model precision, ``length_scale`` = 1e-2 as in their code).
 Everything is in standardised units here, so tau is the precision of standardised y.
 
-Prediction keeps dropout on: T stochastic passes f_t(x) (``n_samples``, 100 by default),
+Prediction keeps dropout on: T stochastic passes f_t(x) (``n_samples``, 100 by default), each
+a network with one dropout mask per layer shared by every row (T sampled networks), so that a
+row's prediction does not depend on its position or on the other rows of the batch,
 
     mean = (1/T) sum_t f_t,   var = (1/T) sum_t (f_t - mean)^2     (epistemic, :func:`predict`)
     noise_variance = 1 / tau                                         (aleatoric)
@@ -30,6 +32,8 @@ compiled program (``vmap`` over the grid). The benchmark passes each dataset's o
     state = update(state, X, y)                   # one epoch
     mean, var = predict(state, X)                 # T passes, key derived from the state
     noise_variance(state, X)                      # 1 / tau
+
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from probprop.learners._sgd import (
     holdout,
     sgd_epoch,
 )
+from probprop.learners.base import Learner, Moments, Selection, float64
 from probprop.learners.mapnet import mlp
 
 #: The dropout grid of GAL-REPO's grid search.
@@ -123,7 +128,9 @@ def init_params(key: jax.Array, spec: MCDropoutSpec) -> dict:
     return {"layers": tuple(layers)}
 
 
+@float64
 def init(key: jax.Array, spec: MCDropoutSpec) -> MCDropoutState:
+    """Glorot-uniform weights (:func:`init_params`) and a fresh Adam state."""
     return _init(key, spec.structure).replace(spec=spec)  # one compilation for every (p, tau)
 
 
@@ -157,14 +164,16 @@ def _mask_key(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(words, impl="rbg")
 
 
-def dropout_forward(layers, X: jax.Array, key: jax.Array, p) -> jax.Array:
+def dropout_forward(layers, X: jax.Array, key: jax.Array, p, shared: bool = False) -> jax.Array:
     """One stochastic pass, f(x) of shape (n,): inverted dropout (keep with probability 1 - p,
-    scale kept units by 1 / (1 - p)) on the input of every layer, masks independent per row."""
+    scale kept units by 1 / (1 - p)) on the input of every layer, masks independent per row
+    (training), or with ``shared=True`` one mask per layer for every row (one sampled network:
+    prediction, where a row's output must not depend on the other rows)."""
     keep = 1.0 - p
     h = X
     keys = jax.random.split(_mask_key(key), len(layers))
     for i, ((W, b), k) in enumerate(zip(layers, keys)):
-        mask = jax.random.bernoulli(k, keep, h.shape)
+        mask = jax.random.bernoulli(k, keep, h.shape[-1:] if shared else h.shape)
         h = jnp.where(mask, h / keep, 0.0) @ W + b
         if i < len(layers) - 1:
             h = jax.nn.relu(h)
@@ -221,6 +230,7 @@ def _as_mask(mask, n):
     return jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
 
 
+@float64
 def update(state: MCDropoutState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MCDropoutState:
     """One epoch of Adam with dropout: shuffle with the state's key, one step per mini-batch."""
     spec = state.spec
@@ -252,7 +262,7 @@ def _predict_key(state: MCDropoutState, key):
 @partial(jax.jit, static_argnums=(3,))
 def _sample(layers, X, key, n_samples, p):
     keys = jax.random.split(key, n_samples)
-    return jax.lax.map(lambda k: dropout_forward(layers, X, k, p), keys)
+    return jax.lax.map(lambda k: dropout_forward(layers, X, k, p, shared=True), keys)
 
 
 def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None):
@@ -266,7 +276,7 @@ def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None):
 
     def step(carry, k):
         s1, s2, lse = carry
-        d = dropout_forward(layers, X, k, p) - shift
+        d = dropout_forward(layers, X, k, p, shared=True) - shift
         if y is not None:
             lse = jnp.logaddexp(lse, -0.5 * tau * (y - shift - d) ** 2)
         return (s1 + d, s2 + d * d, lse), None
@@ -291,6 +301,7 @@ def _mixture_log_likelihood_grid(layers, X, key, n_samples, ps, y, taus):
     return jax.vmap(score)(layers, ps, taus)
 
 
+@float64
 def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None) -> jax.Array:
     """The T stochastic passes themselves, shape (T, n); pass t uses ``split(key, T)[t]`` (the
     same masks as :func:`predict` with the same key)."""
@@ -299,6 +310,7 @@ def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int
     return _sample(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
 
 
+@float64
 def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None):
     """Mean and epistemic variance (1/T) of T stochastic passes (T = spec.n_samples by default).
 
@@ -312,12 +324,22 @@ def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None
     return mean, var
 
 
+@float64
 def noise_variance(state: MCDropoutState, X: jax.Array) -> jax.Array:
     """The model's aleatoric variance 1 / tau, per row."""
     n = jnp.asarray(X).shape[0]
     return jnp.full(n, 1.0 / state.spec.tau, jnp.dtype(state.spec.dtype))
 
 
+@float64
+def predict_moments(state: MCDropoutState, X: jax.Array) -> Moments:
+    """:class:`Moments` per row: :func:`predict` (T passes, the key derived from the state) and
+    the noise variance 1 / tau."""
+    mean, var = predict(state, X)
+    return Moments(mean, var, noise_variance(state, X))
+
+
+@float64
 def log_likelihood(state: MCDropoutState, X, y, key=None, n_samples: int | None = None) -> jax.Array:
     """Per-row log (1/T) sum_t N(y | f_t(x), 1/tau): the reference code's test log-likelihood."""
     spec = state.spec
@@ -332,20 +354,7 @@ def log_likelihood(state: MCDropoutState, X, y, key=None, n_samples: int | None 
 # Hyper-parameter selection (GAL-REPO "grid" protocol)
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Result of :func:`select_hyperparameters`: the chosen ``dropout`` and ``tau``, ``spec`` (the
-    base spec with them), and ``scores[i, j]``, the mean validation log-likelihood of
-    ``(grid_p[i], grid_tau[j])``."""
-
-    dropout: float
-    tau: float
-    spec: MCDropoutSpec
-    scores: np.ndarray
-    grid_p: tuple[float, ...]
-    grid_tau: tuple[float, ...]
-
-
+@float64
 def select_hyperparameters(
     X,
     y,
@@ -365,7 +374,8 @@ def select_hyperparameters(
     rows are masked, so the compiled loop is the one the final fit on all rows reuses), scored by
     the mean of :func:`log_likelihood` (T = ``n_samples`` passes) on the held-out rows. ``spec``
     gives the network and optimiser (default ``MCDropoutSpec(n_in=X.shape[1])``). Retrain on all
-    of (X, y) with ``result.spec`` afterwards.
+    of (X, y) with ``result.spec`` afterwards. Returns a :class:`Selection` (``chosen`` and
+    ``grid`` keyed by ``"dropout"`` and ``"tau"``; ``scores[i, j]`` for ``(grid_p[i], grid_tau[j])``).
     """
     X, y = as_xy(X, y)
     grid_p, grid_tau = tuple(float(p) for p in grid_p), tuple(float(t) for t in grid_tau)
@@ -401,4 +411,18 @@ def select_hyperparameters(
         raise FloatingPointError("MC dropout grid search: no grid point gave a finite validation log-likelihood")
     i, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(scores), scores, np.nan)), scores.shape)
     best = dataclasses.replace(spec, dropout=grid_p[i], tau=grid_tau[j])
-    return Selection(grid_p[i], grid_tau[j], best, scores, grid_p, grid_tau)
+    return Selection(spec=best, chosen={"dropout": grid_p[i], "tau": grid_tau[j]},
+                     grid={"dropout": grid_p, "tau": grid_tau}, scores=scores)
+
+
+def select(X, y, spec: MCDropoutSpec, *, epochs: int = 400, key=None, grid=None) -> Selection:
+    """The learner protocol's search: :func:`select_hyperparameters`; ``grid`` a dict with
+    ``"dropout"`` and ``"tau"`` candidates (default :data:`GRID_P` x :data:`GRID_TAU`)."""
+    grid = {} if grid is None else dict(grid)
+    return select_hyperparameters(X, y, grid_p=grid.get("dropout", GRID_P), grid_tau=grid.get("tau", GRID_TAU),
+                                  epochs=epochs, key=key, spec=spec)
+
+
+#: MC dropout behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="mcdropout", spec_class=MCDropoutSpec, init=init, update=update, predict=predict_moments,
+                  select=select)

@@ -12,6 +12,11 @@ Pure functions over an immutable :class:`PBPState`:
     mean, var = predict(state, X)        # epistemic moments of the network output
     noise_variance(state)                # E[1/gamma] = rate / (shape - 1)
 
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
+The output likelihood is a piece of the spec (``PBPSpec.likelihood``, default PBP's Gaussian
+with a learned Gamma noise, :mod:`probprop.likelihoods`) and so are the layers
+(``PBPSpec.layers``, default dense, :mod:`probprop.layers`).
+
 Everything works in standardised units; the estimator converts at the edge.
 """
 
@@ -28,9 +33,11 @@ import numpy as np
 from jax import lax
 
 from probprop._compute_once import compute_once
-from probprop.learners import adf
+from probprop.layers import Dense
 from probprop.learners._order import permutation, shuffled_order
-from probprop.moments import ACTIVATIONS, append_bias, linear, linear_vjp
+from probprop.learners.base import Learner, Moments, float64
+from probprop.likelihoods import Gamma, GaussianGammaNoise, GaussianNoise
+from probprop.moments import ACTIVATIONS, adf
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class PBPSpec:
     hyper-priors of the noise precision and of the shared weight precision (PBP: 6, 6, i.e.
     three pseudo-observations of unit variance). With ``learn_noise=False`` the noise Gamma is
     kept fixed; ``noise_variance`` then sets it so that rate / (shape - 1) equals that variance.
+
+    ``likelihood`` (a :class:`probprop.likelihoods.Likelihood`) replaces the Gaussian observation
+    model these fields describe; ``layers`` (one layer piece per weight layer, e.g.
+    :class:`probprop.layers.Dense`) replaces the dense layers. ``None``: the defaults.
     """
 
     n_in: int
@@ -55,20 +66,30 @@ class PBPSpec:
     prior_shape: float = 6.0
     prior_rate: float = 6.0
     dtype: str = "float64"
+    likelihood: object = None
+    layers: tuple | None = None
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         return (self.n_in, *self.hidden, 1)
 
     @property
+    def output_likelihood(self):
+        """The observation model: ``likelihood``, or the Gaussian the noise fields describe."""
+        if self.likelihood is not None:
+            return self.likelihood
+        return GaussianGammaNoise(self.noise_shape, self.noise_rate) if self.learn_noise else GaussianNoise()
+
+    @property
+    def layer_pieces(self) -> tuple:
+        """One layer piece per weight layer: ``layers``, or dense layers."""
+        return (Dense(),) * (len(self.layer_sizes) - 1) if self.layers is None else tuple(self.layers)
+
+    @property
     def weight_shapes(self) -> tuple[tuple[int, int], ...]:
         sizes = self.layer_sizes
-        return tuple((out, inp + int(self.bias)) for inp, out in zip(sizes[:-1], sizes[1:]))
-
-
-class Gamma(NamedTuple):
-    shape: jax.Array
-    rate: jax.Array
+        return tuple(layer.weight_shape(inp, out, self.bias)
+                     for layer, inp, out in zip(self.layer_pieces, sizes[:-1], sizes[1:]))
 
 
 class PriorSites(NamedTuple):
@@ -113,37 +134,44 @@ class PBPState:
         return sum(jnp.sum(r, dtype=jnp.int64) for r in self.rejections) + self.noise_rejections
 
 
+@float64
 def init(key: jax.Array, spec: PBPSpec) -> PBPState:
     """Prior posterior: means ~ N(0, 1/(fan_in + 1)), variances b/(a-1) = 1.2 (PBP §3.1)."""
     if spec.activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {spec.activation!r}; choose from {sorted(ACTIVATIONS)}")
-    if not spec.learn_noise and not (spec.noise_variance is not None and spec.noise_variance > 0):
+    fixed = spec.likelihood is None and not spec.learn_noise
+    if fixed and not (spec.noise_variance is not None and spec.noise_variance > 0):
         raise ValueError(f"a fixed noise needs a positive noise_variance, got {spec.noise_variance!r}")
     state = _init(key, spec)
-    if not spec.learn_noise:  # outside the compiled part: the value is not part of the jit key
-        state = state.replace(noise=Gamma(jnp.asarray(2.0), jnp.asarray(float(spec.noise_variance))))
-    return state
+    # outside the compiled part: a fixed noise value is not part of the jit key
+    return state.replace(noise=spec.output_likelihood.init_params(spec.noise_variance))
 
 
 def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
     """Built on the host: only the normal draws run on the device, through one compiled sampler
-    per power-of-two size (a compiled init per network shape cost ~0.8 s of compilation)."""
+    per power-of-two size (a compiled init per network shape cost ~0.8 s of compilation).
+    Under :func:`jax.eval_shape` (a traced key) nothing is allocated: the model-file loader
+    learns the state's structure and shapes this way before it reads any array."""
     dtype = np.dtype(spec.dtype)
     key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
     prior_var = spec.prior_rate / (spec.prior_shape - 1.0)
+    abstract = isinstance(key, jax.core.Tracer)
+    if abstract:
+        normal = lambda k, shape, divisor: jax.random.normal(k, shape, jnp.float64) / divisor  # noqa: E731
+        full = lambda value, dtype: tuple(jnp.full(s, value, dtype) for s in spec.weight_shapes)  # noqa: E731
+    else:
+        normal = _normal_over
+        full = lambda value, dtype: tuple(jnp.asarray(np.full(s, value, dtype)) for s in spec.weight_shapes)  # noqa: E731
     means = tuple(
-        jnp.asarray(_normal_over(k, shape, np.sqrt(shape[1])).astype(dtype))
+        jnp.asarray(normal(k, shape, np.sqrt(shape[1])).astype(dtype))
         for k, shape in zip(layer_keys, spec.weight_shapes)
     )
-    full = lambda value, dtype: tuple(jnp.asarray(np.full(s, value, dtype)) for s in spec.weight_shapes)  # noqa: E731
     f64 = np.float64
     zeros = full(0.0, f64)
-    # a fixed noise variance s2 is stored as shape 2, rate s2 (rate / (shape - 1) = s2), see init
-    noise = Gamma(jnp.asarray(spec.noise_shape, f64), jnp.asarray(spec.noise_rate, f64))
     return PBPState(
         means=means,
         variances=full(prior_var, dtype),
-        noise=noise,
+        noise=None,  # the likelihood's parameters, set by init
         prior=Gamma(jnp.asarray(spec.prior_shape, f64), jnp.asarray(spec.prior_rate, f64)),
         sites=PriorSites(zeros, full(1.0 / prior_var, f64), zeros, zeros),
         rejections=full(0, np.int32),
@@ -178,15 +206,14 @@ def forward(state: PBPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     activation = ACTIVATIONS[spec.activation]
     mean, var = X.astype(state.means[0].dtype), None
     last = len(state.means) - 1
-    for layer, (M, V) in enumerate(zip(state.means, state.variances)):
-        if spec.bias:
-            mean, var = append_bias(mean, var)
-        mean, var = linear(M, V, mean, var)
+    for layer, (piece, M, V) in enumerate(zip(spec.layer_pieces, state.means, state.variances)):
+        _, (mean, var) = piece.forward(M, V, mean, var, spec.bias)
         if layer < last:
             mean, var, _ = activation(mean, var)
     return mean[..., 0], var[..., 0]
 
 
+@float64
 def predict(state: PBPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Predictive mean and epistemic variance of f(x) (add :func:`noise_variance` for y)."""
     return _predict(state, jnp.asarray(X))
@@ -197,9 +224,27 @@ def _predict(state, X):
     return forward(state, X)
 
 
+@float64
+def predict_moments(state: PBPState, X: jax.Array) -> Moments:
+    """:class:`Moments` per row: mean, epistemic variance and the (constant) noise variance."""
+    return _predict_moments(state, jnp.asarray(X))
+
+
+@jax.jit
+def _predict_moments(state, X):
+    mean, var = forward(state, X)
+    return Moments(mean, var, jnp.broadcast_to(_noise_variance(state), var.shape))
+
+
+def _noise_variance(state):
+    return state.spec.output_likelihood.noise_variance(state.noise)
+
+
+@float64
 def noise_variance(state: PBPState) -> jax.Array:
-    """Posterior mean of the noise variance, E[1/gamma] = rate / (shape - 1)."""
-    return state.noise.rate / (state.noise.shape - 1.0)
+    """The likelihood's predictive noise variance; for the Gaussian ones the posterior mean of
+    the noise variance, E[1/gamma] = rate / (shape - 1)."""
+    return _noise_variance(state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,26 +262,17 @@ def output_moments_and_grads(state: PBPState, x: jax.Array, y: jax.Array, weight
 def _output_scalars(state: PBPState, y, out_mean, out_var, weight, keep) -> jax.Array:
     """Everything scalar that follows the forward pass, as one float64 vector
 
-        [d log Z / d out_mean, d log Z / d out_var, noise shape, noise rate, noise update refused]
+        [d log Z / d out_mean, d log Z / d out_var, *likelihood parameters, update refused]
 
-    (the noise Gamma after its guarded ADF update; unchanged when the noise is fixed). Built as
+    from the spec's likelihood (:mod:`probprop.likelihoods`; for PBP's Gaussian, the noise Gamma
+    after its guarded ADF update, unchanged when the noise is fixed). Built as
     one stacked array so that XLA:CPU computes it in one kernel: as separate scalars it made
     about eight tiny kernels per data point.
     """
     f64 = jnp.float64
-    noise = state.noise
     m, v = out_mean.astype(f64), out_var.astype(f64)
-    total = v + noise_variance(state)
-    resid = y - m
-    g_mean = weight * resid / total
-    g_var = weight * 0.5 * (resid * resid / total - 1.0) / total
-    shape, rate, refused = noise.shape, noise.rate, jnp.zeros((), f64)
-    if state.spec.learn_noise:
-        shape_new, rate_new = adf.gamma_update(*noise, *adf.student_log_z(y, m, v, *noise))
-        ok = adf.valid_gamma(shape_new, rate_new) & keep
-        shape, rate = jnp.where(ok, shape_new, shape), jnp.where(ok, rate_new, rate)
-        refused = jnp.where(~ok & keep, 1.0, 0.0)
-    scalars = jnp.stack([g_mean, g_var, shape, rate, refused])
+    g_mean, g_var, noise, refused = state.spec.output_likelihood.adf_output(state.noise, y, m, v, weight, keep)
+    scalars = jnp.stack([g_mean, g_var, *(jnp.asarray(a, f64) for a in jax.tree.leaves(noise)), refused])
     # summed with zeros: a reduction, which XLA:CPU neither simplifies away nor fuses into its
     # consumers, so the vector is computed once, in one kernel
     return jnp.sum(jnp.stack([scalars, jnp.zeros_like(scalars)]), axis=0)
@@ -256,16 +292,15 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
     the data, deterministic): ``grads_m[0] = a x^T``, ``grads_v[0] = b (x^2)^T``.
     """
     spec = state.spec
+    pieces = spec.layer_pieces
     activation = ACTIVATIONS[spec.activation]
     dtype = state.means[0].dtype
     mean, var = x.astype(dtype), None
     inputs, jacobians = [], []
     last = len(state.means) - 1
     for layer, (M, V) in enumerate(zip(state.means, state.variances)):
-        if spec.bias:
-            mean, var = append_bias(mean, var)
-        inputs.append((mean, var))
-        mean, var = linear(M, V, mean, var)
+        layer_inputs, (mean, var) = pieces[layer].forward(M, V, mean, var, spec.bias)
+        inputs.append(layer_inputs)
         if layer < last:
             mean, var, jac = activation(mean, var)
             jacobians.append(jac)
@@ -278,15 +313,11 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
     first = None
     for layer in range(last, -1, -1):
         M, V = state.means[layer], state.variances[layer]
-        in_mean, in_var = inputs[layer]
-        dM, dV, d_mean, d_var = linear_vjp(M, V, in_mean, in_var, g_mean, g_var)
+        dM, dV, d_mean, d_var = pieces[layer].pullback(M, V, inputs[layer], g_mean, g_var, spec.bias)
         grads_m[layer], grads_v[layer] = dM, dV
-        if layer == 0:
-            n = M.shape[-1]
-            first = (g_mean * (1.0 / jnp.sqrt(n)), g_var / n, in_mean)  # linear_vjp's factors (in_var None)
+        if layer == 0 and hasattr(pieces[0], "deterministic_factors"):
+            first = pieces[0].deterministic_factors(M, inputs[0], g_mean, g_var)  # the data: in_var None
         if layer > 0:
-            if spec.bias:
-                d_mean, d_var = d_mean[:-1], d_var[:-1]
             dE_dm, dE_dv, dVar_dm, dVar_dv = jacobians[layer - 1]
             # g_mean = d_mean dE_dm + d_var dVar_dm, g_var = d_mean dE_dv + d_var dVar_dv, written
             # as one small reduction: XLA:CPU then materialises the two vectors once, instead of
@@ -311,7 +342,7 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     _, _, grads_m, grads_v, scalars, first = _moments_grads_and_noise(state, x, y, weight, keep)
     means, variances, rejections = [], [], []
     for layer, (M, V, dM, dV, count) in enumerate(zip(state.means, state.variances, grads_m, grads_v, state.rejections)):
-        if layer == 0 and M.dtype == jnp.float64:
+        if layer == 0 and first is not None and M.dtype == jnp.float64:
             # deterministic inputs: the factored form, fewer operations per weight (in float32
             # XLA:CPU compiles it into a slower loop than the plain form: `probprop bench speed`)
             m_new, v_new = adf.gaussian_update_outer(M, V, *first)
@@ -321,12 +352,15 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
         means.append(jnp.where(ok, m_new, M))
         variances.append(jnp.where(ok, v_new, V))
         rejections.append(count + jnp.where(ok, 0, 1).astype(count.dtype))
+    leaves, treedef = jax.tree.flatten(state.noise)
+    k = len(leaves)
+    noise = jax.tree.unflatten(treedef, [scalars[2 + i].astype(leaf.dtype) for i, leaf in enumerate(leaves)])
     return state.replace(
         means=tuple(means),
         variances=tuple(variances),
-        noise=Gamma(scalars[2], scalars[3]),
+        noise=noise,
         rejections=tuple(rejections),
-        noise_rejections=state.noise_rejections + scalars[4].astype(state.noise_rejections.dtype),
+        noise_rejections=state.noise_rejections + scalars[2 + k].astype(state.noise_rejections.dtype),
     )
 
 
@@ -447,8 +481,18 @@ def refine_prior(state: PBPState) -> PBPState:
 # One epoch
 
 
-@partial(jax.jit, static_argnames="unroll")
+@float64
 def update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None, *,
+           unroll: int = SWEEP_UNROLL) -> PBPState:
+    """One PBP epoch: a fresh random order, one ADF update per point, then the EP prior step.
+
+    ``unroll``: ADF updates per iteration of the compiled loop (the results do not depend on it).
+    """
+    return _update(state, X, y, mask, unroll=unroll)
+
+
+@partial(jax.jit, static_argnames="unroll")
+def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None, *,
            unroll: int = SWEEP_UNROLL) -> PBPState:
     """One PBP epoch: a fresh random order, one ADF update per point, then the EP prior step.
 
@@ -468,3 +512,7 @@ def update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None =
 
 def n_weights(spec: PBPSpec) -> int:
     return sum(a * b for a, b in spec.weight_shapes)
+
+
+#: PBP behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="pbp", spec_class=PBPSpec, init=init, update=update, predict=predict_moments, online=True)

@@ -15,6 +15,10 @@ Pure functions over an immutable :class:`TAGIState`:
     noise_variance(state)                # sigma_v^2 (fixed; see select_sigma_v)
     noise_variance(state, X)             # E[noise variance] per row (heteroscedastic=True)
 
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol. The
+output's innovation comes from the spec's likelihood (:mod:`probprop.likelihoods`): a Gaussian of
+variance sigma_v^2, or the AGVI head.
+
 Everything works in standardised units; the estimator converts at the edge.
 
 Forward (per data point, vectorised over a mini-batch; l-th layer Z = W A + b, all factors
@@ -101,9 +105,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from probprop.learners import adf
 from probprop.learners._order import permutation, shuffled_order
-from probprop.moments import ACTIVATIONS, append_bias, exponential
+from probprop.learners._sgd import as_xy, holdout
+from probprop.learners.base import Learner, Moments, Selection, float64
+from probprop.likelihoods import GaussianNoise, HeteroscedasticGaussian
+from probprop.moments import ACTIVATIONS, adf, append_bias, linear
+from probprop.preprocessing import standardisation
 
 
 @dataclass(frozen=True)
@@ -141,8 +148,13 @@ class TAGISpec:
             raise ValueError("init_gain and init_bias_variance must be positive")
 
     @property
+    def likelihood(self):
+        """The observation model (:mod:`probprop.likelihoods`)."""
+        return HeteroscedasticGaussian() if self.heteroscedastic else GaussianNoise()
+
+    @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, 2 if self.heteroscedastic else 1)
+        return (self.n_in, *self.hidden, self.likelihood.n_outputs)
 
     @property
     def weight_shapes(self) -> tuple[tuple[int, int], ...]:
@@ -177,8 +189,14 @@ class TAGIState:
         return sum(jnp.sum(r, dtype=jnp.int64) for r in self.rejections)
 
 
-@partial(jax.jit, static_argnums=1)  # one compilation per spec, not one per operation
+@float64
 def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
+    """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
+    return _init(key, spec)
+
+
+@partial(jax.jit, static_argnums=1)  # one compilation per spec, not one per operation
+def _init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
     dtype = jnp.dtype(spec.dtype)
     key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
@@ -202,6 +220,7 @@ def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     )
 
 
+@float64
 def noise_variance(state: TAGIState, X: jax.Array | None = None) -> jax.Array:
     """The observation-noise variance in standardised units: the fixed sigma_v^2, or, for the
     heteroscedastic network, E[exp(Z_s)] per row of ``X`` (which it then needs)."""
@@ -214,8 +233,7 @@ def noise_variance(state: TAGIState, X: jax.Array | None = None) -> jax.Array:
 
 @jax.jit
 def _noise_variance(state, X):
-    out = forward_moments(state, X)[-1]
-    return exponential(out.z_mean[..., 1], out.z_var[..., 1])[0]
+    return _predict_moments(state, X).noise_var
 
 
 def n_parameters(spec: TAGISpec) -> int:
@@ -242,16 +260,10 @@ class LayerMoments(NamedTuple):
 
 
 def linear_moments(M, V, in_mean, in_var):
-    """Mean and variance of Z = W A for independent W ~ N(M, V), A ~ (in_mean, in_var).
-
-    No 1/sqrt(n) scaling (unlike :func:`probprop.moments.linear`, which is PBP's
-    parameterisation): E[Z] = M mu_a, Var[Z] = V var_a + V mu_a^2 + M^2 var_a.
-    ``in_var=None`` means deterministic inputs.
-    """
-    mean = in_mean @ M.T
-    if in_var is None:
-        return mean, (in_mean * in_mean) @ V.T
-    return mean, in_var @ (M * M).T + (in_mean * in_mean + in_var) @ V.T
+    """Mean and variance of Z = W A for independent W ~ N(M, V), A ~ (in_mean, in_var): the
+    unscaled :func:`probprop.moments.linear` (E[Z] = M mu_a, Var[Z] = V var_a + V mu_a^2 + M^2 var_a).
+    ``in_var=None`` means deterministic inputs."""
+    return linear(M, V, in_mean, in_var, scaled=False)
 
 
 def forward_moments(state: TAGIState, X: jax.Array) -> tuple[LayerMoments, ...]:
@@ -279,6 +291,7 @@ def forward(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     return out.z_mean[..., 0], out.z_var[..., 0]
 
 
+@float64
 def predict(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Predictive mean and epistemic variance of f(x) (add :func:`noise_variance` for y)."""
     return _predict(state, jnp.asarray(X))
@@ -287,6 +300,24 @@ def predict(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
 @jax.jit
 def _predict(state, X):
     return forward(state, X)
+
+
+@float64
+def predict_moments(state: TAGIState, X: jax.Array) -> Moments:
+    """:class:`Moments` per row from one forward pass: mean, epistemic variance, noise variance
+    (sigma_v^2, or the heteroscedastic head's E[exp(Z_s)])."""
+    return _predict_moments(state, jnp.asarray(X))
+
+
+@jax.jit
+def _predict_moments(state, X):
+    out = forward_moments(state, X)[-1]
+    mean, var = out.z_mean[..., 0], out.z_var[..., 0]
+    if state.spec.heteroscedastic:
+        noise = state.spec.likelihood.noise_from_outputs(out.z_mean, out.z_var)
+    else:
+        noise = jnp.broadcast_to(jnp.asarray(state.spec.sigma_v**2, jnp.float64), mean.shape)
+    return Moments(mean, var, noise)
 
 
 def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict[str, jax.Array]]:
@@ -315,40 +346,24 @@ def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict
 # Backward: layer-wise Gaussian conditioning
 
 
-def output_deltas(out: LayerMoments, y: jax.Array, keep: jax.Array, noise_var) -> tuple[jax.Array, jax.Array]:
-    """Innovation of the output for y = Z + V: ((y - mu_z)/S, -1/S), S = var_z + sigma_v^2;
-    for a two-unit (heteroscedastic) output, :func:`heteroscedastic_deltas` (``noise_var`` unused).
-
-    Rows with ``keep`` False get zero deltas, so they leave every update unchanged.
-    """
-    if out.z_mean.shape[-1] == 2:
-        d_mean, d_var = heteroscedastic_deltas(out.z_mean, out.z_var, y)
-        return jnp.where(keep[:, None], d_mean, 0.0), jnp.where(keep[:, None], d_var, 0.0)
-    total = out.z_var[:, 0] + noise_var
-    d_mean = jnp.where(keep, (y - out.z_mean[:, 0]) / total, 0.0)
-    d_var = jnp.where(keep, -1.0 / total, 0.0)
-    return d_mean[:, None], d_var[:, None]
+def output_deltas(out: LayerMoments, y: jax.Array, keep: jax.Array, noise_var, likelihood=None):
+    """The output units' innovation from the likelihood (:mod:`probprop.likelihoods`): for a
+    Gaussian of variance ``noise_var``, ((y - mu_z)/S, -1/S) with S = var_z + noise_var; for the
+    two-unit heteroscedastic output, :func:`heteroscedastic_deltas` (``noise_var`` unused).
+    Rows with ``keep`` False get zero deltas, so they leave every update unchanged."""
+    if likelihood is None:
+        likelihood = HeteroscedasticGaussian() if out.z_mean.shape[-1] == 2 else GaussianNoise()
+    return likelihood.tagi_deltas(out.z_mean, out.z_var, y, keep, noise_var)
 
 
 def heteroscedastic_deltas(z_mean: jax.Array, z_var: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """AGVI innovations of the output units (Z_mu, Z_s) for observations y (module docstring).
+    """AGVI innovations of the output units (Z_mu, Z_s) for observations y (module docstring;
+    the formulas live in :meth:`probprop.likelihoods.HeteroscedasticGaussian.tagi_deltas`).
 
     ``z_mean``/``z_var`` have shape (B, 2), ``y`` shape (B,); returns ``(delta_mu, delta_var)``
     of shape (B, 2): column 0 for the mean unit, column 1 for the noise unit.
     """
-    m_mu, v_mu = z_mean[:, 0], z_var[:, 0]
-    s2 = z_var[:, 1]
-    mu, _, _ = exponential(z_mean[:, 1], s2)  # E[Vbar2], the prior noise variance
-    c = 3.0 * jnp.expm1(s2) + 2.0  # Var[V^2] / mu^2
-    total = v_mu + mu
-    resid = y - m_mu
-    m_v = mu * resid / total  # V | y
-    v_v = mu * v_mu / total
-    e_sq = m_v * m_v + v_v  # V^2 | y
-    var_sq = 2.0 * v_v * v_v + 4.0 * m_v * m_v * v_v
-    d_mean = jnp.stack([resid / total, (e_sq - mu) / (mu * c)], axis=1)
-    d_var = jnp.stack([-1.0 / total, (var_sq - mu * mu * c) / (mu * c) ** 2], axis=1)
-    return d_mean, d_var
+    return HeteroscedasticGaussian().tagi_deltas(z_mean, z_var, y, jnp.ones(jnp.shape(y), bool))
 
 
 def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var):
@@ -396,7 +411,7 @@ def batch_update(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_
     if noise_var is None:
         noise_var = state.spec.sigma_v**2
     layers = forward_moments(state, X)
-    d_mean, d_var = output_deltas(layers[-1], y, keep, jnp.asarray(noise_var, dtype))
+    d_mean, d_var = output_deltas(layers[-1], y, keep, jnp.asarray(noise_var, dtype), state.spec.likelihood)
     delta_means, delta_vars = backward(state, layers, d_mean, d_var)
     means, variances, rejections = [], [], []
     for M, V, dM, dV, count in zip(state.means, state.variances, delta_means, delta_vars, state.rejections):
@@ -449,8 +464,18 @@ def _epoch(state: TAGIState, X, y, mask, noise_var) -> TAGIState:
     return state.replace(key=key)
 
 
-@jax.jit
+@float64
 def update(state: TAGIState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> TAGIState:
+    """One TAGI epoch: a fresh random order, then one conditioning step per mini-batch.
+
+    ``mask`` (optional) marks the real rows of X when the data are padded to a reusable shape;
+    the padded rows go last in the order and are skipped.
+    """
+    return _update(state, X, y, mask)
+
+
+@jax.jit
+def _update(state: TAGIState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> TAGIState:
     """One TAGI epoch: a fresh random order, then one conditioning step per mini-batch.
 
     ``mask`` (optional) marks the real rows of X when the data are padded to a reusable shape;
@@ -463,16 +488,6 @@ def update(state: TAGIState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
 
 # ---------------------------------------------------------------------------------------------
 # Observation noise chosen on a validation split
-
-
-class SigmaVSelection(NamedTuple):
-    """Result of :func:`select_sigma_v`: the chosen value, the grid and, per grid value, the
-    mean Gaussian log-likelihood per validation point (in the units of the standardised fit
-    part, -0.5 log 2 pi included)."""
-
-    sigma_v: float
-    grid: tuple[float, ...]
-    val_log_likelihood: np.ndarray
 
 
 @jax.jit
@@ -496,7 +511,7 @@ def select_sigma_v(
     key: jax.Array | None = None,
     val_fraction: float = 0.1,
     spec: TAGISpec | None = None,
-) -> SigmaVSelection:
+) -> Selection:
     """Choose sigma_v by validation log-likelihood on a split carved from the training data.
 
     Pass only training data: a random ``val_fraction`` of its rows is held out, the rest (the
@@ -506,33 +521,33 @@ def select_sigma_v(
     value with the highest mean log-likelihood of the held-out rows (standardised the same way,
     epistemic variance + sigma_v^2) wins; ties go to the smaller value. The grid values are in
     standardised units, like ``TAGISpec.sigma_v``. All grid values are trained at once
-    (``vmap``), so the cost is one compilation.
+    (``vmap``), so the cost is one compilation. Returns a :class:`Selection` (``chosen`` and
+    ``grid`` keyed by ``"sigma_v"``).
     """
-    X = np.asarray(X, np.float64)
-    y = np.asarray(y, np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
+    with jax.enable_x64(True):
+        return _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec)
+
+
+def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
+    X, y = as_xy(X, y)
     grid = tuple(float(s) for s in grid)
     if not grid or any(not (s > 0 and np.isfinite(s)) for s in grid):
         raise ValueError(f"grid must hold positive finite values, got {grid!r}")
     n = y.shape[0]
-    n_val = int(round(val_fraction * n))
-    if not 1 <= n_val <= n - 2:
+    if not 1 <= round(val_fraction * n) <= n - 2:
         raise ValueError(f"val_fraction={val_fraction!r} leaves no usable split of {n} rows")
     key = jax.random.PRNGKey(0) if key is None else key
     k_split, k_init = jax.random.split(key)
-    perm = np.asarray(jax.random.permutation(k_split, n))
-    val, fit = perm[:n_val], perm[n_val:]
-    x_mean, x_std = X[fit].mean(0), X[fit].std(0)
-    x_std = np.where(x_std > 0, x_std, 1.0)
-    y_mean, y_std = y[fit].mean(), y[fit].std()
-    y_std = y_std if y_std > 0 else 1.0
+    val, fit = holdout(n, val_fraction, k_split)
+    # the fit part standardised on its own, with the exactly-constant rule (constant_tol=0)
+    x_mean, x_std = standardisation(X[fit], constant_tol=0.0)
+    y_mean, y_std = (float(a[0]) for a in standardisation(y[fit, None], constant_tol=0.0))
     Xs, ys = (X - x_mean) / x_std, (y - y_mean) / y_std
 
     spec = TAGISpec(n_in=X.shape[1]) if spec is None else dataclasses.replace(spec, n_in=X.shape[1])
     if spec.heteroscedastic:
         raise ValueError("select_sigma_v is for the homoscedastic network; the heteroscedastic one learns its noise")
-    state = init(k_init, spec)
+    state = _init(k_init, spec)
     states = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(grid),) + a.shape), state)
     dtype = state.means[0].dtype
     noise_vars = jnp.asarray(grid, dtype) ** 2
@@ -544,4 +559,17 @@ def select_sigma_v(
         np.float64,
     )
     scores = np.where(np.isfinite(scores), scores, -np.inf)
-    return SigmaVSelection(sigma_v=grid[int(np.argmax(scores))], grid=grid, val_log_likelihood=scores)
+    best = grid[int(np.argmax(scores))]
+    return Selection(spec=dataclasses.replace(spec, sigma_v=best), chosen={"sigma_v": best},
+                     grid={"sigma_v": grid}, scores=scores)
+
+
+def select(X, y, spec: TAGISpec, *, epochs: int = 40, key=None, grid=None) -> Selection:
+    """The learner protocol's search: :func:`select_sigma_v` (``grid``: sigma_v values)."""
+    kwargs = {} if grid is None else {"grid": grid}
+    return select_sigma_v(X, y, epochs=epochs, key=key, spec=spec, **kwargs)
+
+
+#: TAGI behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="tagi", spec_class=TAGISpec, init=init, update=update, predict=predict_moments,
+                  select=select, online=True)

@@ -78,39 +78,53 @@ def crps(y_true, mean, std):
     return float(np.mean(per_point))
 
 
-def _central_interval(mean, std, level):
-    """Bounds ``mu -/+ sigma * Phi^{-1}((1 + level) / 2)`` of the central ``level`` interval."""
-    return norm.interval(level, loc=mean, scale=std)
+def _half_width(level):
+    """``q = Phi^{-1}((1 + level) / 2)``: half-width of the central ``level`` interval in units of sigma.
+
+    Written ``Phi^{-1}(0.5 + level / 2)`` as in :func:`~probprop.metrics.calibration_curve`, so that
+    the coverage at a level of its grid is exactly the curve's observed proportion there.
+    """
+    return norm.ppf(0.5 + level / 2.0)
 
 
 def interval_coverage(y_true, mean, std, level=0.9):
     """Fraction of targets inside their central predictive interval of mass ``level``.
 
     The interval is ``[mu - q sigma, mu + q sigma]`` with ``q = Phi^{-1}((1 + level) / 2)``
-    (closed at both ends). For calibrated forecasts the coverage is close to ``level``.
+    (closed at both ends). Membership is decided on the standardised residual,
+    ``|y - mu| / sigma <= q``, not by comparing ``y`` with the bounds ``mu -/+ q sigma``
+    rounded in the units of ``y`` (which counts a point as inside when ``sigma`` is tiny
+    next to ``|mu|``). For calibrated forecasts the coverage is close to ``level``.
     """
+    return float(np.mean(inside_interval(y_true, mean, std, level)))
+
+
+def inside_interval(y_true, mean, std, level=0.9) -> np.ndarray:
+    """Per point: is ``y`` inside its central interval of mass ``level``? (The rule of
+    :func:`interval_coverage`: ``|y - mu| / sigma <= q`` on the standardised residual.)"""
     y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
-    lo, hi = _central_interval(mu, sigma, check_level(level))
-    return float(np.mean((y >= lo) & (y <= hi)))
+    q = _half_width(check_level(level))
+    return np.abs(y - mu) / sigma <= q
 
 
 def interval_width(y_true, mean, std, level=0.9):
     """Mean width ``2 q sigma`` of the central predictive intervals of mass ``level``.
 
-    ``q = Phi^{-1}((1 + level) / 2)``; ``y_true`` is only validated, so the signature
-    matches the other metrics.
+    ``q = Phi^{-1}((1 + level) / 2)``, computed as ``2 q mean(sigma)`` (not as the difference of
+    the bounds, which loses the width to rounding when ``sigma`` is tiny next to ``|mu|``);
+    ``y_true`` and ``mean`` are only validated, so the signature matches the other metrics.
     """
-    _, mu, sigma = check_gaussian_inputs(y_true, mean, std)
-    lo, hi = _central_interval(mu, sigma, check_level(level))
-    return float(np.mean(hi - lo))
+    _, _, sigma = check_gaussian_inputs(y_true, mean, std)
+    return float(2.0 * _half_width(check_level(level)) * np.mean(sigma))
 
 
 def sharpness(y_true, mean, std):
     """Sharpness as the root mean predictive variance, ``sqrt(mean(sigma**2))``.
 
     This is the definition used by uncertainty-toolbox (``uct.metrics.sharpness``;
-    Chung et al., 2021, arXiv:2109.10254). Lower means sharper, which is only a virtue
-    together with good calibration. ``y_true`` and ``mean`` are only validated.
+    Chung et al., 2021, arXiv:2109.10254), which takes ``y_std`` alone; here the arguments
+    are ``(y_true, mean, std)`` like every metric, and ``y_true`` and ``mean`` are only
+    validated. Lower means sharper, which is only a virtue together with good calibration.
     """
     _, _, sigma = check_gaussian_inputs(y_true, mean, std)
     return float(np.sqrt(np.mean(np.square(sigma))))

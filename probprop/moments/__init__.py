@@ -5,6 +5,7 @@ from probprop.moments.gaussian import mills_terms, norm_cdf, norm_pdf
 from probprop.moments.gelu import gelu, gelu_with_jacobian
 from probprop.moments.leaky_relu import leaky_relu, leaky_relu_with_jacobian, make_leaky_relu
 from probprop.moments.linear import append_bias, linear, linear_vjp
+from probprop.moments.mixture import mixture_moments
 from probprop.moments.relu import relu, relu_with_jacobian
 from probprop.moments.sigmoid import probit_var, sigmoid, sigmoid_with_jacobian, tanh, tanh_with_jacobian
 
@@ -28,6 +29,7 @@ __all__ = [
     "linear",
     "linear_vjp",
     "make_leaky_relu",
+    "mixture_moments",
     "mills_terms",
     "norm_cdf",
     "norm_pdf",

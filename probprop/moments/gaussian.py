@@ -6,7 +6,6 @@ from jax import lax
 
 from probprop._compute_once import compute_once
 
-
 SQRT_HALF = 0.7071067811865476
 INV_SQRT_2PI = 0.3989422804014327
 

@@ -6,6 +6,9 @@ to 1 with variance 0):
 
     E[a_j]   = sum_k M_jk m_k / sqrt(n)
     Var[a_j] = sum_k (M_jk^2 v_k + V_jk m_k^2 + V_jk v_k) / n
+
+``scaled=False`` drops the 1/sqrt(n) (TAGI's and DVI's parameterisation, a = W z). This is the
+one implementation of the linear moment map: PBP, TAGI and DVI all call :func:`linear`.
 """
 
 import jax.numpy as jnp
@@ -21,13 +24,19 @@ def append_bias(mean, var):
     return mean, None if var is None else jnp.concatenate([var, jnp.zeros_like(one)], -1)
 
 
-def linear(M, V, in_mean, in_var):
-    """Pre-activation moments of ``a = W z / sqrt(n)``; ``M, V`` have shape (out, n).
+def linear(M, V, in_mean, in_var, scaled: bool = True):
+    """Pre-activation moments of ``a = W z / sqrt(n)`` (``scaled=False``: ``a = W z``); ``M, V``
+    have shape (out, n).
 
-    ``in_mean, in_var`` have shape (..., n) (the bias entry already appended);
-    ``in_var=None`` means deterministic inputs (the data layer). Returns ``(mean, var)``
+    ``in_mean, in_var`` have shape (..., n) (the bias entry already appended, where there is
+    one); ``in_var=None`` means deterministic inputs (the data layer). Returns ``(mean, var)``
     of shape (..., out).
     """
+    if not scaled:
+        mean = in_mean @ M.T
+        if in_var is None:
+            return mean, (in_mean * in_mean) @ V.T
+        return mean, in_var @ (M * M).T + (in_mean * in_mean + in_var) @ V.T
     n = M.shape[-1]
     if M.shape[0] == 1 and in_mean.ndim == 1:
         # one output unit for one point: both moments in one reduction (XLA:CPU otherwise

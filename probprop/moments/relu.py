@@ -19,10 +19,15 @@ from probprop.moments.gaussian import mills_terms
 
 
 def _terms(mean, var):
+    # Python scalars (weakly typed: they follow an array argument's float type) and lists become
+    # arrays of the common float type, as in the other activations; arrays of one float type pass
+    # through unchanged.
+    dtype = jnp.result_type(mean, var, float)
+    m = jnp.asarray(mean, dtype)
     # A unit with zero input variance would divide by zero: floor at the smallest normal.
-    v = jnp.maximum(var, jnp.finfo(var.dtype).tiny)
+    v = jnp.maximum(jnp.asarray(var, dtype), jnp.finfo(dtype).tiny)
     s = jnp.sqrt(v)
-    alpha = mean / s
+    alpha = m / s
     v, s, alpha = compute_once(v, s, alpha)
     cdf, upper, gamma, r = mills_terms(alpha)
     return v, s, cdf, upper, gamma, r

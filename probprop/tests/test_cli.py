@@ -9,8 +9,10 @@ from click.testing import CliRunner
 
 from probprop.cli import _parse_hidden, main
 from probprop.data import make_linear_gaussian
+from probprop.metrics import log_likelihood, rmse
 
 FEATURES = ["x0", "x1", "x2"]
+NOISE_STD = 0.3  # of the training data's linear-Gaussian targets
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def runner():
 @pytest.fixture
 def csvs(tmp_path):
     """A labelled training CSV, an unlabelled one with a custom index column, and bad variants."""
-    X, y, _ = make_linear_gaussian(64, 3, noise_std=0.3, random_state=0)
+    X, y, _ = make_linear_gaussian(64, 3, noise_std=NOISE_STD, random_state=0)
     train = pd.DataFrame(X, columns=FEATURES)
     train["target"] = y
     paths = {"train": tmp_path / "train.csv", "new": tmp_path / "new.csv"}
@@ -86,8 +88,24 @@ def test_fit_predict_evaluate_round_trip(runner, csvs, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("rmse", "log_likelihood", "crps", "coverage_90", "miscalibration_area"):
         assert name in result.output
-    rmse = float(next(line.split()[1] for line in result.output.splitlines() if line.startswith("rmse")))
-    assert rmse < 1.5  # linear data, noise 0.3, a 5-epoch fit
+    scores = {line.split()[0]: float(line.split()[1]) for line in result.output.splitlines()
+              if line.split() and line.split()[0] in ("rmse", "log_likelihood")}
+
+    # the printed scores are those of the model's predictions, recomputed here from `predict`
+    train = pd.read_csv(csvs["train"])
+    y = train["target"].to_numpy()
+    full = tmp_path / "pred_train.csv"
+    assert runner.invoke(main, ["predict", str(model), str(csvs["train"]), "-o", str(full)]).exit_code == 0
+    pred = pd.read_csv(full, index_col=0)
+    assert scores["rmse"] == pytest.approx(rmse(y, pred["mean"]), rel=1e-5)
+    assert scores["log_likelihood"] == pytest.approx(log_likelihood(y, pred["mean"], pred["std"]), rel=1e-5)
+
+    # accuracy against oracles a constant predictor cannot meet: the known noise level (0.3) and the
+    # constant predictor itself (training mean and std: rmse ~0.74, log-likelihood ~-1.12 here)
+    constant_mean, constant_std = np.full_like(y, y.mean()), np.full_like(y, y.std())
+    assert scores["rmse"] < 1.5 * NOISE_STD  # a 5-epoch fit gets ~0.32
+    assert scores["rmse"] < 0.6 * rmse(y, constant_mean)
+    assert scores["log_likelihood"] > log_likelihood(y, constant_mean, constant_std) + 0.5  # ~-0.34
 
 
 def test_predict_to_stdout_and_feature_order(runner, csvs, tmp_path):

@@ -6,8 +6,12 @@ import csv
 
 import numpy as np
 import pytest
+from sklearn.linear_model import BayesianRidge
+from sklearn.model_selection import train_test_split
 
+from probprop.data import load_diabetes
 from probprop.demo import format_table, run_demo
+from probprop.metrics import log_likelihood, rmse
 
 FILES = ("results.csv", "report.md", "toy_fit.png", "calibration.png", "pit.png", "intervals.png")
 
@@ -30,7 +34,21 @@ def test_run_demo_writes_everything(tmp_path):
         assert 0 <= row["coverage_90"] <= 1
     diabetes = {r["method"]: r for r in rows if r["problem"] == "diabetes"}
     assert diabetes["PBP"]["n_train"] == 397 and diabetes["PBP"]["n_test"] == 45
-    assert diabetes["PBP"]["rmse"] < 90  # the target's std is about 77
+
+    # oracles on the demo's split: the constant predictor (training mean and std) and scikit-learn's BayesianRidge
+    X_train, X_test, y_train, y_test = train_test_split(*load_diabetes(), test_size=0.1, random_state=0)
+    constant = np.full_like(y_test, y_train.mean()), np.full_like(y_test, y_train.std())
+    ridge = BayesianRidge().fit(X_train, y_train).predict(X_test, return_std=True)
+    oracle = {name: {"rmse": rmse(y_test, mean), "log_likelihood": log_likelihood(y_test, mean, std)}
+              for name, (mean, std) in (("constant", constant), ("BayesianRidge", ridge))}
+    assert diabetes["BayesianRidge"]["rmse"] == pytest.approx(oracle["BayesianRidge"]["rmse"], rel=1e-3)
+    assert diabetes["BayesianRidge"]["log_likelihood"] == pytest.approx(oracle["BayesianRidge"]["log_likelihood"], rel=1e-3)
+    # PBP after 3 epochs: rmse ~55.9 and log-likelihood ~-5.46, where the constant predictor gets ~70.9 and
+    # ~-5.69 and BayesianRidge ~56.2 and ~-5.45
+    assert diabetes["PBP"]["rmse"] < 0.9 * oracle["constant"]["rmse"]
+    assert diabetes["PBP"]["log_likelihood"] > oracle["constant"]["log_likelihood"] + 0.1
+    assert diabetes["PBP"]["rmse"] < 1.1 * oracle["BayesianRidge"]["rmse"]
+    assert diabetes["PBP"]["log_likelihood"] > oracle["BayesianRidge"]["log_likelihood"] - 0.1
 
     with open(out / "results.csv") as handle:
         table = list(csv.DictReader(handle))

@@ -58,7 +58,6 @@ def test_agrees_with_scipy(pred):
     np.testing.assert_allclose(pred.logpdf(y), norm.logpdf(y), rtol=1e-14)
     np.testing.assert_allclose(pred.pdf(y), norm.pdf(y), rtol=1e-14)
     np.testing.assert_allclose(pred.cdf(y), norm.cdf(y), rtol=1e-14)
-    np.testing.assert_allclose(pred.logpdf(y[:, None]), norm.logpdf(y), rtol=1e-14)  # column y
     np.testing.assert_allclose(pred.ppf(0.3), norm.ppf(0.3), rtol=1e-14)
     np.testing.assert_allclose(pred.ppf(0.5), pred.mean, rtol=1e-14)
     lower, upper = pred.interval(0.9)
@@ -80,10 +79,76 @@ def test_ppf_with_many_levels(pred):
     assert pred.ppf(np.array([0.5])).shape == (6, 1)
 
 
-@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, [0.5, 1.2]])
+def test_ppf_at_0_and_1_is_minus_and_plus_infinity_as_in_scipy(pred):
+    np.testing.assert_array_equal(pred.ppf(0.0), stats.norm.ppf(0.0, pred.mean, pred.std))
+    np.testing.assert_array_equal(pred.ppf(0.0), np.full(6, -np.inf))
+    np.testing.assert_array_equal(pred.ppf(1), np.full(6, np.inf))
+    q = pred.ppf([0.0, 0.5, 1.0])
+    assert q.shape == (6, 3)
+    np.testing.assert_array_equal(q[:, 0], -np.inf)
+    np.testing.assert_array_equal(q[:, 2], np.inf)
+    np.testing.assert_allclose(q[:, 1], pred.mean, rtol=1e-14)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0000001, np.nan, [0.5, 1.2], [0.5, np.nan], -np.inf])
 def test_ppf_rejects_levels_outside_0_1(pred, bad):
-    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+    with pytest.raises(ValueError, match=r"quantile levels must lie in \[0, 1\].*got \[(-?[0-9.]+|nan|-inf)\]"):
         pred.ppf(bad)
+
+
+def test_ppf_rejects_2d_levels(pred):
+    with pytest.raises(ValueError, match=r"q must be a scalar or a 1-D array of levels.*\(2, 1\)"):
+        pred.ppf([[0.1], [0.2]])
+
+
+def test_logpdf_cdf_pdf_broadcast_y_against_the_points(pred):
+    draws = pred.sample(3, random_state=0)
+    norm = stats.norm(loc=pred.mean, scale=pred.std)
+    for method in ("logpdf", "pdf", "cdf"):
+        out = getattr(pred, method)(draws)
+        assert out.shape == (3, 6), method
+        for i in range(3):  # row by row, each a plain (n,) call checked against scipy
+            np.testing.assert_allclose(out[i], getattr(norm, method)(draws[i]), rtol=1e-14)
+            np.testing.assert_array_equal(out[i], getattr(pred, method)(draws[i]))
+    # a scalar y: the same value at every point
+    np.testing.assert_allclose(pred.cdf(0.0), norm.cdf(np.zeros(6)), rtol=1e-14)
+    # (k, 1): each of k values at every point
+    grid = np.linspace(-3, 3, 4)[:, None]
+    np.testing.assert_allclose(pred.logpdf(grid), norm.logpdf(np.broadcast_to(grid, (4, 6))), rtol=1e-14)
+    assert pred.logpdf(pred.sample(2, random_state=1)[None]).shape == (1, 2, 6)
+
+
+@pytest.mark.parametrize("shape", [(5,), (7,), (3, 5), (6, 2)])
+def test_y_that_does_not_broadcast_is_refused(pred, shape):
+    with pytest.raises(ValueError, match=rf"y of shape \({shape[0]},.*does not broadcast against the 6 points"):
+        pred.logpdf(np.zeros(shape))
+
+
+def test_column_y_is_refused_as_ambiguous(pred):
+    with pytest.raises(ValueError, match=r"y has shape \(6, 1\).*\(6, 6\) table.*y.ravel\(\)"):
+        pred.cdf(np.zeros((6, 1)))
+    one = GaussianPrediction([1.0], [0.5], 0.5)  # a single point: (1, 1) is the (k, n) case, not ambiguous
+    np.testing.assert_allclose(one.logpdf([[1.0]]), [[stats.norm.logpdf(0.0)]], rtol=1e-14)
+
+
+@pytest.mark.parametrize("field", ["epistemic_var", "noise_var"])
+@pytest.mark.parametrize("value, message", [
+    ([0.1, -1e-12, 0.2], r"must be >= 0 \(it is a variance\), but 1 value\(s\) are negative, e\.g\. -1e-12 at flat index 1"),
+    (-0.5, r"must be >= 0 \(it is a variance\), but 1 value\(s\) are negative, e\.g\. -0\.5"),
+    ([0.1, np.nan, np.nan], r"contains 2 NaN value\(s\)"),
+    (np.nan, r"contains 1 NaN value\(s\)"),
+])  # fmt: skip
+def test_negative_or_nan_variances_are_refused_naming_the_field(field, value, message):
+    kwargs = {"mean": [0.0, 1.0, 2.0], "epistemic_var": 0.1, "noise_var": 0.1, field: value}
+    with pytest.raises(ValueError, match=rf"^{field} {message}"):
+        GaussianPrediction(**kwargs)
+
+
+def test_zero_variances_and_mismatched_shapes():
+    exact = GaussianPrediction([0.0, 1.0], [0.0, 0.5], [0.25, 0.0])  # zeros are valid variances
+    np.testing.assert_array_equal(exact.var, [0.25, 0.5])
+    with pytest.raises(ValueError, match=r"noise_var of shape \(3,\) does not match mean of shape \(2,\)"):
+        GaussianPrediction([0.0, 1.0], 0.1, [0.1, 0.2, 0.3])
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, 95])

@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.datasets import make_regression
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.metrics import r2_score
-from sklearn.datasets import make_regression
-from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from probprop import GaussianPrediction, PBPRegressor, TAGIRegressor, fit_together
 from probprop.data import make_linear_gaussian, make_toy_1d
@@ -24,35 +23,7 @@ from probprop.tests.conftest import FAST, small_problem, uci_split
 # ---------------------------------------------------------------------------------------------
 # scikit-learn contract
 
-# Expected-failed scikit-learn checks (each still runs, as xfail):
-# - check_regressors_train (3 variants): it asserts ``score(X, y) > 0.5``, a threshold meant
-#   for R^2, while PBPRegressor.score is the mean log predictive density. Everything else that
-#   check does is covered by test_regressors_train_without_r2_threshold below.
-EXPECTED_FAILED = {
-    "check_regressors_train": "score() is the mean log predictive density, not R^2; the check's "
-    "'score > 0.5' threshold assumes R^2",
-}
-
-
-def _check_id(obj):
-    if isinstance(obj, functools.partial):
-        keywords = ",".join(f"{k}={v}" for k, v in obj.keywords.items())
-        return f"{obj.func.__name__}({keywords})" if keywords else obj.func.__name__
-    return type(obj).__name__
-
-
-# parametrize_with_checks does the same but hands pytest a generator, which pytest deprecates
-@pytest.mark.parametrize(
-    "estimator, check",
-    list(
-        estimator_checks_generator(
-            PBPRegressor(epochs=5, random_state=0), expected_failed_checks=EXPECTED_FAILED, mark="xfail"
-        )
-    ),
-    ids=_check_id,
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
+# The scikit-learn estimator checks of every estimator are in test_sklearn_checks.py.
 
 
 def test_regressors_train_without_r2_threshold():

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,14 +124,57 @@ def fake_fetch(monkeypatch):
 
 def test_datasets_and_checksum_table_agree():
     assert DATASETS == tuple(EXPECTED)
-    assert set(uci._CHECKSUMS) == set(DATASETS)
+    assert set(uci._checksums()) == set(DATASETS)
     for name in DATASETS:
-        files = uci._CHECKSUMS[name]
+        files = uci._checksums()[name]
         n_splits = EXPECTED[name][2]
         for k in range(n_splits):
             assert f"index_train_{k}.txt" in files and f"index_test_{k}.txt" in files
         assert {"data.txt", "index_features.txt", "index_target.txt"} <= set(files)
         assert all(len(h) == 64 for h in files.values())
+
+
+def test_checksum_table_is_a_package_data_file_not_code():
+    source = Path(uci.__file__).read_text()
+    assert not re.search(r"[0-9a-f]{64}", source), "SHA-256 digests belong in uci_checksums.json, not in uci.py"
+    table_file = Path(uci.__file__).with_name("uci_checksums.json")
+    assert json.loads(table_file.read_text())["sha256"] == {k: dict(v) for k, v in uci._checksums().items()}
+    with pytest.raises(TypeError):  # the cached table is read-only
+        uci._checksums()["yacht"]["data.txt"] = "0" * 64
+
+    pyproject = Path(uci.__file__).parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not a source checkout: no pyproject.toml to check the package data of")
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    package_data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"].get("package-data", {})
+    relative = table_file.relative_to(pyproject.parent / "probprop").as_posix()
+    patterns = package_data.get("probprop", []) + package_data.get("*", [])
+    assert any(fnmatch.fnmatch(relative, p) for p in patterns), (relative, package_data)
+
+
+def test_checksum_table_is_read_on_first_use_only():
+    code = "import probprop.data.uci as u; print(u._checksums.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]  # importing the module does not read the table
+
+
+def test_missing_or_damaged_checksum_table_is_named(monkeypatch, tmp_path):
+    uci._checksums.cache_clear()
+    monkeypatch.setattr(uci, "_CHECKSUM_FILE", "no_such_table.json")
+    try:
+        with pytest.raises(FileNotFoundError, match="no_such_table.json.*reinstall"):
+            uci.verify_checksums(tmp_path, "yacht")
+        uci._checksums.cache_clear()
+        table = json.loads(Path(uci.__file__).with_name("uci_checksums.json").read_text())
+        table["sha256"]["yacht"]["data.txt"] = "not-a-digest"
+        monkeypatch.setattr(uci.importlib.resources, "files", lambda _: tmp_path)
+        (tmp_path / "no_such_table.json").write_text(json.dumps(table))
+        with pytest.raises(ValueError, match=r"'yacht' has malformed SHA-256 digests for \['data.txt'\]"):
+            uci.download_uci("yacht", cache_dir=tmp_path / "dl")
+        assert not (tmp_path / "dl" / "yacht" / "data.txt").exists()
+    finally:
+        uci._checksums.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -348,7 +396,7 @@ def test_download_verifies_and_caches(isolated, fake_fetch):
     target = isolated / "dl"
     folder = download_uci("yacht", cache_dir=target)
     assert folder == target / "yacht"
-    expected_files = set(uci._CHECKSUMS["yacht"])
+    expected_files = set(uci._checksums()["yacht"])
     assert {p.name for p in folder.iterdir()} == expected_files  # no temporary leftovers
     assert len(fake_fetch.calls) == len(expected_files)
     assert all(u.startswith(f"{BASE_URL}/yacht/data/") for u in fake_fetch.calls)

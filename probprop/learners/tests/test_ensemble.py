@@ -116,7 +116,8 @@ def test_learning_rate_selection_scores_each_step_size_on_held_out_rows():
     spec = ensemble.EnsembleSpec(n_in=1, hidden=(16,), n_members=2)
     key = jax.random.PRNGKey(3)
     choice = ensemble.select_learning_rate(X, y, spec, epochs=3, grid=(1e-7, 3e-2), key=key)
-    assert choice.learning_rate == 3e-2 and choice.spec.learning_rate == 3e-2
+    assert choice.chosen == {"learning_rate": 3e-2} and choice.spec.learning_rate == 3e-2
+    assert choice.grid == {"learning_rate": (1e-7, 3e-2)}
     assert choice.scores.shape == (2,) and choice.scores[1] > choice.scores[0]
     again = ensemble.select_learning_rate(X, y, spec, epochs=3, grid=(1e-7, 3e-2), key=key)
     np.testing.assert_array_equal(choice.scores, again.scores)

@@ -43,9 +43,10 @@ def trained(selected):
 def test_grid_selection_picks_the_noise_precision_by_validation_ll(selected):
     assert selected.scores.shape == (2, 3) and np.all(np.isfinite(selected.scores))
     i, j = np.unravel_index(np.argmax(selected.scores), selected.scores.shape)
-    assert (selected.dropout, selected.tau) == ((0.01, 0.1)[i], (1.0, 4.0, 16.0)[j])
-    assert selected.tau == 4.0  # true noise precision 1 / 0.5^2
-    assert selected.spec == mc.MCDropoutSpec(**{**BASE.__dict__, "dropout": selected.dropout, "tau": 4.0})
+    assert selected.chosen == {"dropout": (0.01, 0.1)[i], "tau": (1.0, 4.0, 16.0)[j]}
+    assert selected.grid == {"dropout": (0.01, 0.1), "tau": (1.0, 4.0, 16.0)}
+    assert selected.chosen["tau"] == 4.0  # true noise precision 1 / 0.5^2
+    assert selected.spec == mc.MCDropoutSpec(**{**BASE.__dict__, "dropout": selected.chosen["dropout"], "tau": 4.0})
 
 
 def test_grid_scores_equal_training_each_point_alone(selected):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import probprop  # noqa: F401  (enables float64)
-from probprop.learners import adf, pbp, pbp_numpy
+from probprop.learners import pbp, pbp_numpy
+from probprop.moments import adf
 
 
 def make_state(hidden, n_in=4, seed=0, **spec):

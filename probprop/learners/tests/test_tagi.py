@@ -304,9 +304,9 @@ def test_select_sigma_v_picks_the_noise_level_on_a_validation_split():
     # the spec's other fields are used; its sigma_v and n_in are not
     spec = dataclasses.replace(tagi.TAGISpec(n_in=99), hidden=(10,))
     sel = tagi.select_sigma_v(X, y, grid=grid, epochs=10, key=jax.random.PRNGKey(1), spec=spec)
-    assert sel.sigma_v == 0.3 and sel.grid == grid
-    assert sel.val_log_likelihood.shape == (3,) and np.all(np.isfinite(sel.val_log_likelihood))
+    assert sel.chosen == {"sigma_v": 0.3} and sel.grid == {"sigma_v": grid} and sel.spec.sigma_v == 0.3
+    assert sel.scores.shape == (3,) and np.all(np.isfinite(sel.scores))
     again = tagi.select_sigma_v(X, y, grid=grid, epochs=10, key=jax.random.PRNGKey(1), spec=spec)
-    np.testing.assert_array_equal(sel.val_log_likelihood, again.val_log_likelihood)
+    np.testing.assert_array_equal(sel.scores, again.scores)
     with pytest.raises(ValueError, match="val_fraction"):
         tagi.select_sigma_v(X, y, grid=grid, epochs=1, val_fraction=0.0)

@@ -122,3 +122,43 @@ def test_bad_inputs_raise_clear_value_error(fn, args, message):
 def test_bad_n_levels_raises(n_levels):
     with pytest.raises(ValueError, match="n_levels must be a positive integer"):
         pm.calibration_curve([0.0], [0.0], [1.0], n_levels=n_levels)
+
+
+def _toolbox_style_curve(y, mu, sigma, num_bins=100):
+    """Independent oracle of uncertainty-toolbox's "interval" curve on its own default grid:
+    ``num_bins`` proportions ``linspace(0, 1, num_bins)`` (end points included), residual
+    ``(mu - y) / sigma`` inside ``[Phi^{-1}(0.5 - p/2), Phi^{-1}(0.5 + p/2)]``."""
+    p = np.linspace(0.0, 1.0, num_bins)
+    r = ((mu - y) / sigma)[:, None]
+    inside = (r >= stats.norm.ppf(0.5 - p / 2)) & (r <= stats.norm.ppf(0.5 + p / 2))
+    return p, inside.mean(axis=0)
+
+
+@pytest.mark.parametrize("n_zero", [0, 40])
+def test_documented_conversion_to_the_toolbox_grid(n_zero):
+    y, mu, sigma = _synthetic(0.7, n=1000, seed=3)
+    y[:n_zero] = mu[:n_zero]  # exact zero residuals count at the toolbox's p = 0 end point
+    p, obs = _toolbox_style_curve(y, mu, sigma)
+    assert obs[0] == n_zero / y.size and obs[-1] == 1.0
+    gap = np.abs(obs - p)
+    toolbox_mace, toolbox_rmsce = gap.mean(), np.sqrt(np.mean(gap**2))
+    f0 = n_zero / y.size
+    mace98 = pm.mean_absolute_calibration_error(y, mu, sigma, n_levels=98)
+    rms98 = pm.rms_calibration_error(y, mu, sigma, n_levels=98)
+    assert (98 * mace98 + f0) / 100 == pytest.approx(toolbox_mace, rel=1e-12)
+    assert np.sqrt((98 * rms98**2 + f0**2) / 100) == pytest.approx(toolbox_rmsce, rel=1e-12)
+    # the defaults (99 levels 0.01..0.99) are a different grid, hence (slightly) different numbers
+    expected, _ = pm.calibration_curve(y, mu, sigma)
+    np.testing.assert_allclose(expected, np.arange(1, 100) / 100, rtol=1e-15)
+    assert pm.mean_absolute_calibration_error(y, mu, sigma) != pytest.approx(toolbox_mace, rel=1e-6)
+
+
+@pytest.mark.parametrize("fn", CALIBRATION_FUNCTIONS[1:], ids=lambda f: f.__name__)
+def test_docstrings_state_grid_and_argument_order(fn):
+    doc = " ".join(fn.__doc__.split())
+    assert "0.01, ..., 0.99" in doc and "np.linspace(0, 1, 100)" in doc, fn.__name__  # this grid and the toolbox's
+    assert "(y_pred, y_std, y_true)" in doc and "y_true, mean, std" in doc, fn.__name__
+    module_doc = " ".join(pm.calibration.__doc__.split())
+    for needle in ("(y_true, mean, std)", "(y_pred, y_std, y_true)", "n_levels=99", "num_bins=100",
+                   "np.linspace(0, 1, 100)"):
+        assert needle in module_doc, needle

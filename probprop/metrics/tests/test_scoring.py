@@ -83,8 +83,28 @@ def test_interval_coverage_matches_brute_force_count(data, level):
     q = norm.ppf((1 + level) / 2)
     count = 0
     for t, m, s in zip(y, mu, sigma):
-        count += m - q * s <= t <= m + q * s
+        count += abs(t - m) / s <= q
     assert pm.interval_coverage(y, mu, sigma, level) == pytest.approx(count / len(y))
+
+
+def test_interval_coverage_decides_on_the_standardised_residual():
+    # |y - mu| / sigma = 1.6466 > q_90 = 1.6449: outside, although y >= mu - q sigma once rounded to y's units
+    y, mu, sigma = 1066118.1271197523, 1066118.1271197642, 7.211455391554595e-09
+    assert abs(y - mu) / sigma == pytest.approx(1.6466, abs=1e-4) and norm.ppf(0.95) < 1.6450
+    assert pm.interval_coverage([y], [mu], [sigma], 0.9) == 0.0
+    assert pm.interval_coverage([y], [mu], [sigma], 0.91) == 1.0  # q_91 = 1.6954
+
+    # points a hair inside / outside q sigma, far from the origin: exactly the inside ones count
+    rng = np.random.default_rng(5)
+    q = norm.ppf(0.95)
+    mu = rng.uniform(-1e7, 1e7, 400)
+    sigma = 10.0 ** rng.uniform(-9, -6, 400)
+    z = q * (1 + rng.choice([-1e-3, 1e-3], 400)) * rng.choice([-1.0, 1.0], 400)
+    y = mu + z * sigma
+    inside = np.abs(y - mu) / sigma <= q
+    assert 100 < inside.sum() < 300
+    assert pm.interval_coverage(y, mu, sigma, 0.9) == inside.mean()
+    assert pm.all_metrics(y, mu, sigma)["coverage_90"] == inside.mean()
 
 
 def test_interval_coverage_near_level_when_calibrated():
@@ -102,6 +122,13 @@ def test_interval_width_uses_normal_quantiles():
     assert pm.interval_width(zeros, zeros, sigma) == pytest.approx(2 * z90 * sigma.mean())
     assert pm.interval_width(zeros, zeros, sigma, 0.95) == pytest.approx(2 * z95 * sigma.mean())
     assert pm.interval_width(zeros, zeros, sigma, 0.5) == pytest.approx(2 * z50 * sigma.mean())
+
+
+def test_interval_width_is_exact_when_std_is_tiny_next_to_the_mean():
+    mu, sigma = np.array([1066118.1271197642, -3.0e8]), np.array([7.211455391554595e-09, 2.5e-7])
+    z90 = 1.6448536269514722
+    assert pm.interval_width(mu, mu, sigma) == pytest.approx(2 * z90 * sigma.mean(), rel=1e-14)
+    assert pm.all_metrics(mu, mu, sigma)["width_90"] == pytest.approx(2 * z90 * sigma.mean(), rel=1e-14)
 
 
 def test_sharpness_is_root_mean_variance():

@@ -133,3 +133,28 @@ def test_relu_jacobian_matches_autodiff_and_finite_differences():
         fd_v = (fn(m, v + h) - fn(m, v - h)) / (2 * h)
         np.testing.assert_allclose(dm[:20], fd_m[:20], rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(dv[:20], fd_v[:20], rtol=1e-5, atol=1e-8)
+
+
+def test_relu_accepts_python_scalars():
+    # N(0, 1): E[max(0, a)] = phi(0) = 1/sqrt(2 pi), E[max(0, a)^2] = 1/2
+    mean, var = relu(0.0, 1.0)
+    np.testing.assert_allclose(mean, 1 / np.sqrt(2 * np.pi), rtol=1e-15)
+    np.testing.assert_allclose(var, 0.5 - 1 / (2 * np.pi), rtol=1e-14)
+    # N(m, v) in general: E = m Phi(a) + s phi(a), E2 = (m^2 + v) Phi(a) + m s phi(a), a = m / s
+    for m, v in ((-2, 4), (1.5, 0.25), (-0.3, 2.0)):
+        s, a = np.sqrt(v), m / np.sqrt(v)
+        e1 = m * stats.norm.cdf(a) + s * stats.norm.pdf(a)
+        e2 = (m * m + v) * stats.norm.cdf(a) + m * s * stats.norm.pdf(a)
+        out = relu(m, v)
+        np.testing.assert_allclose(out, (e1, e2 - e1**2), rtol=1e-13)
+        # a scalar gives exactly the value of the same point in an array, jacobian included
+        scalar = jax.tree_util.tree_leaves(relu_with_jacobian(m, v))
+        array = jax.tree_util.tree_leaves(relu_with_jacobian(jnp.asarray([float(m)]), jnp.asarray([float(v)])))
+        for x, y in zip(scalar, array):
+            assert np.shape(x) == () and x.dtype == y.dtype == jnp.float64
+            assert float(x) == float(y[0])
+    # a Python scalar follows the array's precision, as in the other activations
+    m32 = jnp.asarray([0.5, -1.0], jnp.float32)
+    for out in (relu(m32, 1.0), relu(1.0, m32 * m32)):
+        assert all(x.dtype == jnp.float32 for x in out)
+    np.testing.assert_array_equal(relu(m32, 1.0)[0], relu(m32, jnp.ones(2, jnp.float32))[0])

@@ -1,0 +1,30 @@
+"""The scikit-learn estimators: thin layers over the learners (:mod:`probprop.learners`).
+
+| module | holds |
+|---|---|
+| :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
+| :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
+| :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
+| :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
+
+Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
+them through the same file layout.
+"""
+
+from probprop.estimators.base import MomentRegressor, OnlineRegressor
+from probprop.estimators.gradient import DeepEnsembleRegressor, DVIRegressor, MAPRegressor, MCDropoutRegressor
+from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_together
+from probprop.estimators.tagi import TAGIRegressor
+
+__all__ = [
+    "DVIRegressor",
+    "DeepEnsembleRegressor",
+    "MAPRegressor",
+    "MCDropoutRegressor",
+    "MomentRegressor",
+    "OnlineRegressor",
+    "PBPEnsembleRegressor",
+    "PBPRegressor",
+    "TAGIRegressor",
+    "fit_together",
+]

@@ -1,0 +1,81 @@
+"""Validation of the estimators' hyperparameters: one check per kind of value."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from probprop.moments import ACTIVATIONS
+
+DTYPES = ("float64", "float32")
+
+
+def clearer(err: ValueError) -> ValueError:
+    """Name the problem for the commonest input mistakes; keep scikit-learn's text otherwise."""
+    text = str(err)
+    if "could not convert" in text or "Unable to convert" in text or "argument must be" in text:
+        return ValueError(f"Input contains non-numeric values: {text}")
+    return err
+
+
+def candidates(name: str, value, default: tuple[float, ...], upper: float = np.inf) -> tuple[float, ...]:
+    """A hyperparameter given as ``"select"`` (``default``, a grid to search), one number, or a
+    sequence of numbers (a grid), each in (0, upper); one value means no search."""
+    if isinstance(value, str):
+        if value != "select":
+            raise ValueError(f"{name} must be 'select', a number or a sequence of numbers, got {value!r}")
+        return default
+    values = (value,) if isinstance(value, numbers.Real) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise ValueError(f"{name} must be 'select', a number or a sequence of numbers, got {value!r}") from None
+    ok = [isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v < upper for v in values]
+    if not values or not all(ok):
+        bound = f"in (0, {upper:g})" if np.isfinite(upper) else "positive"
+        raise ValueError(f"{name} values must be {bound}, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def positive_int(name: str, value) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def positive_float(name: str, value) -> float:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive float, got {value!r}")
+    return float(value)
+
+
+def boolean(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def activation_and_dtype(activation, dtype) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+def hidden_sizes(hidden) -> tuple[int, ...]:
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    try:
+        hidden = tuple(hidden)
+    except TypeError:
+        raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}") from None
+    if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 for h in hidden):
+        raise ValueError(f"hidden must be a tuple of positive ints (e.g. (50,) or ()), got {hidden!r}")
+    return tuple(int(h) for h in hidden)
+
+
+def constant_tol(value) -> float:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1):
+        raise ValueError(f"constant_tol must be a float in [0, 1), got {value!r}")
+    return float(value)

@@ -1,0 +1,288 @@
+"""The scikit-learn surface shared by every probprop regressor: validation, standardisation,
+one fit loop, one ``partial_fit``, prediction in the user's units, saving and loading.
+
+A concrete estimator names its learner (``_learner_name``, a key of
+:data:`probprop.learners.REGISTRY`) and says how its hyperparameters become the learner's spec
+(``_make_spec``) and, where it searches hyperparameters, how (``_configure``). Everything else is
+here: learners only ever see standardised data, and everything returned is in the units of y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+from tqdm.auto import tqdm
+
+from probprop import learners
+from probprop.distributions import GaussianPrediction
+from probprop.estimators import _checks
+from probprop.learners.base import count_rejections, float64
+from probprop.preprocessing import standardisation
+
+#: Prediction runs in blocks of at most this many rows, each padded to a power of two so
+#: that a handful of compiled shapes serve every batch size.
+PREDICT_BLOCK = 8192
+
+
+def bucket(n: int) -> int:
+    """Smallest power of two >= n (at least 8)."""
+    return max(8, 1 << (int(n) - 1).bit_length())
+
+
+def padded(Xs, ys=None):
+    """Rows padded with zeros to :func:`bucket` length, and the mask of the real rows."""
+    n, size = len(Xs), bucket(len(Xs))
+    Xp = np.zeros((size, Xs.shape[1]), Xs.dtype)
+    Xp[:n] = Xs
+    mask = np.arange(size) < n
+    if ys is None:
+        return Xp, mask
+    yp = np.zeros(size)
+    yp[:n] = ys
+    return Xp, yp, mask
+
+
+class MomentRegressor(RegressorMixin, BaseEstimator):
+    """Base of the probprop regressors (see the module docstring).
+
+    Subclasses set ``_learner_name`` and implement ``_validated_params()`` (check the
+    hyperparameters, return what ``_make_spec`` needs) and ``_make_spec(n_in, params)``; they may
+    override ``_configure(Xs, ys, key, spec, search)`` (hyperparameter searches on the
+    standardised training data; returns the final spec and key) and ``_initial_state(key, spec)``.
+    ``_saved`` names the fitted attributes, besides the learner state and the standardisation,
+    that a model file keeps. Fitted state lives in ``state_`` (the learner's state) and ``spec_``.
+    """
+
+    _learner_name: str = ""
+    _progress_label: str = "epochs"
+    _saved: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ the learner
+
+    @classmethod
+    def _learner(cls):
+        return learners.get(cls._learner_name)
+
+    def _validated_params(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _make_spec(self, n_in: int, params: dict):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _configure(self, Xs, ys, key, spec, search: bool):
+        """Hook before training (hyperparameter searches); returns ``(spec, key)``."""
+        return spec, key
+
+    def _initial_state(self, key, spec):
+        return self._learner().init(key, spec)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
+        try:
+            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True,
+                                 multi_output=True, ensure_min_samples=min_samples)
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
+        try:  # y_numeric converts only object arrays; a string array would fail here
+            y = column_or_1d(y, warn=True).astype(np.float64)
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return np.asarray(X, np.float64), y
+
+    def _validate_X(self, X) -> np.ndarray:
+        check_is_fitted(self, "state_")
+        try:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        return np.asarray(X, np.float64)
+
+    # ------------------------------------------------------------------ units
+
+    def _set_scaling(self, X, y) -> None:
+        self.x_mean_, self.x_scale_ = standardisation(X, getattr(self, "constant_tol", 1e-9))
+        y_mean, y_scale = standardisation(y[:, None])
+        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+
+    def _standardise(self, X, y=None):
+        Xs = (X - self.x_mean_) / self.x_scale_
+        if y is None:
+            return Xs
+        return Xs, (y - self.y_mean_) / self.y_scale_
+
+    def _seed(self) -> int:
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    # ------------------------------------------------------------------ training
+
+    def _begin(self, X, y, search: bool = True):
+        """Standardisation, spec, hyperparameter searches and the initial state, from (X, y)."""
+        import jax
+
+        params = self._validated_params()
+        self._set_scaling(X, y)
+        Xs, ys = self._standardise(X, y)
+        spec = self._make_spec(X.shape[1], params)
+        spec, key = self._configure(Xs, ys, jax.random.PRNGKey(self._seed()), spec, search)
+        self.spec_ = spec
+        self.state_ = jax.device_get(self._initial_state(key, spec))
+        if hasattr(self.state_, "rejections"):  # the ADF learners count refused updates
+            self.n_rejected_ = 0
+            self.rejected_per_epoch_ = []
+        return Xs, ys
+
+    def _run_epochs(self, Xs, ys, epochs: int, mask=None) -> None:
+        import jax
+
+        learner = self._learner()
+        state = self.state_
+        counts = hasattr(state, "rejections")
+        before = int(np.sum(count_rejections(state))) if counts else 0
+        bar = tqdm(range(epochs), desc=self._progress_label, unit="epoch", disable=not self.verbose, leave=False)
+        for _ in bar:
+            state = learner.update(state, Xs, ys, mask)
+            if counts:
+                now = int(np.sum(count_rejections(state)))
+                self.rejected_per_epoch_.append(now - before)
+                before = now
+        self.state_ = jax.device_get(state)
+        if counts:
+            self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
+            if self.verbose:
+                name = self._progress_label.rsplit(" ", 1)[0]  # "PBP epochs" -> "PBP"
+                print(f"{name}: {len(self.rejected_per_epoch_)} epochs, {self.n_rejected_} rejected updates")
+
+    @float64
+    def fit(self, X, y):
+        """Fit from scratch: standardise with (X, y)'s statistics, search hyperparameters where
+        asked (on a validation part of (X, y) only), then ``epochs`` epochs of the learner."""
+        self._validated_params()
+        X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
+        Xs, ys = self._begin(X, y)
+        self._run_epochs(Xs, ys, self.epochs)
+        return self
+
+    # ------------------------------------------------------------------ prediction
+
+    @float64
+    def _moments(self, X):
+        """(mean, epistemic_var, noise_var) in the user's units, in padded blocks."""
+        Xs = self._standardise(self._validate_X(X))
+        learner = self._learner()
+        parts = []
+        for start in range(0, len(Xs), PREDICT_BLOCK):
+            block = Xs[start : start + PREDICT_BLOCK]
+            Xp, _ = padded(block)
+            moments = learner.predict(self.state_, Xp)
+            parts.append([np.asarray(a, np.float64)[: len(block)] for a in moments])
+        mean, epistemic, noise = (np.concatenate(column) for column in zip(*parts))
+        scale2 = self.y_scale_**2
+        return mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
+
+    def predict(self, X, return_std: bool = False):
+        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise)."""
+        mean, epistemic, noise = self._moments(X)
+        if return_std:
+            return mean, np.sqrt(epistemic + noise)
+        return mean
+
+    def predict_dist(self, X) -> GaussianPrediction:
+        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
+        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``."""
+        return GaussianPrediction(*self._moments(X))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
+        dist = self.predict_dist(X)
+        try:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        y = column_or_1d(y, warn=False)
+        check_consistent_length(dist.mean, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, dist.mean)
+        return float(np.average(dist.logpdf(y), weights=sample_weight))
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (arrays + JSON metadata, no pickle)."""
+        from probprop.io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` of this class; never executes code from the file."""
+        from probprop.io import load_model
+
+        return load_model(path, cls)
+
+    def _after_load(self) -> None:
+        """Rebuild what a model file does not store (``state_`` and ``spec_`` are set)."""
+
+    #: Hyperparameters that reach the learner's spec unchanged under the same name.
+    _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic")
+
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """The hyperparameters that a spec contradicts (a model file's parameters are checked
+        against its spec this way): ``hidden`` as validated, the others as given."""
+        fields = {}
+        for part in (getattr(spec, "member", None), spec):
+            if dataclasses.is_dataclass(part):
+                fields.update({f.name: getattr(part, f.name) for f in dataclasses.fields(part)})
+        params = self.get_params()
+        out = []
+        for name in self._SPEC_PARAMS:
+            if name in fields and name in params:
+                mine = tuple(checked["hidden"]) if name == "hidden" else params[name]
+                if mine != fields[name]:
+                    out.append(f"{name} {mine!r} against {fields[name]!r}")
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.non_deterministic = getattr(self, "random_state", None) is None
+        return tags
+
+
+class OnlineRegressor(MomentRegressor):
+    """A regressor whose learner continues from its posterior (ADF): ``partial_fit``."""
+
+    @float64
+    def partial_fit(self, X, y, epochs: int = 1):
+        """Keep learning from (X, y), starting from the current posterior.
+
+        The first call on an unfitted model sets the standardisation (needs 2+ rows) and starts
+        from the prior, with no hyperparameter search (the defaults stand in for ``"select"``);
+        later calls reuse both, accept any number of rows, and need the same features. Each of the
+        ``epochs`` passes shuffles the batch and learns each row once. Batches are padded to a
+        power-of-two length, so a stream of ragged batches reuses compiled programs.
+        """
+        first = not hasattr(self, "state_")
+        X, y = self._validate_X_y(X, y, reset=first, min_samples=2 if first else 1)
+        epochs = _checks.positive_int("epochs", epochs)
+        if first:
+            self._validated_params()
+            self._begin(X, y, search=False)
+        Xp, yp, mask = padded(*self._standardise(X, y))
+        self._run_epochs(Xp, yp, epochs, mask)
+        return self

@@ -1,0 +1,105 @@
+"""The TAGI estimator (:mod:`probprop.learners.tagi`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+import jax
+
+from probprop.estimators import _checks
+from probprop.estimators.base import OnlineRegressor
+from probprop.io import register_estimator
+from probprop.learners import tagi
+
+
+@register_estimator
+class TAGIRegressor(OnlineRegressor):
+    """Tractable approximate Gaussian inference (Goulet, Nguyen & Amiri, JMLR 2021).
+
+    Closed-form forward moments and a layer-by-layer Gaussian conditioning of the hidden
+    states and the weights (no gradients), over mini-batches (``probprop.learners.tagi``).
+
+    Parameters
+    ----------
+    hidden, epochs, activation, dtype, random_state, verbose : as in :class:`PBPRegressor`.
+    sigma_v : "select" or float, default="select"
+        Observation-noise standard deviation in standardised target units (fixed during
+        training). ``"select"`` picks it from (0.1, 0.2, 0.3, 0.5, 0.7) by log-likelihood on a
+        validation tenth of the training data (never the test data). With
+        ``heteroscedastic=True`` it is only the noise's starting value (``"select"``: 0.3).
+    batch_size : int, default=10
+    heteroscedastic : bool, default=False
+        Learn an input-dependent noise variance with a second output unit (AGVI, Deka, Nguyen
+        & Goulet 2024; derivation in ``probprop.learners.tagi``); ``predict_dist(X).noise_var``
+        is then per point.
+    init_gain, init_bias_variance : float, default=0.25, 0.01
+        Initial weight variance ``init_gain / fan_in`` (weight means drawn from the same
+        variance) and initial bias variance: TAGI-MAT's UCI setting. pytagi's He
+        initialisation corresponds to ``init_gain=1`` (see ``docs/benchmarks/pytagi``).
+    """
+
+    def __init__(
+        self,
+        hidden=(50,),
+        epochs=40,
+        sigma_v="select",
+        batch_size=10,
+        heteroscedastic=False,
+        init_gain=0.25,
+        init_bias_variance=0.01,
+        activation="relu",
+        dtype="float64",
+        random_state=None,
+        verbose=False,
+    ):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.sigma_v = sigma_v
+        self.batch_size = batch_size
+        self.heteroscedastic = heteroscedastic
+        self.init_gain = init_gain
+        self.init_bias_variance = init_bias_variance
+        self.activation = activation
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    _learner_name = "tagi"
+    _progress_label = "TAGI epochs"
+    _saved = ("n_rejected_", "rejected_per_epoch_", "sigma_v_", "sigma_v_validation_")
+
+    def _validated_params(self) -> dict:
+        hidden = _checks.hidden_sizes(self.hidden)
+        _checks.positive_int("epochs", self.epochs)
+        batch_size = _checks.positive_int("batch_size", self.batch_size)
+        _checks.activation_and_dtype(self.activation, self.dtype)
+        select = isinstance(self.sigma_v, str) and self.sigma_v == "select"
+        if not select and not (
+            isinstance(self.sigma_v, numbers.Real) and not isinstance(self.sigma_v, bool) and self.sigma_v > 0
+        ):
+            raise ValueError(f"sigma_v must be 'select' or a positive float, got {self.sigma_v!r}")
+        _checks.boolean("heteroscedastic", self.heteroscedastic)
+        for name in ("init_gain", "init_bias_variance"):
+            _checks.positive_float(name, getattr(self, name))
+        return {"hidden": hidden, "batch_size": batch_size, "select": select}
+
+    def _make_spec(self, n_in, params):
+        spec = tagi.TAGISpec(
+            n_in=n_in, hidden=params["hidden"], activation=self.activation, batch_size=params["batch_size"],
+            dtype=self.dtype, init_gain=float(self.init_gain), init_bias_variance=float(self.init_bias_variance),
+        )
+        return dataclasses.replace(spec, heteroscedastic=bool(self.heteroscedastic))
+
+    def _configure(self, Xs, ys, key, spec, search):
+        key, select_key = jax.random.split(key)
+        select = isinstance(self.sigma_v, str)
+        if spec.heteroscedastic or (select and not search):
+            self.sigma_v_ = spec.sigma_v if select else float(self.sigma_v)
+        elif select:
+            choice = self._learner().select(Xs, ys, spec, epochs=int(self.epochs), key=select_key)
+            self.sigma_v_ = float(choice.chosen["sigma_v"])
+            self.sigma_v_validation_ = dict(zip(map(float, choice.grid["sigma_v"]), map(float, choice.scores)))
+        else:
+            self.sigma_v_ = float(self.sigma_v)
+        return dataclasses.replace(spec, sigma_v=self.sigma_v_), key

@@ -1,0 +1,50 @@
+"""The dense layer with Gaussian weights, as PBP parameterises it (Hernández-Lobato & Adams 2015).
+
+Weights W of shape (out, fan_in + 1), the last column multiplying a constant bias input (mean 1,
+variance 0), pre-activations a = W z / sqrt(fan_in + 1). The moment map and its pullback are the
+formulas of :mod:`probprop.moments.linear`; this class is how a learner uses them layer by layer:
+
+    layer.weight_shape(n_in, n_out, bias)          -> (out, n_in + bias)
+    inputs, (mean, var) = layer.forward(M, V, mean, var, bias)
+    dM, dV, d_mean, d_var = layer.pullback(M, V, inputs, g_mean, g_var, bias)
+    layer.deterministic_factors(M, inputs, g_mean, g_var)   -> (a, b, x) with dM = a x^T, dV = b (x^2)^T
+
+``inputs`` are the layer's input moments as the forward pass saw them (bias appended); ``var``
+None stands for deterministic inputs (the data). The pullback drops the bias input's cotangent.
+A layer whose inputs are the data may use the factored update of
+:func:`probprop.moments.adf.gaussian_update_outer` through :meth:`Dense.deterministic_factors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from probprop.moments.linear import append_bias, linear, linear_vjp
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A fully connected layer (see the module docstring)."""
+
+    def weight_shape(self, n_in: int, n_out: int, bias: bool) -> tuple[int, int]:
+        return (n_out, n_in + int(bias))
+
+    def forward(self, M, V, mean, var, bias: bool):
+        if bias:
+            mean, var = append_bias(mean, var)
+        return (mean, var), linear(M, V, mean, var)
+
+    def pullback(self, M, V, inputs, g_mean, g_var, bias: bool):
+        in_mean, in_var = inputs
+        dM, dV, d_mean, d_var = linear_vjp(M, V, in_mean, in_var, g_mean, g_var)
+        if bias and d_mean is not None:
+            d_mean, d_var = d_mean[:-1], d_var[:-1]
+        return dM, dV, d_mean, d_var
+
+    def deterministic_factors(self, M, inputs, g_mean, g_var):
+        """``(a, b, x)`` with ``dM = a x^T`` and ``dV = b (x^2)^T`` (the factors of
+        :func:`probprop.moments.linear.linear_vjp` for deterministic inputs)."""
+        n = M.shape[-1]
+        return g_mean * (1.0 / jnp.sqrt(n)), g_var / n, inputs[0]

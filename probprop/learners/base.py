@@ -1,0 +1,103 @@
+"""The learner protocol: one signature for every learning rule in probprop.
+
+A learner is a :class:`Learner`, a named tuple of pure functions over an immutable pytree state
+(in the spirit of optax's ``GradientTransformation`` and blackjax's ``SamplingAlgorithm``)::
+
+    learner = probprop.learners.get("pbp")
+    state = learner.init(key, spec)                 # the prior / initial network, from a spec
+    state = learner.update(state, X, y, mask)       # one epoch over (X, y); mask may be None
+    moments = learner.predict(state, X)             # Moments(mean, epistemic_var, noise_var), per row
+    choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
+
+Every array is in standardised units (the estimators standardise at the edge). ``update`` takes
+``mask`` (n,) marking the real rows of data padded to a reusable shape (``None``: every row is
+real). ``predict`` returns the three variances per row, with no key and no dependence of a row's
+prediction on the other rows. ``online`` says whether ``update`` continues learning from the
+current state the way the learning rule means it (assumed density filtering: PBP, TAGI), which is
+what ``partial_fit`` needs; the gradient learners can take more epochs too, but the optimiser's
+epoch count and step sizes assume one fixed data set.
+
+Each learner module defines ``learner = Learner(...)``, and :mod:`probprop.learners` lists it in
+its registry (one line): a new learning rule is one new module plus that line.
+
+All learner functions run with JAX's 64-bit types enabled for the duration of the call
+(:func:`float64`), so that ``import probprop`` changes nothing in the rest of a process.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+__all__ = ["Learner", "Moments", "Selection", "count_rejections", "float64", "float64_process"]
+
+
+class Moments(NamedTuple):
+    """Predictive moments per row, in the learner's (standardised) units: the mean of the
+    network output, its variance under the weight posterior (epistemic) and the observation
+    noise variance (aleatoric); each of shape (n,). ``mean ± sqrt(epistemic_var + noise_var)``
+    describes y."""
+
+    mean: jax.Array
+    epistemic_var: jax.Array
+    noise_var: jax.Array
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of every hyperparameter search (``Learner.select``).
+
+    ``spec``: the base spec with the chosen values; ``chosen``: name -> chosen value; ``grid``:
+    name -> the candidate values (one tuple per searched hyperparameter, in the order of the
+    axes of ``scores``); ``scores``: the mean validation log-likelihood of every grid point
+    (-inf where it was not finite), of shape ``tuple(len(v) for v in grid.values())``.
+    Searches use a validation part of the training data only, never test data.
+    """
+
+    spec: Any
+    chosen: dict
+    grid: dict
+    scores: np.ndarray
+
+
+class Learner(NamedTuple):
+    """A learning rule as pure functions (see the module docstring)."""
+
+    name: str
+    spec_class: type
+    init: Callable
+    update: Callable
+    predict: Callable
+    select: Callable | None = None
+    online: bool = False
+
+
+def float64(fn):
+    """Run ``fn`` with JAX's 64-bit types enabled (a scoped setting, restored on return)."""
+
+    @functools.wraps(fn)
+    def scoped(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return scoped
+
+
+def float64_process() -> None:
+    """Enable JAX's 64-bit types for the whole process: for probprop's own programs (the command
+    line, benchmark workers), never called on import."""
+    jax.config.update("jax_enable_x64", True)
+
+
+def count_rejections(state) -> np.ndarray:
+    """Updates refused by the variance guards so far (the ``rejections`` counters of PBP and
+    TAGI states, plus PBP's ``noise_rejections``), per network: a leading batch axis is kept.
+    Counted on the host: an eager sum on the device would compile a small program for every
+    new weight shape."""
+    counts = sum(np.asarray(r).sum(axis=(-2, -1), dtype=np.int64) for r in state.rejections)
+    return counts + np.asarray(getattr(state, "noise_rejections", 0), np.int64)

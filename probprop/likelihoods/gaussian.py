@@ -1,0 +1,134 @@
+"""The three Gaussian observation models of the regression learners.
+
+* :class:`GaussianGammaNoise`: y = f + e, e ~ N(0, 1/gamma), gamma ~ Gamma(shape, rate) learned by
+  ADF (PBP's noise model, Hernández-Lobato & Adams 2015, eqs. 7-8 and 12);
+* :class:`GaussianNoise`: y = f + e, e ~ N(0, s2) with s2 given (PBP with a fixed noise, TAGI's
+  sigma_v^2, DVI's and the homoscedastic heads' point-estimated log s2);
+* :class:`HeteroscedasticGaussian`: two network outputs (f, l), y = f + e, e ~ N(0, exp(l))
+  (TAGI's AGVI unit, DVI's heteroscedastic head).
+
+Each gives what the learners need of it (see :mod:`probprop.likelihoods`): PBP the ADF output
+step (``adf_output``), TAGI the output innovation (``tagi_deltas``), DVI the expected
+log-likelihood (``expected_log_likelihood``), and every learner the predictive noise variance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from probprop.likelihoods.base import Gamma, Likelihood
+from probprop.moments import adf
+from probprop.moments.exponential import exponential
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _gaussian_output(y, mean, var, noise_var, weight):
+    """d log Z / d mean and d log Z / d var of Z = N(y | mean, var + noise_var), times ``weight``."""
+    total = var + noise_var
+    resid = y - mean
+    g_mean = weight * resid / total
+    g_var = weight * 0.5 * (resid * resid / total - 1.0) / total
+    return g_mean, g_var
+
+
+@dataclass(frozen=True)
+class GaussianNoise(Likelihood):
+    """Gaussian noise of a given variance. For PBP its parameters are ``Gamma(2, s2)`` (so that
+    rate / (shape - 1) = s2, the layout of the learned noise), kept fixed; TAGI passes sigma_v^2
+    to :meth:`tagi_deltas`; DVI a learned point estimate of log s2 to
+    :meth:`expected_log_likelihood`."""
+
+    n_outputs = 1
+
+    def init_params(self, noise_variance):
+        return Gamma(jnp.asarray(2.0, jnp.float64), jnp.asarray(float(noise_variance), jnp.float64))
+
+    def noise_variance(self, params):
+        return params.rate / (params.shape - 1.0)
+
+    def log_z(self, y, mean, var, params):
+        return adf.gaussian_log_z(y, mean, var + self.noise_variance(params)) - 0.5 * LOG_2PI
+
+    def adf_output(self, params, y, mean, var, weight, keep):
+        f64 = jnp.float64
+        g_mean, g_var = _gaussian_output(y, mean, var, self.noise_variance(params), weight)
+        return g_mean, g_var, params, jnp.zeros((), f64)
+
+    def tagi_deltas(self, z_mean, z_var, y, keep, noise_var):
+        """Innovation of the output for y = Z + V: ((y - mu_z)/S, -1/S), S = var_z + noise_var;
+        rows with ``keep`` False get zero deltas (they leave every update unchanged)."""
+        total = z_var[:, 0] + noise_var
+        d_mean = jnp.where(keep, (y - z_mean[:, 0]) / total, 0.0)
+        d_var = jnp.where(keep, -1.0 / total, 0.0)
+        return d_mean[:, None], d_var[:, None]
+
+    def expected_log_likelihood(self, y, mean, var, log_noise):
+        """E[log N(y | f, s2)] for f ~ (mean, var) (exact): -0.5 [log 2 pi s2 + ((y - m)^2 + v) / s2]."""
+        sq = (y - mean[..., 0]) ** 2 + var[..., 0]
+        return -0.5 * (LOG_2PI + log_noise + sq * jnp.exp(-log_noise))
+
+
+@dataclass(frozen=True)
+class GaussianGammaNoise(GaussianNoise):
+    """Gaussian noise whose precision has a Gamma(shape, rate) posterior, updated by ADF with
+    every observation (PBP). ``shape``/``rate``: the prior (PBP: 6, 6 in standardised units).
+
+    log Z uses PBP's plug-in approximation of the Student-t marginal,
+    Z ~= N(y | m, v + rate / (shape - 1)); the Gamma is moment-matched from Z(a), Z(a+1), Z(a+2)
+    (:func:`probprop.moments.adf.gamma_update`) and an unusable update is refused (counted).
+    """
+
+    shape: float = 6.0
+    rate: float = 6.0
+
+    def init_params(self, noise_variance=None):
+        return Gamma(jnp.asarray(self.shape, jnp.float64), jnp.asarray(self.rate, jnp.float64))
+
+    def adf_output(self, params, y, mean, var, weight, keep):
+        f64 = jnp.float64
+        g_mean, g_var = _gaussian_output(y, mean, var, self.noise_variance(params), weight)
+        shape_new, rate_new = adf.gamma_update(*params, *adf.student_log_z(y, mean, var, *params))
+        ok = adf.valid_gamma(shape_new, rate_new) & keep
+        shape, rate = jnp.where(ok, shape_new, params.shape), jnp.where(ok, rate_new, params.rate)
+        refused = jnp.where(~ok & keep, 1.0, 0.0)
+        return g_mean, g_var, type(params)(shape, rate), refused.astype(f64)
+
+
+@dataclass(frozen=True)
+class HeteroscedasticGaussian(Likelihood):
+    """Two outputs (f, l) with y | f, l ~ N(f, exp(l)); the noise variance is exp(l), whose
+    moments for Gaussian l are log-normal (:func:`probprop.moments.exponential`)."""
+
+    n_outputs = 2
+
+    def noise_from_outputs(self, out_mean, out_var):
+        """E[exp(l)] = exp(m_l + v_l / 2) per row, from the output moments of shape (..., 2)."""
+        return exponential(out_mean[..., 1], out_var[..., 1])[0]
+
+    def tagi_deltas(self, z_mean, z_var, y, keep, noise_var=None):
+        """AGVI innovations of (Z_mu, Z_s) (Deka, Nguyen & Goulet 2024; derivation in
+        :mod:`probprop.learners.tagi`), zero for rows with ``keep`` False; shape (B, 2) each."""
+        m_mu, v_mu = z_mean[:, 0], z_var[:, 0]
+        s2 = z_var[:, 1]
+        mu, _, _ = exponential(z_mean[:, 1], s2)  # E[Vbar2], the prior noise variance
+        c = 3.0 * jnp.expm1(s2) + 2.0  # Var[V^2] / mu^2
+        total = v_mu + mu
+        resid = y - m_mu
+        m_v = mu * resid / total  # V | y
+        v_v = mu * v_mu / total
+        e_sq = m_v * m_v + v_v  # V^2 | y
+        var_sq = 2.0 * v_v * v_v + 4.0 * m_v * m_v * v_v
+        d_mean = jnp.stack([resid / total, (e_sq - mu) / (mu * c)], axis=1)
+        d_var = jnp.stack([-1.0 / total, (var_sq - mu * mu * c) / (mu * c) ** 2], axis=1)
+        return jnp.where(keep[:, None], d_mean, 0.0), jnp.where(keep[:, None], d_var, 0.0)
+
+    def expected_log_likelihood(self, y, mean, var, log_noise=None):
+        """DVI's approximation with f and l independent, l ~ N(m_l, v_l):
+        E[log N(y | f, e^l)] ~= -0.5 [log 2 pi + m_l + ((y - m_f)^2 + v_f) exp(-m_l + v_l / 2)]."""
+        sq = (y - mean[..., 0]) ** 2 + var[..., 0]
+        m_l, v_l = mean[..., 1], var[..., 1]
+        return -0.5 * (LOG_2PI + m_l + sq * jnp.exp(-m_l + 0.5 * v_l))

@@ -1,0 +1,65 @@
+"""scikit-learn's estimator checks, run on every probprop estimator.
+
+Expected failures (each still runs, as xfail), with the reason:
+
+- check_regressors_train (3 variants), every estimator: it asserts ``score(X, y) > 0.5``, a
+  threshold meant for R^2, while a probprop regressor's ``score`` is the mean log predictive
+  density (a proper scoring rule for the distributions the estimators exist to give). What the
+  check does besides that threshold is tested with R^2 in
+  test_estimators.py::test_regressors_train_without_r2_threshold.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from sklearn.utils.estimator_checks import estimator_checks_generator
+
+from probprop import (
+    DeepEnsembleRegressor,
+    DVIRegressor,
+    MAPRegressor,
+    MCDropoutRegressor,
+    PBPEnsembleRegressor,
+    PBPRegressor,
+    TAGIRegressor,
+)
+
+EXPECTED_FAILED = {
+    "check_regressors_train": "score() is the mean log predictive density, not R^2; the check's "
+    "'score > 0.5' threshold assumes R^2",
+}
+
+#: Small, fast configurations (fixed hyperparameters where a default would search a grid).
+ESTIMATORS = [
+    PBPRegressor(epochs=5, random_state=0),
+    PBPEnsembleRegressor(n_members=2, hidden=(8,), epochs=3, random_state=0),
+    TAGIRegressor(hidden=(8,), epochs=3, sigma_v=0.3, random_state=0),
+    TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
+    DVIRegressor(hidden=(8,), epochs=3, random_state=0),
+    MAPRegressor(hidden=(8,), epochs=3, random_state=0),
+    DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
+    MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=10, random_state=0),
+]
+
+
+def _check_id(obj):
+    if isinstance(obj, functools.partial):
+        keywords = ",".join(f"{k}={v}" for k, v in obj.keywords.items())
+        return f"{obj.func.__name__}({keywords})" if keywords else obj.func.__name__
+    if hasattr(obj, "get_params"):
+        extra = "-het" if getattr(obj, "heteroscedastic", False) and type(obj) is TAGIRegressor else ""
+        return type(obj).__name__ + extra
+    return type(obj).__name__
+
+
+# parametrize_with_checks does the same but hands pytest a generator, which pytest deprecates
+@pytest.mark.parametrize(
+    "estimator, check",
+    [pair for est in ESTIMATORS
+     for pair in estimator_checks_generator(est, expected_failed_checks=EXPECTED_FAILED, mark="xfail")],
+    ids=_check_id,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
