@@ -488,6 +488,8 @@ def update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None =
 
     ``unroll``: ADF updates per iteration of the compiled loop (the results do not depend on it).
     """
+    if mask is None and unroll == SWEEP_UNROLL:
+        return _update(state, X, y)  # the jit's fastest dispatch: positional, default static args
     return _update(state, X, y, mask, unroll=unroll)
 
 
