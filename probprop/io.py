@@ -79,20 +79,24 @@ def _spec_classes() -> tuple[type, ...]:
     return tuple(learner.spec_class for learner in REGISTRY.values())
 
 
-def _spec_json(value):
+def _to_json(value):
+    """JSON for specs and fitted values: a known dataclass (spec, likelihood, layer) as
+    ``{"class": name, "fields": {...}}``, a dict as its items (its keys may be floats), sequences
+    as lists, NumPy scalars as Python ones."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = type(value).__name__
         if name not in _known_classes():
             raise TypeError(f"cannot save a model holding a {name} (not a probprop spec, likelihood or layer)")
-        fields = {f.name: _spec_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"class": name, "fields": fields}
+        return {"class": name, "fields": {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {"__items__": [[_to_json(k), _to_json(v)] for k, v in value.items()]}
     if isinstance(value, (list, tuple)):
-        return [_spec_json(v) for v in value]
+        return [_to_json(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"cannot save a spec value of type {type(value).__name__}")
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
 
 
 def _spec_from_json(record, path):
@@ -151,15 +155,15 @@ def save_model(estimator, path) -> None:
         if isinstance(value, np.ndarray):
             arrays[f"fitted/{attr}"] = value
         else:
-            fitted[attr] = _tagged(value)
+            fitted[attr] = _to_json(value)
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "probprop_version": __version__,
         "estimator": name,
-        "params": {k: _tagged(v) for k, v in params.items()},
+        "params": {k: _to_json(v) for k, v in params.items()},
         "learner": for_spec(spec).name,
-        "spec": _spec_json(spec),
+        "spec": _to_json(spec),
         "y_mean": float(estimator.y_mean_),
         "y_scale": float(estimator.y_scale_),
         "feature_names_in": list(map(str, getattr(estimator, "feature_names_in_", []))) or None,
@@ -181,19 +185,6 @@ def _write(path, meta: dict, arrays: dict) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
-
-
-def _tagged(value):
-    """JSON for plain values; a dict is stored as its items (its keys may be floats)."""
-    if isinstance(value, dict):
-        return {"__items__": [[_tagged(k), _tagged(v)] for k, v in value.items()]}
-    if isinstance(value, (list, tuple)):
-        return [_tagged(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"cannot store a value of type {type(value).__name__}")
 
 
 def _untagged(value):
@@ -374,16 +365,10 @@ def _check_leaf(key: str, a: np.ndarray, path) -> None:
 def _read_fitted(archive: _Archive, fitted: dict, cls, path) -> dict:
     if not isinstance(fitted, dict):
         raise ModelFileError(f"{path}: malformed fitted record")
-    out = {}
-    for attr, value in fitted.items():
-        if attr not in cls._saved:
-            raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
-        out[attr] = _untagged(value)
+    out = {attr: _untagged(value) for attr, value in fitted.items()}
     for entry in archive.names():
         if entry.startswith("fitted/"):
             attr = entry.split("/", 1)[1]
-            if attr not in cls._saved:
-                raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
             a = archive.array(entry, max_elements=1 << 16)
             if a.dtype.kind != "f":
                 raise ModelFileError(f"{path}: {entry} is {a.dtype}, expected floats")
@@ -392,46 +377,24 @@ def _read_fitted(archive: _Archive, fitted: dict, cls, path) -> dict:
 
 
 def _estimator(cls, meta: dict, spec, state, fitted: dict, archive: _Archive, path):
+    """The estimator, built by its class's ``_restore`` hook from checked parts."""
     params = meta.get("params")
     if not isinstance(params, dict):
         raise ModelFileError(f"{path}: malformed estimator parameters")
-    allowed = set(cls().get_params())
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ModelFileError(f"{path}: {cls.__name__} has no parameter(s) {', '.join(map(str, unknown))}")
     params = {k: tuple(_untagged(v)) if isinstance(v, list) else _untagged(v) for k, v in params.items()}
-    estimator = cls(**params)
-    try:
-        checked = estimator._validated_params()
-    except ValueError as err:
-        raise ModelFileError(f"{path}: invalid estimator parameters ({err})") from err
-    disagree = estimator._spec_disagreements(spec, checked)
-    if disagree:
-        raise ModelFileError(f"{path}: the estimator parameters and the network spec disagree ({', '.join(disagree)})")
     n_in = int(spec.n_in)
     x_mean = archive.array("x_mean", (n_in,), np.float64)
     x_scale = archive.array("x_scale", (n_in,), np.float64)
-    if not (np.all(np.isfinite(x_mean)) and np.all(np.isfinite(x_scale)) and np.all(x_scale > 0)):
-        raise ModelFileError(f"{path}: the input standardisation holds non-finite or non-positive values")
     y_mean, y_scale = meta.get("y_mean"), meta.get("y_scale")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (y_mean, y_scale)) or not (
-        np.isfinite(y_mean) and np.isfinite(y_scale) and y_scale > 0
-    ):
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (y_mean, y_scale)):
         raise ModelFileError(f"{path}: the target standardisation must be finite with a positive scale")
-    estimator.x_mean_, estimator.x_scale_ = x_mean, x_scale
-    estimator.y_mean_, estimator.y_scale_ = float(y_mean), float(y_scale)
-    estimator.n_features_in_ = n_in
     names = meta.get("feature_names_in")
-    if names:
-        if not (isinstance(names, list) and len(names) == n_in and all(isinstance(n, str) for n in names)):
-            raise ModelFileError(f"{path}: feature names do not match {n_in} features")
-        estimator.feature_names_in_ = np.asarray(names, dtype=object)
-    for attr, value in fitted.items():
-        setattr(estimator, attr, value)
-    estimator.spec_ = spec
-    estimator.state_ = state
-    estimator._after_load()
-    return estimator
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"{path}: feature names must be a list of strings")
+    try:
+        return cls._restore(params, spec, state, (x_mean, x_scale, float(y_mean), float(y_scale)), names, fitted)
+    except ValueError as err:
+        raise ModelFileError(f"{path}: {err}") from err
 
 
 # --------------------------------------------------------------------------------------

@@ -235,8 +235,43 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
 
         return load_model(path, cls)
 
-    def _after_load(self) -> None:
-        """Rebuild what a model file does not store (``state_`` and ``spec_`` are set)."""
+    @classmethod
+    def _restore(cls, params: dict, spec, state, scaling, feature_names, fitted: dict):
+        """A fitted estimator from what a model file holds (the one hook :mod:`probprop.io`
+        calls, after it has checked the state against ``spec``): constructor ``params``, the
+        learner ``spec`` and ``state``, ``scaling = (x_mean, x_scale, y_mean, y_scale)``, the
+        feature names (or None) and the ``fitted`` values of ``_saved``. Raises ValueError
+        naming whatever is inconsistent."""
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no parameter(s) {', '.join(map(str, unknown))}")
+        estimator = cls(**params)
+        try:
+            checked = estimator._validated_params()
+        except ValueError as err:
+            raise ValueError(f"invalid estimator parameters ({err})") from err
+        disagree = estimator._spec_disagreements(spec, checked)
+        if disagree:
+            raise ValueError(f"the estimator parameters and the network spec disagree ({', '.join(disagree)})")
+        x_mean, x_scale, y_mean, y_scale = scaling
+        if not (np.all(np.isfinite(x_mean)) and np.all(np.isfinite(x_scale)) and np.all(x_scale > 0)):
+            raise ValueError("the input standardisation holds non-finite or non-positive values")
+        if not (np.isfinite(y_mean) and np.isfinite(y_scale) and y_scale > 0):
+            raise ValueError("the target standardisation must be finite with a positive scale")
+        n_in = int(spec.n_in)
+        if feature_names and len(feature_names) != n_in:
+            raise ValueError(f"{len(feature_names)} feature names for {n_in} features")
+        for attr in fitted:
+            if attr not in cls._saved:
+                raise ValueError(f"{cls.__name__} has no saved attribute {attr!r}")
+        estimator.x_mean_, estimator.x_scale_, estimator.y_mean_, estimator.y_scale_ = scaling
+        estimator.n_features_in_ = n_in
+        if feature_names:
+            estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        for attr, value in fitted.items():
+            setattr(estimator, attr, value)
+        estimator.spec_, estimator.state_ = spec, state
+        return estimator
 
     #: Hyperparameters that reach the learner's spec unchanged under the same name.
     _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic")

@@ -351,3 +351,29 @@ def test_version_1_mc_dropout_file_loads_its_weights_and_choices():
     np.testing.assert_array_equal(model.state_.params["layers"][0][0], W0)
     assert (model.dropout_, model.tau_) == (0.05, pytest.approx(4.0))
     assert np.all(np.isfinite(model.predict(np.zeros((2, 3)))))
+
+
+def test_a_model_with_a_likelihood_outside_the_fixed_lists_is_not_saved(fitted, tmp_path):
+    """Model files name their classes from fixed lists; a user's own likelihood is refused with a
+    clear error instead of being written as something the loader cannot rebuild."""
+    import dataclasses
+
+    from probprop.likelihoods import Likelihood
+
+    @dataclasses.dataclass(frozen=True)
+    class Mine(Likelihood):
+        pass
+
+    model = copy.deepcopy(fitted[0])
+    model.spec_ = dataclasses.replace(model.spec_, likelihood=Mine())
+    with pytest.raises(TypeError, match="cannot save a model holding a Mine"):
+        model.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())  # nothing left behind, not even a temporary file
+
+
+def test_every_estimator_is_registered_for_files():
+    import probprop
+    from probprop.io import _ESTIMATORS
+
+    names = {n for n in probprop.__all__ if n.endswith("Regressor")}
+    assert names == set(_ESTIMATORS)
