@@ -45,6 +45,8 @@ class GaussianNoise(Likelihood):
     n_outputs = 1
 
     def init_params(self, noise_variance):
+        if noise_variance is None or not float(noise_variance) > 0:
+            raise ValueError(f"a Gaussian noise of given variance needs a positive noise_variance, got {noise_variance!r}")
         return Gamma(jnp.asarray(2.0, jnp.float64), jnp.asarray(float(noise_variance), jnp.float64))
 
     def noise_variance(self, params):
