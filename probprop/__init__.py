@@ -14,6 +14,8 @@ from probprop._version import __version__
 from probprop.distributions import GaussianPrediction
 from probprop.estimators import (
     DeepEnsembleRegressor,
+    DivergedError,
+    DriftWarning,
     DVIRegressor,
     MAPRegressor,
     MCDropoutRegressor,
@@ -32,6 +34,8 @@ __all__ = [
     "MCDropoutRegressor",
     "DeepEnsembleRegressor",
     "GaussianPrediction",
+    "DriftWarning",
+    "DivergedError",
     "fit_together",
     "__version__",
 ]

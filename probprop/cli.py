@@ -10,13 +10,25 @@
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
 column, non-numeric or missing values, a corrupt model file) end with a one-line error and a
-non-zero exit status, never a traceback.
+non-zero exit status, never a traceback; Ctrl-C ends a command with the line "interrupted" and
+exit status 130.
+
+Columns are matched to a model's features by name. A model fitted in Python from a NumPy array
+has no feature names: ``predict`` and ``evaluate`` then refuse it unless ``--by-position`` says
+that the CSV's feature columns are in the order the model was fitted with.
+
+Text cells of output CSV files (the index labels, column names) that start with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return get a leading single quote, so that a spreadsheet shows
+them as text instead of running them as formulas (OWASP's advice on CSV injection); numbers are
+written as they are.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -105,6 +117,30 @@ def numeric_columns(frame, columns, path: Path):
     return pd.DataFrame(out, index=frame.index)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cell(value):
+    """A text cell that a spreadsheet would run as a formula, quoted as text ('=...); anything
+    else (numbers included, negative ones too) unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def safe_csv_frame(frame):
+    """``frame`` with its text cells, column names and index labels protected by :func:`_safe_cell`."""
+    frame = frame.copy()
+    frame.columns = [_safe_cell(c) for c in frame.columns]
+    frame.index = frame.index.map(_safe_cell)
+    frame.index.name = _safe_cell(frame.index.name)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(_safe_cell)
+    return frame
+
+
 def _names(columns, limit: int = 12) -> str:
     columns = [str(c) for c in columns]
     shown = ", ".join(repr(c) for c in columns[:limit])
@@ -146,6 +182,12 @@ def _parse_noise(ctx, param, value):
     return variance
 
 
+def _parse_level(ctx, param, value):
+    if not (isinstance(value, float) and math.isfinite(value) and 0 < value < 1):
+        raise click.BadParameter(f"{value!r}: the interval's mass must be a number strictly between 0 and 1, e.g. 0.9")
+    return value
+
+
 def _load_model(path: Path):
     from probprop.io import load_model
 
@@ -160,8 +202,9 @@ def _load_model(path: Path):
         raise click.ClickException(f"cannot read the model: {text}") from None
 
 
-def _model_features(model, frame, path: Path, ignore=()):
-    """The model's feature columns of ``frame`` (matched by name), as float64."""
+def _model_features(model, frame, path: Path, ignore=(), by_position: bool = False):
+    """The model's feature columns of ``frame``, as float64: matched by name, or (a model without
+    feature names, with ``by_position``) taken in order."""
     names = getattr(model, "feature_names_in_", None)
     available = [c for c in frame.columns if c not in ignore]
     if names is not None:
@@ -176,12 +219,32 @@ def _model_features(model, frame, path: Path, ignore=()):
         if extra:
             click.echo(f"note: ignoring column(s) the model does not use: {_names(extra)}", err=True)
         return numeric_columns(frame, names, path)
+    if not by_position:
+        raise click.ClickException(
+            f"the model was fitted without feature names (from an array), so {path}'s columns can only be "
+            f"matched by position: pass --by-position if its {len(available)} feature column(s) "
+            f"{_names(available)} are in the order the model was fitted with"
+        )
     if len(available) != model.n_features_in_:
         raise click.ClickException(
             f"{path}: has {len(available)} feature column(s), the model expects {model.n_features_in_} "
             "(the model has no feature names, so columns are taken in order)"
         )
+    click.echo(f"note: the model has no feature names; taking {_names(available)} as its features, in this order",
+               err=True)
     return numeric_columns(frame, available, path).to_numpy()
+
+
+def _predictive(model, X, path: Path):
+    """``model.predict_dist(X)``; inputs the model cannot represent are a one-line error."""
+    try:
+        return model.predict_dist(X)
+    except ValueError as err:
+        raise click.ClickException(f"{path}: cannot predict: {_first_line(err)}") from None
+
+
+_BY_POSITION_HELP = ("Take the CSV's feature columns in order when the model has no feature names (fitted in "
+                     "Python from an array); without it such a model is refused.")
 
 
 def _command_line(ctx: click.Context) -> str:
@@ -205,7 +268,41 @@ def _command_line(ctx: click.Context) -> str:
 # --------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Interrupted(BaseException):
+    """Ctrl-C, raised by the command line's own SIGINT handler (click would turn a
+    KeyboardInterrupt into "Aborted!" and exit status 1)."""
+
+
+def _on_sigint(signum, frame):
+    raise _Interrupted
+
+
+class _Main(click.Group):
+    """The ``probprop`` group: Ctrl-C ends any command with the line "interrupted" and exit status
+    130 (128 + SIGINT), no traceback; files being written are cleaned up first (the exception
+    unwinds through them), then the process ends at once, without waiting on JAX's threads."""
+
+    def main(self, *args, **kwargs):
+        try:
+            previous = signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:  # not the main thread: leave Ctrl-C as it is
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        except (_Interrupted, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the exit
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+            sys.stderr.write("interrupted\n")
+            sys.stderr.flush()
+            os._exit(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="probprop")
 def main():
     """Bayesian neural networks by probabilistic backpropagation (PBP), in JAX."""
@@ -276,7 +373,7 @@ def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
         raise click.ClickException(f"cannot fit: {_first_line(err)}") from None
     try:
         model.save(output)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
     mean = model.predict(X)
     shape = "-".join(str(n) for n in (X.shape[1], *hidden, 1))
@@ -293,25 +390,30 @@ def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
 @click.argument("data", type=_EXISTING_FILE)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the predictions CSV. [default: standard output]")
-@click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
-              show_default=True, help="Mass of the central interval (lower, upper).")
+@click.option("--level", type=float, callback=_parse_level, default=0.9,
+              show_default=True, help="Mass of the central interval (lower, upper), strictly between 0 and 1.")
 @click.option("--index-col", default=None, help="A column holding row labels (copied to the output).")
-def predict(model_path, data, output, level, index_col):
+@click.option("--by-position", is_flag=True, help=_BY_POSITION_HELP)
+def predict(model_path, data, output, level, index_col, by_position):
     """Predict DATA (a CSV with the model's feature columns) with a saved MODEL.
 
-    Writes the input's index and the columns mean, std, epistemic_std, lower and upper.
+    Writes the input's index and the columns mean, std, epistemic_std, lower and upper. Columns
+    are matched to the model's features by name; a model without feature names needs
+    --by-position. Text cells starting with =, +, -, @ are written with a leading ' (no
+    spreadsheet formulas).
     """
     pd = _pandas()
     model = _load_model(model_path)
     frame = read_csv(data, index_col)
-    X = _model_features(model, frame, data)
-    dist = model.predict_dist(X)
+    X = _model_features(model, frame, data, by_position=by_position)
+    dist = _predictive(model, X, data)
     lower, upper = dist.interval(level)
     result = pd.DataFrame(
         {"mean": dist.mean, "std": dist.std, "epistemic_std": dist.epistemic_std, "lower": lower, "upper": upper},
         index=frame.index,
     )
-    label = frame.index.name or "index"
+    label = _safe_cell(frame.index.name or "index")
+    result = safe_csv_frame(result)
     if output is None:
         click.echo(result.to_csv(index_label=label), nl=False)
         return
@@ -327,17 +429,21 @@ def predict(model_path, data, output, level, index_col):
 @click.argument("data", type=_EXISTING_FILE)
 @click.option("--target", "-t", required=True, help="Name of the column holding the true values.")
 @click.option("--index-col", default=None, help="A column holding row labels (not a feature).")
-def evaluate(model_path, data, target, index_col):
-    """Score a saved MODEL on labelled DATA: RMSE, test LL, CRPS, coverage, calibration."""
+@click.option("--by-position", is_flag=True, help=_BY_POSITION_HELP)
+def evaluate(model_path, data, target, index_col, by_position):
+    """Score a saved MODEL on labelled DATA: RMSE, test LL, CRPS, coverage, calibration.
+
+    Columns are matched to the model's features by name; a model without feature names needs
+    --by-position."""
     from probprop.metrics import all_metrics
 
     model = _load_model(model_path)
     frame = read_csv(data, index_col)
     if target not in frame.columns:
         raise click.ClickException(f"{data}: no target column {target!r}; columns: {_names(frame.columns)}")
-    X = _model_features(model, frame, data, ignore=(target,))
+    X = _model_features(model, frame, data, ignore=(target,), by_position=by_position)
     y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
-    dist = model.predict_dist(X)
+    dist = _predictive(model, X, data)
     metrics = all_metrics(y, dist.mean, dist.std)
     width = max(len(k) for k in metrics)
     click.echo(f"{len(y)} rows of {data}, target {target!r}")

@@ -43,6 +43,16 @@ VERSION = 2
 READABLE = (1, 2)
 #: The metadata record may be at most this long (bytes).
 MAX_META_BYTES = 1 << 20
+#: No array of a model file may hold more elements than this (2**27: 1 GiB of float64).
+MAX_ARRAY_ELEMENTS = 1 << 27
+#: A compressed entry may expand at most this many times (probprop writes its files uncompressed;
+#: a deflated array of real weights shrinks by a factor of about 1.1, a zip bomb by about 1000).
+MAX_COMPRESSION_RATIO = 50
+#: Entries smaller than this (bytes, uncompressed) are exempt from the compression-ratio limit.
+COMPRESSION_EXEMPT_BYTES = 1 << 20
+#: A learner state takes about this many times its own size in memory while it trains (the
+#: state, the updated copy, the gradients or the moments of one step).
+TRAINING_MEMORY_FACTOR = 4
 
 _ESTIMATORS: dict[str, type] = {}
 
@@ -126,9 +136,66 @@ def _spec_from_json(record, path):
 # Writing
 
 
+def memory_limit() -> int:
+    """Bytes a network's state may take: this machine's physical memory (16 GiB when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 16 << 30
+
+
+def state_bytes(spec) -> int:
+    """Bytes of the learner state that ``spec`` declares, from ``jax.eval_shape`` (nothing is built)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(_template(spec))
+    return sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+
+
+def _hidden_of(spec):
+    member = getattr(spec, "member", None)
+    return getattr(spec, "hidden", None) if member is None else getattr(member, "hidden", None)
+
+
+def check_memory(spec, factor: float = TRAINING_MEMORY_FACTOR) -> int:
+    """Raise ValueError, naming the hidden sizes and the estimate, when the state ``spec``
+    declares would take more than :func:`memory_limit` (``factor`` times its size: training
+    needs working copies). Returns the estimate in bytes."""
+    need = state_bytes(spec) * factor
+    limit = memory_limit()
+    if need > limit:
+        raise ValueError(
+            f"a network with hidden sizes {_hidden_of(spec)} and {spec.n_in} inputs needs about "
+            f"{_gib(need)} of memory (its state {_gib(state_bytes(spec))}), more than this machine's "
+            f"{_gib(limit)}; choose smaller hidden sizes"
+        )
+    return need
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
+
+
+def _non_finite(estimator) -> list[str]:
+    """The parts of a fitted estimator (state leaves, standardisation) that hold non-finite numbers."""
+    import jax
+
+    bad = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(estimator.state_)[0]:
+        key = jax.tree_util.keystr(key_path)
+        a = np.asarray(leaf)
+        if a.dtype.kind in "fc" and not key.endswith(".loss") and not np.all(np.isfinite(a)):
+            bad.append(f"state{key}")
+    for name in ("x_mean_", "x_scale_", "y_mean_", "y_scale_"):
+        if not np.all(np.isfinite(np.asarray(getattr(estimator, name), np.float64))):
+            bad.append(name)
+    return bad
+
+
 def save_model(estimator, path) -> None:
     """Write a fitted probprop estimator to ``path`` (atomically: a unique temporary file in the
-    same folder, then a rename; nothing is left behind on error)."""
+    same folder, then a rename; nothing is left behind on error). A model whose state or
+    standardisation holds non-finite values (a diverged fit) is refused with a ValueError."""
     import jax
     from sklearn.utils.validation import check_is_fitted
 
@@ -140,6 +207,10 @@ def save_model(estimator, path) -> None:
     name = type(estimator).__name__
     if _ESTIMATORS.get(name) is not type(estimator):
         raise TypeError(f"cannot save a {name}: not a registered probprop estimator")
+    bad = _non_finite(estimator)
+    if bad:
+        raise ValueError(f"cannot save this {name}: its {', '.join(bad[:4])} hold(s) non-finite values "
+                         "(the fit diverged or the data overflowed); refit it before saving")
     state = estimator.state_
     params = estimator.get_params()
     if not isinstance(params.get("random_state"), (numbers.Integral, type(None))):
@@ -242,18 +313,23 @@ class _Archive:
             raise ModelFileError(f"{self.path}: corrupt array {name!r} ({err})") from err
         if dtype.hasobject:
             raise ModelFileError(f"{self.path}: array {name!r} holds Python objects; refused")
-        if info.file_size > int(np.prod(shape, dtype=np.int64)) * dtype.itemsize + 4096:
+        if info.file_size > int(np.prod(shape, dtype=np.float64)) * dtype.itemsize + 4096:
             raise ModelFileError(f"{self.path}: entry {name!r} is larger than its header says")
+        if info.file_size > COMPRESSION_EXEMPT_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise ModelFileError(
+                f"{self.path}: entry {name!r} expands {info.file_size / max(info.compress_size, 1):.0f} times "
+                f"(at most {MAX_COMPRESSION_RATIO} is accepted: a zip bomb?)"
+            )
         return tuple(shape), dtype
 
-    def array(self, name, shape=None, dtype=None, max_elements: int = 1 << 27):
+    def array(self, name, shape=None, dtype=None, max_elements: int = MAX_ARRAY_ELEMENTS):
         """Entry ``name``, after checking its header against ``shape``/``dtype`` (when given)
         and its size against ``max_elements``."""
         got_shape, got_dtype = self.header(name)
         if (shape is not None and got_shape != tuple(shape)) or (dtype is not None and got_dtype != np.dtype(dtype)):
             want = f"{np.dtype(dtype) if dtype is not None else got_dtype}{list(shape) if shape is not None else ''}"
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}{list(got_shape)}, expected {want}")
-        if int(np.prod(got_shape, dtype=np.int64)) > max_elements:
+        if int(np.prod(got_shape, dtype=np.float64)) > max_elements:
             raise ModelFileError(f"{self.path}: {name} declares {got_shape}, more than this loader accepts")
         try:
             with self.zip.open(self.entries[name]) as handle:
@@ -342,10 +418,14 @@ def _read_state(archive: _Archive, spec, prefix: str, path):
 
     template = _template(spec)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    total = sum(int(np.prod(leaf.shape, dtype=np.int64)) for _, leaf in leaves)
-    stored = sum(info.file_size for info in archive.entries.values())
-    if total > 8 * stored + (1 << 20):  # the spec declares far more than the file can hold
-        raise ModelFileError(f"{path}: the spec declares {total} numbers but the file holds far fewer")
+    total = sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for _, leaf in leaves)
+    stored = sum(info.compress_size for info in archive.entries.values())  # bytes really in the file
+    if total > MAX_COMPRESSION_RATIO * stored + COMPRESSION_EXEMPT_BYTES:
+        raise ModelFileError(f"{path}: the spec declares {total} bytes of state but the file holds {stored}")
+    try:
+        check_memory(spec, factor=1)
+    except ValueError as err:
+        raise ModelFileError(f"{path}: {err}") from err
     filled = []
     for key_path, leaf in leaves:
         key = jax.tree_util.keystr(key_path)

@@ -11,12 +11,14 @@ Each estimator registers itself with :mod:`probprop.io`, which reads and writes 
 them through the same file layout.
 """
 
-from probprop.estimators.base import MomentRegressor, OnlineRegressor
+from probprop.estimators.base import DivergedError, DriftWarning, MomentRegressor, OnlineRegressor
 from probprop.estimators.gradient import DeepEnsembleRegressor, DVIRegressor, MAPRegressor, MCDropoutRegressor
 from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_together
 from probprop.estimators.tagi import TAGIRegressor
 
 __all__ = [
+    "DivergedError",
+    "DriftWarning",
     "DVIRegressor",
     "DeepEnsembleRegressor",
     "MAPRegressor",

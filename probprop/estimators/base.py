@@ -10,6 +10,7 @@ here: learners only ever see standardised data, and everything returned is in th
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -27,8 +28,27 @@ from tqdm.auto import tqdm
 from probprop import learners
 from probprop.distributions import GaussianPrediction
 from probprop.estimators import _checks
+from probprop.io import check_memory
 from probprop.learners.base import count_rejections, float64
 from probprop.preprocessing import standardisation
+
+#: ``partial_fit`` warns (:class:`DriftWarning`) when the batch's mean |z| (distance of y from the
+#: predictive mean, in predictive standard deviations) exceeds this.
+DRIFT_Z = 6.0
+
+#: The largest standardised input or target accepted: the moments square it (and more), so
+#: beyond this they would overflow float64 (about 1.8e308).
+MAX_STANDARDISED = 1e100
+
+
+class DriftWarning(UserWarning):
+    """A ``partial_fit`` batch lies many predictive standard deviations away from the model: the
+    data changed (drift) or came in other units."""
+
+
+class DivergedError(FloatingPointError, ValueError):
+    """Training produced non-finite numbers (the loss or the weights overflowed)."""
+
 
 #: Prediction runs in blocks of at most this many rows, each padded to a power of two so
 #: that a handful of compiled shapes serve every batch size.
@@ -116,15 +136,37 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ units
 
     def _set_scaling(self, X, y) -> None:
-        self.x_mean_, self.x_scale_ = standardisation(X, getattr(self, "constant_tol", 1e-9))
-        y_mean, y_scale = standardisation(y[:, None])
+        """Input statistics with the near-constant rule (``constant_tol``); the target's scale is its
+        std unless that is exactly zero (``constant_tol=0``): a target far from zero, such as
+        ``1e12 + 50 * signal``, is not constant. Statistics that overflow float64 are refused."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            x_mean, x_scale = standardisation(X, getattr(self, "constant_tol", 1e-9))
+            y_mean, y_scale = standardisation(y[:, None], constant_tol=0.0)
+        bad = np.flatnonzero(~(np.isfinite(x_mean) & np.isfinite(x_scale)))
+        if bad.size:
+            raise ValueError(f"X column(s) {bad[:5].tolist()} are too large to standardise (their mean or std "
+                             "overflows float64); rescale them")
+        if not (np.isfinite(y_mean[0]) and np.isfinite(y_scale[0])):
+            raise ValueError("y is too large to standardise (its mean or std overflows float64); rescale it")
+        self.x_mean_, self.x_scale_ = x_mean, x_scale
         self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
 
     def _standardise(self, X, y=None):
-        Xs = (X - self.x_mean_) / self.x_scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            Xs = (X - self.x_mean_) / self.x_scale_
+        rows = np.flatnonzero(~np.all(np.abs(Xs) <= MAX_STANDARDISED, axis=1))
+        if rows.size:
+            raise ValueError(f"X row(s) {rows[:5].tolist()} are too far from the training data to represent "
+                             f"(standardised values beyond {MAX_STANDARDISED:g}); check their units")
         if y is None:
             return Xs
-        return Xs, (y - self.y_mean_) / self.y_scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            ys = (y - self.y_mean_) / self.y_scale_
+        rows = np.flatnonzero(~(np.abs(ys) <= MAX_STANDARDISED))
+        if rows.size:
+            raise ValueError(f"y value(s) at row(s) {rows[:5].tolist()} are too far from the training targets to "
+                             f"represent (standardised beyond {MAX_STANDARDISED:g}); check their units")
+        return Xs, ys
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -139,6 +181,7 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         self._set_scaling(X, y)
         Xs, ys = self._standardise(X, y)
         spec = self._make_spec(X.shape[1], params)
+        check_memory(spec)  # before anything is built
         spec, key = self._configure(Xs, ys, jax.random.PRNGKey(self._seed()), spec, search)
         self.spec_ = spec
         self.state_ = jax.device_get(self._initial_state(key, spec))
@@ -193,7 +236,13 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
             parts.append([np.asarray(a, np.float64)[: len(block)] for a in moments])
         mean, epistemic, noise = (np.concatenate(column) for column in zip(*parts))
         scale2 = self.y_scale_**2
-        return mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
+        rows = np.flatnonzero(~np.all(np.isfinite(np.stack(out)), axis=0))
+        if rows.size:
+            raise ValueError(f"the predictions for X row(s) {rows[:5].tolist()} overflow float64 (inputs too far "
+                             "from the training data, or a diverged model); check their units")
+        return out
 
     def predict(self, X, return_std: bool = False):
         """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise)."""
@@ -218,6 +267,10 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         check_consistent_length(dist.mean, y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, dist.mean)
+            if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
+                raise ValueError("sample_weight must be finite and >= 0")
+            if not np.sum(sample_weight) > 0:
+                raise ValueError("sample_weight must not be all zero (the weighted mean is undefined)")
         return float(np.average(dist.logpdf(y), weights=sample_weight))
 
     # ------------------------------------------------------------------ files
@@ -311,6 +364,12 @@ class OnlineRegressor(MomentRegressor):
         later calls reuse both, accept any number of rows, and need the same features. Each of the
         ``epochs`` passes shuffles the batch and learns each row once. Batches are padded to a
         power-of-two length, so a stream of ragged batches reuses compiled programs.
+
+        Before learning a batch, a fitted model compares it with its own predictions: when the
+        batch's mean ``|y - mean| / std`` (predictive mean and standard deviation) exceeds
+        :data:`DRIFT_Z` (6), it warns with a :class:`DriftWarning` (the data drifted, or came in
+        other units), then learns the batch as asked. Filter the warning to silence it, or turn it
+        into an error (``warnings.simplefilter("error", probprop.DriftWarning)``) to stop such batches.
         """
         first = not hasattr(self, "state_")
         X, y = self._validate_X_y(X, y, reset=first, min_samples=2 if first else 1)
@@ -318,6 +377,20 @@ class OnlineRegressor(MomentRegressor):
         if first:
             self._validated_params()
             self._begin(X, y, search=False)
-        Xp, yp, mask = padded(*self._standardise(X, y))
+        Xs, ys = self._standardise(X, y)
+        Xp, yp, mask = padded(Xs, ys)
+        if not first:
+            self._warn_drift(Xp, yp, mask)
         self._run_epochs(Xp, yp, epochs, mask)
         return self
+
+    def _warn_drift(self, Xp, yp, mask) -> None:
+        moments = self._learner().predict(self.state_, Xp)
+        mean, epistemic, noise = (np.asarray(a, np.float64)[mask] for a in moments)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            z = float(np.mean(np.abs(yp[mask] - mean) / np.sqrt(epistemic + noise)))
+        if not z <= DRIFT_Z:
+            warnings.warn(
+                f"this batch of {int(mask.sum())} rows lies on average {z:.3g} predictive standard deviations "
+                f"from the model's predictions (more than {DRIFT_Z:g}): the data may have drifted or be in other "
+                "units; learning it anyway", DriftWarning, stacklevel=3)

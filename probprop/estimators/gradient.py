@@ -6,16 +6,29 @@ import jax
 import numpy as np
 
 from probprop.estimators import _checks
-from probprop.estimators.base import MomentRegressor
+from probprop.estimators.base import DivergedError, MomentRegressor
 from probprop.io import register_estimator
 from probprop.learners import dvi, ensemble, mapnet, mcdropout
 
 
 class _NetworkParams:
-    """``hidden`` and ``epochs`` checks shared by the gradient estimators."""
+    """``hidden`` and ``epochs`` checks shared by the gradient estimators, and the check after
+    training that the loss and the weights stayed finite."""
 
     def _validated_params(self) -> dict:
         return {"hidden": _checks.hidden_sizes(self.hidden), "epochs": _checks.positive_int("epochs", self.epochs)}
+
+    def _run_epochs(self, Xs, ys, epochs, mask=None) -> None:
+        super()._run_epochs(Xs, ys, epochs, mask)
+        leaves = jax.tree_util.tree_leaves(self.state_)
+        if all(np.all(np.isfinite(a)) for a in map(np.asarray, leaves) if a.dtype.kind == "f"):
+            return
+        rate = getattr(self.spec_, "learning_rate", None)
+        del self.state_  # a diverged model is not a fitted one
+        raise DivergedError(
+            f"{type(self).__name__}: training diverged (the loss or the weights became non-finite) with "
+            f"learning_rate={rate!r}; use a smaller learning_rate"
+        )
 
 
 @register_estimator

@@ -1,0 +1,481 @@
+"""Regression tests for issue 16: model files as untrusted input, extreme scales, interrupts and
+concurrent saves (the defects are numbered as in the issue). Every hostile file is built here."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import probprop
+from probprop import (
+    DeepEnsembleRegressor,
+    DivergedError,
+    DriftWarning,
+    DVIRegressor,
+    GaussianPrediction,
+    MAPRegressor,
+    MCDropoutRegressor,
+    PBPRegressor,
+    TAGIRegressor,
+)
+from probprop.cli import main
+from probprop.io import MAX_COMPRESSION_RATIO, ModelFileError, load_model, save_model
+from probprop.tests.conftest import FAST, small_problem
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = small_problem()
+    return PBPRegressor(hidden=(8,), **FAST).fit(X, y), X, y
+
+
+@pytest.fixture
+def model_file(fitted, tmp_path):
+    path = tmp_path / "model.npz"
+    fitted[0].save(path)
+    return path
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _npy(array=None, header=None) -> bytes:
+    buffer = io.BytesIO()
+    if header is None:
+        np.save(buffer, array)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _zip(path, entries: dict, compression=zipfile.ZIP_STORED):
+    """A zip of ``name -> bytes`` (names without the .npy suffix)."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name + ".npy", data)
+    return path
+
+
+def _meta(arrays) -> dict:
+    return json.loads(str(arrays["__meta__"]))
+
+
+def _with_meta(arrays, meta) -> dict:
+    return {**arrays, "__meta__": np.array(json.dumps(meta))}
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-3: model files as untrusted input
+
+
+def test_1_2_a_named_zip_bomb_is_refused_before_it_is_read(model_file, tmp_path):
+    """A file of a few hundred kB that declares a 3000 x 3000 network whose deflated arrays are
+    zeros (about 70 MB each once expanded): refused from the entry sizes, before any is read."""
+    arrays = _arrays(model_file)
+    meta = _meta(arrays)
+    meta["spec"]["fields"]["hidden"] = meta["params"]["hidden"] = [3000, 3000]
+    from probprop.io import _spec_from_json, _template
+
+    template = jax.tree_util.tree_flatten_with_path(_template(_spec_from_json(meta["spec"], "t")))[0]
+    entries = {"__meta__": _npy(np.array(json.dumps(meta))), "x_mean": _npy(arrays["x_mean"]),
+               "x_scale": _npy(arrays["x_scale"])}
+    for key_path, leaf in template:
+        fill = np.ones if "variances" in jax.tree_util.keystr(key_path) else np.zeros
+        entries[f"state/{jax.tree_util.keystr(key_path)}"] = _npy(fill(leaf.shape, leaf.dtype))
+    bomb = _zip(tmp_path / "bomb.npz", entries, zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 2_000_000
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match="zip bomb|declares .* bytes of state but the file holds"):
+        load_model(bomb)
+    assert time.perf_counter() - start < 5
+
+    # one named entry alone that expands too much (the rest of the file is large enough)
+    entries = {name: _npy(a) for name, a in arrays.items()}
+    big = np.zeros((1 << 18,))  # 2 MiB of zeros, compressed about 1000 times
+    entries["fitted/n_rejected_"] = _npy(big)
+    with pytest.raises(ModelFileError, match=f"'fitted/n_rejected_' expands \\d+ times \\(at most {MAX_COMPRESSION_RATIO}"):
+        load_model(_zip(tmp_path / "entry.npz", entries, zipfile.ZIP_DEFLATED))
+
+
+def test_2_an_unused_compressed_entry_is_refused_quickly(model_file, tmp_path):
+    entries = {name: _npy(a) for name, a in _arrays(model_file).items()}
+    path = tmp_path / "junk.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name + ".npy", data)
+        with archive.open("junk.npy", "w", force_zip64=True) as handle:
+            handle.write(_npy(header={"descr": "<f8", "fortran_order": False, "shape": (1 << 25,)}))
+            for _ in range(256):
+                handle.write(bytes(1 << 20))  # 256 MiB of zeros: about 250 kB on disk
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match="unexpected entries \\['junk'\\]"):
+        load_model(path)
+    assert time.perf_counter() - start < 2
+
+
+def test_2_a_header_claiming_2_to_the_40_elements_is_refused_by_its_header(model_file, tmp_path):
+    entries = {name: _npy(a) for name, a in _arrays(model_file).items()}
+    entries["x_mean"] = _npy(header={"descr": "<f8", "fortran_order": False, "shape": (1 << 40,)})
+    with pytest.raises(ModelFileError, match="x_mean is float64\\[1099511627776\\], expected float64\\[3\\]"):
+        load_model(_zip(tmp_path / "m.npz", entries))
+    entries["x_mean"] = _npy(header={"descr": "<f8", "fortran_order": False, "shape": (1 << 20, 1 << 20)})
+    entries["fitted/rejected_per_epoch_"] = entries.pop("x_mean")
+    with pytest.raises(ModelFileError, match="more than this loader accepts|larger than"):
+        load_model(_zip(tmp_path / "m2.npz", entries))
+
+
+def test_2_a_deflated_honest_file_still_loads(fitted, model_file, tmp_path):
+    model, X, _ = fitted
+    entries = {name: _npy(a) for name, a in _arrays(model_file).items()}
+    loaded = load_model(_zip(tmp_path / "deflated.npz", entries, zipfile.ZIP_DEFLATED))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ("fitted_predict", "no saved attribute 'predict'"),
+        ("fitted_json_n_features", "no saved attribute 'n_features_in_'"),
+        ("y_scale_nan", "target standardisation must be finite"),
+        ("string_weights", "means\\[0\\] is <U\\d+\\[8, 4\\], expected float64"),
+        ("key_shape", "key is uint32\\[3\\], expected uint32\\[2\\]"),
+        ("nan_noise", "noise.shape holds non-finite"),
+        ("hidden_99", "means\\[0\\] is float64\\[8, 4\\], expected float64\\[99, 4\\]"),
+    ],
+)
+def test_3_tampered_entries_are_refused(model_file, change, match):
+    arrays = _arrays(model_file)
+    meta = _meta(arrays)
+    if change == "fitted_predict":
+        arrays["fitted/predict"] = np.ones(3)
+    elif change == "fitted_json_n_features":
+        meta["fitted"]["n_features_in_"] = 7
+    elif change == "y_scale_nan":
+        meta["y_scale"] = float("nan")
+    elif change == "string_weights":
+        arrays["state/.means[0]"] = arrays["state/.means[0]"].astype(str)
+    elif change == "key_shape":
+        arrays["state/.key"] = np.zeros(3, np.uint32)
+    elif change == "nan_noise":
+        arrays["state/.noise.shape"] = np.array(np.nan)
+    elif change == "hidden_99":
+        meta["spec"]["fields"]["hidden"] = meta["params"]["hidden"] = [99]
+    np.savez(model_file, **_with_meta(arrays, meta))
+    with pytest.raises(ModelFileError, match=match):
+        load_model(model_file)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4: concurrent saves
+
+
+def test_4_concurrent_saves_from_two_threads_never_leave_a_bad_file(fitted, tmp_path):
+    model, X, _ = fitted
+    path = tmp_path / "shared.probprop"
+    model.save(path)
+    errors = []
+
+    def writer():
+        try:
+            for _ in range(20):
+                save_model(model, path)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    loads = 0
+    while any(thread.is_alive() for thread in threads):
+        np.testing.assert_array_equal(load_model(path).predict(X[:4]), model.predict(X[:4]))  # never missing or corrupt
+        loads += 1
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    np.testing.assert_array_equal(load_model(path).predict(X), model.predict(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.probprop"]  # no temporary file left
+
+
+WRITER = """
+import sys
+from probprop.io import load_model, save_model
+model = load_model(sys.argv[1])
+print("ready", flush=True)
+for _ in range(int(sys.argv[3])):
+    save_model(model, sys.argv[2])
+"""
+
+
+def test_4_concurrent_saves_from_two_processes_never_leave_a_bad_file(fitted, model_file, tmp_path):
+    model, X, _ = fitted
+    target = tmp_path / "shared.probprop"
+    model.save(target)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(model_file), str(target), "40"], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    while any(p.poll() is None for p in procs):
+        np.testing.assert_array_equal(load_model(target).predict(X[:4]), model.predict(X[:4]))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert "ready" in out
+    np.testing.assert_array_equal(load_model(target).predict(X), model.predict(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "shared.probprop"]
+
+
+def test_4_saving_onto_a_directory_is_a_clear_error_and_leaves_nothing(fitted, tmp_path):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory; give a file name"):
+        fitted[0].save(tmp_path / "adir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"] and not list((tmp_path / "adir").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# 5: a network that would not fit in memory
+
+
+def test_5_a_network_too_large_for_memory_is_refused_before_it_is_built(small_data):
+    X, y = small_data
+    for cls in (PBPRegressor, DVIRegressor, TAGIRegressor):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="hidden sizes \\(100000, 100000\\).*needs about [\\d,.]+ GiB of memory"):
+            cls(hidden=(100000, 100000), epochs=1).fit(X, y)
+        assert time.perf_counter() - start < 20
+
+
+def test_5_cli_refuses_a_network_too_large_for_memory(tmp_path):
+    X, y = small_problem()
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": y}).to_csv(data, index=False)
+    result = CliRunner().invoke(main, ["fit", str(data), "-t", "y", "--hidden", "100000,100000", "-q"])
+    assert result.exit_code != 0 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot fit" in lines[0] and "100000, 100000" in lines[0] and "GiB" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6: the target's scale is its std
+
+
+@pytest.mark.parametrize("cls", [TAGIRegressor, MAPRegressor, PBPRegressor])
+def test_6_a_target_far_from_zero_is_standardised_by_its_std(cls):
+    """y = 1e12 + 50 * signal (exact in float64: the signal is a multiple of 6.25) scores as 50 * signal."""
+    X, y = small_problem()
+    near, far = 50 * y, 1e12 + 50 * y
+    params = {"hidden": (8,), "epochs": 3, "random_state": 0}
+    a, b = cls(**params).fit(X, near), cls(**params).fit(X, far)
+    assert b.y_scale_ == pytest.approx(np.std(near), rel=1e-9)
+    assert b.score(X, far) == pytest.approx(a.score(X, near), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7: what cannot be represented
+
+
+def test_7_inputs_and_targets_that_overflow_are_refused(fitted):
+    X, y = small_problem()
+    with pytest.raises(ValueError, match="X column\\(s\\) \\[0\\] are too large to standardise"):
+        PBPRegressor(epochs=1).fit(X * [1e160, 1, 1], y)
+    with pytest.raises(ValueError, match="y is too large to standardise"):
+        PBPRegressor(epochs=1).fit(X, y * 1e200)
+    model = fitted[0]
+    with pytest.raises(ValueError, match="X row\\(s\\) \\[0, 1\\] are too far from the training data"):
+        model.predict(np.full((2, 3), 1e200))
+    huge = copy.deepcopy(model)  # a model whose moments overflow: never a NaN or inf prediction
+    huge.state_ = dataclasses.replace(huge.state_, variances=tuple(v * 1e300 for v in huge.state_.variances))
+    with pytest.raises(ValueError, match="predictions for X row\\(s\\) \\[0, 1\\] overflow"):
+        huge.predict(np.array([[1.0, 2.0, 3.0], [1e90, -1e90, 1e90]]))
+
+
+def test_7_a_model_holding_non_finite_values_is_not_saved(fitted, tmp_path):
+    model = copy.deepcopy(fitted[0])
+    means = list(model.state_.means)
+    means[0] = np.full_like(means[0], np.nan)
+    model.state_ = dataclasses.replace(model.state_, means=tuple(means))
+    with pytest.raises(ValueError, match="cannot save this PBPRegressor: its state.means\\[0\\] .*non-finite"):
+        model.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def test_7_cli_fit_on_overflowing_targets_is_one_line_and_saves_nothing(tmp_path):
+    X, y = small_problem()
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": X[:, 0], "y": y * 1e200}).to_csv(data, index=False)
+    result = CliRunner().invoke(main, ["fit", str(data), "-t", "y", "--epochs", "1", "-q", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().count("\n") == 0 and "too large to standardise" in result.output
+    assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 8: Ctrl-C
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery is POSIX")
+def test_8_ctrl_c_during_a_cli_fit_exits_130_with_one_line(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "y": rng.normal(size=300)}).to_csv(data)
+    out = tmp_path / "m.probprop"
+    proc = subprocess.Popen([sys.executable, "-m", "probprop.cli", "fit", str(data), "-t", "y", "--epochs", "1000000",
+                             "--hidden", "20", "-o", str(out)], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 120
+        while b"epochs" not in seen and time.monotonic() < deadline:  # the progress bar: training has started
+            chunk = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
+            if not chunk:
+                break
+            seen += chunk
+        assert b"epochs" in seen, seen
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = (seen + stderr).decode(errors="replace")
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.rstrip().endswith("interrupted")
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 9: diverging gradient training
+
+
+@pytest.mark.parametrize("cls", [MAPRegressor, DVIRegressor])
+def test_9_a_diverging_fit_stops_with_an_error_naming_the_learning_rate(cls, small_data):
+    X, y = small_data
+    model = cls(hidden=(8,), epochs=3, learning_rate=1e6, random_state=0)
+    with pytest.raises(DivergedError, match="diverged .*learning_rate=1000000.0; use a smaller learning_rate"):
+        model.fit(X, y)
+    assert isinstance(DivergedError("x"), (FloatingPointError, ValueError))
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        model.predict(X)
+
+
+@pytest.mark.parametrize("cls, params", [(DeepEnsembleRegressor, {"n_members": 2}),
+                                         (MCDropoutRegressor, {"dropout": 0.1, "tau": 1.0, "n_samples": 4})])
+def test_9_every_gradient_estimator_checks_its_trained_state(cls, params, small_data, monkeypatch):
+    """The check sits in the estimators: a learner whose update returns NaN weights is caught."""
+    X, y = small_data
+    learner = cls._learner()
+
+    def poisoned(state, *args):
+        state = learner.update(state, *args)
+        return jax.tree_util.tree_map(lambda a: a * np.nan if np.asarray(a).dtype.kind == "f" else a, state)
+
+    monkeypatch.setattr(cls, "_learner", classmethod(lambda c: learner._replace(update=poisoned)))
+    with pytest.raises(DivergedError, match=f"{cls.__name__}: training diverged"):
+        cls(hidden=(4,), epochs=1, random_state=0, **params).fit(X, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10: NaN levels and bad weights
+
+
+def test_10_nan_level_and_quantiles_and_bad_sample_weights(fitted, model_file):
+    result = CliRunner().invoke(main, ["predict", str(model_file), str(model_file), "--level", "nan"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "strictly between 0 and 1" in result.output
+    with pytest.raises(ValueError, match="quantile levels must lie in \\[0, 1\\].*nan"):
+        GaussianPrediction(np.zeros(2), 1.0, 1.0).ppf([0.1, np.nan])
+    model, X, y = fitted
+    with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
+        model.score(X, y, sample_weight=-1)
+    with pytest.raises(ValueError, match="sample_weight must not be all zero"):
+        model.score(X, y, sample_weight=np.zeros(len(y)))
+    assert model.score(X, y, sample_weight=np.ones(len(y))) == pytest.approx(model.score(X, y))
+
+
+# ---------------------------------------------------------------------------------------------
+# 11: models without feature names on the command line
+
+
+def test_11_a_model_without_feature_names_needs_by_position(fitted, model_file, tmp_path):
+    model, X, y = fitted
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"c": X[:, 2], "a": X[:, 0], "b": X[:, 1], "y": y}).to_csv(data, index=False)
+    runner = CliRunner()
+    for command in (["predict", str(model_file), str(data)], ["evaluate", str(model_file), str(data), "-t", "y"]):
+        if command[0] == "predict":
+            pd.read_csv(data).drop(columns="y").to_csv(data.with_name("p.csv"), index=False)
+            command[2] = str(data.with_name("p.csv"))
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "without feature names" in result.output and "--by-position" in result.output
+        result = runner.invoke(main, [*command, "--by-position"])
+        assert result.exit_code == 0, result.output
+        assert "note: the model has no feature names; taking 'c', 'a', 'b'" in result.output
+    assert "--by-position" in runner.invoke(main, ["predict", "--help"]).output
+
+
+# ---------------------------------------------------------------------------------------------
+# 12: drift in partial_fit
+
+
+def test_12_partial_fit_warns_about_a_batch_far_from_the_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    model = PBPRegressor(hidden=(8,), epochs=3, random_state=0).fit(X, rng.normal(0, 2, 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DriftWarning)
+        model.partial_fit(X[:20], rng.normal(0, 2, 20))  # the same distribution: no warning
+    with pytest.warns(DriftWarning, match="20 rows lies on average .* predictive standard deviations"):
+        model.partial_fit(X[:20], np.full(20, 1e6))
+    assert issubclass(DriftWarning, UserWarning) and probprop.DriftWarning is DriftWarning
+    assert "DriftWarning" in PBPRegressor.partial_fit.__doc__
+
+
+# ---------------------------------------------------------------------------------------------
+# 13: spreadsheet formula injection
+
+
+def test_13_text_cells_of_output_csv_are_protected(tmp_path):
+    X, y = small_problem(n=6)
+    train = tmp_path / "t.csv"
+    pd.DataFrame({"x0": X[:, 0], "x1": X[:, 1], "y": y * 10 - 100}).to_csv(train, index=False)
+    model = tmp_path / "m.probprop"
+    runner = CliRunner()
+    assert runner.invoke(main, ["fit", str(train), "-t", "y", "--epochs", "1", "--hidden", "4", "-q",
+                                "-o", str(model)]).exit_code == 0
+    new = tmp_path / "n.csv"
+    ids = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "ok", "\tx"]
+    pd.DataFrame({"=id": ids, "x0": X[:, 0], "x1": X[:, 1]}).to_csv(new, index=False)
+    out = tmp_path / "p.csv"
+    result = runner.invoke(main, ["predict", str(model), str(new), "--index-col", "=id", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("'=id,mean,")
+    cells = [line.split(",")[0] for line in lines[1:]]
+    assert cells == ['"\'=HYPERLINK(""http://x"")"', "'+1+1", "'-2+3", "'@SUM(A1)", "ok", "'\tx"]
+    means = [float(line.rsplit(",", 5)[1]) for line in lines[1:]]  # numbers unquoted, negative ones too
+    assert all(m < 0 for m in means)
