@@ -1,0 +1,177 @@
+"""Property-based tests (hypothesis, issue 16): random shapes, scales, dtypes and NaN/inf placements
+at the estimators, and random byte-level corruptions of a valid model file at the loader.
+
+The property: either a clear error (ValueError, TypeError, NotFittedError, ModelFileError, with a
+message) or finite output of the right shape; never another exception type, never a hang. The
+examples are derandomized (the same every run) and their number fixed, so the suite takes about
+the same time everywhere (well under a minute on one core).
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
+
+from probprop import PBPRegressor  # noqa: E402
+from probprop.io import ModelFileError, load_model  # noqa: E402
+from probprop.tests.conftest import small_problem  # noqa: E402
+
+#: The errors a user may get for bad input: probprop's and scikit-learn's (ModelFileError,
+#: DivergedError and NotFittedError are ValueErrors).
+CLEAR = (ValueError, TypeError, NotFittedError)
+
+COMMON = {"derandomize": True, "database": None, "suppress_health_check": list(HealthCheck),
+          "print_blob": False}
+
+#: A few row counts and widths only: each new training shape compiles the PBP epoch once.
+ROWS = (2, 7, 16)
+WIDTHS = (1, 3)
+
+
+def _clear(err: BaseException) -> None:
+    assert isinstance(err, CLEAR), f"{type(err).__name__}: {err}"
+    assert str(err).strip(), f"{type(err).__name__} without a message"
+
+
+@st.composite
+def data_sets(draw):
+    n, d = draw(st.sampled_from(ROWS)), draw(st.sampled_from(WIDTHS))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    X = rng.normal(size=(n, d)) * 10.0 ** draw(st.integers(-300, 300))
+    X += draw(st.sampled_from([0.0, 1.0, -1e12, 1e300]))
+    y = rng.normal(size=n) * 10.0 ** draw(st.integers(-300, 300)) + draw(st.sampled_from([0.0, 1e12, -1e300]))
+    for target in (X, y):
+        for _ in range(draw(st.integers(0, 2))):  # NaN / inf placements
+            value = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e308, -1e308]))
+            target.reshape(-1)[draw(st.integers(0, target.size - 1))] = value
+    if draw(st.booleans()):  # a constant column
+        X[:, 0] = draw(st.sampled_from([0.0, 5.0, 1e200]))
+    with np.errstate(all="ignore"):
+        X = X.astype(draw(st.sampled_from([np.float64, np.float32, np.int64, np.float16])))
+    return X, y
+
+
+@settings(max_examples=40, deadline=None, **COMMON)
+@given(data=data_sets(), test_scale=st.sampled_from([1.0, 1e3, 1e60, np.nan]))
+def test_pbp_gives_a_clear_error_or_finite_predictions(data, test_scale):
+    X, y = data
+    model = PBPRegressor(hidden=(4,), epochs=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(X, y)
+        except Exception as err:  # noqa: BLE001 - the property is about the type
+            _clear(err)
+            return
+        X_test = np.asarray(X, np.float64)[:3] * test_scale
+        try:
+            mean, std = model.predict(X_test, return_std=True)
+        except Exception as err:  # noqa: BLE001
+            _clear(err)
+            return
+    assert mean.shape == std.shape == (len(X_test),)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std >= 0)
+
+
+@settings(max_examples=25, deadline=None, **COMMON)
+@given(rows=st.sampled_from(ROWS), shape=st.sampled_from([(3,), (3, 1), (2, 2), ()]),
+       weights=st.sampled_from([None, "negative", "zero", "nan", "ones"]))
+def test_score_and_partial_fit_with_odd_shapes_and_weights(rows, shape, weights, fitted_small):
+    model, X, y = fitted_small
+    Xt = X[:rows]
+    yt = y[:rows]
+    w = {"negative": -np.ones(rows), "zero": np.zeros(rows), "nan": np.full(rows, np.nan),
+         "ones": np.ones(rows), None: None}[weights]
+    try:
+        value = model.score(Xt, yt, sample_weight=w)
+        assert np.isfinite(value)
+    except Exception as err:  # noqa: BLE001
+        _clear(err)
+    try:
+        model.predict(np.zeros(shape))
+    except Exception as err:  # noqa: BLE001
+        _clear(err)
+
+
+@pytest.fixture(scope="module")
+def fitted_small():
+    X, y = small_problem()
+    return PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, y), X, y
+
+
+@pytest.fixture(scope="module")
+def model_bytes(fitted_small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    fitted_small[0].save(path)
+    return path.read_bytes()
+
+
+@st.composite
+def corruptions(draw, size: int):
+    """A list of edits: (kind, position, bytes)."""
+    edits = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["flip", "overwrite", "truncate", "insert", "delete"]))
+        position = draw(st.integers(0, size - 1))
+        edits.append((kind, position, draw(st.binary(min_size=1, max_size=16))))
+    return edits
+
+
+def _apply(data: bytes, edits) -> bytes:
+    data = bytearray(data)
+    for kind, position, chunk in edits:
+        position = min(position, max(len(data) - 1, 0))
+        if kind == "flip" and data:
+            data[position] ^= chunk[0] or 1
+        elif kind == "overwrite":
+            data[position : position + len(chunk)] = chunk
+        elif kind == "truncate":
+            del data[position:]
+        elif kind == "insert":
+            data[position:position] = chunk
+        elif kind == "delete":
+            del data[position : position + len(chunk)]
+    return bytes(data)
+
+
+def _regions(data: bytes):
+    """Byte offsets worth hitting: zip headers, .npy headers, the metadata, the central directory."""
+    with zipfile.ZipFile(__import__("io").BytesIO(data)) as archive:
+        offsets = [info.header_offset for info in archive.infolist()]
+    return sorted({*offsets, *(o + 30 for o in offsets), *(o + 90 for o in offsets), len(data) - 22, len(data) - 60})
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=5), **COMMON)
+@given(data=st.data())
+def test_corrupted_model_files_give_a_model_file_error_or_a_working_model(data, model_bytes, fitted_small, tmp_path):
+    _, X, _ = fitted_small
+    size = len(model_bytes)
+    edits = data.draw(corruptions(size))
+    if data.draw(st.booleans()):  # aim at the structure half of the time
+        kind, _, chunk = edits[0]
+        edits[0] = (kind, data.draw(st.sampled_from(_regions(model_bytes))) + data.draw(st.integers(0, 40)), chunk)
+    path = tmp_path / f"c{abs(hash(str(edits)))}.npz"
+    path.write_bytes(_apply(model_bytes, edits))
+    try:
+        model = load_model(path)
+    except ModelFileError as err:
+        assert str(err).strip()
+        return
+    except Exception as err:  # noqa: BLE001
+        raise AssertionError(f"load_model raised {type(err).__name__}: {err}") from err
+    try:
+        mean, std = model.predict(X[:5], return_std=True)
+    except Exception as err:  # noqa: BLE001
+        _clear(err)
+        return
+    assert mean.shape == std.shape == (5,)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
