@@ -28,6 +28,7 @@ spec). Files of version 1 (probprop 0.1.0) are read by the same checks after con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import numbers
 import os
@@ -146,10 +147,20 @@ def memory_limit() -> int:
 
 def state_bytes(spec) -> int:
     """Bytes of the learner state that ``spec`` declares, from ``jax.eval_shape`` (nothing is built)."""
+    try:
+        return _state_bytes_cached(spec)
+    except TypeError:  # an unhashable spec
+        return _state_bytes(spec)
+
+
+def _state_bytes(spec) -> int:
     import jax
 
     leaves = jax.tree_util.tree_leaves(_template(spec))
     return sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+
+
+_state_bytes_cached = functools.lru_cache(maxsize=256)(_state_bytes)
 
 
 def _hidden_of(spec):
@@ -446,9 +457,11 @@ def _read_fitted(archive: _Archive, fitted: dict, cls, path) -> dict:
     if not isinstance(fitted, dict):
         raise ModelFileError(f"{path}: malformed fitted record")
     out = {attr: _untagged(value) for attr, value in fitted.items()}
-    for entry in archive.names():
+    for entry in sorted(archive.names()):
         if entry.startswith("fitted/"):
             attr = entry.split("/", 1)[1]
+            if attr not in cls._saved:  # refused before it is read
+                raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
             a = archive.array(entry, max_elements=1 << 16)
             if a.dtype.kind != "f":
                 raise ModelFileError(f"{path}: {entry} is {a.dtype}, expected floats")

@@ -17,10 +17,10 @@ from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_toge
 from probprop.estimators.tagi import TAGIRegressor
 
 __all__ = [
-    "DivergedError",
-    "DriftWarning",
     "DVIRegressor",
     "DeepEnsembleRegressor",
+    "DivergedError",
+    "DriftWarning",
     "MAPRegressor",
     "MCDropoutRegressor",
     "MomentRegressor",

@@ -9,21 +9,20 @@ the same time everywhere (well under a minute on one core).
 
 from __future__ import annotations
 
+import io
 import warnings
 import zipfile
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-
-from probprop import PBPRegressor  # noqa: E402
-from probprop.io import ModelFileError, load_model  # noqa: E402
-from probprop.tests.conftest import small_problem  # noqa: E402
+from probprop import MAPRegressor, PBPRegressor, TAGIRegressor
+from probprop.io import ModelFileError, load_model
+from probprop.tests.conftest import small_problem
 
 #: The errors a user may get for bad input: probprop's and scikit-learn's (ModelFileError,
 #: DivergedError and NotFittedError are ValueErrors).
@@ -60,11 +59,7 @@ def data_sets(draw):
     return X, y
 
 
-@settings(max_examples=40, deadline=None, **COMMON)
-@given(data=data_sets(), test_scale=st.sampled_from([1.0, 1e3, 1e60, np.nan]))
-def test_pbp_gives_a_clear_error_or_finite_predictions(data, test_scale):
-    X, y = data
-    model = PBPRegressor(hidden=(4,), epochs=1, random_state=0)
+def _fit_and_predict(model, X, y, test_scale):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -82,10 +77,28 @@ def test_pbp_gives_a_clear_error_or_finite_predictions(data, test_scale):
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std >= 0)
 
 
-@settings(max_examples=25, deadline=None, **COMMON)
+#: A slow example (a compilation included) is a failure past this: no hangs.
+SLOW = timedelta(seconds=60)
+
+
+@settings(max_examples=40, deadline=SLOW, **COMMON)
+@given(data=data_sets(), test_scale=st.sampled_from([1.0, 1e3, 1e60, np.nan]))
+def test_pbp_gives_a_clear_error_or_finite_predictions(data, test_scale):
+    _fit_and_predict(PBPRegressor(hidden=(4,), epochs=1, random_state=0), *data, test_scale)
+
+
+@settings(max_examples=12, deadline=SLOW, **COMMON)
+@given(data=data_sets(), test_scale=st.sampled_from([1.0, 1e60]),
+       make=st.sampled_from([lambda: MAPRegressor(hidden=(4,), epochs=1, batch_size=8, random_state=0),
+                             lambda: TAGIRegressor(hidden=(4,), epochs=1, sigma_v=0.3, random_state=0)]))
+def test_map_and_tagi_give_a_clear_error_or_finite_predictions(data, test_scale, make):
+    _fit_and_predict(make(), *data, test_scale)
+
+
+@settings(max_examples=25, deadline=SLOW, **COMMON)
 @given(rows=st.sampled_from(ROWS), shape=st.sampled_from([(3,), (3, 1), (2, 2), ()]),
        weights=st.sampled_from([None, "negative", "zero", "nan", "ones"]))
-def test_score_and_partial_fit_with_odd_shapes_and_weights(rows, shape, weights, fitted_small):
+def test_score_and_predict_with_odd_shapes_and_weights(rows, shape, weights, fitted_small):
     model, X, y = fitted_small
     Xt = X[:rows]
     yt = y[:rows]
@@ -145,33 +158,53 @@ def _apply(data: bytes, edits) -> bytes:
 
 def _regions(data: bytes):
     """Byte offsets worth hitting: zip headers, .npy headers, the metadata, the central directory."""
-    with zipfile.ZipFile(__import__("io").BytesIO(data)) as archive:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
         offsets = [info.header_offset for info in archive.infolist()]
     return sorted({*offsets, *(o + 30 for o in offsets), *(o + 90 for o in offsets), len(data) - 22, len(data) - 60})
+
+
+def _entries(data: bytes) -> dict:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
 
 
 @settings(max_examples=150, deadline=timedelta(seconds=5), **COMMON)
 @given(data=st.data())
 def test_corrupted_model_files_give_a_model_file_error_or_a_working_model(data, model_bytes, fitted_small, tmp_path):
+    """Two kinds of damage: raw bytes of the file (the zip's checksums usually catch it), and the
+    bytes of one entry rewritten into a zip with valid checksums (the loader's own checks must)."""
     _, X, _ = fitted_small
-    size = len(model_bytes)
-    edits = data.draw(corruptions(size))
-    if data.draw(st.booleans()):  # aim at the structure half of the time
-        kind, _, chunk = edits[0]
-        edits[0] = (kind, data.draw(st.sampled_from(_regions(model_bytes))) + data.draw(st.integers(0, 40)), chunk)
-    path = tmp_path / f"c{abs(hash(str(edits)))}.npz"
-    path.write_bytes(_apply(model_bytes, edits))
+    if data.draw(st.booleans(), label="inside an entry, valid checksums"):
+        entries = _entries(model_bytes)
+        name = data.draw(st.sampled_from(sorted(entries)), label="entry")
+        raw = entries[name]
+        entries[name] = _apply(raw, data.draw(corruptions(len(raw))))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for entry, content in entries.items():
+                archive.writestr(entry, content)
+        damaged = buffer.getvalue()
+    else:
+        edits = data.draw(corruptions(len(model_bytes)))
+        if data.draw(st.booleans()):  # aim at the zip structure half of the time
+            kind, _, chunk = edits[0]
+            edits[0] = (kind, data.draw(st.sampled_from(_regions(model_bytes))) + data.draw(st.integers(0, 40)), chunk)
+        damaged = _apply(model_bytes, edits)
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(damaged)
     try:
         model = load_model(path)
     except ModelFileError as err:
         assert str(err).strip()
+        event("refused: " + str(err).split(": ", 1)[-1][:30])  # --hypothesis-show-statistics
         return
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise AssertionError(f"load_model raised {type(err).__name__}: {err}") from err
     try:
         mean, std = model.predict(X[:5], return_std=True)
     except Exception as err:  # noqa: BLE001
         _clear(err)
         return
+    event("loaded and predicted")
     assert mean.shape == std.shape == (5,)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))

@@ -356,7 +356,7 @@ def test_8_ctrl_c_during_a_cli_fit_exits_130_with_one_line(tmp_path):
         assert b"epochs" in seen, seen
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -421,7 +421,7 @@ def test_10_nan_level_and_quantiles_and_bad_sample_weights(fitted, model_file):
 
 
 def test_11_a_model_without_feature_names_needs_by_position(fitted, model_file, tmp_path):
-    model, X, y = fitted
+    _, X, y = fitted
     data = tmp_path / "d.csv"
     pd.DataFrame({"c": X[:, 2], "a": X[:, 0], "b": X[:, 1], "y": y}).to_csv(data, index=False)
     runner = CliRunner()
