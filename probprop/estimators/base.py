@@ -36,6 +36,11 @@ from probprop.preprocessing import standardisation
 #: predictive mean, in predictive standard deviations) exceeds this.
 DRIFT_Z = 6.0
 
+#: A target is constant when its std is at most this fraction of its mean's magnitude: float
+#: rounding, not data (the std of ``[0.1] * 48`` computes as 1.4e-16 of the mean; the near-constant
+#: rule of the inputs, 1e-9, would call ``1e12 + 50 * signal`` constant).
+Y_CONSTANT_TOL = 64 * float(np.finfo(np.float64).eps)
+
 #: The largest standardised input or target accepted: the moments square it (and more), so
 #: beyond this they would overflow float64 (about 1.8e308).
 MAX_STANDARDISED = 1e100
@@ -137,11 +142,12 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
 
     def _set_scaling(self, X, y) -> None:
         """Input statistics with the near-constant rule (``constant_tol``); the target's scale is its
-        std unless that is exactly zero (``constant_tol=0``): a target far from zero, such as
-        ``1e12 + 50 * signal``, is not constant. Statistics that overflow float64 are refused."""
+        std unless that is float rounding noise (:data:`Y_CONSTANT_TOL` of its mean's magnitude): a
+        target far from zero, such as ``1e12 + 50 * signal``, is not constant, while ``[0.1] * n``
+        (whose computed std is about 1e-17) is. Statistics that overflow float64 are refused."""
         with np.errstate(over="ignore", invalid="ignore"):
             x_mean, x_scale = standardisation(X, getattr(self, "constant_tol", 1e-9))
-            y_mean, y_scale = standardisation(y[:, None], constant_tol=0.0)
+            y_mean, y_scale = standardisation(y[:, None], constant_tol=Y_CONSTANT_TOL)
         bad = np.flatnonzero(~(np.isfinite(x_mean) & np.isfinite(x_scale)))
         if bad.size:
             raise ValueError(f"X column(s) {bad[:5].tolist()} are too large to standardise (their mean or std "

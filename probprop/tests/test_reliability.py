@@ -293,6 +293,14 @@ def test_6_a_target_far_from_zero_is_standardised_by_its_std(cls):
     assert b.score(X, far) == pytest.approx(a.score(X, near), rel=1e-6)
 
 
+def test_6_a_constant_target_is_still_constant_despite_rounding():
+    X, _ = small_problem()
+    model = PBPRegressor(hidden=(8,), **FAST).fit(X, np.full(len(X), 0.1))  # computed std: about 1.4e-17
+    assert model.y_scale_ == 1.0
+    mean, std = model.predict(X, return_std=True)
+    assert np.allclose(mean, 0.1, atol=0.05) and np.all(std > 1e-3)
+
+
 # ---------------------------------------------------------------------------------------------
 # 7: what cannot be represented
 
