@@ -399,4 +399,4 @@ class OnlineRegressor(MomentRegressor):
             warnings.warn(
                 f"this batch of {int(mask.sum())} rows lies on average {z:.3g} predictive standard deviations "
                 f"from the model's predictions (more than {DRIFT_Z:g}): the data may have drifted or be in other "
-                "units; learning it anyway", DriftWarning, stacklevel=3)
+                "units; learning it anyway", DriftWarning, stacklevel=4)

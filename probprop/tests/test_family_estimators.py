@@ -224,6 +224,7 @@ def test_deep_ensemble_selects_its_step_size_on_training_data_only(data, tmp_pat
     np.testing.assert_allclose(loaded.predict(X_test), model.predict(X_test), rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:this batch of .* predictive standard deviations")  # the shift below is drift
 @pytest.mark.parametrize("model", [FAST[0], FAST[1], FAST[7]], ids=["PBPEnsemble", "TAGI", "TAGI-het"])
 def test_online_estimators_continue_with_partial_fit(model, data):
     """partial_fit exists for the ADF learners (PBP, its ensembles, TAGI) and continues from the
