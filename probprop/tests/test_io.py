@@ -15,6 +15,7 @@ import pytest
 from probprop import DVIRegressor, PBPRegressor
 from probprop.io import FORMAT, VERSION, ModelFileError, load_model, save_model
 from probprop.tests.conftest import FAST, small_problem
+from probprop.tests.conftest import model_arrays as _arrays
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +29,6 @@ def model_file(fitted, tmp_path):
     path = tmp_path / "model.npz"
     fitted[0].save(path)
     return path
-
-
-def _arrays(path):
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 def _rewrite(path, arrays, **meta_changes):

@@ -38,6 +38,7 @@ from probprop import (
 from probprop.cli import main
 from probprop.io import MAX_COMPRESSION_RATIO, ModelFileError, load_model, save_model
 from probprop.tests.conftest import FAST, small_problem
+from probprop.tests.conftest import model_arrays as _arrays
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,11 +54,6 @@ def model_file(fitted, tmp_path):
     path = tmp_path / "model.npz"
     fitted[0].save(path)
     return path
-
-
-def _arrays(path):
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
 
 
 def _npy(array=None, header=None) -> bytes:
