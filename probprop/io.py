@@ -28,7 +28,6 @@ spec). Files of version 1 (probprop 0.1.0) are read by the same checks after con
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import numbers
 import os
@@ -37,6 +36,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from probprop.learners.memory import check_memory, state_bytes, state_template
 
 FORMAT = "probprop-npz"
 VERSION = 2
@@ -51,9 +52,6 @@ MAX_ARRAY_ELEMENTS = 1 << 27
 MAX_COMPRESSION_RATIO = 50
 #: Entries smaller than this (bytes, uncompressed) are exempt from the compression-ratio limit.
 COMPRESSION_EXEMPT_BYTES = 1 << 20
-#: A learner state takes about this many times its own size in memory while it trains (the
-#: state, the updated copy, the gradients or the moments of one step).
-TRAINING_MEMORY_FACTOR = 4
 
 _ESTIMATORS: dict[str, type] = {}
 
@@ -135,56 +133,6 @@ def _spec_from_json(record, path):
 
 # --------------------------------------------------------------------------------------
 # Writing
-
-
-def memory_limit() -> int:
-    """Bytes a network's state may take: this machine's physical memory (16 GiB when unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
-        return 16 << 30
-
-
-def state_bytes(spec) -> int:
-    """Bytes of the learner state that ``spec`` declares, from ``jax.eval_shape`` (nothing is built)."""
-    try:
-        return _state_bytes_cached(spec)
-    except TypeError:  # an unhashable spec
-        return _state_bytes(spec)
-
-
-def _state_bytes(spec) -> int:
-    import jax
-
-    leaves = jax.tree_util.tree_leaves(_template(spec))
-    return sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
-
-
-_state_bytes_cached = functools.lru_cache(maxsize=256)(_state_bytes)
-
-
-def _hidden_of(spec):
-    member = getattr(spec, "member", None)
-    return getattr(spec, "hidden", None) if member is None else getattr(member, "hidden", None)
-
-
-def check_memory(spec, factor: float = TRAINING_MEMORY_FACTOR) -> int:
-    """Raise ValueError, naming the hidden sizes and the estimate, when the state ``spec``
-    declares would take more than :func:`memory_limit` (``factor`` times its size: training
-    needs working copies). Returns the estimate in bytes."""
-    need = state_bytes(spec) * factor
-    limit = memory_limit()
-    if need > limit:
-        raise ValueError(
-            f"a network with hidden sizes {_hidden_of(spec)} and {spec.n_in} inputs needs about "
-            f"{_gib(need)} of memory (its state {_gib(state_bytes(spec))}), more than this machine's "
-            f"{_gib(limit)}; choose smaller hidden sizes"
-        )
-    return need
-
-
-def _gib(n: float) -> str:
-    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
 
 
 def _non_finite(estimator) -> list[str]:
@@ -414,22 +362,11 @@ def _load(archive: _Archive, path, cls):
     return _estimator(cls, meta, spec, state, fitted, archive, path)
 
 
-def _template(spec):
-    """The learner state's structure and leaf shapes for ``spec``, without building it."""
-    import jax
-
-    from probprop.learners import for_spec
-
-    learner = for_spec(spec)
-    return jax.eval_shape(lambda key: learner.init(key, spec), jax.random.PRNGKey(0))
-
-
 def _read_state(archive: _Archive, spec, prefix: str, path):
     import jax
 
-    template = _template(spec)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    total = sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for _, leaf in leaves)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(state_template(spec))
+    total = state_bytes(spec)
     stored = sum(info.compress_size for info in archive.entries.values())  # bytes really in the file
     if total > MAX_COMPRESSION_RATIO * stored + COMPRESSION_EXEMPT_BYTES:
         raise ModelFileError(f"{path}: the spec declares {total} bytes of state but the file holds {stored}")

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from probprop import learners
 from probprop.distributions import GaussianPrediction
 from probprop.estimators import _checks
-from probprop.io import check_memory
 from probprop.learners.base import count_rejections, float64
+from probprop.learners.memory import check_memory
 from probprop.preprocessing import standardisation
 
 #: ``partial_fit`` warns (:class:`DriftWarning`) when the batch's mean |z| (distance of y from the

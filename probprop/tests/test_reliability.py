@@ -95,7 +95,8 @@ def test_1_2_a_named_zip_bomb_is_refused_before_it_is_read(model_file, tmp_path)
     arrays = _arrays(model_file)
     meta = _meta(arrays)
     meta["spec"]["fields"]["hidden"] = meta["params"]["hidden"] = [3000, 3000]
-    from probprop.io import _spec_from_json, _template
+    from probprop.io import _spec_from_json
+    from probprop.learners.memory import state_template as _template
 
     template = jax.tree_util.tree_flatten_with_path(_template(_spec_from_json(meta["spec"], "t")))[0]
     entries = {"__meta__": _npy(np.array(json.dumps(meta))), "x_mean": _npy(arrays["x_mean"]),

@@ -1,0 +1,79 @@
+"""How much memory a learner state takes, known from its spec before anything is built.
+
+The estimators refuse a network that would not fit in this machine's memory before they build it,
+and the model-file loader refuses a file that declares one; both ask :func:`check_memory`. The
+state's structure and shapes come from ``jax.eval_shape`` of the learner's ``init``
+(:func:`state_template`): nothing is allocated.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+#: A learner state takes about this many times its own size in memory while it trains (the
+#: state, the updated copy, the gradients or the moments of one step).
+TRAINING_MEMORY_FACTOR = 4
+
+
+def state_template(spec):
+    """The learner state's structure and leaf shapes for ``spec``, without building it."""
+    import jax
+
+    from probprop.learners import for_spec
+
+    learner = for_spec(spec)
+    with jax.enable_x64(True):
+        return jax.eval_shape(lambda key: learner.init(key, spec), jax.random.PRNGKey(0))
+
+
+def memory_limit() -> int:
+    """Bytes a network's state may take: this machine's physical memory (16 GiB when unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 16 << 30
+
+
+def state_bytes(spec) -> int:
+    """Bytes of the learner state that ``spec`` declares, from ``jax.eval_shape`` (nothing is built)."""
+    try:
+        return _state_bytes_cached(spec)
+    except TypeError:  # an unhashable spec
+        return _state_bytes(spec)
+
+
+def _state_bytes(spec) -> int:
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(state_template(spec))
+    return sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+
+
+_state_bytes_cached = functools.lru_cache(maxsize=256)(_state_bytes)
+
+
+def _hidden_of(spec):
+    member = getattr(spec, "member", None)
+    return getattr(spec, "hidden", None) if member is None else getattr(member, "hidden", None)
+
+
+def check_memory(spec, factor: float = TRAINING_MEMORY_FACTOR) -> int:
+    """Raise ValueError, naming the hidden sizes and the estimate, when the state ``spec``
+    declares would take more than :func:`memory_limit` (``factor`` times its size: training
+    needs working copies). Returns the estimate in bytes."""
+    need = state_bytes(spec) * factor
+    limit = memory_limit()
+    if need > limit:
+        raise ValueError(
+            f"a network with hidden sizes {_hidden_of(spec)} and {spec.n_in} inputs needs about "
+            f"{_gib(need)} of memory (its state {_gib(state_bytes(spec))}), more than this machine's "
+            f"{_gib(limit)}; choose smaller hidden sizes"
+        )
+    return need
+
+
+def _gib(n: float) -> str:
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.1f} MiB"
