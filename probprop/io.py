@@ -28,6 +28,7 @@ spec). Files of version 1 (probprop 0.1.0) are read by the same checks after con
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import numbers
 import os
@@ -54,6 +55,12 @@ MAX_COMPRESSION_RATIO = 50
 COMPRESSION_EXEMPT_BYTES = 1 << 20
 
 _ESTIMATORS: dict[str, type] = {}
+
+#: The package whose modules register probprop's own estimators when imported. ``import probprop``
+#: no longer imports it (the package root is lazy), so :func:`load_model` without a class imports
+#: it by name before looking a file's estimator up: the file format knows where the estimators
+#: live, not their code.
+BUILTIN_ESTIMATORS = "probprop.estimators"
 
 
 class ModelFileError(ValueError):
@@ -341,6 +348,8 @@ def _load(archive: _Archive, path, cls):
         )
     name = meta.get("estimator")
     if cls is None:
+        if name not in _ESTIMATORS:
+            importlib.import_module(BUILTIN_ESTIMATORS)
         if name not in _ESTIMATORS:
             raise ModelFileError(f"{path} holds an unknown estimator {name!r}")
         cls = _ESTIMATORS[name]

@@ -69,13 +69,16 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
     ``info.n_hidden`` ReLU units, ``info.n_epochs`` epochs, learned noise); ``refscale`` leaves
     only exactly constant columns unscaled, as the reference code (``constant_tol=0``: on
     naval, a column whose std is rounding noise, ~1e-13, is then divided by it and becomes a
-    second constant input next to the bias); ``pbp2`` has two hidden layers."""
+    second constant input next to the bias); ``pbp2`` / ``pbp3`` have two / three hidden layers
+    of that width; ``-single`` marks the same model fitted one split at a time (never batched:
+    the benchmark's check that batched fits equal single ones)."""
     width = int(info.n_hidden)
     params = {"hidden": (width,), "epochs": int(info.n_epochs)}
+    variant = variant.removesuffix("-single")
     if variant == "pbp-refscale":
         params["constant_tol"] = 0.0
-    elif variant == "pbp2":
-        params["hidden"] = (width, width)
+    elif variant in ("pbp2", "pbp3"):
+        params["hidden"] = (width,) * int(variant[-1])
     return params
 
 
@@ -112,7 +115,8 @@ def _pbp_single(variant: str):
     return adapter
 
 
-pbp, pbp_refscale, pbp2 = (_pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp2"))
+pbp, pbp_refscale, pbp2, pbp3, pbp2_single, pbp3_single = (
+    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
 
 
 def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -329,6 +333,9 @@ METHODS: dict[str, Callable] = {
     "pbp": pbp,
     "pbp-refscale": pbp_refscale,
     "pbp2": pbp2,
+    "pbp3": pbp3,
+    "pbp2-single": pbp2_single,
+    "pbp3-single": pbp3_single,
     "pbp-ensemble": pbp_ensemble,
     "tagi": tagi,
     "tagi-het": tagi_het,
@@ -348,6 +355,9 @@ LABELS: dict[str, str] = {
     "pbp": "probprop PBP",
     "pbp-refscale": "probprop PBP, reference scaling",
     "pbp2": "probprop PBP, 2 hidden layers",
+    "pbp3": "probprop PBP, 3 hidden layers",
+    "pbp2-single": "probprop PBP, 2 hidden layers, one split per fit",
+    "pbp3-single": "probprop PBP, 3 hidden layers, one split per fit",
     "pbp-ensemble": "probprop PBP ensemble (5)",
     "tagi": "probprop TAGI",
     "tagi-het": "probprop TAGI (heterosc.)",
@@ -365,7 +375,7 @@ LABELS: dict[str, str] = {
 
 #: Methods that can fit several splits of one dataset as one batched program (same signature
 #: as the others, but lists: ``(sets, info, seeds) -> [(mean, std, fit_seconds), ...]``).
-BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp2")}
+BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp2", "pbp3")}
 
 #: The module each method needs beyond probprop's own dependencies.
 REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}
@@ -404,8 +414,8 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
     n, d = max(info.n_train, 1), max(info.n_features, 1)
     if name.startswith("pbp"):
         weights = info.n_hidden * (d + 1) + info.n_hidden + 1
-        if name == "pbp2":
-            weights += info.n_hidden * (info.n_hidden + 1)
+        if name.startswith(("pbp2", "pbp3")):
+            weights += (int(name[3]) - 1) * info.n_hidden * (info.n_hidden + 1)
         members = 5 if name == "pbp-ensemble" else 1
         return members * n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
     if name in ("tagi", "tagi-he"):

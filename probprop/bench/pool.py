@@ -69,8 +69,9 @@ def run_task(task: Task) -> list[dict]:
             "split": split,
             "n_train": len(y_train),
             "n_test": len(y_test),
-            "n_hidden": task.n_hidden if task.method == "pbp" else None,
-            "epochs": task.n_epochs if task.method == "pbp" else None,
+            # the width and epochs of the PBP family's protocol (pbp2 / pbp3: per hidden layer)
+            "n_hidden": task.n_hidden if task.method.startswith("pbp") else None,
+            "epochs": task.n_epochs if task.method.startswith("pbp") else None,
             "seed": split,
         }
         row.update(all_metrics(y_test, mean, std))

@@ -31,6 +31,7 @@ import numpy as np
 from probprop.bench.figures import PLOTS, plot_comparison
 from probprop.bench.machine import machine_info
 from probprop.bench.published import PAPER_RUNTIME_SECONDS, PUBLISHED, pairing, spread_note, with_se
+from probprop.bench.reference import RMSE_RATIO_LIMIT, batched_against_single, paired_against_reference
 from probprop.bench.stats import (
     EXTERNAL_METHODS,
     METRICS,
@@ -285,6 +286,54 @@ def _best_section(frame) -> list[str]:
     return lines
 
 
+def _seed_range(values) -> str:
+    values = np.asarray(values, float)
+    if values.size < 2:
+        return "–"
+    return f"{values.min():.3f} to {values.max():.3f} ({values.size} seed sets)"
+
+
+def _reference_section(frame) -> list[str]:
+    """Deeper PBP against the original C code split by split, and batched against single fits."""
+    paired, batched = paired_against_reference(frame), batched_against_single(frame)
+    lines = []
+    if paired:
+        lines += [
+            "## Against the original C code, split by split",
+            "",
+            ("The original PBP code (HIPS/Probabilistic-Backpropagation, C version) on the same splits with the "
+             "same network, 40 epochs, its own seed per split (`np.random.seed(split)`): its numbers are in "
+             "`probprop/bench/data/pbp-c-reference.csv`, whose header says how they were made. Paired test LL: "
+             "the mean over splits of (ours − original) ± its SE; \"within\" means within two SEs. RMSE ratio: "
+             f"ours / original's on the same split; \"far off\" counts splits above {RMSE_RATIO_LIMIT:g}x."),
+            "",
+        ]
+        rows = [[label(r["method"]), short_name(r["dataset"]), r["hidden"], str(r["n"]),
+                 f"{r['rmse_ours']:.3f} / {r['rmse_ref']:.3f}", f"{r['ll_ours']:.3f} / {r['ll_ref']:.3f}",
+                 f"{r['ll_diff']:+.3f} ± {r['ll_diff_se']:.3f} ({r['verdict']})",
+                 f"{r['worst_ratio']:.2f} (split {r['worst_split']})", str(r["far_off"]),
+                 _seed_range(r["seed_lls"])] for r in paired]
+        lines += _table(["method", "dataset", "hidden", "splits", "RMSE ours / original", "test LL ours / original",
+                         "paired test LL difference", "largest RMSE ratio", "far off",
+                         "original's test LL, other seeds"], rows) + [""]
+        lines += [("Last column: the original code's mean test LL over the splits with each seed set it was run "
+                   "with (seed = split + offset; `seed_offset` in the CSV), lowest to highest: how far the mean "
+                   "moves with the random start and order alone."), ""]
+    if batched:
+        lines += [
+            "## Fitted together against one split at a time",
+            "",
+            ("The same method fitted several splits as one batched program (`probprop.fit_together`) and one "
+             "split per fit (`-single`): the largest difference over splits."),
+            "",
+        ]
+        rows = [[label(r["method"]), short_name(r["dataset"]), str(r["n"]), f"{r['max_ll_diff']:.2e}",
+                 f"{r['max_rmse_rel']:.2e}"] for r in batched]
+        lines += _table(["method", "dataset", "splits", "largest absolute test LL difference",
+                         "largest relative RMSE difference"], rows) + [""]
+    return lines
+
+
 def write_report(frame, out, meta: dict) -> Path:
     """Write ``report.md`` (and the comparison PNGs) into ``out``; return the report's path."""
     out = Path(out)
@@ -327,8 +376,8 @@ def write_report(frame, out, meta: dict) -> Path:
     lines += [
         "",
         ("Protocol: the fixed 90/10 splits of the PBP / MC-dropout papers; PBP with one hidden layer of "
-         "`n_hidden.txt` ReLU units (50; 100 for protein), `n_epochs.txt` epochs (40; 20 for protein), "
-         "learned noise, `random_state` = split index. Each cell is the mean ± standard error (SE = SD / "
+         "`n_hidden.txt` ReLU units (50; 100 for protein; `pbp2` / `pbp3`: two / three such layers), "
+         "`n_epochs.txt` epochs (40; 20 for protein), learned noise, `random_state` = split index. Each cell is the mean ± standard error (SE = SD / "
          "sqrt(n), n = number of splits run) over splits; bold marks the best probprop-run method. "
          "Fit times include any JIT compilation a worker had to do for that data shape (reduced by the "
          "persistent XLA cache on reruns)."),
@@ -337,6 +386,7 @@ def write_report(frame, out, meta: dict) -> Path:
     if len(frame):
         lines += _published_section(frame, meta.get("epochs_override"))
         lines += _best_section(frame)
+        lines += _reference_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]
     if meta.get("failures"):

@@ -93,8 +93,9 @@ class PBPSpec:
 
 
 class PriorSites(NamedTuple):
-    """EP sites of the prior, one per weight, in natural parameters (reference convention):
-    Gaussian part (natural mean, precision) and Gamma part (shape - 1, -rate) increments."""
+    """EP sites of the prior, one per weight: the Gaussian part in natural parameters (natural
+    mean, precision), the Gamma part as increments of (shape, rate) (the reference code stores
+    the rate's as a natural parameter, -rate)."""
 
     natmean: tuple[jax.Array, ...]
     precision: tuple[jax.Array, ...]
@@ -396,8 +397,11 @@ def refine_prior(state: PBPState) -> PBPState:
     the weight's site to form the cavity, moment-match the tilted distribution with the same
     plug-in Student-t approximation, store the new site; the global Gamma on lambda is updated
     immediately, so the next weight's cavity sees it. Weights whose cavity is not proper
-    (v_cav <= 0 or >= 1e6, rate <= 0, shape <= 1) are skipped, as in the reference; updates
-    that fail the variance guard are skipped too.
+    (v_cav <= 0 or >= 1e6, rate <= 0, shape <= 1) are skipped, as in the reference. As there, a
+    proper cavity's update is kept even when the new prior Gamma is improper (the following
+    cavities are then skipped until the prior recovers); only non-finite results are refused.
+    On small data with several hidden layers this happens in the first epoch, and the
+    reference's results depend on it (``tests/test_pbp_reference.py``, issue 18).
 
     Only the Gamma recursion is sequential: the Gaussian cavities are formed before the scan
     and the new sites after it, vectorised, from the cavity Gamma each weight saw.
@@ -439,7 +443,13 @@ def refine_prior(state: PBPState) -> PBPState:
         # Gaussian prior factor it is always valid: v_new = v_cav V / (v_cav + V) > 0)
         log_z = adf.student_log_z(0.0, m_c, v_c, shape_cav, rate_cav)
         shape_new, rate_new = adf.gamma_update(shape_cav, rate_cav, *log_z)
-        ok = proper & adf.valid_gamma(shape_new, rate_new)
+        # as in the reference code, a proper cavity's update is kept even when the new Gamma is
+        # not a distribution (shape <= 1 or rate <= 0): the cavities after it are then improper
+        # and skipped until the prior recovers. Refusing it instead (keeping the old prior) lets
+        # the prior's shape sink towards 1, its variance grow without bound and the weights of
+        # deeper networks blow up (two hidden layers on yacht, issue 18). Non-finite results
+        # are refused (the reference would store them and freeze the prior for good).
+        ok = proper & jnp.isfinite(shape_new) & jnp.isfinite(rate_new)
         # the whole scalar step as one kernel (see probprop._compute_once): as separate scalars
         # it took about a dozen per weight, 2.6x the time
         out = compute_once(jnp.where(ok, shape_new, prior.shape), jnp.where(ok, rate_new, prior.rate),

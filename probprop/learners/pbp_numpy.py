@@ -149,7 +149,9 @@ def refine_prior(params: dict) -> None:
             v_new = v_cav - v_cav * v_cav * (dm * dm - 2.0 * dv)
             a_new = 1.0 / (math.exp(lz2 - 2.0 * lz1 + lz) * (a_cav + 1.0) / a_cav - 1.0)
             b_new = 1.0 / (math.exp(lz2 - lz1) * (a_cav + 1.0) / b_cav - math.exp(lz1 - lz) * a_cav / b_cav)
-            if not (v_new > 1e-100 and math.isfinite(m_new) and a_new > 1.0 and b_new > 0.0):
+            # the reference keeps a proper cavity's update even when the new Gamma is not a
+            # distribution; only non-finite results are refused here
+            if not (v_new > 1e-100 and math.isfinite(m_new) and math.isfinite(a_new) and math.isfinite(b_new)):
                 continue
             sm[idx] = m_new / v_new - m_cav_nat
             sv[idx] = 1.0 / v_new - v_cav_nat

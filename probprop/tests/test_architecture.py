@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("probprop._version", 0),
     ("probprop._compute_once", 0),
+    ("probprop._cache", 0),
     ("probprop.preprocessing", 0),
     ("probprop.moments", 0),
     ("probprop.likelihoods", 1),
@@ -30,6 +31,8 @@ LAYERS = [
     ("probprop.demo", 6),
     ("probprop.bench", 6),
     ("probprop.cli", 7),
+    ("probprop._entry", 7),
+    ("probprop.__main__", 7),
 ]
 
 

@@ -268,13 +268,16 @@ def test_bad_hyperparameters_fail_at_fit(small_data, params, match):
 
 def test_uncertainty_grows_away_from_the_data():
     """The cubic toy of the PBP paper (Fig. 1: 100 hidden units, 40 epochs), 40 points in
-    [-4, 4]: the predictive std at x = +-10 is at least 3x the mean std over [-4, 4]."""
+    [-4, 4]: the predictive std at x = +-10 is at least 2x the mean std over [-4, 4] (a constant
+    variance gives 1x). The original C code on this data (seeds 0-5) gives 2.5x to 3.3x; probprop
+    gave 7x to 44x while its EP prior step refused improper prior updates (issue 18)."""
     x, y = make_toy_1d(n=40, random_state=0)
     model = PBPRegressor(hidden=(100,), epochs=40, random_state=0).fit(x, y)
     _, std_in = model.predict(np.linspace(-4, 4, 64)[:, None], return_std=True)
     _, std_out = model.predict(np.array([[-10.0], [10.0]]), return_std=True)
     print(f"toy: mean in-range std {std_in.mean():.2f}, std at -10, +10: {std_out.round(2)}")
-    assert np.all(std_out >= 3 * std_in.mean())
+    assert np.all(std_out >= 2 * std_in.mean())
+    assert np.all(std_out <= 5 * std_in.mean())  # not the old runaway prior variance
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,14 +2,20 @@
 at the estimators, and random byte-level corruptions of a valid model file at the loader.
 
 The property: either a clear error (ValueError, TypeError, NotFittedError, ModelFileError, with a
-message) or finite output of the right shape; never another exception type, never a hang. The
+message) or finite output of the right shape; never another exception type, never a hang, and never
+memory beyond a bound: the peak of the host memory Python and NumPy allocate during an example
+(``tracemalloc``: NumPy's arrays, the zip reader's buffers, the JSON parser's objects; not XLA's
+own buffers, whose sizes follow from shapes the loader and the estimators check before building
+anything) stays under :data:`MEMORY_BOUND`. The
 examples are derandomized (the same every run) and their number fixed, so the suite takes about
 the same time everywhere (well under a minute on one core).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import tracemalloc
 import warnings
 import zipfile
 from datetime import timedelta
@@ -36,6 +42,28 @@ ROWS = (2, 7, 16)
 WIDTHS = (1, 3)
 
 
+#: The most host memory one example may allocate at its peak (a valid model file here is a few kB,
+#: the data sets a few hundred numbers; the zip bombs and huge declared shapes of issue 16 needed GBs).
+MEMORY_BOUND = 64 << 20
+
+
+@contextlib.contextmanager
+def bounded_memory(bound: int = MEMORY_BOUND):
+    """Fail if the traced peak allocation inside the block exceeds ``bound`` bytes."""
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        yield
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] - base
+        if started:
+            tracemalloc.stop()
+    assert peak <= bound, f"allocated {peak / 2**20:.1f} MiB at the peak (bound {bound / 2**20:.0f} MiB)"
+
+
 def _clear(err: BaseException) -> None:
     assert isinstance(err, CLEAR), f"{type(err).__name__}: {err}"
     assert str(err).strip(), f"{type(err).__name__} without a message"
@@ -60,6 +88,11 @@ def data_sets(draw):
 
 
 def _fit_and_predict(model, X, y, test_scale):
+    with bounded_memory():
+        _fit_and_predict_unbounded(model, X, y, test_scale)
+
+
+def _fit_and_predict_unbounded(model, X, y, test_scale):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -192,6 +225,11 @@ def test_corrupted_model_files_give_a_model_file_error_or_a_working_model(data, 
         damaged = _apply(model_bytes, edits)
     path = tmp_path / "damaged.npz"
     path.write_bytes(damaged)
+    with bounded_memory():
+        _load_and_predict(path, X)
+
+
+def _load_and_predict(path, X):
     try:
         model = load_model(path)
     except ModelFileError as err:
@@ -208,3 +246,9 @@ def test_corrupted_model_files_give_a_model_file_error_or_a_working_model(data, 
     event("loaded and predicted")
     assert mean.shape == std.shape == (5,)
     assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+
+
+def test_the_memory_bound_can_fail():
+    with pytest.raises(AssertionError, match="MiB at the peak"):
+        with bounded_memory(1 << 20):
+            np.ones(1 << 20)  # 8 MiB

@@ -371,6 +371,44 @@ def test_8_ctrl_c_during_a_cli_fit_exits_130_with_one_line(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
+_INTERRUPT_WHILE_LOADING = """
+import os, signal, sys
+
+class Interrupt:  # a meta-path finder: Ctrl-C arrives while probprop.cli is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "probprop.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["probprop", "--help"]
+from {module} import main
+main()
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery is POSIX")
+def test_8_ctrl_c_while_the_command_line_loads_exits_130_with_one_line():
+    """The console script (probprop._entry, also ``python -m probprop``) catches Ctrl-C from its
+    first line; importing the command line module directly shows the traceback it prevents."""
+    run = lambda module: subprocess.run([sys.executable, "-c", _INTERRUPT_WHILE_LOADING.format(module=module)],  # noqa: E731
+                                        capture_output=True, env=_env(), timeout=120)
+    proc = run("probprop._entry")
+    assert proc.returncode == 130, proc.stderr.decode(errors="replace")[-2000:]
+    assert proc.stderr.decode().strip() == "interrupted" and proc.stdout == b""
+    bare = run("probprop.cli")
+    assert bare.returncode != 130 and b"KeyboardInterrupt" in bare.stderr
+
+
+def test_the_console_script_and_python_m_probprop_run_the_command_line():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "probprop"]
+    assert script.value == "probprop._entry:main"
+    proc = subprocess.run([sys.executable, "-m", "probprop", "--version"], capture_output=True, env=_env(), timeout=120)
+    assert proc.returncode == 0 and b"probprop" in proc.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # 9: diverging gradient training
 

@@ -207,3 +207,60 @@ def test_plot_handles_many_methods(tmp_path):
     assert len(labels) == 20 + 3  # 20 methods, then the PBP, deep-ensembles and TAGI published rows
     assert labels[-3:] == ["PBP (paper)", "Deep ens. (paper)", "TAGI (re-run)"]
     assert figures.plot_comparison(frame.iloc[:0], "rmse", tmp_path / "none.png") is None
+
+
+# --------------------------------------------------------------------------------------
+# Deeper PBP against the original C code's per-split numbers (probprop/bench/reference.py)
+# --------------------------------------------------------------------------------------
+
+
+def _deep_frame() -> pd.DataFrame:
+    """pbp2 on yacht: the original's numbers with split 3's RMSE 2.5x and every LL 0.01 higher
+    (a paired difference with SE 0: 'better'); pbp2-single equal except split 0 (LL 1e-6 off)."""
+    from probprop.bench.reference import load_reference
+
+    ref = load_reference()
+    ref = ref[(ref["dataset"] == "yacht") & (ref["hidden"] == "50-50")]
+    rows = []
+    for _, r in ref.iterrows():
+        k = int(r["split"])
+        base = {"dataset": "yacht", "split": k, "n_hidden": 50, "crps": 0.5, "coverage_90": 0.9, "fit_seconds": 1.0}
+        rmse = r["rmse"] * (2.5 if k == 3 else 1.0)
+        rows.append(base | {"method": "pbp2", "rmse": rmse, "log_likelihood": r["test_ll"] + 0.01, "fitted_together": 5})
+        rows.append(base | {"method": "pbp2-single", "rmse": rmse, "fitted_together": 1,
+                            "log_likelihood": r["test_ll"] + 0.01 + (1e-6 if k == 0 else 0.0)})
+    return pd.DataFrame(rows)
+
+
+def test_deep_pbp_is_paired_with_the_original_code_split_by_split():
+    from probprop.bench.reference import batched_against_single, paired_against_reference
+
+    frame = _deep_frame()
+    paired = {(r["method"], r["dataset"]): r for r in paired_against_reference(frame)}
+    row = paired[("pbp2", "yacht")]
+    assert row["n"] == 20 and row["hidden"] == "50-50"
+    assert row["ll_diff"] == pytest.approx(0.01) and row["verdict"] == "better"
+    assert row["worst_split"] == 3 and row["worst_ratio"] == pytest.approx(2.5) and row["far_off"] == 1
+    assert row["ll_ref"] == pytest.approx(-1.77528, abs=1e-4)  # the original's mean, as in issue 18
+    # the original's spread over seed sets: seed = split is one of them
+    assert len(row["seed_lls"]) >= 2 and min(row["seed_lls"]) <= row["ll_ref"] <= max(row["seed_lls"])
+    # a method or a width the reference does not cover is left out
+    assert paired_against_reference(frame.assign(n_hidden=100)) == []
+    assert paired_against_reference(frame.assign(method="pbp")) == []
+    (batched,) = batched_against_single(frame)
+    assert batched["method"] == "pbp2" and batched["n"] == 20
+    assert batched["max_ll_diff"] == pytest.approx(1e-6) and batched["max_rmse_rel"] == 0.0
+    # not batched: nothing to compare
+    assert batched_against_single(frame.assign(fitted_together=1)) == []
+
+
+def test_report_has_the_original_code_sections(tmp_path):
+    text = report.write_report(_deep_frame(), tmp_path, META).read_text()
+    rows = {r["method"]: r for r in _table(_section(text, "Against the original C code"))}
+    assert set(rows) == {stats.label("pbp2"), stats.label("pbp2-single")}
+    row = rows[stats.label("pbp2")]
+    assert row["paired test LL difference"].endswith("(better)") and row["far off"] == "1"
+    assert row["largest RMSE ratio"] == "2.50 (split 3)"
+    assert "seed sets" in row["original's test LL, other seeds"]
+    (row,) = _table(_section(text, "Fitted together against one split at a time"))
+    assert row["largest absolute test LL difference"] == "1.00e-06"

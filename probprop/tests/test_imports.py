@@ -1,0 +1,55 @@
+"""``import probprop`` is light, its names load on first use, and a model file loads without
+the estimators having been imported first (each check in a fresh interpreter)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import probprop
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_import_probprop_and_the_command_line_module_leave_the_heavy_libraries_unloaded():
+    heavy = ["jax", "sklearn", "scipy", "pandas", "matplotlib"]
+    for module in ("probprop", "probprop.cli"):
+        loaded = _python(f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))")
+        assert loaded == "", f"import {module} loaded {loaded}"
+
+
+def test_public_names_resolve_on_first_use():
+    for name in probprop.__all__:
+        assert getattr(probprop, name) is not None
+    assert set(probprop.__all__) <= set(dir(probprop))
+    assert probprop.PBPRegressor.__module__ == "probprop.estimators.pbp"
+    try:
+        probprop.NoSuchThing  # noqa: B018
+    except AttributeError as err:
+        assert "NoSuchThing" in str(err)
+    else:  # pragma: no cover
+        raise AssertionError("an unknown name resolved")
+
+
+def test_a_model_file_loads_before_any_estimator_is_imported(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    model = probprop.PBPRegressor(hidden=(3,), epochs=2, random_state=0).fit(X, X[:, 0])
+    path = tmp_path / "m.probprop"
+    model.save(path)
+    out = _python(f"from probprop.io import load_model; m = load_model({str(path)!r}); "
+                  f"import numpy as np; print(type(m).__name__, repr(float(m.predict(np.ones((1, 2)))[0])))")
+    assert out == f"PBPRegressor {float(model.predict(np.ones((1, 2)))[0])!r}"
+
+
+def test_the_lazy_names_are_the_public_names():
+    assert set(probprop._EXPORTS) | {"__version__"} == set(probprop.__all__)
