@@ -33,6 +33,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,mcdropout,ensemble,bayesridge,ngboost --out docs/benchmarks/family
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
 	$(UCI) --datasets boston,yacht --methods pbp2,pbp3,pbp2-single,pbp3-single --out docs/benchmarks/pbp-deep
+	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init

@@ -19,6 +19,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+from probprop._cache import CACHE_ENV, default_cache_dir
+
 __all__ = [
     "JAX_CACHE_ENV",
     "XLA_WORKER_FLAGS",
@@ -34,7 +36,7 @@ __all__ = [
 #: XLA flags of a single-threaded worker (appended to any ``XLA_FLAGS`` already set).
 XLA_WORKER_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 #: The variable naming the workers' persistent XLA cache folder (``off`` disables it).
-JAX_CACHE_ENV = "PROBPROP_JAX_CACHE"
+JAX_CACHE_ENV = CACHE_ENV
 
 
 # --------------------------------------------------------------------------------------
@@ -115,14 +117,12 @@ def worker_environment(base=None) -> dict:
     base = os.environ if base is None else base
     env = thread_environment(base)
     if "JAX_COMPILATION_CACHE_DIR" not in base:
-        cache = base.get(JAX_CACHE_ENV)
-        if cache is None:
-            xdg = base.get("XDG_CACHE_HOME")
-            root = Path(xdg) if xdg else Path.home() / ".cache"
-            cache = str(root / "probprop" / "jax")
-        if cache.strip().lower() not in ("", "off", "0", "none", "false"):
+        cache = default_cache_dir(base)
+        if cache is not None:
             env["JAX_COMPILATION_CACHE_DIR"] = cache
             env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        else:  # the workers' probprop must not turn its default cache on either
+            env[JAX_CACHE_ENV] = "off"
     return env
 
 

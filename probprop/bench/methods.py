@@ -70,13 +70,15 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
     only exactly constant columns unscaled, as the reference code (``constant_tol=0``: on
     naval, a column whose std is rounding noise, ~1e-13, is then divided by it and becomes a
     second constant input next to the bias); ``pbp2`` / ``pbp3`` have two / three hidden layers
-    of that width; ``-single`` marks the same model fitted one split at a time (never batched:
+    of that width; ``pbp-sep`` is PBP with stochastic EP (``inference="sep"``); ``-single`` marks the same model fitted one split at a time (never batched:
     the benchmark's check that batched fits equal single ones)."""
     width = int(info.n_hidden)
     params = {"hidden": (width,), "epochs": int(info.n_epochs)}
     variant = variant.removesuffix("-single")
     if variant == "pbp-refscale":
         params["constant_tol"] = 0.0
+    elif variant == "pbp-sep":
+        params["inference"] = "sep"
     elif variant in ("pbp2", "pbp3"):
         params["hidden"] = (width,) * int(variant[-1])
     return params
@@ -115,8 +117,8 @@ def _pbp_single(variant: str):
     return adapter
 
 
-pbp, pbp_refscale, pbp2, pbp3, pbp2_single, pbp3_single = (
-    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
+pbp, pbp_refscale, pbp_sep, pbp2, pbp3, pbp2_single, pbp3_single = (
+    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
 
 
 def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -332,6 +334,7 @@ def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 METHODS: dict[str, Callable] = {
     "pbp": pbp,
     "pbp-refscale": pbp_refscale,
+    "pbp-sep": pbp_sep,
     "pbp2": pbp2,
     "pbp3": pbp3,
     "pbp2-single": pbp2_single,
@@ -354,6 +357,7 @@ METHODS: dict[str, Callable] = {
 LABELS: dict[str, str] = {
     "pbp": "probprop PBP",
     "pbp-refscale": "probprop PBP, reference scaling",
+    "pbp-sep": "probprop PBP, stochastic EP",
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp3": "probprop PBP, 3 hidden layers",
     "pbp2-single": "probprop PBP, 2 hidden layers, one split per fit",
@@ -375,7 +379,7 @@ LABELS: dict[str, str] = {
 
 #: Methods that can fit several splits of one dataset as one batched program (same signature
 #: as the others, but lists: ``(sets, info, seeds) -> [(mean, std, fit_seconds), ...]``).
-BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp2", "pbp3")}
+BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp-sep", "pbp2", "pbp3")}
 
 #: The module each method needs beyond probprop's own dependencies.
 REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}

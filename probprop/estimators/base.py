@@ -29,6 +29,7 @@ from probprop import learners
 from probprop.distributions import GaussianPrediction
 from probprop.estimators import _checks
 from probprop.learners.base import count_rejections, float64
+from probprop.learners._order import ROUND_LIMITS
 from probprop.learners.memory import check_memory
 from probprop.preprocessing import standardisation
 
@@ -65,9 +66,25 @@ def bucket(n: int) -> int:
     return max(8, 1 << (int(n) - 1).bit_length())
 
 
-def padded(Xs, ys=None):
-    """Rows padded with zeros to :func:`bucket` length, and the mask of the real rows."""
-    n, size = len(Xs), bucket(len(Xs))
+def fit_rows(n: int) -> int:
+    """The row count ``fit`` pads n training rows to: n rounded up to a multiple of an eighth of
+    the largest power of two <= n (at least 8), so at most 8 compiled sizes per doubling of the
+    data and at most 12.5 % padded rows; never across a row count at which the epoch's shuffle
+    needs another sorting round (:data:`probprop.learners._order.ROUND_LIMITS`), so the padded
+    fit gives the same results as an unpadded one."""
+    n = int(n)
+    step = max(8, (1 << (max(n, 1).bit_length() - 1)) // 8)
+    rows = -(-n // step) * step
+    for limit in ROUND_LIMITS:
+        if n <= limit < rows:
+            return limit
+    return rows
+
+
+def padded(Xs, ys=None, size: int | None = None):
+    """Rows padded with zeros to ``size`` (default :func:`bucket` length), and the mask of the
+    real rows (a prefix)."""
+    n, size = len(Xs), bucket(len(Xs)) if size is None else int(size)
     Xp = np.zeros((size, Xs.shape[1]), Xs.dtype)
     Xp[:n] = Xs
     mask = np.arange(size) < n
@@ -224,7 +241,13 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         self._validated_params()
         X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
         Xs, ys = self._begin(X, y)
-        self._run_epochs(Xs, ys, self.epochs)
+        if self._learner().online:
+            # the ADF learners take padded rows exactly (masked rows are no-ops, the real rows
+            # are shuffled as unpadded ones): one compiled epoch serves many row counts
+            Xp, yp, mask = padded(Xs, ys, fit_rows(len(Xs)))
+            self._run_epochs(Xp, yp, self.epochs, mask)
+        else:
+            self._run_epochs(Xs, ys, self.epochs)
         return self
 
     # ------------------------------------------------------------------ prediction

@@ -44,6 +44,13 @@ class PBPRegressor(OnlineRegressor):
         Input columns whose training std is at most this fraction of their mean's magnitude
         are treated as constant (left unscaled). 0 reproduces the reference code, which only
         treats an exactly zero std so (see the naval note in docs/benchmarks).
+    inference : {"adf", "sep"}, default="adf"
+        ``"adf"``: PBP as published (each epoch adds every point's likelihood again, so the
+        posterior variances shrink with the epochs). ``"sep"``: stochastic expectation
+        propagation (Li, Hernández-Lobato & Turner, NIPS 2015): one tied site per weight stands
+        for the average data point and a point's update first removes its share, so the
+        variances settle (``probprop.learners.pbp.sep_update``). ``partial_fit`` counts N as
+        the rows of each call.
     random_state : int, RandomState or None, default=None
         Seeds the initial weight means and the per-epoch shuffling.
     verbose : bool, default=False
@@ -73,6 +80,7 @@ class PBPRegressor(OnlineRegressor):
         activation="relu",
         dtype="float64",
         constant_tol=1e-9,
+        inference="adf",
         random_state=None,
         verbose=False,
     ):
@@ -82,6 +90,7 @@ class PBPRegressor(OnlineRegressor):
         self.activation = activation
         self.dtype = dtype
         self.constant_tol = constant_tol
+        self.inference = inference
         self.random_state = random_state
         self.verbose = verbose
 
@@ -99,7 +108,9 @@ class PBPRegressor(OnlineRegressor):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
         _checks.activation_and_dtype(self.activation, self.dtype)
         _checks.constant_tol(self.constant_tol)
-        return {"hidden": hidden}
+        if not isinstance(self.inference, str) or self.inference not in pbp.INFERENCE:
+            raise ValueError(f"inference must be one of {list(pbp.INFERENCE)}, got {self.inference!r}")
+        return {"hidden": hidden, "inference": self.inference}
 
     def _make_spec(self, n_in, params):
         learn = self.noise == "learn"
@@ -110,6 +121,7 @@ class PBPRegressor(OnlineRegressor):
             learn_noise=learn,
             noise_variance=None if learn else float(self.noise) / self.y_scale_**2,
             dtype=self.dtype,
+            inference=params["inference"],
         )
 
     @property

@@ -38,7 +38,37 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     return order
 
 
+#: Row counts at which :func:`permutation` needs one more sorting round: (2**32 - 1)**(k / 3).
+ROUND_LIMITS = (1625, 2_642_245)
+
+
 def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
-    """A uniformly random order of the rows with mask True, padded rows last."""
-    u = jax.random.uniform(key, mask.shape)
-    return jnp.argsort(jnp.where(mask, u, 2.0))
+    """A uniformly random order of the rows with mask True, padded rows last.
+
+    When the mask marks a prefix (the real rows first, padding after them, as the estimators
+    pad) and JAX's threefry is partitionable (its default: element i of a draw depends on i
+    only), the real rows come out in exactly the order ``permutation(key, mask.sum())`` gives
+    unpadded data, provided the padded length needs as many sorting rounds as the real one
+    (:data:`ROUND_LIMITS`; the estimators' row buckets never straddle one). So a padded fit
+    reproduces an unpadded one. Each round sorts the real rows' words as :func:`permutation`
+    does and gives the padding the largest key, so it sorts after every real row that does
+    not draw that key itself (with a prefix mask: after every real row).
+    """
+    size = mask.shape[0]
+    if size >= 2**32:
+        u = jax.random.uniform(key, mask.shape)
+        return jnp.argsort(jnp.where(mask, u, 2.0))
+    mask = jnp.asarray(mask, bool)
+    real = jnp.sum(mask)
+    order = jnp.arange(size)
+    position = jnp.arange(size, dtype=jnp.uint64)
+    top = jnp.uint64(_LOW_32) << 32  # the largest key word, for the padding (it keeps its position)
+    for i in range(_rounds(size)):
+        key, sub = jax.random.split(key)
+        bits = jax.random.bits(sub, (size,), jnp.uint32).astype(jnp.uint64)
+        # first round: the padded rows themselves; later rounds: the positions past the real
+        # rows, where the first round put the padding
+        keep = mask if i == 0 else position < real.astype(jnp.uint64)
+        ranked = jnp.sort(jnp.where(keep, bits << 32, top) | position)
+        order = order[(ranked & _LOW_32).astype(jnp.int32)]
+    return order

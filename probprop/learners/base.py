@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from probprop import _cache
+
 __all__ = ["Learner", "Moments", "Selection", "count_rejections", "float64", "float64_process"]
 
 
@@ -78,10 +80,14 @@ class Learner(NamedTuple):
 
 
 def float64(fn):
-    """Run ``fn`` with JAX's 64-bit types enabled (a scoped setting, restored on return)."""
+    """Run ``fn`` with JAX's 64-bit types enabled (a scoped setting, restored on return). Every
+    probprop computation enters through here, so the first one also turns on the persistent
+    compilation cache (:mod:`probprop._cache`)."""
 
     @functools.wraps(fn)
     def scoped(*args, **kwargs):
+        if not _cache.enabled:
+            _cache.enable()
         if jax.config.jax_enable_x64:  # already on (a probprop process, or inside another call):
             return fn(*args, **kwargs)  # entering the context again costs ~40 µs of jit dispatch
         with jax.enable_x64(True):

@@ -52,6 +52,11 @@ class PBPSpec:
     ``likelihood`` (a :class:`probprop.likelihoods.Likelihood`) replaces the Gaussian observation
     model these fields describe; ``layers`` (one layer piece per weight layer, e.g.
     :class:`probprop.layers.Dense`) replaces the dense layers. ``None``: the defaults.
+
+    ``inference``: ``"adf"`` (PBP: each point's likelihood is added again every epoch) or
+    ``"sep"`` (stochastic expectation propagation, Li, Hernández-Lobato & Turner 2015: one
+    tied site per weight stands for the average data point and is removed before each update;
+    see :func:`sep_update`).
     """
 
     n_in: int
@@ -68,6 +73,7 @@ class PBPSpec:
     dtype: str = "float64"
     likelihood: object = None
     layers: tuple | None = None
+    inference: str = "adf"
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -103,15 +109,24 @@ class PriorSites(NamedTuple):
     rate: tuple[jax.Array, ...]
 
 
+class TiedSites(NamedTuple):
+    """SEP's tied likelihood site of every weight in natural parameters (float64): the
+    posterior is prior sites x site^N, N the number of data points (``inference="sep"``)."""
+
+    natmean: tuple[jax.Array, ...]
+    precision: tuple[jax.Array, ...]
+
+
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["means", "variances", "noise", "prior", "sites", "rejections", "noise_rejections", "key"],
+    data_fields=["means", "variances", "noise", "prior", "sites", "rejections", "noise_rejections", "key", "tied"],
     meta_fields=["spec"],
 )
 @dataclass(frozen=True)
 class PBPState:
     """Posterior of a PBP network. ``means[l]``/``variances[l]`` have shape (out, fan_in + 1),
-    the last column being the bias. ``rejections[l]`` counts, per weight, the updates refused by
+    the last column being the bias. ``tied``: SEP's tied sites (None for ADF, so an ADF state and
+    its model file are unchanged). ``rejections[l]`` counts, per weight, the updates refused by
     the variance guard since ``init`` (``noise_rejections`` those of the noise Gamma); the
     property ``rejected`` is their total. (Per-weight counters cost less inside the compiled
     loop than a reduction per update, and show where rejections happen.)"""
@@ -125,6 +140,7 @@ class PBPState:
     noise_rejections: jax.Array
     key: jax.Array
     spec: PBPSpec
+    tied: TiedSites | None = None
 
     def replace(self, **changes) -> PBPState:
         return dataclasses.replace(self, **changes)
@@ -140,6 +156,8 @@ def init(key: jax.Array, spec: PBPSpec) -> PBPState:
     """Prior posterior: means ~ N(0, 1/(fan_in + 1)), variances b/(a-1) = 1.2 (PBP §3.1)."""
     if spec.activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {spec.activation!r}; choose from {sorted(ACTIVATIONS)}")
+    if spec.inference not in INFERENCE:
+        raise ValueError(f"unknown inference {spec.inference!r}; choose from {list(INFERENCE)}")
     fixed = spec.likelihood is None and not spec.learn_noise
     if fixed and not (spec.noise_variance is not None and spec.noise_variance > 0):
         raise ValueError(f"a fixed noise needs a positive noise_variance, got {spec.noise_variance!r}")
@@ -179,6 +197,7 @@ def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
         noise_rejections=jnp.asarray(0, jnp.int64),
         key=key,
         spec=spec,
+        tied=TiedSites(zeros, zeros) if spec.inference == "sep" else None,
     )
 
 
@@ -365,22 +384,92 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
     )
 
 
-#: ADF updates per iteration of the compiled loop, for one network (more: longer compilation,
-#: no faster since the per-update kernels were merged; see ``probprop bench speed``) and for a
-#: batch of networks under ``jax.vmap`` (``probprop.fit_together``), where 2 is faster than 4.
-SWEEP_UNROLL = 4
+def sep_update(state: PBPState, x: jax.Array, y: jax.Array, n_points, keep=None) -> PBPState:
+    """Incorporate one observation by stochastic EP (Li, Hernández-Lobato & Turner, NIPS 2015).
+
+    The posterior is q = (prior sites) x f^N with one tied site f per weight (``state.tied``,
+    natural parameters), N = ``n_points``. For the point (x, y): remove one copy of f (the
+    cavity q / f), moment-match the cavity times the point's likelihood exactly as ADF does
+    (:func:`adf_update` from the cavity), take the point's own site f_n = q_new / cavity, and
+    move f a 1/N step towards it, f <- f^(1 - 1/N) f_n^(1/N). Then q = prior sites x f^N, which
+    is q_new itself. Unlike ADF, a point seen again replaces its average share instead of being
+    added once more, so the variances stop shrinking with the number of epochs.
+
+    Per weight, where the cavity is not a proper Gaussian (its precision <= 0) the update runs
+    from q itself and f is left as it is (ADF for that weight); an update the variance guard
+    refuses leaves q and f unchanged. The noise Gamma is updated by ADF, as in PBP.
+    """
+    keep_all = True if keep is None else keep
+    f64 = jnp.float64
+    cavities, proper = [], []
+    for M, V, nat, prec in zip(state.means, state.variances, state.tied.natmean, state.tied.precision):
+        m, v = M.astype(f64), V.astype(f64)
+        prec_c = 1.0 / v - prec
+        ok = (prec_c > 0) & jnp.isfinite(prec_c)
+        v_c = jnp.where(ok, 1.0 / jnp.where(ok, prec_c, 1.0), v)
+        m_c = jnp.where(ok, (m / v - nat) * v_c, m)
+        ok = ok & jnp.isfinite(m_c) & (v_c > adf.MIN_VARIANCE)
+        cavities.append((jnp.where(ok, m_c, m).astype(M.dtype), jnp.where(ok, v_c, v).astype(V.dtype)))
+        proper.append(ok)
+    cavity = state.replace(means=tuple(c[0] for c in cavities), variances=tuple(c[1] for c in cavities))
+    new = adf_update(cavity, x, y, keep)
+    n = jnp.asarray(n_points, f64)
+    means, variances, natmean, precision = [], [], [], []
+    for M, V, (Mc, Vc), ok, M1, V1, r0, r1, nat, prec in zip(
+        state.means, state.variances, cavities, proper, new.means, new.variances,
+        cavity.rejections, new.rejections, state.tied.natmean, state.tied.precision,
+    ):
+        updated = (r1 == r0) & keep_all  # the guard accepted this weight's update
+        m1, v1 = M1.astype(f64), V1.astype(f64)
+        mc, vc = Mc.astype(f64), Vc.astype(f64)
+        site_prec = 1.0 / v1 - 1.0 / vc  # f_n in natural parameters
+        site_nat = m1 / v1 - mc / vc
+        move = ok & updated
+        natmean.append(jnp.where(move, nat + (site_nat - nat) / n, nat))
+        precision.append(jnp.where(move, prec + (site_prec - prec) / n, prec))
+        means.append(jnp.where(updated, M1, M))
+        variances.append(jnp.where(updated, V1, V))
+    return new.replace(means=tuple(means), variances=tuple(variances),
+                       tied=TiedSites(tuple(natmean), tuple(precision)))
+
+
+#: With SEP, the EP prior step skips a weight whose likelihood cavity (the posterior without its
+#: prior site) is wider than this many times the prior's variance b / (a - 1): the data leave
+#: such a weight at its prior, and the step's plug-in moment match, fed the wide cavity, raises
+#: the prior variance, which widens the cavities further. Without the limit (or at 10) PBP-SEP
+#: diverges on yacht (test RMSE 5,880 over splits 0-4, one split at 29,370); at 1 it does not
+#: (1.31; ADF 1.01), and Boston stays at 3.11 (ADF 3.03). ADF's cavities hold the data 40
+#: times over and are never that wide, so ADF keeps the original's rule.
+SEP_PRIOR_LIMIT = 1.0
+
+#: The per-point update of each ``PBPSpec.inference``.
+INFERENCE = {"adf": "adf_update", "sep": "sep_update"}
+
+
+#: ADF updates per iteration of the compiled loop, for one network and for a batch of networks
+#: under ``jax.vmap`` (``probprop.fit_together``). 2 runs as fast as 4 since the per-update
+#: kernels were merged, and halves what a first call traces and compiles (issue 14: compiling
+#: the 13-50-1 sweep took 1.4 s at 2 against 2.6 s at 4; see ``probprop bench speed``).
+SWEEP_UNROLL = 2
 BATCHED_SWEEP_UNROLL = 2
 
 
 def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None,
               unroll: int = SWEEP_UNROLL) -> PBPState:
-    """ADF updates for the rows of X in order, in one ``lax.scan``; rows with mask False are
+    """ADF updates (SEP updates when ``state.spec.inference == "sep"``, with N the number of
+    real rows) for the rows of X in order, in one ``lax.scan``; rows with mask False are
     skipped (used to pad data to a reusable shape)."""
     X = jnp.asarray(X).astype(state.means[0].dtype)
     y = jnp.asarray(y, jnp.float64)
 
-    def step(carry, row):
-        return adf_update(carry, *row), None
+    if state.spec.inference == "sep":
+        n_points = y.shape[0] if mask is None else jnp.sum(jnp.asarray(mask, bool))
+
+        def step(carry, row):
+            return sep_update(carry, *row[:2], n_points, *row[2:]), None
+    else:
+        def step(carry, row):
+            return adf_update(carry, *row), None
 
     state, _ = lax.scan(step, state, (X, y) if mask is None else (X, y, mask), unroll=unroll)
     return state
@@ -390,8 +479,11 @@ def adf_sweep(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | Non
 # EP refinement of the prior
 
 
-def refine_prior(state: PBPState) -> PBPState:
+def refine_prior(state: PBPState, limit=None) -> PBPState:
     """One EP pass over the prior factors N(w | 0, 1/lambda), lambda ~ Gamma (PBP §3.2).
+
+    ``limit`` (SEP, :data:`SEP_PRIOR_LIMIT`): also skip a weight whose cavity variance exceeds
+    ``limit`` times the prior's variance rate / (shape - 1) at its turn.
 
     Sequential over every weight (layer by layer, row-major), as in the reference code: remove
     the weight's site to form the cavity, moment-match the tilted distribution with the same
@@ -436,6 +528,8 @@ def refine_prior(state: PBPState) -> PBPState:
         shape_cav = prior.shape - site_shape
         rate_cav = prior.rate - site_rate
         proper = ok_gauss & (rate_cav > 0) & (shape_cav > 1)
+        if limit is not None:  # SEP: weights the data leave at the prior do not move it
+            proper = proper & (v_c * (shape_cav - 1.0) < limit * rate_cav)
         shape_cav = jnp.where(proper, shape_cav, 2.0)
         rate_cav = jnp.where(proper, rate_cav, 1.0)
         # only the Gamma part is needed inside the loop; the Gaussian part of the tilted
@@ -519,7 +613,8 @@ def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
     else:
         order = shuffled_order(sub, mask)
         state = adf_sweep(state, X[order], y[order], mask[order], unroll=unroll)
-    return refine_prior(state).replace(key=key)
+    limit = SEP_PRIOR_LIMIT if state.spec.inference == "sep" else None
+    return refine_prior(state, limit).replace(key=key)
 
 
 def n_weights(spec: PBPSpec) -> int:

@@ -54,6 +54,7 @@ def test_constructor_stores_arguments_unchanged():
         "constant_tol": 1e-9,
         "activation": "relu",
         "dtype": "float64",
+        "inference": "adf",
         "random_state": None,
         "verbose": False,
     }

@@ -373,6 +373,7 @@ def test_8_ctrl_c_during_a_cli_fit_exits_130_with_one_line(tmp_path):
 
 _INTERRUPT_WHILE_LOADING = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a parent (pytest-xdist) may ignore SIGINT
 
 class Interrupt:  # a meta-path finder: Ctrl-C arrives while probprop.cli is being imported
     def find_spec(self, name, path=None, target=None):

@@ -44,3 +44,22 @@ def test_shuffled_order_puts_padding_last():
     order = np.asarray(shuffled_order(jax.random.PRNGKey(0), mask))
     assert sorted(order[:11]) == list(range(11))
     assert sorted(order[11:]) == list(range(11, 16))
+
+
+@pytest.mark.parametrize("n, size", [(1, 8), (11, 16), (277, 288), (455, 480), (1600, 1625), (1700, 2048), (10_741, 11_264)])
+def test_shuffled_order_of_a_padded_prefix_is_the_unpadded_permutation(n, size):
+    mask = jnp.arange(size) < n
+    for seed in range(2):
+        key = jax.random.PRNGKey(seed)
+        order = np.asarray(jax.jit(shuffled_order)(key, mask))
+        np.testing.assert_array_equal(order[:n], np.asarray(jax.random.permutation(key, n)))
+        np.testing.assert_array_equal(np.sort(order[n:]), np.arange(n, size))
+
+
+def test_shuffled_order_of_any_mask_is_a_permutation_with_the_masked_rows_last():
+    rng = np.random.default_rng(0)
+    mask = jnp.asarray(rng.random(3000) < 0.6)  # not a prefix, and two sorting rounds
+    order = np.asarray(shuffled_order(jax.random.PRNGKey(1), mask))
+    real = int(mask.sum())
+    np.testing.assert_array_equal(np.sort(order), np.arange(3000))
+    assert np.asarray(mask)[order[:real]].all() and not np.asarray(mask)[order[real:]].any()
