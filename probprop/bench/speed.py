@@ -41,6 +41,13 @@ NETWORKS = ((13, 50, 455), (9, 100, 41157))  # (inputs, hidden units, points per
 TOGETHER = 5  # networks trained together in the batched measurement (probprop.fit_together)
 
 
+def worker_env(cache: str) -> dict:
+    """The environment of a measuring worker: one thread per library, no JAX or XLA settings
+    of this process, and probprop's compilation cache at ``cache`` (``"off"``: none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    return {**env, **thread_environment(), "PROBPROP_JAX_CACHE": cache}
+
+
 def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
     """Run ``probprop.bench.speed.<function>(**kwargs)`` in a fresh process pinned to ``core``."""
     code = (
@@ -50,11 +57,9 @@ def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
         "float64_process()\n"
         f"print(json.dumps(speed.{function}(**json.loads(sys.argv[1]))))\n"
     )
-    # no persistent compilation cache: the compile times measured here are compilations
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(kwargs)],
-        env={**env, **thread_environment(), "PROBPROP_JAX_CACHE": "off"},
+        env=worker_env("off"),  # no persistent cache: the compile times measured are compilations
         preexec_fn=lambda: pin(core),
         capture_output=True,
         text=True,
@@ -204,9 +209,7 @@ def measure_cold_start(core: int) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-        env.update(thread_environment())
-        env["PROBPROP_JAX_CACHE"] = cache
+        env = worker_env(cache)
         for case in ("empty", "warm"):
             run = subprocess.run([sys.executable, "-c", COLD_START_SCRIPT], env=env, preexec_fn=lambda: pin(core),
                                  capture_output=True, text=True, check=False)

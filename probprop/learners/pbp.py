@@ -442,8 +442,8 @@ def sep_update(state: PBPState, x: jax.Array, y: jax.Array, n_points, keep=None)
 #: times over and are never that wide, so ADF keeps the original's rule.
 SEP_PRIOR_LIMIT = 1.0
 
-#: The per-point update of each ``PBPSpec.inference``.
-INFERENCE = {"adf": "adf_update", "sep": "sep_update"}
+#: The values of ``PBPSpec.inference``: :func:`adf_update` or :func:`sep_update` per point.
+INFERENCE = ("adf", "sep")
 
 
 #: ADF updates per iteration of the compiled loop, for one network and for a batch of networks
