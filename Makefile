@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,peers]"
+	$(BIN)/pip install --quiet -e ".[test,peers,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,6 +17,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.3 $(BIN)/python -m pytest -n 2 -q
+	$(MAKE) docs
+
+# The documentation site (Sphinx; the gallery's examples run at every build), warnings as errors.
+docs: $(STAMP)
+	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 # The PBP reproduction (with the BayesianRidge and NGBoost baselines) and the engine's speed (about 25 minutes, NGBoost most of it).
 bench: $(STAMP)
@@ -37,7 +43,9 @@ bench-all: bench
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init
+	$(UCI) --datasets all --methods pbp,tagi,dvi,map,ensemble,mcdropout --calibrate all --out docs/benchmarks/calibration
 	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
+	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
 # Debian's libopenmpi3 (root needed) and NVIDIA's NCCL, which comes as a wheel.
@@ -45,4 +53,4 @@ pytagi: $(STAMP)
 	apt-get install -y libopenmpi3
 	$(BIN)/pip install --quiet "pytagi>=0.2.1" "nvidia-nccl-cu12>=2.18"
 
-.PHONY: install demo test bench bench-all pytagi
+.PHONY: install demo test docs bench bench-all pytagi

@@ -33,6 +33,9 @@ _EXPORTS = {
     "DriftWarning": "probprop.estimators",
     "DivergedError": "probprop.estimators",
     "fit_together": "probprop.estimators",
+    "ConformalRegressor": "probprop.calibration",
+    "QuantileRecalibratedRegressor": "probprop.calibration",
+    "RecalibratedClassifier": "probprop.calibration",
 }
 
 __all__ = [  # noqa: RUF022 - the order of the documentation
@@ -47,6 +50,9 @@ __all__ = [  # noqa: RUF022 - the order of the documentation
     "DriftWarning",
     "DivergedError",
     "fit_together",
+    "ConformalRegressor",
+    "QuantileRecalibratedRegressor",
+    "RecalibratedClassifier",
     "__version__",
 ]
 

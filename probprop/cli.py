@@ -1,11 +1,14 @@
 """The ``probprop`` command line.
 
     probprop demo      [--out DIR] [--epochs 40]
-    probprop fit       DATA.csv --target COLUMN [--hidden 50] [--epochs 40] [--noise learn] [--seed 0] -o MODEL.probprop
+    probprop fit       DATA.csv --target COLUMN [--model pbp] [--hidden 50] [--epochs 40] [--seed 0] [model options]
+                       -o MODEL.probprop
     probprop predict   MODEL.probprop NEW.csv [-o predictions.csv] [--level 0.9]
     probprop evaluate  MODEL.probprop TEST.csv --target COLUMN
+    probprop info      MODEL.probprop [--json]
     probprop bench uci [--datasets all] [--splits all] [--methods pbp,bayesridge] [--workers N] [--out DIR]
     probprop bench speed [--out DIR] [--quick]
+    probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -15,7 +18,11 @@ exit status 130.
 
 Columns are matched to a model's features by name. A model fitted in Python from a NumPy array
 has no feature names: ``predict`` and ``evaluate`` then refuse it unless ``--by-position`` says
-that the CSV's feature columns are in the order the model was fitted with.
+that the CSV's feature columns are in the order the model was fitted with (and then says on
+standard error that it matches them by position).
+
+``fit --model`` chooses the network (pbp, pbp-ensemble, tagi, dvi, map, mcdropout, ensemble);
+the options that set one model's parameters (:data:`MODEL_OPTIONS`) are errors with the others.
 
 Text cells of output CSV files (the index labels, column names) that start with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return get a leading single quote, so that a spreadsheet shows
@@ -25,6 +32,8 @@ written as they are.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import shlex
@@ -171,7 +180,9 @@ def _parse_hidden(ctx, param, values):
 
 
 def _parse_noise(ctx, param, value):
-    if value is None or str(value).strip().lower() == "learn":
+    if value is None:
+        return None
+    if str(value).strip().lower() == "learn":
         return "learn"
     try:
         variance = float(value)
@@ -188,18 +199,33 @@ def _parse_level(ctx, param, value):
     return value
 
 
+def _model_file_error(path: Path, err: BaseException) -> click.ClickException:
+    if isinstance(err, FileNotFoundError):
+        return click.ClickException(f"{path}: no such model file")
+    text = _first_line(err)
+    if str(path) not in text:
+        text = f"{path}: {text}"
+    return click.ClickException(f"cannot read the model: {text}")
+
+
 def _load_model(path: Path):
     from probprop.io import load_model
 
     try:
         return load_model(path)  # whichever probprop estimator the file holds
-    except FileNotFoundError:
-        raise click.ClickException(f"{path}: no such model file") from None
+    except (ValueError, OSError, KeyError, TypeError) as err:  # FileNotFoundError is an OSError
+        raise _model_file_error(path, err) from None
+
+
+def _read_metadata(path: Path):
+    """``(cls, meta, headers)`` of a model file (:func:`probprop.io.read_metadata`: its checks, no
+    array data read); any failure is a one-line ClickException."""
+    from probprop.io import read_metadata
+
+    try:
+        return read_metadata(path)
     except (ValueError, OSError, KeyError, TypeError) as err:
-        text = _first_line(err)
-        if str(path) not in text:
-            text = f"{path}: {text}"
-        raise click.ClickException(f"cannot read the model: {text}") from None
+        raise _model_file_error(path, err) from None
 
 
 def _model_features(model, frame, path: Path, ignore=(), by_position: bool = False):
@@ -208,6 +234,9 @@ def _model_features(model, frame, path: Path, ignore=(), by_position: bool = Fal
     names = getattr(model, "feature_names_in_", None)
     available = [c for c in frame.columns if c not in ignore]
     if names is not None:
+        if by_position:
+            click.echo("note: the model has feature names, so columns are matched by name (--by-position is "
+                       "not needed)", err=True)
         names = [str(n) for n in names]
         missing = [n for n in names if n not in frame.columns]
         if missing:
@@ -230,8 +259,8 @@ def _model_features(model, frame, path: Path, ignore=(), by_position: bool = Fal
             f"{path}: has {len(available)} feature column(s), the model expects {model.n_features_in_} "
             "(the model has no feature names, so columns are taken in order)"
         )
-    click.echo(f"note: the model has no feature names; taking {_names(available)} as its features, in this order",
-               err=True)
+    click.echo(f"note: the model has no feature names; matching {path}'s {len(available)} feature column(s) "
+               f"{_names(available)} to the model's features by position", err=True)
     return numeric_columns(frame, available, path).to_numpy()
 
 
@@ -261,6 +290,177 @@ def _command_line(ctx: click.Context) -> str:
         flag = "--" + name.replace("_", "-")
         parts += [flag] if value is True else [flag, str(value)]
     return shlex.join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# The models `fit` trains, and the options that set their parameters
+# --------------------------------------------------------------------------------------
+
+#: ``fit --model`` choices: the estimator class (in :mod:`probprop.estimators`) and the name
+#: ``fit`` prints.
+MODELS = {
+    "pbp": ("PBPRegressor", "PBP"),
+    "pbp-ensemble": ("PBPEnsembleRegressor", "PBP ensemble"),
+    "tagi": ("TAGIRegressor", "TAGI"),
+    "dvi": ("DVIRegressor", "DVI"),
+    "map": ("MAPRegressor", "MAP"),
+    "mcdropout": ("MCDropoutRegressor", "MC dropout"),
+    "ensemble": ("DeepEnsembleRegressor", "deep ensemble"),
+}
+
+#: The estimators whose every network has a noise-variance output (besides their
+#: ``heteroscedastic=True`` ones).
+ALWAYS_HETEROSCEDASTIC = ("DeepEnsembleRegressor",)
+
+#: Hidden-unit nonlinearities: the keys of ``probprop.moments.ACTIVATIONS`` (which loads JAX).
+ACTIVATION_NAMES = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh")
+#: PBP's inference rules: ``probprop.learners.pbp.INFERENCE``.
+PBP_INFERENCE = ("adf", "sep")
+
+
+def _parse_positive(kind: str, upper: float = math.inf, grid: bool = True):
+    """Callback: 'select', one number in (0, upper) or (``grid``) a comma list of them: a float,
+    a tuple of floats or 'select'; None when the option is not given."""
+    accepted = f"'select', {kind}" + (" or a comma list of them" if grid else "")
+    bound = f"in (0, {upper:g})" if math.isfinite(upper) else "positive and finite"
+
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        text = str(value).strip()
+        if text.lower() == "select":
+            return "select"
+        parts = [part.strip() for part in text.split(",")]
+        if len(parts) > 1 and not grid:
+            raise click.BadParameter(f"{value!r}: expected {accepted}")
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected {accepted}") from None
+        if not all(math.isfinite(v) and 0 < v < upper for v in numbers):
+            raise click.BadParameter(f"{value!r}: the value(s) must be {bound}")
+        return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOption:
+    """A ``fit`` option that sets the estimator parameter ``param`` of the ``models`` it applies
+    to (given with another model, it is an error); ``one_value``: those of them that take one
+    number where the others also take a comma list or 'select'."""
+
+    decls: tuple[str, ...]
+    param: str
+    models: tuple[str, ...]
+    help: str
+    click_kwargs: dict = dataclasses.field(default_factory=dict)
+    one_value: tuple[str, ...] = ()
+
+
+#: The model-specific options of ``fit``. Not given, each leaves the estimator's own default.
+MODEL_OPTIONS = (
+    ModelOption(("--noise",), "noise", ("pbp",),
+                "'learn' (Gamma prior on the noise precision) or a fixed noise variance in units of the target "
+                "squared. [default: learn]", {"callback": _parse_noise, "metavar": "learn|VARIANCE"}),
+    ModelOption(("--inference",), "inference", ("pbp",),
+                "'adf': PBP as published; 'sep': stochastic expectation propagation. [default: adf]",
+                {"type": click.Choice(PBP_INFERENCE)}),
+    ModelOption(("--activation",), "activation", ("pbp", "pbp-ensemble", "tagi"),
+                "Hidden-unit nonlinearity. [default: relu]", {"type": click.Choice(ACTIVATION_NAMES)}),
+    ModelOption(("--members",), "n_members", ("pbp-ensemble", "ensemble"),
+                "Networks in the ensemble. [default: 5]", {"type": click.IntRange(min=1)}),
+    ModelOption(("--sigma-v",), "sigma_v", ("tagi",),
+                "Observation-noise std in standardised target units, or 'select' (chosen on a validation tenth "
+                "of the training data). [default: select]",
+                {"callback": _parse_positive("a noise std", grid=False), "metavar": "select|STD"}),
+    ModelOption(("--heteroscedastic/--homoscedastic",), "heteroscedastic", ("tagi", "dvi", "map"),
+                "Learn an input-dependent noise variance (a second output unit), or one noise level. "
+                "[default: heteroscedastic for dvi, homoscedastic for tagi and map]"),
+    ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
+                "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
+    ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "ensemble"),
+                "Rows per update. [default: 10 for tagi, 32 for dvi, map and ensemble]",
+                {"type": click.IntRange(min=1)}),
+    ModelOption(("--learning-rate",), "learning_rate", ("dvi", "map", "ensemble"),
+                "Adam's step size; for ensemble also a comma list or 'select' (chosen on a validation split). "
+                "[default: 0.003 for dvi, 0.01 for map and ensemble]",
+                {"callback": _parse_positive("a step size"), "metavar": "RATE"}, one_value=("dvi", "map")),
+    ModelOption(("--dropout",), "dropout", ("mcdropout",),
+                "Dropout rate, a comma list to choose from, or 'select' (the authors' grid). [default: select]",
+                {"callback": _parse_positive("a rate", upper=1.0), "metavar": "select|RATE"}),
+    ModelOption(("--tau",), "tau", ("mcdropout",),
+                "Model precision (1 / noise variance, in units of 1 / target squared), a comma list, or 'select'. "
+                "[default: select]", {"callback": _parse_positive("a precision"), "metavar": "select|TAU"}),
+    ModelOption(("--samples",), "n_samples", ("mcdropout",),
+                "Stochastic forward passes per prediction. [default: 100]", {"type": click.IntRange(min=1)}),
+)
+
+
+def _model_options(command):
+    """Decorator: the :data:`MODEL_OPTIONS` as click options (default None: not given)."""
+    for option in reversed(MODEL_OPTIONS):
+        command = click.option(*option.decls, option.param, default=None,
+                               help=f"[{', '.join(option.models)}] {option.help}", **option.click_kwargs)(command)
+    return command
+
+
+class _OptionError(click.ClickException):
+    """Options that do not fit together: one line (no usage text), exit status 2 as for usage errors."""
+
+    exit_code = 2
+
+
+def _model_params(ctx: click.Context, model: str, options: dict) -> dict:
+    """The estimator parameters that the given model options set; an option that does not apply
+    to ``model`` (or a grid where it takes one value) is a one-line error naming the flag typed."""
+    by_param = {option.param: option for option in MODEL_OPTIONS}
+    params, problems = {}, []
+    for name, value in options.items():
+        if value is None:
+            continue
+        option = by_param[name]
+        flag = next(p for p in ctx.command.params if p.name == name)
+        typed = flag.secondary_opts[0] if value is False and flag.secondary_opts else flag.opts[0]
+        if model not in option.models:
+            problems.append(f"{typed} applies to --model {' or '.join(option.models)} only")
+        elif model in option.one_value and not isinstance(value, float):
+            others = [m for m in option.models if m not in option.one_value]
+            problems.append(f"{typed} takes one number with --model {model} (a comma list or 'select' only with "
+                            f"--model {' or '.join(others)})")
+        params[name] = value
+    if problems:
+        raise _OptionError(f"{'; '.join(problems)} (this is --model {model})")
+    return params
+
+
+def _heteroscedastic(estimator: str, params: dict) -> bool:
+    """Whether the networks have a noise-variance output (``params``: the estimator's)."""
+    return estimator in ALWAYS_HETEROSCEDASTIC or params.get("heteroscedastic") is True
+
+
+def _network(n_in: int, hidden, heteroscedastic: bool) -> str:
+    return "-".join(str(n) for n in (n_in, *hidden, 2 if heteroscedastic else 1))
+
+
+#: Hyperparameters a model may choose on a validation split of its training data: the fitted
+#: attribute holding the choice and the one holding the scores (present only after a search).
+CHOSEN = (("sigma_v", "sigma_v_", "sigma_v_validation_"),
+          ("learning_rate", "learning_rate_", "validation_scores_"),
+          ("dropout", "dropout_", "validation_scores_"),
+          ("tau", "tau_", "validation_scores_"))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _chosen(params: dict, fitted: dict, searched) -> dict:
+    """The hyperparameters a model chose on a validation split (those its ``params`` leave to
+    'select' or a grid), by name, from its fitted values (``searched(attr)``: whether it holds the
+    scores ``attr``)."""
+    return {name: float(fitted[attr]) for name, attr, scores in CHOSEN
+            if name in params and not _is_number(params[name]) and searched(scores) and _is_number(fitted.get(attr))}
 
 
 # --------------------------------------------------------------------------------------
@@ -335,26 +535,31 @@ def demo(out, epochs):
 @main.command()
 @click.argument("data", type=_EXISTING_FILE)
 @click.option("--target", "-t", required=True, help="Name of the column to predict.")
+@click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="pbp", show_default=True,
+              help="The network to fit; the options marked [name] below set its parameters.")
 @click.option("--hidden", multiple=True, callback=_parse_hidden, metavar="UNITS",
               help="Hidden units per layer: repeat or comma-separate (--hidden 50,50); --hidden \"\" for none. "
                    "[default: 50]")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True, help="Training epochs.")
-@click.option("--noise", default="learn", callback=_parse_noise, show_default=True,
-              help="'learn' (Gamma prior on the noise precision) or a fixed noise variance in units of the target squared.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs. [default: the model's own: 40; 100 for dvi, 400 for mcdropout]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial weights, data order).")
+@_model_options
 @click.option("--index-col", default=None, help="A column holding row labels (not a feature).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to save the model. [default: DATA with suffix .probprop]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
-    """Fit a PBP network to DATA (a CSV with a header row) and save it.
+@click.pass_context
+def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, quiet, **options):
+    """Fit a network (PBP unless --model says otherwise) to DATA (a CSV with a header row) and save it.
 
-    Every column other than --target (and --index-col) is a feature.
+    Every column other than --target (and --index-col) is a feature. The options marked with
+    model names set those models' parameters; given with another --model they are an error.
     """
     import numpy as np
 
-    from probprop.estimators import PBPRegressor
+    from probprop import estimators
 
+    settings = _model_params(ctx, model_name, options)
     frame = read_csv(data, index_col)
     if target not in frame.columns:
         raise click.ClickException(f"{data}: no target column {target!r}; columns: {_names(frame.columns)}")
@@ -366,7 +571,10 @@ def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
     if len(y) < 2:
         raise click.ClickException(f"{data}: need at least 2 data rows to fit, got {len(y)}")
     output = output or Path(data).with_suffix(".probprop")
-    model = PBPRegressor(hidden=hidden, epochs=epochs, noise=noise, random_state=seed, verbose=not quiet)
+    class_name, label = MODELS[model_name]
+    if epochs is not None:
+        settings["epochs"] = epochs
+    model = getattr(estimators, class_name)(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
     try:
         model.fit(X, y)
     except ValueError as err:
@@ -375,13 +583,24 @@ def fit(data, target, hidden, epochs, noise, seed, index_col, output, quiet):
         model.save(output)
     except (OSError, ValueError) as err:
         raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
-    mean = model.predict(X)
-    shape = "-".join(str(n) for n in (X.shape[1], *hidden, 1))
+    dist = _predictive(model, X, data)
+    network = _network(X.shape[1], hidden, _heteroscedastic(class_name, model.get_params()))
+    if getattr(model, "n_members", None):
+        network = f"{model.n_members} x {network}"
+    if hasattr(model, "noise_variance_"):
+        noise = f"noise std {math.sqrt(model.noise_variance_):.4g}"
+    else:
+        noise = f"noise std {math.sqrt(float(np.mean(dist.noise_var))):.4g}"
+        if np.ptp(dist.noise_var) > 1e-9 * np.max(dist.noise_var):
+            noise += " (root mean square over the rows: it depends on the input)"
     click.echo(
-        f"fitted PBP {shape} on {len(y)} rows x {X.shape[1]} features of {data} ({epochs} epochs); "
-        f"training RMSE {float(np.sqrt(np.mean((y - mean) ** 2))):.4g}, "
-        f"noise std {math.sqrt(model.noise_variance_):.4g}"
+        f"fitted {label} {network} on {len(y)} rows x {X.shape[1]} features of {data} ({model.epochs} epochs); "
+        f"training RMSE {float(np.sqrt(np.mean((y - dist.mean) ** 2))):.4g}, {noise}"
     )
+    chosen = _chosen(model.get_params(), vars(model), lambda scores: hasattr(model, scores))
+    if chosen:
+        click.echo("chosen on a validation split of the training data: "
+                   + ", ".join(f"{name} {value:.4g}" for name, value in chosen.items()))
     click.echo(f"saved {output}")
 
 
@@ -453,6 +672,210 @@ def evaluate(model_path, data, target, index_col, by_position):
         click.echo(f"{key.ljust(width)}  {value:.6g}")
 
 
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=_EXISTING_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def info(model_path, as_json):
+    """Show what a saved MODEL holds: estimator, network, noise, features, standardisation.
+
+    Reads the file's metadata record with the checks `predict` makes before it reads any array;
+    only a noise level learned into the weights (PBP, PBP ensembles, homoscedastic DVI and MAP)
+    needs the whole model, which is then loaded and checked as `predict` loads it. Nothing is
+    fitted or predicted."""
+    summary = _model_summary(model_path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, allow_nan=False))
+        return
+    for label, value in _info_lines(summary):
+        click.echo(f"{label:<14} {value}")
+
+
+# --------------------------------------------------------------------------------------
+# `info`: what a model file holds
+# --------------------------------------------------------------------------------------
+
+
+def _malformed(path: Path, what: str) -> click.ClickException:
+    return click.ClickException(f"cannot read the model: {path}: malformed metadata ({what})")
+
+
+def _shown(value, limit: int = 200) -> str:
+    """Text from a model file (untrusted), safe to print: as is when printable, else its repr."""
+    text = str(value)[:limit]
+    return text if text.isprintable() else repr(text)
+
+
+def _hidden_units(value):
+    """The hidden sizes a file's ``hidden`` parameter holds (an int or a list of them), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(h, int) and not isinstance(h, bool) and h > 0
+                                                for h in value):
+        return [int(h) for h in value]
+    return None
+
+
+def _model_summary(path: Path) -> dict:
+    """What ``probprop info`` reports, as JSON-ready values; a malformed file is a one-line error."""
+    cls, meta, headers = _read_metadata(path)
+    estimator = cls.__name__
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise _malformed(path, "the estimator parameters are not a JSON object")
+    # as the loader builds the estimator: parameters the file does not name take their defaults
+    params = {**{k: list(v) if isinstance(v, tuple) else v for k, v in cls().get_params().items()}, **params}
+    try:
+        json.dumps(params, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        raise _malformed(path, "the estimator parameters hold non-finite or nested-too-deep values") from None
+    x_mean, x_scale = headers.get("x_mean"), headers.get("x_scale")
+    if x_mean is None or x_scale is None or len(x_mean[0]) != 1 or x_scale[0] != x_mean[0]:
+        raise _malformed(path, "no input standardisation (x_mean, x_scale) of one value per feature")
+    n_in = int(x_mean[0][0])
+    hidden = _hidden_units(params.get("hidden"))
+    if hidden is None:
+        raise _malformed(path, f"hidden is {_shown(json.dumps(params.get('hidden')))}, not a list of positive "
+                               "integers")
+    members = params.get("n_members")
+    if members is not None and not (isinstance(members, int) and not isinstance(members, bool) and members > 0):
+        raise _malformed(path, "n_members is not a positive integer")
+    y_mean, y_scale = meta.get("y_mean"), meta.get("y_scale")
+    if not (_is_number(y_mean) and _is_number(y_scale) and y_scale > 0):
+        raise _malformed(path, "the target standardisation is not a finite mean and a positive scale")
+    names = meta.get("feature_names_in")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                                  and len(names) == n_in):
+        raise _malformed(path, f"the feature names are not a list of {n_in} strings")
+    fitted = meta.get("fitted") or {}
+    if not isinstance(fitted, dict):
+        raise _malformed(path, "the fitted values are not a JSON object")
+    version = meta.get("probprop_version")
+    heteroscedastic = _heteroscedastic(estimator, params)
+    return {
+        "file": str(path),
+        "size_bytes": path.stat().st_size,
+        "estimator": estimator,
+        "model": next((key for key, (name, _) in MODELS.items() if name == estimator), None),
+        "probprop_version": version if isinstance(version, str) else None,
+        "format": meta["format"],
+        "format_version": meta["version"],
+        "network": {
+            "inputs": n_in,
+            "hidden": hidden,
+            "outputs": 2 if heteroscedastic else 1,
+            "members": members,
+            "activation": params.get("activation") if isinstance(params.get("activation"), str) else None,
+        },
+        "training_rows": None,  # model files do not record it
+        "noise": _noise_summary(path, estimator, params, fitted, float(y_scale), heteroscedastic),
+        "chosen": _chosen(params, fitted, lambda scores: scores in fitted or f"fitted/{scores}" in headers),
+        "feature_names": names,
+        "standardisation": {"inputs": True, "target": True, "y_mean": float(y_mean), "y_scale": float(y_scale)},
+        "parameters": params,
+    }
+
+
+def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_scale: float,
+                   heteroscedastic: bool) -> dict:
+    """The model's noise: ``kind`` (learned, fixed, chosen, heteroscedastic), ``variance`` in units
+    of the target squared (None where it depends on the input or is not recorded), ``how``."""
+    def result(kind, variance, how):
+        if variance is not None and not (math.isfinite(variance) and variance > 0):
+            variance, how = None, "not a positive, finite number in the file"
+        return {"kind": kind, "variance": variance, "std": None if variance is None else math.sqrt(variance),
+                "how": how}
+
+    if heteroscedastic:
+        return result("heteroscedastic", None, "a second output unit gives each input its own variance")
+    if estimator == "PBPRegressor" and params.get("noise") != "learn":
+        if not (_is_number(params.get("noise")) and params["noise"] > 0):
+            raise _malformed(path, "the noise parameter is neither 'learn' nor a positive number")
+        return result("fixed", float(params["noise"]), "as given to fit")
+    if estimator in ("PBPRegressor", "PBPEnsembleRegressor", "DVIRegressor", "MAPRegressor"):
+        model = _load_model(path)  # the learned noise lives in the weights' state
+        try:
+            return result("learned", *_learned_noise(model, estimator))
+        except (OverflowError, ValueError, FloatingPointError):  # a file's extreme values
+            return result("learned", None, "too large to represent")
+    if estimator == "TAGIRegressor":
+        sigma_v = fitted.get("sigma_v_")
+        if not (_is_number(sigma_v) and sigma_v > 0):
+            return result("fixed", None, "not recorded")
+        chosen = "sigma_v_validation_" in fitted
+        return result("chosen" if chosen else "fixed", float(sigma_v * y_scale) * float(sigma_v * y_scale),
+                      f"sigma_v {sigma_v:.4g} in standardised units, "
+                      + ("chosen on a validation tenth of the training data" if chosen else "as given"))
+    if estimator == "MCDropoutRegressor":
+        tau = fitted.get("tau_")
+        if not (_is_number(tau) and tau > 0):
+            return result("fixed", None, "not recorded")
+        chosen = not _is_number(params.get("tau"))
+        return result("chosen" if chosen else "fixed", 1.0 / tau,
+                      f"1 / tau, tau {tau:.4g} " + ("chosen on a validation split" if chosen else "as given"))
+    return result("unknown", None, "not described for this estimator")
+
+
+def _learned_noise(model, estimator: str) -> tuple:
+    """(variance in units of the target squared, how) of the noise a loaded PBP, PBP ensemble,
+    homoscedastic DVI or MAP model learned."""
+    import numpy as np
+
+    if estimator == "PBPRegressor":
+        return float(model.noise_variance_), "the posterior mean (a Gamma posterior on the noise precision)"
+    if estimator == "PBPEnsembleRegressor":
+        variance = sum(member.noise_variance_ for member in model.members_) / model.n_members
+        return float(variance), "the mean of the members' posterior means (the mixture's noise variance)"
+    log_noise = model.state_.params.get("log_noise")
+    if log_noise is None:
+        return None, "not found in the model's state"
+    with np.errstate(over="ignore"):
+        return float(np.exp(log_noise)) * model.y_scale_ * model.y_scale_, "a point estimate"
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}, {n:,} bytes"
+    return f"{n} bytes"
+
+
+def _info_lines(summary: dict):
+    """(label, text) pairs of ``probprop info``'s text output."""
+    net = summary["network"]
+    hidden = net["hidden"]
+    layers = (f"{len(hidden)} hidden layer{'s' if len(hidden) > 1 else ''} ({', '.join(map(str, hidden))} units)"
+              if hidden else "no hidden layer")
+    outputs = "2 outputs (mean and noise variance)" if net["outputs"] == 2 else "1 output"
+    shape = _network(net["inputs"], hidden, net["outputs"] == 2)
+    network = f"{shape}: {net['inputs']} input{'s' if net['inputs'] != 1 else ''}, {layers}, {outputs}"
+    if net["activation"]:
+        network += f"; {_shown(net['activation'])} units"
+    if net["members"]:
+        network = f"{net['members']} members, each {network}"
+    model = f" (fit --model {summary['model']})" if summary["model"] else ""
+    version = _shown(summary["probprop_version"]) if summary["probprop_version"] else "an unrecorded version"
+    yield "file", f"{summary['file']} ({_size(summary['size_bytes'])})"
+    yield "estimator", f"{summary['estimator']}{model}"
+    yield "written by", f"probprop {version}; file format {summary['format']} version {summary['format_version']}"
+    yield "network", network
+    yield "training rows", "not recorded (model files do not store it)"
+    noise = summary["noise"]
+    if noise["variance"] is None:
+        yield "noise", f"{noise['kind']}: {noise['how']}"
+    else:
+        yield "noise", (f"{noise['kind']}, variance {noise['variance']:.4g} (std {noise['std']:.4g} in the target's "
+                        f"units): {noise['how']}")
+    if summary["chosen"]:
+        yield "chosen", ", ".join(f"{k} {v:.4g}" for k, v in summary["chosen"].items()) + " (on a validation split)"
+    names = summary["feature_names"]
+    yield "features", (f"{len(names)}: {_names(names, limit=100)}" if names is not None else
+                       f"{net['inputs']}, unnamed (fitted from an array: predict and evaluate need --by-position)")
+    std = summary["standardisation"]
+    yield "standardised", (f"inputs (a mean and a scale per feature) and target (mean {std['y_mean']:.6g}, scale "
+                           f"{std['y_scale']:.6g}); predictions are in the target's units")
+    yield "parameters", " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(summary["parameters"].items()))
+
+
 @main.group()
 def bench():
     """Benchmarks: the UCI regression suite, and update throughput."""
@@ -488,9 +911,13 @@ def bench_report(folder):
 @click.option("--download", is_flag=True, help="Fetch missing datasets (checksum-verified).")
 @click.option("--batch-splits", type=click.IntRange(min=1), default=BATCH_SPLITS, show_default=True,
               help="Splits of a dataset that PBP fits together as one batched program (1: each on its own).")
+@click.option("--calibrate", default=None, metavar="KINDS",
+              help="Post-hoc calibration to compare: conformal, quantile, a comma list, or all (a fifth of each "
+                   "training split calibrates; the report compares coverage, width, calibration error, CRPS, LL).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, batch_splits, no_progress):
+def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, batch_splits, calibrate,
+              no_progress):
     """Run methods x datasets x splits of the UCI regression benchmark (the PBP paper's protocol)."""
     from probprop.bench.stats import SHORT_NAMES, summarise
     from probprop.bench.uci import run_bench
@@ -500,6 +927,7 @@ def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, do
             out=out, datasets=datasets, splits=splits, methods=methods, workers=workers,
             data_dir=data_dir, epochs=epochs, download=download, command=_command_line(ctx),
             progress=not no_progress, log=lambda text: click.echo(text, err=True), batch_splits=batch_splits,
+            calibrate=calibrate,
         )
     except FileNotFoundError as err:  # the data-location message lists where it looked
         raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR, or --download.)") from None
@@ -508,6 +936,8 @@ def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, do
 
     pd = _pandas()
     frame = pd.DataFrame(result.rows)
+    if "calibration" in frame:  # a calibrated run: the summary shows the models as they are
+        frame = frame[frame["calibration"] == "none"]
     if len(frame):
         rmse, ll = summarise(frame, "rmse"), summarise(frame, "log_likelihood")
         click.echo(f"{'dataset':<10} {'method':<11} {'splits':>6} {'RMSE':>10} {'test LL':>9}")
@@ -534,6 +964,33 @@ def bench_speed(ctx, out, core, quick):
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     ctx.exit(code)
+
+
+@bench.command("noisy-inputs")
+@click.option("--datasets", default="boston,concrete,energy,kin8nm", show_default=True, help="Comma-separated UCI datasets.")
+@click.option("--splits", type=click.IntRange(min=1), default=5, show_default=True, help="The first N splits of each.")
+@click.option("--methods", default="pbp,tagi", show_default=True, help="Comma-separated: pbp, tagi.")
+@click.option("--scales", default="0.1,0.3,0.5,1.0", show_default=True,
+              help="Input noise levels, in multiples of each feature's training std.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the UCI datasets (default: see `probprop bench uci`).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/noisy-inputs"),
+              show_default=True, help="Folder for report.md, results.csv and ll-vs-noise.png.")
+@click.pass_context
+def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
+    """Noisy test inputs: predictions given X_var (both propagations) against plain ones."""
+    from probprop.bench import noisy_inputs
+
+    try:
+        scale_values = tuple(float(v) for v in scales.split(","))
+        path = noisy_inputs.run(out=out, datasets=datasets.split(","), splits=splits, methods=methods.split(","),
+                                scales=scale_values, data_dir=data_dir, command=_command_line(ctx),
+                                log=lambda text: click.echo(text, err=True))
+    except FileNotFoundError as err:
+        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
+    except (RuntimeError, OSError, ValueError) as err:
+        raise click.ClickException(_first_line(err)) from None
+    click.echo(f"wrote {path}/report.md, {path}/results.csv and {path}/ll-vs-noise.png")
 
 
 @bench.command("accelerator")

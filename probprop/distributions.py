@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.special import ndtri
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,10 @@ class GaussianPrediction:
         """Central interval holding ``confidence`` of the predictive mass: (lower, upper)."""
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
-        return self._norm().interval(confidence)
+        # scipy.stats.norm's interval, without building a frozen distribution (~2 ms): the same
+        # loc + scale * ndtri(level), bit for bit
+        std = self.std
+        return self.mean + std * ndtri((1.0 - confidence) / 2.0), self.mean + std * ndtri((1.0 + confidence) / 2.0)
 
     def sample(self, n: int = 1, random_state=None) -> np.ndarray:
         """``n`` draws per point, shape (n, n_points)."""

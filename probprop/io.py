@@ -328,7 +328,41 @@ def load_model(path, cls=None):
         archive.close()
 
 
-def _load(archive: _Archive, path, cls):
+def read_metadata(path):
+    """What a model file says about itself, without reading its arrays' data or building the
+    model (``probprop info``): ``(cls, meta, headers)``, the registered estimator class the file
+    names, its metadata record (a JSON object) and the ``(shape, dtype)`` of every other array,
+    from its ``.npy`` header.
+
+    The checks are those :func:`load_model` makes before it reads any data: a zip archive of
+    ``.npy`` entries only, a metadata record that is a JSON string of at most
+    :data:`MAX_META_BYTES` naming this format, a readable version and a registered estimator,
+    and every array header well-formed (no Python objects, sizes consistent, no zip bomb).
+    The record's values are not checked against each other or the arrays (only
+    :func:`load_model` does that): a caller using them must check their types. Raises
+    FileNotFoundError or :class:`ModelFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
+    archive = _Archive(path)
+    try:
+        meta = _metadata(archive, path)
+        cls = _named_class(meta, path)
+        headers = {entry: archive.header(entry) for entry in sorted(archive.names() - {"__meta__"})}
+        return cls, meta, headers
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as err:
+        raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
+    finally:
+        archive.close()
+
+
+def _metadata(archive: _Archive, path) -> dict:
+    """The file's metadata record, checked to be this format at a readable version (the first
+    checks of every read, before any array's data)."""
     if "__meta__" not in archive.names():
         raise ModelFileError(f"{path} is not a probprop model file (no metadata record)")
     shape, dtype = archive.header("__meta__")
@@ -346,13 +380,26 @@ def _load(archive: _Archive, path, cls):
         raise ModelFileError(
             f"{path} has format version {meta.get('version')!r}; this probprop reads versions {list(READABLE)}"
         )
+    return meta
+
+
+def _named_class(meta: dict, path) -> type:
+    """The registered estimator class the file names (the built-in ones imported by name first)."""
+    name = meta.get("estimator")
+    if not isinstance(name, str):
+        raise ModelFileError(f"{path} holds an unknown estimator {name!r}")
+    if name not in _ESTIMATORS:
+        importlib.import_module(BUILTIN_ESTIMATORS)
+    if name not in _ESTIMATORS:
+        raise ModelFileError(f"{path} holds an unknown estimator {name!r}")
+    return _ESTIMATORS[name]
+
+
+def _load(archive: _Archive, path, cls):
+    meta = _metadata(archive, path)
     name = meta.get("estimator")
     if cls is None:
-        if name not in _ESTIMATORS:
-            importlib.import_module(BUILTIN_ESTIMATORS)
-        if name not in _ESTIMATORS:
-            raise ModelFileError(f"{path} holds an unknown estimator {name!r}")
-        cls = _ESTIMATORS[name]
+        cls = _named_class(meta, path)
     if name != cls.__name__:
         raise ModelFileError(f"{path} holds a {name}, not a {cls.__name__}")
     if _ESTIMATORS.get(cls.__name__) is not cls:

@@ -42,6 +42,7 @@ class Task:
     n_train: int
     data_dir: str | None
     estimate_s: float
+    calibrate: tuple[str, ...] = ()  # post-hoc calibration kinds (probprop.bench.calibrate); () none
 
 
 # --------------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ def check_batch_splits(batch_splits) -> None:
 
 
 def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=False,
-               batch_splits: int = BATCH_SPLITS):
+               batch_splits: int = BATCH_SPLITS, calibrate: tuple[str, ...] = ()):
     """Load the datasets (downloading if asked) and list the tasks, longest first.
 
     A method in ``methods.BATCHED`` gets one task per ``batch_splits`` consecutive splits of a
@@ -152,7 +153,7 @@ def plan_tasks(datasets, splits, methods, data_dir=None, epochs=None, download=F
             size = batch_splits if method in BATCHED else 1
             for group in (tuple(chosen[i : i + size]) for i in range(0, len(chosen), size)):
                 tasks.append(Task(n, method, dataset, group, ds.n_hidden, n_epochs, ds.n_features,
-                                  len(ds.train_indices[group[0]]), data_dir, cost * len(group)))
+                                  len(ds.train_indices[group[0]]), data_dir, cost * len(group), tuple(calibrate)))
                 n += 1
     if not tasks:
         raise ValueError("the selection holds no task (check --splits against the datasets' split counts)")

@@ -49,6 +49,14 @@ def run_task(task: Task) -> list[dict]:
 
     ds = _dataset(task.dataset, task.data_dir)
     parts = [ds.split(k) for k in task.splits]
+    held_out = []  # with post-hoc calibration: each split's calibration rows, predicted with the test rows
+    if task.calibrate:
+        from probprop.bench.calibrate import split_calibration
+
+        for i, (k, (X_train, y_train, X_test, y_test)) in enumerate(zip(task.splits, parts)):
+            fit_rows, cal_rows = split_calibration(len(y_train), k)
+            held_out.append(y_train[cal_rows])
+            parts[i] = (X_train[fit_rows], y_train[fit_rows], np.vstack([X_train[cal_rows], X_test]), y_test)
     info = DatasetInfo(task.dataset, task.n_hidden, task.n_epochs, task.n_features, len(parts[0][1]),
                        ds.tau_values, ds.dropout_rates)
     start = time.perf_counter()
@@ -61,8 +69,12 @@ def run_task(task: Task) -> list[dict]:
     total = (time.perf_counter() - start) / len(parts)
     core = ",".join(map(str, usable_cores()))
     rows = []
-    for split, (_, y_train, _, y_test), (mean, std, fit_seconds) in zip(task.splits, parts, outputs):
+    for index, (split, (_, y_train, _, y_test), (mean, std, fit_seconds)) in enumerate(zip(task.splits, parts, outputs)):
         mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
+        if task.calibrate:
+            y_cal = held_out[index]
+            rows += _calibrated(task, split, len(y_train), y_cal, y_test, mean, std, fit_seconds, total, core)
+            continue
         row = {
             "method": task.method,
             "dataset": task.dataset,
@@ -80,6 +92,20 @@ def run_task(task: Task) -> list[dict]:
         row["fitted_together"] = len(parts)
         row["core"] = core
         rows.append(row)
+    return rows
+
+
+def _calibrated(task: Task, split: int, n_fit: int, y_cal, y_test, mean, std, fit_seconds, total, core) -> list[dict]:
+    """The rows of one split with post-hoc calibration (:mod:`probprop.bench.calibrate`): the
+    model's predictions on the calibration rows come first, then the test rows."""
+    from probprop.bench.calibrate import calibration_rows
+
+    n_cal = len(y_cal)
+    rows = calibration_rows(task.calibrate, mean[:n_cal], std[:n_cal], y_cal, mean[n_cal:], std[n_cal:], y_test)
+    for row in rows:
+        row.update({"method": task.method, "dataset": task.dataset, "split": split, "n_train": n_fit,
+                    "n_calibration": n_cal, "n_test": len(y_test), "seed": split, "fit_seconds": float(fit_seconds),
+                    "predict_seconds": float(total - fit_seconds), "fitted_together": len(task.splits), "core": core})
     return rows
 
 

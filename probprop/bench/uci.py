@@ -72,18 +72,19 @@ def run_bench(
     progress: bool = True,
     log=print,
     batch_splits: int = BATCH_SPLITS,
+    calibrate=None,
 ) -> BenchResult:
     """Run the benchmark and write ``results.csv``, ``report.md`` and the plots into ``out``.
 
     ``batch_splits``: how many splits of a dataset a batchable method (PBP) fits together as
-    one batched program (1: each split on its own).
+    one batched program (1: each split on its own). ``calibrate``: post-hoc calibration kinds
+    (``"conformal"``, ``"quantile"``, a comma list or ``"all"``; :mod:`probprop.bench.calibrate`):
+    each training split then loses a calibration part, and the report compares the calibrations.
 
     Raises ValueError for an unknown dataset/method or a bad split spec (listing the valid
     values), FileNotFoundError if the data are not found.
     """
     import pandas as pd
-
-    from probprop.bench import report
 
     start = time.perf_counter()
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -100,11 +101,14 @@ def run_bench(
     resolve_datasets(datasets)
     parse_splits(splits)
     check_batch_splits(batch_splits)
+    from probprop.bench.calibrate import parse_calibrate
+
+    calibrate = parse_calibrate(calibrate)
     skipped: list[str] = []
 
     def plan():
         tasks, notes = plan_tasks(datasets, splits, methods, data_dir=data_dir, epochs=epochs,
-                                  download=download, batch_splits=batch_splits)
+                                  download=download, batch_splits=batch_splits, calibrate=calibrate)
         skipped.extend(notes)
         for note in notes:
             log(f"note: {note}")
@@ -120,12 +124,16 @@ def run_bench(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["method", "dataset", "split"]
+    columns = ["method", "dataset", "split"] + (["calibration"] if calibrate else [])
     frame = pd.DataFrame(rows)
     if len(frame):
         order = {name: i for i, name in enumerate(resolve_datasets("all"))}
         order.update({name: i for i, name in enumerate(dict.fromkeys(t.method for t in sorted(tasks, key=lambda t: t.id)))})
-        frame = frame.sort_values(by=columns, key=lambda c: c.map(order) if c.name in ("dataset", "method") else c)
+        from probprop.bench.calibrate import ORDER
+
+        order.update({name: i for i, name in enumerate(ORDER)})
+        frame = frame.sort_values(by=columns, key=lambda c: c.map(order) if c.name in ("dataset", "method", "calibration")
+                                  else c)
         frame = frame.reset_index(drop=True)
     else:
         frame = pd.DataFrame(columns=columns)
@@ -148,9 +156,10 @@ def run_bench(
         "n_fits": n_fits,
         "batch_splits": batch_splits,
         "xla_cache": xla_cache,
+        "calibrate": list(calibrate),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-    report.write_report(frame, out, meta)
+    _write(frame, out, meta)
     return BenchResult(rows=frame.to_dict("records"), failures=failures, skipped=skipped,
                        wall_seconds=wall, out=out, meta=meta)
 
@@ -160,14 +169,23 @@ def rerender(out) -> Path:
     (after a change to the report code; the measurements themselves are not touched)."""
     import pandas as pd
 
-    from probprop.bench import report
-
     out = Path(out)
     for name in ("results.csv", "meta.json"):
         if not (out / name).is_file():
             raise FileNotFoundError(f"{out / name} not found: rerender needs a finished 'probprop bench uci' run")
     meta = json.loads((out / "meta.json").read_text())
-    return report.write_report(pd.read_csv(out / "results.csv"), out, meta)
+    return _write(pd.read_csv(out / "results.csv"), out, meta)
+
+
+def _write(frame, out, meta: dict) -> Path:
+    """The report of a run: the calibration report when the run calibrated, else the usual one."""
+    if meta.get("calibrate"):
+        from probprop.bench.calibrate import write_calibration_report
+
+        return write_calibration_report(frame, out, meta)
+    from probprop.bench import report
+
+    return report.write_report(frame, out, meta)
 
 
 def default_command() -> str:

@@ -9,6 +9,7 @@ from probprop.estimators import _checks
 from probprop.estimators.base import DivergedError, MomentRegressor
 from probprop.io import register_estimator
 from probprop.learners import dvi, ensemble, mapnet, mcdropout
+from probprop.moments.input_noise import PROPAGATIONS
 
 
 class _NetworkParams:
@@ -42,6 +43,7 @@ class DVIRegressor(_NetworkParams, MomentRegressor):
     """
 
     _learner_name = "dvi"
+    _propagations = PROPAGATIONS
     _progress_label = "DVI epochs"
 
     def __init__(self, hidden=(50,), epochs=100, heteroscedastic=True, empirical_bayes=True,

@@ -16,6 +16,7 @@ from probprop.estimators.base import OnlineRegressor
 from probprop.io import register_estimator
 from probprop.learners import pbp, pbp_ensemble
 from probprop.learners.base import count_rejections
+from probprop.moments.input_noise import PROPAGATIONS
 
 
 @register_estimator
@@ -69,6 +70,7 @@ class PBPRegressor(OnlineRegressor):
     """
 
     _learner_name = "pbp"
+    _propagations = PROPAGATIONS
     _progress_label = "PBP epochs"
     _saved = ("n_rejected_", "rejected_per_epoch_")
 
@@ -224,6 +226,7 @@ class PBPEnsembleRegressor(OnlineRegressor):
     """
 
     _learner_name = "pbp_ensemble"
+    _propagations = PROPAGATIONS
     _progress_label = "PBP ensemble epochs"
     _saved = ("n_rejected_", "rejected_per_epoch_")
 

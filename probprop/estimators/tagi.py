@@ -11,6 +11,7 @@ from probprop.estimators import _checks
 from probprop.estimators.base import OnlineRegressor
 from probprop.io import register_estimator
 from probprop.learners import tagi
+from probprop.moments.input_noise import PROPAGATIONS
 
 
 @register_estimator
@@ -66,6 +67,7 @@ class TAGIRegressor(OnlineRegressor):
         self.verbose = verbose
 
     _learner_name = "tagi"
+    _propagations = PROPAGATIONS
     _progress_label = "TAGI epochs"
     _saved = ("n_rejected_", "rejected_per_epoch_", "sigma_v_", "sigma_v_validation_")
 

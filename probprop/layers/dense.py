@@ -6,6 +6,7 @@ formulas of :mod:`probprop.moments.linear`; this class is how a learner uses the
 
     layer.weight_shape(n_in, n_out, bias)          -> (out, n_in + bias)
     inputs, (mean, var) = layer.forward(M, V, mean, var, bias)
+    mean, var, cov = layer.forward_shared(M, V, mean, var, cov, bias)   # uncertain inputs
     dM, dV, d_mean, d_var = layer.pullback(M, V, inputs, g_mean, g_var, bias)
     layer.deterministic_factors(M, inputs, g_mean, g_var)   -> (a, b, x) with dM = a x^T, dV = b (x^2)^T
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from probprop.moments.linear import append_bias, linear, linear_vjp
+from probprop.moments import input_noise
+from probprop.moments.linear import append_bias, linear, linear_shared, linear_vjp
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,13 @@ class Dense:
         if bias:
             mean, var = append_bias(mean, var)
         return (mean, var), linear(M, V, mean, var)
+
+    def forward_shared(self, M, V, mean, var, cov, bias: bool):
+        """The forward moments for inputs that share a noise source, ``cov`` = Cov(z, eps) of
+        shape (..., n_in, d) (:mod:`probprop.moments.input_noise`); returns ``(mean, var, cov)``."""
+        if bias:
+            mean, var, cov = input_noise.append_bias(mean, var, cov)
+        return linear_shared(M, V, mean, var, cov)
 
     def pullback(self, M, V, inputs, g_mean, g_var, bias: bool):
         in_mean, in_var = inputs

@@ -7,14 +7,26 @@ A learner is a :class:`Learner`, a named tuple of pure functions over an immutab
     state = learner.init(key, spec)                 # the prior / initial network, from a spec
     state = learner.update(state, X, y, mask)       # one epoch over (X, y); mask may be None
     moments = learner.predict(state, X)             # Moments(mean, epistemic_var, noise_var), per row
+    moments = learner.predict(state, X, X_var)      # the same for uncertain inputs x ~ N(X, X_var)
     choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
 
 Every array is in standardised units (the estimators standardise at the edge). ``update`` takes
 ``mask`` (n,) marking the real rows of data padded to a reusable shape (``None``: every row is
 real). ``predict`` returns the three variances per row, with no key and no dependence of a row's
-prediction on the other rows. ``online`` says whether ``update`` continues learning from the
-current state the way the learning rule means it (assumed density filtering: PBP, TAGI), which is
-what ``partial_fit`` needs; the gradient learners can take more epochs too, but the optimiser's
+prediction on the other rows.
+
+``predict(state, X, X_var=None)`` takes the variances of uncertain inputs: ``X_var`` broadcastable
+to X (per entry, standardised units), the inputs x ~ N(X, X_var) independent per entry and of the
+model; ``None`` (the default) means deterministic inputs and runs the plain compiled pass,
+unchanged. The input noise's share of the variance of the network output lands in
+``epistemic_var`` (the variance of f), so ``epistemic_var + noise_var`` stays the predictive
+variance of y. The moment learners (PBP, PBP ensembles, TAGI, DVI) propagate it in closed form
+(:mod:`probprop.moments.input_noise`) and also take ``propagation="moments"`` (default) or
+``"linear"``; the sampling learners (MAP, deep ensembles, MC dropout) draw inputs inside their
+stochastic passes, with a key derived from the state, so the same state gives the same prediction.
+
+``online`` says whether ``update`` continues learning from the current state the way the learning
+rule means it (assumed density filtering: PBP, TAGI), which is what ``partial_fit`` needs; the gradient learners can take more epochs too, but the optimiser's
 epoch count and step sizes assume one fixed data set.
 
 Each learner module defines ``learner = Learner(...)``, and :mod:`probprop.learners` lists it in

@@ -65,7 +65,8 @@ from probprop.learners._sgd import GradientState, adam, check_network_spec, chec
 from probprop.learners.base import Learner, Moments, float64
 from probprop.learners.mapnet import _softplus_inverse
 from probprop.likelihoods import GaussianNoise, HeteroscedasticGaussian
-from probprop.moments import linear, relu
+from probprop.moments import ACTIVATIONS, input_noise, linear, relu
+from probprop.moments.linear import linear_shared
 
 
 @dataclass(frozen=True)
@@ -311,15 +312,49 @@ def noise_variance(state: DVIState, X: jax.Array) -> jax.Array:
     return _predict_moments(state, jnp.asarray(X)).noise_var
 
 
+def output_moments_noisy(params: dict, spec: DVISpec, X: jax.Array, X_var: jax.Array, propagation: str = "moments"):
+    """:func:`output_moments` for uncertain inputs x ~ N(X, X_var) (per entry, independent of each
+    other and of the weights), with the covariances the input noise induces between units
+    (:mod:`probprop.moments.input_noise`); ``propagation="linear"`` linearises the ReLUs."""
+    dtype = jnp.dtype(spec.dtype)
+    mean, var, cov = input_noise.input_moments(jnp.asarray(X).astype(dtype), jnp.asarray(X_var).astype(dtype))
+    last = len(params["layers"]) - 1
+    for i, layer in enumerate(params["layers"]):
+        w_mean, w_var, b_mean, b_var = layer_moments(layer)
+        mean, var, cov = linear_shared(w_mean.T, w_var.T, mean, var, cov, scaled=False)
+        mean, var = mean + b_mean, var + b_var  # the bias: independent, shares no input noise
+        if i < last:
+            mean, var, cov = input_noise.activate(ACTIVATIONS["relu"], mean, var, cov, propagation)
+    return mean, var
+
+
 @float64
-def predict_moments(state: DVIState, X: jax.Array) -> Moments:
-    """:class:`Moments` per row from one pass: (E f, Var f) and the noise variance."""
-    return _predict_moments(state, jnp.asarray(X))
+def predict_moments(state: DVIState, X: jax.Array, X_var: jax.Array | None = None,
+                    propagation: str = "moments") -> Moments:
+    """:class:`Moments` per row from one pass: (E f, Var f) and the noise variance.
+
+    ``X_var`` (broadcastable to X): the variances of uncertain inputs, in standardised units
+    (None: deterministic inputs, the plain compiled pass). ``propagation``: ``"moments"`` or
+    ``"linear"`` (:mod:`probprop.moments.input_noise`)."""
+    if X_var is None and propagation == "moments":
+        return _predict_moments(state, jnp.asarray(X))
+    input_noise.check_propagation(propagation)
+    X = jnp.asarray(X)
+    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return _predict_moments_noisy(state, X, X_var, propagation)
+
+
+@partial(jax.jit, static_argnames="propagation")
+def _predict_moments_noisy(state, X, X_var, propagation):
+    return _output_moments(state, *output_moments_noisy(state.params, state.spec, X, X_var, propagation))
 
 
 @jax.jit
 def _predict_moments(state, X):
-    mean, var = output_moments(state.params, state.spec, X)
+    return _output_moments(state, *output_moments(state.params, state.spec, X))
+
+
+def _output_moments(state, mean, var):
     if state.spec.heteroscedastic:
         noise = state.spec.likelihood.noise_from_outputs(mean, var)
     else:

@@ -158,15 +158,35 @@ def member_predictions(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, j
 
 
 @float64
-def predict_moments(state: EnsembleState, X: jax.Array) -> Moments:
+def predict_moments(state: EnsembleState, X: jax.Array, X_var: jax.Array | None = None) -> Moments:
     """:class:`Moments` of the mixture per row (:func:`probprop.moments.mixture_moments`): mean,
-    Var_m(mu_m) (epistemic) and the member average of sigma_m^2(x) (aleatoric), one pass."""
-    return _predict_moments(state, jnp.asarray(X))
+    Var_m(mu_m) (epistemic) and the member average of sigma_m^2(x) (aleatoric), one pass.
+
+    With ``X_var`` (variances of uncertain inputs, broadcastable to X, standardised units): the
+    mixture over the members and :data:`probprop.learners.mapnet.INPUT_DRAWS` input draws (the
+    same draws for every member, from the first member's key), whose epistemic part then holds
+    the input noise's share of the variance of f too."""
+    if X_var is None:
+        return _predict_moments(state, jnp.asarray(X))
+    X = jnp.asarray(X)
+    X_var = jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return _predict_moments_noisy(state, X, X_var, mapnet.INPUT_DRAWS)
 
 
 @jax.jit
 def _predict_moments(state, X):
     return Moments(*mixture_moments(*member_predictions(state, X)))
+
+
+@partial(jax.jit, static_argnums=3)
+def _predict_moments_noisy(state, X, X_var, n_draws):
+    dtype = jnp.dtype(state.spec.member_spec.dtype)
+    X, X_var = X.astype(dtype), X_var.astype(dtype)
+    sd = jnp.sqrt(X_var)
+    eps = mapnet.input_noise_draws(state.keys[0], n_draws, X.shape[-1], dtype)
+    mu, sigma2 = jax.lax.map(lambda e: member_predictions(state, X + sd * e), eps)  # (draws, members, n)
+    n = X.shape[:-1]
+    return Moments(*mixture_moments(mu.reshape(-1, *n), sigma2.reshape(-1, *n)))
 
 
 def predict(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, jax.Array]:

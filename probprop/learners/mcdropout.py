@@ -57,7 +57,7 @@ from probprop.learners._sgd import (
     sgd_epoch,
 )
 from probprop.learners.base import Learner, Moments, Selection, float64
-from probprop.learners.mapnet import mlp
+from probprop.learners.mapnet import input_noise_draws, mlp
 
 #: The dropout grid of GAL-REPO's grid search.
 GRID_P = (0.005, 0.01, 0.05, 0.1)
@@ -265,18 +265,25 @@ def _sample(layers, X, key, n_samples, p):
     return jax.lax.map(lambda k: dropout_forward(layers, X, k, p, shared=True), keys)
 
 
-def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None):
+def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None, X_var=None):
     """Mean and (1/T) variance of T passes, accumulated pass by pass (memory O(n)); with y, also
-    the running logsumexp of -tau (y - f_t)^2 / 2 for the mixture log-likelihood."""
+    the running logsumexp of -tau (y - f_t)^2 / 2 for the mixture log-likelihood. With ``X_var``
+    (variances of uncertain inputs), pass t also draws its own input, ``X + sqrt(X_var) eps_t``
+    (one eps_t for every row, :func:`probprop.learners.mapnet.input_noise_draws` from pass t's key)."""
     keys = jax.random.split(key, n_samples)
     X = jnp.asarray(X)
     dtype = layers[0][0].dtype
     shift = mlp(layers, X)[..., 0]  # the deterministic network: centres the sums
     zero = jnp.zeros(X.shape[0], dtype)
+    sd = None if X_var is None else jnp.sqrt(jnp.asarray(X_var, dtype))
 
     def step(carry, k):
         s1, s2, lse = carry
-        d = dropout_forward(layers, X, k, p, shared=True) - shift
+        if sd is None:
+            d = dropout_forward(layers, X, k, p, shared=True) - shift
+        else:
+            eps = input_noise_draws(k, 1, X.shape[-1], dtype)[0]
+            d = dropout_forward(layers, X + sd * eps, k, p, shared=True) - shift
         if y is not None:
             lse = jnp.logaddexp(lse, -0.5 * tau * (y - shift - d) ** 2)
         return (s1 + d, s2 + d * d, lse), None
@@ -288,6 +295,11 @@ def _moments_impl(layers, X, key, n_samples, p, y=None, tau=None):
 
 
 _moments = jax.jit(_moments_impl, static_argnums=(3,))
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _moments_noisy(layers, X, key, n_samples, p, X_var):
+    return _moments_impl(layers, X, key, n_samples, p, X_var=X_var)
 
 
 @partial(jax.jit, static_argnums=(3,))
@@ -311,16 +323,23 @@ def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int
 
 
 @float64
-def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None):
+def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None, X_var=None):
     """Mean and epistemic variance (1/T) of T stochastic passes (T = spec.n_samples by default).
 
     Without ``key`` the masks come from a key derived from the state, so the same state gives
-    the same prediction."""
+    the same prediction. ``X_var`` (variances of uncertain inputs, broadcastable to X,
+    standardised units): every pass also draws its own input (:func:`_moments_impl`), so the
+    variance holds the input noise's share too."""
     T = state.spec.n_samples if n_samples is None else int(n_samples)
     if T < 1:
         raise ValueError(f"n_samples must be >= 1, got {T}")
     X = jnp.asarray(X).astype(jnp.dtype(state.spec.dtype))
-    mean, var, _ = _moments(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
+    if X_var is None:
+        mean, var, _ = _moments(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
+    else:
+        X_var = jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+        mean, var, _ = _moments_noisy(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout,
+                                      X_var)
     return mean, var
 
 
@@ -332,10 +351,10 @@ def noise_variance(state: MCDropoutState, X: jax.Array) -> jax.Array:
 
 
 @float64
-def predict_moments(state: MCDropoutState, X: jax.Array) -> Moments:
-    """:class:`Moments` per row: :func:`predict` (T passes, the key derived from the state) and
-    the noise variance 1 / tau."""
-    mean, var = predict(state, X)
+def predict_moments(state: MCDropoutState, X: jax.Array, X_var: jax.Array | None = None) -> Moments:
+    """:class:`Moments` per row: :func:`predict` (T passes, the key derived from the state; with
+    ``X_var``, each pass with its own input draw) and the noise variance 1 / tau."""
+    mean, var = predict(state, X, X_var=X_var)
     return Moments(mean, var, noise_variance(state, X))
 
 

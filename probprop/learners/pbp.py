@@ -37,7 +37,7 @@ from probprop.layers import Dense
 from probprop.learners._order import permutation, shuffled_order
 from probprop.learners.base import Learner, Moments, float64
 from probprop.likelihoods import Gamma, GaussianGammaNoise, GaussianNoise
-from probprop.moments import ACTIVATIONS, adf
+from probprop.moments import ACTIVATIONS, adf, input_noise
 
 
 @dataclass(frozen=True)
@@ -244,15 +244,50 @@ def _predict(state, X):
     return forward(state, X)
 
 
+def forward_noisy(state: PBPState, X: jax.Array, X_var: jax.Array, propagation: str = "moments"):
+    """:func:`forward` for uncertain inputs x ~ N(X, X_var) (per entry, independent of each other
+    and of the weights), with the covariances the input noise induces between units
+    (:mod:`probprop.moments.input_noise`); ``propagation="linear"`` linearises the activations."""
+    spec = state.spec
+    activation = ACTIVATIONS[spec.activation]
+    dtype = state.means[0].dtype
+    mean, var, cov = input_noise.input_moments(X.astype(dtype), X_var.astype(dtype))
+    last = len(state.means) - 1
+    for layer, (piece, M, V) in enumerate(zip(spec.layer_pieces, state.means, state.variances)):
+        if not hasattr(piece, "forward_shared"):
+            raise ValueError(f"the layer piece {piece!r} cannot propagate uncertain inputs (it has no forward_shared)")
+        mean, var, cov = piece.forward_shared(M, V, mean, var, cov, spec.bias)
+        if layer < last:
+            mean, var, cov = input_noise.activate(activation, mean, var, cov, propagation)
+    return mean[..., 0], var[..., 0]
+
+
 @float64
-def predict_moments(state: PBPState, X: jax.Array) -> Moments:
-    """:class:`Moments` per row: mean, epistemic variance and the (constant) noise variance."""
-    return _predict_moments(state, jnp.asarray(X))
+def predict_moments(state: PBPState, X: jax.Array, X_var: jax.Array | None = None,
+                    propagation: str = "moments") -> Moments:
+    """:class:`Moments` per row: mean, epistemic variance and the (constant) noise variance.
+
+    ``X_var`` (broadcastable to X): the variances of uncertain inputs, in standardised units
+    (None: deterministic inputs, the plain compiled pass). ``propagation``: ``"moments"``
+    (moment matching through the activations) or ``"linear"`` (local linearisation); see
+    :mod:`probprop.moments.input_noise`."""
+    if X_var is None and propagation == "moments":
+        return _predict_moments(state, jnp.asarray(X))
+    input_noise.check_propagation(propagation)
+    X = jnp.asarray(X)
+    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return _predict_moments_noisy(state, X, X_var, propagation)
 
 
 @jax.jit
 def _predict_moments(state, X):
     mean, var = forward(state, X)
+    return Moments(mean, var, jnp.broadcast_to(_noise_variance(state), var.shape))
+
+
+@partial(jax.jit, static_argnames="propagation")
+def _predict_moments_noisy(state, X, X_var, propagation):
+    mean, var = forward_noisy(state, X, X_var, propagation)
     return Moments(mean, var, jnp.broadcast_to(_noise_variance(state), var.shape))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from probprop.learners import pbp
 from probprop.learners.base import Learner, Moments, float64
+from probprop.moments import input_noise
 from probprop.moments.mixture import mixture_moments
 
 
@@ -90,14 +91,26 @@ def update(state: pbp.PBPState, X, y, mask=None) -> pbp.PBPState:
 
 
 @float64
-def predict_moments(state: pbp.PBPState, X) -> Moments:
-    """The members' mixture, moment-matched (module docstring)."""
-    return _predict_moments(state, jnp.asarray(X))
+def predict_moments(state: pbp.PBPState, X, X_var=None, propagation: str = "moments") -> Moments:
+    """The members' mixture, moment-matched (module docstring); ``X_var`` and ``propagation`` as
+    in :func:`probprop.learners.pbp.predict_moments`, for every member."""
+    if X_var is None and propagation == "moments":
+        return _predict_moments(state, jnp.asarray(X))
+    input_noise.check_propagation(propagation)
+    X = jnp.asarray(X)
+    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return _predict_moments_noisy(state, X, X_var, propagation)
 
 
 @jax.jit
 def _predict_moments(state, X):
     means, variances, noise = jax.vmap(lambda s: pbp._predict_moments(s, X))(state)
+    return Moments(*mixture_moments(means, noise, variances))
+
+
+@partial(jax.jit, static_argnames="propagation")
+def _predict_moments_noisy(state, X, X_var, propagation):
+    means, variances, noise = jax.vmap(lambda s: pbp._predict_moments_noisy(s, X, X_var, propagation))(state)
     return Moments(*mixture_moments(means, noise, variances))
 
 

@@ -109,7 +109,8 @@ from probprop.learners._order import permutation, shuffled_order
 from probprop.learners._sgd import as_xy, holdout
 from probprop.learners.base import Learner, Moments, Selection, float64
 from probprop.likelihoods import GaussianNoise, HeteroscedasticGaussian
-from probprop.moments import ACTIVATIONS, adf, append_bias, linear
+from probprop.moments import ACTIVATIONS, adf, append_bias, input_noise, linear
+from probprop.moments.linear import linear_shared
 from probprop.preprocessing import standardisation
 
 
@@ -302,22 +303,57 @@ def _predict(state, X):
     return forward(state, X)
 
 
+def forward_noisy(state: TAGIState, X: jax.Array, X_var: jax.Array, propagation: str = "moments"):
+    """Mean and variance of every output unit, shape (..., n_out) each, for uncertain inputs
+    x ~ N(X, X_var) (per entry, independent of each other and of the weights), with the
+    covariances the input noise induces between units (:mod:`probprop.moments.input_noise`);
+    ``propagation="linear"`` linearises the activations."""
+    activation = ACTIVATIONS[state.spec.activation]
+    dtype = state.means[0].dtype
+    mean, var, cov = input_noise.input_moments(jnp.asarray(X).astype(dtype), jnp.asarray(X_var).astype(dtype))
+    last = len(state.means) - 1
+    for layer, (M, V) in enumerate(zip(state.means, state.variances)):
+        mean, var, cov = linear_shared(M, V, *input_noise.append_bias(mean, var, cov), scaled=False)
+        if layer < last:
+            mean, var, cov = input_noise.activate(activation, mean, var, cov, propagation)
+    return mean, var
+
+
 @float64
-def predict_moments(state: TAGIState, X: jax.Array) -> Moments:
+def predict_moments(state: TAGIState, X: jax.Array, X_var: jax.Array | None = None,
+                    propagation: str = "moments") -> Moments:
     """:class:`Moments` per row from one forward pass: mean, epistemic variance, noise variance
-    (sigma_v^2, or the heteroscedastic head's E[exp(Z_s)])."""
-    return _predict_moments(state, jnp.asarray(X))
+    (sigma_v^2, or the heteroscedastic head's E[exp(Z_s)]).
+
+    ``X_var`` (broadcastable to X): the variances of uncertain inputs, in standardised units
+    (None: deterministic inputs, the plain compiled pass). ``propagation``: ``"moments"`` or
+    ``"linear"`` (:mod:`probprop.moments.input_noise`)."""
+    if X_var is None and propagation == "moments":
+        return _predict_moments(state, jnp.asarray(X))
+    input_noise.check_propagation(propagation)
+    X = jnp.asarray(X)
+    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return _predict_moments_noisy(state, X, X_var, propagation)
+
+
+def _output_moments(state, z_mean, z_var):
+    mean, var = z_mean[..., 0], z_var[..., 0]
+    if state.spec.heteroscedastic:
+        noise = state.spec.likelihood.noise_from_outputs(z_mean, z_var)
+    else:
+        noise = jnp.broadcast_to(jnp.asarray(state.spec.sigma_v**2, jnp.float64), mean.shape)
+    return Moments(mean, var, noise)
 
 
 @jax.jit
 def _predict_moments(state, X):
     out = forward_moments(state, X)[-1]
-    mean, var = out.z_mean[..., 0], out.z_var[..., 0]
-    if state.spec.heteroscedastic:
-        noise = state.spec.likelihood.noise_from_outputs(out.z_mean, out.z_var)
-    else:
-        noise = jnp.broadcast_to(jnp.asarray(state.spec.sigma_v**2, jnp.float64), mean.shape)
-    return Moments(mean, var, noise)
+    return _output_moments(state, out.z_mean, out.z_var)
+
+
+@partial(jax.jit, static_argnames="propagation")
+def _predict_moments_noisy(state, X, X_var, propagation):
+    return _output_moments(state, *forward_noisy(state, X, X_var, propagation))
 
 
 def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict[str, jax.Array]]:

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.stats import norm
 
 from probprop.metrics._validation import check_gaussian_inputs, check_positive_int
+from probprop.metrics.general import curve_area
 
 __all__ = [
     "pit",
@@ -99,10 +100,7 @@ def miscalibration_area(y_true, mean, std, n_levels=99):
     the default resolution. Arguments are ``(y_true, mean, std)``, not uncertainty-toolbox's
     ``(y_pred, y_std, y_true)``.
     """
-    expected, observed = calibration_curve(y_true, mean, std, n_levels)
-    expected = np.concatenate(([0.0], expected, [1.0]))
-    observed = np.concatenate(([0.0], observed, [1.0]))
-    return float(np.trapezoid(np.abs(observed - expected), expected))
+    return curve_area(*calibration_curve(y_true, mean, std, n_levels))
 
 
 def rms_calibration_error(y_true, mean, std, n_levels=99):

@@ -78,3 +78,26 @@ def linear_vjp(M, V, in_mean, in_var, g_mean, g_var):
     d_in_mean = (g_mean * rs) @ M + 2.0 * in_mean * Vg
     d_in_var = (g_var / n) @ (M * M) + Vg
     return dM, dV, d_in_mean, d_in_var
+
+
+def linear_shared(M, V, in_mean, in_var, in_cov, scaled: bool = True):
+    """:func:`linear` for inputs that share a noise source: ``in_cov`` (..., n, d) holds
+    Cov(z_k, eps) for a standard normal eps of d dimensions (the input noise, see
+    :mod:`probprop.moments.input_noise`), so the inputs' covariance is
+    ``diag(in_var - |C_k|^2) + C C^T`` rather than ``diag(in_var)``. Returns ``(mean, var, cov)``
+    of the pre-activations, ``cov`` (..., out, d) = Cov(a_j, eps) = (M C)_j (scaled as the mean).
+
+    The weights stay independent of the inputs and of each other, so only the term of the
+    weight means changes: :func:`linear` counts the shared part as ``sum_k M_jk^2 |C_k|^2``,
+    and the exact term is ``|(M C)_j|^2``::
+
+        Var[a_j] = linear(...)_j + (|(M C)_j|^2 - sum_k M_jk^2 |C_k|^2) / n
+    """
+    mean, var = linear(M, V, in_mean, in_var, scaled)
+    cov = jnp.einsum("jk,...kd->...jd", M, in_cov)
+    shared = jnp.sum(in_cov * in_cov, axis=-1) @ (M * M).T
+    if scaled:
+        n = M.shape[-1]
+        cov = cov / jnp.sqrt(n)
+        shared = shared / n
+    return mean, jnp.maximum(var + (jnp.sum(cov * cov, axis=-1) - shared), 0.0), cov

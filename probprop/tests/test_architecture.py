@@ -27,6 +27,7 @@ LAYERS = [
     ("probprop.data", 2),
     ("probprop.io", 3),
     ("probprop.estimators", 4),
+    ("probprop.calibration", 4),
     ("probprop.plots", 5),
     ("probprop.demo", 6),
     ("probprop.bench", 6),

@@ -195,7 +195,7 @@ def test_bench_uci_rejects_unknown_names(runner, tmp_path):
 def test_help_lists_commands(runner):
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "fit", "predict", "evaluate", "bench"):
+    for command in ("demo", "fit", "predict", "evaluate", "info", "bench"):
         assert command in result.output
     result = runner.invoke(main, ["bench", "--help"])
     assert "uci" in result.output and "speed" in result.output

@@ -478,7 +478,8 @@ def test_11_a_model_without_feature_names_needs_by_position(fitted, model_file, 
         assert "without feature names" in result.output and "--by-position" in result.output
         result = runner.invoke(main, [*command, "--by-position"])
         assert result.exit_code == 0, result.output
-        assert "note: the model has no feature names; taking 'c', 'a', 'b'" in result.output
+        assert "note: the model has no feature names; matching" in result.output
+        assert "3 feature column(s) 'c', 'a', 'b' to the model's features by position" in result.output
     assert "--by-position" in runner.invoke(main, ["predict", "--help"]).output
 
 

@@ -199,3 +199,42 @@ def test_next_task_keeps_a_worker_on_the_programs_it_has_loaded():
     # then a group whose program is cached, and last one another worker is still compiling
     assert next_task(pending[:3], set(), every, finished={("pbp", "kin8nm")}).id == 1
     assert next_task(pending[:1], set(), every).id == 0
+
+
+def test_calibrated_slice_end_to_end(tmp_path):
+    """``--calibrate all``: a fifth of each training split calibrates, every calibration gives a
+    row, the peers' intervals equal probprop's, and the calibration report is written."""
+    _need_data("yacht")
+    out = tmp_path / "calibrated"
+    result = run_bench(out=out, datasets="yacht", splits="0,1", methods="bayesridge", workers=1, calibrate="all",
+                       command="probprop bench uci --calibrate all (test slice)", progress=False, log=lambda _: None)
+    assert not result.failures, result.failures
+    frame = pd.read_csv(out / "results.csv")
+    kinds = ["none", "quantile", "conformal-absolute", "conformal-normalized", "conformal-cqr"]
+    peers = [k for k, module in (("mapie-absolute", "mapie"), ("crepes-absolute", "crepes"),
+                                 ("crepes-normalized", "crepes")) if __import__("importlib").util.find_spec(module)]
+    assert list(frame.loc[frame["split"] == 0, "calibration"]) == kinds + peers
+    ds = load_uci("yacht")
+    n_train = len(ds.split(0)[1])
+    assert (frame["n_calibration"] == math.ceil(0.2 * n_train)).all()
+    assert (frame["n_train"] == n_train - math.ceil(0.2 * n_train)).all()
+    assert frame.loc[frame["calibration"].isin(["none", "quantile"]), "log_likelihood"].notna().all()
+    assert frame.loc[frame["calibration"].str.startswith("conformal"), "log_likelihood"].isna().all()
+    if peers:
+        assert (frame["max_bound_diff"].dropna() < 1e-9).all()
+    text = (out / "report.md").read_text()
+    assert "post-hoc calibration" in text and "## Targets" in text and "coverage90.png" in text
+    assert (out / "coverage90.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibrate_values_are_checked():
+    from probprop.bench.calibrate import parse_calibrate, split_calibration
+
+    assert parse_calibrate("all") == ("conformal", "quantile")
+    assert parse_calibrate("quantile, conformal") == ("conformal", "quantile")
+    assert parse_calibrate(None) == ()
+    with pytest.raises(ValueError, match="unknown --calibrate value"):
+        parse_calibrate("isotonic")
+    fit, cal = split_calibration(100, seed=3)
+    assert len(cal) == 20 and len(fit) == 80 and not set(fit) & set(cal)
+    np.testing.assert_array_equal(split_calibration(100, seed=3)[1], cal)

@@ -89,3 +89,21 @@ def test_select_returns_one_result_type(name):
         assert value in choice.grid[param] and getattr(choice.spec, param) == value
     best = np.unravel_index(np.argmax(choice.scores), choice.scores.shape)
     assert tuple(choice.chosen.values()) == tuple(v[i] for v, i in zip(choice.grid.values(), best))
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_predict_takes_input_variances(name):
+    """``predict(state, X, X_var)``: zero variances give the plain prediction, positive ones a
+    larger variance of f, and the same state gives the same prediction twice."""
+    learner = learners.get(name)
+    X, y = data()
+    state = learner.update(learner.init(jax.random.PRNGKey(2), SPECS[name]), X, y, None)
+    plain = learner.predict(state, X)
+    zero = learner.predict(state, X, np.zeros_like(X))
+    for a, b in zip(plain, zero):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+    noisy = learner.predict(state, X, np.full_like(X, 0.5))
+    assert isinstance(noisy, Moments)
+    assert np.all(np.asarray(noisy.epistemic_var) > np.asarray(plain.epistemic_var))
+    again = learner.predict(state, X, np.full_like(X, 0.5))
+    np.testing.assert_array_equal(np.asarray(again.epistemic_var), np.asarray(noisy.epistemic_var))
