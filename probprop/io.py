@@ -306,17 +306,22 @@ class _Archive:
         return value
 
 
-def load_model(path, cls=None):
-    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
-    whichever probprop estimator the file holds."""
-    import jax
-
+def _open(path) -> tuple[Path, _Archive]:
+    """The path and its archive, after the checks that need no reading: a file, and a zip."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {str(path)!r}")
     if not zipfile.is_zipfile(path):  # truncated, random bytes, a bare .npy array, ...
         raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
-    archive = _Archive(path)
+    return path, _Archive(path)
+
+
+def load_model(path, cls=None):
+    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
+    whichever probprop estimator the file holds."""
+    import jax
+
+    path, archive = _open(path)
     try:
         with jax.enable_x64(True):
             return _load(archive, path, cls)
@@ -341,12 +346,7 @@ def read_metadata(path):
     The record's values are not checked against each other or the arrays (only
     :func:`load_model` does that): a caller using them must check their types. Raises
     FileNotFoundError or :class:`ModelFileError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {str(path)!r}")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a probprop model file (not a zip/.npz archive; truncated or foreign)")
-    archive = _Archive(path)
+    path, archive = _open(path)
     try:
         meta = _metadata(archive, path)
         cls = _named_class(meta, path)

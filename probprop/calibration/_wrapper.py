@@ -12,16 +12,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from probprop.distributions import GaussianPrediction
+from probprop.metrics._validation import check_level
 
 
 def check_confidence(confidence) -> float:
     """``confidence`` as a float strictly between 0 and 1, or a ValueError naming it."""
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise ValueError(f"confidence must be a number strictly between 0 and 1, got {confidence!r}")
-    c = float(confidence)
-    if not 0.0 < c < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {c!r}")
-    return c
+    return check_level(confidence, "confidence")
 
 
 def check_targets(y, n: int | None = None) -> np.ndarray:

@@ -271,12 +271,7 @@ def predict_moments(state: PBPState, X: jax.Array, X_var: jax.Array | None = Non
     (None: deterministic inputs, the plain compiled pass). ``propagation``: ``"moments"``
     (moment matching through the activations) or ``"linear"`` (local linearisation); see
     :mod:`probprop.moments.input_noise`."""
-    if X_var is None and propagation == "moments":
-        return _predict_moments(state, jnp.asarray(X))
-    input_noise.check_propagation(propagation)
-    X = jnp.asarray(X)
-    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
-    return _predict_moments_noisy(state, X, X_var, propagation)
+    return input_noise.predict_with(_predict_moments, _predict_moments_noisy, state, X, X_var, propagation)
 
 
 @jax.jit

@@ -94,12 +94,7 @@ def update(state: pbp.PBPState, X, y, mask=None) -> pbp.PBPState:
 def predict_moments(state: pbp.PBPState, X, X_var=None, propagation: str = "moments") -> Moments:
     """The members' mixture, moment-matched (module docstring); ``X_var`` and ``propagation`` as
     in :func:`probprop.learners.pbp.predict_moments`, for every member."""
-    if X_var is None and propagation == "moments":
-        return _predict_moments(state, jnp.asarray(X))
-    input_noise.check_propagation(propagation)
-    X = jnp.asarray(X)
-    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
-    return _predict_moments_noisy(state, X, X_var, propagation)
+    return input_noise.predict_with(_predict_moments, _predict_moments_noisy, state, X, X_var, propagation)
 
 
 @jax.jit

@@ -62,6 +62,18 @@ def check_propagation(propagation) -> str:
     return propagation
 
 
+def predict_with(plain, noisy, state, X, X_var=None, propagation: str = "moments"):
+    """The one dispatch of the moment learners' ``predict``: ``plain(state, X)`` (the compiled
+    plain pass, unchanged) for deterministic inputs propagated by moment matching, else
+    ``noisy(state, X, X_var, propagation)`` with ``X_var`` broadcast to X (zeros if None)."""
+    if X_var is None and propagation == "moments":
+        return plain(state, jnp.asarray(X))
+    check_propagation(propagation)
+    X = jnp.asarray(X)
+    X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)
+    return noisy(state, X, X_var, propagation)
+
+
 def input_moments(X, X_var):
     """``(mean, var, cov)`` of the inputs: X, X_var (both (..., d)) and Cov(x, eps) =
     diag(sqrt(X_var)) of shape (..., d, d)."""
