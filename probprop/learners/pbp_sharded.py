@@ -7,7 +7,7 @@ site f_k per weight (:class:`probprop.learners.pbp.TiedSites`). One round:
    over its rows (:func:`probprop.learners.pbp.sep_update` with N = N_k: each point removes one
    copy of f_k, moment-matches, and moves f_k a 1/N_k step), ending at q_k;
 2. the driver merges: in natural parameters, q_new = q + δ sum_k (q_k - q), the broadcast plus
-   every shard's change damped by δ (where the invariant q = prior x prod f^N holds, shard k's
+   every shard's change damped by δ (default 1/sqrt(K); where the invariant q = prior x prod f^N holds, shard k's
    change is N_k (f_k' - f_k), and the damped sites f_k <- f_k + δ (f_k' - f_k) keep the invariant;
    where a cavity was improper and SEP fell back to ADF for a weight, it is that ADF step). The
    noise Gamma, updated by ADF inside each pass as in PBP, and the rejection counters add every
@@ -17,16 +17,16 @@ site f_k per weight (:class:`probprop.learners.pbp.TiedSites`). One round:
    on q_new.
 
 With K = 1 a round is exactly one serial SEP epoch (the same shuffle key, no sum to round): the
-tests check it bit for bit. Damping: δ = 1/K by default (each round moves q by the shards' average
-change). Undamped, the shards' changes, each computed from the same broadcast on its own data,
-overshoot on a network. ``python -m probprop.bench.sharded`` (a 4-10-1 network, 400 rows; serial
-SEP after 40 epochs: test LL 0.508): K = 2 undamped reaches 0.494 after 80 rounds; K = 4 and 8
+tests check it bit for bit. Damping: δ = 1/sqrt(K) by default. Undamped, the shards' changes, each computed from the same
+broadcast on its own data, overshoot on a network. ``python -m probprop.bench.sharded`` (a 4-10-1
+network, 400 rows; serial SEP's test LL 0.508 after 40 epochs, 0.587 after 80): K = 4 and 8
 undamped fall apart (-4.36 and -7.36 after 80 rounds; the merge keeps the noise Gamma, and any
 weight whose summed precision is not positive, at the broadcast values); δ = 1/K is stable but
-slow (K = 4: 0.151 after 40 rounds, 0.249 after 80; K = 8: 0.032 and 0.186); δ = 0.5 is in
-between (K = 4: 0.345 and 0.494; K = 8: 0.118 and 0.327). So the sharded fit does not yet reach
-serial SEP within the 0.01 nats issue 14 asks in a comparable number of passes; choosing δ per
-round (as distributed EP does) is the open part.
+slow (K = 4: 0.151 after 40 rounds, 0.249 after 80); δ = 1/sqrt(K) is the best of those tried
+(K = 2: 0.444 and 0.531; K = 4: 0.345 and 0.494; K = 8: 0.157 and 0.376). So the sharded fit
+does not yet reach serial SEP within the 0.01 nats issue 14 asks in a comparable number of passes
+(it trails by 0.06-0.21 after 80); damping chosen per round, as distributed EP does, or several
+local passes per round, is the open part.
 
 Here the K local passes run as one vmapped program over the shards (padded to a common length and
 masked, the masked shuffle reproducing each shard's unpadded order); that is also what a
@@ -167,10 +167,10 @@ def _round(state, sites, X, y, mask, sequential=False, damping=1.0):
 def round_update(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, sequential: bool = False,
                  damping: float | None = None):
     """One round over the shards (module docstring): returns ``(state, sites)``, the merged posterior
-    after the EP prior step and every shard's new tied site. ``damping``: δ, default 1/K (one shard
+    after the EP prior step and every shard's new tied site. ``damping``: δ, default 1/sqrt(K) (one shard
     is serial SEP, undamped). ``sequential``: run the shards one after another instead of as one
     vmapped program (the same numbers to rounding)."""
-    damping = 1.0 / shards.n_shards if damping is None else float(damping)
+    damping = 1.0 / np.sqrt(shards.n_shards) if damping is None else float(damping)
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
     return _round(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
