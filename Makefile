@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench speed --out docs/benchmarks
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
-# Every report under docs/benchmarks except the GPU record (about 2 hours on 2 cores).
+# Every report under docs/benchmarks except the GPU record (about 3 hours on 2 cores).
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \
