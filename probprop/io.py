@@ -27,6 +27,7 @@ spec). Files of version 1 (probprop 0.1.0) are read by the same checks after con
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -316,21 +317,28 @@ def _open(path) -> tuple[Path, _Archive]:
     return path, _Archive(path)
 
 
-def load_model(path, cls=None):
-    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
-    whichever probprop estimator the file holds."""
-    import jax
-
+@contextlib.contextmanager
+def _reading(path):
+    """``(path, archive)`` of a model file (:func:`_open`), closed on exit; any error below that
+    is not already a :class:`ModelFileError` becomes one naming the file."""
     path, archive = _open(path)
     try:
-        with jax.enable_x64(True):
-            return _load(archive, path, cls)
+        yield path, archive
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RecursionError) as err:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
     finally:
         archive.close()
+
+
+def load_model(path, cls=None):
+    """Read a model file; ``cls`` (an estimator class) insists on that class, ``None`` returns
+    whichever probprop estimator the file holds."""
+    import jax
+
+    with _reading(path) as (path, archive), jax.enable_x64(True):
+        return _load(archive, path, cls)
 
 
 def read_metadata(path):
@@ -346,18 +354,11 @@ def read_metadata(path):
     The record's values are not checked against each other or the arrays (only
     :func:`load_model` does that): a caller using them must check their types. Raises
     FileNotFoundError or :class:`ModelFileError`."""
-    path, archive = _open(path)
-    try:
+    with _reading(path) as (path, archive):
         meta = _metadata(archive, path)
         cls = _named_class(meta, path)
         headers = {entry: archive.header(entry) for entry in sorted(archive.names() - {"__meta__"})}
         return cls, meta, headers
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as err:
-        raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
-    finally:
-        archive.close()
 
 
 def _metadata(archive: _Archive, path) -> dict:

@@ -85,7 +85,7 @@ def calibration_rows(kinds, mean_cal, std_cal, y_cal, mean_test, std_test, y_tes
     predictions on the calibration and test rows."""
     from probprop.calibration import ConformalCalibration, RecalibratedPrediction, fit_recalibration
     from probprop.distributions import GaussianPrediction
-    from probprop.metrics import all_metrics
+    from probprop.metrics import all_metrics, rmse
     from probprop.metrics.general import crps_from_quantiles, pit_miscalibration_area, quantile_levels
 
     cal = GaussianPrediction(mean_cal, std_cal**2, 0.0)
@@ -95,7 +95,7 @@ def calibration_rows(kinds, mean_cal, std_cal, y_cal, mean_test, std_test, y_tes
     rows.append(row)
     if "quantile" in kinds:
         dist = RecalibratedPrediction(test, fit_recalibration(cal.cdf(y_cal)))
-        row = {"calibration": "quantile", "rmse": float(np.sqrt(np.mean((y_test - dist.mean) ** 2))),
+        row = {"calibration": "quantile", "rmse": rmse(y_test, dist.mean),
                "log_likelihood": float(np.mean(dist.logpdf(y_test))),
                "crps": crps_from_quantiles(y_test, dist.ppf(quantile_levels(CRPS_LEVELS))),
                "miscalibration_area": pit_miscalibration_area(dist.cdf(y_test))}
@@ -106,13 +106,13 @@ def calibration_rows(kinds, mean_cal, std_cal, y_cal, mean_test, std_test, y_tes
         for method in CONFORMAL:
             calibration = ConformalCalibration(method, cal, y_cal)
             ours[method] = [calibration.interval(test, c) for c in LEVELS]
-            row = {"calibration": f"conformal-{method}", "rmse": float(np.sqrt(np.mean((y_test - mean_test) ** 2))),
+            row = {"calibration": f"conformal-{method}", "rmse": rmse(y_test, mean_test),
                    "miscalibration_area": _curve_area_of_intervals(
                        y_test, lambda p, calibration=calibration: calibration.interval(test, p, unbounded=True))}
             _interval_metrics(row, y_test, ours[method])
             rows.append(row)
         for name, bounds in _peer_intervals(mean_cal, std_cal, y_cal, mean_test, std_test).items():
-            row = {"calibration": name, "rmse": float(np.sqrt(np.mean((y_test - mean_test) ** 2)))}
+            row = {"calibration": name, "rmse": rmse(y_test, mean_test)}
             _interval_metrics(row, y_test, bounds)
             mine = ours[name.split("-", 1)[1]]
             row["max_bound_diff"] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))

@@ -185,7 +185,7 @@ class ConformalRegressor(PostHocRegressor):
 
     ``predict`` gives the model's mean; ``predict_interval(X, confidence)`` the conformal interval;
     ``predict_dist(X)`` a :class:`ConformalPrediction`. ``score`` is scikit-learn's R² of the
-    mean (there is no density to score).
+    mean (``RegressorMixin.score``: there is no density to score).
     """
 
     def __init__(self, estimator=None, *, method: str = "normalized", calibration_size=0.2, prefit: bool = False,
@@ -210,9 +210,3 @@ class ConformalRegressor(PostHocRegressor):
     def predict_interval(self, X, confidence: float = 0.9, unbounded: bool = False):
         """The conformal interval (lower, upper) of mass ``confidence`` for each row of X."""
         return self.predict_dist(X).interval(confidence, unbounded)
-
-    def score(self, X, y, sample_weight=None):
-        """R² of the predictive mean (scikit-learn's regressor score)."""
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(y, self.predict(X), sample_weight=sample_weight))

@@ -62,6 +62,7 @@ class RecalibrationMap:
         object.__setattr__(self, "r", r)
         object.__setattr__(self, "_z", ndtri(p))  # knot positions in standard-normal units, ±inf at the ends
         object.__setattr__(self, "_slope", np.diff(r) / np.diff(p))
+        object.__setattr__(self, "_moments", self._standard_moments())
 
     def __call__(self, u):
         return np.interp(u, self.p, self.r)
@@ -75,8 +76,11 @@ class RecalibrationMap:
         return np.log(self._slope[segment])
 
     def standard_moments(self) -> tuple[float, float]:
-        """Mean and variance of Z with CDF R(Φ(z)): per segment, R' times the truncated normal's
-        first and second moments."""
+        """Mean and variance of Z with CDF R(Φ(z)) (computed once, with the map)."""
+        return self._moments
+
+    def _standard_moments(self) -> tuple[float, float]:
+        """Per segment, R' times the truncated normal's first and second moments."""
         z = self._z
         phi = np.exp(-0.5 * np.where(np.isfinite(z), z, 0.0) ** 2) / np.sqrt(2 * np.pi) * np.isfinite(z)
         zphi = np.where(np.isfinite(z), z, 0.0) * phi

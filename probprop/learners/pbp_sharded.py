@@ -106,32 +106,26 @@ def merge(state: pbp.PBPState, passes: pbp.PBPState, damping=1.0) -> pbp.PBPStat
     """The broadcast ``state`` plus every shard's change (``passes``: the K local results stacked
     along a leading axis), in natural parameters (module docstring). The merged ``tied`` is the
     rows-weighted mean of the shards' sites (q = prior sites x that^N for a serial continuation)."""
+    if passes.means[0].shape[0] == 1:  # one shard: its result as it is (serial SEP, bit for bit)
+        return jax.tree.map(lambda a: a[0], passes)
     f64 = jnp.float64
     means, variances, rejections = [], [], []
     for M, V, Mk, Vk, r, rk in zip(state.means, state.variances, passes.means, passes.variances,
                                    state.rejections, passes.rejections):
         prec0, nat0 = 1.0 / V.astype(f64), M.astype(f64) / V.astype(f64)
         prec_k, nat_k = 1.0 / Vk.astype(f64), Mk.astype(f64) / Vk.astype(f64)
-        if Mk.shape[0] == 1:
-            prec, nat = prec_k[0], nat_k[0]
-        else:
-            prec = prec0 + damping * jnp.sum(prec_k - prec0, axis=0)
-            nat = nat0 + damping * jnp.sum(nat_k - nat0, axis=0)
+        prec = prec0 + damping * jnp.sum(prec_k - prec0, axis=0)
+        nat = nat0 + damping * jnp.sum(nat_k - nat0, axis=0)
         ok = (prec > 0) & jnp.isfinite(prec) & jnp.isfinite(nat)
-        first_m, first_v = Mk[0], Vk[0]
-        single = Mk.shape[0] == 1  # one shard: its result as it is, not through 1/(1/v)
-        m_new = first_m if single else jnp.where(ok, nat / jnp.where(ok, prec, 1.0), M).astype(M.dtype)
-        v_new = first_v if single else jnp.where(ok, 1.0 / jnp.where(ok, prec, 1.0), V).astype(V.dtype)
-        means.append(m_new)
-        variances.append(v_new)
-        counted = rk[0] + jnp.sum(rk[1:] - r, axis=0)
-        rejections.append(counted if single else counted + (~ok).astype(r.dtype))
+        means.append(jnp.where(ok, nat / jnp.where(ok, prec, 1.0), M).astype(M.dtype))
+        variances.append(jnp.where(ok, 1.0 / jnp.where(ok, prec, 1.0), V).astype(V.dtype))
+        rejections.append(rk[0] + jnp.sum(rk[1:] - r, axis=0) + (~ok).astype(r.dtype))
     noise = jax.tree.map(lambda old, new: new[0] + jnp.sum(new[1:] - old, axis=0), state.noise, passes.noise)
     noise_rejections = passes.noise_rejections[0] + jnp.sum(passes.noise_rejections[1:] - state.noise_rejections)
-    if passes.means[0].shape[0] > 1:  # the summed Gamma must stay a distribution: else keep the broadcast's
-        valid = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a) & (a > 0)) for a in jax.tree.leaves(noise)]))
-        noise = jax.tree.map(lambda new, old: jnp.where(valid, new, old), noise, state.noise)
-        noise_rejections = noise_rejections + (~valid).astype(noise_rejections.dtype)
+    # the summed Gamma must stay a distribution: else keep the broadcast's
+    valid = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a) & (a > 0)) for a in jax.tree.leaves(noise)]))
+    noise = jax.tree.map(lambda new, old: jnp.where(valid, new, old), noise, state.noise)
+    noise_rejections = noise_rejections + (~valid).astype(noise_rejections.dtype)
     return state.replace(means=tuple(means), variances=tuple(variances), noise=noise, rejections=tuple(rejections),
                          noise_rejections=noise_rejections)
 
