@@ -46,6 +46,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,ensemble,mcdropout --calibrate all --out docs/benchmarks/calibration
 	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
+	$(BIN)/probprop bench images --out docs/benchmarks/images
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
 # Debian's libopenmpi3 (root needed) and NVIDIA's NCCL, which comes as a wheel.

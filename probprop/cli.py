@@ -9,6 +9,7 @@
     probprop bench uci [--datasets all] [--splits all] [--methods pbp,bayesridge] [--workers N] [--out DIR]
     probprop bench speed [--out DIR] [--quick]
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -543,17 +544,20 @@ def demo(out, epochs):
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs. [default: the model's own: 40; 100 for dvi, 400 for mcdropout]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial weights, data order).")
+@click.option("--task", type=click.Choice(["auto", "regression", "classification"]), default="auto", show_default=True,
+              help="auto: classification when the target column holds text or booleans, regression otherwise.")
 @_model_options
 @click.option("--index-col", default=None, help="A column holding row labels (not a feature).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to save the model. [default: DATA with suffix .probprop]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, quiet, **options):
+def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, quiet, task, **options):
     """Fit a network (PBP unless --model says otherwise) to DATA (a CSV with a header row) and save it.
 
     Every column other than --target (and --index-col) is a feature. The options marked with
     model names set those models' parameters; given with another --model they are an error.
+    A target of text or booleans (or --task classification) fits a PBP classifier.
     """
     import numpy as np
 
@@ -567,6 +571,12 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
     if not features:
         raise click.ClickException(f"{data}: no feature columns besides the target {target!r}")
     X = numeric_columns(frame, features, data)
+    if task == "classification" or (task == "auto" and _is_label_column(frame[target])):
+        if model_name != "pbp":
+            raise click.ClickException(f"classification is available with --model pbp only (PBPClassifier), "
+                                       f"not --model {model_name}")
+        _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet, settings)
+        return
     y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
     if len(y) < 2:
         raise click.ClickException(f"{data}: need at least 2 data rows to fit, got {len(y)}")
@@ -604,6 +614,80 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
     click.echo(f"saved {output}")
 
 
+def _is_label_column(values) -> bool:
+    """A column of class labels: text (object or string dtype) or booleans."""
+    pd = _pandas()
+    return not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+
+
+def _labels(frame, target, path: Path):
+    """The target column as labels; missing labels are a one-line error naming the first row."""
+    import numpy as np
+
+    values = frame[target]
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise click.ClickException(f"{path}: column {target!r} has {int(missing.sum())} missing label(s), first in "
+                                   f"data row {int(np.flatnonzero(missing)[0]) + 1}")
+    labels = values.to_numpy()
+    if labels.dtype == object:  # CSV text: compare labels as text
+        labels = labels.astype(str)
+    return labels
+
+
+def _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet, settings):
+    import numpy as np
+
+    from probprop.estimators import PBPClassifier
+    from probprop.metrics.classification import nll
+
+    unsupported = sorted(set(settings) - {"inference", "activation"})
+    if unsupported:
+        raise click.ClickException(f"--{unsupported[0].replace('_', '-')} does not apply to classification")
+    y = _labels(frame, target, data)
+    output = output or Path(data).with_suffix(".probprop")
+    model = PBPClassifier(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
+    if epochs is not None:
+        model.set_params(epochs=epochs)
+    try:
+        model.fit(X, y)
+    except ValueError as err:
+        raise click.ClickException(f"cannot fit: {_first_line(err)}") from None
+    try:
+        model.save(output)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
+    proba = _class_probabilities(model, X, data)
+    index = np.searchsorted(model.classes_, y)
+    outputs = len(model.classes_) if len(model.classes_) > 2 else 1
+    network = "-".join(str(n) for n in (X.shape[1], *hidden, outputs))
+    click.echo(f"fitted a PBP classifier {network} on {len(y)} rows x {X.shape[1]} features of {data} "
+               f"({model.epochs} epochs, {len(model.classes_)} classes); training accuracy "
+               f"{float(np.mean(proba.argmax(1) == index)):.4g}, log loss {nll(index, proba):.4g}")
+    click.echo(f"saved {output}")
+
+
+def _class_probabilities(model, X, path: Path):
+    try:
+        return model.predict_proba(X)
+    except ValueError as err:
+        raise click.ClickException(f"{path}: cannot predict: {_first_line(err)}") from None
+
+
+def _predict_classes(model, X, frame, path: Path):
+    """The predictions table of a classifier: class, p_<label> per class, the uncertainty scores."""
+    pd = _pandas()
+    try:
+        dist = model.predict_dist(X)
+    except ValueError as err:
+        raise click.ClickException(f"{path}: cannot predict: {_first_line(err)}") from None
+    columns = {"class": dist.predicted}
+    columns.update({f"p_{label}": dist.probabilities[:, k] for k, label in enumerate(model.classes_)})
+    columns.update({"max_probability": dist.max_probability, "entropy": dist.entropy,
+                    "mutual_information": dist.mutual_information})
+    return pd.DataFrame(columns, index=frame.index)
+
+
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=_EXISTING_FILE)
 @click.argument("data", type=_EXISTING_FILE)
@@ -616,7 +700,8 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
 def predict(model_path, data, output, level, index_col, by_position):
     """Predict DATA (a CSV with the model's feature columns) with a saved MODEL.
 
-    Writes the input's index and the columns mean, std, epistemic_std, lower and upper. Columns
+    Writes the input's index and the columns mean, std, epistemic_std, lower and upper (a
+    classifier: class, p_<label> for every class, max_probability, entropy, mutual_information). Columns
     are matched to the model's features by name; a model without feature names needs
     --by-position. Text cells starting with =, +, -, @ are written with a leading ' (no
     spreadsheet formulas).
@@ -625,12 +710,15 @@ def predict(model_path, data, output, level, index_col, by_position):
     model = _load_model(model_path)
     frame = read_csv(data, index_col)
     X = _model_features(model, frame, data, by_position=by_position)
-    dist = _predictive(model, X, data)
-    lower, upper = dist.interval(level)
-    result = pd.DataFrame(
-        {"mean": dist.mean, "std": dist.std, "epistemic_std": dist.epistemic_std, "lower": lower, "upper": upper},
-        index=frame.index,
-    )
+    if hasattr(model, "classes_"):
+        result = _predict_classes(model, X, frame, data)
+    else:
+        dist = _predictive(model, X, data)
+        lower, upper = dist.interval(level)
+        result = pd.DataFrame(
+            {"mean": dist.mean, "std": dist.std, "epistemic_std": dist.epistemic_std, "lower": lower, "upper": upper},
+            index=frame.index,
+        )
     label = _safe_cell(frame.index.name or "index")
     result = safe_csv_frame(result)
     if output is None:
@@ -640,7 +728,8 @@ def predict(model_path, data, output, level, index_col, by_position):
         result.to_csv(output, index_label=label)
     except OSError as err:
         raise click.ClickException(f"cannot write {output}: {_first_line(err)}") from None
-    click.echo(f"wrote {len(result)} predictions ({level:.0%} intervals) to {output}")
+    what = "class predictions" if hasattr(model, "classes_") else f"predictions ({level:.0%} intervals)"
+    click.echo(f"wrote {len(result)} {what} to {output}")
 
 
 @main.command()
@@ -650,7 +739,8 @@ def predict(model_path, data, output, level, index_col, by_position):
 @click.option("--index-col", default=None, help="A column holding row labels (not a feature).")
 @click.option("--by-position", is_flag=True, help=_BY_POSITION_HELP)
 def evaluate(model_path, data, target, index_col, by_position):
-    """Score a saved MODEL on labelled DATA: RMSE, test LL, CRPS, coverage, calibration.
+    """Score a saved MODEL on labelled DATA: RMSE, test LL, CRPS, coverage, calibration (a
+    classifier: accuracy, error, log loss, Brier score, ECE).
 
     Columns are matched to the model's features by name; a model without feature names needs
     --by-position."""
@@ -661,15 +751,35 @@ def evaluate(model_path, data, target, index_col, by_position):
     if target not in frame.columns:
         raise click.ClickException(f"{data}: no target column {target!r}; columns: {_names(frame.columns)}")
     X = _model_features(model, frame, data, ignore=(target,), by_position=by_position)
-    y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
-    dist = _predictive(model, X, data)
-    metrics = all_metrics(y, dist.mean, dist.std)
+    if hasattr(model, "classes_"):
+        metrics = _classification_scores(model, X, _labels(frame, target, data), data)
+    else:
+        y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
+        dist = _predictive(model, X, data)
+        metrics = all_metrics(y, dist.mean, dist.std)
+        del y
     width = max(len(k) for k in metrics)
-    click.echo(f"{len(y)} rows of {data}, target {target!r}")
+    click.echo(f"{len(X)} rows of {data}, target {target!r}")
     click.echo(f"{'metric'.ljust(width)}  value")
     click.echo(f"{'-' * width}  {'-' * 10}")
     for key, value in metrics.items():
         click.echo(f"{key.ljust(width)}  {value:.6g}")
+
+
+def _classification_scores(model, X, labels, path: Path) -> dict:
+    import numpy as np
+
+    from probprop.metrics.classification import classification_metrics
+
+    classes = model.classes_
+    if classes.dtype.kind in "U" and labels.dtype.kind not in "UO":
+        labels = labels.astype(str)
+    index = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
+    unknown = classes[index] != labels
+    if unknown.any():
+        raise click.ClickException(f"{path}: label(s) {sorted(set(map(str, labels[unknown])))[:5]} are not among the "
+                                   f"model's classes {[str(c) for c in classes]}")
+    return classification_metrics(index, _class_probabilities(model, X, path))
 
 
 @main.command()
@@ -762,17 +872,37 @@ def _model_summary(path: Path) -> dict:
         "network": {
             "inputs": n_in,
             "hidden": hidden,
-            "outputs": 2 if heteroscedastic else 1,
+            "outputs": _outputs(fitted, heteroscedastic),
             "members": members,
             "activation": params.get("activation") if isinstance(params.get("activation"), str) else None,
         },
         "training_rows": None,  # model files do not record it
         "noise": _noise_summary(path, estimator, params, fitted, float(y_scale), heteroscedastic),
+        "classes": _class_labels(path, fitted),
         "chosen": _chosen(params, fitted, lambda scores: scores in fitted or f"fitted/{scores}" in headers),
         "feature_names": names,
         "standardisation": {"inputs": True, "target": True, "y_mean": float(y_mean), "y_scale": float(y_scale)},
         "parameters": params,
     }
+
+
+def _class_labels(path: Path, fitted: dict):
+    """A classifier's labels as the file names them (None for a regressor)."""
+    classes = fitted.get("classes_")
+    if classes is None:
+        return None
+    if not (isinstance(classes, list) and len(classes) >= 2
+            and all(isinstance(c, (str, int, float, bool)) for c in classes)):
+        raise _malformed(path, "the class labels are not a list of at least 2 strings or numbers")
+    return classes
+
+
+def _outputs(fitted: dict, heteroscedastic: bool) -> int:
+    """Network outputs: a classifier's one (two classes) or K, a regressor's 1 or 2."""
+    classes = fitted.get("classes_")
+    if isinstance(classes, list) and len(classes) > 2:
+        return len(classes)
+    return 2 if heteroscedastic else 1
 
 
 def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_scale: float,
@@ -787,6 +917,8 @@ def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_sca
 
     if heteroscedastic:
         return result("heteroscedastic", None, "a second output unit gives each input its own variance")
+    if "classes_" in fitted:
+        return result("class labels", None, "observed through unit-variance Gaussian noise on the outputs (probit)")
     if estimator == "PBPRegressor" and params.get("noise") != "learn":
         if not (_is_number(params.get("noise")) and params["noise"] > 0):
             raise _malformed(path, "the noise parameter is neither 'learn' nor a positive number")
@@ -845,8 +977,14 @@ def _info_lines(summary: dict):
     hidden = net["hidden"]
     layers = (f"{len(hidden)} hidden layer{'s' if len(hidden) > 1 else ''} ({', '.join(map(str, hidden))} units)"
               if hidden else "no hidden layer")
-    outputs = "2 outputs (mean and noise variance)" if net["outputs"] == 2 else "1 output"
-    shape = _network(net["inputs"], hidden, net["outputs"] == 2)
+    classes = summary.get("classes")
+    if classes:
+        outputs = (f"{net['outputs']} output{'s' if net['outputs'] > 1 else ''} for {len(classes)} classes: "
+                   + _names([_shown(c) for c in classes], limit=20))
+        shape = "-".join(str(n) for n in (net["inputs"], *hidden, net["outputs"]))
+    else:
+        outputs = "2 outputs (mean and noise variance)" if net["outputs"] == 2 else "1 output"
+        shape = _network(net["inputs"], hidden, net["outputs"] == 2)
     network = f"{shape}: {net['inputs']} input{'s' if net['inputs'] != 1 else ''}, {layers}, {outputs}"
     if net["activation"]:
         network += f"; {_shown(net['activation'])} units"
@@ -871,8 +1009,11 @@ def _info_lines(summary: dict):
     yield "features", (f"{len(names)}: {_names(names, limit=100)}" if names is not None else
                        f"{net['inputs']}, unnamed (fitted from an array: predict and evaluate need --by-position)")
     std = summary["standardisation"]
-    yield "standardised", (f"inputs (a mean and a scale per feature) and target (mean {std['y_mean']:.6g}, scale "
-                           f"{std['y_scale']:.6g}); predictions are in the target's units")
+    if classes:
+        yield "standardised", "inputs (a mean and a scale per feature, or one for all with input_scaling='global')"
+    else:
+        yield "standardised", (f"inputs (a mean and a scale per feature) and target (mean {std['y_mean']:.6g}, scale "
+                               f"{std['y_scale']:.6g}); predictions are in the target's units")
     yield "parameters", " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(summary["parameters"].items()))
 
 
@@ -991,6 +1132,33 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     click.echo(f"wrote {path}/report.md, {path}/results.csv and {path}/ll-vs-noise.png")
+
+
+@bench.command("images")
+@click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
+@click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
+              help="Comma-separated: pbp-1pass, pbp, map, ensemble.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="ADF passes of `pbp` (MAP networks train 5x as many Adam epochs).")
+@click.option("--train-rows", type=click.IntRange(min=100), default=None, help="Use only the first N training images.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding mnist/ and fashion-mnist/ (default: $PROBPROP_IMAGES_DIR or a shared/data folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/images"),
+              show_default=True, help="Folder for report.md, results.csv and the figures.")
+@click.pass_context
+def bench_images(ctx, datasets, methods, seeds, epochs, train_rows, workers, data_dir, out):
+    """MNIST / Fashion-MNIST: error, NLL, calibration, OOD detection and speed of the classifiers."""
+    from probprop.bench import images
+
+    try:
+        path = images.run(out=out, datasets=datasets.split(","), methods=methods.split(","), seeds=seeds,
+                          epochs=epochs, train_rows=train_rows, data_dir=data_dir, workers=workers,
+                          command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+    except (RuntimeError, OSError, ValueError) as err:
+        raise click.ClickException(_first_line(err)) from None
+    click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
 
 
 @bench.command("accelerator")

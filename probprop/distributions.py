@@ -1,4 +1,4 @@
-"""Gaussian predictive distributions returned by the estimators."""
+"""Predictive distributions returned by the estimators: Gaussian (regressors) and categorical (classifiers)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,61 @@ class GaussianPrediction:
         """``n`` draws per point, shape (n, n_points)."""
         rng = np.random.default_rng(random_state)
         return self.mean + self.std * rng.standard_normal((n, len(self.mean)))
+
+
+@dataclass(frozen=True)
+class ClassPrediction:
+    """Per-point class probabilities and the uncertainty scores that flag inputs, from a
+    classifier's ``predict_dist``.
+
+    ``probabilities`` (n, K): the predictive probabilities (rows sum to 1), columns in the order
+    of ``classes``; ``variance`` (n, K): the variance of each class probability p(k | x, w) under
+    the weight posterior (epistemic); ``expected_entropy`` (n,): E_w H[p(. | x, w)], the aleatoric
+    part of the predictive entropy. Derived scores (higher = more uncertain, except
+    ``max_probability``): ``max_probability`` (Hendrycks & Gimpel's baseline), ``entropy`` of the
+    predictive probabilities (total uncertainty), ``mutual_information`` = entropy -
+    expected_entropy (epistemic: high where weights disagree, e.g. far from the training data),
+    ``epistemic_variance`` (the per-class variances summed). Entropies in nats.
+    """
+
+    probabilities: np.ndarray
+    variance: np.ndarray
+    expected_entropy: np.ndarray
+    classes: np.ndarray
+
+    def __post_init__(self):
+        p = np.asarray(self.probabilities, np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.classes):
+            raise ValueError(f"probabilities of shape {p.shape} do not match {len(self.classes)} classes")
+        object.__setattr__(self, "probabilities", p)
+        object.__setattr__(self, "variance", np.broadcast_to(np.asarray(self.variance, np.float64), p.shape))
+        object.__setattr__(self, "expected_entropy", np.asarray(self.expected_entropy, np.float64))
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """The most probable class of each point (a label of ``classes``)."""
+        return np.asarray(self.classes)[np.argmax(self.probabilities, axis=1)]
+
+    @property
+    def max_probability(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        from probprop.metrics.classification import entropy
+
+        return entropy(self.probabilities, axis=1)
+
+    @property
+    def mutual_information(self) -> np.ndarray:
+        return np.maximum(self.entropy - self.expected_entropy, 0.0)
+
+    @property
+    def epistemic_variance(self) -> np.ndarray:
+        return self.variance.sum(axis=1)
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """The uncertainty scores by name, each oriented so that higher means more uncertain
+        (``max_probability`` enters as ``1 - max_probability``): what OOD detection ranks by."""
+        return {"max_probability": 1.0 - self.max_probability, "entropy": self.entropy,
+                "mutual_information": self.mutual_information, "epistemic_variance": self.epistemic_variance}

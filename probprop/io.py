@@ -190,8 +190,10 @@ def save_model(estimator, path) -> None:
         if not hasattr(estimator, attr):
             continue
         value = getattr(estimator, attr)
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             arrays[f"fitted/{attr}"] = value
+        elif isinstance(value, np.ndarray):  # labels (strings, integers, booleans): JSON, never objects
+            fitted[attr] = _to_json(value.tolist())
         else:
             fitted[attr] = _to_json(value)
     meta = {

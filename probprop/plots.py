@@ -22,7 +22,8 @@ from probprop.metrics._validation import (
 from probprop.metrics.calibration import calibration_curve, miscalibration_area, pit
 from probprop.metrics.scoring import inside_interval
 
-__all__ = ["plot_fit_1d", "plot_calibration", "plot_pit_histogram", "plot_intervals_ordered"]
+__all__ = ["plot_fit_1d", "plot_calibration", "plot_pit_histogram", "plot_intervals_ordered", "plot_reliability",
+           "plot_score_histograms"]
 
 _DPI = 120
 _BAND_COLOR = "tab:blue"
@@ -203,4 +204,51 @@ def plot_intervals_ordered(
     ax.set_title(
         title if title is not None else f"{level:.0%} central intervals, ordered by mean"
     )
+    return _finish(fig, path)
+
+
+def plot_reliability(y, proba, *, bins: int = 15, path=None, title=None):
+    """Reliability diagram of class probabilities: accuracy against the top-class confidence in
+    equal-width bins (bar widths: the bins; the diagonal is a calibrated classifier), with the
+    ECE and the share of points per bin. ``y``: class indices; ``proba``: (n, K)."""
+    from probprop.metrics.classification import expected_calibration_error, reliability
+
+    conf, acc, count = reliability(y, proba, bins)
+    ece = expected_calibration_error(y, proba, bins)
+    fig = _new_figure((5.0, 5.5))
+    ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", label="calibrated")
+    ax.bar(conf, acc, width=1.0 / bins, color=_BAND_COLOR, alpha=0.7, edgecolor="white", label="accuracy in bin")
+    ax.text(0.05, 0.9, f"ECE ({bins} bins) = {ece:.4f}", transform=ax.transAxes,
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Accuracy")
+    ax.legend(loc="lower right")
+    ax.set_title(title if title is not None else "Reliability diagram")
+    hist.bar(conf, count / count.sum(), width=1.0 / bins, color="gray")
+    hist.set_yscale("log")
+    hist.set_xlim(0, 1)
+    hist.set_xlabel("Confidence (top-class probability)")
+    hist.set_ylabel("Share")
+    return _finish(fig, path)
+
+
+def plot_score_histograms(scores: dict, *, xlabel="Confidence (top-class probability)", bins: int = 30, path=None,
+                          title=None):
+    """Overlaid density histograms of a score on several sets of points, e.g. the confidence on
+    in-distribution test images against out-of-distribution ones: ``scores`` maps a label to
+    its 1-D array."""
+    fig = _new_figure((6.0, 4.0))
+    ax = fig.add_subplot()
+    values = [np.asarray(v, np.float64) for v in scores.values()]
+    lo = min(v.min() for v in values)
+    hi = max(v.max() for v in values)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    for label, v in zip(scores, values):
+        ax.hist(v, bins=edges, density=True, histtype="stepfilled", alpha=0.4, label=f"{label} (n={len(v)})")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Density")
+    ax.legend()
+    ax.set_title(title if title is not None else "Scores in and out of distribution")
     return _finish(fig, path)

@@ -75,6 +75,15 @@ def hidden_sizes(hidden) -> tuple[int, ...]:
     return tuple(int(h) for h in hidden)
 
 
+def inference(value) -> str:
+    """PBP's ``inference``: one of :data:`probprop.learners.pbp.INFERENCE`."""
+    from probprop.learners.pbp import INFERENCE
+
+    if not isinstance(value, str) or value not in INFERENCE:
+        raise ValueError(f"inference must be one of {list(INFERENCE)}, got {value!r}")
+    return value
+
+
 def constant_tol(value) -> float:
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1):
         raise ValueError(f"constant_tol must be a float in [0, 1), got {value!r}")

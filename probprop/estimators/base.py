@@ -95,8 +95,8 @@ def padded(Xs, ys=None, size: int | None = None):
     return Xp, yp, mask
 
 
-class MomentRegressor(RegressorMixin, BaseEstimator):
-    """Base of the probprop regressors (see the module docstring).
+class MomentEstimator(BaseEstimator):
+    """What every probprop estimator shares, regressor or classifier (see the module docstring).
 
     Subclasses set ``_learner_name`` and implement ``_validated_params()`` (check the
     hyperparameters, return what ``_make_spec`` needs) and ``_make_spec(n_in, params)``; they may
@@ -131,22 +131,6 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
 
-    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
-        try:
-            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True,
-                                 multi_output=True, ensure_min_samples=min_samples)
-        except ValueError as err:
-            raise _checks.clearer(err) from err
-        if y.ndim == 2 and y.shape[1] != 1:
-            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
-        try:  # y_numeric converts only object arrays; a string array would fail here
-            y = column_or_1d(y, warn=True).astype(np.float64)
-        except ValueError as err:
-            raise _checks.clearer(err) from err
-        if not np.all(np.isfinite(y)):
-            raise ValueError("Input y contains NaN or infinity.")
-        return np.asarray(X, np.float64), y
-
     def _validate_X(self, X) -> np.ndarray:
         check_is_fitted(self, "state_")
         try:
@@ -164,15 +148,15 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         (whose computed std is about 1e-17) is. Statistics that overflow float64 are refused."""
         with np.errstate(over="ignore", invalid="ignore"):
             x_mean, x_scale = standardisation(X, getattr(self, "constant_tol", 1e-9))
-            y_mean, y_scale = standardisation(y[:, None], constant_tol=Y_CONSTANT_TOL)
         bad = np.flatnonzero(~(np.isfinite(x_mean) & np.isfinite(x_scale)))
         if bad.size:
             raise ValueError(f"X column(s) {bad[:5].tolist()} are too large to standardise (their mean or std "
                              "overflows float64); rescale them")
-        if not (np.isfinite(y_mean[0]) and np.isfinite(y_scale[0])):
-            raise ValueError("y is too large to standardise (its mean or std overflows float64); rescale it")
         self.x_mean_, self.x_scale_ = x_mean, x_scale
-        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+        self._set_target_scaling(y)
+
+    def _set_target_scaling(self, y) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _standardise(self, X, y=None):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -183,13 +167,10 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
                              f"(standardised values beyond {MAX_STANDARDISED:g}); check their units")
         if y is None:
             return Xs
-        with np.errstate(over="ignore", invalid="ignore"):
-            ys = (y - self.y_mean_) / self.y_scale_
-        rows = np.flatnonzero(~(np.abs(ys) <= MAX_STANDARDISED))
-        if rows.size:
-            raise ValueError(f"y value(s) at row(s) {rows[:5].tolist()} are too far from the training targets to "
-                             f"represent (standardised beyond {MAX_STANDARDISED:g}); check their units")
-        return Xs, ys
+        return Xs, self._standardise_target(y)
+
+    def _standardise_target(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -300,9 +281,9 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         return int(min(PREDICT_BLOCK, max(8, 1 << max(0, rows.bit_length() - 1))))
 
     @float64
-    def _moments(self, X, X_var=None, propagation: str = "moments"):
-        """(mean, epistemic_var, noise_var) in the user's units, in padded blocks; ``X_var`` and
-        ``propagation`` as in :meth:`predict_dist`."""
+    def _learner_moments(self, X, X_var=None, propagation: str = "moments"):
+        """The learner's (mean, epistemic_var, noise_var) per row of X, in standardised units, in
+        padded blocks; ``X_var`` and ``propagation`` as in :meth:`predict_dist`."""
         if propagation not in self._propagations:
             raise ValueError(f"propagation must be one of {list(self._propagations)} for {type(self).__name__}, "
                              f"got {propagation!r}")
@@ -325,67 +306,7 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
                     Vp[: len(block)] = Vs[start : start + rows]
                 moments = learner.predict(self.state_, Xp, Vp, **options)
             parts.append([np.asarray(a, np.float64)[: len(block)] for a in moments])
-        mean, epistemic, noise = (np.concatenate(column) for column in zip(*parts))
-        scale2 = self.y_scale_**2
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
-        rows = np.flatnonzero(~np.all(np.isfinite(np.stack(out)), axis=0))
-        if rows.size:
-            raise ValueError(f"the predictions for X row(s) {rows[:5].tolist()} overflow float64 (inputs too far "
-                             "from the training data, or a diverged model); check their units")
-        return out
-
-    def predict(self, X, return_std: bool = False, X_var=None, propagation: str = "moments"):
-        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise).
-        ``X_var`` and ``propagation``: uncertain inputs, as in :meth:`predict_dist`."""
-        mean, epistemic, noise = self._moments(X, X_var, propagation)
-        if return_std:
-            return mean, np.sqrt(epistemic + noise)
-        return mean
-
-    def predict_dist(self, X, X_var=None, propagation: str = "moments") -> GaussianPrediction:
-        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
-        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``.
-
-        ``X_var``: the inputs are uncertain, x ~ N(X, X_var), independent per entry (sensor noise,
-        imputed values); the variances in the units of X squared, as a scalar (every entry), a
-        per-feature vector of shape (n_features,) or an array of X's shape. None or all zeros:
-        deterministic inputs (exactly the plain prediction). The input noise's share of the
-        predictive variance is part of ``epistemic_var`` (the variance of the network output).
-        The moment learners propagate it in closed form, with the covariances it induces between
-        hidden units (:mod:`probprop.moments.input_noise`); MAP and deep ensembles average 64 input
-        draws, MC dropout gives each of its passes its own input draw (keys derived from the
-        model, so predictions are repeatable).
-
-        ``propagation`` (moment learners): ``"moments"`` (default) matches the moments of every
-        activation for Gaussian pre-activations, and agrees with Monte Carlo over the inputs and
-        the weights (on small test networks the variance within 10 % up to an input sd of 0.3
-        training std and 20 % up to 1; on trained UCI networks a median error of 0.4-10 % and a
-        largest one up to 38 %, ``docs/benchmarks/noisy-inputs``);
-        ``"linear"`` linearises each activation at its input mean (Petersen et al., ICLR 2024),
-        for the whole pass, weight uncertainty included. Linearisation is the less faithful of
-        the two to the model and no faster, but on noisy UCI test inputs it gave the higher
-        test log-likelihood on energy (noise up to 0.5 std) and Boston (0.5-1 std), moment
-        matching on concrete and kin8nm (``docs/benchmarks/noisy-inputs``).
-        """
-        return GaussianPrediction(*self._moments(X, X_var, propagation))
-
-    def score(self, X, y, sample_weight=None):
-        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
-        dist = self.predict_dist(X)
-        try:
-            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        except ValueError as err:
-            raise _checks.clearer(err) from err
-        y = column_or_1d(y, warn=False)
-        check_consistent_length(dist.mean, y)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, dist.mean)
-            if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
-                raise ValueError("sample_weight must be finite and >= 0")
-            if not np.sum(sample_weight) > 0:
-                raise ValueError("sample_weight must not be all zero (the weighted mean is undefined)")
-        return float(np.average(dist.logpdf(y), weights=sample_weight))
+        return tuple(np.concatenate(column) for column in zip(*parts))
 
     # ------------------------------------------------------------------ files
 
@@ -464,6 +385,109 @@ class MomentRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.single_output = True
         tags.non_deterministic = getattr(self, "random_state", None) is None
         return tags
+
+
+class MomentRegressor(RegressorMixin, MomentEstimator):
+    """Base of the probprop regressors: targets standardised with their training mean and std,
+    predictions returned in the units of y (see the module docstring)."""
+
+    def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
+        try:
+            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True,
+                                 multi_output=True, ensure_min_samples=min_samples)
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
+        try:  # y_numeric converts only object arrays; a string array would fail here
+            y = column_or_1d(y, warn=True).astype(np.float64)
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        if not np.all(np.isfinite(y)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return np.asarray(X, np.float64), y
+
+    def _set_target_scaling(self, y) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_mean, y_scale = standardisation(y[:, None], constant_tol=Y_CONSTANT_TOL)
+        if not (np.isfinite(y_mean[0]) and np.isfinite(y_scale[0])):
+            raise ValueError("y is too large to standardise (its mean or std overflows float64); rescale it")
+        self.y_mean_, self.y_scale_ = float(y_mean[0]), float(y_scale[0])
+
+    def _standardise_target(self, y):
+        with np.errstate(over="ignore", invalid="ignore"):
+            ys = (y - self.y_mean_) / self.y_scale_
+        rows = np.flatnonzero(~(np.abs(ys) <= MAX_STANDARDISED))
+        if rows.size:
+            raise ValueError(f"y value(s) at row(s) {rows[:5].tolist()} are too far from the training targets to "
+                             f"represent (standardised beyond {MAX_STANDARDISED:g}); check their units")
+        return ys
+
+    def _moments(self, X, X_var=None, propagation: str = "moments"):
+        """(mean, epistemic_var, noise_var) in the user's units; ``X_var`` and ``propagation`` as
+        in :meth:`predict_dist`."""
+        mean, epistemic, noise = self._learner_moments(X, X_var, propagation)
+        scale2 = self.y_scale_**2
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
+        rows = np.flatnonzero(~np.all(np.isfinite(np.stack(out)), axis=0))
+        if rows.size:
+            raise ValueError(f"the predictions for X row(s) {rows[:5].tolist()} overflow float64 (inputs too far "
+                             "from the training data, or a diverged model); check their units")
+        return out
+
+    def predict(self, X, return_std: bool = False, X_var=None, propagation: str = "moments"):
+        """Predictive mean; with ``return_std=True`` also the predictive std (epistemic + noise).
+        ``X_var`` and ``propagation``: uncertain inputs, as in :meth:`predict_dist`."""
+        mean, epistemic, noise = self._moments(X, X_var, propagation)
+        if return_std:
+            return mean, np.sqrt(epistemic + noise)
+        return mean
+
+    def predict_dist(self, X, X_var=None, propagation: str = "moments") -> GaussianPrediction:
+        """Per-point Gaussian predictive distributions (``.mean .std .epistemic_var .noise_var``,
+        ``.logpdf .cdf .ppf .interval .sample``), in the units of ``y``.
+
+        ``X_var``: the inputs are uncertain, x ~ N(X, X_var), independent per entry (sensor noise,
+        imputed values); the variances in the units of X squared, as a scalar (every entry), a
+        per-feature vector of shape (n_features,) or an array of X's shape. None or all zeros:
+        deterministic inputs (exactly the plain prediction). The input noise's share of the
+        predictive variance is part of ``epistemic_var`` (the variance of the network output).
+        The moment learners propagate it in closed form, with the covariances it induces between
+        hidden units (:mod:`probprop.moments.input_noise`); MAP and deep ensembles average 64 input
+        draws, MC dropout gives each of its passes its own input draw (keys derived from the
+        model, so predictions are repeatable).
+
+        ``propagation`` (moment learners): ``"moments"`` (default) matches the moments of every
+        activation for Gaussian pre-activations, and agrees with Monte Carlo over the inputs and
+        the weights (on small test networks the variance within 10 % up to an input sd of 0.3
+        training std and 20 % up to 1; on trained UCI networks a median error of 0.4-10 % and a
+        largest one up to 38 %, ``docs/benchmarks/noisy-inputs``);
+        ``"linear"`` linearises each activation at its input mean (Petersen et al., ICLR 2024),
+        for the whole pass, weight uncertainty included. Linearisation is the less faithful of
+        the two to the model and no faster, but on noisy UCI test inputs it gave the higher
+        test log-likelihood on energy (noise up to 0.5 std) and Boston (0.5-1 std), moment
+        matching on concrete and kin8nm (``docs/benchmarks/noisy-inputs``).
+        """
+        return GaussianPrediction(*self._moments(X, X_var, propagation))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean test log predictive density of y (higher is better), in the units of ``y``."""
+        dist = self.predict_dist(X)
+        try:
+            y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        except ValueError as err:
+            raise _checks.clearer(err) from err
+        y = column_or_1d(y, warn=False)
+        check_consistent_length(dist.mean, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, dist.mean)
+            if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
+                raise ValueError("sample_weight must be finite and >= 0")
+            if not np.sum(sample_weight) > 0:
+                raise ValueError("sample_weight must not be all zero (the weighted mean is undefined)")
+        return float(np.average(dist.logpdf(y), weights=sample_weight))
+
 
 
 class OnlineRegressor(MomentRegressor):

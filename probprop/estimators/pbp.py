@@ -110,9 +110,7 @@ class PBPRegressor(OnlineRegressor):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
         _checks.activation_and_dtype(self.activation, self.dtype)
         _checks.constant_tol(self.constant_tol)
-        if not isinstance(self.inference, str) or self.inference not in pbp.INFERENCE:
-            raise ValueError(f"inference must be one of {list(pbp.INFERENCE)}, got {self.inference!r}")
-        return {"hidden": hidden, "inference": self.inference}
+        return {"hidden": hidden, "inference": _checks.inference(self.inference)}
 
     def _make_spec(self, n_in, params):
         learn = self.noise == "learn"

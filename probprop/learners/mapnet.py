@@ -61,6 +61,7 @@ class MAPSpec:
     init_noise_variance: float = 0.1
     adversarial_eps: float = 0.0
     dtype: str = "float64"
+    n_classes: int = 0
 
     def __post_init__(self):
         check_network_spec(self)
@@ -73,10 +74,23 @@ class MAPSpec:
         check_positive("init_noise_variance", self.init_noise_variance)
         if not (self.adversarial_eps >= 0 and math.isfinite(self.adversarial_eps)):
             raise ValueError(f"adversarial_eps must be finite and >= 0, got {self.adversarial_eps!r}")
+        if self.n_classes and (self.n_classes < 2 or self.heteroscedastic):
+            raise ValueError(f"n_classes must be 0 (regression) or >= 2 with a homoscedastic head, got {self.n_classes!r}")
 
     @property
     def n_out(self) -> int:
+        if self.n_classes:
+            return self.n_classes
         return 2 if self.heteroscedastic else 1
+
+    @property
+    def output_likelihood(self):
+        """Classification (``n_classes`` >= 2): the softmax over the K outputs; None for regression."""
+        if not self.n_classes:
+            return None
+        from probprop.likelihoods.classification import Softmax
+
+        return Softmax(self.n_classes)
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -150,8 +164,11 @@ def mlp(layers, X: jax.Array) -> jax.Array:
 
 
 def forward(params: dict, spec: MAPSpec, X: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean and noise variance (mu(x), sigma^2(x)), each of shape (n,)."""
+    """Mean and noise variance (mu(x), sigma^2(x)), each of shape (n,); for a classifier the
+    logits (n, K) and zeros."""
     out = mlp(params["layers"], jnp.asarray(X).astype(jnp.dtype(spec.dtype)))
+    if spec.n_classes:
+        return out, jnp.zeros_like(out)
     mu = out[..., 0]
     if spec.heteroscedastic:
         raw = out[..., 1]
@@ -178,6 +195,9 @@ def row_losses(params: dict, spec: MAPSpec, X: jax.Array, y: jax.Array) -> jax.A
 
     def nll(X):
         mu, var = forward(params, spec, X)
+        if spec.n_classes:  # softmax cross-entropy of the class index y
+            log_p = jax.nn.log_softmax(mu, axis=-1)
+            return -jnp.take_along_axis(log_p, y.astype(jnp.int32)[:, None], axis=-1)[:, 0]
         return gaussian_nll(y, mu, var)
 
     losses = nll(X)

@@ -53,6 +53,11 @@ class PBPSpec:
     model these fields describe; ``layers`` (one layer piece per weight layer, e.g.
     :class:`probprop.layers.Dense`) replaces the dense layers. ``None``: the defaults.
 
+    ``learn_prior``: refine the shared Gamma prior on the weight precision by EP after every
+    epoch (PBP); False keeps the Gaussian prior the weights start from (the classifier's default).
+
+    ``init_mean_std``: the std of the initial weight means (None: PBP's 1 / sqrt(fan_in + 1)).
+
     ``inference``: ``"adf"`` (PBP: each point's likelihood is added again every epoch) or
     ``"sep"`` (stochastic expectation propagation, Li, Hernández-Lobato & Turner 2015: one
     tied site per weight stands for the average data point and is removed before each update;
@@ -74,10 +79,17 @@ class PBPSpec:
     likelihood: object = None
     layers: tuple | None = None
     inference: str = "adf"
+    init_mean_std: float | None = None
+    learn_prior: bool = True
+
+    @property
+    def n_outputs(self) -> int:
+        """Network outputs: one for the regression likelihoods, K for a K-class one."""
+        return int(self.output_likelihood.n_outputs)
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, 1)
+        return (self.n_in, *self.hidden, self.n_outputs)
 
     @property
     def output_likelihood(self):
@@ -182,7 +194,7 @@ def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
         normal = _normal_over
         full = lambda value, dtype: tuple(jnp.asarray(np.full(s, value, dtype)) for s in spec.weight_shapes)  # noqa: E731
     means = tuple(
-        jnp.asarray(normal(k, shape, np.sqrt(shape[1])).astype(dtype))
+        jnp.asarray(normal(k, shape, _mean_divisor(spec, shape)).astype(dtype))
         for k, shape in zip(layer_keys, spec.weight_shapes)
     )
     f64 = np.float64
@@ -199,6 +211,12 @@ def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
         spec=spec,
         tied=TiedSites(zeros, zeros) if spec.inference == "sep" else None,
     )
+
+
+def _mean_divisor(spec: PBPSpec, shape) -> float:
+    """The initial means are standard normal draws divided by this: sqrt(fan_in + 1) (PBP), or
+    1 / ``init_mean_std``."""
+    return float(np.sqrt(shape[1])) if spec.init_mean_std is None else 1.0 / float(spec.init_mean_std)
 
 
 def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.ndarray:
@@ -230,7 +248,12 @@ def forward(state: PBPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
         _, (mean, var) = piece.forward(M, V, mean, var, spec.bias)
         if layer < last:
             mean, var, _ = activation(mean, var)
-    return mean[..., 0], var[..., 0]
+    return _outputs(spec, mean), _outputs(spec, var)
+
+
+def _outputs(spec: PBPSpec, a):
+    """The output units: shape (...,) for one output (regression), (..., K) for K."""
+    return a[..., 0] if spec.n_outputs == 1 else a
 
 
 @float64
@@ -259,7 +282,7 @@ def forward_noisy(state: PBPState, X: jax.Array, X_var: jax.Array, propagation: 
         mean, var, cov = piece.forward_shared(M, V, mean, var, cov, spec.bias)
         if layer < last:
             mean, var, cov = input_noise.activate(activation, mean, var, cov, propagation)
-    return mean[..., 0], var[..., 0]
+    return _outputs(spec, mean), _outputs(spec, var)
 
 
 @float64
@@ -310,9 +333,11 @@ def output_moments_and_grads(state: PBPState, x: jax.Array, y: jax.Array, weight
 
 
 def _output_scalars(state: PBPState, y, out_mean, out_var, weight, keep) -> jax.Array:
-    """Everything scalar that follows the forward pass, as one float64 vector
+    """Everything that follows the forward pass, as one float64 vector
 
-        [d log Z / d out_mean, d log Z / d out_var, *likelihood parameters, update refused]
+        [d log Z / d out_mean (K), d log Z / d out_var (K), *likelihood parameters, update refused]
+
+    (K = ``spec.n_outputs``: 1 for regression)
 
     from the spec's likelihood (:mod:`probprop.likelihoods`; for PBP's Gaussian, the noise Gamma
     after its guarded ADF update, unchanged when the noise is fixed). Built as
@@ -322,7 +347,8 @@ def _output_scalars(state: PBPState, y, out_mean, out_var, weight, keep) -> jax.
     f64 = jnp.float64
     m, v = out_mean.astype(f64), out_var.astype(f64)
     g_mean, g_var, noise, refused = state.spec.output_likelihood.adf_output(state.noise, y, m, v, weight, keep)
-    scalars = jnp.stack([g_mean, g_var, *(jnp.asarray(a, f64) for a in jax.tree.leaves(noise)), refused])
+    parts = [g_mean, g_var, *(jnp.asarray(a, f64) for a in jax.tree.leaves(noise)), refused]
+    scalars = jnp.concatenate([jnp.reshape(jnp.asarray(a, f64), (-1,)) for a in parts])
     # summed with zeros: a reduction, which XLA:CPU neither simplifies away nor fuses into its
     # consumers, so the vector is computed once, in one kernel
     return jnp.sum(jnp.stack([scalars, jnp.zeros_like(scalars)]), axis=0)
@@ -354,10 +380,11 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
         if layer < last:
             mean, var, jac = activation(mean, var)
             jacobians.append(jac)
-    out_mean, out_var = mean[0], var[0]
+    out_mean, out_var = _outputs(spec, mean), _outputs(spec, var)
 
+    k = spec.n_outputs
     scalars = _output_scalars(state, y, out_mean, out_var, weight, keep)
-    g_mean, g_var = scalars[0:1].astype(dtype), scalars[1:2].astype(dtype)  # d log Z / d out_mean, out_var
+    g_mean, g_var = scalars[0:k].astype(dtype), scalars[k:2 * k].astype(dtype)  # d log Z / d out_mean, out_var
 
     grads_m, grads_v = [None] * len(state.means), [None] * len(state.means)
     first = None
@@ -403,14 +430,15 @@ def adf_update(state: PBPState, x: jax.Array, y: jax.Array, keep=None) -> PBPSta
         variances.append(jnp.where(ok, v_new, V))
         rejections.append(count + jnp.where(ok, 0, 1).astype(count.dtype))
     leaves, treedef = jax.tree.flatten(state.noise)
+    start = 2 * state.spec.n_outputs
     k = len(leaves)
-    noise = jax.tree.unflatten(treedef, [scalars[2 + i].astype(leaf.dtype) for i, leaf in enumerate(leaves)])
+    noise = jax.tree.unflatten(treedef, [scalars[start + i].astype(leaf.dtype) for i, leaf in enumerate(leaves)])
     return state.replace(
         means=tuple(means),
         variances=tuple(variances),
         noise=noise,
         rejections=tuple(rejections),
-        noise_rejections=state.noise_rejections + scalars[2 + k].astype(state.noise_rejections.dtype),
+        noise_rejections=state.noise_rejections + scalars[start + k].astype(state.noise_rejections.dtype),
     )
 
 
@@ -643,6 +671,8 @@ def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
     else:
         order = shuffled_order(sub, mask)
         state = adf_sweep(state, X[order], y[order], mask[order], unroll=unroll)
+    if not state.spec.learn_prior:
+        return state.replace(key=key)
     limit = SEP_PRIOR_LIMIT if state.spec.inference == "sep" else None
     return refine_prior(state, limit).replace(key=key)
 

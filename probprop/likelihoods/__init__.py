@@ -5,6 +5,7 @@ A new likelihood is one new module with a :class:`Likelihood` subclass plus a li
 """
 
 from probprop.likelihoods.base import Gamma, Likelihood
+from probprop.likelihoods.classification import MultinomialProbit, Probit, Softmax
 from probprop.likelihoods.gaussian import GaussianGammaNoise, GaussianNoise, HeteroscedasticGaussian
 
 #: Name -> likelihood class: the only likelihoods a model file may name.
@@ -12,6 +13,10 @@ LIKELIHOODS = {
     "gaussian": GaussianNoise,
     "gaussian_gamma": GaussianGammaNoise,
     "heteroscedastic_gaussian": HeteroscedasticGaussian,
+    "probit": Probit,
+    "multinomial_probit": MultinomialProbit,
+    "softmax": Softmax,
 }
 
-__all__ = ["LIKELIHOODS", "Gamma", "GaussianGammaNoise", "GaussianNoise", "HeteroscedasticGaussian", "Likelihood"]
+__all__ = ["LIKELIHOODS", "Gamma", "GaussianGammaNoise", "GaussianNoise", "HeteroscedasticGaussian", "Likelihood",
+           "MultinomialProbit", "Probit", "Softmax"]

@@ -372,6 +372,6 @@ def test_every_estimator_is_registered_for_files():
     from probprop.io import _ESTIMATORS
 
     # the calibration wrappers hold a model, they are not one: they pickle (see docs/guide/files.md)
-    names = {n for n in probprop.__all__ if n.endswith("Regressor") and probprop._EXPORTS.get(n) == "probprop.estimators"}
+    names = {n for n in probprop.__all__ if n.endswith(("Regressor", "Classifier")) and probprop._EXPORTS.get(n) == "probprop.estimators"}
     assert names == set(_ESTIMATORS)
     assert {"ConformalRegressor", "QuantileRecalibratedRegressor"} <= set(probprop.__all__) - set(_ESTIMATORS)

@@ -1,0 +1,262 @@
+"""Image classification benchmark: MNIST and Fashion-MNIST, calibration and out-of-distribution detection.
+
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble]
+                          [--seeds 3] [--epochs 3] [--train-rows N] [--data-dir DIR] [--out DIR]
+
+Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
+fit on the training images (pixels / 255, standardised with one global mean and std), then on the
+10,000 test images: error, NLL, Brier, ECE (15 equal-width bins) and its adaptive variant, and
+misclassification detection (AUROC of 1 - max probability for the errors); and out-of-distribution
+detection: the test images of the other set, 2,000 Gaussian-noise images (the training pixels'
+mean and std, clipped to [0, 1]) and 2,000 uniform-noise images, each scored with every score the
+method gives (1 - max probability, entropy, mutual information, summed probability variance), as
+AUROC / AUPR with the OOD images as positives. Times: training images per second, and test
+images per second of ``predict_proba`` and of ``predict_dist`` (the scores).
+
+Methods (all 784-100-100-10 ReLU networks):
+
+- ``pbp-1pass``: :class:`probprop.PBPClassifier`, ONE pass of ADF (one update per image);
+- ``pbp``: the same for ``--epochs`` passes;
+- ``map``: scikit-learn's ``MLPClassifier`` (softmax, Adam, L2 1e-4, batch 200) for ``--epochs``
+  x 5 epochs: the MAP network everyone has;
+- ``ensemble``: five such MAP networks with different seeds, probabilities averaged (Lakshminarayanan
+  et al. 2017, without adversarial training); mutual information = the members' disagreement.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("mnist", "fashion-mnist")
+METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
+HIDDEN = (100, 100)
+N_NOISE = 2000
+ENSEMBLE_MEMBERS = 5
+MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
+
+
+def _noise_images(X_train, n, seed):
+    rng = np.random.default_rng(seed)
+    gauss = np.clip(rng.normal(X_train.mean(), X_train.std(), (n, X_train.shape[1])), 0, 1)
+    return {"gaussian-noise": gauss, "uniform-noise": rng.uniform(0, 1, (n, X_train.shape[1]))}
+
+
+def _scores_of_probabilities(proba, members=None) -> dict:
+    """1 - max probability, entropy, and (ensembles) mutual information and summed variance."""
+    from probprop.metrics.classification import entropy
+
+    out = {"max_probability": 1.0 - proba.max(1), "entropy": entropy(proba)}
+    if members is not None:
+        out["mutual_information"] = np.maximum(entropy(proba) - entropy(members).mean(0), 0.0)
+        out["epistemic_variance"] = members.var(0).sum(1)
+    return out
+
+
+def _fit_predict(method, X, y, seed, epochs):
+    """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
+    from sklearn.neural_network import MLPClassifier
+
+    from probprop import PBPClassifier
+
+    start = time.perf_counter()
+    if method in ("pbp-1pass", "pbp"):
+        model = PBPClassifier(hidden=HIDDEN, epochs=1 if method == "pbp-1pass" else epochs, input_scaling="global",
+                              random_state=seed).fit(X, y)
+        fit_seconds = time.perf_counter() - start
+
+        def scores(Z):
+            dist = model.predict_dist(Z)
+            return dist.probabilities, dist.scores()
+
+        return model.predict_proba, scores, fit_seconds
+    mean, std = X.mean(), X.std()
+    members = []
+    for m in range(ENSEMBLE_MEMBERS if method == "ensemble" else 1):
+        net = MLPClassifier(hidden_layer_sizes=HIDDEN, max_iter=epochs * MAP_EPOCHS_PER_EPOCH, batch_size=200,
+                            random_state=seed * 100 + m, tol=0.0, n_iter_no_change=10**6)
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            members.append(net.fit((X - mean) / std, y))
+    fit_seconds = time.perf_counter() - start
+
+    def member_proba(Z):
+        return np.stack([net.predict_proba((Z - mean) / std) for net in members])
+
+    def proba(Z):
+        return member_proba(Z).mean(0)
+
+    def scores(Z):
+        p = member_proba(Z)
+        return p.mean(0), _scores_of_probabilities(p.mean(0), p if len(members) > 1 else None)
+
+    return proba, scores, fit_seconds
+
+
+def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_rows=None):
+    """One (dataset, method, seed): a dict of results, and the arrays the figures need
+    (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests)."""
+    if core is not None:
+        from probprop.bench.machine import pin
+
+        pin(core)
+    from probprop.data.images import load_images
+    from probprop.learners.base import float64_process
+    from probprop.metrics.classification import classification_metrics, detection_metrics
+
+    float64_process()
+    X, y, Xt, yt = load_images(dataset, data_dir, flat=True, scale=True)
+    if train_rows:
+        X, y = X[:train_rows], y[:train_rows]
+    other = "fashion-mnist" if dataset == "mnist" else "mnist"
+    ood = {other: load_images(other, data_dir, flat=True, scale=True)[2], **_noise_images(X, N_NOISE, seed)}
+    if test_rows:
+        Xt, yt = Xt[:test_rows], yt[:test_rows]
+        ood = {name: Z[:test_rows] for name, Z in ood.items()}
+    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs)
+    start = time.perf_counter()
+    proba_fn(Xt)
+    proba_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    proba, scores_in = scores_fn(Xt)
+    scores_seconds = time.perf_counter() - start
+    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method == "pbp-1pass" else epochs,
+           "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
+           "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
+           **classification_metrics(yt, proba)}
+    wrong = proba.argmax(1) != yt
+    row["misclassification_auroc"] = detection_metrics(scores_in["max_probability"][~wrong],
+                                                       scores_in["max_probability"][wrong])["auroc"]
+    arrays = {"labels": yt, "proba": proba, "confidence_in": proba.max(1)}
+    for name, Z in ood.items():
+        p_out, scores_out = scores_fn(Z)
+        arrays[f"confidence_{name}"] = p_out.max(1)
+        for score, values in scores_out.items():
+            d = detection_metrics(scores_in[score], values)
+            row[f"ood_{name}_{score}_auroc"] = d["auroc"]
+            row[f"ood_{name}_{score}_aupr"] = d["aupr"]
+    return row, arrays
+
+
+def run(out=None, datasets=DATASETS, methods=METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
+        data_dir=None, workers: int = 2, command: str | None = None, log=print) -> Path:
+    """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures."""
+    import multiprocessing
+
+    import pandas as pd
+
+    from probprop.bench.machine import usable_cores
+
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
+    from probprop.data.images import find_images_dir
+
+    for name in datasets:
+        find_images_dir(name, data_dir)  # a clear error before any work
+    out = Path("docs/benchmarks/images" if out is None else out)
+    out.mkdir(parents=True, exist_ok=True)
+    cores = usable_cores()[: max(1, workers)]
+    jobs = [(d, m, s) for s in range(seeds) for d in datasets for m in methods]
+    start = time.perf_counter()
+    rows, figures = [], {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context) as pool:
+        futures = [pool.submit(job, d, m, s, epochs, train_rows, data_dir, cores[i % len(cores)])
+                   for i, (d, m, s) in enumerate(jobs)]
+        for (d, m, s), future in zip(jobs, futures):
+            row, arrays = future.result()
+            rows.append(row)
+            log(f"{d} {m} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
+                f"fit {row['fit_seconds']:.0f} s")
+            if s == 0:
+                figures[(d, m)] = arrays
+    wall = time.perf_counter() - start
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "results.csv", index=False)
+    _figures(figures, out)
+    (out / "report.md").write_text(report(frame, command or "probprop bench images", wall))
+    return out
+
+
+def _figures(figures, out: Path) -> None:
+    from probprop.plots import plot_reliability, plot_score_histograms
+
+    for (dataset, method), arrays in figures.items():
+        if method not in ("pbp", "map"):
+            continue
+        plot_reliability(arrays["labels"], arrays["proba"], path=out / f"reliability-{dataset}-{method}.png",
+                         title=f"{method}, {dataset} test set")
+        scores = {f"{dataset} (in)": arrays["confidence_in"]}
+        scores.update({k.removeprefix("confidence_"): v for k, v in arrays.items()
+                       if k.startswith("confidence_") and k != "confidence_in"})
+        plot_score_histograms(scores, path=out / f"confidence-{dataset}-{method}.png",
+                              title=f"{method} trained on {dataset}: top-class probability")
+
+
+def _cell(group, column, digits=4, scale=1.0):
+    values = group[column].to_numpy(np.float64) * scale
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{values.mean():.{digits}f} ± {se:.{digits}f}"
+
+
+def report(frame, command: str, wall_seconds: float) -> str:
+    from probprop.bench.machine import cpu_name
+
+    seeds = frame["seed"].nunique()
+    lines = [
+        "# Image classification: MNIST and Fashion-MNIST",
+        "",
+        f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
+        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU);",
+        "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
+        "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
+        "",
+        "## Test set",
+        "",
+        "| dataset | method | epochs | error % | NLL | Brier | ECE | ECE adaptive | misclass. AUROC |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (dataset, method), g in frame.groupby(["dataset", "method"], sort=False):
+        lines.append(f"| {dataset} | {method} | {int(g['epochs'].iloc[0])} | {_cell(g, 'error', 2, 100)} | "
+                     f"{_cell(g, 'nll')} | {_cell(g, 'brier')} | {_cell(g, 'ece')} | {_cell(g, 'ece_adaptive')} | "
+                     f"{_cell(g, 'misclassification_auroc', 3)} |")
+    lines += ["", "## Out-of-distribution detection (AUROC; AUPR in results.csv)", ""]
+    ood_cols = [c for c in frame.columns if c.startswith("ood_") and c.endswith("_auroc")]
+    sets = sorted({c[4:].rsplit("_", 2)[0].split("_")[0] for c in ood_cols})
+    score_names = ("max_probability", "entropy", "mutual_information", "epistemic_variance")
+    lines += ["| trained on | method | OOD set | " + " | ".join(score_names) + " |", "|---|---|---|" + "---:|" * 4]
+    for (dataset, method), g in frame.groupby(["dataset", "method"], sort=False):
+        for name in sets:
+            cells = []
+            for score in score_names:
+                col = f"ood_{name}_{score}_auroc"
+                cells.append(_cell(g, col, 3) if col in g and g[col].notna().all() else "-")
+            if any(c != "-" for c in cells):
+                lines.append(f"| {dataset} | {method} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Speed (images per second, one core)", "",
+              "| dataset | method | training | predict_proba | predict_dist / scores | fit seconds |",
+              "|---|---|---:|---:|---:|---:|"]
+    for (dataset, method), g in frame.groupby(["dataset", "method"], sort=False):
+        lines.append(f"| {dataset} | {method} | {g['train_images_per_s'].mean():,.0f} | "
+                     f"{g['predict_images_per_s'].mean():,.0f} | {g['scores_images_per_s'].mean():,.0f} | "
+                     f"{g['fit_seconds'].mean():.1f} |")
+    lines += ["", "## Figures", ""]
+    for dataset in frame["dataset"].unique():
+        for method in ("pbp", "map"):
+            if ((frame["dataset"] == dataset) & (frame["method"] == method)).any():
+                lines += [f"![reliability {dataset} {method}](reliability-{dataset}-{method}.png)",
+                          f"![confidence {dataset} {method}](confidence-{dataset}-{method}.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run(train_rows=int(os.environ.get("ROWS", "0")) or None)

@@ -1,0 +1,102 @@
+"""MNIST and Fashion-MNIST from their original IDX files (LeCun et al.; Xiao et al. 2017).
+
+    X_train, y_train, X_test, y_test = load_images("mnist")            # uint8 (n, 28, 28), labels 0-9
+    X, y, X_test, y_test = load_images("fashion-mnist", flat=True, scale=True)   # float64 (n, 784) in [0, 1]
+
+The folder holding ``mnist/`` and ``fashion-mnist/`` (each with ``train-images-idx3-ubyte.gz``,
+``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``, gzipped
+or not) is, in order: the ``data_dir`` argument, ``$PROBPROP_IMAGES_DIR``, a ``shared/data``
+folder found by walking up from the working directory and from this file. Nothing is downloaded.
+
+The files are read as untrusted: the IDX header's type code, number of dimensions and sizes are
+checked (and the sizes against the file's length) before any array is allocated.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "PROBPROP_IMAGES_DIR"
+#: The image sets this loader knows: name -> folder name.
+IMAGE_SETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist"}
+#: Fashion-MNIST's class names (MNIST's are the digits).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+#: The largest IDX payload accepted (bytes): MNIST's training images are 47 MB.
+MAX_BYTES = 1 << 30
+_MODULE_DIR = Path(__file__).resolve().parent
+
+
+def find_images_dir(name: str, data_dir=None) -> Path:
+    """The folder of the image set ``name`` (see the module docstring); FileNotFoundError naming
+    every place it looked otherwise."""
+    if name not in IMAGE_SETS:
+        raise ValueError(f"unknown image set {name!r}; choose from {sorted(IMAGE_SETS)}")
+    sub = IMAGE_SETS[name]
+    looked = []
+    for base, origin in ((data_dir, "the data_dir argument"), (os.environ.get(ENV_VAR), f"${ENV_VAR}")):
+        if base:
+            path = Path(base).expanduser() / sub
+            if not path.is_dir():
+                raise FileNotFoundError(f"{path} (from {origin}) is not a folder holding the {name} IDX files")
+            return path
+        looked.append(f"{origin}: not given")
+    for start in (Path.cwd(), _MODULE_DIR):
+        for folder in (start, *start.parents):
+            candidate = folder / "shared" / "data" / sub
+            if candidate.is_dir():
+                return candidate
+            looked.append(str(candidate))
+    raise FileNotFoundError(f"no {name} folder found; looked at:\n  " + "\n  ".join(dict.fromkeys(looked)) +
+                            f"\nPass data_dir= or set {ENV_VAR} to the folder that holds {sub}/.")
+
+
+def read_idx(path) -> np.ndarray:
+    """An unsigned-byte IDX array (magic 0x00000801 labels, 0x00000803 images), checked."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        header = f.read(4)
+        if len(header) != 4 or header[:2] != b"\x00\x00" or header[2] != 0x08 or not 1 <= header[3] <= 4:
+            raise ValueError(f"{path}: not an unsigned-byte IDX file (header {header.hex()})")
+        ndim = header[3]
+        dims_raw = f.read(4 * ndim)
+        if len(dims_raw) != 4 * ndim:
+            raise ValueError(f"{path}: truncated IDX header")
+        dims = tuple(int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        size = int(np.prod(dims, dtype=np.int64))
+        if size > MAX_BYTES:
+            raise ValueError(f"{path}: declares {size} bytes of data ({dims}), more than {MAX_BYTES}")
+        data = f.read(size + 1)
+        if len(data) != size:
+            raise ValueError(f"{path}: declares {size} bytes ({dims}) but holds {len(data)}")
+    return np.frombuffer(data, np.uint8).reshape(dims)
+
+
+def _file(folder: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} has no {stem}(.gz)")
+
+
+def load_images(name: str = "mnist", data_dir=None, flat: bool = False, scale: bool = False):
+    """``(X_train, y_train, X_test, y_test)`` of MNIST or Fashion-MNIST (the standard 60,000 /
+    10,000 split). Images are uint8 of shape (n, 28, 28), or (n, 784) with ``flat=True``; with
+    ``scale=True`` float64 in [0, 1] (pixels / 255). Labels are int64 0-9."""
+    folder = find_images_dir(name, data_dir)
+    out = []
+    for part in ("train", "t10k"):
+        images = read_idx(_file(folder, f"{part}-images-idx3-ubyte"))
+        labels = read_idx(_file(folder, f"{part}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(f"{folder}: {part} images {images.shape} and labels {labels.shape} do not match")
+        if labels.max(initial=0) > 9:
+            raise ValueError(f"{folder}: {part} labels beyond 9")
+        X = images.reshape(len(images), -1) if flat else images
+        out += [X.astype(np.float64) / 255.0 if scale else X, labels.astype(np.int64)]
+    return tuple(out)

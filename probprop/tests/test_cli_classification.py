@@ -1,0 +1,83 @@
+"""``probprop fit`` with a label column fits a PBP classifier; predict, evaluate and info follow."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.datasets import make_blobs
+
+from probprop.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-classes")
+    X, y = make_blobs(150, centers=3, cluster_std=0.8, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b"]).assign(kind=np.array(["=cat", "dog", "eel"])[y])
+    frame.to_csv(folder / "train.csv", index=False)
+    frame.drop(columns="kind").iloc[:4].to_csv(folder / "new.csv", index=False)
+    result = CliRunner().invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--hidden", "6",
+                                       "--epochs", "10", "-q"])
+    assert result.exit_code == 0, result.output
+    return folder, frame, result.output
+
+
+def test_a_text_target_fits_a_classifier(files):
+    folder, _, output = files
+    assert "fitted a PBP classifier 2-6-3" in output and "3 classes" in output
+    accuracy = float(output.split("training accuracy ")[1].split(",")[0])
+    assert accuracy > 0.9
+
+
+def test_predict_writes_class_probabilities_and_scores(files):
+    folder, frame, _ = files
+    result = CliRunner().invoke(main, ["predict", str(folder / "train.probprop"), str(folder / "new.csv")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(StringIO(result.output))
+    assert list(table.columns) == ["index", "class", "p_=cat", "p_dog", "p_eel", "max_probability", "entropy",
+                                   "mutual_information"]
+    probs = table[["p_=cat", "p_dog", "p_eel"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-9)
+    # the classes are those of the Python API, and a label that a spreadsheet would run as a
+    # formula is written quoted
+    from probprop import PBPClassifier
+
+    model = PBPClassifier.load(folder / "train.probprop")
+    predicted = model.predict(frame[["a", "b"]].iloc[:4])
+    assert list(table["class"]) == [("'" + c if c.startswith("=") else c) for c in predicted]
+    np.testing.assert_allclose(probs, model.predict_proba(frame[["a", "b"]].iloc[:4]), rtol=1e-9)
+
+
+def test_evaluate_and_info_describe_a_classifier(files):
+    folder, _, _ = files
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(folder / "train.probprop"), str(folder / "train.csv"),
+                                  "--target", "kind"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output and "ece" in result.output
+    info = json.loads(runner.invoke(main, ["info", str(folder / "train.probprop"), "--json"]).output)
+    assert info["classes"] == ["=cat", "dog", "eel"] and info["network"]["outputs"] == 3
+
+
+def test_classification_errors_are_one_line(files, tmp_path):
+    folder, frame, _ = files
+    runner = CliRunner()
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "tagi"])
+    assert result.exit_code != 0 and "--model pbp only" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--noise", "0.1"])
+    assert "--noise does not apply to classification" in result.output
+    frame.assign(kind=frame["kind"].where(frame.index != 7)).to_csv(tmp_path / "gap.csv", index=False)
+    result = runner.invoke(main, ["fit", str(tmp_path / "gap.csv"), "--target", "kind"])
+    assert "1 missing label(s), first in data row 8" in result.output
+    frame.assign(kind="dog").to_csv(tmp_path / "one.csv", index=False)
+    result = runner.invoke(main, ["fit", str(tmp_path / "one.csv"), "--target", "kind", "-q"])
+    assert "at least 2 classes" in result.output and "Traceback" not in result.output
+    frame.assign(kind=frame["kind"].replace("eel", "fox")).to_csv(tmp_path / "fox.csv", index=False)
+    result = runner.invoke(main, ["evaluate", str(folder / "train.probprop"), str(tmp_path / "fox.csv"),
+                                  "--target", "kind"])
+    assert "label(s) ['fox'] are not among the model's classes" in result.output
