@@ -61,7 +61,7 @@ def _fit_predict(method, X, y, seed, epochs):
     """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
     from sklearn.neural_network import MLPClassifier
 
-    from probprop import PBPClassifier
+    from probprop.estimators import PBPClassifier
 
     start = time.perf_counter()
     if method in ("pbp-1pass", "pbp"):
