@@ -69,7 +69,7 @@ def reliability(y, proba, bins: int = 15, adaptive: bool = False):
 
 
 def expected_calibration_error(y, proba, bins: int = 15, adaptive: bool = False) -> float:
-    """ECE: sum over confidence bins of (bin share) x |accuracy - confidence| (Guo et al. 2017;
+    """ECE: sum over confidence bins of (bin share) x abs(accuracy - confidence) (Guo et al. 2017;
     15 equal-width bins by default, equal-mass bins with ``adaptive``)."""
     conf, acc, count = reliability(y, proba, bins, adaptive)
     return float(np.sum(count * np.abs(acc - conf)) / np.sum(count))
