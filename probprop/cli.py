@@ -585,14 +585,7 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
     if epochs is not None:
         settings["epochs"] = epochs
     model = getattr(estimators, class_name)(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
-    try:
-        model.fit(X, y)
-    except ValueError as err:
-        raise click.ClickException(f"cannot fit: {_first_line(err)}") from None
-    try:
-        model.save(output)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
+    _fit_and_save(model, X, y, output)
     dist = _predictive(model, X, data)
     network = _network(X.shape[1], hidden, _heteroscedastic(class_name, model.get_params()))
     if getattr(model, "n_members", None):
@@ -612,6 +605,18 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
         click.echo("chosen on a validation split of the training data: "
                    + ", ".join(f"{name} {value:.4g}" for name, value in chosen.items()))
     click.echo(f"saved {output}")
+
+
+def _fit_and_save(model, X, y, output: Path) -> None:
+    """``model.fit(X, y)`` then ``model.save(output)``, each failure a one-line error."""
+    try:
+        model.fit(X, y)
+    except ValueError as err:
+        raise click.ClickException(f"cannot fit: {_first_line(err)}") from None
+    try:
+        model.save(output)
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
 
 
 def _is_label_column(values) -> bool:
@@ -649,14 +654,7 @@ def _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet,
     model = PBPClassifier(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
     if epochs is not None:
         model.set_params(epochs=epochs)
-    try:
-        model.fit(X, y)
-    except ValueError as err:
-        raise click.ClickException(f"cannot fit: {_first_line(err)}") from None
-    try:
-        model.save(output)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
+    _fit_and_save(model, X, y, output)
     proba = _class_probabilities(model, X, data)
     index = np.searchsorted(model.classes_, y)
     outputs = len(model.classes_) if len(model.classes_) > 2 else 1
