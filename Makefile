@@ -47,6 +47,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
 	$(BIN)/probprop bench images --out docs/benchmarks/images
+	$(BIN)/probprop bench images --methods pbp-cnn --out docs/benchmarks/images-cnn
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
 # Debian's libopenmpi3 (root needed) and NVIDIA's NCCL, which comes as a wheel.

@@ -9,7 +9,7 @@
     probprop bench uci [--datasets all] [--splits all] [--methods pbp,bayesridge] [--workers N] [--out DIR]
     probprop bench speed [--out DIR] [--quick]
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
-    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble] [--seeds 3]
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,pbp-cnn,map,ensemble] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -40,6 +40,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -474,7 +475,17 @@ class _Interrupted(BaseException):
     KeyboardInterrupt into "Aborted!" and exit status 1)."""
 
 
+#: Seconds after a Ctrl-C at which the signal is delivered again if the command is still running.
+SIGINT_RETRY_SECONDS = 1.0
+
+
 def _on_sigint(signum, frame):
+    # An exception raised by a signal handler is ignored where it lands inside a callback run by
+    # the interpreter (JAX's garbage-collection callback, a finaliser), and the command would go on:
+    # the signal comes again shortly, until it lands in the command (the exit path ignores it).
+    timer = threading.Timer(SIGINT_RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
     raise _Interrupted
 
 
@@ -1135,7 +1146,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @bench.command("images")
 @click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
-              help="Comma-separated: pbp-1pass, pbp, map, ensemble.")
+              help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="ADF passes of `pbp` (MAP networks train 5x as many Adam epochs).")

@@ -1,6 +1,6 @@
 """Image classification benchmark: MNIST and Fashion-MNIST, calibration and out-of-distribution detection.
 
-    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble]
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,pbp-cnn,map,ensemble]
                           [--seeds 3] [--epochs 3] [--train-rows N] [--data-dir DIR] [--out DIR]
 
 Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
@@ -13,10 +13,13 @@ method gives (1 - max probability, entropy, mutual information, summed probabili
 AUROC / AUPR with the OOD images as positives. Times: training images per second, and test
 images per second of ``predict_proba`` and of ``predict_dist`` (the scores).
 
-Methods (all 784-100-100-10 ReLU networks):
+Methods (784-100-100-10 ReLU networks but the CNN):
 
 - ``pbp-1pass``: :class:`probprop.PBPClassifier`, ONE pass of ADF (one update per image);
 - ``pbp``: the same for ``--epochs`` passes;
+- ``pbp-cnn``: a PBP CNN for ``--epochs`` passes, every weight Gaussian and learned by the same
+  per-image ADF: two 5x5 convolutions (16 and 32 maps) each followed by 2x2 average pooling, one
+  dense layer of 100 units (:data:`CNN_CONV`, :data:`CNN_HIDDEN`);
 - ``map``: scikit-learn's ``MLPClassifier`` (softmax, Adam, L2 1e-4, batch 200) for ``--epochs``
   x 5 epochs: the MAP network everyone has;
 - ``ensemble``: five such MAP networks with different seeds, probabilities averaged (Lakshminarayanan
@@ -33,8 +36,13 @@ from pathlib import Path
 import numpy as np
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
+METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble")
 HIDDEN = (100, 100)
+#: ``pbp-cnn``: (channels, kernel, pool) per convolution, then CNN_HIDDEN dense units.
+CNN_CONV = ((16, 5, 2), (32, 5, 2))
+CNN_HIDDEN = (100,)
+#: Methods whose reliability diagram and confidence histograms the report shows.
+FIGURE_METHODS = ("pbp", "pbp-cnn", "map")
 N_NOISE = 2000
 ENSEMBLE_MEMBERS = 5
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
@@ -64,8 +72,9 @@ def _fit_predict(method, X, y, seed, epochs):
     from probprop.estimators import PBPClassifier
 
     start = time.perf_counter()
-    if method in ("pbp-1pass", "pbp"):
-        model = PBPClassifier(hidden=HIDDEN, epochs=1 if method == "pbp-1pass" else epochs, input_scaling="global",
+    if method in ("pbp-1pass", "pbp", "pbp-cnn"):
+        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": HIDDEN}
+        model = PBPClassifier(**shape, epochs=1 if method == "pbp-1pass" else epochs, input_scaling="global",
                               random_state=seed).fit(X, y)
         fit_seconds = time.perf_counter() - start
 
@@ -191,7 +200,7 @@ def _figures(figures, out: Path) -> None:
     from probprop.plots import plot_reliability, plot_score_histograms
 
     for (dataset, method), arrays in figures.items():
-        if method not in ("pbp", "map"):
+        if method not in FIGURE_METHODS:
             continue
         plot_reliability(arrays["labels"], arrays["proba"], path=out / f"reliability-{dataset}-{method}.png",
                          title=f"{method}, {dataset} test set")
@@ -208,6 +217,11 @@ def _cell(group, column, digits=4, scale=1.0):
     return f"{values.mean():.{digits}f} ± {se:.{digits}f}"
 
 
+def _cnn_description() -> str:
+    convs = ", ".join(f"{c} maps {k}x{k}" + (f" + {p}x{p} average pooling" if p > 1 else "") for c, k, p in CNN_CONV)
+    return f"convolutions ({convs}), dense {'-'.join(map(str, CNN_HIDDEN))}, 10 outputs (ReLU)"
+
+
 def report(frame, command: str, wall_seconds: float) -> str:
     from probprop.bench.machine import cpu_name
 
@@ -216,7 +230,8 @@ def report(frame, command: str, wall_seconds: float) -> str:
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
-        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU);",
+        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU), but",
+        f"pbp-cnn: {_cnn_description()};",
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",
@@ -251,7 +266,7 @@ def report(frame, command: str, wall_seconds: float) -> str:
                      f"{g['fit_seconds'].mean():.1f} |")
     lines += ["", "## Figures", ""]
     for dataset in frame["dataset"].unique():
-        for method in ("pbp", "map"):
+        for method in FIGURE_METHODS:
             if ((frame["dataset"] == dataset) & (frame["method"] == method)).any():
                 lines += [f"![reliability {dataset} {method}](reliability-{dataset}-{method}.png)",
                           f"![confidence {dataset} {method}](confidence-{dataset}-{method}.png)", ""]

@@ -5,7 +5,7 @@
 | :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
 | :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
 | :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
-| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier`` |
+| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``DeepEnsembleClassifier`` |
 | :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
 
 Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
@@ -13,13 +13,20 @@ them through the same file layout.
 """
 
 from probprop.estimators.base import DivergedError, DriftWarning, MomentEstimator, MomentRegressor, OnlineRegressor
-from probprop.estimators.classifier import MAPClassifier, MomentClassifier, OnlineClassifier, PBPClassifier
+from probprop.estimators.classifier import (
+    DeepEnsembleClassifier,
+    MAPClassifier,
+    MomentClassifier,
+    OnlineClassifier,
+    PBPClassifier,
+)
 from probprop.estimators.gradient import DeepEnsembleRegressor, DVIRegressor, MAPRegressor, MCDropoutRegressor
 from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_together
 from probprop.estimators.tagi import TAGIRegressor
 
 __all__ = [
     "DVIRegressor",
+    "DeepEnsembleClassifier",
     "DeepEnsembleRegressor",
     "DivergedError",
     "DriftWarning",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -88,3 +89,37 @@ def constant_tol(value) -> float:
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value < 1):
         raise ValueError(f"constant_tol must be a float in [0, 1), got {value!r}")
     return float(value)
+
+
+def conv_layers(conv) -> tuple[tuple[int, int, int], ...]:
+    """``conv``: a sequence of ``(channels, kernel, pool)`` triples of positive ints (pool 1: none)."""
+    message = f"conv must be a sequence of (channels, kernel, pool) triples of positive ints, e.g. ((16, 5, 2),), got {conv!r}"
+    try:
+        layers = tuple(tuple(layer) for layer in conv)
+    except TypeError:
+        raise ValueError(message) from None
+    for layer in layers:
+        if len(layer) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in layer):
+            raise ValueError(message)
+    return tuple(tuple(int(v) for v in layer) for layer in layers)
+
+
+def image_shape(shape, n_features: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images the flat rows hold: ``shape`` as (C, H, W) or (H, W), or None for
+    one square channel; its size must be ``n_features``."""
+    if shape is None:
+        side = math.isqrt(n_features)
+        if side * side != n_features:
+            raise ValueError(f"{n_features} features are not a square image; give image_shape=(channels, height, width)")
+        return (1, side, side)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise ValueError(f"image_shape must be (channels, height, width) or (height, width), got {shape!r}") from None
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape):
+        raise ValueError(f"image_shape must be (channels, height, width) or (height, width) of positive ints, got {shape!r}")
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(f"image_shape {shape} holds {int(np.prod(shape))} values, but X has {n_features} features")
+    return tuple(int(v) for v in shape)

@@ -92,8 +92,27 @@ class MAPRegressor(_NetworkParams, MomentRegressor):
 
 
 
+class EnsembleStepSize:
+    """Adam's step size of a deep ensemble (regressor or classifier): ``learning_rate`` one value,
+    or a grid searched by the learner's ``select`` on held-out training data (``learning_rate_``,
+    ``validation_scores_``)."""
+
+    def _grid(self) -> tuple[float, ...]:
+        return _checks.candidates("learning_rate", self.learning_rate, ensemble.GRID_LEARNING_RATE)
+
+    def _configure(self, Xs, ys, key, spec, search):
+        grid = self._grid()
+        if len(grid) > 1:
+            key, sub = jax.random.split(key)
+            choice = self._learner().select(Xs, ys, spec, epochs=int(self.epochs), grid=grid, key=sub)
+            spec = choice.spec
+            self.validation_scores_ = choice.scores
+        self.learning_rate_ = float(spec.learning_rate)
+        return spec, key
+
+
 @register_estimator
-class DeepEnsembleRegressor(_NetworkParams, MomentRegressor):
+class DeepEnsembleRegressor(EnsembleStepSize, _NetworkParams, MomentRegressor):
     """Deep ensembles (Lakshminarayanan et al. 2017): ``n_members`` heteroscedastic networks
     trained on the NLL from different initialisations, combined as a Gaussian mixture;
     epistemic = variance of the member means, noise = mean member variance.
@@ -119,24 +138,11 @@ class DeepEnsembleRegressor(_NetworkParams, MomentRegressor):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _grid(self) -> tuple[float, ...]:
-        return _checks.candidates("learning_rate", self.learning_rate, ensemble.GRID_LEARNING_RATE)
-
     def _make_spec(self, n_in, params):
         return ensemble.EnsembleSpec(n_in=n_in, hidden=params["hidden"],
                                      n_members=_checks.positive_int("n_members", self.n_members),
                                      learning_rate=self._grid()[0],
                                      batch_size=_checks.positive_int("batch_size", self.batch_size))
-
-    def _configure(self, Xs, ys, key, spec, search):
-        grid = self._grid()
-        if len(grid) > 1:
-            key, sub = jax.random.split(key)
-            choice = self._learner().select(Xs, ys, spec, epochs=int(self.epochs), grid=grid, key=sub)
-            spec = choice.spec
-            self.validation_scores_ = choice.scores
-        self.learning_rate_ = float(spec.learning_rate)
-        return spec, key
 
 
 @register_estimator

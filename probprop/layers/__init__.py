@@ -1,11 +1,12 @@
 """Network layers as pieces a learner takes: each is a forward moment map plus the pullback that
-ADF needs (see :class:`probprop.layers.dense.Dense`, the first). A new layer (a convolution, a
-pooling) is one new module with a class of the same methods plus a line in :data:`LAYERS`.
+ADF needs (see :class:`probprop.layers.dense.Dense`, the first). A new layer is one new module
+with a class of the same methods plus a line in :data:`LAYERS`.
 """
 
+from probprop.layers.conv import Conv2D
 from probprop.layers.dense import Dense
 
 #: Name -> layer class.
-LAYERS = {"dense": Dense}
+LAYERS = {"dense": Dense, "conv2d": Conv2D}
 
-__all__ = ["LAYERS", "Dense"]
+__all__ = ["LAYERS", "Conv2D", "Dense"]

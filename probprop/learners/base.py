@@ -9,6 +9,7 @@ A learner is a :class:`Learner`, a named tuple of pure functions over an immutab
     moments = learner.predict(state, X)             # Moments(mean, epistemic_var, noise_var), per row
     moments = learner.predict(state, X, X_var)      # the same for uncertain inputs x ~ N(X, X_var)
     choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
+    probs = learner.class_samples(state, X)         # optional, classifiers: (S, n, K)
 
 Every array is in standardised units (the estimators standardise at the edge). ``update`` takes
 ``mask`` (n,) marking the real rows of data padded to a reusable shape (``None``: every row is
@@ -28,6 +29,12 @@ stochastic passes, with a key derived from the state, so the same state gives th
 ``online`` says whether ``update`` continues learning from the current state the way the learning
 rule means it (assumed density filtering: PBP, TAGI), which is what ``partial_fit`` needs; the gradient learners can take more epochs too, but the optimiser's
 epoch count and step sizes assume one fixed data set.
+
+``class_samples`` (optional, classification learners that average networks: ensemble members,
+dropout masks) gives the class probabilities of each of its S equally weighted networks, shape
+(S, n, K); a classifier then averages them, and its uncertainty scores are their spread (mutual
+information, probability variance). Learners without it give output moments that the spec's
+``output_likelihood`` turns into probabilities.
 
 Each learner module defines ``learner = Learner(...)``, and :mod:`probprop.learners` lists it in
 its registry (one line): a new learning rule is one new module plus that line.
@@ -89,6 +96,7 @@ class Learner(NamedTuple):
     predict: Callable
     select: Callable | None = None
     online: bool = False
+    class_samples: Callable | None = None
 
 
 def float64(fn):

@@ -1,5 +1,9 @@
 """Deep ensembles: Lakshminarayanan, Pritzel & Blundell, NeurIPS 2017.
 
+Regression below; for classification (``EnsembleSpec.n_classes`` = K) the members are softmax
+networks trained on the cross-entropy, and the prediction is the average of their class
+probabilities (:func:`class_samples`), as in the paper.
+
 M heteroscedastic MAP networks (:mod:`probprop.learners.mapnet` with two outputs, mean mu_m(x)
 and variance sigma_m^2(x) = softplus(r_m(x)) + 1e-6), each trained on the Gaussian NLL with its
 own random initialisation and its own random shuffles. The members are stacked along a leading
@@ -63,6 +67,7 @@ class EnsembleSpec:
     min_variance: float = 1e-6
     adversarial_eps: float = 0.0
     dtype: str = "float64"
+    n_classes: int = 0
 
     def __post_init__(self):
         if not (isinstance(self.n_members, int) and self.n_members >= 1):
@@ -74,7 +79,7 @@ class EnsembleSpec:
         return mapnet.MAPSpec(
             n_in=self.n_in,
             hidden=self.hidden,
-            heteroscedastic=True,
+            heteroscedastic=not self.n_classes,
             variance_link="softplus",
             min_variance=self.min_variance,
             prior_var=self.prior_var,
@@ -82,7 +87,14 @@ class EnsembleSpec:
             batch_size=self.batch_size,
             adversarial_eps=self.adversarial_eps,
             dtype=self.dtype,
+            n_classes=self.n_classes,
         )
+
+    @property
+    def output_likelihood(self):
+        """Classification (``n_classes`` >= 2): each member's softmax (:func:`class_samples`
+        averages them); None for regression."""
+        return self.member_spec.output_likelihood
 
 
 @partial(
@@ -189,6 +201,18 @@ def _predict_moments_noisy(state, X, X_var, n_draws):
     return Moments(*mixture_moments(mu.reshape(-1, *n), sigma2.reshape(-1, *n)))
 
 
+@float64
+def class_samples(state: EnsembleState, X: jax.Array) -> jax.Array:
+    """Classification: each member's class probabilities (softmax of its logits), shape
+    (n_members, n, K); their average is the ensemble's prediction."""
+    return _class_samples(state, jnp.asarray(X))
+
+
+@jax.jit
+def _class_samples(state, X):
+    return jax.nn.softmax(member_predictions(state, X)[0], axis=-1)
+
+
 def predict(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mixture mean and the epistemic part of its variance, Var_m(mu_m)."""
     mean, epistemic, _ = predict_moments(state, X)
@@ -213,6 +237,15 @@ def gaussian_log_likelihood(state: EnsembleState, X, y) -> jax.Array:
     return jnp.mean(norm.logpdf(jnp.asarray(y, mean.dtype), mean, jnp.sqrt(total)))
 
 
+def validation_score(state: EnsembleState, X, y) -> jax.Array:
+    """What a search maximises: :func:`gaussian_log_likelihood` for regression; for a classifier
+    the mean log probability of the true class (y the class index) under the averaged members."""
+    if not state.spec.n_classes:
+        return gaussian_log_likelihood(state, X, y)
+    probs = _class_samples(state, X).mean(0)
+    return jnp.mean(jnp.log(jnp.take_along_axis(probs, jnp.asarray(y).astype(jnp.int32)[:, None], axis=1)))
+
+
 @float64
 def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_LEARNING_RATE,
                          key=None, val_fraction: float = 0.2) -> Selection:
@@ -222,7 +255,8 @@ def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_L
     step size in ``grid`` the ensemble is trained for ``epochs`` epochs on the rest (same
     initialisation and shuffles for every candidate) and scored by
     :func:`gaussian_log_likelihood` on the held-out rows; a candidate whose score is not finite
-    loses. Retrain on all of (X, y) with ``result.spec``. Returns a :class:`Selection`
+    loses (a classifier is scored by :func:`validation_score`, its held-out log probability).
+    Retrain on all of (X, y) with ``result.spec``. Returns a :class:`Selection`
     (``chosen`` and ``grid`` keyed by ``"learning_rate"``).
     """
     X, y = as_xy(X, y)
@@ -240,7 +274,7 @@ def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_L
         state = init(init_key, dataclasses.replace(spec, learning_rate=lr))
         for _ in range(epochs):
             state = _update(state, X_fit, y_fit)
-        score = float(gaussian_log_likelihood(state, X_val, y_val))
+        score = float(validation_score(state, X_val, y_val))
         scores.append(score if np.isfinite(score) else -np.inf)
     scores = np.asarray(scores)
     best = int(np.argmax(scores))
@@ -255,4 +289,4 @@ def select(X, y, spec: EnsembleSpec, *, epochs: int = 40, key=None, grid=None) -
 
 #: Deep ensembles behind the learner protocol (:mod:`probprop.learners.base`).
 learner = Learner(name="ensemble", spec_class=EnsembleSpec, init=init, update=update, predict=predict_moments,
-                  select=select)
+                  select=select, class_samples=class_samples)

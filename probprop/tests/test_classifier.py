@@ -170,3 +170,48 @@ def test_map_classifier_learns_xor_and_round_trips(tmp_path):
     model.save(tmp_path / "map.npz")
     np.testing.assert_array_equal(MAPClassifier.load(tmp_path / "map.npz").predict_proba(Xt), model.predict_proba(Xt))
     assert not hasattr(model, "partial_fit")
+
+
+def test_deep_ensemble_classifier_averages_its_members_softmax():
+    """The prediction is the members' average class probability, the scores their disagreement:
+    checked against each member's own network (``mapnet.forward``) and scikit-learn's log loss."""
+    import jax
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import log_loss
+
+    from probprop import DeepEnsembleClassifier
+    from probprop.learners import mapnet
+
+    X, y = load_digits(return_X_y=True)
+    model = DeepEnsembleClassifier(hidden=(30,), epochs=15, n_members=3, random_state=0).fit(X[:1000], y[:1000])
+    Xt, yt = X[1000:1300], y[1000:1300]
+    assert model.score(Xt, yt) > 0.9
+    Xs = model._standardise(Xt)
+    members = np.stack([np.asarray(jax.nn.softmax(mapnet.forward(model.state_.member(m).params, model.state_.spec.member_spec,
+                                                                 Xs)[0], axis=-1)) for m in range(3)])
+    np.testing.assert_allclose(model.predict_proba(Xt), members.mean(0), rtol=1e-9, atol=1e-12)
+    dist = model.predict_dist(Xt)
+    np.testing.assert_allclose(dist.variance, members.var(0), rtol=1e-9, atol=1e-15)
+    average_entropy = -np.sum(members * np.log(members), axis=2).mean(0)
+    np.testing.assert_allclose(dist.mutual_information, dist.entropy - average_entropy, rtol=1e-7, atol=1e-12)
+    assert np.all(dist.mutual_information > -1e-12) and dist.mutual_information.max() > 1e-3
+    # averaging probabilities never costs log loss against the members' own average (Jensen)
+    assert log_loss(yt, model.predict_proba(Xt), labels=range(10)) < np.mean(
+        [log_loss(yt, p, labels=range(10)) for p in members])
+
+
+def test_deep_ensemble_classifier_selects_its_step_size_and_round_trips(tmp_path):
+    from probprop import DeepEnsembleClassifier
+
+    X, y = make_blobs(300, centers=3, cluster_std=1.5, random_state=5)
+    labels = np.array(["a", "b", "c"])[y]
+    model = DeepEnsembleClassifier(hidden=(8,), epochs=5, n_members=2, learning_rate=(1e-4, 3e-2),
+                                   random_state=0).fit(X, labels)
+    assert model.learning_rate_ == 3e-2 and model.validation_scores_.shape == (2,)
+    assert model.validation_scores_[1] > model.validation_scores_[0]
+    model.save(tmp_path / "ens.npz")
+    loaded = DeepEnsembleClassifier.load(tmp_path / "ens.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert list(loaded.predict(X[:5])) == list(model.predict(X[:5]))
+    with pytest.raises(ValueError, match="n_members"):
+        DeepEnsembleClassifier(n_members=0).fit(X, labels)

@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from probprop import (
     ConformalRegressor,
+    DeepEnsembleClassifier,
     DeepEnsembleRegressor,
     DVIRegressor,
     MAPClassifier,
@@ -50,13 +51,14 @@ ESTIMATORS = [
     QuantileRecalibratedRegressor(PBPRegressor(hidden=(8,), epochs=3, random_state=0), random_state=0),
     PBPClassifier(hidden=(), epochs=10, random_state=0),
     MAPClassifier(hidden=(), epochs=20, learning_rate=1e-2, random_state=0),
+    DeepEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, random_state=0),
 ]
 
 
 def _expected_failed(estimator) -> dict:
     """The R^2 threshold fails for every estimator whose score is a log density; the conformal
     wrapper's score is R^2 (it has no density), so the check applies to it as written."""
-    return {} if isinstance(estimator, (ConformalRegressor, PBPClassifier, MAPClassifier)) else EXPECTED_FAILED
+    return {} if isinstance(estimator, (ConformalRegressor, PBPClassifier, MAPClassifier, DeepEnsembleClassifier)) else EXPECTED_FAILED
 
 
 def _check_id(obj):

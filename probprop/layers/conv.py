@@ -1,0 +1,189 @@
+"""A 2-D convolution with Gaussian weights, optionally pooled, as a PBP layer piece.
+
+Inputs are images of ``in_shape = (C, H, W)``, flattened channel-major (as ``X.reshape(n, -1)``
+flattens an (n, C, H, W) array; one channel: the usual row-major image). Each of the ``channels``
+output maps has a ``kernel`` x ``kernel`` x C weight tensor and a bias, stored as one row of a
+weight matrix of shape (channels, C kernel^2 + 1) (bias last, as in :class:`Dense`), so that
+everything a learner does per weight (ADF update, guard, EP prior, model files) is unchanged.
+Pre-activations use PBP's scaling: a = (sum of weight x input over the patch + bias) / sqrt(n),
+n = C kernel^2 + 1. Convolutions are "valid" with stride 1.
+
+Moments, for weights w ~ N(M, V) and input pixels z ~ (m, v), all independent:
+
+    E[a]   = (M * m + M_b) / sqrt(n)                          (* : correlation over the patch)
+    Var[a] = (M^2 * v + V * (m^2 + v) + V_b) / n
+
+``pool`` > 1 pools the pre-activations over non-overlapping pool x pool windows (the activation
+follows; for max pooling relu(max a) = max relu(a), so the order does not matter there):
+
+- ``pooling="avg"``: exact under the same independence assumptions, although the units of a
+  window share their weights: the pooled unit is a stride-``pool`` convolution of the input with
+  the kernel spread over the window, K' = K * box / pool^2 (size kernel + pool - 1), so
+
+      Var[a'] = (K'(M)^2 * v + K'(V) / pool^2 * v + V * avg(m)^2 + V_b) / n,   all at stride pool,
+
+  avg(m) the pool x pool moving average of the input means (its variance terms are the first two).
+- ``pooling="max"``: each window's maximum matched pairwise by Clark's formulas
+  (:mod:`probprop.moments.maximum`), which treat the window's units as independent.
+
+The pullback (what ADF needs: d/dM, d/dV of a scalar through the output moments, and the input
+cotangents) is the vector-Jacobian product of these maps (``jax.vjp``): the moments are a few
+convolutions, whose transposes XLA forms itself. Inputs that are the data (``var`` None) skip
+every variance-of-input term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from probprop.moments.maximum import max_pool_moments
+
+#: Pooling kinds.
+POOLINGS = ("avg", "max")
+
+#: Largest image side, channel count and kernel a layer accepts (model files are untrusted).
+MAX_SIDE = 4096
+MAX_CHANNELS = 4096
+
+_DIMS = ("NCHW", "OIHW", "NCHW")
+
+
+def _conv(x, kernel, stride: int):
+    """Valid cross-correlation of images x (N, C, H, W) with kernel (O, C, k, k) at ``stride``."""
+    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DIMS,
+                                    precision=lax.Precision.HIGHEST)
+
+
+def _spread(kernel, pool: int):
+    """The kernel spread over a pool x pool window, K' = K * box / pool^2, of size k + pool - 1:
+    a stride-``pool`` correlation with K' is the correlation with K followed by average pooling."""
+    if pool == 1:
+        return kernel
+    total = 0.0
+    for a in range(pool):
+        for b in range(pool):
+            total = total + jnp.pad(kernel, ((0, 0), (0, 0), (a, pool - 1 - a), (b, pool - 1 - b)))
+    return total / (pool * pool)
+
+
+def _moving_average(x, pool: int):
+    """pool x pool moving average (stride 1, valid) over the last two axes of (N, C, H, W)."""
+    if pool == 1:
+        return x
+    summed = lax.reduce_window(x, 0.0, lax.add, (1, 1, pool, pool), (1, 1, 1, 1), "VALID")
+    return summed / (pool * pool)
+
+
+@dataclass(frozen=True)
+class Conv2D:
+    """A convolution layer piece (see the module docstring); the layer API is :class:`Dense`'s."""
+
+    in_shape: tuple[int, int, int]
+    channels: int
+    kernel: int = 5
+    pool: int = 1
+    pooling: str = "avg"
+
+    def __post_init__(self):
+        shape = tuple(self.in_shape) if isinstance(self.in_shape, (tuple, list)) else ()
+        ints = [*shape, self.channels, self.kernel, self.pool]
+        if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ints):
+            raise ValueError(f"Conv2D needs in_shape = (channels, height, width) and channels, kernel, pool as "
+                             f"positive integers; got in_shape={self.in_shape!r}, channels={self.channels!r}, "
+                             f"kernel={self.kernel!r}, pool={self.pool!r}")
+        if max(shape[1:]) > MAX_SIDE or max(shape[0], self.channels) > MAX_CHANNELS:
+            raise ValueError(f"Conv2D: images up to {MAX_SIDE} pixels a side and {MAX_CHANNELS} channels; "
+                             f"got in_shape={shape}, channels={self.channels}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}")
+        if self.kernel > min(shape[1:]):
+            raise ValueError(f"a {self.kernel}x{self.kernel} kernel does not fit a {shape[1]}x{shape[2]} image")
+        conv = (shape[1] - self.kernel + 1, shape[2] - self.kernel + 1)
+        if self.pool > min(conv):
+            raise ValueError(f"pooling {self.pool}x{self.pool} does not fit the {conv[0]}x{conv[1]} feature maps")
+        object.__setattr__(self, "in_shape", shape)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the (pooled) pre-activation maps."""
+        _, h, w = self.in_shape
+        k, p = self.kernel, self.pool
+        return (self.channels, (h - k + 1) // p, (w - k + 1) // p)
+
+    @property
+    def n_in(self) -> int:
+        c, h, w = self.in_shape
+        return c * h * w
+
+    @property
+    def n_out(self) -> int:
+        c, h, w = self.out_shape
+        return c * h * w
+
+    def weight_shape(self, n_in: int, n_out: int, bias: bool) -> tuple[int, int]:
+        if n_in != self.n_in or n_out != self.n_out:
+            raise ValueError(f"Conv2D{self.in_shape} -> {self.out_shape} maps {self.n_in} inputs to {self.n_out} "
+                             f"outputs, but the network gives it {n_in} -> {n_out}")
+        return (self.channels, self.in_shape[0] * self.kernel ** 2 + int(bias))
+
+    # -------------------------------------------------------------------------------- moments
+
+    def moments(self, M, V, mean, var, bias: bool):
+        """Pre-activation ``(mean, var)`` of shape (..., n_out) for flat inputs (..., n_in);
+        ``var`` None: deterministic inputs."""
+        lead = mean.shape[:-1]
+        c, h, w = self.in_shape
+        images = lambda a: a.reshape((-1, c, h, w))
+        m = images(mean)
+        v = None if var is None else images(var)
+        o, k, p = self.channels, self.kernel, self.pool
+        n = M.shape[-1]
+        KM, KV = M[:, : c * k * k].reshape(o, c, k, k), V[:, : c * k * k].reshape(o, c, k, k)
+        stride = p if self.pooling == "avg" else 1
+        spread_M = _spread(KM, stride)
+        out_m = _conv(m, spread_M, stride)
+        avg_m = _moving_average(m, stride)
+        out_v = _conv(avg_m * avg_m, KV, stride)
+        if v is not None:
+            # one correlation for both input-variance terms: K'(M)^2 + K'(V) / pool^2
+            out_v = out_v + _conv(v, spread_M * spread_M + _spread(KV, stride) / (stride * stride), stride)
+        if bias:
+            out_m = out_m + M[:, -1][:, None, None]
+            out_v = out_v + V[:, -1][:, None, None]
+        out_m, out_v = out_m / jnp.sqrt(n), out_v / n
+        if self.pooling == "max" and p > 1:
+            out_m, out_v = max_pool_moments(out_m, out_v, p)
+        return out_m.reshape(lead + (-1,)), out_v.reshape(lead + (-1,))
+
+    def forward(self, M, V, mean, var, bias: bool):
+        return (mean, var), self.moments(M, V, mean, var, bias)
+
+    def pullback(self, M, V, inputs, g_mean, g_var, bias: bool):
+        """``(dM, dV, d_mean, d_var)``: the cotangents of ``g_mean . E[a] + g_var . Var[a]``
+        (``d_mean``, ``d_var`` None for deterministic inputs)."""
+        in_mean, in_var = inputs
+        cotangent = (g_mean.astype(M.dtype), g_var.astype(M.dtype))
+        if in_var is None:
+            _, vjp = jax.vjp(lambda M, V: self.moments(M, V, in_mean, None, bias), M, V)
+            return (*vjp(cotangent), None, None)
+        _, vjp = jax.vjp(lambda M, V, m, v: self.moments(M, V, m, v, bias), M, V, in_mean, in_var)
+        return vjp(cotangent)
+
+
+def conv_stack(image_shape, conv, pooling: str = "avg") -> tuple[Conv2D, ...]:
+    """Chain convolution pieces: ``conv`` lists ``(channels, kernel, pool)`` per layer (``pool`` 1:
+    none), the first taking images of ``image_shape`` = (C, H, W), each next one the maps of the
+    one before. Raises a ValueError naming the layer that does not fit."""
+    pieces, shape = [], tuple(image_shape)
+    for i, (channels, kernel, pool) in enumerate(conv):
+        try:
+            piece = Conv2D(shape, channels, kernel, pool, pooling)
+        except ValueError as err:
+            raise ValueError(f"convolution layer {i + 1} ({channels}, {kernel}, {pool}) on {shape} maps: {err}") from None
+        pieces.append(piece)
+        shape = piece.out_shape
+    return tuple(pieces)

@@ -1,0 +1,178 @@
+"""The convolution layer piece: an exact special case (a kernel the size of the image is a dense
+layer), its moments against Monte Carlo (average pooling exact, max pooling within the measured
+error of Clark's approximation), its pullback against finite differences, PBP with it against PBP
+with the dense layer, and its checks of shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probprop.layers import LAYERS, Conv2D, Dense
+from probprop.layers.conv import conv_stack
+from probprop.learners import pbp
+from probprop.moments.maximum import max_moments, max_pool_moments
+
+
+def _random_layer(rng, layer):
+    shape = layer.weight_shape(layer.n_in, layer.n_out, True)
+    M, V = rng.normal(size=shape), rng.uniform(0.05, 0.3, size=shape)
+    m, v = rng.normal(size=layer.n_in), rng.uniform(0.05, 0.5, size=layer.n_in)
+    return M, V, m, v
+
+
+def test_a_kernel_the_size_of_the_image_is_a_dense_layer():
+    rng = np.random.default_rng(0)
+    layer = Conv2D((2, 4, 4), 3, kernel=4)
+    M, V, m, v = _random_layer(rng, layer)
+    for var in (v, None):
+        got = layer.forward(M, V, m, var, True)[1]
+        want = Dense().forward(M, V, m, var, True)[1]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
+def _monte_carlo_layer(rng, layer, M, V, m, v, n=60_000):
+    """Pre-activations of the layer for n joint draws of weights and inputs (pooled as the layer)."""
+    c, h, w = layer.in_shape
+    k, o, p = layer.kernel, layer.channels, layer.pool
+    W = M + np.sqrt(V) * rng.standard_normal((n, *M.shape))
+    z = (m + np.sqrt(v) * rng.standard_normal((n, m.size))).reshape(n, c, h, w)
+    K = W[:, :, :-1].reshape(n, o, c, k, k)
+    ho, wo = h - k + 1, w - k + 1
+    a = np.empty((n, o, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            a[:, :, i, j] = np.einsum("nocuv,ncuv->no", K, z[:, :, i:i + k, j:j + k]) + W[:, :, -1]
+    a /= np.sqrt(M.shape[1])
+    if p > 1:
+        a = a[:, :, : ho // p * p, : wo // p * p].reshape(n, o, ho // p, p, wo // p, p)
+        a = a.mean(axis=(3, 5)) if layer.pooling == "avg" else a.max(axis=(3, 5))
+    return a.reshape(n, -1)
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_average_pooled_convolution_moments_match_monte_carlo(pool):
+    """Exact: the window's units share their weights, and the moments account for it."""
+    rng = np.random.default_rng(pool)
+    layer = Conv2D((2, 7, 7), 2, kernel=3, pool=pool)
+    M, V, m, v = _random_layer(rng, layer)
+    mean, var = map(np.asarray, layer.forward(M, V, m, v, True)[1])
+    a = _monte_carlo_layer(rng, layer, M, V, m, v)
+    n = len(a)
+    se_mean = a.std(0) / np.sqrt(n)
+    se_var = np.sqrt((np.mean((a - a.mean(0)) ** 4, 0) - a.var(0) ** 2) / n)
+    assert np.all(np.abs(a.mean(0) - mean) < 5 * se_mean)
+    assert np.all(np.abs(a.var(0) - var) < 5 * se_var)
+    # data inputs: the same map with no input variance
+    mean0, var0 = map(np.asarray, layer.forward(M, V, m, None, True)[1])
+    a0 = _monte_carlo_layer(rng, layer, M, V, m, np.zeros_like(v))
+    assert np.all(np.abs(a0.var(0) - var0) < 5 * np.sqrt(2 / n) * var0)
+    np.testing.assert_allclose(mean0, mean, rtol=1e-12)
+
+
+def test_clark_maximum_of_two_gaussians_is_exact():
+    rng = np.random.default_rng(3)
+    m1, m2 = rng.normal(size=8), rng.normal(size=8)
+    v1, v2 = rng.uniform(0.01, 2.0, size=8), rng.uniform(0.01, 2.0, size=8)
+    mean, var = map(np.asarray, max_moments(m1, v1, m2, v2))
+    n = 400_000
+    x = np.maximum(m1 + np.sqrt(v1) * rng.standard_normal((n, 8)), m2 + np.sqrt(v2) * rng.standard_normal((n, 8)))
+    assert np.all(np.abs(x.mean(0) - mean) < 5 * x.std(0) / np.sqrt(n))
+    assert np.all(np.abs(x.var(0) - var) < 5 * np.sqrt(2 / n) * x.var(0))
+    # degenerate: no variance -> the larger mean, exactly
+    mean, var = max_moments(jnp.asarray([1.0, -2.0]), jnp.zeros(2), jnp.asarray([0.5, 3.0]), jnp.zeros(2))
+    np.testing.assert_array_equal(mean, [1.0, 3.0])
+    np.testing.assert_array_equal(var, [0.0, 0.0])
+
+
+def test_max_pooling_of_independent_units_matches_monte_carlo_within_clarks_error():
+    """Clark's pairwise matching of 4 independent units is an approximation (each intermediate
+    maximum is taken as Gaussian). Measured over 2,000 random windows (means N(0, 1), variances
+    U(0.1, 1)): mean error median 0.006 and at most 0.07 predictive stds; variance error median
+    3 %, 99th percentile 16 %, at most 27 %, always an underestimate where large."""
+    rng = np.random.default_rng(4)
+    mean = rng.normal(size=(3, 4, 4))
+    var = rng.uniform(0.1, 1.0, size=(3, 4, 4))
+    m, v = map(np.asarray, max_pool_moments(jnp.asarray(mean), jnp.asarray(var), 2))
+    n = 100_000
+    x = (mean + np.sqrt(var) * rng.standard_normal((n, 3, 4, 4))).reshape(n, 3, 2, 2, 2, 2).max(axis=(3, 5))
+    assert np.all(np.abs(x.mean(0) - m) < 0.05 * x.std(0))
+    assert np.all(np.abs(x.var(0) / v - 1) < 0.20)
+    assert np.median(np.abs(x.var(0) / v - 1)) < 0.05
+
+
+def test_max_pooled_convolution_within_the_measured_error():
+    """A whole layer with max pooling: the window's units are correlated (shared weights and
+    overlapping inputs), which Clark's matching ignores. Measured on this draw: mean error up to
+    0.07 of the predictive std, variance up to 15 %; the bounds below leave room for the seed."""
+    rng = np.random.default_rng(5)
+    layer = Conv2D((2, 6, 6), 2, kernel=3, pool=2, pooling="max")
+    M, V, m, v = _random_layer(rng, layer)
+    mean, var = map(np.asarray, layer.forward(M, V, m, v, True)[1])
+    a = _monte_carlo_layer(rng, layer, M, V, m, v)
+    assert np.all(np.abs(a.mean(0) - mean) < 0.15 * a.std(0))
+    assert np.all(np.abs(a.var(0) / var - 1) < 0.30)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_pullback_matches_finite_differences(pooling):
+    rng = np.random.default_rng(6)
+    layer = Conv2D((2, 6, 6), 3, kernel=3, pool=2, pooling=pooling)
+    M, V, m, v = _random_layer(rng, layer)
+    g_mean, g_var = rng.normal(size=layer.n_out), rng.normal(size=layer.n_out)
+
+    @jax.jit
+    def objective(M, V, m, v):
+        mean, var = layer.forward(M, V, m, v, True)[1]
+        return jnp.sum(g_mean * mean + g_var * var)
+
+    f = lambda *args: float(objective(*args))
+
+    grads = jax.jit(lambda M, V, m, v: layer.pullback(M, V, (m, v), g_mean, g_var, True))(M, V, m, v)
+    args, h = [M, V, m, v], 1e-6
+    for which, grad in enumerate(grads):
+        flat = np.asarray(grad).ravel()
+        for idx in rng.choice(flat.size, size=6, replace=False):
+            up, down = [a.copy() for a in args], [a.copy() for a in args]
+            up[which].flat[idx] += h
+            down[which].flat[idx] -= h
+            fd = (f(*up) - f(*down)) / (2 * h)
+            assert abs(fd - flat[idx]) < 1e-6 * max(1.0, abs(fd)), (which, idx, fd, flat[idx])
+    dM, _, d_mean, d_var = layer.pullback(M, V, (m, None), g_mean, g_var, True)
+    assert d_mean is None and d_var is None and dM.shape == M.shape
+
+
+def test_pbp_with_an_image_sized_kernel_learns_as_the_dense_network():
+    """The whole ADF path through the piece (forward, pullback, update) against the dense layer's
+    factored one: the same posterior after two epochs, to rounding."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 9))
+    y = X[:, 0] - X[:, 4] + 0.1 * rng.normal(size=60)
+    key = jax.random.PRNGKey(0)
+    dense = pbp.init(key, pbp.PBPSpec(n_in=9, hidden=(4,)))
+    conv = pbp.init(key, pbp.PBPSpec(n_in=9, hidden=(4,), layers=(Conv2D((1, 3, 3), 4, kernel=3), Dense())))
+    for _ in range(2):
+        dense, conv = pbp.update(dense, X, y), pbp.update(conv, X, y)
+    for a, b in zip(dense.means + dense.variances, conv.means + conv.variances):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="in_shape"):
+        Conv2D((28, 28), 4)
+    with pytest.raises(ValueError, match="does not fit"):
+        Conv2D((1, 4, 4), 4, kernel=5)
+    with pytest.raises(ValueError, match="pooling 3x3"):
+        Conv2D((1, 5, 5), 4, kernel=4, pool=3)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        Conv2D((1, 8, 8), 4, kernel=3, pooling="median")
+    with pytest.raises(ValueError, match="channels"):
+        Conv2D((1, 8, 8), 10**6, kernel=3)
+    layer = Conv2D((1, 8, 8), 4, kernel=3, pool=2)
+    assert layer.out_shape == (4, 3, 3) and layer.weight_shape(64, 36, True) == (4, 10)
+    with pytest.raises(ValueError, match="network gives it"):
+        layer.weight_shape(63, 36, True)
+    with pytest.raises(ValueError, match="layer 2"):
+        conv_stack((1, 8, 8), ((4, 3, 2), (4, 5, 1)))
+    assert LAYERS["conv2d"] is Conv2D

@@ -1,0 +1,93 @@
+"""PBPClassifier with convolution layers: it learns images (scikit-learn's 8x8 digits), continues
+with partial_fit, round-trips through a model file, and refuses shapes that do not fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from probprop import PBPClassifier
+from probprop.io import ModelFileError
+from probprop.layers import Conv2D, Dense
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+@pytest.fixture(scope="module")
+def cnn(digits):
+    X, y, _, _ = digits
+    return PBPClassifier(hidden=(30,), conv=((6, 3, 2),), epochs=2, input_scaling="global", random_state=0).fit(X, y)
+
+
+def test_a_cnn_learns_the_digits(cnn, digits):
+    """Chance is 10 %; a majority-class predictor scores 11 %. Measured: 91-93 % after two passes."""
+    _, _, Xt, yt = digits
+    assert cnn.score(Xt, yt) > 0.85
+    spec = cnn.state_.spec
+    assert spec.layers == (Conv2D((1, 8, 8), 6, kernel=3, pool=2), Dense(), Dense())
+    assert spec.hidden == (6 * 3 * 3, 30)
+    proba = cnn.predict_proba(Xt)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    dist = cnn.predict_dist(Xt)
+    assert np.all(dist.mutual_information >= 0) and np.all(np.isfinite(dist.entropy))
+
+
+def test_partial_fit_continues_a_cnn(digits):
+    X, y, Xt, yt = digits
+    model = PBPClassifier(hidden=(30,), conv=((6, 3, 2),), input_scaling="global", random_state=0)
+    model.partial_fit(X[:600], y[:600], classes=np.arange(10))
+    first = model.score(Xt, yt)
+    model.partial_fit(X[600:], y[600:])
+    assert model.score(Xt, yt) >= first - 0.02
+
+
+def test_a_cnn_round_trips_through_a_model_file(cnn, digits, tmp_path):
+    _, _, Xt, _ = digits
+    path = tmp_path / "cnn.npz"
+    cnn.save(path)
+    loaded = PBPClassifier.load(path)
+    assert loaded.state_.spec == cnn.state_.spec
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), cnn.predict_proba(Xt))
+
+
+def test_a_model_file_with_a_convolution_that_does_not_fit_is_refused(cnn, tmp_path):
+    path = tmp_path / "cnn.npz"
+    cnn.save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["__meta__"]))
+    layer = meta["spec"]["fields"]["layers"][0]["fields"]
+    for changes, match in (({"kernel": 99}, "does not fit"), ({"in_shape": [1, 10**6, 10**6]}, "up to 4096 pixels"),
+                           ({"channels": 7}, "network gives it|expected"), ({"pooling": "median"}, "unknown pooling")):
+        bad = json.loads(json.dumps(meta))
+        bad["spec"]["fields"]["layers"][0]["fields"] = {**layer, **changes}
+        np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(bad))})
+        with pytest.raises(ModelFileError, match=match):
+            PBPClassifier.load(path)
+
+
+@pytest.mark.parametrize(
+    ("params", "n_features", "match"),
+    [
+        ({"conv": ((4, 3, 1),)}, 60, "60 features are not a square image"),
+        ({"conv": ((4, 3, 1),), "image_shape": (3, 4, 4)}, 64, "holds 48 values, but X has 64 features"),
+        ({"conv": ((4, 9, 1),)}, 64, "convolution layer 1 .* does not fit"),
+        ({"conv": ((4, 3, 2), (4, 3, 2))}, 64, "convolution layer 2"),
+        ({"conv": (4, 3, 1)}, 64, "triples of positive ints"),
+        ({"conv": ((4, 3, 0),)}, 64, "triples of positive ints"),
+        ({"conv": ((4, 3, 1),), "pooling": "median"}, 64, "pooling must be one of"),
+        ({"conv": ((4, 3, 1),), "image_shape": (8, -8)}, 64, "image_shape must be"),
+    ],
+)
+def test_shapes_that_do_not_fit_are_clear_errors(params, n_features, match):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, n_features)), np.arange(20) % 2
+    with pytest.raises(ValueError, match=match):
+        PBPClassifier(epochs=1, **params).fit(X, y)
