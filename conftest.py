@@ -25,22 +25,3 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs ``--dist loadscope`` with this grouping: a test module runs on one
-    worker, so its module-scoped fixtures are built and its programs compiled once instead of on
-    both workers; scikit-learn's estimator checks, the largest module, are grouped per estimator.
-    (xdist's ``loadgroup`` marks do not reach its scheduler under pytest 9.)"""
-    if config.getvalue("dist") != "loadscope":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ModuleScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            if module.endswith("test_sklearn_checks.py") and "[" in nodeid:
-                return module + "::" + nodeid.split("[", 1)[1].split("-check_")[0]
-            return module
-
-    return ModuleScheduling(config, log)
