@@ -60,6 +60,17 @@ def _blocked(fn, rows: int, *arrays):
     return tuple(np.concatenate(column) for column in zip(*outs))
 
 
+def _refuse_non_finite_rows(*arrays) -> None:
+    """A ValueError naming the rows (first axis) where any of ``arrays`` is not finite."""
+    bad = np.zeros(len(arrays[0]), bool)
+    for a in arrays:
+        bad |= ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        raise ValueError(f"the predictions for X row(s) {rows[:5].tolist()} overflow float64 (inputs too far "
+                         "from the training data, or a diverged model); check their units")
+
+
 class MomentClassifier(ClassifierMixin, MomentEstimator):
     """Base of the probprop classifiers (see the module docstring). Subclasses give the learner
     (``_learner_name``), ``_validated_params`` and ``_make_spec(n_in, params)``, whose spec's
@@ -144,11 +155,7 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
     def _output_moments(self, X):
         """The network outputs' mean and variance per row ((n,) or (n, K)), checked finite."""
         mean, var, _ = self._learner_moments(X)
-        bad = ~(np.isfinite(mean) & np.isfinite(var))
-        rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
-        if rows.size:
-            raise ValueError(f"the predictions for X row(s) {rows[:5].tolist()} overflow float64 (inputs too far "
-                             "from the training data, or a diverged model); check their units")
+        _refuse_non_finite_rows(mean, var)
         return mean, var
 
     def _class_samples(self, X):
@@ -158,17 +165,10 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         if sample is None:
             return None
         Xs = self._standardise(self._validate_X(X))
-        parts = []
-        for start in range(0, len(Xs), PROBA_BLOCK):
-            block = Xs[start : start + PROBA_BLOCK]
-            Xp, _ = padded(block, size=PROBA_BLOCK)
-            parts.append(np.asarray(sample(self.state_, Xp), np.float64)[:, : len(block)])
-        probs = np.concatenate(parts, axis=1)
-        bad = ~np.isfinite(probs).all(axis=(0, 2))
-        if bad.any():
-            raise ValueError(f"the predictions for X row(s) {np.flatnonzero(bad)[:5].tolist()} are not finite "
-                             "(inputs too far from the training data, or a diverged model); check their units")
-        return probs
+        # rows first for _blocked: (n, S, K)
+        (probs,) = _blocked(lambda Xp: np.moveaxis(np.asarray(sample(self.state_, Xp)), 0, 1), PROBA_BLOCK, Xs)
+        _refuse_non_finite_rows(probs)
+        return np.moveaxis(probs, 1, 0)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, K), columns in the order of ``classes_``; rows sum to 1."""
