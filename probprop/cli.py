@@ -9,7 +9,7 @@
     probprop bench uci [--datasets all] [--splits all] [--methods pbp,bayesridge] [--workers N] [--out DIR]
     probprop bench speed [--out DIR] [--quick]
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
-    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,pbp-cnn,map,ensemble] [--seeds 3]
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -310,6 +310,16 @@ MODELS = {
     "ensemble": ("DeepEnsembleRegressor", "deep ensemble"),
 }
 
+#: ``fit --model`` choices for a classification target: the classifier class and its name (with
+#: its article).
+CLASSIFIERS = {
+    "pbp": ("PBPClassifier", "a PBP"),
+    "tagi": ("TAGIClassifier", "a TAGI"),
+    "map": ("MAPClassifier", "a MAP"),
+    "mcdropout": ("MCDropoutClassifier", "an MC dropout"),
+    "ensemble": ("DeepEnsembleClassifier", "a deep-ensemble"),
+}
+
 #: The estimators whose every network has a noise-variance output (besides their
 #: ``heteroscedastic=True`` ones).
 ALWAYS_HETEROSCEDASTIC = ("DeepEnsembleRegressor",)
@@ -568,7 +578,8 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
 
     Every column other than --target (and --index-col) is a feature. The options marked with
     model names set those models' parameters; given with another --model they are an error.
-    A target of text or booleans (or --task classification) fits a PBP classifier.
+    A target of text or booleans (or --task classification) fits the model's classifier (pbp, tagi,
+    map, mcdropout, ensemble).
     """
     import numpy as np
 
@@ -583,10 +594,10 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
         raise click.ClickException(f"{data}: no feature columns besides the target {target!r}")
     X = numeric_columns(frame, features, data)
     if task == "classification" or (task == "auto" and _is_label_column(frame[target])):
-        if model_name != "pbp":
-            raise click.ClickException(f"classification is available with --model pbp only (PBPClassifier), "
-                                       f"not --model {model_name}")
-        _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet, settings)
+        if model_name not in CLASSIFIERS:
+            raise click.ClickException(f"--model {model_name} has no classifier; classification is available with "
+                                       f"--model {', '.join(CLASSIFIERS)}")
+        _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, output, quiet, settings)
         return
     y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
     if len(y) < 2:
@@ -651,18 +662,21 @@ def _labels(frame, target, path: Path):
     return labels
 
 
-def _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet, settings):
+def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, output, quiet, settings):
     import numpy as np
 
-    from probprop.estimators import PBPClassifier
+    from probprop import estimators
     from probprop.metrics.classification import nll
 
-    unsupported = sorted(set(settings) - {"inference", "activation"})
+    class_name, label = CLASSIFIERS[model_name]
+    cls = getattr(estimators, class_name)
+    unsupported = sorted(set(settings) - set(cls().get_params()))
     if unsupported:
-        raise click.ClickException(f"--{unsupported[0].replace('_', '-')} does not apply to classification")
+        raise click.ClickException(f"--{unsupported[0].replace('_', '-')} does not apply to classification "
+                                   f"with --model {model_name}")
     y = _labels(frame, target, data)
     output = output or Path(data).with_suffix(".probprop")
-    model = PBPClassifier(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
+    model = cls(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
     if epochs is not None:
         model.set_params(epochs=epochs)
     _fit_and_save(model, X, y, output)
@@ -670,7 +684,9 @@ def _fit_classifier(data, frame, target, X, hidden, epochs, seed, output, quiet,
     index = np.searchsorted(model.classes_, y)
     outputs = len(model.classes_) if len(model.classes_) > 2 else 1
     network = "-".join(str(n) for n in (X.shape[1], *hidden, outputs))
-    click.echo(f"fitted a PBP classifier {network} on {len(y)} rows x {X.shape[1]} features of {data} "
+    if getattr(model, "n_members", None):
+        network = f"{model.n_members} x {network}"
+    click.echo(f"fitted {label} classifier {network} on {len(y)} rows x {X.shape[1]} features of {data} "
                f"({model.epochs} epochs, {len(model.classes_)} classes); training accuracy "
                f"{float(np.mean(proba.argmax(1) == index)):.4g}, log loss {nll(index, proba):.4g}")
     click.echo(f"saved {output}")
@@ -1146,10 +1162,11 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @bench.command("images")
 @click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
-              help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble.")
+              help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
+                   "tagi, mcdropout, deep-ensemble.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
-              help="ADF passes of `pbp` (MAP networks train 5x as many Adam epochs).")
+              help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")
 @click.option("--train-rows", type=click.IntRange(min=100), default=None, help="Use only the first N training images.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

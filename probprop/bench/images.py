@@ -1,6 +1,6 @@
 """Image classification benchmark: MNIST and Fashion-MNIST, calibration and out-of-distribution detection.
 
-    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,pbp-cnn,map,ensemble]
+    probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...]
                           [--seeds 3] [--epochs 3] [--train-rows N] [--data-dir DIR] [--out DIR]
 
 Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
@@ -23,7 +23,17 @@ Methods (784-100-100-10 ReLU networks but the CNN):
 - ``map``: scikit-learn's ``MLPClassifier`` (softmax, Adam, L2 1e-4, batch 200) for ``--epochs``
   x 5 epochs: the MAP network everyone has;
 - ``ensemble``: five such MAP networks with different seeds, probabilities averaged (Lakshminarayanan
-  et al. 2017, without adversarial training); mutual information = the members' disagreement.
+  et al. 2017, without adversarial training); mutual information = the members' disagreement;
+- ``tagi-1pass`` and ``tagi``: :class:`probprop.TAGIClassifier` (multinomial-probit output, mini-batches
+  of :data:`TAGI_BATCH`), ONE pass and ``--epochs`` passes;
+- ``mcdropout``: :class:`probprop.MCDropoutClassifier` for ``--epochs`` x 5 epochs (Adam, step 1e-3,
+  batch 128), dropout rate :data:`MC_DROPOUT_RATE` before every layer, :data:`MC_DROPOUT_SAMPLES`
+  passes per prediction;
+- ``deep-ensemble``: :class:`probprop.DeepEnsembleClassifier`, five softmax networks trained together
+  for ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 200, no weight decay, as in the paper).
+
+``map`` and ``ensemble`` are scikit-learn's networks (the baseline a user already has); the other
+methods are probprop's classifiers through the same learner protocol.
 """
 
 from __future__ import annotations
@@ -36,16 +46,23 @@ from pathlib import Path
 import numpy as np
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble")
+METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "mcdropout", "deep-ensemble")
+#: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
+DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
 #: ``pbp-cnn``: (channels, kernel, pool) per convolution, then CNN_HIDDEN dense units.
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-cnn", "map")
+FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "mcdropout", "deep-ensemble")
 N_NOISE = 2000
 ENSEMBLE_MEMBERS = 5
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
+TAGI_BATCH = 10
+#: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
+#: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
+MC_DROPOUT_RATE = 0.1
+MC_DROPOUT_SAMPLES = 100
 
 
 def _noise_images(X_train, n, seed):
@@ -65,17 +82,34 @@ def _scores_of_probabilities(proba, members=None) -> dict:
     return out
 
 
+def _probprop_model(method, epochs, seed):
+    """The probprop classifier a method names (None: a scikit-learn network)."""
+    from probprop.estimators import DeepEnsembleClassifier, MCDropoutClassifier, PBPClassifier, TAGIClassifier
+
+    passes = 1 if method.endswith("-1pass") else epochs
+    common = {"input_scaling": "global", "random_state": seed}
+    if method in ("pbp-1pass", "pbp", "pbp-cnn"):
+        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": HIDDEN}
+        return PBPClassifier(**shape, epochs=passes, **common)
+    if method in ("tagi-1pass", "tagi"):
+        return TAGIClassifier(hidden=HIDDEN, epochs=passes, batch_size=TAGI_BATCH, **common)
+    if method == "mcdropout":
+        return MCDropoutClassifier(hidden=HIDDEN, epochs=epochs * MAP_EPOCHS_PER_EPOCH, dropout=MC_DROPOUT_RATE,
+                                   n_samples=MC_DROPOUT_SAMPLES, batch_size=128, **common)
+    if method == "deep-ensemble":
+        return DeepEnsembleClassifier(hidden=HIDDEN, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=ENSEMBLE_MEMBERS,
+                                      learning_rate=1e-3, batch_size=200, **common)
+    return None
+
+
 def _fit_predict(method, X, y, seed, epochs):
     """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
     from sklearn.neural_network import MLPClassifier
 
-    from probprop.estimators import PBPClassifier
-
     start = time.perf_counter()
-    if method in ("pbp-1pass", "pbp", "pbp-cnn"):
-        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": HIDDEN}
-        model = PBPClassifier(**shape, epochs=1 if method == "pbp-1pass" else epochs, input_scaling="global",
-                              random_state=seed).fit(X, y)
+    model = _probprop_model(method, epochs, seed)
+    if model is not None:
+        model.fit(X, y)
         fit_seconds = time.perf_counter() - start
 
         def scores(Z):
@@ -137,7 +171,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
     start = time.perf_counter()
     proba, scores_in = scores_fn(Xt)
     scores_seconds = time.perf_counter() - start
-    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method == "pbp-1pass" else epochs,
+    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method.endswith("-1pass") else epochs,
            "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
            "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
            **classification_metrics(yt, proba)}
@@ -155,7 +189,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
     return row, arrays
 
 
-def run(out=None, datasets=DATASETS, methods=METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
+def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
         data_dir=None, workers: int = 2, command: str | None = None, log=print) -> Path:
     """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures."""
     import multiprocessing
@@ -230,8 +264,8 @@ def report(frame, command: str, wall_seconds: float) -> str:
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
-        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU), but",
-        f"pbp-cnn: {_cnn_description()};",
+        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU)"
+        + (f", but\npbp-cnn: {_cnn_description()};" if (frame["method"] == "pbp-cnn").any() else ";"),
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",

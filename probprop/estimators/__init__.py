@@ -5,7 +5,7 @@
 | :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
 | :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
 | :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
-| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``DeepEnsembleClassifier`` |
+| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
 | :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
 
 Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
@@ -16,9 +16,11 @@ from probprop.estimators.base import DivergedError, DriftWarning, MomentEstimato
 from probprop.estimators.classifier import (
     DeepEnsembleClassifier,
     MAPClassifier,
+    MCDropoutClassifier,
     MomentClassifier,
     OnlineClassifier,
     PBPClassifier,
+    TAGIClassifier,
 )
 from probprop.estimators.gradient import DeepEnsembleRegressor, DVIRegressor, MAPRegressor, MCDropoutRegressor
 from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_together
@@ -32,6 +34,7 @@ __all__ = [
     "DriftWarning",
     "MAPClassifier",
     "MAPRegressor",
+    "MCDropoutClassifier",
     "MCDropoutRegressor",
     "MomentClassifier",
     "MomentEstimator",
@@ -41,6 +44,7 @@ __all__ = [
     "PBPClassifier",
     "PBPEnsembleRegressor",
     "PBPRegressor",
+    "TAGIClassifier",
     "TAGIRegressor",
     "fit_together",
 ]

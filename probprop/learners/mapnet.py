@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
 from probprop.learners.base import Learner, Moments, float64
+from probprop.likelihoods.classification import Softmax, softmax_nll
 from probprop.moments.mixture import mixture_moments
 
 VARIANCE_LINKS = ("softplus", "exp")
@@ -88,8 +89,6 @@ class MAPSpec:
         """Classification (``n_classes`` >= 2): the softmax over the K outputs; None for regression."""
         if not self.n_classes:
             return None
-        from probprop.likelihoods.classification import Softmax
-
         return Softmax(self.n_classes)
 
     @property
@@ -196,8 +195,7 @@ def row_losses(params: dict, spec: MAPSpec, X: jax.Array, y: jax.Array) -> jax.A
     def nll(X):
         mu, var = forward(params, spec, X)
         if spec.n_classes:  # softmax cross-entropy of the class index y
-            log_p = jax.nn.log_softmax(mu, axis=-1)
-            return -jnp.take_along_axis(log_p, y.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+            return softmax_nll(mu, y)
         return gaussian_nll(y, mu, var)
 
     losses = nll(X)

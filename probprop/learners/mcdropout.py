@@ -20,6 +20,12 @@ row's prediction does not depend on its position or on the other rows of the bat
 and :func:`log_likelihood` gives their test metric, the log of the mixture
 (1/T) sum_t N(y | f_t, 1/tau) (logsumexp over passes), rather than a Gaussian fit.
 
+Classification (``MCDropoutSpec(n_classes=K)``, K >= 2): K softmax outputs trained on the
+cross-entropy plus the same weight decay with tau = 1 (there is no noise precision;
+reg = length_scale^2 (1 - p) / (2 N)), and the prediction is the average of the T passes' class
+probabilities, :func:`class_samples` (Gal & Ghahramani's classification setting); the search
+then scores the held-out mean log probability of the true class, over the dropout grid only.
+
 p and tau are chosen by :func:`select_hyperparameters`, the "grid" protocol of GAL-REPO (2018):
 train on 80 % of the training data for every (p, tau) in the grid, keep the pair with the best
 validation log-likelihood; the caller then trains on all the training data with it. The test
@@ -58,6 +64,7 @@ from probprop.learners._sgd import (
 )
 from probprop.learners.base import Learner, Moments, Selection, float64
 from probprop.learners.mapnet import input_noise_draws, mlp
+from probprop.likelihoods.classification import Softmax, log_probability_of, softmax_nll
 
 #: The dropout grid of GAL-REPO's grid search.
 GRID_P = (0.005, 0.01, 0.05, 0.1)
@@ -84,9 +91,13 @@ class MCDropoutSpec:
     batch_size: int = 128
     n_samples: int = 100
     dtype: str = "float64"
+    n_classes: int = 0
 
     def __post_init__(self):
         check_network_spec(self)
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int) or self.n_classes in (1,) or (
+                self.n_classes < 0):
+            raise ValueError(f"n_classes must be 0 (regression) or an integer >= 2, got {self.n_classes!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         for name in ("tau", "length_scale", "learning_rate"):
@@ -98,7 +109,13 @@ class MCDropoutSpec:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, 1)
+        return (self.n_in, *self.hidden, self.n_classes or 1)
+
+    @property
+    def output_likelihood(self):
+        """Classification: the softmax of each pass (:func:`class_samples` averages them); None
+        for regression."""
+        return Softmax(self.n_classes) if self.n_classes else None
 
     @property
     def structure(self) -> MCDropoutSpec:
@@ -165,7 +182,8 @@ def _mask_key(key: jax.Array) -> jax.Array:
 
 
 def dropout_forward(layers, X: jax.Array, key: jax.Array, p, shared: bool = False) -> jax.Array:
-    """One stochastic pass, f(x) of shape (n,): inverted dropout (keep with probability 1 - p,
+    """One stochastic pass, f(x) of shape (n,) (a network with K > 1 outputs, a classifier's
+    logits: (n, K)): inverted dropout (keep with probability 1 - p,
     scale kept units by 1 / (1 - p)) on the input of every layer, masks independent per row
     (training), or with ``shared=True`` one mask per layer for every row (one sampled network:
     prediction, where a row's output must not depend on the other rows)."""
@@ -177,7 +195,7 @@ def dropout_forward(layers, X: jax.Array, key: jax.Array, p, shared: bool = Fals
         h = jnp.where(mask, h / keep, 0.0) @ W + b
         if i < len(layers) - 1:
             h = jax.nn.relu(h)
-    return h[..., 0]
+    return h[..., 0] if h.shape[-1] == 1 else h
 
 
 def regulariser(N, p, tau, length_scale):
@@ -194,7 +212,7 @@ def _epoch(structure, params, opt_state, key, X, y, p, tau, mask=None):
     def loss_fn(params, Xb, yb, k):
         f = dropout_forward(params["layers"], Xb, k, p)
         penalty = reg * sum(jnp.sum(W * W) for W, _ in params["layers"])
-        return (yb - f) ** 2, penalty
+        return (softmax_nll(f, yb) if structure.n_classes else (yb - f) ** 2), penalty
 
     return sgd_epoch(params, opt_state, key, X, y, loss_fn, optimizer(structure), structure.batch_size, mask)
 
@@ -323,6 +341,28 @@ def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int
 
 
 @float64
+def class_samples(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None) -> jax.Array:
+    """Classification: the class probabilities (softmax) of each of the T sampled networks, shape
+    (T, n, K), pass t with one mask per layer shared by every row (:func:`sample_outputs`); their
+    average is the prediction."""
+    if not state.spec.n_classes:
+        raise ValueError("class_samples is for an MC dropout classifier (n_classes >= 2)")
+    return jax.nn.softmax(sample_outputs(state, X, key, n_samples), axis=-1)
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _class_log_probability_grid(layers, X, key, n_samples, ps, y):
+    """Mean held-out log probability of the true class under the T-pass average, per grid point
+    (``layers`` stacked over it)."""
+
+    def score(layers, p):
+        probs = jax.nn.softmax(_sample(layers, X, key, n_samples, p), axis=-1).mean(0)
+        return jnp.mean(log_probability_of(probs, y))
+
+    return jax.vmap(score)(layers, ps)
+
+
+@float64
 def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None, X_var=None):
     """Mean and epistemic variance (1/T) of T stochastic passes (T = spec.n_samples by default).
 
@@ -391,7 +431,9 @@ def select_hyperparameters(
     holds out the last 20 % of its already shuffled training rows); every grid point is trained
     for ``epochs`` epochs on the rest from the same initialisation and shuffles (the held-out
     rows are masked, so the compiled loop is the one the final fit on all rows reuses), scored by
-    the mean of :func:`log_likelihood` (T = ``n_samples`` passes) on the held-out rows. ``spec``
+    the mean of :func:`log_likelihood` (T = ``n_samples`` passes) on the held-out rows (a
+    classifier, ``spec.n_classes`` >= 2: the mean log probability of the true class under the
+    T-pass average, one tau only). ``spec``
     gives the network and optimiser (default ``MCDropoutSpec(n_in=X.shape[1])``). Retrain on all
     of (X, y) with ``result.spec`` afterwards. Returns a :class:`Selection` (``chosen`` and
     ``grid`` keyed by ``"dropout"`` and ``"tau"``; ``scores[i, j]`` for ``(grid_p[i], grid_tau[j])``).
@@ -403,6 +445,8 @@ def select_hyperparameters(
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     spec = MCDropoutSpec(n_in=X.shape[1]) if spec is None else spec
+    if spec.n_classes and len(grid_tau) > 1:
+        raise ValueError("an MC dropout classifier has no noise precision tau to search; pass one tau")
     for p in grid_p:
         dataclasses.replace(spec, dropout=p)  # validates
     for t in grid_tau:
@@ -424,7 +468,10 @@ def select_hyperparameters(
     params, _, _, _ = _train_grid(
         spec.structure, base.params, base.opt_state, base.key, Xj, yj, ps, taus, jnp.asarray(train_mask), epochs
     )
-    scores = _mixture_log_likelihood_grid(params["layers"], Xv, pred_key, int(n_samples), ps, yv, taus)
+    if spec.n_classes:
+        scores = _class_log_probability_grid(params["layers"], Xv, pred_key, int(n_samples), ps, yv)
+    else:
+        scores = _mixture_log_likelihood_grid(params["layers"], Xv, pred_key, int(n_samples), ps, yv, taus)
     scores = np.asarray(scores, np.float64).reshape(len(grid_p), len(grid_tau))
     if not np.any(np.isfinite(scores)):
         raise FloatingPointError("MC dropout grid search: no grid point gave a finite validation log-likelihood")
@@ -438,10 +485,11 @@ def select(X, y, spec: MCDropoutSpec, *, epochs: int = 400, key=None, grid=None)
     """The learner protocol's search: :func:`select_hyperparameters`; ``grid`` a dict with
     ``"dropout"`` and ``"tau"`` candidates (default :data:`GRID_P` x :data:`GRID_TAU`)."""
     grid = {} if grid is None else dict(grid)
-    return select_hyperparameters(X, y, grid_p=grid.get("dropout", GRID_P), grid_tau=grid.get("tau", GRID_TAU),
+    default_tau = (spec.tau,) if spec.n_classes else GRID_TAU
+    return select_hyperparameters(X, y, grid_p=grid.get("dropout", GRID_P), grid_tau=grid.get("tau", default_tau),
                                   epochs=epochs, key=key, spec=spec)
 
 
 #: MC dropout behind the learner protocol (:mod:`probprop.learners.base`).
 learner = Learner(name="mcdropout", spec_class=MCDropoutSpec, init=init, update=update, predict=predict_moments,
-                  select=select)
+                  select=select, class_samples=class_samples)

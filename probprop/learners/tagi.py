@@ -74,6 +74,15 @@ V | Vbar2 ~ N(0, Vbar2). Everything stays Gaussian conditioning, in four steps p
 The two output units' innovations then go down the network together (the layer below sums
 both units' contributions). The prediction's noise variance is E[Vbar2] = exp(m_s + s2 / 2).
 
+Classification (``TAGISpec(n_classes=K)``): the output units are the latent utilities of the
+probit (K = 2, one unit) or the multinomial probit (K units) of
+:mod:`probprop.likelihoods.classification`, the likelihoods PBP's classifier uses. Their
+innovation is the ADF moment match of each unit under that likelihood (log Z exact, or by a 1-D
+quadrature): delta_mu = dlogZ/dm, delta_var = 2 dlogZ/dv - (dlogZ/dm)^2
+(:meth:`probprop.likelihoods.base.Likelihood.tagi_deltas`; for a Gaussian it is the innovation
+above), and everything below the output is TAGI's Gaussian conditioning unchanged. With no
+hidden layer and one observation this is the exact ADF update of a Bayesian linear probit model.
+
 Where this follows the paper and where pytagi:
 
 * covariances, output update, batch summation and the hidden-state update: TAGI-MAT
@@ -136,6 +145,7 @@ class TAGISpec:
     init_bias_variance: float = 0.01
     heteroscedastic: bool = False
     dtype: str = "float64"
+    n_classes: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -147,11 +157,29 @@ class TAGISpec:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
         if not (self.init_gain > 0 and self.init_bias_variance > 0):
             raise ValueError("init_gain and init_bias_variance must be positive")
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, (int, np.integer)) or (
+                self.n_classes == 1 or self.n_classes < 0):
+            raise ValueError(f"n_classes must be 0 (regression) or an integer >= 2, got {self.n_classes!r}")
+        if self.n_classes and self.heteroscedastic:
+            raise ValueError("a TAGI classifier (n_classes >= 2) has no heteroscedastic noise head")
 
     @property
     def likelihood(self):
-        """The observation model (:mod:`probprop.likelihoods`)."""
+        """The observation model (:mod:`probprop.likelihoods`): the Gaussian noise (AGVI head when
+        heteroscedastic), or for ``n_classes`` >= 2 the probit (two classes, one output) or the
+        multinomial probit (K outputs), whose output innovation is the ADF moment match of each
+        unit (:meth:`probprop.likelihoods.base.Likelihood.tagi_deltas`)."""
+        if self.n_classes:
+            from probprop.likelihoods.classification import MultinomialProbit, Probit
+
+            return Probit() if self.n_classes == 2 else MultinomialProbit(int(self.n_classes))
         return HeteroscedasticGaussian() if self.heteroscedastic else GaussianNoise()
+
+    @property
+    def output_likelihood(self):
+        """Classification: the likelihood that turns output moments into class probabilities;
+        None for regression."""
+        return self.likelihood if self.n_classes else None
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -332,8 +360,12 @@ def predict_moments(state: TAGIState, X: jax.Array, X_var: jax.Array | None = No
 
 
 def _output_moments(state, z_mean, z_var):
+    if state.spec.n_classes > 2:  # the K latent utilities; no noise beyond the likelihood's own
+        return Moments(z_mean, z_var, jnp.zeros_like(z_mean))
     mean, var = z_mean[..., 0], z_var[..., 0]
-    if state.spec.heteroscedastic:
+    if state.spec.n_classes:
+        noise = jnp.zeros_like(mean)
+    elif state.spec.heteroscedastic:
         noise = state.spec.likelihood.noise_from_outputs(z_mean, z_var)
     else:
         noise = jnp.broadcast_to(jnp.asarray(state.spec.sigma_v**2, jnp.float64), mean.shape)
@@ -578,6 +610,8 @@ def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
     spec = TAGISpec(n_in=X.shape[1]) if spec is None else dataclasses.replace(spec, n_in=X.shape[1])
     if spec.heteroscedastic:
         raise ValueError("select_sigma_v is for the homoscedastic network; the heteroscedastic one learns its noise")
+    if spec.n_classes:
+        raise ValueError("select_sigma_v is for regression; a TAGI classifier has no observation noise to choose")
     state = _init(k_init, spec)
     states = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(grid),) + a.shape), state)
     dtype = state.means[0].dtype

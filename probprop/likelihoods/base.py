@@ -11,7 +11,9 @@ compiled program serves each likelihood. The learners ask it for:
   with autodiff and keeps the parameters fixed, so a new likelihood for PBP needs only its
   ``log_z`` = log of the integral of p(y | f) N(f | mean, var) df.
 * TAGI (layer-wise conditioning): ``tagi_deltas(z_mean, z_var, y, keep, noise_var)``, the
-  innovation (delta_mu, delta_var) of the output units.
+  innovation (delta_mu, delta_var) of the output units. The default is the ADF moment match of
+  each output unit (:meth:`Likelihood.tagi_deltas`), so a likelihood with a ``log_z`` (or an
+  ``adf_output``) serves TAGI too.
 * DVI (expected log-likelihood): ``expected_log_likelihood(y, mean, var, log_noise)`` per row.
 * Heteroscedastic heads: ``noise_from_outputs(out_mean, out_var)``, the noise variance per row.
 
@@ -55,3 +57,27 @@ class Likelihood:
         g_mean, g_var = jax.grad(lambda m, v: self.log_z(y, m, v, params), argnums=(0, 1))(
             jnp.asarray(mean, f64), jnp.asarray(var, f64))
         return weight * g_mean, weight * g_var, params, jnp.zeros((), f64)
+
+    def tagi_deltas(self, z_mean, z_var, y, keep, noise_var=None):
+        """The output units' innovation for a batch (``z_mean``/``z_var`` of shape (B, K), ``y``
+        (B,)) from the ADF moment match of each unit (:func:`probprop.moments.adf.gaussian_update`):
+        posterior mean m + v dlogZ/dm = m + v delta_mu and posterior variance
+        v - v^2 [(dlogZ/dm)^2 - 2 dlogZ/dv] = v + v^2 delta_var, so
+
+            delta_mu = dlogZ/dm,     delta_var = 2 dlogZ/dv - (dlogZ/dm)^2
+
+        (for a Gaussian of variance s2 this is ((y - m)/S, -1/S), S = v + s2). Units are matched
+        one by one (the outputs stay independent, as in TAGI's diagonal backward pass); rows with
+        ``keep`` False get zero deltas. ``noise_var`` is unused (the likelihood has no free noise)."""
+        params = self.init_params()
+        weight = jnp.asarray(keep, jnp.float64)
+
+        def row(m, v, t, w):
+            g_mean, g_var, _, _ = self.adf_output(params, t, m, v, w, w > 0)
+            return g_mean, g_var
+
+        g_mean, g_var = jax.vmap(row)(jnp.asarray(z_mean, jnp.float64), jnp.asarray(z_var, jnp.float64), y, weight)
+        dtype = jnp.result_type(z_mean)
+        g_mean = jnp.reshape(g_mean, jnp.shape(z_mean))
+        g_var = jnp.reshape(g_var, jnp.shape(z_mean))
+        return g_mean.astype(dtype), (2.0 * g_var - g_mean * g_mean).astype(dtype)

@@ -242,6 +242,19 @@ class Softmax(Likelihood):
         return probs, jnp.zeros_like(probs), _entropy(probs)
 
 
+def softmax_nll(logits, y):
+    """-log softmax(logits)[y] per row: the cross-entropy of class indices ``y`` (n,) (floats or
+    ints) under logits (n, K); what the softmax networks (MAP, deep ensembles, MC dropout) train on."""
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(log_p, jnp.asarray(y).astype(jnp.int32)[:, None], axis=-1)[:, 0]
+
+
+def log_probability_of(probs, y):
+    """log probs[n, y_n] per row: the log probability that averaged class probabilities (n, K)
+    give the true class indices ``y`` (n,); the held-out score of the classifiers' searches."""
+    return jnp.log(jnp.take_along_axis(probs, jnp.asarray(y).astype(jnp.int32)[:, None], axis=-1)[:, 0])
+
+
 def _log_class_probability(y, mean, var):
     """log P(argmax(g) = y), g ~ N(mean, diag(1 + var)), by the trapezoid rule in a stretched
     variable centred on the integrand's mode (see the module docstring)."""

@@ -215,3 +215,75 @@ def test_deep_ensemble_classifier_selects_its_step_size_and_round_trips(tmp_path
     assert list(loaded.predict(X[:5])) == list(model.predict(X[:5]))
     with pytest.raises(ValueError, match="n_members"):
         DeepEnsembleClassifier(n_members=0).fit(X, labels)
+
+
+def test_tagi_classifier_learns_xor_continues_online_and_round_trips(tmp_path):
+    """TAGI with the probit output: XOR (which a linear model cannot), its output moments are
+    the TAGI forward pass and its probabilities the probit's, partial_fit continues the
+    posterior, and the model file gives the same predictions."""
+    from probprop import TAGIClassifier
+    from probprop.learners import tagi
+
+    X, y = _xor(600)
+    Xt, yt = _xor(400, seed=1)
+    model = TAGIClassifier(hidden=(16,), epochs=30, random_state=0).fit(X, y)
+    assert model.score(Xt, yt) > 0.9
+    mean, var = tagi.forward(model.state_, model._standardise(Xt))
+    p1 = stats.norm.cdf(np.asarray(mean) / np.sqrt(1 + np.asarray(var)))
+    np.testing.assert_allclose(model.predict_proba(Xt)[:, 1], p1, rtol=1e-9, atol=1e-12)
+    model.save(tmp_path / "tagi.npz")
+    loaded = TAGIClassifier.load(tmp_path / "tagi.npz")
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), model.predict_proba(Xt))
+    before = [np.array(a) for a in model.state_.means]
+    model.partial_fit(X[:50], y[:50])
+    assert not np.allclose(model.state_.means[0], before[0])
+    online = TAGIClassifier(hidden=(8,), random_state=0).partial_fit(X[:20], y[:20], classes=["different", "same"])
+    assert list(online.classes_) == ["different", "same"]
+
+
+def test_tagi_classifier_on_digits_is_calibrated_like_pbp():
+    """Ten classes (multinomial probit output): test accuracy and log loss on scikit-learn's
+    digits near PBP's with the same network and passes."""
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import log_loss
+
+    from probprop import TAGIClassifier
+
+    X, y = load_digits(return_X_y=True)
+    kw = {"hidden": (50,), "epochs": 5, "input_scaling": "global", "random_state": 0}
+    tagi_model = TAGIClassifier(**kw).fit(X[:1200], y[:1200])
+    pbp_model = PBPClassifier(**kw).fit(X[:1200], y[:1200])
+    Xt, yt = X[1200:], y[1200:]
+    assert tagi_model.score(Xt, yt) > 0.9
+    assert log_loss(yt, tagi_model.predict_proba(Xt)) < 1.3 * log_loss(yt, pbp_model.predict_proba(Xt))
+    dist = tagi_model.predict_dist(Xt)
+    assert dist.probabilities.shape == (len(Xt), 10) and np.all(dist.mutual_information >= -1e-9)
+
+
+def test_mc_dropout_classifier_averages_its_passes_and_selects_the_rate(tmp_path):
+    """predict_proba is the average of the T passes' softmax (the learner's class samples),
+    mutual information the passes' disagreement; the rate is chosen on held-out log probability;
+    the model file predicts the same."""
+    from sklearn.datasets import load_digits
+
+    from probprop import MCDropoutClassifier
+    from probprop.learners import mcdropout
+
+    X, y = load_digits(return_X_y=True)
+    model = MCDropoutClassifier(hidden=(30,), epochs=15, dropout=(0.05, 0.5), n_samples=20,
+                                random_state=0).fit(X[:1000], y[:1000])
+    Xt, yt = X[1000:1300], y[1000:1300]
+    assert model.score(Xt, yt) > 0.9
+    assert model.dropout_ in (0.05, 0.5) and model.validation_scores_.shape == (2,)
+    assert model.dropout_ == (0.05, 0.5)[int(np.argmax(model.validation_scores_))]
+    samples = np.asarray(mcdropout.class_samples(model.state_, model._standardise(Xt)))
+    assert samples.shape == (20, len(Xt), 10)
+    np.testing.assert_allclose(model.predict_proba(Xt), samples.mean(0), rtol=1e-9, atol=1e-12)
+    dist = model.predict_dist(Xt)
+    average_entropy = -np.sum(samples * np.log(samples), axis=2).mean(0)
+    np.testing.assert_allclose(dist.mutual_information, dist.entropy - average_entropy, rtol=1e-7, atol=1e-12)
+    model.save(tmp_path / "mcd.npz")
+    np.testing.assert_array_equal(MCDropoutClassifier.load(tmp_path / "mcd.npz").predict_proba(Xt),
+                                  model.predict_proba(Xt))
+    with pytest.raises(ValueError, match="dropout"):
+        MCDropoutClassifier(dropout=1.5).fit(X[:50], y[:50])

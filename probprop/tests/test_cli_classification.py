@@ -64,13 +64,42 @@ def test_evaluate_and_info_describe_a_classifier(files):
     assert info["classes"] == ["=cat", "dog", "eel"] and info["network"]["outputs"] == 3
 
 
+@pytest.mark.parametrize(("model", "options", "name", "epochs"), [
+    ("tagi", ["--batch-size", "5"], "TAGIClassifier", "20"),
+    ("mcdropout", ["--dropout", "0.05"], "MCDropoutClassifier", "150"),
+])
+def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
+    """--model picks the family member's classifier, its options reach it, and predict reads
+    the file it wrote."""
+    import probprop
+
+    folder, frame, _ = files
+    runner = CliRunner()
+    out = tmp_path / f"{model}.probprop"
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", model,
+                                  "--hidden", "6", "--epochs", epochs, "-o", str(out), "-q", *options])
+    assert result.exit_code == 0, result.output
+    assert "3 classes" in result.output and float(result.output.split("training accuracy ")[1].split(",")[0]) > 0.9
+    loaded = getattr(probprop, name).load(out)
+    assert loaded.get_params()[options[0][2:].replace("-", "_")] == float(options[1])
+    result = runner.invoke(main, ["predict", str(out), str(folder / "new.csv")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(StringIO(result.output))
+    np.testing.assert_allclose(table[["p_=cat", "p_dog", "p_eel"]].to_numpy(),
+                               loaded.predict_proba(frame[["a", "b"]].iloc[:4]), rtol=1e-9)
+
+
 def test_classification_errors_are_one_line(files, tmp_path):
     folder, frame, _ = files
     runner = CliRunner()
-    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "tagi"])
-    assert result.exit_code != 0 and "--model pbp only" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "dvi"])
+    assert result.exit_code != 0 and "--model dvi has no classifier" in result.output
+    assert "Traceback" not in result.output
     result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--noise", "0.1"])
     assert "--noise does not apply to classification" in result.output
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "tagi",
+                                  "--sigma-v", "0.3"])
+    assert "--sigma-v does not apply to classification with --model tagi" in result.output
     frame.assign(kind=frame["kind"].where(frame.index != 7)).to_csv(tmp_path / "gap.csv", index=False)
     result = runner.invoke(main, ["fit", str(tmp_path / "gap.csv"), "--target", "kind"])
     assert "1 missing label(s), first in data row 8" in result.output

@@ -24,11 +24,13 @@ from probprop import (
     DVIRegressor,
     MAPClassifier,
     MAPRegressor,
+    MCDropoutClassifier,
     MCDropoutRegressor,
     PBPClassifier,
     PBPEnsembleRegressor,
     PBPRegressor,
     QuantileRecalibratedRegressor,
+    TAGIClassifier,
     TAGIRegressor,
 )
 
@@ -52,13 +54,16 @@ ESTIMATORS = [
     PBPClassifier(hidden=(), epochs=10, random_state=0),
     MAPClassifier(hidden=(), epochs=20, learning_rate=1e-2, random_state=0),
     DeepEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, random_state=0),
+    TAGIClassifier(hidden=(), epochs=10, random_state=0),
+    MCDropoutClassifier(hidden=(), epochs=20, dropout=0.05, n_samples=10, learning_rate=1e-2, random_state=0),
 ]
 
 
 def _expected_failed(estimator) -> dict:
     """The R^2 threshold fails for every estimator whose score is a log density; the conformal
     wrapper's score is R^2 (it has no density), so the check applies to it as written."""
-    return {} if isinstance(estimator, (ConformalRegressor, PBPClassifier, MAPClassifier, DeepEnsembleClassifier)) else EXPECTED_FAILED
+    classifiers = (PBPClassifier, MAPClassifier, DeepEnsembleClassifier, TAGIClassifier, MCDropoutClassifier)
+    return {} if isinstance(estimator, (ConformalRegressor, *classifiers)) else EXPECTED_FAILED
 
 
 def _check_id(obj):

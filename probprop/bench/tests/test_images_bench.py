@@ -16,7 +16,7 @@ def have_images():
         pytest.skip("no shared/data image sets here")
 
 
-@pytest.mark.parametrize("method", ["pbp-1pass", "ensemble"])
+@pytest.mark.parametrize("method", ["pbp-1pass", "ensemble", "tagi-1pass", "mcdropout"])
 def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     row, arrays = images.job("mnist", method, 0, 1, 300, None, test_rows=400)
     assert row["error"] < 0.5  # chance is 0.9

@@ -1,5 +1,7 @@
 """MC dropout: grid selection and learning, the T-pass predictive, masking, reproducibility."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +166,46 @@ def test_bad_selection_arguments_raise(bad):
     X, y, _, _ = linear_data()
     with pytest.raises(ValueError):
         mc.select_hyperparameters(X, y, **bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+
+
+def test_classifier_passes_are_softmax_networks_and_training_is_l2_logistic_regression():
+    """With no hidden layer and no dropout, the classifier's objective is multinomial logistic
+    regression with scikit-learn's C = 1 / length_scale^2 (mean CE + l^2 / (2N) ||W||^2); with
+    dropout, the class samples are the softmax of the sampled passes and their average sums to 1."""
+    from sklearn.datasets import make_blobs
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_blobs(200, centers=3, cluster_std=2.5, random_state=4)
+    X = (X - X.mean(0)) / X.std(0)
+    spec = mc.MCDropoutSpec(n_in=2, hidden=(), dropout=0.0, tau=1.0, length_scale=0.5, learning_rate=0.05,
+                            batch_size=200, n_samples=4, n_classes=3)
+    state = mc.init(jax.random.PRNGKey(0), spec)
+    for _ in range(1500):
+        state = mc.update(state, X, y.astype(float))
+    reference = LogisticRegression(C=1 / 0.5**2, tol=1e-10, max_iter=10_000).fit(X, y)
+    probs = np.asarray(mc.class_samples(state, X))
+    assert probs.shape == (4, 200, 3)
+    np.testing.assert_allclose(probs[0], reference.predict_proba(X), atol=2e-3)
+    dropped = state.replace(spec=dataclasses.replace(spec, dropout=0.3))
+    samples = np.asarray(mc.class_samples(dropped, X))
+    outputs = np.asarray(mc.sample_outputs(dropped, X))
+    np.testing.assert_allclose(samples, np.asarray(jax.nn.softmax(outputs, axis=-1)), rtol=1e-12)
+    assert samples.std(0).max() > 1e-3  # the passes differ
+    with pytest.raises(ValueError, match="classifier"):
+        mc.class_samples(mc.init(jax.random.PRNGKey(0), BASE), X[:, :1].repeat(3, 1))
+
+
+def test_classifier_selection_scores_held_out_log_probability():
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(300, noise=0.3, random_state=0)
+    spec = mc.MCDropoutSpec(n_in=2, hidden=(32,), tau=1.0, learning_rate=1e-2, batch_size=32, n_classes=2)
+    choice = mc.select_hyperparameters(X, y.astype(float), (0.01, 0.5), (1.0,), epochs=30,
+                                       key=jax.random.PRNGKey(0), spec=spec, n_samples=20)
+    assert choice.scores.shape == (2, 1) and np.all(choice.scores < 0)
+    with pytest.raises(ValueError, match="tau"):
+        mc.select_hyperparameters(X, y.astype(float), (0.01,), (1.0, 2.0), epochs=1, spec=spec)

@@ -310,3 +310,44 @@ def test_select_sigma_v_picks_the_noise_level_on_a_validation_split():
     np.testing.assert_array_equal(sel.scores, again.scores)
     with pytest.raises(ValueError, match="val_fraction"):
         tagi.select_sigma_v(X, y, grid=grid, epochs=1, val_fraction=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+
+
+def test_binary_classification_update_without_hidden_layer_is_the_exact_posterior_marginals():
+    """One point, a linear probit model z = w x + b with Gaussian (w, b) and p(y | z) = Phi(+-z):
+    the exact posterior mean and variance of each parameter (a 2-D Gauss-Hermite integral on a
+    fine grid) are what one TAGI step with the probit likelihood gives."""
+    spec = tagi.TAGISpec(n_in=1, hidden=(), batch_size=1, n_classes=2)
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    state = state.replace(means=(jnp.asarray([[0.4, -0.3]]),), variances=(jnp.asarray([[0.8, 0.5]]),))
+    x = 1.7
+    for y in (0.0, 1.0):
+        new = tagi.update(state, np.array([[x]]), np.array([y]))
+        nodes, weights = np.polynomial.hermite_e.hermegauss(120)
+        m, s = np.array([0.4, -0.3]), np.sqrt([0.8, 0.5])
+        w, b = np.meshgrid(m[0] + s[0] * nodes, m[1] + s[1] * nodes, indexing="ij")
+        from scipy import stats
+
+        like = stats.norm.cdf((2 * y - 1) * (w * x + b)) * np.outer(weights, weights)
+        mean = np.array([np.sum(like * w), np.sum(like * b)]) / like.sum()
+        var = np.array([np.sum(like * w * w), np.sum(like * b * b)]) / like.sum() - mean**2
+        np.testing.assert_allclose(np.asarray(new.means[0][0]), mean, rtol=1e-9)
+        np.testing.assert_allclose(np.asarray(new.variances[0][0]), var, rtol=1e-9)
+
+
+def test_classification_spec_and_prediction_shapes():
+    with pytest.raises(ValueError, match="n_classes"):
+        tagi.TAGISpec(n_in=2, n_classes=1)
+    with pytest.raises(ValueError, match="heteroscedastic"):
+        tagi.TAGISpec(n_in=2, n_classes=3, heteroscedastic=True)
+    spec = tagi.TAGISpec(n_in=2, hidden=(4,), n_classes=3)
+    assert spec.layer_sizes == (2, 4, 3) and spec.output_likelihood.n_classes == 3
+    assert tagi.TAGISpec(n_in=2).output_likelihood is None
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    moments = tagi.predict_moments(state, np.zeros((5, 2)))
+    assert moments.mean.shape == (5, 3) and moments.epistemic_var.shape == (5, 3)
+    with pytest.raises(ValueError, match="regression"):
+        tagi.select_sigma_v(np.zeros((20, 2)), np.zeros(20), spec=spec)

@@ -145,3 +145,50 @@ def test_multiclass_uncertainty_scores_rank_like_monte_carlo():
 def test_n_classes_is_checked():
     with pytest.raises(ValueError, match="n_classes"):
         MultinomialProbit(1)
+
+
+@float64
+def test_default_tagi_deltas_are_the_gaussian_innovation():
+    """The innovation the base class derives from log Z alone (ADF moment match) is TAGI's
+    Gaussian one, ((y - m)/S, -1/S), for a likelihood that states only a Gaussian log Z."""
+    from probprop.likelihoods import GaussianNoise
+    from probprop.likelihoods.base import Likelihood
+
+    class LogZOnly(Likelihood):
+        def log_z(self, y, mean, var, params=()):
+            return jnp.sum(stats_norm_logpdf(y, mean, var + 0.3))
+
+    def stats_norm_logpdf(y, m, s2):
+        return -0.5 * jnp.log(2 * jnp.pi * s2) - 0.5 * (y - m) ** 2 / s2
+
+    rng = np.random.default_rng(0)
+    m, v, y = rng.normal(size=(6, 1)), rng.uniform(0.1, 2, (6, 1)), rng.normal(size=6)
+    keep = np.array([True] * 5 + [False])
+    got = LogZOnly().tagi_deltas(jnp.asarray(m), jnp.asarray(v), jnp.asarray(y), jnp.asarray(keep))
+    want = GaussianNoise().tagi_deltas(jnp.asarray(m), jnp.asarray(v), jnp.asarray(y), jnp.asarray(keep), 0.3)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    assert got[0][5, 0] == 0 and got[1][5, 0] == 0
+
+
+@float64
+@pytest.mark.parametrize("likelihood", [Probit(), MultinomialProbit(4)], ids=["probit", "multinomial"])
+def test_tagi_deltas_give_the_monte_carlo_posterior_of_each_output(likelihood):
+    """m + v delta_mu and v + v^2 delta_var are the posterior mean and variance of each output
+    unit given the class: checked by rejection sampling of the latent utilities."""
+    rng = np.random.default_rng(3)
+    k = likelihood.n_outputs
+    m, v = rng.normal(0, 1, k), rng.uniform(0.3, 2.0, k)
+    y = 1 if k == 1 else 2
+    d_mean, d_var = likelihood.tagi_deltas(jnp.asarray(m[None]), jnp.asarray(v[None]), jnp.asarray([float(y)]),
+                                           jnp.asarray([True]))
+    post_mean, post_var = m + v * np.asarray(d_mean[0]), v + v * v * np.asarray(d_var[0])
+    n = 2_000_000
+    f = m + np.sqrt(v) * rng.standard_normal((n, k))
+    g = f + rng.standard_normal((n, k))
+    accepted = f[(g[:, 0] > 0) if k == 1 else (g.argmax(1) == y)]
+    se_mean = accepted.std(0) / np.sqrt(len(accepted))
+    assert np.all(np.abs(accepted.mean(0) - post_mean) < 5 * se_mean)
+    se_var = accepted.var(0) * np.sqrt(2.0 / len(accepted))
+    assert np.all(np.abs(accepted.var(0) - post_var) < 5 * se_var)
+    assert np.all(post_var > 0) and np.all(post_var < v)
