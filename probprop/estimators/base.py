@@ -13,7 +13,7 @@ import dataclasses
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -373,6 +373,10 @@ class MomentEstimator(BaseEstimator):
                 fields.update({f.name: getattr(part, f.name) for f in dataclasses.fields(part)})
         params = self.get_params()
         out = []
+        classes = getattr(getattr(spec, "output_likelihood", None), "n_classes", 0)
+        if bool(classes) != isinstance(self, ClassifierMixin):
+            out.append(f"a {'classifier' if classes else 'regression'} network in a "
+                       f"{'classifier' if isinstance(self, ClassifierMixin) else 'regressor'}'s file")
         for name in self._SPEC_PARAMS:
             if name in fields and name in params:
                 mine = tuple(checked["hidden"]) if name == "hidden" else params[name]

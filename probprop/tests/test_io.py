@@ -375,3 +375,21 @@ def test_every_estimator_is_registered_for_files():
     names = {n for n in probprop.__all__ if n.endswith(("Regressor", "Classifier")) and probprop._EXPORTS.get(n) == "probprop.estimators"}
     assert names == set(_ESTIMATORS)
     assert {"ConformalRegressor", "QuantileRecalibratedRegressor"} <= set(probprop.__all__) - set(_ESTIMATORS)
+
+
+def test_a_classifier_network_in_a_regressor_file_is_refused(tmp_path):
+    """A file whose metadata names a regressor but whose (consistent) network is a classifier's
+    is refused before it could predict class utilities as regression means."""
+    from sklearn.datasets import make_blobs
+
+    from probprop import TAGIClassifier, TAGIRegressor
+
+    X, y = make_blobs(60, centers=3, random_state=0)
+    path = tmp_path / "classes.npz"
+    TAGIClassifier(hidden=(4,), epochs=1, random_state=0).fit(X, y).save(path)
+    arrays = _arrays(path)
+    meta = json.loads(str(arrays["__meta__"]))
+    _rewrite(path, arrays, estimator="TAGIRegressor", fitted={},
+             params={"hidden": meta["params"]["hidden"], "sigma_v": 0.3})
+    with pytest.raises(ModelFileError, match="a classifier network in a regressor's file"):
+        TAGIRegressor.load(path)

@@ -27,3 +27,18 @@ def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     assert np.allclose(arrays["proba"].sum(1), 1)
     text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
     assert f"| mnist | {method} |" in text
+
+
+def test_the_pytagi_job_where_pytagi_is_installed(have_images):
+    """pytagi's hierarchical-softmax classifier (``make pytagi``; skipped without it): its
+    probabilities are a distribution per row and it learns something from 2,000 images."""
+    from probprop.bench.methods import MethodUnavailable, check_available
+
+    try:
+        check_available("pytagi")
+    except MethodUnavailable as err:
+        pytest.skip(str(err))
+    row, arrays = images.job("mnist", "pytagi", 0, 2, 2000, None, test_rows=400)
+    assert row["error"] < 0.5
+    assert np.allclose(arrays["proba"].sum(1), 1) and np.all(arrays["proba"] >= 0)
+    assert "ood_fashion-mnist_mutual_information_auroc" not in row
