@@ -320,6 +320,9 @@ CLASSIFIERS = {
     "ensemble": ("DeepEnsembleClassifier", "a deep-ensemble"),
 }
 
+#: The classifiers whose outputs are read through a softmax (the others: the probit likelihoods).
+SOFTMAX_CLASSIFIERS = ("MAPClassifier", "MCDropoutClassifier", "DeepEnsembleClassifier")
+
 #: The estimators whose every network has a noise-variance output (besides their
 #: ``heteroscedastic=True`` ones).
 ALWAYS_HETEROSCEDASTIC = ("DeepEnsembleRegressor",)
@@ -563,7 +566,7 @@ def demo(out, epochs):
               help="Hidden units per layer: repeat or comma-separate (--hidden 50,50); --hidden \"\" for none. "
                    "[default: 50]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Training epochs. [default: the model's own: 40; 100 for dvi, 400 for mcdropout]")
+              help="Training epochs. [default: the model's own: 40; 100 for dvi, 400 for mcdropout regression]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (initial weights, data order).")
 @click.option("--task", type=click.Choice(["auto", "regression", "classification"]), default="auto", show_default=True,
               help="auto: classification when the target column holds text or booleans, regression otherwise.")
@@ -682,7 +685,8 @@ def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, ou
     _fit_and_save(model, X, y, output)
     proba = _class_probabilities(model, X, data)
     index = np.searchsorted(model.classes_, y)
-    outputs = len(model.classes_) if len(model.classes_) > 2 else 1
+    spec = getattr(model.spec_, "member_spec", model.spec_)
+    outputs = spec.layer_sizes[-1]  # one probit output for two classes, K softmax or probit outputs otherwise
     network = "-".join(str(n) for n in (X.shape[1], *hidden, outputs))
     if getattr(model, "n_members", None):
         network = f"{model.n_members} x {network}"
@@ -943,6 +947,8 @@ def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_sca
     if heteroscedastic:
         return result("heteroscedastic", None, "a second output unit gives each input its own variance")
     if "classes_" in fitted:
+        if estimator in SOFTMAX_CLASSIFIERS:
+            return result("class labels", None, "read through a softmax of the outputs (no observation noise)")
         return result("class labels", None, "observed through unit-variance Gaussian noise on the outputs (probit)")
     if estimator == "PBPRegressor" and params.get("noise") != "learn":
         if not (_is_number(params.get("noise")) and params["noise"] > 0):

@@ -42,6 +42,8 @@ INIT_MEAN_STD = 1.0
 #: multinomial probit's quadrature holds rows x K x K x nodes numbers; the scores 2K times that).
 PROBA_BLOCK = 512
 SCORES_BLOCK = 32
+#: At most this many probabilities (networks x rows x classes) per block of the averaging learners.
+SAMPLES_BLOCK_NUMBERS = 4_000_000
 
 
 def _blocked(fn, rows: int, *arrays):
@@ -158,23 +160,34 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         _refuse_non_finite_rows(mean, var)
         return mean, var
 
-    def _class_samples(self, X):
-        """The learner's per-network class probabilities (S, n, K) for learners that average
-        networks (``Learner.class_samples``: ensembles), in padded blocks; None for the others."""
+    def _sample_summaries(self, X):
+        """For learners that average networks (``Learner.class_samples``: ensembles, MC dropout):
+        the S networks' mean class probabilities (n, K), their variance across networks (n, K)
+        and the mean of their entropies (n,), computed block by block (blocks small enough that
+        S x rows x K numbers stay below :data:`SAMPLES_BLOCK_NUMBERS`), so memory stays
+        O(n K) whatever S is; None for the other learners."""
         sample = self._learner().class_samples
         if sample is None:
             return None
         Xs = self._standardise(self._validate_X(X))
-        # rows first for _blocked: (n, S, K)
-        (probs,) = _blocked(lambda Xp: np.moveaxis(np.asarray(sample(self.state_, Xp)), 0, 1), PROBA_BLOCK, Xs)
-        _refuse_non_finite_rows(probs)
-        return np.moveaxis(probs, 1, 0)
+        spec = self.spec_
+        networks = int(getattr(spec, "n_samples", 0) or getattr(spec, "n_members", 1))
+        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // (networks * len(self.classes_)))))
+
+        def summaries(Xp):
+            probs = np.asarray(sample(self.state_, Xp), np.float64)  # (S, rows, K)
+            with np.errstate(invalid="ignore"):  # a non-finite network output stays NaN here, refused below
+                return probs.mean(axis=0), probs.var(axis=0), entropy(probs).mean(axis=0)
+
+        out = _blocked(summaries, rows, Xs)
+        _refuse_non_finite_rows(*out)
+        return out
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, K), columns in the order of ``classes_``; rows sum to 1."""
-        samples = self._class_samples(X)
-        if samples is not None:
-            probs = samples.mean(axis=0)
+        summaries = self._sample_summaries(X)
+        if summaries is not None:
+            probs = summaries[0]
             return probs / probs.sum(axis=1, keepdims=True)
         mean, var = self._output_moments(X)
         likelihood = self.spec_.output_likelihood
@@ -205,11 +218,10 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         average networks (ensembles) the probabilities are the networks' average and the scores
         their spread (variance across networks, mutual information = entropy of the average
         minus the average entropy)."""
-        samples = self._class_samples(X)
-        if samples is not None:
-            probs = samples.mean(axis=0)
-            return ClassPrediction(probs / probs.sum(axis=1, keepdims=True), samples.var(axis=0),
-                                   entropy(samples).mean(axis=0), self.classes_)
+        summaries = self._sample_summaries(X)
+        if summaries is not None:
+            probs, variance, expected = summaries
+            return ClassPrediction(probs / probs.sum(axis=1, keepdims=True), variance, expected, self.classes_)
         mean, var = self._output_moments(X)
         likelihood = self.spec_.output_likelihood
         probs, variance, expected = _blocked(partial(_compiled_probability_moments, likelihood), SCORES_BLOCK, mean, var)
@@ -642,6 +654,7 @@ class MCDropoutClassifier(MomentClassifier):
         import jax
 
         grid = self._grid()
+        self.__dict__.pop("validation_scores_", None)  # from an earlier fit with a search
         if len(grid) > 1:
             key, sub = jax.random.split(key)
             choice = self._learner().select(Xs, ys, spec, epochs=int(self.epochs), key=sub, grid={"dropout": grid})

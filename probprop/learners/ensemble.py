@@ -48,7 +48,7 @@ from jax.scipy.stats import norm
 from probprop.learners import mapnet
 from probprop.learners._sgd import as_xy, holdout
 from probprop.learners.base import Learner, Moments, Selection, float64
-from probprop.likelihoods.classification import log_probability_of
+from probprop.likelihoods.classification import log_mean_probability_of
 from probprop.moments.mixture import mixture_moments
 
 #: Adam step sizes :func:`select_learning_rate` tries by default.
@@ -243,7 +243,7 @@ def validation_score(state: EnsembleState, X, y) -> jax.Array:
     the mean log probability of the true class (y the class index) under the averaged members."""
     if not state.spec.n_classes:
         return gaussian_log_likelihood(state, X, y)
-    return jnp.mean(log_probability_of(_class_samples(state, X).mean(0), y))
+    return jnp.mean(log_mean_probability_of(member_predictions(state, X)[0], y))
 
 
 @float64

@@ -64,12 +64,14 @@ from probprop.learners._sgd import (
 )
 from probprop.learners.base import Learner, Moments, Selection, float64
 from probprop.learners.mapnet import input_noise_draws, mlp
-from probprop.likelihoods.classification import Softmax, log_probability_of, softmax_nll
+from probprop.likelihoods.classification import Softmax, log_mean_probability_of, softmax_nll
 
 #: The dropout grid of GAL-REPO's grid search.
 GRID_P = (0.005, 0.01, 0.05, 0.1)
 #: A default tau grid for standardised targets (noise sd from 1 down to 1/16 of the target sd).
 GRID_TAU = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+#: The most stochastic passes a prediction may take (a model file declaring more is refused).
+MAX_SAMPLES = 10_000
 #: Salt that separates the prediction key from the shuffling key carried in the state.
 _PREDICT_SALT = 0x5EED
 
@@ -95,8 +97,8 @@ class MCDropoutSpec:
 
     def __post_init__(self):
         check_network_spec(self)
-        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int) or self.n_classes in (1,) or (
-                self.n_classes < 0):
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, (int, np.integer)) or (
+                self.n_classes == 1 or self.n_classes < 0):
             raise ValueError(f"n_classes must be 0 (regression) or an integer >= 2, got {self.n_classes!r}")
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
@@ -106,6 +108,8 @@ class MCDropoutSpec:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.n_samples > MAX_SAMPLES:
+            raise ValueError(f"n_samples must be at most {MAX_SAMPLES:,} stochastic passes, got {self.n_samples!r}")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -333,11 +337,16 @@ def _mixture_log_likelihood_grid(layers, X, key, n_samples, ps, y, taus):
 
 @float64
 def sample_outputs(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None = None) -> jax.Array:
-    """The T stochastic passes themselves, shape (T, n); pass t uses ``split(key, T)[t]`` (the
+    """The T stochastic passes themselves, shape (T, n) (a classifier's logits: (T, n, K)); pass t uses ``split(key, T)[t]`` (the
     same masks as :func:`predict` with the same key)."""
     T = state.spec.n_samples if n_samples is None else int(n_samples)
     X = jnp.asarray(X).astype(jnp.dtype(state.spec.dtype))
     return _sample(state.params["layers"], X, _predict_key(state, key), T, state.spec.dropout)
+
+
+def _refuse_classifier(state, name: str) -> None:
+    if state.spec.n_classes:
+        raise ValueError(f"{name} is for an MC dropout regressor; a classifier's passes are class_samples")
 
 
 @float64
@@ -356,8 +365,7 @@ def _class_log_probability_grid(layers, X, key, n_samples, ps, y):
     (``layers`` stacked over it)."""
 
     def score(layers, p):
-        probs = jax.nn.softmax(_sample(layers, X, key, n_samples, p), axis=-1).mean(0)
-        return jnp.mean(log_probability_of(probs, y))
+        return jnp.mean(log_mean_probability_of(_sample(layers, X, key, n_samples, p), y))
 
     return jax.vmap(score)(layers, ps)
 
@@ -370,6 +378,7 @@ def predict(state: MCDropoutState, X: jax.Array, key=None, n_samples: int | None
     the same prediction. ``X_var`` (variances of uncertain inputs, broadcastable to X,
     standardised units): every pass also draws its own input (:func:`_moments_impl`), so the
     variance holds the input noise's share too."""
+    _refuse_classifier(state, "predict")
     T = state.spec.n_samples if n_samples is None else int(n_samples)
     if T < 1:
         raise ValueError(f"n_samples must be >= 1, got {T}")
@@ -401,6 +410,7 @@ def predict_moments(state: MCDropoutState, X: jax.Array, X_var: jax.Array | None
 @float64
 def log_likelihood(state: MCDropoutState, X, y, key=None, n_samples: int | None = None) -> jax.Array:
     """Per-row log (1/T) sum_t N(y | f_t(x), 1/tau): the reference code's test log-likelihood."""
+    _refuse_classifier(state, "log_likelihood")
     spec = state.spec
     T = spec.n_samples if n_samples is None else int(n_samples)
     X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
@@ -487,6 +497,7 @@ def select(X, y, spec: MCDropoutSpec, *, epochs: int = 400, key=None, grid=None)
     grid = {} if grid is None else dict(grid)
     default_tau = (spec.tau,) if spec.n_classes else GRID_TAU
     return select_hyperparameters(X, y, grid_p=grid.get("dropout", GRID_P), grid_tau=grid.get("tau", default_tau),
+                                  n_samples=spec.n_samples,
                                   epochs=epochs, key=key, spec=spec)
 
 

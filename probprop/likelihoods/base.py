@@ -66,18 +66,21 @@ class Likelihood:
 
             delta_mu = dlogZ/dm,     delta_var = 2 dlogZ/dv - (dlogZ/dm)^2
 
-        (for a Gaussian of variance s2 this is ((y - m)/S, -1/S), S = v + s2). Units are matched
+        (:func:`probprop.moments.adf.innovation`; for a Gaussian of variance s2 this is
+        ((y - m)/S, -1/S), S = v + s2). Units are matched
         one by one (the outputs stay independent, as in TAGI's diagonal backward pass); rows with
         ``keep`` False get zero deltas. ``noise_var`` is unused (the likelihood has no free noise)."""
-        params = self.init_params()
-        weight = jnp.asarray(keep, jnp.float64)
+        from probprop.moments.adf import innovation
 
-        def row(m, v, t, w):
-            g_mean, g_var, _, _ = self.adf_output(params, t, m, v, w, w > 0)
+        params = self.init_params()
+        keep = jnp.asarray(keep, bool)
+
+        def row(m, v, t, k):
+            g_mean, g_var, _, _ = self.adf_output(params, t, m, v, jnp.float64(1.0), k)
             return g_mean, g_var
 
-        g_mean, g_var = jax.vmap(row)(jnp.asarray(z_mean, jnp.float64), jnp.asarray(z_var, jnp.float64), y, weight)
-        dtype = jnp.result_type(z_mean)
-        g_mean = jnp.reshape(g_mean, jnp.shape(z_mean))
-        g_var = jnp.reshape(g_var, jnp.shape(z_mean))
-        return g_mean.astype(dtype), (2.0 * g_var - g_mean * g_mean).astype(dtype)
+        g_mean, g_var = jax.vmap(row)(jnp.asarray(z_mean, jnp.float64), jnp.asarray(z_var, jnp.float64), y, keep)
+        shape, dtype = jnp.shape(z_mean), jnp.result_type(z_mean)
+        d_mean, d_var = innovation(jnp.reshape(g_mean, shape), jnp.reshape(g_var, shape))
+        kept = jnp.reshape(keep, (-1,) + (1,) * (len(shape) - 1))
+        return (jnp.where(kept, d_mean, 0.0).astype(dtype), jnp.where(kept, d_var, 0.0).astype(dtype))

@@ -249,10 +249,14 @@ def softmax_nll(logits, y):
     return -jnp.take_along_axis(log_p, jnp.asarray(y).astype(jnp.int32)[:, None], axis=-1)[:, 0]
 
 
-def log_probability_of(probs, y):
-    """log probs[n, y_n] per row: the log probability that averaged class probabilities (n, K)
-    give the true class indices ``y`` (n,); the held-out score of the classifiers' searches."""
-    return jnp.log(jnp.take_along_axis(probs, jnp.asarray(y).astype(jnp.int32)[:, None], axis=-1)[:, 0])
+def log_mean_probability_of(logits, y):
+    """log (1/S) sum_s softmax(logits[s])[n, y_n] per row: the log probability that the average of
+    S networks' class probabilities (logits of shape (S, n, K)) gives the true class indices ``y``
+    (n,), by logsumexp (no underflow for a confidently wrong row); the held-out score of the
+    classifiers' searches."""
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    index = jnp.broadcast_to(jnp.asarray(y).astype(jnp.int32)[None, :, None], (log_p.shape[0], log_p.shape[1], 1))
+    return logsumexp(jnp.take_along_axis(log_p, index, axis=-1)[..., 0], axis=0) - jnp.log(log_p.shape[0])
 
 
 def _log_class_probability(y, mean, var):

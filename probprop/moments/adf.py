@@ -28,6 +28,16 @@ def student_log_z(y, mean, var, shape, rate):
     return log_z[..., 0], log_z[..., 1], log_z[..., 2]
 
 
+def innovation(dlogz_dm, dlogz_dv):
+    """The moment match of :func:`gaussian_update` in TAGI's innovation form: the posterior is
+    N(m + v delta_mu, v + v^2 delta_var) with
+
+        delta_mu = dlogZ/dm,    delta_var = 2 dlogZ/dv - (dlogZ/dm)^2
+
+    (for a Gaussian observation of variance s2, ((y - m)/S, -1/S) with S = v + s2)."""
+    return dlogz_dm, 2.0 * dlogz_dv - dlogz_dm * dlogz_dm
+
+
 def gaussian_update(m, v, dlogz_dm, dlogz_dv):
     """ADF moment match of a Gaussian N(m, v) (Minka 2001, eqs. 5.12-5.13; PBP eqs. 5-6):
 

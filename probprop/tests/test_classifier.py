@@ -285,5 +285,13 @@ def test_mc_dropout_classifier_averages_its_passes_and_selects_the_rate(tmp_path
     model.save(tmp_path / "mcd.npz")
     np.testing.assert_array_equal(MCDropoutClassifier.load(tmp_path / "mcd.npz").predict_proba(Xt),
                                   model.predict_proba(Xt))
+    # the summaries are computed block by block: blocks of 3 rows give the same numbers
+    from probprop.estimators import classifier
+
+    small = pytest.MonkeyPatch.context()
+    with small as patch:
+        patch.setattr(classifier, "SAMPLES_BLOCK_NUMBERS", 20 * 10 * 3)
+        np.testing.assert_allclose(model.predict_proba(Xt), samples.mean(0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.predict_dist(Xt).variance, dist.variance, rtol=1e-9, atol=1e-15)
     with pytest.raises(ValueError, match="dropout"):
         MCDropoutClassifier(dropout=1.5).fit(X[:50], y[:50])

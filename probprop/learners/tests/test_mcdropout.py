@@ -149,6 +149,8 @@ def test_same_key_reproduces_and_padding_with_masked_rows_changes_nothing():
         {"tau": 0.0},
         {"length_scale": -1.0},
         {"n_samples": 0},
+        {"n_samples": 10_001},
+        {"n_classes": 1},
         {"batch_size": 0},
         {"hidden": (5, 0)},
     ],

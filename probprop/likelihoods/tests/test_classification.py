@@ -192,3 +192,19 @@ def test_tagi_deltas_give_the_monte_carlo_posterior_of_each_output(likelihood):
     se_var = accepted.var(0) * np.sqrt(2.0 / len(accepted))
     assert np.all(np.abs(accepted.var(0) - post_var) < 5 * se_var)
     assert np.all(post_var > 0) and np.all(post_var < v)
+
+
+@float64
+def test_log_mean_probability_is_the_log_of_the_averaged_softmax_without_underflow():
+    from probprop.likelihoods.classification import log_mean_probability_of
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (5, 7, 3))
+    y = rng.integers(0, 3, 7)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    want = np.log(probs.mean(0)[np.arange(7), y])
+    np.testing.assert_allclose(log_mean_probability_of(jnp.asarray(logits), jnp.asarray(y)), want, rtol=1e-12)
+    wrong = np.zeros((2, 1, 3))
+    wrong[:, 0, 0] = 2000.0  # every network sure of class 0; the truth is class 2
+    got = float(log_mean_probability_of(jnp.asarray(wrong), jnp.asarray([2]))[0])
+    assert got == pytest.approx(-2000.0, rel=1e-12)
