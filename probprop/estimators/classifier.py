@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from probprop.distributions import ClassPrediction
 from probprop.estimators import _checks
+from probprop.estimators import tagi as tagi_estimator
 from probprop.estimators.base import MomentEstimator, padded
 from probprop.estimators.gradient import EnsembleStepSize
 from probprop.io import register_estimator
@@ -574,22 +575,12 @@ class TAGIClassifier(OnlineClassifier):
         self.verbose = verbose
 
     def _validated_params(self) -> dict:
-        hidden = _checks.hidden_sizes(self.hidden)
-        _checks.positive_int("epochs", self.epochs)
-        _checks.activation_and_dtype(self.activation, self.dtype)
         _checks.constant_tol(self.constant_tol)
         self._input_scaling()
-        for name in ("init_gain", "init_bias_variance"):
-            _checks.positive_float(name, getattr(self, name))
-        return {"hidden": hidden, "batch_size": _checks.positive_int("batch_size", self.batch_size)}
+        return tagi_estimator.network_params(self)
 
     def _make_spec(self, n_in, params):
-        from probprop.learners import tagi
-
-        return tagi.TAGISpec(n_in=n_in, hidden=params["hidden"], activation=self.activation,
-                             batch_size=params["batch_size"], init_gain=float(self.init_gain),
-                             init_bias_variance=float(self.init_bias_variance), dtype=self.dtype,
-                             n_classes=len(self.classes_))
+        return tagi_estimator.network_spec(self, n_in, params, n_classes=len(self.classes_))
 
 
 @register_estimator

@@ -14,6 +14,26 @@ from probprop.learners import tagi
 from probprop.moments.input_noise import PROPAGATIONS
 
 
+def network_params(estimator) -> dict:
+    """The checks of the TAGI network parameters a TAGI estimator (regressor or classifier) shares:
+    ``hidden``, ``epochs``, ``batch_size``, ``activation``, ``dtype``, ``init_gain`` and
+    ``init_bias_variance``; returns the checked ``hidden`` and ``batch_size``."""
+    hidden = _checks.hidden_sizes(estimator.hidden)
+    _checks.positive_int("epochs", estimator.epochs)
+    batch_size = _checks.positive_int("batch_size", estimator.batch_size)
+    _checks.activation_and_dtype(estimator.activation, estimator.dtype)
+    for name in ("init_gain", "init_bias_variance"):
+        _checks.positive_float(name, getattr(estimator, name))
+    return {"hidden": hidden, "batch_size": batch_size}
+
+
+def network_spec(estimator, n_in: int, params: dict, **fields) -> tagi.TAGISpec:
+    """The :class:`TAGISpec` of a TAGI estimator's network (``fields``: the rest, e.g. ``n_classes``)."""
+    return tagi.TAGISpec(n_in=n_in, hidden=params["hidden"], activation=estimator.activation,
+                         batch_size=params["batch_size"], dtype=estimator.dtype, init_gain=float(estimator.init_gain),
+                         init_bias_variance=float(estimator.init_bias_variance), **fields)
+
+
 @register_estimator
 class TAGIRegressor(OnlineRegressor):
     """Tractable approximate Gaussian inference (Goulet, Nguyen & Amiri, JMLR 2021).
@@ -72,26 +92,17 @@ class TAGIRegressor(OnlineRegressor):
     _saved = ("n_rejected_", "rejected_per_epoch_", "sigma_v_", "sigma_v_validation_")
 
     def _validated_params(self) -> dict:
-        hidden = _checks.hidden_sizes(self.hidden)
-        _checks.positive_int("epochs", self.epochs)
-        batch_size = _checks.positive_int("batch_size", self.batch_size)
-        _checks.activation_and_dtype(self.activation, self.dtype)
+        network = network_params(self)
         select = isinstance(self.sigma_v, str) and self.sigma_v == "select"
         if not select and not (
             isinstance(self.sigma_v, numbers.Real) and not isinstance(self.sigma_v, bool) and self.sigma_v > 0
         ):
             raise ValueError(f"sigma_v must be 'select' or a positive float, got {self.sigma_v!r}")
         _checks.boolean("heteroscedastic", self.heteroscedastic)
-        for name in ("init_gain", "init_bias_variance"):
-            _checks.positive_float(name, getattr(self, name))
-        return {"hidden": hidden, "batch_size": batch_size, "select": select}
+        return {**network, "select": select}
 
     def _make_spec(self, n_in, params):
-        spec = tagi.TAGISpec(
-            n_in=n_in, hidden=params["hidden"], activation=self.activation, batch_size=params["batch_size"],
-            dtype=self.dtype, init_gain=float(self.init_gain), init_bias_variance=float(self.init_bias_variance),
-        )
-        return dataclasses.replace(spec, heteroscedastic=bool(self.heteroscedastic))
+        return dataclasses.replace(network_spec(self, n_in, params), heteroscedastic=bool(self.heteroscedastic))
 
     def _configure(self, Xs, ys, key, spec, search):
         key, select_key = jax.random.split(key)
