@@ -50,6 +50,9 @@ bench-all: bench
 	$(BIN)/probprop bench images --methods pbp-cnn --out docs/benchmarks/images-cnn
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
+	$(BIN)/probprop bench streams --out docs/benchmarks/streams
+	$(BIN)/probprop bench active --out docs/benchmarks/active
+	$(BIN)/probprop bench active --rules random,bmdal-lcmd --out docs/benchmarks/active-bmdal  # pip install -e ".[active-peers]"
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links
 # Debian's libopenmpi3 (root needed) and NVIDIA's NCCL, which comes as a wheel.

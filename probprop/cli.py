@@ -10,6 +10,8 @@
     probprop bench speed [--out DIR] [--quick]
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...] [--seeds 3]
+    probprop bench active [--datasets ...] [--splits 5] [--batches 10,50] [--rules random,variance,greedy,reduction]
+    probprop bench streams [--streams friedman-abrupt,...] [--methods pbp-forget,pbp,...] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -1188,6 +1190,70 @@ def bench_images(ctx, datasets, methods, seeds, epochs, train_rows, workers, dat
         path = images.run(out=out, datasets=datasets.split(","), methods=methods.split(","), seeds=seeds,
                           epochs=epochs, train_rows=train_rows, data_dir=data_dir, workers=workers,
                           command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+    except (RuntimeError, OSError, ValueError) as err:
+        raise click.ClickException(_first_line(err)) from None
+    click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
+
+
+@bench.command("streams")
+@click.option("--streams", default=",".join(("friedman-abrupt", "friedman-gradual", "friedman-static", "trump-approval",
+                                            "moons-rotating", "moons-static", "mnist-rotating", "phishing")),
+              show_default=True, help="Comma-separated stream names (probprop.data.streams.STREAMS).")
+@click.option("--methods", default="pbp-forget,pbp,tagi-forget,tagi,sgd-net,river-linear,river-hat,river-arf",
+              show_default=True, help="Comma-separated: pbp-forget, pbp, tagi-forget, tagi, sgd-net, river-linear, "
+                                      "river-hat, river-arf (river's need `pip install probprop[streams]`).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
+@click.option("--rows", type=click.IntRange(min=100), default=None, help="Rows of each generated stream (default: its own).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding mnist/ (default: $PROBPROP_IMAGES_DIR or a shared/data folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/streams"),
+              show_default=True, help="Folder for report.md, results.csv and the figures.")
+@click.pass_context
+def bench_streams(ctx, streams, methods, seeds, rows, workers, data_dir, out):
+    """Prequential log loss, accuracy / RMSE and coverage on drifting and stationary streams."""
+    from probprop.bench import streams as bench_streams_module
+
+    try:
+        path = bench_streams_module.run(out=out, streams=streams.split(","), methods=methods.split(","), seeds=seeds,
+                                        data_dir=data_dir, workers=workers, n_rows=rows, command=_command_line(ctx),
+                                        log=lambda text: click.echo(text, err=True))
+    except FileNotFoundError as err:
+        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
+    except (RuntimeError, OSError, ValueError, ImportError) as err:
+        raise click.ClickException(_first_line(err)) from None
+    click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
+
+
+@bench.command("active")
+@click.option("--datasets", default="boston,concrete,energy,kin8nm,naval,power,protein,wine,yacht", show_default=True,
+              help="Comma-separated UCI datasets.")
+@click.option("--splits", type=click.IntRange(min=1), default=5, show_default=True, help="Splits per dataset.")
+@click.option("--batches", default="10,50", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--rules", default="random,variance,greedy,reduction", show_default=True,
+              help="Comma-separated acquisition rules (probprop.active.METHODS), and bmdal-lcmd (bmdal-reg's "
+                   "LCMD-TP; needs `pip install probprop[active-peers]`); random is the reference.")
+@click.option("--budget", type=click.IntRange(min=1), default=200, show_default=True, help="Labels to acquire.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the UCI datasets (default: see `probprop bench uci`).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/active"),
+              show_default=True, help="Folder for report.md, results.csv and the figures.")
+@click.pass_context
+def bench_active(ctx, datasets, splits, batches, rules, budget, workers, data_dir, out):
+    """Batch active learning on the UCI pools: test RMSE and LL against labels, areas relative to random."""
+    from probprop.bench import active
+
+    try:
+        sizes = [int(b) for b in batches.split(",")]
+    except ValueError:
+        raise click.ClickException(f"--batches must be comma-separated integers, got {batches!r}") from None
+    try:
+        path = active.run(out=out, datasets=datasets.split(","), splits=splits, batches=sizes, rules=rules.split(","),
+                          data_dir=data_dir, workers=workers, budget=budget, command=_command_line(ctx),
+                          log=lambda text: click.echo(text, err=True))
+    except FileNotFoundError as err:
+        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")

@@ -80,13 +80,15 @@ def register_estimator(cls):
 
 
 def _known_classes() -> dict[str, type]:
-    """Every dataclass a spec may hold, by name: learner specs, likelihoods, layers."""
+    """Every dataclass a spec or an estimator parameter may hold, by name: learner specs,
+    likelihoods, layers, the drift model's :class:`~probprop.learners.drift.Forgetting`."""
     from probprop.layers import LAYERS
     from probprop.learners import REGISTRY
+    from probprop.learners.drift import Forgetting
     from probprop.likelihoods import LIKELIHOODS
 
     classes = {learner.spec_class.__name__: learner.spec_class for learner in REGISTRY.values()}
-    classes.update({cls.__name__: cls for cls in (*LIKELIHOODS.values(), *LAYERS.values())})
+    classes.update({cls.__name__: cls for cls in (*LIKELIHOODS.values(), *LAYERS.values(), Forgetting)})
     return classes
 
 
@@ -470,7 +472,9 @@ def _estimator(cls, meta: dict, spec, state, fitted: dict, archive: _Archive, pa
     params = meta.get("params")
     if not isinstance(params, dict):
         raise ModelFileError(f"{path}: malformed estimator parameters")
-    params = {k: tuple(_untagged(v)) if isinstance(v, list) else _untagged(v) for k, v in params.items()}
+    params = {k: tuple(_untagged(v)) if isinstance(v, list)
+              else _spec_from_json(v, path) if isinstance(v, dict) and "class" in v else _untagged(v)
+              for k, v in params.items()}
     n_in = int(spec.n_in)
     x_mean = archive.array("x_mean", (n_in,), np.float64)
     x_scale = archive.array("x_scale", (n_in,), np.float64)

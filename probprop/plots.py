@@ -22,7 +22,7 @@ from probprop.metrics._validation import (
 from probprop.metrics.calibration import calibration_curve, miscalibration_area, pit
 from probprop.metrics.scoring import inside_interval
 
-__all__ = ["plot_fit_1d", "plot_calibration", "plot_pit_histogram", "plot_intervals_ordered", "plot_reliability",
+__all__ = ["plot_fit_1d", "plot_calibration", "plot_pit_histogram", "plot_intervals_ordered", "plot_reliability", "plot_stream",
            "plot_score_histograms"]
 
 _DPI = 120
@@ -251,4 +251,34 @@ def plot_score_histograms(scores: dict, *, xlabel="Confidence (top-class probabi
     ax.set_ylabel("Density")
     ax.legend()
     ax.set_title(title if title is not None else "Scores in and out of distribution")
+    return _finish(fig, path)
+
+
+def plot_stream(curves: dict, *, metric: str = "log_loss", window: int = 200, gammas=None, path=None, title=None):
+    """Scores over a stream (prequential evaluation, :mod:`probprop.prequential`): ``curves`` maps
+    a method's label to its per-row score (1-D, in stream order: the log loss, the squared error,
+    1/0 for a correct class, ...). Top: the cumulative mean (what the stream's summary reports);
+    middle: the mean over a moving ``window`` of rows (where the drift hurts, and how fast each
+    method recovers); bottom, when ``gammas`` (label -> per-row forgetting factor) is given:
+    1 - gamma on a log scale."""
+    rows = 3 if gammas else 2
+    fig = _new_figure((7.0, 2.6 * rows))
+    axes = [fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
+    for label, values in curves.items():
+        v = np.asarray(values, np.float64)
+        t = np.arange(1, len(v) + 1)
+        axes[0].plot(t, np.cumsum(v) / t, label=label, lw=1.2)
+        w = max(1, min(int(window), len(v)))
+        moving = np.convolve(v, np.ones(w) / w, mode="valid")
+        axes[1].plot(np.arange(w, len(v) + 1), moving, lw=1.0)
+    axes[0].set_ylabel(f"cumulative mean\n{metric}")
+    axes[1].set_ylabel(f"{metric}, moving\nmean of {window}")
+    axes[0].legend(fontsize=7, ncol=2)
+    if gammas:
+        for label, g in gammas.items():
+            axes[2].semilogy(np.arange(1, len(g) + 1), np.maximum(1.0 - np.asarray(g, np.float64), 1e-12), label=label)
+        axes[2].set_ylabel("1 - gamma")
+        axes[2].legend(fontsize=7)
+    axes[-1].set_xlabel("rows of the stream after the warm-up")
+    axes[0].set_title(title if title is not None else "Prequential scores over the stream")
     return _finish(fig, path)

@@ -93,6 +93,21 @@ def pin(core: int) -> None:
     os.sched_setaffinity(0, {core})
 
 
+def pinned_results(fn, calls, workers: int):
+    """Run ``fn(*args, core=c)`` for every ``args`` of ``calls`` on ``workers`` spawned processes,
+    job i on usable core i mod workers (``fn`` pins itself to it); yield ``(args, result)`` in the
+    order of ``calls``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    cores = usable_cores()[: max(1, workers)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context) as pool:
+        futures = [pool.submit(fn, *args, core=cores[i % len(cores)]) for i, args in enumerate(calls)]
+        for args, future in zip(calls, futures):
+            yield args, future.result()
+
+
 # --------------------------------------------------------------------------------------
 # The workers' environment
 # --------------------------------------------------------------------------------------

@@ -182,6 +182,9 @@ class MomentEstimator(BaseEstimator):
         import jax
 
         params = self._validated_params()
+        if isinstance(self, StreamLearning):
+            self._forgetting()  # an invalid forgetting is refused before any work
+            self.__dict__.pop("drift_", None)  # a new posterior starts its forgetting afresh
         self._set_scaling(X, y)
         Xs, ys = self._standardise(X, y)
         spec = self._make_spec(X.shape[1], params)
@@ -358,6 +361,8 @@ class MomentEstimator(BaseEstimator):
             estimator.feature_names_in_ = np.asarray(feature_names, dtype=object)
         for attr, value in fitted.items():
             setattr(estimator, attr, value)
+        if isinstance(estimator, StreamLearning):
+            estimator._check_drift_state()
         estimator.spec_, estimator.state_ = spec, state
         return estimator
 
@@ -430,7 +435,11 @@ class MomentRegressor(RegressorMixin, MomentEstimator):
     def _moments(self, X, X_var=None, propagation: str = "moments"):
         """(mean, epistemic_var, noise_var) in the user's units; ``X_var`` and ``propagation`` as
         in :meth:`predict_dist`."""
-        mean, epistemic, noise = self._learner_moments(X, X_var, propagation)
+        return self._user_moments(*self._learner_moments(X, X_var, propagation))
+
+    def _user_moments(self, mean, epistemic, noise):
+        """The learner's (standardised) moments per row in the user's units, refused (naming the
+        rows) where they are not finite."""
         scale2 = self.y_scale_**2
         with np.errstate(over="ignore", invalid="ignore"):
             out = mean * self.y_scale_ + self.y_mean_, epistemic * scale2, noise * scale2
@@ -494,7 +503,84 @@ class MomentRegressor(RegressorMixin, MomentEstimator):
 
 
 
-class OnlineRegressor(MomentRegressor):
+class StreamLearning:
+    """What the online estimators share (mixed into :class:`OnlineRegressor` and the online
+    classifier): the drift model of ``partial_fit`` (``forgetting``, :mod:`probprop.learners.drift`)
+    and the ordered, recorded sweep that prequential evaluation runs (:mod:`probprop.prequential`).
+
+    A concrete estimator has a ``forgetting`` parameter (``PBPEnsembleRegressor`` has none: its
+    learner has no online step yet); its learned state is ``drift_`` (saved with the model) and the
+    current factor ``gamma_``."""
+
+    def _forgetting(self):
+        from probprop.learners import drift
+
+        forgetting = drift.as_forgetting(getattr(self, "forgetting", None))  # PBP ensembles have none
+        if forgetting is not None and getattr(self, "inference", "adf") != "adf":
+            raise ValueError("forgetting needs inference='adf' (an SEP site belongs to a fixed data set)")
+        return forgetting
+
+    @property
+    def gamma_(self) -> float:
+        """The forgetting factor per row that the next ``partial_fit`` row starts from (1.0 without
+        forgetting; the learned value with ``forgetting='learn'``)."""
+        from probprop.learners import drift
+
+        check_is_fitted(self, "state_")
+        forgetting = self._forgetting()
+        if forgetting is None:
+            return 1.0
+        if not forgetting.learn or not hasattr(self, "drift_"):
+            return float(forgetting.gamma)
+        return float(float64(drift.gamma)(drift.DriftState(*np.asarray(self.drift_, np.float64)), forgetting))
+
+    def _stream(self, Xs, ys, mask, record: bool = False):
+        """Learn standardised rows in order, each step after the drift transition (none without
+        forgetting), through the learner's ``step``; returns the recorded predictions (see
+        :func:`probprop.learners.drift.sweep`) when ``record``."""
+        import jax
+
+        from probprop.learners import drift
+
+        forgetting = self._forgetting()
+        learner = self._learner()
+        state = drift.init(forgetting) if forgetting is not None else None
+        if forgetting is not None and hasattr(self, "drift_"):
+            state = drift.DriftState(*(np.float64(v) for v in self.drift_))
+        prior = drift.prior(learner, self.spec_)
+        new, state, recorded = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting, record)
+        self.state_ = jax.device_get(new)
+        if forgetting is not None:
+            self.drift_ = np.asarray([float(v) for v in state], np.float64)
+        if hasattr(self.state_, "rejections"):
+            self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
+        return jax.device_get(recorded) if record else None
+
+    def _learn_batch(self, Xs, ys, epochs: int) -> None:
+        """``partial_fit``'s learning: today's shuffled epochs without forgetting, the ordered
+        drift sweep with it (one pass)."""
+        Xp, yp, mask = padded(Xs, ys)
+        if self._forgetting() is None:
+            self._run_epochs(Xp, yp, epochs, mask)
+            return
+        if epochs != 1:
+            raise ValueError(f"with forgetting, partial_fit learns each row once in the order given (epochs=1), "
+                             f"got epochs={epochs}")
+        self._stream(Xp, yp, mask)
+
+    def _check_drift_state(self) -> None:
+        """A model file's ``forgetting`` must be valid and its ``drift_`` usable by the next step
+        (:func:`probprop.learners.drift.check_state`)."""
+        from probprop.learners import drift
+
+        forgetting = self._forgetting()
+        if hasattr(self, "drift_"):
+            if forgetting is None:
+                raise ValueError("a drift state without forgetting")
+            drift.check_state(self.drift_, forgetting)
+
+
+class OnlineRegressor(StreamLearning, MomentRegressor):
     """A regressor whose learner continues from its posterior (ADF): ``partial_fit``."""
 
     @float64
@@ -506,6 +592,11 @@ class OnlineRegressor(MomentRegressor):
         later calls reuse both, accept any number of rows, and need the same features. Each of the
         ``epochs`` passes shuffles the batch and learns each row once. Batches are padded to a
         power-of-two length, so a stream of ragged batches reuses compiled programs.
+
+        With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
+        stream instead: learned once each (``epochs`` must be 1) in the order given, every step
+        preceded by the transition that relaxes the posterior towards the prior by gamma (fixed, or
+        learned online from the predictive log-likelihood: ``gamma_``); ``fit`` ignores it.
 
         Before learning a batch, a fitted model compares it with its own predictions: when the
         batch's mean ``|y - mean| / std`` (predictive mean and standard deviation) exceeds
@@ -520,10 +611,10 @@ class OnlineRegressor(MomentRegressor):
             self._validated_params()
             self._begin(X, y, search=False)
         Xs, ys = self._standardise(X, y)
-        Xp, yp, mask = padded(Xs, ys)
         if not first:
+            Xp, yp, mask = padded(Xs, ys)
             self._warn_drift(Xp, yp, mask)
-        self._run_epochs(Xp, yp, epochs, mask)
+        self._learn_batch(Xs, ys, epochs)
         return self
 
     def _warn_drift(self, Xp, yp, mask) -> None:

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from probprop.distributions import ClassPrediction
 from probprop.estimators import _checks
 from probprop.estimators import tagi as tagi_estimator
-from probprop.estimators.base import MomentEstimator, padded
+from probprop.estimators.base import MomentEstimator, StreamLearning
 from probprop.estimators.gradient import EnsembleStepSize
 from probprop.io import register_estimator
 from probprop.layers import Dense
@@ -190,14 +190,17 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         if summaries is not None:
             probs = summaries[0]
             return probs / probs.sum(axis=1, keepdims=True)
-        mean, var = self._output_moments(X)
+        return self._probabilities(*self._output_moments(X))
+
+    def _probabilities(self, mean, var) -> np.ndarray:
+        """Class probabilities (rows summing to 1) from the output moments of a moment learner."""
         likelihood = self.spec_.output_likelihood
         (probs,) = _blocked(partial(_compiled_probabilities, likelihood), PROBA_BLOCK, mean, var)
         return probs / probs.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Natural log of :meth:`predict_proba` (probabilities below 1e-300 give about -690)."""
-        return np.log(np.maximum(self.predict_proba(X), 1e-300))
+        return log_probability(self.predict_proba(X))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row (labels of ``classes_``)."""
@@ -256,7 +259,7 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         return tags
 
 
-class OnlineClassifier(MomentClassifier):
+class OnlineClassifier(StreamLearning, MomentClassifier):
     """A classifier whose learner continues from its posterior (ADF): ``partial_fit``."""
 
     @float64
@@ -268,7 +271,12 @@ class OnlineClassifier(MomentClassifier):
         Later calls accept labels among ``classes_`` only, any number of rows, the same features;
         ``classes``, if given again, must equal ``classes_``. The first call also sets the input
         scaling (needs 2+ rows). Each of the ``epochs`` passes shuffles the batch and learns each
-        row once; batches are padded to a power-of-two length (compiled programs are reused)."""
+        row once; batches are padded to a power-of-two length (compiled programs are reused).
+
+        With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
+        stream instead: learned once each (``epochs`` must be 1) in the order given, every step
+        preceded by the transition that relaxes the posterior towards the prior by gamma (fixed, or
+        learned online from the predictive log-likelihood: ``gamma_``); ``fit`` ignores it."""
         first = not hasattr(self, "state_")
         if not first and classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {list(classes)!r} differ from the classes {self.classes_.tolist()} of the "
@@ -280,9 +288,17 @@ class OnlineClassifier(MomentClassifier):
         if first:
             self._begin(X, y, search=False)
         Xs, ys = self._standardise(X, y)
-        Xp, yp, mask = padded(Xs, ys)
-        self._run_epochs(Xp, yp, epochs, mask)
+        self._learn_batch(Xs, ys, epochs)
         return self
+
+
+#: The floor of the probabilities whose log is taken (:meth:`MomentClassifier.predict_log_proba`).
+PROBABILITY_FLOOR = 1e-300
+
+
+def log_probability(p):
+    """log p with p floored at :data:`PROBABILITY_FLOOR` (about -690 at most)."""
+    return np.log(np.maximum(p, PROBABILITY_FLOOR))
 
 
 def _compiled(fn_name):
@@ -343,6 +359,13 @@ class PBPClassifier(OnlineClassifier):
         precision after every pass, as the regressor does; on Fashion-MNIST (784-100-100-10, three
         passes) it left the prior Gamma improper and then broad, and one seed in three ended at
         43 % test error (12.8 % with the fixed prior, which matched it on the other seeds).
+    forgetting : None, "learn", float in (0, 1] or probprop.learners.drift.Forgetting, default=None
+        The drift model of ``partial_fit`` for a stream whose relationship changes: before each
+        row each weight's variance relaxes towards its prior variance, gamma^2 v + (1 - gamma^2)
+        v0, its mean kept (the drift model of Titsias et al., ICLR 2024, with the mean kept:
+        ``Forgetting(shrink_mean=True)`` shrinks it by gamma too). A number fixes gamma; ``"learn"`` learns it online
+        from each new row's predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without
+        a drift model (shuffled epochs). ``fit`` ignores it.
     random_state : int, RandomState or None, default=None
     verbose : bool, default=False
 
@@ -356,11 +379,11 @@ class PBPClassifier(OnlineClassifier):
 
     _learner_name = "pbp"
     _progress_label = "PBP epochs"
-    _saved = ("classes_", "n_rejected_", "rejected_per_epoch_")
+    _saved = ("classes_", "n_rejected_", "rejected_per_epoch_", "drift_")
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", activation="relu",
                  dtype="float64", input_scaling="features", constant_tol=1e-9, inference="adf", learn_prior=False,
-                 random_state=None, verbose=False):
+                 forgetting=None, random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.conv = conv
@@ -372,6 +395,7 @@ class PBPClassifier(OnlineClassifier):
         self.constant_tol = constant_tol
         self.inference = inference
         self.learn_prior = learn_prior
+        self.forgetting = forgetting
         self.random_state = random_state
         self.verbose = verbose
 
@@ -547,6 +571,8 @@ class TAGIClassifier(OnlineClassifier):
         initialisation (the regressor keeps TAGI-MAT's 0.25): one pass over 10,000 MNIST training
         images (784-100-100-10) scored on 2,000 other training images gave 13.5 % error with
         0.25 and 10.2 % with 1 (validation images, not the test set).
+    forgetting : as in :class:`PBPClassifier` (TAGI steps ``batch_size`` rows at a time, each step
+        preceded by gamma^batch_size).
 
     Attributes
     ----------
@@ -557,11 +583,11 @@ class TAGIClassifier(OnlineClassifier):
 
     _learner_name = "tagi"
     _progress_label = "TAGI epochs"
-    _saved = ("classes_", "n_rejected_", "rejected_per_epoch_")
+    _saved = ("classes_", "n_rejected_", "rejected_per_epoch_", "drift_")
 
     def __init__(self, hidden=(50,), epochs=40, batch_size=10, init_gain=1.0, init_bias_variance=0.01,
-                 activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, random_state=None,
-                 verbose=False):
+                 activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, forgetting=None,
+                 random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
@@ -571,6 +597,7 @@ class TAGIClassifier(OnlineClassifier):
         self.dtype = dtype
         self.input_scaling = input_scaling
         self.constant_tol = constant_tol
+        self.forgetting = forgetting
         self.random_state = random_state
         self.verbose = verbose
 

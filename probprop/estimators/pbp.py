@@ -52,6 +52,14 @@ class PBPRegressor(OnlineRegressor):
         for the average data point and a point's update first removes its share, so the
         variances settle (``probprop.learners.pbp.sep_update``). ``partial_fit`` counts N as
         the rows of each call.
+    forgetting : None, "learn", float in (0, 1] or probprop.learners.drift.Forgetting, default=None
+        The drift model of ``partial_fit`` for a stream whose relationship changes: before each
+        row each weight's variance relaxes towards its prior variance, gamma^2 v + (1 - gamma^2)
+        v0, its mean kept (the drift model of Titsias et al., ICLR 2024, with the mean kept:
+        ``Forgetting(shrink_mean=True)`` shrinks it by gamma too), and a learned noise forgets its evidence at the
+        same rate. A number fixes gamma; ``"learn"`` learns it online from each new row's
+        predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
+        (shuffled epochs). ``fit`` ignores it.
     random_state : int, RandomState or None, default=None
         Seeds the initial weight means and the per-epoch shuffling.
     verbose : bool, default=False
@@ -72,7 +80,7 @@ class PBPRegressor(OnlineRegressor):
     _learner_name = "pbp"
     _propagations = PROPAGATIONS
     _progress_label = "PBP epochs"
-    _saved = ("n_rejected_", "rejected_per_epoch_")
+    _saved = ("n_rejected_", "rejected_per_epoch_", "drift_")
 
     def __init__(
         self,
@@ -83,6 +91,7 @@ class PBPRegressor(OnlineRegressor):
         dtype="float64",
         constant_tol=1e-9,
         inference="adf",
+        forgetting=None,
         random_state=None,
         verbose=False,
     ):
@@ -93,6 +102,7 @@ class PBPRegressor(OnlineRegressor):
         self.dtype = dtype
         self.constant_tol = constant_tol
         self.inference = inference
+        self.forgetting = forgetting
         self.random_state = random_state
         self.verbose = verbose
 

@@ -58,6 +58,13 @@ class TAGIRegressor(OnlineRegressor):
         Initial weight variance ``init_gain / fan_in`` (weight means drawn from the same
         variance) and initial bias variance: TAGI-MAT's UCI setting. pytagi's He
         initialisation corresponds to ``init_gain=1`` (see ``docs/benchmarks/pytagi``).
+    forgetting : None, "learn", float in (0, 1] or probprop.learners.drift.Forgetting, default=None
+        The drift model of ``partial_fit`` for a stream whose relationship changes: before each
+        row each weight's variance relaxes towards its prior variance, gamma^2 v + (1 - gamma^2)
+        v0, its mean kept (the drift model of Titsias et al., ICLR 2024, with the mean kept:
+        ``Forgetting(shrink_mean=True)`` shrinks it by gamma too), A number fixes gamma; ``"learn"`` learns it online from each new row's
+        predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
+        (shuffled epochs). ``fit`` ignores it.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class TAGIRegressor(OnlineRegressor):
         init_bias_variance=0.01,
         activation="relu",
         dtype="float64",
+        forgetting=None,
         random_state=None,
         verbose=False,
     ):
@@ -83,13 +91,14 @@ class TAGIRegressor(OnlineRegressor):
         self.init_bias_variance = init_bias_variance
         self.activation = activation
         self.dtype = dtype
+        self.forgetting = forgetting
         self.random_state = random_state
         self.verbose = verbose
 
     _learner_name = "tagi"
     _propagations = PROPAGATIONS
     _progress_label = "TAGI epochs"
-    _saved = ("n_rejected_", "rejected_per_epoch_", "sigma_v_", "sigma_v_validation_")
+    _saved = ("n_rejected_", "rejected_per_epoch_", "sigma_v_", "sigma_v_validation_", "drift_")
 
     def _validated_params(self) -> dict:
         network = network_params(self)

@@ -10,6 +10,7 @@ A learner is a :class:`Learner`, a named tuple of pure functions over an immutab
     moments = learner.predict(state, X, X_var)      # the same for uncertain inputs x ~ N(X, X_var)
     choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
     probs = learner.class_samples(state, X)         # optional, classifiers: (S, n, K)
+    state = learner.step(state, X, y, keep)         # optional, online learners: learn rows in order
 
 Every array is in standardised units (the estimators standardise at the edge). ``update`` takes
 ``mask`` (n,) marking the real rows of data padded to a reusable shape (``None``: every row is
@@ -29,6 +30,13 @@ stochastic passes, with a key derived from the state, so the same state gives th
 ``online`` says whether ``update`` continues learning from the current state the way the learning
 rule means it (assumed density filtering: PBP, TAGI), which is what ``partial_fit`` needs; the gradient learners can take more epochs too, but the optimiser's
 epoch count and step sizes assume one fixed data set.
+
+``step`` (optional, the online learners) learns the rows of X in the order given, with no
+shuffling and nothing done per epoch (PBP's EP prior step), ``keep`` (n,) marking the real rows:
+a stream's unit of learning, composed with forgetting by :func:`probprop.learners.drift.sweep`.
+A learner that conditions on several rows at once says how many in its spec's ``batch_size``
+(TAGI); the drift sweep then calls ``step`` with that many rows (padding rows masked), the
+acquisition rules (:mod:`probprop.learners.acquisition`) with one.
 
 ``class_samples`` (optional, classification learners that average networks: ensemble members,
 dropout masks) gives the class probabilities of each of its S equally weighted networks, shape
@@ -97,6 +105,7 @@ class Learner(NamedTuple):
     select: Callable | None = None
     online: bool = False
     class_samples: Callable | None = None
+    step: Callable | None = None
 
 
 def float64(fn):

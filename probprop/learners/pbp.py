@@ -677,9 +677,19 @@ def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
     return refine_prior(state, limit).replace(key=key)
 
 
+def step(state: PBPState, X: jax.Array, y: jax.Array, keep: jax.Array | None = None) -> PBPState:
+    """ADF updates for the rows of X in the order given (no shuffle, no EP prior step): the
+    learner's online step (:mod:`probprop.learners.drift`). ADF only: an SEP site needs the
+    number of rows of a fixed data set."""
+    if state.spec.inference != "adf":
+        raise ValueError("the online step (a stream, forgetting) needs inference='adf'")
+    return adf_sweep(state, X, y, keep)
+
+
 def n_weights(spec: PBPSpec) -> int:
     return sum(a * b for a, b in spec.weight_shapes)
 
 
 #: PBP behind the learner protocol (:mod:`probprop.learners.base`).
-learner = Learner(name="pbp", spec_class=PBPSpec, init=init, update=update, predict=predict_moments, online=True)
+learner = Learner(name="pbp", spec_class=PBPSpec, init=init, update=update, predict=predict_moments, online=True,
+                  step=step)

@@ -486,6 +486,12 @@ def batch_update(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_
     return state.replace(means=tuple(means), variances=tuple(variances), rejections=tuple(rejections))
 
 
+def step(state: TAGIState, X: jax.Array, y: jax.Array, keep: jax.Array | None = None) -> TAGIState:
+    """Condition on the rows of X at once (the learner's online step, called with ``batch_size``
+    rows by :func:`probprop.learners.drift.sweep`): :func:`batch_update`."""
+    return batch_update(state, X, y, keep)
+
+
 def sweep(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=None) -> TAGIState:
     """Mini-batch updates over the rows of X in order, in one ``lax.scan``.
 
@@ -637,4 +643,4 @@ def select(X, y, spec: TAGISpec, *, epochs: int = 40, key=None, grid=None) -> Se
 
 #: TAGI behind the learner protocol (:mod:`probprop.learners.base`).
 learner = Learner(name="tagi", spec_class=TAGISpec, init=init, update=update, predict=predict_moments,
-                  select=select, online=True)
+                  select=select, online=True, step=step)

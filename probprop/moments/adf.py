@@ -46,6 +46,19 @@ def gaussian_update(m, v, dlogz_dm, dlogz_dv):
     return m + v * dlogz_dm, v - v * v * (dlogz_dm * dlogz_dm - 2.0 * dlogz_dv)
 
 
+def update_gradients(m, v, m_new, v_new):
+    """The inverse of :func:`gaussian_update`: the (dlogZ/dm, dlogZ/dv) that turned N(m, v) into
+    N(m_new, v_new),
+
+        dlogZ/dm = (m_new - m) / v,    dlogZ/dv = [(v_new - v) / v^2 + (dlogZ/dm)^2] / 2.
+
+    Any learner whose step is a Gaussian moment match (PBP's ADF, TAGI's conditioning) thereby
+    reveals the gradient of the log evidence of the rows it learned with respect to its prior
+    moments (for a TAGI mini-batch, that of the rows' summed innovations)."""
+    g_m = (m_new - m) / v
+    return g_m, 0.5 * ((v_new - v) / (v * v) + g_m * g_m)
+
+
 def gaussian_update_outer(m, v, a, b, x):
     """:func:`gaussian_update` of a weight matrix whose gradients are outer products with
     deterministic inputs x, ``dlogZ/dm = a x^T`` and ``dlogZ/dv = b (x^2)^T`` (the first

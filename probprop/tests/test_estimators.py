@@ -55,6 +55,7 @@ def test_constructor_stores_arguments_unchanged():
         "activation": "relu",
         "dtype": "float64",
         "inference": "adf",
+        "forgetting": None,
         "random_state": None,
         "verbose": False,
     }
