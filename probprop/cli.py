@@ -1195,6 +1195,17 @@ def bench_images(ctx, datasets, methods, seeds, epochs, train_rows, workers, dat
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
 
 
+def _run_report(ctx, run, **options):
+    """A benchmark's ``run(**options, command=..., log=...)`` with its user errors as one-line CLI
+    errors (a missing data folder says how to point at one); returns the report folder."""
+    try:
+        return run(**options, command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+    except FileNotFoundError as err:
+        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
+    except (RuntimeError, OSError, ValueError, ImportError) as err:
+        raise click.ClickException(_first_line(err)) from None
+
+
 @bench.command("streams")
 @click.option("--streams", default=",".join(("friedman-abrupt", "friedman-gradual", "friedman-static", "trump-approval",
                                             "moons-rotating", "moons-static", "mnist-rotating", "phishing")),
@@ -1214,14 +1225,8 @@ def bench_streams(ctx, streams, methods, seeds, rows, workers, data_dir, out):
     """Prequential log loss, accuracy / RMSE and coverage on drifting and stationary streams."""
     from probprop.bench import streams as bench_streams_module
 
-    try:
-        path = bench_streams_module.run(out=out, streams=streams.split(","), methods=methods.split(","), seeds=seeds,
-                                        data_dir=data_dir, workers=workers, n_rows=rows, command=_command_line(ctx),
-                                        log=lambda text: click.echo(text, err=True))
-    except FileNotFoundError as err:
-        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
-    except (RuntimeError, OSError, ValueError, ImportError) as err:
-        raise click.ClickException(_first_line(err)) from None
+    path = _run_report(ctx, bench_streams_module.run, out=out, streams=streams.split(","), methods=methods.split(","),
+                       seeds=seeds, data_dir=data_dir, workers=workers, n_rows=rows)
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
 
 
@@ -1248,14 +1253,8 @@ def bench_active(ctx, datasets, splits, batches, rules, budget, workers, data_di
         sizes = [int(b) for b in batches.split(",")]
     except ValueError:
         raise click.ClickException(f"--batches must be comma-separated integers, got {batches!r}") from None
-    try:
-        path = active.run(out=out, datasets=datasets.split(","), splits=splits, batches=sizes, rules=rules.split(","),
-                          data_dir=data_dir, workers=workers, budget=budget, command=_command_line(ctx),
-                          log=lambda text: click.echo(text, err=True))
-    except FileNotFoundError as err:
-        raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR.)") from None
-    except (RuntimeError, OSError, ValueError) as err:
-        raise click.ClickException(_first_line(err)) from None
+    path = _run_report(ctx, active.run, out=out, datasets=datasets.split(","), splits=splits, batches=sizes,
+                       rules=rules.split(","), data_dir=data_dir, workers=workers, budget=budget)
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
 
 

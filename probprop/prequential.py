@@ -69,12 +69,11 @@ def prequential(model, X, y, *, warmup: int = 50, classes=None, level: float = 0
         raise ValueError(f"warmup must be at least 2 and below the stream's {len(y)} rows, got {warmup}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    start = {"classes": np.unique(y) if classes is None else classes} if classify else {}
-    if hasattr(model, "state_") and classify and classes is not None:
-        start = {"classes": classes}  # partial_fit checks them against classes_
-    elif hasattr(model, "state_"):
-        start = {}
-    model.partial_fit(X[:warmup], y[:warmup], **start)
+    if classify and (classes is not None or not hasattr(model, "state_")):
+        # the first call fixes the classes; a fitted model's partial_fit checks them against classes_
+        model.partial_fit(X[:warmup], y[:warmup], classes=np.unique(y) if classes is None else classes)
+    else:
+        model.partial_fit(X[:warmup], y[:warmup])
     parts = []
     for lo in range(warmup, len(y), chunk):
         Xc, yc = X[lo : lo + chunk], y[lo : lo + chunk]

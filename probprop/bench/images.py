@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -256,11 +255,9 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
 def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
         data_dir=None, workers: int = 2, command: str | None = None, log=print) -> Path:
     """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures."""
-    import multiprocessing
-
     import pandas as pd
 
-    from probprop.bench.machine import usable_cores
+    from probprop.bench.machine import pinned_results
 
     for name in methods:
         if name not in METHODS:
@@ -271,21 +268,15 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
         find_images_dir(name, data_dir)  # a clear error before any work
     out = Path("docs/benchmarks/images" if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
-    cores = usable_cores()[: max(1, workers)]
-    jobs = [(d, m, s) for s in range(seeds) for d in datasets for m in methods]
+    calls = [(d, m, s, epochs, train_rows, data_dir) for s in range(seeds) for d in datasets for m in methods]
     start = time.perf_counter()
     rows, figures = [], {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context) as pool:
-        futures = [pool.submit(job, d, m, s, epochs, train_rows, data_dir, cores[i % len(cores)])
-                   for i, (d, m, s) in enumerate(jobs)]
-        for (d, m, s), future in zip(jobs, futures):
-            row, arrays = future.result()
-            rows.append(row)
-            log(f"{d} {m} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
-                f"fit {row['fit_seconds']:.0f} s")
-            if s == 0:
-                figures[(d, m)] = arrays
+    for (d, m, s, *_), (row, arrays) in pinned_results(job, calls, workers):
+        rows.append(row)
+        log(f"{d} {m} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
+            f"fit {row['fit_seconds']:.0f} s")
+        if s == 0:
+            figures[(d, m)] = arrays
     wall = time.perf_counter() - start
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)

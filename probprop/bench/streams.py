@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import norm
 
 STREAM_NAMES = ("friedman-abrupt", "friedman-gradual", "friedman-static", "trump-approval",
                 "moons-rotating", "moons-static", "mnist-rotating", "phishing")
@@ -75,12 +76,13 @@ class _PointPredictive:
     def __init__(self, y_warm):
         self.var = float(np.var(y_warm)) or 1.0
 
-    def score(self, y, pred):
-        from scipy.stats import norm
+    #: The half-width of the central 90 % interval in standard deviations.
+    Z90 = float(norm.ppf(0.95))
 
+    def score(self, y, pred):
         std = np.sqrt(self.var)
         log_loss = -norm.logpdf(y, pred, std)
-        covered = abs(y - pred) <= norm.ppf(0.95) * std
+        covered = abs(y - pred) <= self.Z90 * std
         self.var = (1 - RESIDUAL_DECAY) * self.var + RESIDUAL_DECAY * (y - pred) ** 2
         return log_loss, covered
 

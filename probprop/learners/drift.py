@@ -45,6 +45,7 @@ It is one compiled ``lax.scan`` for any online learner (``Learner.step``).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -177,7 +178,13 @@ class Prior(NamedTuple):
 
 @float64
 def prior(learner: Learner, spec) -> Prior:
-    """The learner's prior (``init``; its variances and noise do not depend on the key)."""
+    """The learner's prior (``init``; its variances and noise do not depend on the key), built once
+    per (learner, spec): a stream learned by one-row ``partial_fit`` calls asks for it every row."""
+    return _prior(learner, spec)
+
+
+@functools.lru_cache(maxsize=16)
+def _prior(learner: Learner, spec) -> Prior:
     state = learner.init(jax.random.PRNGKey(0), spec)
     noise = getattr(state, "noise", None)
     return Prior(tuple(jnp.asarray(v, jnp.float64) for v in state.variances),
