@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,peers,docs]"
+	$(BIN)/pip install --quiet -e ".[test,peers,docs,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,6 +40,8 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
 	$(UCI) --datasets boston,yacht --methods pbp2,pbp3,pbp2-single,pbp3-single --out docs/benchmarks/pbp-deep
 	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
+	$(UCI) --datasets protein,kin8nm,naval --methods pbp-sep,pbp-sep-k2,pbp-sep-k4,pbp-sep-k8 --out docs/benchmarks/pbp-sharded
+	$(BIN)/probprop bench sharded --out docs/benchmarks/sharded
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init

@@ -1088,10 +1088,14 @@ def bench_report(folder):
 @click.option("--calibrate", default=None, metavar="KINDS",
               help="Post-hoc calibration to compare: conformal, quantile, a comma list, or all (a fifth of each "
                    "training split calibrates; the report compares coverage, width, calibration error, CRPS, LL).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the fits run: pinned worker processes here, or Ray tasks (pip install 'probprop[ray]').")
+@click.option("--address", default=None, metavar="ADDR",
+              help="With --backend ray: the Ray cluster to join (default: start a local one with --workers CPUs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, download, batch_splits, calibrate,
-              no_progress):
+              backend, address, no_progress):
     """Run methods x datasets x splits of the UCI regression benchmark (the PBP paper's protocol)."""
     from probprop.bench.stats import SHORT_NAMES, summarise
     from probprop.bench.uci import run_bench
@@ -1101,8 +1105,10 @@ def bench_uci(ctx, datasets, splits, methods, workers, out, data_dir, epochs, do
             out=out, datasets=datasets, splits=splits, methods=methods, workers=workers,
             data_dir=data_dir, epochs=epochs, download=download, command=_command_line(ctx),
             progress=not no_progress, log=lambda text: click.echo(text, err=True), batch_splits=batch_splits,
-            calibrate=calibrate,
+            calibrate=calibrate, backend=backend, address=address,
         )
+    except ImportError as err:  # --backend ray without Ray
+        raise click.ClickException(_first_line(err)) from None
     except FileNotFoundError as err:  # the data-location message lists where it looked
         raise click.ClickException(f"{str(err).strip()} (On the command line: --data-dir DIR, or --download.)") from None
     except (ValueError, RuntimeError, OSError) as err:
@@ -1228,6 +1234,27 @@ def bench_streams(ctx, streams, methods, seeds, rows, workers, data_dir, out):
     path = _run_report(ctx, bench_streams_module.run, out=out, streams=streams.split(","), methods=methods.split(","),
                        seeds=seeds, data_dir=data_dir, workers=workers, n_rows=rows)
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")
+
+
+@bench.command("sharded")
+@click.option("--rows", type=click.IntRange(min=1000), default=10_000_000, show_default=True,
+              help="Training rows of the generated Friedman-1 set (nothing is stored).")
+@click.option("--shards", default="2,4,8", show_default=True, help="Comma-separated shard counts (each at least 2).")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs of each fit.")
+@click.option("--no-small", is_flag=True, help="Skip the small network's schedule table.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/sharded"),
+              show_default=True, help="Folder for report.md and results.csv.")
+@click.pass_context
+def bench_sharded(ctx, rows, shards, epochs, no_small, out):
+    """Sharded stochastic EP on Ray against serial SEP: accuracy, throughput, cost per round (needs probprop[ray])."""
+    from probprop.bench import sharded
+
+    try:
+        counts = [int(k) for k in shards.split(",")]
+    except ValueError:
+        raise click.ClickException(f"--shards must be comma-separated integers, got {shards!r}") from None
+    path = _run_report(ctx, sharded.run, out=out, rows=rows, shards=counts, epochs=epochs, small=not no_small)
+    click.echo(f"wrote {path}/report.md and {path}/results.csv")
 
 
 @bench.command("active")

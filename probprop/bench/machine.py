@@ -4,10 +4,9 @@
   platform, package versions);
 - :func:`usable_cores` and :func:`pin`: the cores this process may use, and pinning the calling
   process to one of them (``sched_setaffinity``);
-- :func:`thread_environment`: the environment variables that make a worker single-threaded
-  (XLA's intra-op threading off through ``XLA_FLAGS``, BLAS/OpenMP at one thread);
-  :func:`worker_environment` adds the persistent XLA compilation cache
-  (``$PROBPROP_JAX_CACHE``) and :func:`xla_cache_state` says what that cache holds.
+- :func:`thread_environment` and :func:`worker_environment` (from :mod:`probprop._workers`, which
+  the Ray backend shares): a single-threaded worker's environment variables, with the persistent
+  XLA compilation cache; :func:`xla_cache_state` says what that cache holds.
 
 Nothing here imports JAX: a worker is pinned and given its environment before it does.
 """
@@ -19,7 +18,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from probprop._cache import CACHE_ENV, default_cache_dir
+from probprop._cache import CACHE_ENV
+from probprop._workers import XLA_WORKER_FLAGS, thread_environment, worker_environment
 
 __all__ = [
     "JAX_CACHE_ENV",
@@ -33,8 +33,6 @@ __all__ = [
     "xla_cache_state",
 ]
 
-#: XLA flags of a single-threaded worker (appended to any ``XLA_FLAGS`` already set).
-XLA_WORKER_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 #: The variable naming the workers' persistent XLA cache folder (``off`` disables it).
 JAX_CACHE_ENV = CACHE_ENV
 
@@ -111,34 +109,6 @@ def pinned_results(fn, calls, workers: int):
 # --------------------------------------------------------------------------------------
 # The workers' environment
 # --------------------------------------------------------------------------------------
-
-
-def thread_environment(base=None) -> dict:
-    """The variables that keep a worker on one thread, on top of ``base`` (default: os.environ):
-    ``XLA_FLAGS`` with :data:`XLA_WORKER_FLAGS` appended, and one OpenMP/OpenBLAS/MKL thread."""
-    base = os.environ if base is None else base
-    return {
-        "XLA_FLAGS": (base.get("XLA_FLAGS", "") + " " + XLA_WORKER_FLAGS).strip(),
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def worker_environment(base=None) -> dict:
-    """The environment variables the UCI workers need on top of ``base`` (default: os.environ):
-    :func:`thread_environment`, and the persistent XLA cache (``$PROBPROP_JAX_CACHE``, default
-    ``~/.cache/probprop/jax``, ``off`` for none) unless ``JAX_COMPILATION_CACHE_DIR`` is set."""
-    base = os.environ if base is None else base
-    env = thread_environment(base)
-    if "JAX_COMPILATION_CACHE_DIR" not in base:
-        cache = default_cache_dir(base)
-        if cache is not None:
-            env["JAX_COMPILATION_CACHE_DIR"] = cache
-            env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        else:  # the workers' probprop must not turn its default cache on either
-            env[JAX_CACHE_ENV] = "off"
-    return env
 
 
 def xla_cache_state(base=None) -> dict:

@@ -121,6 +121,24 @@ pbp, pbp_refscale, pbp_sep, pbp2, pbp3, pbp2_single, pbp3_single = (
     _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
 
 
+def _pbp_sharded(shards: int):
+    def adapter(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+        """PBP with stochastic EP (the paper's protocol otherwise) fitted by sharded SEP over
+        ``shards`` shards in the worker's process (``probprop.learners.pbp_sharded``: the same
+        numbers as one Ray actor per shard, to rounding)."""
+        from probprop.estimators import PBPRegressor
+
+        model = PBPRegressor(random_state=seed, shards=shards, **_pbp_params(info, "pbp-sep"))
+        return _fit_predict(model, X_train, y_train, X_test)
+
+    adapter.__name__ = f"pbp_sep_k{shards}"
+    return adapter
+
+
+#: Sharded SEP with K shards: ``pbp-sep-k2``, ``-k4``, ``-k8`` (beside ``pbp-sep``, serial SEP).
+SHARDED = {f"pbp-sep-k{k}": _pbp_sharded(k) for k in (2, 4, 8)}
+
+
 def pbp_ensemble(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """Five independently initialised PBP networks (paper protocol each), mixed."""
     from probprop.estimators import PBPEnsembleRegressor
@@ -335,6 +353,7 @@ METHODS: dict[str, Callable] = {
     "pbp": pbp,
     "pbp-refscale": pbp_refscale,
     "pbp-sep": pbp_sep,
+    **SHARDED,
     "pbp2": pbp2,
     "pbp3": pbp3,
     "pbp2-single": pbp2_single,
@@ -358,6 +377,7 @@ LABELS: dict[str, str] = {
     "pbp": "probprop PBP",
     "pbp-refscale": "probprop PBP, reference scaling",
     "pbp-sep": "probprop PBP, stochastic EP",
+    **{name: f"probprop PBP, sharded SEP, K = {name[-1]}" for name in SHARDED},
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp3": "probprop PBP, 3 hidden layers",
     "pbp2-single": "probprop PBP, 2 hidden layers, one split per fit",

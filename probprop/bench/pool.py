@@ -24,7 +24,7 @@ import traceback
 from probprop.bench.machine import XLA_WORKER_FLAGS, pin, usable_cores, worker_environment
 from probprop.bench.plan import Task, next_task
 
-__all__ = ["run_pool", "run_task"]
+__all__ = ["run_pool", "run_ray", "run_task"]
 
 
 # --------------------------------------------------------------------------------------
@@ -287,6 +287,42 @@ def run_pool(plan, workers: int, progress: bool):
     for q in (*queues, result_q):
         q.close()
         q.cancel_join_thread()
+    return tasks, rows, failures
+
+
+def _ray_task(task: Task) -> list[dict]:
+    """What a Ray worker runs for one task (:func:`run_task`; the worker's environment is
+    :func:`probprop._workers.worker_environment`, set by :mod:`probprop.distributed`)."""
+    return run_task(task)
+
+
+def run_ray(plan, workers: int | None, progress: bool, address: str | None = None):
+    """The same work as :func:`run_pool` as Ray tasks (:func:`probprop.distributed.map_tasks`):
+    on the cluster at ``address``, or on a local one with ``workers`` CPUs. A task whose worker
+    process dies is run again by Ray; each task's rows are taken once. Workers are not pinned
+    (Ray places them). Returns ``(tasks, rows, failures)``."""
+    from tqdm.auto import tqdm
+
+    from probprop.distributed import map_tasks, require_ray
+
+    require_ray()  # before the plan loads any data
+    tasks = plan()
+    rows, failures = [], []
+    bar = tqdm(total=sum(len(t.splits) for t in tasks), desc="UCI bench (ray)", unit="fit", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for outcome in map_tasks(_ray_task, [((task,), {}) for task in tasks], address=address, num_cpus=workers):
+            task = tasks[outcome.index]
+            if outcome.ok:
+                rows.extend(outcome.value)
+                bar.set_postfix_str(f"{task.method}/{task.dataset}/{_splits_text(task)}", refresh=False)
+            else:
+                failures.extend(_failure(task, outcome.error))
+                bar.write(f"FAILED {task.method} {task.dataset} split {_splits_text(task)}: "
+                          f"{outcome.error.strip().splitlines()[-1] if outcome.error.strip() else outcome.error}")
+            bar.update(len(task.splits))
+    finally:
+        bar.close()
     return tasks, rows, failures
 
 

@@ -334,6 +334,42 @@ def _reference_section(frame) -> list[str]:
     return lines
 
 
+#: The largest paired test LL gap to serial SEP that issue 14 accepts for sharded SEP (nats).
+SHARDED_TOLERANCE = 0.01
+
+
+def _sharded_section(frame) -> list[str]:
+    """Sharded SEP (``pbp-sep-kK``) against serial SEP (``pbp-sep``), split by split."""
+    sharded = sorted(m for m in frame["method"].unique() if str(m).startswith("pbp-sep-k"))
+    if not sharded or "pbp-sep" not in set(frame["method"]):
+        return []
+    serial = frame[frame["method"] == "pbp-sep"].set_index(["dataset", "split"])
+    rows = []
+    for dataset in frame["dataset"].unique():
+        for method in sharded:
+            part = frame[(frame["method"] == method) & (frame["dataset"] == dataset)].set_index(["dataset", "split"])
+            common = part.index.intersection(serial.index)
+            if not len(common):
+                continue
+            diff = part.loc[common, "log_likelihood"] - serial.loc[common, "log_likelihood"]
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+            ratio = part.loc[common, "rmse"] / serial.loc[common, "rmse"]
+            verdict = "within" if abs(diff.mean()) <= SHARDED_TOLERANCE else ("better" if diff.mean() > 0 else "worse")
+            rows.append([short_name(dataset), method.removeprefix("pbp-sep-k"), str(len(diff)),
+                         f"{diff.mean():+.4f} ± {se:.4f}", verdict, f"{ratio.mean():.3f}",
+                         f"{part.loc[common, 'fit_seconds'].median() / serial.loc[common, 'fit_seconds'].median():.2f}"])
+    if not rows:
+        return []
+    return ["## Sharded SEP against serial SEP, split by split", "",
+            ("K shards fitted in the worker's process (`PBPRegressor(inference='sep', shards=K)`: one vmapped "
+             "program; one Ray actor per shard gives the same numbers to rounding) against serial SEP with the "
+             "same seed: the mean over splits of (sharded − serial) test LL ± its SE, \"within\" meaning within "
+             f"{SHARDED_TOLERANCE} nats (issue 14's target); the mean RMSE ratio; the median fit time ratio (one "
+             "core for both: sharding in one process buys no speed)."), ""] + _table(
+        ["dataset", "K", "splits", "paired test LL difference", f"within {SHARDED_TOLERANCE}", "RMSE ratio",
+         "fit time ratio"], rows) + [""]
+
+
 def write_report(frame, out, meta: dict) -> Path:
     """Write ``report.md`` (and the comparison PNGs) into ``out``; return the report's path."""
     out = Path(out)
@@ -344,8 +380,11 @@ def write_report(frame, out, meta: dict) -> Path:
     lines += [
         f"- Command: `{meta.get('command', '?')}`",
         (f"- Total wall time: **{meta.get('wall_seconds', float('nan')):.1f} s** "
-         f"({meta.get('n_fits', meta.get('n_tasks', len(frame)))} fits on {meta.get('workers', '?')} worker "
-         "process(es), each pinned to one core, XLA intra-op threading off)"),
+         f"({meta.get('n_fits', meta.get('n_tasks', len(frame)))} fits on "
+         + (f"{meta.get('workers', '?')} worker process(es), each pinned to one core, XLA intra-op threading off)"
+            if meta.get("backend", "local") == "local" else
+            f"Ray tasks ({meta.get('address') or str(meta.get('workers', '?')) + ' CPU(s) of a local cluster'}), "
+            "XLA intra-op threading off)")),
         f"- Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
         f"({machine['usable_cores']} usable by this process); {machine['platform']}; Python {machine['python']}; "
         + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()),
@@ -387,6 +426,7 @@ def write_report(frame, out, meta: dict) -> Path:
         lines += _published_section(frame, meta.get("epochs_override"))
         lines += _best_section(frame)
         lines += _reference_section(frame)
+        lines += _sharded_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]
     if meta.get("failures"):

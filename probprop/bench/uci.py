@@ -33,7 +33,7 @@ from pathlib import Path
 
 from probprop.bench.machine import machine_info, usable_cores, xla_cache_state
 from probprop.bench.plan import BATCH_SPLITS, check_batch_splits, parse_splits, plan_tasks, resolve_datasets
-from probprop.bench.pool import run_pool
+from probprop.bench.pool import run_pool, run_ray
 
 __all__ = [
     "BATCH_SPLITS",
@@ -73,6 +73,8 @@ def run_bench(
     log=print,
     batch_splits: int = BATCH_SPLITS,
     calibrate=None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> BenchResult:
     """Run the benchmark and write ``results.csv``, ``report.md`` and the plots into ``out``.
 
@@ -80,6 +82,9 @@ def run_bench(
     one batched program (1: each split on its own). ``calibrate``: post-hoc calibration kinds
     (``"conformal"``, ``"quantile"``, a comma list or ``"all"``; :mod:`probprop.bench.calibrate`):
     each training split then loses a calibration part, and the report compares the calibrations.
+    ``backend``: ``"local"`` (pinned worker processes on this machine) or ``"ray"``
+    (:func:`probprop.bench.pool.run_ray`: the Ray cluster at ``address``, or a local one with
+    ``workers`` CPUs); the same tasks and seeds, so the same numbers.
 
     Raises ValueError for an unknown dataset/method or a bad split spec (listing the valid
     values), FileNotFoundError if the data are not found.
@@ -104,6 +109,11 @@ def run_bench(
     from probprop.bench.calibrate import parse_calibrate
 
     calibrate = parse_calibrate(calibrate)
+    from probprop.distributed import check_backend
+
+    check_backend(backend)
+    if address and backend != "ray":
+        raise ValueError("address is the Ray cluster's: it needs backend='ray'")
     skipped: list[str] = []
 
     def plan():
@@ -114,10 +124,14 @@ def run_bench(
             log(f"note: {note}")
         log(f"running {sum(len(t.splits) for t in tasks)} fits ({len({t.method for t in tasks})} method(s) x "
             f"{len({t.dataset for t in tasks})} dataset(s)) as {len(tasks)} task(s) on "
-            f"{min(workers, len(tasks))} worker(s)")
+            + (f"{min(workers, len(tasks))} worker(s)" if backend == "local" else
+               f"Ray ({address or f'a local cluster of {workers} CPU(s)'})"))
         return tasks
 
-    tasks, rows, failures = run_pool(plan, workers, progress)
+    if backend == "ray":
+        tasks, rows, failures = run_ray(plan, workers, progress, address)
+    else:
+        tasks, rows, failures = run_pool(plan, workers, progress)
     wall = time.perf_counter() - start
     workers = min(workers, len(tasks))
     n_fits = sum(len(t.splits) for t in tasks)
@@ -148,6 +162,8 @@ def run_bench(
         "started": started,
         "command": command or default_command(),
         "workers": workers,
+        "backend": backend,
+        "address": address,
         "machine": machine_info(),
         "skipped": skipped,
         "failures": failures,

@@ -15,7 +15,7 @@ from probprop.estimators import _checks
 from probprop.estimators.base import OnlineRegressor
 from probprop.io import register_estimator
 from probprop.learners import pbp, pbp_ensemble
-from probprop.learners.base import count_rejections
+from probprop.learners.base import count_rejections, float64
 from probprop.moments.input_noise import PROPAGATIONS
 
 
@@ -60,6 +60,15 @@ class PBPRegressor(OnlineRegressor):
         same rate. A number fixes gamma; ``"learn"`` learns it online from each new row's
         predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
         (shuffled epochs). ``fit`` ignores it.
+    shards : int or None, default=None
+        With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
+        its own tied site, whose SEP updates run in parallel and are merged in natural parameters
+        16 times per shard per epoch (``probprop.learners.pbp_sharded``); one shard is serial
+        SEP. None: the serial fit. ``partial_fit`` ignores it.
+    backend : {"local", "ray"}, default="local"
+        Where the shards run: one vmapped program in this process, or one Ray actor per shard
+        (``pip install "probprop[ray]"``; the cluster of ``$RAY_ADDRESS`` or of a running
+        ``ray.init``, else a local one on this process's cores; ``probprop.distributed``).
     random_state : int, RandomState or None, default=None
         Seeds the initial weight means and the per-epoch shuffling.
     verbose : bool, default=False
@@ -92,6 +101,8 @@ class PBPRegressor(OnlineRegressor):
         constant_tol=1e-9,
         inference="adf",
         forgetting=None,
+        shards=None,
+        backend="local",
         random_state=None,
         verbose=False,
     ):
@@ -103,6 +114,8 @@ class PBPRegressor(OnlineRegressor):
         self.constant_tol = constant_tol
         self.inference = inference
         self.forgetting = forgetting
+        self.shards = shards
+        self.backend = backend
         self.random_state = random_state
         self.verbose = verbose
 
@@ -120,7 +133,51 @@ class PBPRegressor(OnlineRegressor):
             raise ValueError(f"noise must be 'learn' or a positive float (a variance), got {self.noise!r}")
         _checks.activation_and_dtype(self.activation, self.dtype)
         _checks.constant_tol(self.constant_tol)
-        return {"hidden": hidden, "inference": _checks.inference(self.inference)}
+        inference = _checks.inference(self.inference)
+        from probprop.distributed import check_backend
+
+        check_backend(self.backend)
+        if self.shards is not None:
+            _checks.positive_int("shards", self.shards)
+            if inference != "sep":
+                raise ValueError(f"shards needs inference='sep' (sharded stochastic EP), got inference={inference!r}")
+        elif self.backend != "local":
+            raise ValueError(f"backend={self.backend!r} runs the shards of a sharded fit: set shards (and inference='sep')")
+        return {"hidden": hidden, "inference": inference}
+
+    @float64
+    def fit(self, X, y):
+        """Fit from scratch (see the class docstring); with ``shards``, by sharded SEP."""
+        if self.shards is None:
+            return super().fit(X, y)
+        self._validated_params()
+        X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
+        if self.shards > len(y):
+            raise ValueError(f"shards={self.shards} is more than the {len(y)} rows to fit")
+        Xs, ys = self._begin(X, y)
+        self._run_sharded(Xs, ys)
+        return self
+
+    def _run_sharded(self, Xs, ys) -> None:
+        from probprop.distributed import fit_sharded
+
+        bar = tqdm(total=self.epochs, desc=f"PBP-SEP epochs ({self.shards} shards)", unit="epoch",
+                   disable=not self.verbose, leave=False)
+        before = [0]
+
+        def progress(epoch, state):
+            now = int(np.sum(count_rejections(state)))
+            self.rejected_per_epoch_.append(now - before[0])
+            before[0] = now
+            bar.update(1)
+
+        try:
+            state, _ = fit_sharded(self.state_, Xs, ys, int(self.shards), int(self.epochs), backend=self.backend,
+                                       callback=progress)
+        finally:
+            bar.close()
+        self.state_ = jax.device_get(state)
+        self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
 
     def _make_spec(self, n_in, params):
         learn = self.noise == "learn"
@@ -141,7 +198,7 @@ class PBPRegressor(OnlineRegressor):
         return float(pbp.noise_variance(self.state_)) * self.y_scale_**2
 
 
-def fit_together(estimators, Xs, ys, verbose=None) -> list:
+def fit_together(estimators, Xs, ys, verbose=None, backend="local", address=None) -> list:
     """Fit several :class:`PBPRegressor` models, each on its own data, as one batched program.
 
     ``estimators[i]`` is fitted on ``(Xs[i], ys[i])`` exactly as ``estimators[i].fit`` would
@@ -156,12 +213,47 @@ def fit_together(estimators, Xs, ys, verbose=None) -> list:
     The estimators must share their parameters apart from ``random_state`` and ``verbose``,
     and the data sets their shape. ``verbose`` (default: any estimator's ``verbose``) shows a
     progress bar over epochs. Returns the list of fitted estimators.
+
+    ``backend="ray"`` (``pip install "probprop[ray]"``) spreads the models over the Ray cluster at
+    ``address`` (default: a local one on this process's cores): one batch per CPU, each fitted as
+    above by one Ray task (:func:`probprop.distributed.map_tasks`; a task whose worker dies is run
+    again), the fitted states copied back into ``estimators``. The numbers equal a local
+    ``fit_together`` up to the same rounding.
     """
+    from probprop.distributed import check_backend
+
+    check_backend(backend)
+    if address and backend != "ray":
+        raise ValueError("address is the Ray cluster's: it needs backend='ray'")
+    if backend == "ray":
+        return _fit_on_ray(estimators, Xs, ys, verbose, address)
     with jax.enable_x64(True):
         return _fit_together(estimators, Xs, ys, verbose)
 
 
-def _fit_together(estimators, Xs, ys, verbose) -> list:
+def _fit_group(estimators, Xs, ys, verbose) -> list:
+    """One Ray task of :func:`fit_together`: a batch fitted locally, returned fitted."""
+    return fit_together(estimators, Xs, ys, verbose)
+
+
+def _fit_on_ray(estimators, Xs, ys, verbose, address) -> list:
+    from probprop.distributed import map_tasks, ray_session
+
+    estimators, Xs, ys = _checked_together(estimators, Xs, ys)
+    with ray_session(address) as ray:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        groups = [g for g in np.array_split(np.arange(len(estimators)), min(cpus, len(estimators))) if len(g)]
+        calls = [(([estimators[i] for i in g], [Xs[i] for i in g], [ys[i] for i in g], verbose), {}) for g in groups]
+        for outcome in map_tasks(_fit_group, calls, address=address):
+            if not outcome.ok:
+                raise RuntimeError(f"fit_together on Ray: a batch failed: {outcome.error}")
+            for i, fitted in zip(groups[outcome.index], outcome.value):
+                estimators[i].__dict__.update(fitted.__dict__)
+    return estimators
+
+
+def _checked_together(estimators, Xs, ys):
+    """The checks of :func:`fit_together` that need no data validation: counts, types, parameters."""
     estimators, Xs, ys = list(estimators), list(Xs), list(ys)
     if not estimators:
         raise ValueError("fit_together needs at least one estimator")
@@ -179,6 +271,13 @@ def _fit_together(estimators, Xs, ys, verbose) -> list:
         if differ:
             raise ValueError(f"fit_together needs the same parameters apart from random_state and verbose; "
                              f"estimator {i} differs from estimator 0 in {', '.join(differ)}")
+    if estimators[0].shards is not None:
+        raise ValueError("fit_together fits unsharded models (shards=None); fit a sharded model on its own")
+    return estimators, Xs, ys
+
+
+def _fit_together(estimators, Xs, ys, verbose) -> list:
+    estimators, Xs, ys = _checked_together(estimators, Xs, ys)
     data = []
     for est, X, y in zip(estimators, Xs, ys):
         est._validated_params()

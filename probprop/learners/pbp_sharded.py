@@ -1,38 +1,45 @@
-"""Stochastic EP for PBP over K shards of the data (issue 14, part 3: the algorithm, in process).
+"""Stochastic EP for PBP over K shards of the data (issue 14, part 3: the algorithm).
 
 The posterior is q = (prior sites) x f_1^N_1 x ... x f_K^N_K: shard k holds N_k rows and one tied
-site f_k per weight (:class:`probprop.learners.pbp.TiedSites`). One round:
+site f_k per weight (:class:`probprop.learners.pbp.TiedSites`). An epoch gives every shard a fresh
+random order of its rows, cut into rounds (``syncs`` consecutive chunks; in a fit's first epoch,
+smaller rounds first: below); round r of the epoch:
 
-1. the driver broadcasts q; shard k starts from it with its own site f_k and makes one SEP pass
-   over its rows (:func:`probprop.learners.pbp.sep_update` with N = N_k: each point removes one
-   copy of f_k, moment-matches, and moves f_k a 1/N_k step), ending at q_k;
-2. the driver merges: in natural parameters, q_new = q + δ sum_k (q_k - q), the broadcast plus
-   every shard's change damped by δ (default 1/sqrt(K); where the invariant q = prior x prod f^N holds, shard k's
-   change is N_k (f_k' - f_k), and the damped sites f_k <- f_k + δ (f_k' - f_k) keep the invariant;
-   where a cavity was improper and SEP fell back to ADF for a weight, it is that ADF step). The
-   noise Gamma, updated by ADF inside each pass as in PBP, and the rejection counters add every
-   shard's change undamped. A weight whose merged precision is not positive keeps q (counted as a
-   rejection);
-3. the driver runs the EP prior step (:func:`probprop.learners.pbp.refine_prior` with SEP's limit)
-   on q_new.
+1. the driver broadcasts q; shard k starts from it with its own site f_k and makes SEP updates
+   (:func:`probprop.learners.pbp.sep_update` with N = N_k: each point removes one copy of f_k,
+   moment-matches, and moves f_k a 1/N_k step) over round r's rows, ending at q_k
+   (:func:`local_pass`);
+2. the driver merges (:func:`combine`): in natural parameters q_new = q + δ sum_k (q_k - q), the
+   broadcast plus every shard's change damped by δ. Where the invariant q = prior x prod f^N
+   holds, shard k's change is N_k (f_k' - f_k), and the damped sites f_k <- f_k + δ (f_k' - f_k)
+   keep the invariant (where a cavity was improper and SEP fell back to ADF for a weight, the
+   change is that ADF step). The noise Gamma, updated by ADF inside each pass as in PBP, and the
+   rejection counters add every shard's change undamped. A weight whose merged precision is not
+   positive keeps q (counted as a rejection);
 
-With K = 1 a round is exactly one serial SEP epoch (the same shuffle key, no sum to round): the
-tests check it bit for bit. Damping: δ = 1/sqrt(K) by default. Undamped, the shards' changes, each computed from the same
-broadcast on its own data, overshoot on a network. ``python -m probprop.bench.sharded`` (a 4-10-1
-network, 400 rows; serial SEP's test LL 0.508 after 40 epochs, 0.587 after 80): K = 4 and 8
-undamped fall apart (-4.36 and -7.36 after 80 rounds; the merge keeps the noise Gamma, and any
-weight whose summed precision is not positive, at the broadcast values); δ = 1/K is stable but
-slow (K = 4: 0.151 after 40 rounds, 0.249 after 80); δ = 1/sqrt(K) is the best of those tried
-(K = 2: 0.444 and 0.531; K = 4: 0.345 and 0.494; K = 8: 0.157 and 0.376). So the sharded fit
-does not yet reach serial SEP within the 0.01 nats issue 14 asks in a comparable number of passes
-(it trails by 0.06-0.21 after 80); damping chosen per round, as distributed EP does, or several
-local passes per round, is the open part.
+and after the last round the EP prior step (:func:`probprop.learners.pbp.refine_prior` with SEP's
+limit) runs on q, as after a serial epoch (:func:`finish_epoch`).
 
-Here the K local passes run as one vmapped program over the shards (padded to a common length and
-masked, the masked shuffle reproducing each shard's unpadded order); that is also what a
-minibatch (parallel) SEP step is. The same ``local_pass`` and ``merge`` are what one Ray actor
-per shard and the driver would run; the Ray backend, its restart from the last round's sites,
-and the evidence at scale are not built yet.
+With K = 1 an epoch is exactly one serial SEP epoch whatever ``syncs`` (the same shuffle, the
+same updates in the same order, nothing to merge): the tests check it bit for bit.
+
+How often to synchronise, and how much to damp. The K shards' changes in a round are computed
+from the same broadcast, so K changes that correct the same residual add up to K corrections.
+Measured while choosing the defaults (``fit(..., syncs=..., damping=1)`` reproduces them): with
+one round per epoch and no damping the fit diverges at K = 4 and 8 on the small network of
+``probprop bench sharded`` (section 1, which shows the damped single round and the default);
+with 16 K undamped rounds per epoch it diverged on naval at K = 8 in the first epoch, and on
+protein at K = 8 unless the first rounds are small. So the default is ``syncs = 16 K`` rounds per epoch, damping δ = 1/sqrt(K), and in
+the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of the
+rows already seen (:func:`round_rows`). Over all splits of protein, kin8nm and naval
+(docs/benchmarks/pbp-sharded) it never diverged; the paired test LL difference from serial SEP
+for K = 2 / 4 / 8 is protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014 (SE
+0.009), naval -0.13 / -0.26 / -0.35 (there the damped merges converge more slowly per epoch).
+
+In one process the K local passes of a round run as one vmapped program over the shards (padded
+to a common length and masked; the masked shuffle reproduces each shard's unpadded order), which
+is also what a minibatch (parallel) SEP step is. One Ray actor per shard and the driver run the
+same :func:`local_pass` and :func:`combine` (:mod:`probprop.distributed`).
 """
 
 from __future__ import annotations
@@ -43,10 +50,18 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from probprop.learners import pbp
 from probprop.learners._order import shuffled_order
 from probprop.learners.base import float64
+
+#: Rounds per epoch per shard by default: ``syncs = SYNCS_PER_SHARD * K`` (module docstring).
+SYNCS_PER_SHARD = 16
+
+#: In the first epoch of a fit a round takes at most this share of the rows already seen, until
+#: the rounds reach their full size (module docstring).
+WARMUP_GROWTH = 1 / 8
 
 
 @dataclass(frozen=True)
@@ -94,12 +109,81 @@ def init_sites(state: pbp.PBPState, n_shards: int) -> pbp.TiedSites:
     return pbp.TiedSites(zeros, zeros)
 
 
-def local_pass(state: pbp.PBPState, site: pbp.TiedSites, X, y, mask, key) -> pbp.PBPState:
-    """One shard's work in a round: from the broadcast posterior with the shard's own tied site,
-    one SEP pass over its real rows in a shuffled order (N = its number of rows)."""
-    local = state.replace(tied=site)
+def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int, float]:
+    """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
+    (``16 K`` rounds, δ = 1/sqrt(K)): at most one round per row of the largest shard."""
+    n_shards, n_rows = int(n_shards), int(n_rows)
+    if syncs is None:
+        syncs = 1 if n_shards == 1 else SYNCS_PER_SHARD * n_shards
+    elif isinstance(syncs, bool) or not isinstance(syncs, (int, np.integer)) or syncs < 1:
+        raise ValueError(f"syncs (rounds per epoch) must be a positive integer, got {syncs!r}")
+    damping = 1.0 / np.sqrt(n_shards) if damping is None else float(damping)
+    if not 0.0 < damping <= 1.0:
+        raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
+    return max(1, min(int(syncs), n_rows)), damping
+
+
+def epoch_keys(state: pbp.PBPState, n_shards: int):
+    """``(next_key, shard_keys)``: the state's key for after the epoch and each shard's shuffle key
+    (one shard: the key serial SEP's epoch shuffles with)."""
+    key, sub = jax.random.split(state.key)
+    return key, (sub[None] if n_shards == 1 else jax.random.split(sub, n_shards))
+
+
+def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
+    """The rows of each round of an epoch, as positions in a shard's shuffled order: an int array
+    (rounds, chunk) with -1 where a round has fewer rows than ``chunk = ceil(n_rows / syncs)``.
+    Without ``warmup``: ``syncs`` consecutive chunks. With it (the first epoch of a fit): the
+    first rounds grow from one row, each at most :data:`WARMUP_GROWTH` times the rows already
+    seen, until they reach the chunk; then chunks as before."""
+    n_rows, syncs = int(n_rows), int(syncs)
+    size = -(-n_rows // syncs)
+    sizes, seen = [], 0
+    if warmup:
+        while seen < n_rows:
+            step = min(size, n_rows - seen, max(1, int(seen * WARMUP_GROWTH)))
+            if step >= size:
+                break
+            sizes.append(step)
+            seen += step
+    while seen < n_rows:
+        sizes.append(min(size, n_rows - seen))
+        seen += sizes[-1]
+    index = np.full((len(sizes), size), -1, np.int64)
+    start = 0
+    for r, step in enumerate(sizes):
+        index[r, :step] = np.arange(start, start + step)
+        start += step
+    return index
+
+
+def ordered_chunks(key, X, y, mask, syncs: int, warmup: bool = False):
+    """One shard's epoch: its rows in a fresh random order (:func:`shuffled_order`, padding last),
+    cut into rounds (:func:`round_rows`): ``(X, y, mask)`` each with a leading round axis."""
     order = shuffled_order(key, mask)
-    return pbp.adf_sweep(local, X[order], y[order], mask[order])
+    index = round_rows(mask.shape[0], syncs, warmup)
+    rows = order[np.maximum(index, 0)]
+    return X[rows], y[rows], mask[rows] & (index >= 0)
+
+
+def local_pass(state: pbp.PBPState, site: pbp.TiedSites, X, y, mask, n_points) -> pbp.PBPState:
+    """One shard's work in a round: from the broadcast posterior with the shard's own tied site,
+    SEP updates for the real rows of X in order, N = ``n_points`` (the shard's number of rows).
+    The real rows are a prefix (mask True first, as :func:`ordered_chunks` leaves them) and the
+    loop runs over them only: a round shorter than its padded length (the warm-up's) costs its
+    own rows, not the padding's. Returns the shard's posterior q_k, its new site in ``tied``."""
+    X = jnp.asarray(X).astype(state.means[0].dtype)
+    y = jnp.asarray(y, jnp.float64)
+
+    def step(i, carry):
+        return pbp.sep_update(carry, X[i], y[i], n_points)
+
+    return lax.fori_loop(0, jnp.sum(jnp.asarray(mask, jnp.int32)), step, state.replace(tied=site))
+
+
+def damp_sites(old, new, damping):
+    """f <- f + δ (f' - f) for every site array (δ = 1: the new sites as they are)."""
+    return jax.tree.map(lambda o, n: o + damping * (n - o), old, new)
 
 
 def merge(state: pbp.PBPState, passes: pbp.PBPState, damping=1.0) -> pbp.PBPState:
@@ -119,13 +203,13 @@ def merge(state: pbp.PBPState, passes: pbp.PBPState, damping=1.0) -> pbp.PBPStat
         ok = (prec > 0) & jnp.isfinite(prec) & jnp.isfinite(nat)
         means.append(jnp.where(ok, nat / jnp.where(ok, prec, 1.0), M).astype(M.dtype))
         variances.append(jnp.where(ok, 1.0 / jnp.where(ok, prec, 1.0), V).astype(V.dtype))
-        rejections.append(rk[0] + jnp.sum(rk[1:] - r, axis=0) + (~ok).astype(r.dtype))
+        rejections.append((rk[0] + jnp.sum(rk[1:] - r, axis=0) + (~ok)).astype(r.dtype))
     noise = jax.tree.map(lambda old, new: new[0] + jnp.sum(new[1:] - old, axis=0), state.noise, passes.noise)
     noise_rejections = passes.noise_rejections[0] + jnp.sum(passes.noise_rejections[1:] - state.noise_rejections)
     # the summed Gamma must stay a distribution: else keep the broadcast's
     valid = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a) & (a > 0)) for a in jax.tree.leaves(noise)]))
     noise = jax.tree.map(lambda new, old: jnp.where(valid, new, old), noise, state.noise)
-    noise_rejections = noise_rejections + (~valid).astype(noise_rejections.dtype)
+    noise_rejections = (noise_rejections + (~valid)).astype(state.noise_rejections.dtype)
     return state.replace(means=tuple(means), variances=tuple(variances), noise=noise, rejections=tuple(rejections),
                          noise_rejections=noise_rejections)
 
@@ -140,43 +224,69 @@ def _weighted_site(sites: pbp.TiedSites, sizes) -> pbp.TiedSites:
     return pbp.TiedSites(tuple(mean(a) for a in sites.natmean), tuple(mean(a) for a in sites.precision))
 
 
-@partial(jax.jit, static_argnames="sequential")
-def _round(state, sites, X, y, mask, sequential=False, damping=1.0):
-    key, sub = jax.random.split(state.key)
-    k = X.shape[0]
-    keys = sub[None] if k == 1 else jax.random.split(sub, k)
-    if sequential:  # the shards one after another (what K separate workers compute)
-        outs = [local_pass(state, jax.tree.map(lambda a, i=i: a[i], sites), X[i], y[i], mask[i], keys[i])
-                for i in range(k)]
-        passes = jax.tree.map(lambda *a: jnp.stack(a), *outs)
-    else:
-        passes = jax.vmap(local_pass, in_axes=(None, 0, 0, 0, 0, 0))(state, sites, X, y, mask, keys)
-    new_sites = passes.tied if k == 1 else jax.tree.map(lambda old, new: old + damping * (new - old), sites, passes.tied)
-    tied = jax.tree.map(lambda a: a[0], passes.tied) if k == 1 else _weighted_site(new_sites, jnp.sum(mask, axis=1))
-    merged = merge(state, passes, damping).replace(tied=tied)
-    return pbp.refine_prior(merged, pbp.SEP_PRIOR_LIMIT).replace(key=key), new_sites
+def combine(state: pbp.PBPState, sites: pbp.TiedSites, passes: pbp.PBPState, sizes, damping):
+    """The driver's step of a round: ``(q_new, sites_new)`` from the broadcast ``state``, the
+    shards' sites before the round (stacked), their passes (stacked) and their row counts. The
+    merged ``tied`` is the rows-weighted mean of the shards' sites (q = prior sites x that^N for a
+    serial continuation)."""
+    if passes.means[0].shape[0] == 1:  # one shard: serial SEP as it is
+        return jax.tree.map(lambda a: a[0], passes), passes.tied
+    new_sites = damp_sites(sites, passes.tied, damping)
+    return merge(state, passes, damping).replace(tied=_weighted_site(new_sites, sizes)), new_sites
+
+
+def finish_epoch(state: pbp.PBPState, key) -> pbp.PBPState:
+    """After an epoch's last round: the EP prior step with SEP's limit (where the spec learns the
+    prior), then the key for the next epoch."""
+    if state.spec.learn_prior:
+        state = pbp.refine_prior(state, pbp.SEP_PRIOR_LIMIT)
+    return state.replace(key=key)
+
+
+@partial(jax.jit, static_argnames=("syncs", "warmup", "sequential"))
+def _epoch(state, sites, X, y, mask, damping, syncs=1, warmup=False, sequential=False):
+    n_shards = X.shape[0]
+    key, keys = epoch_keys(state, n_shards)
+    sizes = jnp.sum(mask, axis=1).astype(jnp.float64)
+    Xc, yc, mc = jax.vmap(ordered_chunks, in_axes=(0, 0, 0, 0, None, None))(keys, X, y, mask, syncs, warmup)
+    chunks = tuple(jnp.swapaxes(a, 0, 1) for a in (Xc, yc, mc))  # (syncs, K, chunk, ...)
+
+    def one_round(carry, rows):
+        q, f = carry
+        Xr, yr, mr = rows
+        if sequential:  # the shards one after another (what K separate workers compute)
+            outs = [local_pass(q, jax.tree.map(lambda a, i=i: a[i], f), Xr[i], yr[i], mr[i], sizes[i])
+                    for i in range(n_shards)]
+            passes = jax.tree.map(lambda *a: jnp.stack(a), *outs)
+        else:
+            passes = jax.vmap(local_pass, in_axes=(None, 0, 0, 0, 0, 0))(q, f, Xr, yr, mr, sizes)
+        return combine(q, f, passes, sizes, damping), None
+
+    (state, sites), _ = lax.scan(one_round, (state, sites), chunks)
+    return finish_epoch(state, key), sites
 
 
 @float64
-def round_update(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, sequential: bool = False,
-                 damping: float | None = None):
-    """One round over the shards (module docstring): returns ``(state, sites)``, the merged posterior
-    after the EP prior step and every shard's new tied site. ``damping``: δ, default 1/sqrt(K) (one shard
-    is serial SEP, undamped). ``sequential``: run the shards one after another instead of as one
-    vmapped program (the same numbers to rounding)."""
-    damping = 1.0 / np.sqrt(shards.n_shards) if damping is None else float(damping)
-    if not 0.0 < damping <= 1.0:
-        raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
-    return _round(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
-                  sequential=bool(sequential), damping=jnp.asarray(damping, jnp.float64))
+def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int | None = None,
+          damping: float | None = None, sequential: bool = False, warmup: bool = False):
+    """One epoch over the shards (module docstring) in one compiled program: returns
+    ``(state, sites)``, the posterior after the EP prior step and every shard's tied site.
+    ``syncs``: rounds per epoch (default ``16 K``; one shard: 1); ``damping``: δ (default 1/sqrt(K));
+    ``warmup``: start with small rounds (:func:`round_rows`; :func:`fit` does in its first epoch).
+    ``sequential``: run the shards one after another instead of as one vmapped program (the
+    same numbers to rounding)."""
+    syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping)
+    return _epoch(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
+                  jnp.asarray(damping, jnp.float64), syncs=syncs, warmup=bool(warmup), sequential=bool(sequential))
 
 
 @float64
-def fit(state: pbp.PBPState, X, y, n_shards: int, rounds: int, sequential: bool = False, damping: float | None = None):
-    """``rounds`` rounds of sharded SEP from ``state`` over (X, y) (standardised units) split into
+def fit(state: pbp.PBPState, X, y, n_shards: int, epochs: int, syncs: int | None = None,
+        damping: float | None = None, sequential: bool = False):
+    """``epochs`` epochs of sharded SEP from ``state`` over (X, y) (standardised units) split into
     ``n_shards`` contiguous shards; returns ``(state, sites)``."""
     shards = split_rows(X, y, n_shards)
     sites = init_sites(state, n_shards)
-    for _ in range(int(rounds)):
-        state, sites = round_update(state, sites, shards, sequential, damping)
+    for e in range(int(epochs)):
+        state, sites = epoch(state, sites, shards, syncs, damping, sequential, warmup=e == 0)
     return state, sites

@@ -17,6 +17,8 @@ LAYERS = [
     ("probprop._version", 0),
     ("probprop._compute_once", 0),
     ("probprop._cache", 0),
+    ("probprop._workers", 0),
+    ("probprop.distributed", 3),
     ("probprop.preprocessing", 0),
     ("probprop.moments", 0),
     ("probprop.likelihoods", 1),

@@ -56,6 +56,8 @@ def test_constructor_stores_arguments_unchanged():
         "dtype": "float64",
         "inference": "adf",
         "forgetting": None,
+        "shards": None,
+        "backend": "local",
         "random_state": None,
         "verbose": False,
     }

@@ -8,6 +8,7 @@ import pytest
 
 import probprop  # noqa: F401  (float64 in the test process)
 from probprop.learners import pbp, pbp_sharded
+from probprop.learners._order import permutation
 from probprop.learners.tests.test_pbp_sep import _one_hot_problem
 
 
@@ -27,12 +28,13 @@ def _equal(a, b, rtol=0.0):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_one_shard_is_serial_sep_bit_for_bit():
+@pytest.mark.parametrize("syncs", [1, 4])
+def test_one_shard_is_serial_sep_bit_for_bit(syncs):
     X, y, start = _network_problem()
     serial = start
     for _ in range(3):
         serial = pbp.update(serial, X, y)
-    sharded, sites = pbp_sharded.fit(start, X, y, n_shards=1, rounds=3)
+    sharded, sites = pbp_sharded.fit(start, X, y, n_shards=1, epochs=3, syncs=syncs)
     _equal(serial.means, sharded.means)
     _equal(serial.variances, sharded.variances)
     _equal(serial.noise, sharded.noise)
@@ -43,8 +45,8 @@ def test_one_shard_is_serial_sep_bit_for_bit():
 
 def test_vmapped_shards_equal_the_shards_one_after_another():
     X, y, start = _network_problem(n=101)  # shards of 34, 34 and 33 rows: padding and masks
-    together, sites_t = pbp_sharded.fit(start, X, y, n_shards=3, rounds=2)
-    apart, sites_a = pbp_sharded.fit(start, X, y, n_shards=3, rounds=2, sequential=True)
+    together, sites_t = pbp_sharded.fit(start, X, y, n_shards=3, epochs=2, syncs=5)
+    apart, sites_a = pbp_sharded.fit(start, X, y, n_shards=3, epochs=2, syncs=5, sequential=True)
     _equal(together.means, apart.means, rtol=1e-9)
     _equal(together.variances, apart.variances, rtol=1e-9)
     _equal(sites_t, sites_a, rtol=1e-9)
@@ -52,9 +54,11 @@ def test_vmapped_shards_equal_the_shards_one_after_another():
     assert max(moved) > 0.05  # the rounds did learn
 
 
-def test_shards_land_where_serial_sep_does_on_a_linear_model():
-    """One-hot Bayesian linear model (the SEP test's): 4 shards, 40 rounds, against serial SEP's
-    40 epochs (both with the EP prior step): the posterior means and variances agree."""
+@pytest.mark.parametrize("syncs, damping", [(1, 0.5), (None, None)])
+def test_shards_land_where_serial_sep_does_on_a_linear_model(syncs, damping):
+    """One-hot Bayesian linear model (the SEP test's): 4 shards, 40 epochs, against serial SEP's
+    40 epochs (both with the EP prior step): the posterior means and variances agree, with one
+    damped round per epoch and with the default schedule (64 rounds damped by 1/2)."""
     X, y, spec, state, _, _ = _one_hot_problem()
     start = pbp.init(jax.random.PRNGKey(0), spec.__class__(**{**spec.__dict__, "inference": "sep"}))
     start = start.replace(means=state.means)
@@ -66,7 +70,7 @@ def test_shards_land_where_serial_sep_does_on_a_linear_model():
     sites = pbp_sharded.init_sites(start, 4)
     sharded = start
     for _ in range(40):
-        sharded, sites = pbp_sharded.round_update(sharded, sites, shards)
+        sharded, sites = pbp_sharded.epoch(sharded, sites, shards, syncs, damping)
     v_serial, v_sharded = np.asarray(serial.variances[0]), np.asarray(sharded.variances[0])
     np.testing.assert_allclose(v_sharded, v_serial, rtol=0.15)
     np.testing.assert_allclose(np.asarray(sharded.means[0]), np.asarray(serial.means[0]),
@@ -81,5 +85,43 @@ def test_bad_input():
     with pytest.raises(ValueError, match="inference='sep'"):
         pbp_sharded.init_sites(adf, 2)
     shards = pbp_sharded.split_rows(X, y, 2)
+    sites = pbp_sharded.init_sites(start, 2)
     with pytest.raises(ValueError, match="damping"):
-        pbp_sharded.round_update(start, pbp_sharded.init_sites(start, 2), shards, damping=1.5)
+        pbp_sharded.epoch(start, sites, shards, damping=1.5)
+    for bad in (0, -2, 1.5, True, "4"):
+        with pytest.raises(ValueError, match="syncs"):
+            pbp_sharded.epoch(start, sites, shards, syncs=bad)
+
+
+def test_the_default_schedule_and_its_limit():
+    assert pbp_sharded.schedule(1, 100) == (1, 1.0)
+    assert pbp_sharded.schedule(4, 1000) == (64, 0.5)
+    assert pbp_sharded.schedule(8, 20) == (20, 1 / np.sqrt(8))  # never more rounds than rows in a shard
+    assert pbp_sharded.schedule(2, 50, syncs=3, damping=0.5) == (3, 0.5)
+
+
+def test_chunks_keep_every_real_row_once_in_the_shuffled_order():
+    key = jax.random.PRNGKey(3)
+    X = np.arange(22.0).reshape(11, 2)
+    mask = np.arange(11) < 9  # 9 real rows, 2 padded
+    Xc, yc, mc = pbp_sharded.ordered_chunks(key, X, X[:, 0], mask, 4)
+    assert Xc.shape == (4, 3, 2) and mc.shape == (4, 3)
+    real = np.asarray(yc)[np.asarray(mc)]
+    np.testing.assert_array_equal(real, X[np.asarray(permutation(key, 9)), 0])  # the unpadded order
+
+
+@pytest.mark.parametrize("n, syncs", [(1000, 8), (37, 4), (5, 16)])
+def test_rounds_cover_every_row_once_and_the_warm_up_grows_from_one_row(n, syncs):
+    plain = pbp_sharded.round_rows(n, syncs)
+    chunk = -(-n // syncs)
+    assert plain.shape == (-(-n // chunk), chunk)
+    warm = pbp_sharded.round_rows(n, syncs, warmup=True)
+    for index in (plain, warm):
+        rows = index[index >= 0]
+        np.testing.assert_array_equal(rows, np.arange(n))  # every row once, in order
+    sizes = (warm >= 0).sum(axis=1)
+    assert sizes[0] == 1
+    seen = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    growing = sizes < chunk
+    assert np.all(sizes[growing] <= np.maximum(1, seen[growing] * pbp_sharded.WARMUP_GROWTH))
+    assert np.all(sizes[:-2] <= sizes[1:-1])  # grows towards the chunk (the last round may be shorter)
