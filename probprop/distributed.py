@@ -15,12 +15,14 @@ Two things a user outgrows one core with, and what probprop does for each:
   runs the EP prior step. The driver keeps every shard's site as of the last finished round: an
   actor that dies is started again from it and the round is run again, so the fit goes on as if
   nothing happened (the tests kill one). The numbers are those of
-  :func:`probprop.learners.pbp_sharded.epoch` with ``sequential=True`` to rounding.
+  :func:`probprop.learners.pbp_sharded.epoch` with ``sequential=True`` to rounding (one shard:
+  serial SEP to rounding).
 
 Without an ``address`` a local cluster is started for the call, bound to 127.0.0.1 with as many
 CPUs as this process may use (or ``num_cpus``), and shut down after it; inside a running
-``ray.init`` the caller's cluster is used and left running. Ray's workers get
-:func:`probprop._workers.worker_environment` (one thread each, probprop's compilation cache).
+``ray.init`` the caller's cluster is used and left running. The workers of a cluster probprop
+starts or joins get :func:`probprop._workers.worker_environment` (one thread each, probprop's
+compilation cache); a cluster the caller joined first keeps the caller's settings.
 """
 
 from __future__ import annotations
@@ -270,6 +272,8 @@ class RayShards:
                 except self.ray.exceptions.RayActorError:
                     if attempt == 3:
                         raise
+                    with contextlib.suppress(Exception):  # unreachable but alive: free its CPU share
+                        self.ray.kill(self.actors[k], no_restart=True)
                     self.actors[k] = self._start(k)
                     self.restarts += 1
                     calls[k] = self.actors[k].run.remote(broadcast, keys[k], index, syncs, warmup, damping)
@@ -284,6 +288,7 @@ class RayShards:
             with contextlib.suppress(Exception):
                 self.ray.kill(actor)
         self.actors = []
+        self._rows = []  # the shards' rows leave the object store (a cluster the caller runs keeps going)
         self._session.__exit__(None, None, None)
 
     def __enter__(self):

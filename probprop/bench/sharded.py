@@ -8,8 +8,8 @@ Three measurements, in one report:
 
 1. **The schedule** on a small network (4-10-1, 2,000 rows of y = sin(x_0) + x_1 / 2 + noise, test
    LL on 2,000 fresh rows, 20 epochs, 3 seeds), in process: serial SEP; K shards with one damped
-   round per epoch (δ = 1/sqrt(K), the first design); the default schedule (16 K undamped rounds
-   per epoch, small rounds at the start of the first epoch).
+   round per epoch (δ = 1/sqrt(K), the first design); the default schedule (16 K rounds per
+   epoch damped by 1/sqrt(K), small rounds at the start of the first epoch).
 2. **Scale**: Friedman-1 with five irrelevant inputs (x ~ U(0, 1)^10, y = 10 sin(π x_0 x_1) +
    20 (x_2 - 1/2)^2 + 10 x_3 + 5 x_4 + N(0, 1)), ``--rows`` training rows generated on the fly
    (nothing stored) and 100,000 test rows, a 10-50-1 PBP-SEP network, ``--epochs`` epochs:

@@ -151,11 +151,19 @@ class PBPRegressor(OnlineRegressor):
         if self.shards is None:
             return super().fit(X, y)
         self._validated_params()
+        if self.backend == "ray":
+            from probprop.distributed import require_ray
+
+            require_ray()  # before any work
         X, y = self._validate_X_y(X, y, reset=True, min_samples=2)
         if self.shards > len(y):
             raise ValueError(f"shards={self.shards} is more than the {len(y)} rows to fit")
         Xs, ys = self._begin(X, y)
-        self._run_sharded(Xs, ys)
+        try:
+            self._run_sharded(Xs, ys)
+        except BaseException:
+            self.__dict__.pop("state_", None)  # no half-fitted model to predict from
+            raise
         return self
 
     def _run_sharded(self, Xs, ys) -> None:
@@ -237,18 +245,29 @@ def _fit_group(estimators, Xs, ys, verbose) -> list:
 
 
 def _fit_on_ray(estimators, Xs, ys, verbose, address) -> list:
-    from probprop.distributed import map_tasks, ray_session
+    from probprop.distributed import map_tasks, ray_session, require_ray
 
     estimators, Xs, ys = _checked_together(estimators, Xs, ys)
+    shapes = set()
+    for est, X, y in zip(estimators, Xs, ys):  # the local path's checks, before any cluster starts
+        est._validated_params()
+        shapes.add(est._validate_X_y(X, y, reset=True, min_samples=2)[0].shape)
+    if len(shapes) > 1:
+        raise ValueError(f"fit_together needs data sets of one shape, got X shapes {sorted(shapes)}")
+    require_ray()
     with ray_session(address) as ray:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         groups = [g for g in np.array_split(np.arange(len(estimators)), min(cpus, len(estimators))) if len(g)]
         calls = [(([estimators[i] for i in g], [Xs[i] for i in g], [ys[i] for i in g], verbose), {}) for g in groups]
-        for outcome in map_tasks(_fit_group, calls, address=address):
-            if not outcome.ok:
-                raise RuntimeError(f"fit_together on Ray: a batch failed: {outcome.error}")
-            for i, fitted in zip(groups[outcome.index], outcome.value):
-                estimators[i].__dict__.update(fitted.__dict__)
+        outcomes = list(map_tasks(_fit_group, calls, address=address))
+    failed = [o for o in outcomes if not o.ok]
+    if failed:  # nothing is copied back: no mix of fitted and unfitted models
+        raise RuntimeError(f"fit_together on Ray: a batch failed: {failed[0].error}")
+    for outcome in outcomes:
+        for i, fitted in zip(groups[outcome.index], outcome.value):
+            # the fitted attributes only (scikit-learn's trailing underscore); the parameters stay the caller's
+            estimators[i].__dict__.update({k: v for k, v in fitted.__dict__.items()
+                                           if k.endswith("_") and not k.startswith("__")})
     return estimators
 
 

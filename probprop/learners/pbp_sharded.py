@@ -111,7 +111,9 @@ def init_sites(state: pbp.PBPState, n_shards: int) -> pbp.TiedSites:
 
 def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int, float]:
     """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
-    (``16 K`` rounds, δ = 1/sqrt(K)): at most one round per row of the largest shard."""
+    (``16 K`` rounds, δ = 1/sqrt(K); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
+    rounds of ``ceil(n / syncs)`` rows (at most ``syncs``; n: the rows of the largest shard), plus
+    the warm-up's small rounds in a fit's first epoch (:func:`round_rows`)."""
     n_shards, n_rows = int(n_shards), int(n_rows)
     if syncs is None:
         syncs = 1 if n_shards == 1 else SYNCS_PER_SHARD * n_shards
@@ -120,6 +122,8 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
     damping = 1.0 / np.sqrt(n_shards) if damping is None else float(damping)
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
+    if n_shards == 1:
+        damping = 1.0  # one shard is serial SEP: nothing to merge, nothing to damp
     return max(1, min(int(syncs), n_rows)), damping
 
 

@@ -36,6 +36,12 @@ def test_a_missing_ray_is_a_clear_error(monkeypatch):
     X, y, start = _network_problem(n=20)
     with pytest.raises(ImportError, match="Ray is not installed"):
         distributed.fit_sharded(start, X, y, n_shards=2, epochs=1, backend="ray")
+    from probprop import PBPRegressor
+
+    model = PBPRegressor(inference="sep", shards=2, backend="ray", epochs=1)
+    with pytest.raises(ImportError, match="Ray is not installed"):
+        model.fit(X, y)
+    assert not hasattr(model, "state_")  # nothing half-fitted to predict from
 
 
 def test_backend_and_address_are_checked():
@@ -48,6 +54,11 @@ def test_backend_and_address_are_checked():
         fit_together([PBPRegressor()], [X], [y], backend="spark")
     with pytest.raises(ValueError, match="needs backend='ray'"):
         fit_together([PBPRegressor()], [X], [y], address="127.0.0.1:6379")
+    # the local checks run before any cluster starts
+    with pytest.raises(ValueError, match="data sets of one shape"):
+        fit_together([PBPRegressor(), PBPRegressor()], [X, X[:, :2]], [y, y], backend="ray")
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        fit_together([PBPRegressor(epochs=0)], [X], [y], backend="ray")
 
 
 def test_the_local_backend_is_the_in_process_epoch():
@@ -59,12 +70,11 @@ def test_the_local_backend_is_the_in_process_epoch():
 
 # ------------------------------------------------------------------ on a local cluster
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'probprop[ray]')")
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """One local Ray cluster for the module (2 CPUs on 127.0.0.1); the library's calls join it."""
+    """One local Ray cluster for the module (2 CPUs on 127.0.0.1); the library's calls join it.
+    Skips the tests that need it where Ray is not installed (the ones above run anyway)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'probprop[ray]')")
     ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
              runtime_env=distributed._runtime_env())
     yield ray
@@ -132,7 +142,7 @@ def test_a_killed_actor_is_restored_from_the_last_rounds_sites(cluster):
 
     def kill_in_the_second_epoch(index):
         if len(killed) == 0 and index == 2 and runner_epochs[0] == 1:
-            ray.kill(runner.actors[1], no_restart=True)
+            cluster.kill(runner.actors[1], no_restart=True)
             killed.append(index)
 
     runner_epochs = [0]

@@ -98,6 +98,7 @@ def test_the_default_schedule_and_its_limit():
     assert pbp_sharded.schedule(4, 1000) == (64, 0.5)
     assert pbp_sharded.schedule(8, 20) == (20, 1 / np.sqrt(8))  # never more rounds than rows in a shard
     assert pbp_sharded.schedule(2, 50, syncs=3, damping=0.5) == (3, 0.5)
+    assert pbp_sharded.schedule(1, 50, syncs=3, damping=0.5) == (3, 1.0)  # one shard: nothing to damp
 
 
 def test_chunks_keep_every_real_row_once_in_the_shuffled_order():
