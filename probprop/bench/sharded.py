@@ -59,9 +59,11 @@ def small_problem(seed: int = 0, n: int = SMALL_ROWS):
 
 def friedman(n: int, seed: int, d: int = 10):
     """Friedman-1 rows (module docstring): X (n, d) uniform, y with unit Gaussian noise."""
+    from probprop.data.streams import FRIEDMAN_REGIMES, _friedman
+
     rng = np.random.default_rng(seed)
     X = rng.random((n, d))
-    y = 10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3] + 5 * X[:, 4]
+    y = _friedman(X, FRIEDMAN_REGIMES[0])  # the formula of the Friedman streams, in one place
     y += rng.standard_normal(n)
     return X, y
 
@@ -82,14 +84,13 @@ def scale_problem(rows: int, seed: int = 0):
 
 
 def _scores(state, Xt, yt, y_mean: float, y_std: float) -> dict:
-    from scipy.stats import norm
-
     from probprop.learners import pbp
+    from probprop.metrics import log_likelihood, rmse
 
     m, v, noise = pbp.predict_moments(state, Xt)
     mean = np.asarray(m).ravel() * y_std + y_mean
     sd = np.sqrt(np.asarray(v).ravel() + np.asarray(noise).ravel()) * y_std
-    return {"test_ll": float(np.mean(norm.logpdf(yt, mean, sd))), "rmse": float(np.sqrt(np.mean((mean - yt) ** 2)))}
+    return {"test_ll": log_likelihood(yt, mean, sd), "rmse": rmse(yt, mean)}
 
 
 def _start(n_in: int, hidden: int, seed: int):

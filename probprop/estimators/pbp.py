@@ -248,12 +248,7 @@ def _fit_on_ray(estimators, Xs, ys, verbose, address) -> list:
     from probprop.distributed import map_tasks, ray_session, require_ray
 
     estimators, Xs, ys = _checked_together(estimators, Xs, ys)
-    shapes = set()
-    for est, X, y in zip(estimators, Xs, ys):  # the local path's checks, before any cluster starts
-        est._validated_params()
-        shapes.add(est._validate_X_y(X, y, reset=True, min_samples=2)[0].shape)
-    if len(shapes) > 1:
-        raise ValueError(f"fit_together needs data sets of one shape, got X shapes {sorted(shapes)}")
+    _validated_together(estimators, Xs, ys)  # the local path's checks, before any cluster starts
     require_ray()
     with ray_session(address) as ray:
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -295,16 +290,22 @@ def _checked_together(estimators, Xs, ys):
     return estimators, Xs, ys
 
 
-def _fit_together(estimators, Xs, ys, verbose) -> list:
-    estimators, Xs, ys = _checked_together(estimators, Xs, ys)
+def _validated_together(estimators, Xs, ys) -> list:
+    """Every estimator's parameters and data checked, the data sets of one shape: the validated
+    ``(X, y)`` pairs."""
     data = []
     for est, X, y in zip(estimators, Xs, ys):
         est._validated_params()
-        X, y = est._validate_X_y(X, y, reset=True, min_samples=2)
-        data.append(est._begin(X, y))
-    shapes = sorted({Xs_.shape for Xs_, _ in data})
+        data.append(est._validate_X_y(X, y, reset=True, min_samples=2))
+    shapes = sorted({X.shape for X, _ in data})
     if len(shapes) > 1:
         raise ValueError(f"fit_together needs data sets of one shape, got X shapes {shapes}")
+    return data
+
+
+def _fit_together(estimators, Xs, ys, verbose) -> list:
+    estimators, Xs, ys = _checked_together(estimators, Xs, ys)
+    data = [est._begin(X, y) for est, (X, y) in zip(estimators, _validated_together(estimators, Xs, ys))]
     if len(estimators) == 1:
         estimators[0]._run_epochs(*data[0], estimators[0].epochs)
         return estimators
