@@ -40,6 +40,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
 	$(UCI) --datasets boston,yacht --methods pbp2,pbp3,pbp2-single,pbp3-single --out docs/benchmarks/pbp-deep
 	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
+	$(UCI) --datasets all --methods pbp,pbp-het,pbp-sep,pbp-sep-het --out docs/benchmarks/pbp-het
 	$(UCI) --datasets protein,kin8nm,naval --methods pbp-sep,pbp-sep-k2,pbp-sep-k4,pbp-sep-k8 --out docs/benchmarks/pbp-sharded
 	$(BIN)/probprop bench sharded --out docs/benchmarks/sharded
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
@@ -47,6 +48,8 @@ bench-all: bench
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,ensemble,mcdropout --calibrate all --out docs/benchmarks/calibration
 	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
+	$(UCI) --datasets all --methods tagi,tagi-prec,tagi-he,tagi-he-prec --out docs/benchmarks/tagi-prec
+	$(BIN)/probprop bench tagi-speed --out docs/benchmarks/tagi-speed  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
 	$(BIN)/probprop bench images --out docs/benchmarks/images
 	$(BIN)/probprop bench images --methods pbp-cnn --out docs/benchmarks/images-cnn

@@ -391,9 +391,9 @@ MODEL_OPTIONS = (
                 "Observation-noise std in standardised target units, or 'select' (chosen on a validation tenth "
                 "of the training data). [default: select]",
                 {"callback": _parse_positive("a noise std", grid=False), "metavar": "select|STD"}),
-    ModelOption(("--heteroscedastic/--homoscedastic",), "heteroscedastic", ("tagi", "dvi", "map"),
+    ModelOption(("--heteroscedastic/--homoscedastic",), "heteroscedastic", ("pbp", "tagi", "dvi", "map"),
                 "Learn an input-dependent noise variance (a second output unit), or one noise level. "
-                "[default: heteroscedastic for dvi, homoscedastic for tagi and map]"),
+                "[default: heteroscedastic for dvi, homoscedastic for pbp, tagi and map]"),
     ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
                 "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
     ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "ensemble"),
@@ -1254,6 +1254,22 @@ def bench_sharded(ctx, rows, shards, epochs, no_small, out):
     except ValueError:
         raise click.ClickException(f"--shards must be comma-separated integers, got {shards!r}") from None
     path = _run_report(ctx, sharded.run, out=out, rows=rows, shards=counts, epochs=epochs, small=not no_small)
+    click.echo(f"wrote {path}/report.md and {path}/results.csv")
+
+
+@bench.command("tagi-speed")
+@click.option("--datasets", default="boston,kin8nm,power", show_default=True, help="Comma-separated UCI datasets.")
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True, help="Epochs of every fit.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding the UCI dataset folders (default: $PROBPROP_UCI_DIR or shared/data/uci).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/tagi-speed"),
+              show_default=True, help="Folder for report.md and results.csv.")
+@click.pass_context
+def bench_tagi_speed(ctx, datasets, epochs, data_dir, out):
+    """probprop's TAGI against pytagi, engine to engine: same network, batch and epochs, rows/s per core (needs pytagi)."""
+    from probprop.bench import tagi_speed
+
+    path = _run_report(ctx, tagi_speed.run, out=out, datasets=datasets.split(","), epochs=epochs, data_dir=data_dir)
     click.echo(f"wrote {path}/report.md and {path}/results.csv")
 
 

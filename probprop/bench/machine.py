@@ -77,6 +77,17 @@ def machine_info() -> dict:
 # --------------------------------------------------------------------------------------
 
 
+
+def report_header(title: str, command: str, wall: float, started: str = "?", machine: dict | None = None) -> list[str]:
+    """The first lines of a benchmark report: its title, command, wall time, start and machine."""
+    lines = [f"# {title}", "", f"- Command: `{command}`", f"- Total wall time: **{wall:.0f} s**", f"- Started: {started}"]
+    if machine:
+        lines.append(f"- Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
+                     f"({machine['usable_cores']} usable); Python {machine['python']}; "
+                     + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()))
+    return lines
+
+
 def usable_cores() -> list[int]:
     """The cores this process may run on, sorted (all of ``os.cpu_count()`` where the platform
     has no affinity masks)."""

@@ -70,7 +70,8 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
     only exactly constant columns unscaled, as the reference code (``constant_tol=0``: on
     naval, a column whose std is rounding noise, ~1e-13, is then divided by it and becomes a
     second constant input next to the bias); ``pbp2`` / ``pbp3`` have two / three hidden layers
-    of that width; ``pbp-sep`` is PBP with stochastic EP (``inference="sep"``); ``-single`` marks the same model fitted one split at a time (never batched:
+    of that width; ``pbp-sep`` is PBP with stochastic EP (``inference="sep"``); ``pbp-het`` heteroscedastic PBP
+    (a second output for the log noise variance, ``heteroscedastic=True``); ``-single`` marks the same model fitted one split at a time (never batched:
     the benchmark's check that batched fits equal single ones)."""
     width = int(info.n_hidden)
     params = {"hidden": (width,), "epochs": int(info.n_epochs)}
@@ -78,6 +79,11 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
     if variant == "pbp-refscale":
         params["constant_tol"] = 0.0
     elif variant == "pbp-sep":
+        params["inference"] = "sep"
+    elif variant == "pbp-het":
+        params["heteroscedastic"] = True
+    elif variant == "pbp-sep-het":
+        params["heteroscedastic"] = True
         params["inference"] = "sep"
     elif variant in ("pbp2", "pbp3"):
         params["hidden"] = (width,) * int(variant[-1])
@@ -117,8 +123,8 @@ def _pbp_single(variant: str):
     return adapter
 
 
-pbp, pbp_refscale, pbp_sep, pbp2, pbp3, pbp2_single, pbp3_single = (
-    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
+pbp, pbp_refscale, pbp_sep, pbp_het, pbp_sep_het, pbp2, pbp3, pbp2_single, pbp3_single = (
+    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
 
 
 def _pbp_sharded(shards: int):
@@ -155,6 +161,26 @@ def tagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     from probprop.estimators import TAGIRegressor
 
     model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), random_state=seed)
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
+def tagi_prec(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """The ``tagi`` adapter with the mini-batch rows combined in precision form
+    (``variance_update="precision"``)."""
+    from probprop.estimators import TAGIRegressor
+
+    model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), variance_update="precision",
+                          random_state=seed)
+    return _fit_predict(model, X_train, y_train, X_test)
+
+
+def tagi_he_prec(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """The ``tagi-he`` adapter (pytagi-like He start) with the precision-form batch update."""
+    from probprop.estimators import TAGIRegressor
+
+    model = TAGIRegressor(hidden=(int(info.n_hidden),), epochs=int(info.n_epochs), init_gain=1.0,
+                          init_bias_variance=1.0 / max(int(info.n_features), 1), variance_update="precision",
+                          random_state=seed)
     return _fit_predict(model, X_train, y_train, X_test)
 
 
@@ -353,6 +379,8 @@ METHODS: dict[str, Callable] = {
     "pbp": pbp,
     "pbp-refscale": pbp_refscale,
     "pbp-sep": pbp_sep,
+    "pbp-het": pbp_het,
+    "pbp-sep-het": pbp_sep_het,
     **SHARDED,
     "pbp2": pbp2,
     "pbp3": pbp3,
@@ -362,6 +390,8 @@ METHODS: dict[str, Callable] = {
     "tagi": tagi,
     "tagi-het": tagi_het,
     "tagi-he": tagi_he,
+    "tagi-prec": tagi_prec,
+    "tagi-he-prec": tagi_he_prec,
     "dvi": _estimator("DVIRegressor", heteroscedastic=False),
     "dvi-het": _estimator("DVIRegressor", heteroscedastic=True),
     "map": _estimator("MAPRegressor"),
@@ -377,6 +407,8 @@ LABELS: dict[str, str] = {
     "pbp": "probprop PBP",
     "pbp-refscale": "probprop PBP, reference scaling",
     "pbp-sep": "probprop PBP, stochastic EP",
+    "pbp-het": "probprop PBP (heterosc.)",
+    "pbp-sep-het": "probprop PBP, stochastic EP (heterosc.)",
     **{name: f"probprop PBP, sharded SEP, K = {name[-1]}" for name in SHARDED},
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp3": "probprop PBP, 3 hidden layers",
@@ -386,6 +418,8 @@ LABELS: dict[str, str] = {
     "tagi": "probprop TAGI",
     "tagi-het": "probprop TAGI (heterosc.)",
     "tagi-he": "probprop TAGI, He init",
+    "tagi-prec": "probprop TAGI, precision-form batch update",
+    "tagi-he-prec": "probprop TAGI, He init, precision-form batch update",
     "dvi": "probprop DVI (homosc.)",
     "dvi-het": "probprop DVI (heterosc.)",
     "map": "probprop MAP net",
@@ -399,7 +433,7 @@ LABELS: dict[str, str] = {
 
 #: Methods that can fit several splits of one dataset as one batched program (same signature
 #: as the others, but lists: ``(sets, info, seeds) -> [(mean, std, fit_seconds), ...]``).
-BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp-sep", "pbp2", "pbp3")}
+BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp2", "pbp3")}
 
 #: The module each method needs beyond probprop's own dependencies.
 REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}

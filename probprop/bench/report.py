@@ -370,6 +370,49 @@ def _sharded_section(frame) -> list[str]:
          "fit time ratio"], rows) + [""]
 
 
+#: Heteroscedastic PBP methods and the homoscedastic PBP each is compared with (issue 15: the
+#: homoscedastic one is PBP as published, ``pbp``).
+HETEROSCEDASTIC_PAIRS = (("pbp-het", "pbp"), ("pbp-sep-het", "pbp"), ("pbp-sep-het", "pbp-sep"))
+#: The 90 % interval coverage a calibrated method should land in (issue 15's band).
+COVERAGE_BAND = (0.85, 0.95)
+
+
+def _heteroscedastic_section(frame) -> list[str]:
+    """Heteroscedastic PBP against homoscedastic PBP: the difference of mean test LL in combined SEs
+    (unpaired, as the published comparisons), and the 90 % coverage against :data:`COVERAGE_BAND`."""
+    present = set(frame["method"])
+    pairs = [(h, b) for h, b in HETEROSCEDASTIC_PAIRS if h in present and b in present]
+    if not pairs:
+        return []
+    lo, hi = COVERAGE_BAND
+    lines = ["## Heteroscedastic PBP against homoscedastic PBP", "",
+             ("Mean test LL difference (heteroscedastic − homoscedastic) over the splits, in combined SEs "
+              "sqrt(SE_a² + SE_b²); \"better\" means by more than two. Coverage: the heteroscedastic model's mean "
+              f"90 % interval coverage, \"in band\" when within [{lo}, {hi}]."), ""]
+    for het, base in pairs:
+        rows, better, in_band, n = [], 0, 0, 0
+        for dataset in frame["dataset"].unique():
+            a = frame[(frame["method"] == het) & (frame["dataset"] == dataset)]
+            b = frame[(frame["method"] == base) & (frame["dataset"] == dataset)]
+            if not len(a) or not len(b):
+                continue
+            n += 1
+            diff = a["log_likelihood"].mean() - b["log_likelihood"].mean()
+            se = np.sqrt(a["log_likelihood"].var(ddof=1) / len(a) + b["log_likelihood"].var(ddof=1) / len(b))
+            z = diff / se if se > 0 else float("nan")
+            coverage = a["coverage_90"].mean()
+            better += bool(z > 2)
+            in_band += bool(lo <= coverage <= hi)
+            rows.append([short_name(dataset), f"{diff:+.3f}", f"{z:+.1f}", "better" if z > 2 else (
+                "worse" if z < -2 else "within"), f"{coverage:.3f}", "yes" if lo <= coverage <= hi else "**no**"])
+        lines += [f"### {label(het)} against {label(base)}", "",
+                  (f"Better by more than two combined SEs on {better} of {n} datasets; 90 % coverage in band on "
+                   f"{in_band} of {n}."), ""]
+        lines += _table(["dataset", "test LL difference", "combined SEs", "verdict", "90 % coverage", "in band"],
+                        rows) + [""]
+    return lines
+
+
 def write_report(frame, out, meta: dict) -> Path:
     """Write ``report.md`` (and the comparison PNGs) into ``out``; return the report's path."""
     out = Path(out)
@@ -427,6 +470,7 @@ def write_report(frame, out, meta: dict) -> Path:
         lines += _best_section(frame)
         lines += _reference_section(frame)
         lines += _sharded_section(frame)
+        lines += _heteroscedastic_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]
     if meta.get("failures"):

@@ -257,12 +257,9 @@ def run(out="docs/benchmarks/sharded", rows: int = 10_000_000, shards=(2, 4, 8),
 
 def report(frame, command: str, wall: float, started: str = "?", machine: dict | None = None) -> str:
     """The report of a run from its results table."""
-    lines = ["# Sharded stochastic EP: in process and on Ray", "",
-             f"- Command: `{command}`", f"- Total wall time: **{wall:.0f} s**", f"- Started: {started}"]
-    if machine:
-        lines.append(f"- Machine: {machine['cpu']}, {machine['logical_cores']} logical cores "
-                     f"({machine['usable_cores']} usable); Python {machine['python']}; "
-                     + ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items()))
+    from probprop.bench.machine import report_header
+
+    lines = report_header("Sharded stochastic EP: in process and on Ray", command, wall, started, machine)
     lines.append("")
     small = frame[frame["section"] == "schedule"]
     if len(small):

@@ -571,6 +571,8 @@ class TAGIClassifier(OnlineClassifier):
         initialisation (the regressor keeps TAGI-MAT's 0.25): one pass over 10,000 MNIST training
         images (784-100-100-10) scored on 2,000 other training images gave 13.5 % error with
         0.25 and 10.2 % with 1 (validation images, not the test set).
+    variance_update : {"sum", "precision"}, default="sum"
+        How a mini-batch's rows combine, as in :class:`probprop.TAGIRegressor`.
     forgetting : as in :class:`PBPClassifier` (TAGI steps ``batch_size`` rows at a time, each step
         preceded by gamma^batch_size).
 
@@ -586,13 +588,14 @@ class TAGIClassifier(OnlineClassifier):
     _saved = ("classes_", "n_rejected_", "rejected_per_epoch_", "drift_")
 
     def __init__(self, hidden=(50,), epochs=40, batch_size=10, init_gain=1.0, init_bias_variance=0.01,
-                 activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, forgetting=None,
+                 variance_update="sum", activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, forgetting=None,
                  random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
         self.init_gain = init_gain
         self.init_bias_variance = init_bias_variance
+        self.variance_update = variance_update
         self.activation = activation
         self.dtype = dtype
         self.input_scaling = input_scaling

@@ -17,13 +17,15 @@ from probprop.moments.input_noise import PROPAGATIONS
 def network_params(estimator) -> dict:
     """The checks of the TAGI network parameters a TAGI estimator (regressor or classifier) shares:
     ``hidden``, ``epochs``, ``batch_size``, ``activation``, ``dtype``, ``init_gain`` and
-    ``init_bias_variance``; returns the checked ``hidden`` and ``batch_size``."""
+    ``init_bias_variance``, ``variance_update``; returns the checked ``hidden`` and ``batch_size``."""
     hidden = _checks.hidden_sizes(estimator.hidden)
     _checks.positive_int("epochs", estimator.epochs)
     batch_size = _checks.positive_int("batch_size", estimator.batch_size)
     _checks.activation_and_dtype(estimator.activation, estimator.dtype)
     for name in ("init_gain", "init_bias_variance"):
         _checks.positive_float(name, getattr(estimator, name))
+    if not (isinstance(estimator.variance_update, str) and estimator.variance_update in tagi.VARIANCE_UPDATES):
+        raise ValueError(f"variance_update must be one of {list(tagi.VARIANCE_UPDATES)}, got {estimator.variance_update!r}")
     return {"hidden": hidden, "batch_size": batch_size}
 
 
@@ -31,7 +33,8 @@ def network_spec(estimator, n_in: int, params: dict, **fields) -> tagi.TAGISpec:
     """The :class:`TAGISpec` of a TAGI estimator's network (``fields``: the rest, e.g. ``n_classes``)."""
     return tagi.TAGISpec(n_in=n_in, hidden=params["hidden"], activation=estimator.activation,
                          batch_size=params["batch_size"], dtype=estimator.dtype, init_gain=float(estimator.init_gain),
-                         init_bias_variance=float(estimator.init_bias_variance), **fields)
+                         init_bias_variance=float(estimator.init_bias_variance),
+                         variance_update=estimator.variance_update, **fields)
 
 
 @register_estimator
@@ -58,6 +61,11 @@ class TAGIRegressor(OnlineRegressor):
         Initial weight variance ``init_gain / fan_in`` (weight means drawn from the same
         variance) and initial bias variance: TAGI-MAT's UCI setting. pytagi's He
         initialisation corresponds to ``init_gain=1`` (see ``docs/benchmarks/pytagi``).
+    variance_update : {"sum", "precision"}, default="sum"
+        How a mini-batch's rows combine: their increments summed (the paper, pytagi; summed
+        variance decrements can overshoot below zero, and such updates are refused), or as
+        independent observations in precision form, which cannot overshoot
+        (``probprop.learners.tagi._precision_increments``).
     forgetting : None, "learn", float in (0, 1] or probprop.learners.drift.Forgetting, default=None
         The drift model of ``partial_fit`` for a stream whose relationship changes: before each
         row each weight's variance relaxes towards its prior variance, gamma^2 v + (1 - gamma^2)
@@ -76,6 +84,7 @@ class TAGIRegressor(OnlineRegressor):
         heteroscedastic=False,
         init_gain=0.25,
         init_bias_variance=0.01,
+        variance_update="sum",
         activation="relu",
         dtype="float64",
         forgetting=None,
@@ -89,6 +98,7 @@ class TAGIRegressor(OnlineRegressor):
         self.heteroscedastic = heteroscedastic
         self.init_gain = init_gain
         self.init_bias_variance = init_bias_variance
+        self.variance_update = variance_update
         self.activation = activation
         self.dtype = dtype
         self.forgetting = forgetting

@@ -11,10 +11,13 @@ Pure functions over an immutable :class:`PBPState`:
     state = update(state, X, y)          # one epoch: shuffle, ADF sweep (one lax.scan), EP prior
     mean, var = predict(state, X)        # epistemic moments of the network output
     noise_variance(state)                # E[1/gamma] = rate / (shape - 1)
+    noise_variance(state, X)             # E[exp(l)] per row (heteroscedastic likelihood)
 
 and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
 The output likelihood is a piece of the spec (``PBPSpec.likelihood``, default PBP's Gaussian
-with a learned Gamma noise, :mod:`probprop.likelihoods`) and so are the layers
+with a learned Gamma noise, :mod:`probprop.likelihoods`; heteroscedastic PBP is
+``likelihood=HeteroscedasticGaussian()``, two outputs (f, log noise variance) whose log Z is a 1-D
+quadrature, and predictions then carry a noise per row) and so are the layers
 (``PBPSpec.layers``, default dense, :mod:`probprop.layers`).
 
 Everything works in standardised units; the estimator converts at the edge.
@@ -299,13 +302,19 @@ def predict_moments(state: PBPState, X: jax.Array, X_var: jax.Array | None = Non
 
 @jax.jit
 def _predict_moments(state, X):
-    mean, var = forward(state, X)
-    return Moments(mean, var, jnp.broadcast_to(_noise_variance(state), var.shape))
+    return _as_moments(state, *forward(state, X))
 
 
 @partial(jax.jit, static_argnames="propagation")
 def _predict_moments_noisy(state, X, X_var, propagation):
-    mean, var = forward_noisy(state, X, X_var, propagation)
+    return _as_moments(state, *forward_noisy(state, X, X_var, propagation))
+
+
+def _as_moments(state, mean, var) -> Moments:
+    """Output moments as :class:`Moments`: a heteroscedastic likelihood's two outputs (f, l)
+    give f's moments and the noise E[exp(l)] per row; the others a constant noise."""
+    if heteroscedastic(state.spec):
+        return Moments(mean[..., 0], var[..., 0], state.spec.output_likelihood.noise_from_outputs(mean, var))
     return Moments(mean, var, jnp.broadcast_to(_noise_variance(state), var.shape))
 
 
@@ -313,11 +322,21 @@ def _noise_variance(state):
     return state.spec.output_likelihood.noise_variance(state.noise)
 
 
+def heteroscedastic(spec: PBPSpec) -> bool:
+    """Whether the spec's likelihood reads its noise from a second output (per input)."""
+    return hasattr(spec.output_likelihood, "noise_from_outputs")
+
+
 @float64
-def noise_variance(state: PBPState) -> jax.Array:
+def noise_variance(state: PBPState, X: jax.Array | None = None) -> jax.Array:
     """The likelihood's predictive noise variance; for the Gaussian ones the posterior mean of
-    the noise variance, E[1/gamma] = rate / (shape - 1)."""
-    return _noise_variance(state)
+    the noise variance, E[1/gamma] = rate / (shape - 1); for a heteroscedastic likelihood
+    E[exp(l)] per row of ``X`` (which it then needs)."""
+    if not heteroscedastic(state.spec):
+        return _noise_variance(state)
+    if X is None:
+        raise ValueError("a heteroscedastic PBP network needs X for its noise variance")
+    return _predict_moments(state, jnp.asarray(X)).noise_var
 
 
 # ---------------------------------------------------------------------------------------------

@@ -122,6 +122,10 @@ from probprop.moments import ACTIVATIONS, adf, append_bias, input_noise, linear
 from probprop.moments.linear import linear_shared
 from probprop.preprocessing import standardisation
 
+#: How a mini-batch's rows are combined: their increments summed (the paper, pytagi), or as
+#: independent observations in precision form (:func:`_precision_increments`).
+VARIANCE_UPDATES = ("sum", "precision")
+
 
 @dataclass(frozen=True)
 class TAGISpec:
@@ -134,6 +138,10 @@ class TAGISpec:
     the initial weight variance ``init_gain / fan_in``; ``init_bias_variance`` the initial bias
     variance. ``heteroscedastic=True`` adds the AGVI noise-variance unit (module docstring);
     ``sigma_v`` then only sets its initial value (the unit's bias mean is log sigma_v^2).
+    ``variance_update``: ``"sum"`` adds the rows' increments (paper, pytagi; a batch's summed
+    variance decrements can overshoot below zero, and the guard then refuses the update);
+    ``"precision"`` combines the rows as independent observations in precision form, which cannot
+    overshoot (:func:`_precision_increments`).
     """
 
     n_in: int
@@ -146,6 +154,7 @@ class TAGISpec:
     heteroscedastic: bool = False
     dtype: str = "float64"
     n_classes: int = 0
+    variance_update: str = "sum"
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -162,6 +171,8 @@ class TAGISpec:
             raise ValueError(f"n_classes must be 0 (regression) or an integer >= 2, got {self.n_classes!r}")
         if self.n_classes and self.heteroscedastic:
             raise ValueError("a TAGI classifier (n_classes >= 2) has no heteroscedastic noise head")
+        if self.variance_update not in VARIANCE_UPDATES:
+            raise ValueError(f"variance_update must be one of {list(VARIANCE_UPDATES)}, got {self.variance_update!r}")
 
     @property
     def likelihood(self):
@@ -429,7 +440,7 @@ def heteroscedastic_deltas(z_mean: jax.Array, z_var: jax.Array, y: jax.Array) ->
     return HeteroscedasticGaussian().tagi_deltas(z_mean, z_var, y, jnp.ones(jnp.shape(y), bool))
 
 
-def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var):
+def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var, combine: str = "sum"):
     """Parameter increments (summed over the batch) from the output deltas, top down.
 
     ``d_mean``/``d_var`` have shape (B, n_out). Returns ``(delta_means, delta_variances)``, per layer
@@ -443,13 +454,46 @@ def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var):
     for layer in range(n_layers - 1, -1, -1):
         M, V = state.means[layer], state.variances[layer]
         lm = layers[layer]
-        delta_means[layer] = V * (d_mean.T @ lm.in_mean)
-        delta_vars[layer] = V * V * (d_var.T @ (lm.in_mean * lm.in_mean))
+        if combine == "precision":
+            delta_means[layer], delta_vars[layer] = _precision_increments(M, V, lm.in_mean, d_mean, d_var)
+        else:
+            delta_means[layer] = V * (d_mean.T @ lm.in_mean)
+            delta_vars[layer] = V * V * (d_var.T @ (lm.in_mean * lm.in_mean))
         if layer > 0:
             W = M[:, :-1]
             J = layers[layer - 1].jacobian
             d_mean, d_var = J * (d_mean @ W), J * J * (d_var @ (W * W))
     return delta_means, delta_vars
+
+
+#: The smallest 1 + v d_n a row may contribute with (``variance_update="precision"``): a row whose
+#: conditioning alone would take a variance to zero adds a large but finite precision.
+MIN_SHARE = 1e-12
+
+
+def _precision_increments(M, V, in_mean, d_mean, d_var):
+    """A batch's increments combined in precision form (``TAGISpec(variance_update="precision")``).
+
+    Row n alone would give theta the variance v + v^2 d_n, d_n = mu_a_n^2 delta_var_Z_n (the summed
+    form adds these decrements, which can take v below zero), i.e. the precision increment
+    -d_n / (1 + v d_n), and the mean m + v mu_a_n delta_mu_Z_n: the conditioning on a Gaussian
+    pseudo-observation of theta. The rows are combined as independent pseudo-observations from the
+    same prior, as the summed form assumes too:
+
+        1 / v_new = 1 / v + sum_n -d_n / (1 + v d_n)            (positive when every delta_var <= 0)
+        m_new     = m + v_new sum_n mu_a_n delta_mu_Z_n / (1 + v d_n)
+
+    One row (or padding rows only) gives the summed form exactly; for a one-parameter linear
+    Gaussian model it is the exact posterior of the batch, where the summed form is not (tests).
+    Shapes: ``in_mean`` (B, fan_in + 1), ``d_mean``/``d_var`` (B, out); returns the increments
+    (m_new - m, v_new - v), of the shape of ``M``."""
+    a = in_mean[:, None, :]
+    d = d_var[:, :, None] * a * a  # (B, out, fan_in + 1)
+    share = jnp.maximum(1.0 + V[None] * d, MIN_SHARE)
+    precision = 1.0 / V - jnp.sum(d / share, axis=0)
+    v_new = 1.0 / precision  # <= 0 or inf when a positive delta_var outweighs the prior: refused
+    m_new = M + v_new * jnp.sum(d_mean[:, :, None] * a / share, axis=0)
+    return m_new - M, v_new - V
 
 
 def batch_update(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=None) -> TAGIState:
@@ -475,7 +519,7 @@ def batch_update(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_
         noise_var = state.spec.sigma_v**2
     layers = forward_moments(state, X)
     d_mean, d_var = output_deltas(layers[-1], y, keep, jnp.asarray(noise_var, dtype), state.spec.likelihood)
-    delta_means, delta_vars = backward(state, layers, d_mean, d_var)
+    delta_means, delta_vars = backward(state, layers, d_mean, d_var, state.spec.variance_update)
     means, variances, rejections = [], [], []
     for M, V, dM, dV, count in zip(state.means, state.variances, delta_means, delta_vars, state.rejections):
         m_new, v_new = M + dM, V + dV

@@ -5,7 +5,7 @@
 * :class:`GaussianNoise`: y = f + e, e ~ N(0, s2) with s2 given (PBP with a fixed noise, TAGI's
   sigma_v^2, DVI's and the homoscedastic heads' point-estimated log s2);
 * :class:`HeteroscedasticGaussian`: two network outputs (f, l), y = f + e, e ~ N(0, exp(l))
-  (TAGI's AGVI unit, DVI's heteroscedastic head).
+  (TAGI's AGVI unit, DVI's heteroscedastic head, heteroscedastic PBP's log Z by a 1-D quadrature).
 
 Each gives what the learners need of it (see :mod:`probprop.likelihoods`): PBP the ADF output
 step (``adf_output``), TAGI the output innovation (``tagi_deltas``), DVI the expected
@@ -17,7 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
 
 from probprop.likelihoods.base import Gamma, Likelihood
 from probprop.moments import adf
@@ -107,6 +110,12 @@ class HeteroscedasticGaussian(Likelihood):
 
     n_outputs = 2
 
+    def log_z(self, y, mean, var, params=()):
+        """log of Z = integral N(y | m_f, v_f + exp(l)) N(l | m_l, v_l) dl for one point
+        (``mean``/``var`` of shape (2,): f's and l's moments, taken independent), by
+        :func:`heteroscedastic_log_z`; what heteroscedastic PBP's ADF differentiates."""
+        return heteroscedastic_log_z(y, mean[0], var[0], mean[1], var[1])
+
     def noise_from_outputs(self, out_mean, out_var):
         """E[exp(l)] = exp(m_l + v_l / 2) per row, from the output moments of shape (..., 2)."""
         return exponential(out_mean[..., 1], out_var[..., 1])[0]
@@ -134,3 +143,63 @@ class HeteroscedasticGaussian(Likelihood):
         sq = (y - mean[..., 0]) ** 2 + var[..., 0]
         m_l, v_l = mean[..., 1], var[..., 1]
         return -0.5 * (LOG_2PI + m_l + sq * jnp.exp(-m_l + 0.5 * v_l))
+
+
+#: Trapezoid nodes of :func:`heteroscedastic_log_z`, over [mode - HALF_WIDTH w, mode + HALF_WIDTH w].
+N_NODES = 128
+HALF_WIDTH = 10.0
+#: Bisection steps for the integrand's mode (the bracket is at most ~0.5 v_l + 30 wide).
+N_BISECT = 48
+_FRACTIONS = np.linspace(-1.0, 1.0, N_NODES)
+
+
+def heteroscedastic_log_z(y, m_f, v_f, m_l, v_l):
+    """log Z, Z = integral N(y | m_f, v_f + e^l) N(l | m_l, v_l) dl: the marginal likelihood of y
+    under f ~ N(m_f, v_f), log noise variance l ~ N(m_l, v_l), independent; also the exact
+    predictive density of y for those output moments.
+
+    With r = y - m_f, s = v_f + e^l, the log integrand is h(l) = -(log s + r^2 / s) / 2
+    - (l - m_l)^2 / (2 v_l) + const. Its likelihood part rises while s < r^2 and falls after,
+    with slope at least -1/2, so every mode of h lies in [m_l - v_l / 2, max(m_l, log(r^2 - v_f))];
+    bisection on h' finds one (:data:`N_BISECT` steps). Around it, the trapezoid rule on
+    :data:`N_NODES` equally spaced nodes over +- :data:`HALF_WIDTH` w, w = min(sd_l, 3 sigma),
+    sigma = (-h'')^(-1/2) at the mode: every feature of the likelihood part is about one unit
+    of l wide and the integrand is analytic in a strip of width pi, so the rule converges
+    geometrically (the tests: |error| below 1e-4 against a 2-million-node integral over residuals
+    0-12, v_f 1e-4 - 1, m_l -6 - 1.5, v_l 1e-5 - 30; in the design study below 3e-5 out to
+    residuals of 30 and v_f of 3). The nodes are held fixed under differentiation,
+    so autodiff gives the quadrature's own gradient. Known limit: a residual tens of predicted
+    noise sds out with a confident l (e.g. r = 5, v_f = 0.01, l ~ N(-8, 0.01)) can make h
+    bimodal; the rule then integrates the mode the bisection found and log Z falls short
+    (by up to ~2 nats in the tested grid)."""
+    f64 = jnp.float64
+    y, m_f, v_f, m_l, v_l = (jnp.asarray(a, f64) for a in (y, m_f, v_f, m_l, v_l))
+    v_l = jnp.maximum(v_l, 1e-300)
+    v_f = jnp.maximum(v_f, 0.0)
+    hold = jax.lax.stop_gradient
+    r2, vf, ml, vl = hold((y - m_f) ** 2), hold(v_f), hold(m_l), hold(v_l)
+
+    def slope_and_curvature(l):
+        s = vf + jnp.exp(l)
+        t, q = jnp.exp(l) / s, r2 / s
+        slope = 0.5 * t * (q - 1.0) - (l - ml) / vl
+        curvature = 0.5 * t * ((1.0 - t) * (q - 1.0) - t * q) - 1.0 / vl
+        return slope, curvature
+
+    def bisect(bounds, _):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        rising = slope_and_curvature(mid)[0] > 0.0
+        return (jnp.where(rising, mid, lo), jnp.where(rising, hi, mid)), None
+
+    top = jnp.maximum(ml, jnp.log(jnp.maximum(r2 - vf, 1e-300)))
+    (lo, hi), _ = jax.lax.scan(bisect, (ml - 0.5 * vl - 1e-6, top), None, length=N_BISECT)
+    mode = 0.5 * (lo + hi)
+    sigma = 1.0 / jnp.sqrt(jnp.maximum(-slope_and_curvature(mode)[1], 1e-12))
+    width = HALF_WIDTH * jnp.minimum(jnp.sqrt(vl), 3.0 * sigma)
+    l = mode + width * _FRACTIONS
+    s = v_f + jnp.exp(l)
+    log_terms = -0.5 * (LOG_2PI + jnp.log(s) + (y - m_f) ** 2 / s) - 0.5 * (
+        (l - m_l) ** 2 / v_l + jnp.log(v_l) + LOG_2PI)
+    step = width * (_FRACTIONS[1] - _FRACTIONS[0])
+    return logsumexp(log_terms) + jnp.log(step)

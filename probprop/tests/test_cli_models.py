@@ -417,3 +417,24 @@ def test_by_name_is_silent_and_by_position_with_names_says_so(runner, fitted, da
     assert result.exit_code == 0
     assert result.stderr.strip() == ("note: the model has feature names, so columns are matched by name "
                                      "(--by-position is not needed)")
+
+
+def test_heteroscedastic_pbp_from_the_command_line(runner, data):
+    """--heteroscedastic now applies to PBP: a 2-output network whose noise info calls per input,
+    predictions with a noise per row; with a fixed --noise it is a one-line error."""
+    path = data["folder"] / "pbp-het.probprop"
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "pbp", *COMMON,
+                                  "--heteroscedastic", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    model = load_model(path)
+    assert model.get_params()["heteroscedastic"] is True
+    info = json.loads(runner.invoke(main, ["info", "--json", str(path)]).output)
+    assert info["network"]["outputs"] == 2 and info["noise"]["kind"] == "heteroscedastic"
+    noise = model.predict_dist(pd.read_csv(data["train"])[FEATURES]).noise_var
+    assert np.ptp(noise) > 0  # one variance per row
+    out = data["folder"] / "pred-pbp-het.csv"
+    assert runner.invoke(main, ["predict", str(path), str(data["new"]), "-o", str(out)]).exit_code == 0
+    assert np.all(np.isfinite(pd.read_csv(out, index_col=0).to_numpy()))
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "pbp", *COMMON,
+                                  "--heteroscedastic", "--noise", "0.5", "-o", str(data["folder"] / "bad.probprop")])
+    _one_line_error(result, "noise='learn'")

@@ -24,6 +24,7 @@ FAST = [
     DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
     MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=20, random_state=0),
     TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
+    PBPRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
 ]
 
 
@@ -33,7 +34,7 @@ def data():
     return X[:120], 10 * y[:120] + 3, X[120:], 10 * y[120:] + 3
 
 
-@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__ + ("-het" if getattr(m, "heteroscedastic", False) else ""))
 def test_fit_predict_in_user_units(model, data):
     X, y, X_test, y_test = data
     model = clone(model).fit(X, y)
@@ -137,7 +138,7 @@ def test_mc_dropout_rejects_bad_dropout_grids(bad):
         MCDropoutRegressor(hidden=(4,), epochs=1, dropout=bad).fit(X, y)
 
 
-@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("model", FAST, ids=lambda m: type(m).__name__ + ("-het" if getattr(m, "heteroscedastic", False) else ""))
 def test_save_load_round_trip(model, data, tmp_path):
     """Every estimator saves to the npz + JSON format and loads to identical predictions."""
     X, y, X_test, _ = data
@@ -225,7 +226,7 @@ def test_deep_ensemble_selects_its_step_size_on_training_data_only(data, tmp_pat
 
 
 @pytest.mark.filterwarnings("ignore:this batch of .* predictive standard deviations")  # the shift below is drift
-@pytest.mark.parametrize("model", [FAST[0], FAST[1], FAST[7]], ids=["PBPEnsemble", "TAGI", "TAGI-het"])
+@pytest.mark.parametrize("model", [FAST[0], FAST[1], FAST[7], FAST[8]], ids=["PBPEnsemble", "TAGI", "TAGI-het", "PBP-het"])
 def test_online_estimators_continue_with_partial_fit(model, data):
     """partial_fit exists for the ADF learners (PBP, its ensembles, TAGI) and continues from the
     posterior: a stream of small batches learns the problem, the standardisation of the first batch

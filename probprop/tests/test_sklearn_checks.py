@@ -42,6 +42,7 @@ EXPECTED_FAILED = {
 #: Small, fast configurations (fixed hyperparameters where a default would search a grid).
 ESTIMATORS = [
     PBPRegressor(epochs=5, random_state=0),
+    PBPRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
     PBPEnsembleRegressor(n_members=2, hidden=(8,), epochs=3, random_state=0),
     TAGIRegressor(hidden=(8,), epochs=3, sigma_v=0.3, random_state=0),
     TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
@@ -71,7 +72,7 @@ def _check_id(obj):
         keywords = ",".join(f"{k}={v}" for k, v in obj.keywords.items())
         return f"{obj.func.__name__}({keywords})" if keywords else obj.func.__name__
     if hasattr(obj, "get_params"):
-        extra = "-het" if getattr(obj, "heteroscedastic", False) and type(obj) is TAGIRegressor else ""
+        extra = "-het" if getattr(obj, "heteroscedastic", False) and type(obj) in (TAGIRegressor, PBPRegressor) else ""
         return type(obj).__name__ + extra
     return type(obj).__name__
 

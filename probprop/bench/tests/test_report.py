@@ -264,3 +264,22 @@ def test_report_has_the_original_code_sections(tmp_path):
     assert "seed sets" in row["original's test LL, other seeds"]
     (row,) = _table(_section(text, "Fitted together against one split at a time"))
     assert row["largest absolute test LL difference"] == "1.00e-06"
+
+
+def test_heteroscedastic_section_counts_verdicts_and_coverage():
+    """Constructed splits: on A the heteroscedastic LL is 1.0 higher (SEs 0.1 each: +7.1 combined SEs),
+    on B equal; coverage 0.9 on A (in band) and 0.7 on B (not)."""
+    rows = []
+    for dataset, shift, coverage in (("yacht", 1.0, 0.9), ("energy", 0.0, 0.7)):
+        for split in range(4):
+            jitter = 0.2 if split % 2 else -0.2  # SD 0.23, SE 0.115 over 4 splits
+            rows.append({"method": "pbp", "dataset": dataset, "split": split, "log_likelihood": -2.0 + jitter,
+                         "coverage_90": 0.9})
+            rows.append({"method": "pbp-het", "dataset": dataset, "split": split,
+                         "log_likelihood": -2.0 + shift + jitter, "coverage_90": coverage})
+    lines = report._heteroscedastic_section(pd.DataFrame(rows))
+    text = "\n".join(lines)
+    assert "Better by more than two combined SEs on 1 of 2 datasets; 90 % coverage in band on 1 of 2." in text
+    assert "| Yacht | +1.000 | +6.1 | better | 0.900 | yes |" in text
+    assert "| Energy | +0.000 | +0.0 | within | 0.700 | **no** |" in text
+    assert report._heteroscedastic_section(pd.DataFrame([r for r in rows if r["method"] == "pbp"])) == []

@@ -247,3 +247,34 @@ def test_factored_first_layer_update_is_the_moment_match():
     m_ref, v_ref = adf.gaussian_update(M, V, np.outer(a, x), np.outer(b, x * x))
     np.testing.assert_allclose(m_new, m_ref, rtol=1e-13)
     np.testing.assert_allclose(v_new, v_ref, rtol=1e-12)
+
+
+def test_heteroscedastic_adf_update_without_hidden_layer_is_the_tilted_moment_match():
+    """No hidden layer: f = w.x / sqrt(3) and l = u.x / sqrt(3) are exact Gaussians with independent weights, so one ADF
+    update with the heteroscedastic likelihood must give every weight the mean and variance of the
+    tilted distribution prior(w, u) N(y | w.x, exp(u.x)); the oracle is importance sampling from
+    the prior (4 million draws)."""
+    from probprop.likelihoods import HeteroscedasticGaussian
+
+    spec = pbp.PBPSpec(n_in=2, hidden=(), likelihood=HeteroscedasticGaussian(), learn_prior=False)
+    state = pbp.init(jax.random.PRNGKey(0), spec)
+    means = (jnp.array([[0.4, -0.3, 0.1], [-1.0, 0.2, -0.5]]),)  # rows: f's weights, l's weights (+ bias)
+    variances = (jnp.array([[0.3, 0.2, 0.1], [0.2, 0.3, 0.15]]),)
+    state = state.replace(means=means, variances=variances)
+    x, y = jnp.array([0.8, -1.1]), jnp.asarray(1.3)
+    new = pbp.adf_update(state, x, y)
+    rng = np.random.default_rng(0)
+    n = 4_000_000
+    w = np.asarray(means[0])[None] + np.sqrt(np.asarray(variances[0]))[None] * rng.standard_normal((n, 2, 3))
+    a = np.append(np.asarray(x), 1.0) / np.sqrt(3.0)  # PBP's layers scale by 1 / sqrt(fan_in + 1)
+    f, l = w[:, 0] @ a, w[:, 1] @ a
+    weight = np.exp(-0.5 * (l + (float(y) - f) ** 2 * np.exp(-l)))
+    weight /= weight.sum()
+    mc_mean = np.einsum("n,nij->ij", weight, w)
+    mc_var = np.einsum("n,nij->ij", weight, (w - mc_mean) ** 2)
+    ess = 1.0 / np.sum(weight**2)
+    assert ess > 1e5
+    se_mean = np.sqrt(mc_var / ess)
+    assert np.all(np.abs(np.asarray(new.means[0]) - mc_mean) < 5 * se_mean + 1e-6)
+    np.testing.assert_allclose(new.variances[0], mc_var, rtol=0.02)
+    assert int(new.rejected) == 0

@@ -351,3 +351,46 @@ def test_classification_spec_and_prediction_shapes():
     assert moments.mean.shape == (5, 3) and moments.epistemic_var.shape == (5, 3)
     with pytest.raises(ValueError, match="regression"):
         tagi.select_sigma_v(np.zeros((20, 2)), np.zeros(20), spec=spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Combining a mini-batch in precision form (variance_update="precision")
+
+
+def _one_weight_state(variance_update, batch_size, v0=2.0, m0=0.4):
+    """y = w x + noise with the bias pinned (variance 1e-30, mean 0): one parameter that counts."""
+    state = random_state((), n_in=1, batch_size=batch_size, sigma_v=0.5, variance_update=variance_update)
+    return state.replace(means=(jnp.array([[m0, 0.0]]),), variances=(jnp.array([[v0, 1e-30]]),))
+
+
+def test_precision_form_is_the_exact_batch_posterior_of_one_weight():
+    """For one weight, the batch's rows are independent observations: the precision form gives the
+    exact conjugate posterior, the summed form does not (it overshoots: here below zero, refused)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=8) * 2.0, rng.normal(size=8)
+    precision = 1 / 2.0 + np.sum(x * x) / 0.25
+    exact_var = 1 / precision
+    exact_mean = exact_var * (0.4 / 2.0 + np.sum(x * y) / 0.25)
+    new = jit_batch_update(_one_weight_state("precision", 8), x[:, None], y)
+    assert float(new.means[0][0, 0]) == pytest.approx(exact_mean, rel=1e-10)
+    assert float(new.variances[0][0, 0]) == pytest.approx(exact_var, rel=1e-10)
+    assert int(new.rejected) == 0
+    summed = jit_batch_update(_one_weight_state("sum", 8), x[:, None], y)
+    assert float(summed.variances[0][0, 0]) == 2.0 and int(summed.rejected) >= 1  # refused, unchanged
+
+
+@pytest.mark.parametrize("hidden", [(), (5,)])
+def test_precision_form_equals_the_summed_form_for_one_row(hidden):
+    """With one real row (the rest padding) both forms are the same Gaussian conditioning."""
+    base = random_state(hidden, n_in=3, batch_size=4, seed=2)
+    X = np.random.default_rng(3).normal(size=(4, 3))
+    y = np.array([0.3, 9.0, 9.0, 9.0])
+    mask = np.array([True, False, False, False])
+    a = jit_batch_update(base, X, y, mask)
+    b = jit_batch_update(dataclasses.replace(base, spec=dataclasses.replace(base.spec, variance_update="precision")),
+                         X, y, mask)
+    for m1, m2, v1, v2 in zip(a.means, b.means, a.variances, b.variances):
+        np.testing.assert_allclose(m2, m1, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(v2, v1, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="variance_update"):
+        tagi.TAGISpec(n_in=1, variance_update="exact")
