@@ -367,7 +367,8 @@ class MomentEstimator(BaseEstimator):
         return estimator
 
     #: Hyperparameters that reach the learner's spec unchanged under the same name.
-    _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic", "n_samples")
+    _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic", "n_samples",
+                    "variance_update")
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """The hyperparameters that a spec contradicts (a model file's parameters are checked

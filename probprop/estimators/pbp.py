@@ -215,6 +215,15 @@ class PBPRegressor(OnlineRegressor):
             likelihood=HeteroscedasticGaussian() if self.heteroscedastic else None,
         )
 
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """The base checks, plus ``heteroscedastic`` against the spec's likelihood (a PBP spec
+        says it through its likelihood, not a field of that name)."""
+        out = super()._spec_disagreements(spec, checked)
+        if bool(self.heteroscedastic) != pbp.heteroscedastic(spec):
+            out.append(f"heteroscedastic {self.heteroscedastic!r} against a network with "
+                       f"{spec.n_outputs} output(s)")
+        return out
+
     @property
     def noise_variance_(self) -> float:
         """Posterior mean of the noise variance, in the units of ``y`` squared (a homoscedastic

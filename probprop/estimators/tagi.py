@@ -64,8 +64,9 @@ class TAGIRegressor(OnlineRegressor):
     variance_update : {"sum", "precision"}, default="sum"
         How a mini-batch's rows combine: their increments summed (the paper, pytagi; summed
         variance decrements can overshoot below zero, and such updates are refused), or as
-        independent observations in precision form, which cannot overshoot
-        (``probprop.learners.tagi._precision_increments``).
+        independent observations in precision form, which does not overshoot while each row's
+        decrement alone is valid (``probprop.learners.tagi._precision_increments``; a batch costs
+        1.2-2.2x the summed form's).
     forgetting : None, "learn", float in (0, 1] or probprop.learners.drift.Forgetting, default=None
         The drift model of ``partial_fit`` for a stream whose relationship changes: before each
         row each weight's variance relaxes towards its prior variance, gamma^2 v + (1 - gamma^2)

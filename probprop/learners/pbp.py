@@ -261,7 +261,8 @@ def _outputs(spec: PBPSpec, a):
 
 @float64
 def predict(state: PBPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Predictive mean and epistemic variance of f(x) (add :func:`noise_variance` for y)."""
+    """Mean and epistemic variance of the network outputs (add :func:`noise_variance` for y): shape
+    (n,) for one output, (n, K) for K (a heteroscedastic network's (f, l): see :func:`predict_moments`)."""
     return _predict(state, jnp.asarray(X))
 
 

@@ -211,7 +211,8 @@ def merge(state: pbp.PBPState, passes: pbp.PBPState, damping=1.0) -> pbp.PBPStat
     noise = jax.tree.map(lambda old, new: new[0] + jnp.sum(new[1:] - old, axis=0), state.noise, passes.noise)
     noise_rejections = passes.noise_rejections[0] + jnp.sum(passes.noise_rejections[1:] - state.noise_rejections)
     # the summed Gamma must stay a distribution: else keep the broadcast's
-    valid = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a) & (a > 0)) for a in jax.tree.leaves(noise)]))
+    leaves = jax.tree.leaves(noise)  # none for a likelihood without parameters (heteroscedastic)
+    valid = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a) & (a > 0)) for a in leaves])) if leaves else jnp.asarray(True)
     noise = jax.tree.map(lambda new, old: jnp.where(valid, new, old), noise, state.noise)
     noise_rejections = (noise_rejections + (~valid)).astype(state.noise_rejections.dtype)
     return state.replace(means=tuple(means), variances=tuple(variances), noise=noise, rejections=tuple(rejections),

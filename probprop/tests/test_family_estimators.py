@@ -85,6 +85,7 @@ def test_pbp_ensemble_moments_are_the_mixture_of_its_members(data):
         (TAGIRegressor(sigma_v=-1), "sigma_v"),
         (TAGIRegressor(hidden=(8, 0)), "hidden"),
         (TAGIRegressor(init_gain=0.0), "init_gain"),
+        (TAGIRegressor(variance_update="exact"), "variance_update must be one of \\['sum', 'precision'\\], got 'exact'"),
         (DVIRegressor(epochs=0), "epochs"),
         (MCDropoutRegressor(dropout="often"), "dropout"),
         (DeepEnsembleRegressor(n_members=0), "n_members"),

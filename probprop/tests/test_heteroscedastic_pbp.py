@@ -86,6 +86,27 @@ def test_fit_together_and_sep_take_it():
     np.testing.assert_allclose(a.noise_var, b.noise_var, rtol=1e-7)
     sep = PBPRegressor(inference="sep", random_state=0, **params).fit(X, y)
     assert np.all(np.isfinite(sep.predict_dist(X).var))
+    sharded = PBPRegressor(inference="sep", shards=2, random_state=0, **params).fit(X, y)  # no noise Gamma to merge
+    assert np.all(np.isfinite(sharded.predict_dist(X).var)) and np.ptp(sharded.predict_dist(X).noise_var) > 0
+
+
+def test_a_file_whose_parameters_contradict_its_network_is_refused(fitted, tmp_path):
+    """heteroscedastic is said by the spec's likelihood (two outputs): a file claiming otherwise in
+    its parameters is refused before use, in both directions."""
+    import json
+
+    from probprop.io import ModelFileError
+
+    for model, claim in zip(fitted, (False, True)):
+        path = tmp_path / f"m{claim}.npz"  # np.savez keeps a name ending in .npz
+        save_model(model, path)
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(str(arrays["__meta__"]))
+        meta["params"]["heteroscedastic"] = claim
+        np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+        with pytest.raises(ModelFileError, match="heteroscedastic"):
+            load_model(path)
 
 
 @pytest.mark.parametrize("params, match", [

@@ -25,8 +25,13 @@ def test_the_report_from_a_results_table():
     assert "| boston | 455 x 40 | pytagi | 2.00 | 2.00 | 9,100 | - |" in text
 
 
-def test_a_probprop_engine_fit_trains_the_protocol_network():
-    """Two epochs on Boston split 0: finite, timed, and a test RMSE well below a constant's."""
+def test_a_probprop_engine_fit_trains_the_protocol_network(monkeypatch):
+    """Two epochs on Boston split 0: finite, timed, and a test RMSE well below a constant's (the
+    worker's thread settings go into this process's environment: restored after the test)."""
+    import os
+
+    for name in ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     _, y, _, yt = uci_split("boston", 0)
     row = tagi_speed.engine_fit("probprop-float32", "boston", 2)
     assert row["rows"] == len(y) and row["epochs"] == 2 and row["steady_seconds"] > 0

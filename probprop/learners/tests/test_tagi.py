@@ -394,3 +394,20 @@ def test_precision_form_equals_the_summed_form_for_one_row(hidden):
         np.testing.assert_allclose(v2, v1, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="variance_update"):
         tagi.TAGISpec(n_in=1, variance_update="exact")
+
+
+def test_precision_form_refuses_a_row_that_alone_would_empty_a_variance():
+    """1 + v d_n <= 0 (a row whose decrement alone exceeds the variance, possible below the output
+    where the deltas are approximate): that weight's update is non-finite, so batch_update's guard
+    refuses and counts it; the other weights are updated."""
+    M = jnp.array([[0.5, 0.1]])
+    V = jnp.array([[1.0, 1.0]])
+    in_mean = jnp.array([[2.0, 1.0]])  # d = delta_var * a^2: -2 * 4 = -8 for the weight, -2 for the bias
+    d_mean, d_var = jnp.array([[0.3]]), jnp.array([[-2.0]])
+    dm, dv = tagi._precision_increments(M, V, in_mean, d_mean, d_var)
+    assert not np.isfinite(np.asarray(dm[0, 0])) and not np.isfinite(np.asarray(dv[0, 0]))
+    assert not np.isfinite(np.asarray(dv[0, 1]))  # 1 - 2 = -1 <= 0 too
+    d_var = jnp.array([[-0.1]])  # 1 - 0.4 > 0 and 1 - 0.1 > 0: the exact one-row conditioning
+    dm, dv = tagi._precision_increments(M, V, in_mean, d_mean, d_var)
+    np.testing.assert_allclose(dv, V * V * d_var * in_mean**2, rtol=1e-12)
+    np.testing.assert_allclose(dm, V * d_mean * in_mean, rtol=1e-12)
