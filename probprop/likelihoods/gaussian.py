@@ -165,7 +165,7 @@ def heteroscedastic_log_z(y, m_f, v_f, m_l, v_l):
     :data:`N_NODES` equally spaced nodes over +- :data:`HALF_WIDTH` w, w = min(sd_l, 3 sigma),
     sigma = (-h'')^(-1/2) at the mode: every feature of the likelihood part is about one unit
     of l wide and the integrand is analytic in a strip of width pi, so the rule converges
-    geometrically (the tests: |error| below 1e-4 against a 2-million-node integral over residuals
+    geometrically (the tests: absolute error below 1e-4 against a 2-million-node integral over residuals
     0-12, v_f 1e-4 - 1, m_l -6 - 1.5, v_l 1e-5 - 30; in the design study below 3e-5 out to
     residuals of 30 and v_f of 3). The nodes are held fixed under differentiation,
     so autodiff gives the quadrature's own gradient. Known limit: a residual tens of predicted

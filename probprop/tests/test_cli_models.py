@@ -184,7 +184,7 @@ def test_hyperparameters_chosen_on_a_validation_split_are_reported(runner, data)
     [
         (["--model", "tagi", "--noise", "0.1"], "--noise applies to --model pbp only (this is --model tagi)"),
         (["--members", "3"], "--members applies to --model pbp-ensemble or ensemble only (this is --model pbp)"),
-        (["--model", "pbp", "--homoscedastic"], "--homoscedastic applies to --model tagi or dvi or map only"),
+        (["--model", "mcdropout", "--homoscedastic"], "--homoscedastic applies to --model pbp or tagi or dvi or map only"),
         (["--model", "tagi", "--no-empirical-bayes"], "--no-empirical-bayes applies to --model dvi only"),
         (["--model", "ensemble", "--dropout", "0.1"], "--dropout applies to --model mcdropout only"),
         (["--model", "map", "--sigma-v", "0.2"], "--sigma-v applies to --model tagi only"),

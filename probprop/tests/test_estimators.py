@@ -51,6 +51,7 @@ def test_constructor_stores_arguments_unchanged():
         "hidden": (50,),
         "epochs": 40,
         "noise": "learn",
+        "heteroscedastic": False,
         "constant_tol": 1e-9,
         "activation": "relu",
         "dtype": "float64",
