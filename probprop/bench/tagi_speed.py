@@ -38,10 +38,10 @@ HIDDEN = 50
 
 def _scores(mean, var, y, y_mean, y_std) -> dict:
     """Test LL and RMSE in y's units of standardised predictions (mean, epistemic var) with sigma_v."""
-    total = (var + SIGMA_V**2) * y_std**2
-    mu = y_mean + y_std * mean
-    ll = float(np.mean(-0.5 * (np.log(2 * np.pi * total) + (y - mu) ** 2 / total)))
-    return {"test_ll": ll, "rmse": float(np.sqrt(np.mean((y - mu) ** 2)))}
+    from probprop.metrics.scoring import log_likelihood, rmse
+
+    mu, std = y_mean + y_std * mean, y_std * np.sqrt(var + SIGMA_V**2)
+    return {"test_ll": float(log_likelihood(y, mu, std)), "rmse": float(rmse(y, mu))}
 
 
 def engine_fit(engine: str, dataset: str, epochs: int, data_dir=None, core: int | None = None) -> dict:
