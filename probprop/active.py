@@ -31,9 +31,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
+from probprop.estimators._api import check_is_fitted, check_random_state
 from probprop.estimators.base import MomentRegressor, padded
 
 __all__ = ["METHODS", "select"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from scipy.special import ndtri
 
 
 @dataclass(frozen=True)
@@ -76,6 +74,8 @@ class GaussianPrediction:
         return GaussianPrediction(self.mean[index], self.epistemic_var[index], self.noise_var[index])
 
     def _norm(self):
+        from scipy import stats  # on first use: scipy.stats takes about half a second to import
+
         return stats.norm(loc=self.mean, scale=self.std)
 
     def _targets(self, y) -> np.ndarray:
@@ -126,6 +126,8 @@ class GaussianPrediction:
             )
         if q.ndim == 0:
             return self._norm().ppf(q)
+        from scipy import stats
+
         return stats.norm.ppf(q[None, :], loc=self.mean[:, None], scale=self.std[:, None])
 
     def interval(self, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +136,8 @@ class GaussianPrediction:
             raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
         # scipy.stats.norm's interval, without building a frozen distribution (~2 ms): the same
         # loc + scale * ndtri(level), bit for bit
+        from scipy.special import ndtri
+
         std = self.std
         return self.mean + std * ndtri((1.0 - confidence) / 2.0), self.mean + std * ndtri((1.0 + confidence) / 2.0)
 

@@ -35,9 +35,9 @@ import numbers
 
 import numpy as np
 import pandas as pd
-from sklearn.base import ClassifierMixin
 
 from probprop.distributions import GaussianPrediction
+from probprop.estimators._api import ClassifierMixin
 from probprop.estimators.base import StreamLearning, padded
 from probprop.estimators.classifier import _refuse_non_finite_rows, log_probability
 from probprop.learners.base import float64

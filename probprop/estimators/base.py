@@ -13,21 +13,19 @@ import dataclasses
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_array,
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-    validate_data,
-)
 from tqdm.auto import tqdm
 
 from probprop import learners
 from probprop.distributions import GaussianPrediction
 from probprop.estimators import _checks
+from probprop.estimators._api import (
+    ClassifierMixin,
+    Estimator,
+    RegressorMixin,
+    check_is_fitted,
+    check_random_state,
+    validate_data,
+)
 from probprop.learners.base import count_rejections, float64
 from probprop.learners._order import ROUND_LIMITS
 from probprop.learners.memory import check_memory
@@ -95,7 +93,7 @@ def padded(Xs, ys=None, size: int | None = None):
     return Xp, yp, mask
 
 
-class MomentEstimator(BaseEstimator):
+class MomentEstimator(Estimator):
     """What every probprop estimator shares, regressor or classifier (see the module docstring).
 
     Subclasses set ``_learner_name`` and implement ``_validated_params()`` (check the
@@ -134,7 +132,7 @@ class MomentEstimator(BaseEstimator):
     def _validate_X(self, X) -> np.ndarray:
         check_is_fitted(self, "state_")
         try:
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            X = validate_data(self, X, reset=False)
         except ValueError as err:
             raise _checks.clearer(err) from err
         return np.asarray(X, np.float64)
@@ -403,14 +401,14 @@ class MomentRegressor(RegressorMixin, MomentEstimator):
 
     def _validate_X_y(self, X, y, *, reset: bool, min_samples: int):
         try:
-            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True,
-                                 multi_output=True, ensure_min_samples=min_samples)
+            X, y = validate_data(self, X, y, reset=reset, y_numeric=True, multi_output=True,
+                                 ensure_min_samples=min_samples)
         except ValueError as err:
             raise _checks.clearer(err) from err
         if y.ndim == 2 and y.shape[1] != 1:
             raise ValueError(f"y must be 1-D or a single column, got shape {y.shape}")
         try:  # y_numeric converts only object arrays; a string array would fail here
-            y = column_or_1d(y, warn=True).astype(np.float64)
+            y = (y if y.ndim == 1 else _column_or_1d(y, warn=True)).astype(np.float64)
         except ValueError as err:
             raise _checks.clearer(err) from err
         if not np.all(np.isfinite(y)):
@@ -487,12 +485,14 @@ class MomentRegressor(RegressorMixin, MomentEstimator):
 
     def score(self, X, y, sample_weight=None):
         """Mean test log predictive density of y (higher is better), in the units of ``y``."""
+        from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length
+
         dist = self.predict_dist(X)
         try:
             y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         except ValueError as err:
             raise _checks.clearer(err) from err
-        y = column_or_1d(y, warn=False)
+        y = _column_or_1d(y, warn=False)
         check_consistent_length(dist.mean, y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, dist.mean)
@@ -502,6 +502,12 @@ class MomentRegressor(RegressorMixin, MomentEstimator):
                 raise ValueError("sample_weight must not be all zero (the weighted mean is undefined)")
         return float(np.average(dist.logpdf(y), weights=sample_weight))
 
+
+
+def _column_or_1d(y, warn: bool):
+    from sklearn.utils.validation import column_or_1d
+
+    return column_or_1d(y, warn=warn)
 
 
 class StreamLearning:

@@ -14,13 +14,11 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from probprop.distributions import ClassPrediction
 from probprop.estimators import _checks
 from probprop.estimators import tagi as tagi_estimator
+from probprop.estimators._api import ClassifierMixin, check_is_fitted, validate_data
 from probprop.estimators.base import MomentEstimator, StreamLearning
 from probprop.estimators.gradient import EnsembleStepSize
 from probprop.io import register_estimator
@@ -88,9 +86,11 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         """Validated X and the labels encoded as class indices (floats), setting ``classes_`` on
         ``reset``. Raises a ValueError naming the problem: NaN labels, one class only, continuous
         targets, labels not among ``classes_``."""
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import column_or_1d
+
         try:
-            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], multi_output=True,
-                                 ensure_min_samples=min_samples)
+            X, y = validate_data(self, X, y, reset=reset, multi_output=True, ensure_min_samples=min_samples)
         except ValueError as err:
             raise _checks.clearer(err) from err
         if y.ndim == 2 and y.shape[1] != 1:

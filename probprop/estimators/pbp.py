@@ -7,11 +7,10 @@ import numbers
 
 import jax
 import numpy as np
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from probprop.estimators import _checks
+from probprop.estimators._api import check_is_fitted, check_random_state
 from probprop.estimators.base import OnlineRegressor
 from probprop.io import register_estimator
 from probprop.learners import pbp, pbp_ensemble

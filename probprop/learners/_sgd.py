@@ -28,12 +28,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax import lax
+
+if TYPE_CHECKING:  # optax is imported where it is used: the regressors that need no optimiser skip it
+    import optax
 
 __all__ = ["GradientState", "as_xy", "batch_plan", "compiled_epoch", "holdout", "masked_objective", "sgd_epoch"]
 
@@ -115,6 +118,8 @@ def sgd_epoch(
     ``mean_loss`` is the objective of each batch weighted by its number of real rows (the mean
     per-row loss over the epoch, plus the penalty), as evaluated before each step.
     """
+    import optax
+
     X, y = jnp.asarray(X), jnp.asarray(y)
     n = X.shape[0]
     key, order, keep, batch_keys = batch_plan(key, n, batch_size, mask)
@@ -168,6 +173,8 @@ def check_network_spec(spec) -> None:
 
 def adam(spec) -> optax.GradientTransformation:
     """The optimiser of the gradient-trained learners: Adam at ``spec.learning_rate``."""
+    import optax
+
     return optax.adam(spec.learning_rate)
 
 

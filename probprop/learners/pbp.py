@@ -222,12 +222,18 @@ def _mean_divisor(spec: PBPSpec, shape) -> float:
     return float(np.sqrt(shape[1])) if spec.init_mean_std is None else 1.0 / float(spec.init_mean_std)
 
 
+#: The smallest draw of :func:`_normal_over`: every layer of up to this many weights shares one
+#: compiled sampler (each further size is another ~0.2 s of compilation on a first fit).
+NORMAL_DRAW_MIN = 4096
+
+
 def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.ndarray:
     """``jax.random.normal(key, shape) / divisor`` in float64, bit for bit, as the prefix of a draw
-    of the next power-of-two size: with JAX's (default) partitionable threefry each element
-    depends on its flat index only, so one compiled sampler serves every layer shape."""
+    of the next power-of-two size (at least :data:`NORMAL_DRAW_MIN`): with JAX's (default)
+    partitionable threefry each element depends on its flat index only, so one compiled sampler
+    serves every layer shape."""
     size = int(np.prod(shape))
-    drawn = max(64, 1 << (size - 1).bit_length()) if jax.config.jax_threefry_partitionable else size
+    drawn = max(NORMAL_DRAW_MIN, 1 << (size - 1).bit_length()) if jax.config.jax_threefry_partitionable else size
     return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
 
 

@@ -26,7 +26,6 @@ Two differences from uncertainty-toolbox's functions of the same names:
 """
 
 import numpy as np
-from scipy.stats import norm
 
 from probprop.metrics._validation import check_gaussian_inputs, check_positive_int
 from probprop.metrics.general import curve_area
@@ -50,6 +49,8 @@ def pit(y_true, mean, std):
     -------
     ndarray, shape (n,)
     """
+    from scipy.stats import norm  # on first use (scipy.stats takes about half a second to import)
+
     y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
     return norm.cdf(y, loc=mu, scale=sigma)
 
@@ -79,6 +80,8 @@ def calibration_curve(y_true, mean, std, n_levels=99):
     module docstring), not the "quantile" convention ``mean(PIT <= p)``; only the
     convention is shared, not the default grid or the argument order.
     """
+    from scipy.stats import norm  # on first use (scipy.stats takes about half a second to import)
+
     y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
     n_levels = check_positive_int(n_levels, "n_levels")
     expected = np.arange(1, n_levels + 1) / (n_levels + 1)

@@ -9,7 +9,6 @@ are here.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 __all__ = ["accuracy", "brier", "classification_metrics", "detection_metrics", "entropy",
            "expected_calibration_error", "nll", "reliability"]
@@ -40,6 +39,8 @@ def accuracy(y, proba) -> float:
 
 def nll(y, proba) -> float:
     """Mean negative log probability of the true class (log loss, natural log)."""
+    from sklearn.metrics import log_loss
+
     y, proba = _check(y, proba)
     return float(log_loss(y, proba, labels=np.arange(proba.shape[1])))
 
@@ -85,6 +86,8 @@ def classification_metrics(y, proba) -> dict[str, float]:
 def detection_metrics(score_in, score_out) -> dict[str, float]:
     """How well a score (higher = more uncertain) separates out-of-distribution points (positives)
     from in-distribution ones: AUROC and AUPR with the OOD points as positives (scikit-learn)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     s_in, s_out = np.asarray(score_in, np.float64), np.asarray(score_out, np.float64)
     if not (np.all(np.isfinite(s_in)) and np.all(np.isfinite(s_out))) or not len(s_in) or not len(s_out):
         raise ValueError("scores must be finite, with at least one point on each side")

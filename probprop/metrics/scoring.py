@@ -6,7 +6,6 @@ ignore ``std`` so that every metric can be called the same way.
 """
 
 import numpy as np
-from scipy.stats import norm
 
 from probprop.metrics._validation import check_gaussian_inputs, check_level
 
@@ -52,6 +51,8 @@ def log_likelihood(y_true, mean, std):
     the ``-0.5 log 2 pi`` constant included, as reported in the PBP paper
     (Hernandez-Lobato & Adams, 2015) and the UCI benchmarks that follow it.
     """
+    from scipy.stats import norm  # on first use (scipy.stats takes about half a second to import)
+
     y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
     return float(np.mean(norm.logpdf(y, loc=mu, scale=sigma)))
 
@@ -72,6 +73,8 @@ def crps(y_true, mean, std):
 
     It is in the units of ``y`` and reduces to ``|y - mu|`` as ``sigma -> 0``.
     """
+    from scipy.stats import norm  # on first use (scipy.stats takes about half a second to import)
+
     y, mu, sigma = check_gaussian_inputs(y_true, mean, std)
     z = (y - mu) / sigma
     per_point = sigma * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - _INV_SQRT_PI)
@@ -84,6 +87,8 @@ def _half_width(level):
     Written ``Phi^{-1}(0.5 + level / 2)`` as in :func:`~probprop.metrics.calibration_curve`, so that
     the coverage at a level of its grid is exactly the curve's observed proportion there.
     """
+    from scipy.stats import norm  # on first use (scipy.stats takes about half a second to import)
+
     return norm.ppf(0.5 + level / 2.0)
 
 

@@ -53,3 +53,15 @@ def test_a_model_file_loads_before_any_estimator_is_imported(tmp_path):
 
 def test_the_lazy_names_are_the_public_names():
     assert set(probprop._EXPORTS) | {"__version__"} == set(probprop.__all__)
+
+
+def test_a_first_fit_and_prediction_load_none_of_the_heavy_libraries_but_jax():
+    # scikit-learn (about a second), scipy.stats, pandas and optax load only where they do work
+    # (probprop.estimators._api): a script's first PBP fit and prediction wait for none of them
+    heavy = ["sklearn", "scipy", "pandas", "matplotlib", "optax"]
+    loaded = _python("import sys; import numpy as np; from probprop import PBPRegressor; "
+                     "X = np.random.default_rng(0).normal(size=(30, 3)); "
+                     "m = PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]); "
+                     "m.predict(X, return_std=True); m.predict_dist(X).std; "
+                     f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    assert loaded == "", f"a first fit and prediction loaded {loaded}"

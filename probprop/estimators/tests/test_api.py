@@ -1,0 +1,140 @@
+"""The estimators' own scikit-learn API (``probprop.estimators._api``) against scikit-learn's:
+parameters, repr, tags, the fitted check, the random state, and validation (the plain-array
+path must give exactly what ``sklearn.utils.validation.validate_data`` gives)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sklearn.base
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state as sklearn_check_random_state
+from sklearn.utils import get_tags
+from sklearn.utils.validation import validate_data as sklearn_validate_data
+
+from probprop.estimators import _api
+
+
+def _init(self, alpha=1.0, hidden=(50,), inner=None, rate=float("nan"), name="x"):
+    self.alpha, self.hidden, self.inner, self.rate, self.name = alpha, hidden, inner, rate, name
+
+
+class Ours(_api.RegressorMixin, _api.Estimator):
+    __init__ = _init
+
+
+class Theirs(sklearn.base.RegressorMixin, sklearn.base.BaseEstimator):
+    __init__ = _init
+
+
+class OursClassifier(_api.ClassifierMixin, _api.Estimator):
+    __init__ = _init
+
+
+class TheirsClassifier(sklearn.base.ClassifierMixin, sklearn.base.BaseEstimator):
+    __init__ = _init
+
+
+PARAMS = [{}, {"alpha": 2.5}, {"hidden": (3, 4), "name": "y"}, {"rate": float("nan"), "alpha": 0.0},
+          {"rate": 0.5, "inner": None}]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_parameters_and_repr_are_scikit_learns(params):
+    ours, theirs = Ours(**params), Theirs(**params)
+    assert repr(ours).replace("Ours", "Theirs") == repr(theirs)
+    assert list(ours.get_params()) == list(theirs.get_params())
+    assert repr(ours.get_params()) == repr(theirs.get_params())
+    clone = sklearn.base.clone(ours)
+    assert type(clone) is Ours and clone is not ours and repr(clone) == repr(ours)
+
+
+def test_nested_parameters_and_errors_are_scikit_learns():
+    ours, theirs = Ours(inner=Ours(alpha=3.0)), Theirs(inner=Theirs(alpha=3.0))
+    assert sorted(ours.get_params(deep=True)) == sorted(theirs.get_params(deep=True))
+    ours.set_params(inner__alpha=7.0, name="z")
+    theirs.set_params(inner__alpha=7.0, name="z")
+    assert ours.inner.alpha == theirs.inner.alpha == 7.0 and ours.name == theirs.name == "z"
+    for est in (ours, theirs):
+        with pytest.raises(ValueError, match="Invalid parameter 'nope' for estimator") as err:
+            est.set_params(nope=1)
+        assert "Valid parameters are: ['alpha', 'hidden', 'inner', 'name', 'rate']" in str(err.value)
+    assert ours.set_params() is ours
+
+
+def test_tags_are_those_of_scikit_learns_mixins():
+    assert get_tags(Ours()) == get_tags(Theirs())
+    assert get_tags(OursClassifier()) == get_tags(TheirsClassifier())
+    assert sklearn.base.is_regressor(Ours()) and sklearn.base.is_classifier(OursClassifier())
+
+
+def test_the_notebook_display_has_the_repr_and_an_html_diagram():
+    bundle = Ours(alpha=2.0)._repr_mimebundle_()
+    assert bundle["text/plain"] == "Ours(alpha=2.0)"
+    assert "Ours" in bundle["text/html"]
+
+
+def test_fitted_check_and_random_state_are_scikit_learns():
+    est = Ours()
+    with pytest.raises(NotFittedError, match="This Ours instance is not fitted yet"):
+        _api.check_is_fitted(est, "state_")
+    est.state_ = 1
+    _api.check_is_fitted(est, "state_")
+    assert _api.check_random_state(None) is sklearn_check_random_state(None)
+    rng = np.random.RandomState(3)
+    assert _api.check_random_state(rng) is rng
+    assert _api.check_random_state(7).randint(1000, size=5).tolist() == sklearn_check_random_state(7).randint(1000, size=5).tolist()
+    for bad in ("seed", 1.5):
+        with pytest.raises(ValueError, match="cannot be used to seed"):
+            _api.check_random_state(bad)
+        with pytest.raises(ValueError, match="cannot be used to seed"):
+            sklearn_check_random_state(bad)
+
+
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except Exception as err:  # noqa: BLE001 - the outcome compared is the exception itself
+        return type(err).__name__, str(err)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+    return a == b
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(0, 4), cols=st.integers(0, 3), dtype=st.sampled_from(["float64", "float32", "int64", "int32", "uint8"]),
+       bad=st.sampled_from([None, np.nan, np.inf]), y_kind=st.sampled_from(["none", "float", "int", "short", "nan", "2d"]),
+       fitted=st.sampled_from([None, 1, 2, 3, "names", "names-refit"]), min_samples=st.integers(1, 2), seed=st.integers(0, 3))
+def test_validation_gives_what_scikit_learns_gives(rows, cols, dtype, bad, y_kind, fitted, min_samples, seed):
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(rows, cols)) * 10).astype(dtype)
+    if bad is not None and X.size and X.dtype.kind == "f":
+        X.flat[rng.integers(X.size)] = bad
+    y = {"none": "no_validation", "float": rng.normal(size=rows), "int": rng.integers(0, 3, size=rows),
+         "short": rng.normal(size=max(rows - 1, 0)), "nan": np.full(rows, np.nan), "2d": rng.normal(size=(rows, 1))}[y_kind]
+    results = []
+    for validate in (_api.validate_data, sklearn_validate_data):
+        est = Ours()
+        if fitted in ("names", "names-refit"):
+            est.n_features_in_, est.feature_names_in_ = cols, np.array([f"f{i}" for i in range(cols)], dtype=object)
+        elif fitted is not None:
+            est.n_features_in_ = fitted
+        reset = fitted in (None, "names-refit")
+        extra = {} if y_kind == "none" else {"y_numeric": True, "multi_output": True}
+        if validate is sklearn_validate_data:
+            extra["dtype"] = [np.float64, np.float32]
+        outcome = _outcome(lambda validate=validate, est=est, reset=reset, extra=extra: validate(
+            est, X.copy(), y, reset=reset, ensure_min_samples=min_samples, **extra))
+        results.append((outcome, getattr(est, "n_features_in_", None), hasattr(est, "feature_names_in_")))
+    (ours, ours_n, ours_names), (theirs, their_n, their_names) = results
+    assert ours[0] == theirs[0]
+    assert _same(ours[1], theirs[1]), (ours, theirs)
+    assert (ours_n, ours_names) == (their_n, their_names)
