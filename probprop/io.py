@@ -166,12 +166,14 @@ def save_model(estimator, path) -> None:
     same folder, then a rename; nothing is left behind on error). A model whose state or
     standardisation holds non-finite values (a diverged fit) is refused with a ValueError."""
     import jax
-    from sklearn.utils.validation import check_is_fitted
 
     from probprop._version import __version__
     from probprop.learners import for_spec
 
-    check_is_fitted(estimator, "state_")
+    if not hasattr(estimator, "state_"):  # scikit-learn's NotFittedError (imported only then)
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(estimator, "state_")
     spec = estimator.spec_
     name = type(estimator).__name__
     if _ESTIMATORS.get(name) is not type(estimator):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -80,25 +81,106 @@ class Estimator:
                     regressor_tags=None, classifier_tags=None)
 
     def __repr__(self) -> str:
+        """``Name(param=value, ...)`` with the parameters that differ from their defaults (all of
+        them where scikit-learn, once imported, is set to ``print_changed_only=False``); on one
+        line, where scikit-learn's printer wraps long ones."""
+        everything = "sklearn" in sys.modules and not sys.modules["sklearn"].get_config()["print_changed_only"]
         defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
         shown = []
         for name, value in self.get_params(deep=False).items():
             default = defaults.get(name, inspect.Parameter.empty)
             same = repr(value) == repr(default) or (_is_nan(value) and _is_nan(default))
-            if not same:
+            if everything or not same:
                 shown.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
-    def _repr_mimebundle_(self, **kwargs):
-        """Jupyter's display: scikit-learn's HTML diagram where it renders, the repr always."""
-        bundle = {"text/plain": repr(self)}
-        try:
-            from sklearn.utils._estimator_html_repr import estimator_html_repr
+    # -------------------------------------------------------------- notebooks (scikit-learn's display)
 
-            html = estimator_html_repr(self)
-        except Exception:  # noqa: BLE001 - the diagram is a nicety; the text stands without it
-            return bundle
-        return {**bundle, "text/html": html}
+    @property
+    def _repr_html_(self):
+        """scikit-learn's HTML diagram, defined (as scikit-learn's own estimators define it) only
+        while its ``display`` option is ``"diagram"``."""
+        from sklearn import get_config
+
+        if get_config()["display"] != "diagram":
+            raise AttributeError("_repr_html_ is only defined when the 'display' configuration option is set to "
+                                 "'diagram'")
+        return self._repr_html_inner
+
+    def _repr_html_inner(self) -> str:
+        from sklearn.utils import estimator_html_repr
+
+        return estimator_html_repr(self)
+
+    def _repr_mimebundle_(self, **kwargs):
+        """Jupyter's display: the repr, and scikit-learn's diagram while its ``display`` is ``"diagram"``."""
+        from sklearn import get_config
+
+        output = {"text/plain": repr(self)}
+        if get_config()["display"] == "diagram":
+            output["text/html"] = self._repr_html_inner()
+        return output
+
+    # -------------------------------------------------------------- metadata routing (scikit-learn's)
+    # scikit-learn's BaseEstimator has these from its _MetadataRequester, borrowed here on first
+    # use: ``get_metadata_routing``, and ``set_{method}_request`` for each method whose signature
+    # takes metadata (``score``'s sample_weight, ``partial_fit``'s epochs, ...), made when a
+    # subclass is defined, as scikit-learn makes them.
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method in ROUTED_METHODS:
+            keys = _metadata_params(getattr(cls, method, None))
+            if keys:
+                setattr(cls, f"set_{method}_request", _RequestSetter(method, keys))
+
+    @classmethod
+    def _get_default_requests(cls):
+        return _requester()._get_default_requests.__func__(cls)
+
+    @classmethod
+    def _build_request_for_signature(cls, router, method):
+        return _requester()._build_request_for_signature.__func__(cls, router, method)
+
+    def _get_metadata_request(self):
+        return _requester()._get_metadata_request(self)
+
+    def get_metadata_routing(self):
+        """scikit-learn's metadata request of this estimator (``sklearn.utils.metadata_routing``)."""
+        return _requester().get_metadata_routing(self)
+
+
+#: The methods whose metadata scikit-learn routes (its ``_metadata_requests.SIMPLE_METHODS``).
+ROUTED_METHODS = ("fit", "partial_fit", "predict", "predict_proba", "predict_log_proba", "decision_function",
+                  "score", "split", "transform", "inverse_transform")
+
+
+def _metadata_params(method) -> list[str]:
+    """The metadata a method takes, as scikit-learn reads it from the signature: every parameter
+    but self, X, y, Y, Xt, yt, ``*args`` and ``**kwargs``."""
+    if not inspect.isfunction(method):
+        return []
+    parameters = list(inspect.signature(method).parameters.values())[1:]
+    return sorted(p.name for p in parameters
+                  if p.name not in {"X", "y", "Y", "Xt", "yt"} and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+class _RequestSetter:
+    """``set_{method}_request``: scikit-learn's own request method, built when first used."""
+
+    def __init__(self, method: str, keys: list[str]):
+        self.method, self.keys = method, keys
+
+    def __get__(self, instance, owner=None):
+        from sklearn.utils._metadata_requests import RequestMethod
+
+        return RequestMethod(self.method, self.keys).__get__(instance, owner)
+
+
+def _requester():
+    from sklearn.utils._metadata_requests import _MetadataRequester
+
+    return _MetadataRequester
 
 
 def _is_nan(value) -> bool:
@@ -117,6 +199,8 @@ def _typed(tags, estimator_type: str, type_tags):
 class RegressorMixin:
     """Marks a regressor (scikit-learn's tags say so); the estimator gives its own ``score``."""
 
+    _estimator_type = "regressor"  # what scikit-learn 1.6's mixins still set, for code that reads it
+
     def __sklearn_tags__(self):
         from sklearn.utils import RegressorTags
 
@@ -125,6 +209,8 @@ class RegressorMixin:
 
 class ClassifierMixin:
     """Marks a classifier; ``score`` is the accuracy, scikit-learn's convention for classifiers."""
+
+    _estimator_type = "classifier"
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags
@@ -151,7 +237,7 @@ def check_random_state(seed) -> np.random.RandomState:
     """A ``RandomState`` from None (NumPy's global one), an int or a ``RandomState``."""
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+    if isinstance(seed, numbers.Integral):
         return np.random.RandomState(seed)
     if isinstance(seed, np.random.RandomState):
         return seed
@@ -171,14 +257,14 @@ def validate_data(estimator, X, y="no_validation", *, reset: bool, ensure_min_sa
                   y_numeric: bool = False, multi_output: bool = False):
     """``sklearn.utils.validation.validate_data(estimator, X, y, dtype=FLOATS, ...)`` with the same
     results and side effects (``n_features_in_``, ``feature_names_in_``). A plain finite array
-    (and, with y, a finite 1-D numeric y of as many rows) is checked here; anything else goes to
-    scikit-learn, whose messages name the problem."""
+    (and, with y, a 1-D y of as many rows of bools, integers, strings or finite floats) is checked
+    here; anything else goes to scikit-learn, whose messages name the problem."""
     with_y = not (isinstance(y, str) and y == "no_validation")
     plain = _plain(X, ensure_min_samples)
     if plain and not reset:
         plain = not hasattr(estimator, "feature_names_in_") and X.shape[1] == getattr(estimator, "n_features_in_", -1)
     if plain and with_y:
-        plain = (type(y) is np.ndarray and y.ndim == 1 and len(y) == len(X) and y.dtype.kind in "iuf"
+        plain = (type(y) is np.ndarray and y.ndim == 1 and len(y) == len(X) and y.dtype.kind in "biufU"
                  and (y.dtype.kind != "f" or bool(np.isfinite(y).all())))
     if not plain:
         from sklearn.utils.validation import validate_data as sklearn_validate_data

@@ -26,8 +26,8 @@ from probprop.estimators._api import (
     check_random_state,
     validate_data,
 )
-from probprop.learners.base import count_rejections, float64
 from probprop.learners._order import ROUND_LIMITS
+from probprop.learners.base import count_rejections, float64
 from probprop.learners.memory import check_memory
 from probprop.preprocessing import standardisation
 

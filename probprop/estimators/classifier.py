@@ -72,6 +72,14 @@ def _refuse_non_finite_rows(*arrays) -> None:
                          "from the training data, or a diverged model); check their units")
 
 
+def _plain_labels(y) -> bool:
+    """Class labels that scikit-learn's ``check_classification_targets`` accepts without looking
+    further: a 1-D array of bools, integers, strings, or finite floats that are whole numbers."""
+    if y.ndim != 1 or y.dtype.kind not in "biuUf":
+        return False
+    return y.dtype.kind != "f" or bool(np.all(y == np.round(y)))
+
+
 class MomentClassifier(ClassifierMixin, MomentEstimator):
     """Base of the probprop classifiers (see the module docstring). Subclasses give the learner
     (``_learner_name``), ``_validated_params`` and ``_make_spec(n_in, params)``, whose spec's
@@ -86,21 +94,24 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         """Validated X and the labels encoded as class indices (floats), setting ``classes_`` on
         ``reset``. Raises a ValueError naming the problem: NaN labels, one class only, continuous
         targets, labels not among ``classes_``."""
-        from sklearn.utils.multiclass import check_classification_targets
-        from sklearn.utils.validation import column_or_1d
-
         try:
             X, y = validate_data(self, X, y, reset=reset, multi_output=True, ensure_min_samples=min_samples)
         except ValueError as err:
             raise _checks.clearer(err) from err
         if y.ndim == 2 and y.shape[1] != 1:
             raise ValueError(f"y must be 1-D or a single column of labels, got shape {y.shape}")
-        y = column_or_1d(y, warn=True)
+        if y.ndim != 1:
+            from sklearn.utils.validation import column_or_1d
+
+            y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinity; class labels must be given for every row")
         if y.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
             raise ValueError("y contains missing labels (None or NaN); class labels must be given for every row")
-        check_classification_targets(y)
+        if not _plain_labels(y):  # scikit-learn's check names what else y is (continuous, multilabel, ...)
+            from sklearn.utils.multiclass import check_classification_targets
+
+            check_classification_targets(y)
         if reset:
             labels = np.unique(y) if classes is None else self._checked_classes(classes, y)
             if len(labels) < 2:

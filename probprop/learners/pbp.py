@@ -228,8 +228,9 @@ NORMAL_DRAW_MIN = 4096
 
 
 def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.ndarray:
-    """``jax.random.normal(key, shape) / divisor`` in float64, bit for bit, as the prefix of a draw
-    of the next power-of-two size (at least :data:`NORMAL_DRAW_MIN`): with JAX's (default)
+    """``jax.random.normal(key, shape) / divisor`` in float64 (bit for bit as a jitted draw of that
+    shape), as the prefix of a draw of the next power-of-two size (at least
+    :data:`NORMAL_DRAW_MIN`): with JAX's (default)
     partitionable threefry each element depends on its flat index only, so one compiled sampler
     serves every layer shape."""
     size = int(np.prod(shape))

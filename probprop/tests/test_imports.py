@@ -57,11 +57,22 @@ def test_the_lazy_names_are_the_public_names():
 
 def test_a_first_fit_and_prediction_load_none_of_the_heavy_libraries_but_jax():
     # scikit-learn (about a second), scipy.stats, pandas and optax load only where they do work
-    # (probprop.estimators._api): a script's first PBP fit and prediction wait for none of them
+    # (probprop.estimators._api): a script's first fit and prediction of the moment learners on
+    # NumPy arrays, integer or string labels, wait for none of them; saving a model neither
     heavy = ["sklearn", "scipy", "pandas", "matplotlib", "optax"]
-    loaded = _python("import sys; import numpy as np; from probprop import PBPRegressor; "
-                     "X = np.random.default_rng(0).normal(size=(30, 3)); "
-                     "m = PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]); "
-                     "m.predict(X, return_std=True); m.predict_dist(X).std; "
-                     f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
-    assert loaded == "", f"a first fit and prediction loaded {loaded}"
+    fits = {
+        "PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]).predict(X, return_std=True)": "PBPRegressor",
+        "PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]).predict_dist(X).std": "PBPRegressor",
+        "TAGIRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]).predict(X)": "TAGIRegressor",
+        "PBPClassifier(hidden=(4,), epochs=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int)).predict_proba(X)": "PBPClassifier",
+        "PBPClassifier(hidden=(), epochs=2, random_state=0).fit(X, np.where(X[:, 0] > 0, 'a', 'b')).predict(X)": "PBPClassifier",
+        "PBPRegressor(hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0]).save(path)": "PBPRegressor",
+    }
+    for call, name in fits.items():
+        loaded = _python("import sys, os, tempfile; import numpy as np; "
+                         f"from probprop import {name}; "
+                         "path = os.path.join(tempfile.mkdtemp(), 'm.probprop'); "
+                         "X = np.random.default_rng(0).normal(size=(30, 3)); "
+                         f"{call}; "
+                         f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+        assert loaded == "", f"{call} loaded {loaded}"

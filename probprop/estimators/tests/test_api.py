@@ -42,7 +42,7 @@ PARAMS = [{}, {"alpha": 2.5}, {"hidden": (3, 4), "name": "y"}, {"rate": float("n
 
 
 @pytest.mark.parametrize("params", PARAMS)
-def test_parameters_and_repr_are_scikit_learns(params):
+def test_parameters_and_short_reprs_are_scikit_learns(params):
     ours, theirs = Ours(**params), Theirs(**params)
     assert repr(ours).replace("Ours", "Theirs") == repr(theirs)
     assert list(ours.get_params()) == list(theirs.get_params())
@@ -64,16 +64,65 @@ def test_nested_parameters_and_errors_are_scikit_learns():
     assert ours.set_params() is ours
 
 
+def test_repr_shows_every_parameter_where_scikit_learn_is_set_to():
+    with sklearn.config_context(print_changed_only=False):
+        assert repr(Ours(alpha=2.0)) == "Ours(alpha=2.0, hidden=(50,), inner=None, name='x', rate=nan)"
+        assert repr(Ours(alpha=2.0)).replace("Ours", "Theirs") == repr(Theirs(alpha=2.0))
+
+
 def test_tags_are_those_of_scikit_learns_mixins():
     assert get_tags(Ours()) == get_tags(Theirs())
     assert get_tags(OursClassifier()) == get_tags(TheirsClassifier())
     assert sklearn.base.is_regressor(Ours()) and sklearn.base.is_classifier(OursClassifier())
+    assert (Ours()._estimator_type, OursClassifier()._estimator_type) == ("regressor", "classifier")
 
 
-def test_the_notebook_display_has_the_repr_and_an_html_diagram():
+class OursRouted(_api.RegressorMixin, _api.Estimator):
+    __init__ = _init
+
+    def fit(self, X, y):
+        return self
+
+    def partial_fit(self, X, y, epochs=1):
+        return self
+
+    def predict(self, X, return_std=False):
+        return np.zeros(len(X))
+
+    def score(self, X, y, sample_weight=None):
+        self.weights_seen_ = sample_weight
+        return 0.0
+
+
+class TheirsRouted(sklearn.base.RegressorMixin, sklearn.base.BaseEstimator):
+    __init__ = _init
+    fit, partial_fit, predict, score = OursRouted.fit, OursRouted.partial_fit, OursRouted.predict, OursRouted.score
+
+
+def test_metadata_routing_is_scikit_learns():
+    from sklearn.model_selection import cross_validate
+
+    for name in ("set_fit_request", "set_partial_fit_request", "set_predict_request", "set_score_request"):
+        assert hasattr(OursRouted(), name) == hasattr(TheirsRouted(), name), name
+    assert str(OursRouted().get_metadata_routing()) == str(TheirsRouted().get_metadata_routing())
+    X, y, w = np.ones((8, 2)), np.arange(8.0), np.linspace(1, 2, 8)
+    with sklearn.config_context(enable_metadata_routing=True):
+        for est in (OursRouted(), TheirsRouted()):
+            routed = est.set_score_request(sample_weight=True)
+            assert routed is est
+            assert str(est.get_metadata_routing()) == "{'partial_fit': {'epochs': None}, 'predict': {'return_std': None}, 'score': {'sample_weight': True}}"
+            cross_validate(est, X, y, cv=2, params={"sample_weight": w})
+    with pytest.raises(AttributeError, match="no attribute 'set_transform_request'"):
+        OursRouted().set_transform_request  # noqa: B018
+
+
+def test_the_notebook_display_is_scikit_learns():
     bundle = Ours(alpha=2.0)._repr_mimebundle_()
     assert bundle["text/plain"] == "Ours(alpha=2.0)"
-    assert "Ours" in bundle["text/html"]
+    assert "Ours" in bundle["text/html"] and "Ours" in Ours()._repr_html_()
+    with sklearn.config_context(display="text"):
+        assert Ours()._repr_mimebundle_() == {"text/plain": "Ours()"}
+        assert not hasattr(Ours(), "_repr_html_") and not hasattr(Theirs(), "_repr_html_")
 
 
 def test_fitted_check_and_random_state_are_scikit_learns():
@@ -86,6 +135,7 @@ def test_fitted_check_and_random_state_are_scikit_learns():
     rng = np.random.RandomState(3)
     assert _api.check_random_state(rng) is rng
     assert _api.check_random_state(7).randint(1000, size=5).tolist() == sklearn_check_random_state(7).randint(1000, size=5).tolist()
+    assert _api.check_random_state(True).randint(1000) == sklearn_check_random_state(True).randint(1000)
     for bad in ("seed", 1.5):
         with pytest.raises(ValueError, match="cannot be used to seed"):
             _api.check_random_state(bad)
@@ -111,7 +161,7 @@ def _same(a, b) -> bool:
 @pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
 @settings(max_examples=200, deadline=None)
 @given(rows=st.integers(0, 4), cols=st.integers(0, 3), dtype=st.sampled_from(["float64", "float32", "int64", "int32", "uint8"]),
-       bad=st.sampled_from([None, np.nan, np.inf]), y_kind=st.sampled_from(["none", "float", "int", "short", "nan", "2d"]),
+       bad=st.sampled_from([None, np.nan, np.inf]), y_kind=st.sampled_from(["none", "float", "int", "short", "nan", "2d", "bool", "str"]),
        fitted=st.sampled_from([None, 1, 2, 3, "names", "names-refit"]), min_samples=st.integers(1, 2), seed=st.integers(0, 3))
 def test_validation_gives_what_scikit_learns_gives(rows, cols, dtype, bad, y_kind, fitted, min_samples, seed):
     rng = np.random.default_rng(seed)
@@ -119,7 +169,8 @@ def test_validation_gives_what_scikit_learns_gives(rows, cols, dtype, bad, y_kin
     if bad is not None and X.size and X.dtype.kind == "f":
         X.flat[rng.integers(X.size)] = bad
     y = {"none": "no_validation", "float": rng.normal(size=rows), "int": rng.integers(0, 3, size=rows),
-         "short": rng.normal(size=max(rows - 1, 0)), "nan": np.full(rows, np.nan), "2d": rng.normal(size=(rows, 1))}[y_kind]
+         "short": rng.normal(size=max(rows - 1, 0)), "nan": np.full(rows, np.nan), "2d": rng.normal(size=(rows, 1)),
+         "bool": rng.normal(size=rows) > 0, "str": np.array(["a", "bc"] * rows)[:rows]}[y_kind]
     results = []
     for validate in (_api.validate_data, sklearn_validate_data):
         est = Ours()
