@@ -13,7 +13,6 @@ import dataclasses
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from probprop import learners
 from probprop.distributions import GaussianPrediction
@@ -57,6 +56,32 @@ class DivergedError(FloatingPointError, ValueError):
 #: Prediction runs in blocks of at most this many rows, each padded to a power of two so
 #: that a handful of compiled shapes serve every batch size.
 PREDICT_BLOCK = 8192
+
+
+class _Quiet:
+    """A progress bar that shows nothing (``verbose=False``), without importing tqdm."""
+
+    def __init__(self, iterable=()):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(iterable=None, *, verbose: bool, **kwargs):
+    """tqdm's bar over ``iterable`` (or with ``total=``) when ``verbose``, else a silent stand-in
+    (tqdm is imported only to show something: about 40 ms of a first fit)."""
+    if not verbose:
+        return _Quiet(() if iterable is None else iterable)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, leave=False, **kwargs)
 
 
 def bucket(n: int) -> int:
@@ -202,7 +227,7 @@ class MomentEstimator(Estimator):
         state = self.state_
         counts = hasattr(state, "rejections")
         before = int(np.sum(count_rejections(state))) if counts else 0
-        bar = tqdm(range(epochs), desc=self._progress_label, unit="epoch", disable=not self.verbose, leave=False)
+        bar = progress(range(epochs), verbose=self.verbose, desc=self._progress_label, unit="epoch")
         for _ in bar:
             state = learner.update(state, Xs, ys, mask)
             if counts:

@@ -7,11 +7,10 @@ import numbers
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from probprop.estimators import _checks
 from probprop.estimators._api import check_is_fitted, check_random_state
-from probprop.estimators.base import OnlineRegressor
+from probprop.estimators.base import OnlineRegressor, progress
 from probprop.io import register_estimator
 from probprop.learners import pbp, pbp_ensemble
 from probprop.learners.base import count_rejections, float64
@@ -183,11 +182,11 @@ class PBPRegressor(OnlineRegressor):
     def _run_sharded(self, Xs, ys) -> None:
         from probprop.distributed import fit_sharded
 
-        bar = tqdm(total=self.epochs, desc=f"PBP-SEP epochs ({self.shards} shards)", unit="epoch",
-                   disable=not self.verbose, leave=False)
+        bar = progress(total=self.epochs, verbose=self.verbose, desc=f"PBP-SEP epochs ({self.shards} shards)",
+                       unit="epoch")
         before = [0]
 
-        def progress(epoch, state):
+        def after_epoch(epoch, state):
             now = int(np.sum(count_rejections(state)))
             self.rejected_per_epoch_.append(now - before[0])
             before[0] = now
@@ -195,7 +194,7 @@ class PBPRegressor(OnlineRegressor):
 
         try:
             state, _ = fit_sharded(self.state_, Xs, ys, int(self.shards), int(self.epochs), backend=self.backend,
-                                       callback=progress)
+                                       callback=after_epoch)
         finally:
             bar.close()
         self.state_ = jax.device_get(state)
@@ -345,7 +344,7 @@ def _fit_together(estimators, Xs, ys, verbose) -> list:
     before = np.zeros(len(estimators), np.int64)
     per_epoch = []
     desc = f"PBP epochs ({len(estimators)} models)"
-    for _ in tqdm(range(estimators[0].epochs), desc=desc, unit="epoch", disable=not verbose, leave=False):
+    for _ in progress(range(estimators[0].epochs), verbose=verbose, desc=desc, unit="epoch"):
         state = pbp_ensemble.update_together(state, X_all, y_all)
         now = count_rejections(state)
         per_epoch.append(now - before)
