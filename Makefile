@@ -41,6 +41,7 @@ bench-all: bench
 	$(UCI) --datasets boston,yacht --methods pbp2,pbp3,pbp2-single,pbp3-single --out docs/benchmarks/pbp-deep
 	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
 	$(UCI) --datasets all --methods pbp,pbp-het,pbp-sep,pbp-sep-het --out docs/benchmarks/pbp-het
+	$(UCI) --datasets energy,yacht --methods pbp2-sep-het-val,pbp-sep-het,ngboost --out docs/benchmarks/pbp-het-val
 	$(UCI) --datasets protein,kin8nm,naval --methods pbp-sep,pbp-sep-k2,pbp-sep-k4,pbp-sep-k8 --out docs/benchmarks/pbp-sharded
 	$(BIN)/probprop bench sharded --out docs/benchmarks/sharded
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select

@@ -238,3 +238,39 @@ def test_calibrate_values_are_checked():
     fit, cal = split_calibration(100, seed=3)
     assert len(cal) == 20 and len(fit) == 80 and not set(fit) & set(cal)
     np.testing.assert_array_equal(split_calibration(100, seed=3)[1], cal)
+
+
+def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_fifth(monkeypatch):
+    from probprop.estimators import PBPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    y = 3.0 + X[:, 0] + 0.2 * rng.normal(size=80)
+    X_test = rng.normal(size=(10, 2))
+    monkeypatch.setattr(methods, "PBP_EPOCH_GRID", (1, 2, 3))
+    scored, fitted = [], []
+    preferred = {1: -5.0, 2: -1.0, 3: -3.0}  # validation score by epochs done: the second checkpoint wins
+    done = {"epochs": 0}
+    real_fit, real_partial = PBPRegressor.fit, PBPRegressor.partial_fit
+
+    def fit(self, X, y):
+        fitted.append((self.epochs, len(X)))
+        done["epochs"] = self.epochs
+        return real_fit(self, X, y)
+
+    def partial_fit(self, X, y, epochs=1):
+        done["epochs"] += epochs
+        return real_partial(self, X, y, epochs=epochs)
+
+    def score(self, X, y, sample_weight=None):
+        scored.append(len(X))
+        return preferred[done["epochs"]]
+
+    monkeypatch.setattr(PBPRegressor, "fit", fit)
+    monkeypatch.setattr(PBPRegressor, "partial_fit", partial_fit)
+    monkeypatch.setattr(PBPRegressor, "score", score)
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=80)
+    mean, std, seconds = methods.pbp2_sep_het_val(X, y, X_test, info, seed=0)
+    assert scored == [16, 16, 16]  # each checkpoint scored on the held-out fifth only
+    assert fitted == [(1, 64), (2, 80)]  # the run on four fifths, then the chosen 2 epochs on every row
+    assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
