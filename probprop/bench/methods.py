@@ -139,8 +139,8 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     training split: one run on a random four fifths, its mean log predictive density on the other
     fifth scored at each checkpoint (``partial_fit`` continues the run; a checkpoint whose
     predictions overflow, a diverged run, scores -inf and ends it), then a fit of the best number
-    of epochs on the whole training split (where that fit diverges on its own training rows, the
-    next best number). Budget: at most 400 epochs on 80 % of the rows plus 400 on all of them;
+    of epochs (the smaller on a tie) on the whole training split (where that fit diverges on its
+    own training rows, the next best number; a FloatingPointError when all do). Budget: at most 400 epochs on 80 % of the rows plus 400 on all of them;
     ``fit_seconds`` counts everything."""
     from probprop.estimators import PBPRegressor
 
@@ -164,15 +164,19 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
             break
         model.partial_fit(X_train[fit], y_train[fit], epochs=epochs - done)
         scores.append(scored(model))
-    for index in np.argsort(scores, kind="stable")[::-1]:
+    for index in np.argsort(-np.asarray(scores), kind="stable"):  # best first; fewer epochs on a tie
         final = PBPRegressor(epochs=PBP_EPOCH_GRID[index], **params).fit(X_train, y_train)
         try:
             final.predict(X_train)  # refuses overflowing predictions: this fit diverged
         except ValueError:
             continue
         break
+    else:
+        raise FloatingPointError(f"every epoch count tried ({[PBP_EPOCH_GRID[i] for i in range(len(scores))]}) "
+                                 "diverged on the whole training split")
+    fit_seconds = time.perf_counter() - start
     mean, std = final.predict(X_test, return_std=True)
-    return np.asarray(mean), np.asarray(std), time.perf_counter() - start
+    return np.asarray(mean), np.asarray(std), fit_seconds
 
 
 def _pbp_sharded(shards: int):

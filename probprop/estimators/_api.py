@@ -125,7 +125,9 @@ class Estimator:
     # scikit-learn's BaseEstimator has these from its _MetadataRequester, borrowed here on first
     # use: ``get_metadata_routing``, and ``set_{method}_request`` for each method whose signature
     # takes metadata (``score``'s sample_weight, ``partial_fit``'s epochs, ...), made when a
-    # subclass is defined, as scikit-learn makes them.
+    # subclass is defined, as scikit-learn makes them (from the signatures only: scikit-learn's
+    # ``__metadata_request__*`` class attributes, which no probprop class sets, are not read here;
+    # ``get_metadata_routing`` reads them).
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -228,12 +228,15 @@ class MomentEstimator(Estimator):
         counts = hasattr(state, "rejections")
         before = int(np.sum(count_rejections(state))) if counts else 0
         bar = progress(range(epochs), verbose=self.verbose, desc=self._progress_label, unit="epoch")
-        for _ in bar:
-            state = learner.update(state, Xs, ys, mask)
-            if counts:
-                now = int(np.sum(count_rejections(state)))
-                self.rejected_per_epoch_.append(now - before)
-                before = now
+        try:
+            for _ in bar:
+                state = learner.update(state, Xs, ys, mask)
+                if counts:
+                    now = int(np.sum(count_rejections(state)))
+                    self.rejected_per_epoch_.append(now - before)
+                    before = now
+        finally:
+            bar.close()
         self.state_ = jax.device_get(state)
         if counts:
             self.n_rejected_ = int(np.sum(count_rejections(self.state_)))

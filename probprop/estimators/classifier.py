@@ -77,7 +77,8 @@ def _plain_labels(y) -> bool:
     further: a 1-D array of bools, integers, strings, or finite floats that are whole numbers."""
     if y.ndim != 1 or y.dtype.kind not in "biuUf":
         return False
-    return y.dtype.kind != "f" or bool(np.all(y == np.round(y)))
+    # scikit-learn calls floats that are not whole numbers, or beyond int64, continuous
+    return y.dtype.kind != "f" or bool(np.all((y == np.round(y)) & (y >= -(2.0**63)) & (y < 2.0**63)))
 
 
 class MomentClassifier(ClassifierMixin, MomentEstimator):

@@ -70,7 +70,7 @@ def test_a_first_fit_and_prediction_load_none_of_the_heavy_libraries_but_jax():
     }
     names = sorted(set(fits.values()))
     script = ["import sys, os, tempfile", "import numpy as np", f"from probprop import {', '.join(names)}",
-              "path = os.path.join(tempfile.mkdtemp(), 'm.probprop')", "X = np.random.default_rng(0).normal(size=(30, 3))"]
+              "folder = tempfile.TemporaryDirectory()", "path = os.path.join(folder.name, 'm.probprop')", "X = np.random.default_rng(0).normal(size=(30, 3))"]
     for call in fits:  # one interpreter: what a call loads stays loaded, so each line reports what is loaded so far
         script += [call, f"print('loaded:' + ','.join(m for m in {heavy!r} if m in sys.modules))"]
     loaded = [line for line in _python("\n".join(script)).splitlines() if line.startswith("loaded:")]

@@ -274,3 +274,35 @@ def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_
     assert scored == [16, 16, 16]  # each checkpoint scored on the held-out fifth only
     assert fitted == [(1, 64), (2, 80)]  # the run on four fifths, then the chosen 2 epochs on every row
     assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
+
+
+def test_validation_stopped_pbp_falls_back_when_the_chosen_fit_diverges_and_says_when_all_do(monkeypatch):
+    from probprop.estimators import PBPRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 2))
+    y = X[:, 0] + 0.2 * rng.normal(size=60)
+    monkeypatch.setattr(methods, "PBP_EPOCH_GRID", (1, 2, 3))
+    monkeypatch.setattr(PBPRegressor, "score", lambda self, X, y, sample_weight=None: -1.0)  # a tie: fewer epochs first
+    real_predict, real_fit = PBPRegressor.predict, PBPRegressor.fit
+    diverged, fitted = {1, 2, 3}, []
+
+    def predict(self, X, return_std=False, **kwargs):
+        if self.epochs in diverged and len(X) == 60:  # the divergence check on the training rows
+            raise ValueError("the predictions overflow float64")
+        return real_predict(self, X, return_std=return_std, **kwargs)
+
+    def fit(self, X, y):
+        fitted.append(self.epochs)
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(PBPRegressor, "predict", predict)
+    monkeypatch.setattr(PBPRegressor, "fit", fit)
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=60)
+    with pytest.raises(FloatingPointError, match=r"every epoch count tried \(\[1, 2, 3\]\) diverged"):
+        methods.pbp2_sep_het_val(X, y, X[:5], info, seed=0)
+    diverged.discard(2)  # now only the 2-epoch fit survives
+    fitted.clear()
+    mean, std, _ = methods.pbp2_sep_het_val(X, y, X[:5], info, seed=0)
+    assert fitted == [1, 1, 2]  # the run, the tied best (1 epoch, diverged), then the next best
+    assert mean.shape == (5,) and np.all(np.isfinite(std))

@@ -189,3 +189,21 @@ def test_validation_gives_what_scikit_learns_gives(rows, cols, dtype, bad, y_kin
     assert ours[0] == theirs[0]
     assert _same(ours[1], theirs[1]), (ours, theirs)
     assert (ours_n, ours_names) == (their_n, their_names)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # scikit-learn's int cast
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-5, 5).map(float), st.floats(allow_nan=False, allow_infinity=False),
+                          st.sampled_from([2.0**63, -(2.0**63), 1e20, -0.0, 1.0000001])), min_size=1, max_size=6))
+def test_labels_the_classifier_checks_itself_are_labels_scikit_learn_accepts(values):
+    from sklearn.utils.multiclass import check_classification_targets
+
+    from probprop.estimators.classifier import _plain_labels
+
+    y = np.asarray(values, np.float64)
+    try:
+        check_classification_targets(y)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert _plain_labels(y) == accepted
