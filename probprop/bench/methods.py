@@ -128,6 +128,15 @@ pbp, pbp_refscale, pbp_sep, pbp_het, pbp_sep_het, pbp2, pbp3, pbp2_single, pbp3_
     _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
 
 
+def _validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(val, fit)``: a random ``fraction`` of ``n`` training rows (seeded by the
+    split) that the adapters choosing a hyperparameter hold out; never test rows. (The learners'
+    own searches use :func:`probprop.learners._sgd.holdout`, drawn with a JAX key.)"""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = round(fraction * n)
+    return perm[:n_val], perm[n_val:]
+
+
 #: The epoch counts ``pbp2-sep-het-val`` chooses from: checkpoints of one run on four fifths of
 #: the training split, scored by the test log-likelihood on the other fifth.
 PBP_EPOCH_GRID = (40, 100, 200, 400)
@@ -140,14 +149,12 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     fifth scored at each checkpoint (``partial_fit`` continues the run; a checkpoint whose
     predictions overflow, a diverged run, scores -inf and ends it), then a fit of the best number
     of epochs (the smaller on a tie) on the whole training split (where that fit diverges on its
-    own training rows, the next best number; a FloatingPointError when all do). Budget: at most 400 epochs on 80 % of the rows plus 400 on all of them;
-    ``fit_seconds`` counts everything."""
+    own training rows, the next best number; a FloatingPointError when all do). Budget: at most
+    400 epochs on 80 % of the rows plus 400 on all of them; ``fit_seconds`` counts everything."""
     from probprop.estimators import PBPRegressor
 
     start = time.perf_counter()
-    perm = np.random.default_rng(seed).permutation(len(y_train))
-    n_val = round(0.2 * len(y_train))
-    val, fit = perm[:n_val], perm[n_val:]
+    val, fit = _validation_rows(len(y_train), 0.2, seed)
     params = {"hidden": (int(info.n_hidden),) * 2, "inference": "sep", "heteroscedastic": True, "random_state": seed}
 
     def scored(model) -> float:
@@ -408,9 +415,7 @@ def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     X_train, y_train, X_test = (np.asarray(a, np.float64) for a in (X_train, y_train, X_test))
     start = time.perf_counter()
     hidden, epochs = int(info.n_hidden), int(info.n_epochs)
-    perm = np.random.default_rng(seed).permutation(len(y_train))
-    n_val = int(round(0.1 * len(y_train)))
-    val, fit = perm[:n_val], perm[n_val:]
+    val, fit = _validation_rows(len(y_train), 0.1, seed)
     scale, y_mean, y_std = _standardiser(X_train[fit], y_train[fit])
     scores = []
     for sigma_v in PYTAGI_SIGMA_V:
