@@ -57,7 +57,8 @@ bench-all: bench
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench streams --out docs/benchmarks/streams
-	$(BIN)/probprop bench active --out docs/benchmarks/active
+	$(BIN)/probprop bench active --rules random,variance,greedy,reduction --out docs/benchmarks/active
+	$(BIN)/probprop bench active --rules random,variance,lcmd --out docs/benchmarks/active-lcmd
 	$(BIN)/probprop bench active --rules random,bmdal-lcmd --out docs/benchmarks/active-bmdal  # pip install -e ".[active-peers]"
 
 # pytagi for `probprop bench uci --methods pytagi` (not needed otherwise): its extension links

@@ -20,7 +20,17 @@ Rules (``method``):
   epistemic variance over the pool (estimated on :data:`REFERENCE` sampled pool rows, among
   :data:`CANDIDATES` sampled candidates), then the posterior is updated on it; unlike the rules
   above it prefers rows whose labels inform many others (representative rows) to outliers that
-  are uncertain only about themselves; the online learners.
+  are uncertain only about themselves; the online learners;
+* ``"lcmd"``: (:func:`probprop.learners.acquisition.largest_cluster`) the largest-cluster-maximum-
+  distance rule of Holzmüller et al. (JMLR 2023) on the model's own posterior kernel: each row is
+  the gradient of its predicted mean with respect to the weight means, scaled by the weights'
+  posterior standard deviations (:func:`~probprop.learners.acquisition.gradient_features`, sketched
+  to :data:`FEATURES` dimensions), so the squared distance between two rows is the linearised
+  posterior variance of f(x) - f(x'); the rows already labelled (``exclude``, and
+  ``X_labelled``) are cluster centers, every pool row joins its nearest center, and each pick is
+  the row farthest from its center in the cluster of largest summed squared distance, which then
+  becomes a center. Batches spread over the input density rather than chasing outliers; the
+  learners whose posterior has weight means and variances (PBP, TAGI).
 
 The picks are deterministic given ``random_state`` (``"random"`` and ``"reduction"``'s samples
 draw from it; ties go to the lower index), never repeat a row, and never pick a row of ``exclude``.
@@ -37,18 +47,25 @@ from probprop.estimators.base import MomentRegressor, padded
 
 __all__ = ["METHODS", "select"]
 
-METHODS = ("random", "variance", "greedy", "reduction")
+METHODS = ("random", "variance", "greedy", "reduction", "lcmd")
 
 #: ``"reduction"`` scores at most this many candidate rows per batch (a seeded sample of the rows
 #: left), each against this many reference rows (a seeded sample of the pool standing for it).
 CANDIDATES, REFERENCE = 128, 256
 
+#: ``"lcmd"``'s feature dimension: gradients of networks with more weights are sketched to this many
+#: random projections (bmdal-reg's default sketch size).
+FEATURES = 512
 
-def select(model, X_pool, batch_size: int, *, method: str = "greedy", random_state=None, exclude=None) -> np.ndarray:
+
+def select(model, X_pool, batch_size: int, *, method: str = "greedy", random_state=None, exclude=None,
+           X_labelled=None) -> np.ndarray:
     """Indices (into ``X_pool``) of the ``batch_size`` rows to label next (module docstring).
 
     ``model``: a fitted probprop regressor; ``X_pool``: the unlabelled rows, (n, n_features);
-    ``exclude``: indices of rows not to pick (already labelled, say). Raises ValueError naming
+    ``exclude``: indices of rows not to pick (already labelled, say; ``"lcmd"`` keeps its picks
+    away from them); ``X_labelled``: labelled rows outside the pool, for ``"lcmd"`` to keep away
+    from too (the other rules ignore it). Raises ValueError naming
     the problem for a non-finite or wrongly shaped pool, a batch larger than the rows left, an
     unknown method or a model that cannot run the rule."""
     if method not in METHODS:
@@ -79,6 +96,8 @@ def select(model, X_pool, batch_size: int, *, method: str = "greedy", random_sta
     if method == "greedy":
         picked, _ = _greedy(model, X[candidates], batch_size)
         return candidates[picked]
+    if method == "lcmd":
+        return _lcmd(model, X, batch_size, candidates, X_labelled, check_random_state(random_state))
     rng = check_random_state(random_state)
     scored = candidates if len(candidates) <= CANDIDATES else np.sort(rng.choice(candidates, CANDIDATES, replace=False))
     if batch_size > len(scored):
@@ -97,6 +116,22 @@ def _reduction(model, X, batch_size, candidates, reference):
     Xs = model._standardise(X)
     indices, total = acquisition.variance_reduction(learner, model.state_, Xs, batch_size, candidates, reference)
     return np.asarray(indices, np.int64), np.asarray(total, np.float64)
+
+
+def _lcmd(model, X, batch_size, candidates, X_labelled, rng):
+    from probprop.learners import acquisition
+
+    learner = model._learner()
+    if not (hasattr(model.state_, "means") and hasattr(model.state_, "variances")):
+        raise ValueError(f"method 'lcmd' needs a posterior over weights (PBP, TAGI); {type(model).__name__} has none: "
+                         "use method='variance'")
+    rows = X
+    if X_labelled is not None:
+        rows = np.concatenate([X, model._validate_X(X_labelled)])
+    seed = int(rng.randint(2**31 - 1))
+    features = np.asarray(acquisition.gradient_features(learner, model.state_, model._standardise(rows), FEATURES, seed))
+    centers = np.setdiff1d(np.arange(len(rows)), candidates)  # excluded pool rows and X_labelled
+    return acquisition.largest_cluster(features, batch_size, candidates, centers)
 
 
 def _online(model, method):

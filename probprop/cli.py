@@ -10,7 +10,7 @@
     probprop bench speed [--out DIR] [--quick]
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...] [--seeds 3]
-    probprop bench active [--datasets ...] [--splits 5] [--batches 10,50] [--rules random,variance,greedy,reduction]
+    probprop bench active [--datasets ...] [--splits 5] [--batches 10,50] [--rules random,variance,greedy,reduction,lcmd]
     probprop bench streams [--streams friedman-abrupt,...] [--methods pbp-forget,pbp,...] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
@@ -1278,7 +1278,7 @@ def bench_tagi_speed(ctx, datasets, epochs, data_dir, out):
               help="Comma-separated UCI datasets.")
 @click.option("--splits", type=click.IntRange(min=1), default=5, show_default=True, help="Splits per dataset.")
 @click.option("--batches", default="10,50", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--rules", default="random,variance,greedy,reduction", show_default=True,
+@click.option("--rules", default="random,variance,greedy,reduction,lcmd", show_default=True,
               help="Comma-separated acquisition rules (probprop.active.METHODS), and bmdal-lcmd (bmdal-reg's "
                    "LCMD-TP; needs `pip install probprop[active-peers]`); random is the reference.")
 @click.option("--budget", type=click.IntRange(min=1), default=200, show_default=True, help="Labels to acquire.")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 DATASETS = ("boston", "concrete", "energy", "kin8nm", "naval", "power", "protein", "wine", "yacht")
-RULES = ("random", "variance", "greedy", "reduction")
+RULES = ("random", "variance", "greedy", "reduction", "lcmd")
 #: Peers: bmdal-reg's recommended rule (Holzmüller et al., JMLR 2023: LCMD in TP mode on the
 #: network's gradient kernel sketched to 512 random features), run on a PyTorch copy of the PBP
 #: network's posterior means; needs ``pip install torch bmdal_reg`` (never a CI dependency).
@@ -227,15 +227,17 @@ def report(frame, command: str, wall_seconds: float, budget: int = BUDGET) -> st
         f"{splits} splits per dataset. Rules (`probprop.active.select`): `random`; `variance` (the batch's largest",
         "epistemic variances); `greedy` (largest variance, posterior updated on it with its predictive mean as",
         "label, next); `reduction` (the candidate whose pseudo-labelled update leaves the least summed",
-        "variance over a sample of the pool, update, next); `bmdal-lcmd` where run: bmdal-reg's recommended",
-        "LCMD-TP (gradient kernel of a PyTorch copy of the PBP mean network, sketched to 512 features).",
+        "variance over a sample of the pool, update, next); `lcmd` (largest cluster, maximum distance, on",
+        "PBP's posterior-scaled gradient features, the labelled rows as centers); `bmdal-lcmd` where run:",
+        "bmdal-reg's recommended LCMD-TP (gradient kernel of a PyTorch copy of the PBP mean network, sketched",
+        "to 512 features).",
         "",
         "RMSE area: the area under the test-RMSE curve over the labels, divided by random's on the same split",
         "(below 1: better than random); mean ± SE over splits. LL gain: the curve's mean test",
         "log-likelihood minus random's (above 0: better).",
         "",
     ]
-    rules = [r for r in ("variance", "greedy", "reduction") + PEER_RULES if r in set(rel["rule"])]
+    rules = [r for r in ("variance", "greedy", "reduction", "lcmd") + PEER_RULES if r in set(rel["rule"])]
     for batch, part in rel.groupby("batch"):
         lines += [f"## Batches of {batch}", "",
                   "| dataset | " + " | ".join(f"{r} RMSE area" for r in rules) + " | "
@@ -250,7 +252,7 @@ def report(frame, command: str, wall_seconds: float, budget: int = BUDGET) -> st
     means = rel.groupby(["batch", "rule", "dataset"])["rmse_area"].mean()
     for batch in sorted(rel["batch"].unique()):
         n_sets = rel[rel["batch"] == batch]["dataset"].nunique()
-        for rule in ("greedy", "reduction"):
+        for rule in ("greedy", "reduction", "lcmd"):
             if rule not in rules:
                 continue
             wins = sum(means[(batch, rule, d)] < 1.0 for d in rel[rel["batch"] == batch]["dataset"].unique())

@@ -21,11 +21,12 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from probprop.learners.base import Learner, float64
 
-__all__ = ["greedy_variance"]
+__all__ = ["gradient_features", "greedy_variance", "largest_cluster", "variance_reduction"]
 
 
 @float64
@@ -93,3 +94,94 @@ def _reduction(learner, state, X, k, candidates, reference):
 
     _, (indices, total) = lax.scan(body, (state, jnp.zeros(Xc.shape[0], bool)), None, length=k)
     return indices, total
+
+
+@float64
+def gradient_features(learner: Learner, state, X, dim: int = 512, seed: int = 0, chunk: int = 2048):
+    """Rows ``X`` (standardised, (n, d)) as posterior-scaled gradient features (n, D): the gradient
+    of the predicted mean with respect to the weight means, each entry times the weight's
+    posterior standard deviation, so that ``phi(x) . phi(x')`` is the covariance of f(x) and f(x')
+    under the weight posterior with the mean network linearised (``|phi(x)|^2`` is the linearised
+    epistemic variance). With more than ``dim`` weights the features are sketched to ``dim``
+    Gaussian random projections (seeded by ``seed``; inner products kept in expectation), as
+    bmdal-reg sketches its gradient kernel (Holzmüller et al., JMLR 2023). Rows go through in
+    chunks of ``chunk`` (one compiled program per chunk length). Learners whose state holds
+    ``means`` and ``variances`` (PBP, TAGI)."""
+    if not (hasattr(state, "means") and hasattr(state, "variances")):
+        raise ValueError(f"the {learner.name} learner's state has no weight means and variances to take gradients of")
+    X = jnp.asarray(X)
+    n = X.shape[0]
+    sizes = [int(m.size) for m in state.means]
+    total = sum(sizes)
+    projection = None
+    if total > dim:
+        projection = jax.random.normal(jax.random.key(seed), (total, dim), state.means[0].dtype) / jnp.sqrt(dim)
+    rows = min(int(chunk), max(n, 1))
+    out = []
+    for start in range(0, n, rows):
+        part = X[start:start + rows]
+        short = rows - part.shape[0]
+        if short:
+            part = jnp.concatenate([part, jnp.zeros((short, X.shape[1]), X.dtype)])
+        out.append(_features(learner, state, part, projection)[:rows - short])
+    return jnp.concatenate(out) if out else jnp.zeros((0, dim if projection is not None else total))
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _features(learner, state, X, projection):
+    def mean_of(means, x):
+        return learner.predict(state.replace(means=means), x[None]).mean[0]
+
+    grads = jax.vmap(jax.grad(mean_of), in_axes=(None, 0))(tuple(state.means), X)
+    phi = jnp.concatenate([(g * jnp.sqrt(v)).reshape(X.shape[0], -1) for g, v in zip(grads, state.variances)], axis=1)
+    return phi if projection is None else phi @ projection
+
+
+def largest_cluster(features, k: int, candidates, centers=()):
+    """Largest-cluster-maximum-distance batch selection (LCMD; Holzmüller et al., JMLR 2023) on
+    feature rows: every row belongs to its nearest center (the ``centers``, indices into
+    ``features``: rows already labelled, and the picks so far); each pick is, in the cluster whose
+    rows' squared distances to their center sum to the most, the row farthest from that center.
+    Without centers the first pick is the row of largest norm (largest linearised variance for
+    :func:`gradient_features`). Picks among ``candidates`` (indices) only, never twice; ties go to
+    the lower index. NumPy, float64. Returns the k picked indices in order."""
+    F = np.asarray(features, np.float64)
+    n = F.shape[0]
+    allowed = np.zeros(n, bool)
+    allowed[np.asarray(candidates, np.int64)] = True
+    if k > int(allowed.sum()):
+        raise ValueError(f"cannot pick {k} rows from {int(allowed.sum())} candidates")
+    sq = np.einsum("ij,ij->i", F, F)
+    d2 = np.full(n, np.inf)
+    owner = np.full(n, -1, np.int64)
+    centers = np.asarray(centers, np.int64).ravel()
+
+    def absorb(new, ids):
+        """Distances to the new centers (rows of F) and reassignment where they are nearer."""
+        nonlocal d2, owner
+        for s in range(0, len(new), 256):
+            block = new[s:s + 256]
+            dist = np.maximum(sq[:, None] + sq[block][None, :] - 2.0 * F @ F[block].T, 0.0)
+            j = np.argmin(dist, axis=1)
+            best = dist[np.arange(n), j]
+            nearer = best < d2
+            d2 = np.where(nearer, best, d2)
+            owner = np.where(nearer, ids[s:s + 256][j], owner)
+
+    if len(centers):
+        absorb(centers, centers)
+    picked = []
+    for _ in range(int(k)):
+        if owner.max() < 0:
+            score = np.where(allowed, sq, -np.inf)
+        else:
+            size = np.bincount(owner[allowed], weights=d2[allowed], minlength=n)
+            # the largest cluster that still holds a candidate
+            has = np.bincount(owner[allowed], minlength=n) > 0
+            cluster = int(np.argmax(np.where(has, size, -np.inf)))
+            score = np.where(allowed & (owner == cluster), d2, -np.inf)
+        i = int(np.argmax(score))
+        picked.append(i)
+        allowed[i] = False
+        absorb(np.array([i]), np.array([i]))
+    return np.asarray(picked, np.int64)

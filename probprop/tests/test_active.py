@@ -78,8 +78,111 @@ def test_tagi_runs_the_greedy_rules():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 2))
     model = TAGIRegressor(hidden=(8,), sigma_v=0.3, epochs=5, random_state=0).fit(X, X[:, 0])
-    for method in ("greedy", "reduction"):
+    for method in ("greedy", "reduction", "lcmd"):
         assert len(select(model, rng.normal(size=(50, 2)), 5, method=method, random_state=0)) == 5
+
+
+def _lcmd_by_hand(F, k, candidates, centers):
+    """LCMD written out loop by loop (the oracle for largest_cluster): clusters of the nearest
+    center, the cluster of largest summed squared distance over its candidates, its farthest."""
+    centers, candidates, picked = list(centers), set(candidates), []
+    for _ in range(k):
+        if not centers:
+            i = max(sorted(candidates), key=lambda r: F[r] @ F[r])
+        else:
+            near = {r: min(centers, key=lambda c: ((F[r] - F[c]) ** 2).sum()) for r in sorted(candidates)}
+            dist = {r: ((F[r] - F[near[r]]) ** 2).sum() for r in near}
+            size = {}
+            for r, c in near.items():
+                size[c] = size.get(c, 0.0) + dist[r]
+            big = max(size, key=size.get)
+            i = max((r for r in sorted(candidates) if near[r] == big), key=dist.get)
+        picked.append(i)
+        centers.append(i)
+        candidates.discard(i)
+    return picked
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_largest_cluster_matches_the_rule_written_out(seed):
+    from probprop.learners.acquisition import largest_cluster
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    # clumps of different spread, so that the cluster sizes differ
+    F = rng.normal(size=(n, 3)) * rng.choice([0.1, 1.0, 3.0], size=(n, 1)) + rng.choice([-5.0, 0.0, 5.0], size=(n, 1))
+    centers = rng.choice(n, size=[0, 1, 5][seed % 3], replace=False)
+    candidates = np.setdiff1d(np.arange(n), centers)
+    got = largest_cluster(F, 8, candidates, centers)
+    assert got.tolist() == _lcmd_by_hand(F, 8, candidates.tolist(), centers.tolist())
+
+
+def test_largest_cluster_takes_the_far_end_of_the_widest_cluster():
+    from probprop.learners.acquisition import largest_cluster
+
+    # centers at 0 and 10; rows near 0 spread to 3, rows near 10 to 1: the first pick is 3.0
+    F = np.array([[0.0], [10.0], [1.0], [2.0], [3.0], [9.0], [10.5], [11.0]])
+    assert largest_cluster(F, 1, [2, 3, 4, 5, 6, 7], [0, 1]).tolist() == [4]
+    with pytest.raises(ValueError, match="cannot pick 7 rows from 6 candidates"):
+        largest_cluster(F, 7, [2, 3, 4, 5, 6, 7], [0, 1])
+
+
+def test_gradient_features_of_a_linear_model_give_its_exact_epistemic_variance():
+    """Without hidden layers the mean is linear in the weights, so |phi(x)|^2 is the exact
+    epistemic variance and phi(x) . phi(x') the exact covariance (sum_j v_j x_j x'_j / (d + 1))."""
+    import jax.numpy as jnp
+
+    from probprop.learners import acquisition
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    model = PBPRegressor(hidden=(), epochs=5, random_state=0).fit(X, X @ [1.0, -2.0, 0.5])
+    Xs = model._standardise(rng.normal(size=(25, 3)))
+    phi = np.asarray(acquisition.gradient_features(model._learner(), model.state_, jnp.asarray(Xs), chunk=8))
+    assert phi.shape == (25, 4)
+    v = np.asarray(model.state_.variances[0])[0]
+    Z = np.hstack([Xs, np.ones((25, 1))])
+    np.testing.assert_allclose(phi @ phi.T, (Z * v) @ Z.T / 4, rtol=1e-10)
+    np.testing.assert_allclose((phi**2).sum(1), model._learner().predict(model.state_, jnp.asarray(Xs)).epistemic_var,
+                               rtol=1e-10)
+
+
+def test_gradient_features_match_finite_differences_and_the_sketch_keeps_inner_products(fitted):
+    import jax.numpy as jnp
+
+    from probprop.learners import acquisition
+
+    model, pool = fitted
+    learner, state = model._learner(), model.state_
+    Xs = jnp.asarray(model._standardise(pool[:5]))
+    phi = np.asarray(acquisition.gradient_features(learner, state, Xs))
+    sizes = [m.size for m in state.means]
+    assert phi.shape == (5, sum(sizes))  # 41 weights: no sketch
+    layer, (r, c) = 0, (3, 1)  # one weight's column, by central differences of the predicted mean
+    h = 1e-6
+    means = [np.array(m) for m in state.means]
+
+    def mean_at(delta):
+        ms = [m.copy() for m in means]
+        ms[layer][r, c] += delta
+        return np.asarray(learner.predict(state.replace(means=tuple(jnp.asarray(m) for m in ms)), Xs).mean)
+
+    fd = (mean_at(h) - mean_at(-h)) / (2 * h) * np.sqrt(np.asarray(state.variances[layer])[r, c])
+    np.testing.assert_allclose(phi[:, r * means[layer].shape[1] + c], fd, rtol=1e-6, atol=1e-12)
+    # sketched to 16 dimensions, averaged over 200 seeds: squared norms kept in expectation
+    sk = np.mean([(np.asarray(acquisition.gradient_features(learner, state, Xs, dim=16, seed=s)) ** 2).sum(1)
+                  for s in range(200)], axis=0)
+    np.testing.assert_allclose(sk, (phi**2).sum(1), rtol=0.15)
+
+
+def test_lcmd_keeps_away_from_the_labelled_rows_in_or_outside_the_pool(fitted):
+    model, pool = fitted
+    labelled = np.arange(0, 300, 7)
+    inside = select(model, pool, 10, method="lcmd", random_state=2, exclude=labelled)
+    rest = np.setdiff1d(np.arange(300), labelled)
+    outside = select(model, pool[rest], 10, method="lcmd", random_state=2, X_labelled=pool[labelled])
+    np.testing.assert_array_equal(inside, rest[outside])
+    assert set(inside.tolist()) != set(select(model, pool, 10, method="lcmd", random_state=2).tolist())
 
 
 def test_bad_input_gets_a_clear_error(fitted):
@@ -104,6 +207,8 @@ def test_bad_input_gets_a_clear_error(fitted):
         rng = np.random.default_rng(0)
         X = rng.normal(size=(30, 2))
         select(MAPRegressor(hidden=(4,), epochs=2).fit(X, X[:, 0]), pool, 5, method="greedy")
+    with pytest.raises(ValueError, match="needs a posterior over weights"):
+        select(MAPRegressor(hidden=(4,), epochs=2).fit(X, X[:, 0]), pool, 5, method="lcmd")
     with pytest.raises(ValueError, match="for probprop regressors"):
         select(PBPClassifier(hidden=(3,), epochs=1).fit(pool[:20], pool[:20, 0] > 0), pool, 5)
 
