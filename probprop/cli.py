@@ -11,7 +11,7 @@
     probprop bench noisy-inputs [--datasets boston,concrete,energy,kin8nm] [--splits 5] [--out DIR]
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...] [--seeds 3]
     probprop bench active [--datasets ...] [--splits 5] [--batches 10,50] [--rules random,variance,greedy,reduction,lcmd]
-    probprop bench streams [--streams friedman-abrupt,...] [--methods pbp-forget,pbp,...] [--seeds 3]
+    probprop bench streams [--streams friedman-abrupt,...] [--methods pbp-forget-replay,pbp-forget,pbp,...] [--seeds 3]
     probprop bench accelerator [--out DIR]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
@@ -1216,9 +1216,11 @@ def _run_report(ctx, run, **options):
 @click.option("--streams", default=",".join(("friedman-abrupt", "friedman-gradual", "friedman-static", "trump-approval",
                                             "moons-rotating", "moons-static", "mnist-rotating", "phishing")),
               show_default=True, help="Comma-separated stream names (probprop.data.streams.STREAMS).")
-@click.option("--methods", default="pbp-forget,pbp,tagi-forget,tagi,sgd-net,river-linear,river-hat,river-arf",
-              show_default=True, help="Comma-separated: pbp-forget, pbp, tagi-forget, tagi, sgd-net, river-linear, "
-                                      "river-hat, river-arf (river's need `pip install probprop[streams]`).")
+@click.option("--methods", default="pbp-forget-replay,pbp-replay,pbp-forget,pbp,tagi-forget,tagi,sgd-net,river-linear,"
+                                   "river-hat,river-arf",
+              show_default=True, help="Comma-separated: pbp-forget-replay, pbp-replay (PBP replaying 4 recent rows after "
+                                      "each), pbp-forget, pbp, tagi-forget, tagi, sgd-net, river-linear, river-hat, "
+                                      "river-arf (river's need `pip install probprop[streams]`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--rows", type=click.IntRange(min=100), default=None, help="Rows of each generated stream (default: its own).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")

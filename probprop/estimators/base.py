@@ -206,8 +206,10 @@ class MomentEstimator(Estimator):
 
         params = self._validated_params()
         if isinstance(self, StreamLearning):
-            self._forgetting()  # an invalid forgetting is refused before any work
+            self._forgetting()  # an invalid forgetting or replay is refused before any work
+            self._replay()
             self.__dict__.pop("drift_", None)  # a new posterior starts its forgetting afresh
+            self.__dict__.pop("replay_window_", None)  # and its replay window empty
         self._set_scaling(X, y)
         Xs, ys = self._standardise(X, y)
         spec = self._make_spec(X.shape[1], params)
@@ -545,7 +547,10 @@ class StreamLearning:
 
     A concrete estimator has a ``forgetting`` parameter (``PBPEnsembleRegressor`` has none: its
     learner has no online step yet); its learned state is ``drift_`` (saved with the model) and the
-    current factor ``gamma_``."""
+    current factor ``gamma_``. With a ``replay`` parameter, each step is followed by replayed
+    steps on the recent rows (:class:`probprop.learners.drift.Replay`); the window of recent rows
+    is ``replay_window_``, working memory that is not saved with the model (a loaded model starts
+    with an empty window)."""
 
     def _forgetting(self):
         from probprop.learners import drift
@@ -554,6 +559,14 @@ class StreamLearning:
         if forgetting is not None and getattr(self, "inference", "adf") != "adf":
             raise ValueError("forgetting needs inference='adf' (an SEP site belongs to a fixed data set)")
         return forgetting
+
+    def _replay(self):
+        from probprop.learners import drift
+
+        replay = drift.as_replay(getattr(self, "replay", None))
+        if replay is not None and getattr(self, "inference", "adf") != "adf":
+            raise ValueError("replay needs inference='adf' (it repeats ADF steps on recent rows)")
+        return replay
 
     @property
     def gamma_(self) -> float:
@@ -578,12 +591,21 @@ class StreamLearning:
         from probprop.learners import drift
 
         forgetting = self._forgetting()
+        replay = self._replay()
         learner = self._learner()
         state = drift.init(forgetting) if forgetting is not None else None
         if forgetting is not None and hasattr(self, "drift_"):
             state = drift.DriftState(*(np.float64(v) for v in self.drift_))
         prior = drift.prior(learner, self.spec_)
-        new, state, recorded = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting, record)
+        if replay is None:
+            new, state, recorded = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting, record)
+        else:
+            window = getattr(self, "replay_window_", None)
+            if window is None or window.X.shape != (replay.window, Xs.shape[1]):
+                window = drift.empty_window(replay, Xs.shape[1], Xs.dtype, np.asarray(ys).dtype, self._seed())
+            new, state, recorded, window = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting,
+                                                       record, replay, window)
+            self.replay_window_ = jax.device_get(window)
         self.state_ = jax.device_get(new)
         if forgetting is not None:
             self.drift_ = np.asarray([float(v) for v in state], np.float64)
@@ -592,14 +614,14 @@ class StreamLearning:
         return jax.device_get(recorded) if record else None
 
     def _learn_batch(self, Xs, ys, epochs: int) -> None:
-        """``partial_fit``'s learning: today's shuffled epochs without forgetting, the ordered
-        drift sweep with it (one pass)."""
+        """``partial_fit``'s learning: today's shuffled epochs without forgetting or replay, the
+        ordered drift sweep with either (one pass)."""
         Xp, yp, mask = padded(Xs, ys)
-        if self._forgetting() is None:
+        if self._forgetting() is None and self._replay() is None:
             self._run_epochs(Xp, yp, epochs, mask)
             return
         if epochs != 1:
-            raise ValueError(f"with forgetting, partial_fit learns each row once in the order given (epochs=1), "
+            raise ValueError(f"with forgetting or replay, partial_fit learns each row once in the order given (epochs=1), "
                              f"got epochs={epochs}")
         self._stream(Xp, yp, mask)
 

@@ -378,6 +378,13 @@ class PBPClassifier(OnlineClassifier):
         ``Forgetting(shrink_mean=True)`` shrinks it by gamma too). A number fixes gamma; ``"learn"`` learns it online
         from each new row's predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without
         a drift model (shuffled epochs). ``fit`` ignores it.
+    replay : int or (int, int), default=0
+        With ``forgetting`` or in prequential evaluation (the ordered stream sweep), each step is
+        followed by this many replayed steps on rows drawn from the last 64 rows learned (or
+        ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
+        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). ``partial_fit``
+        with ``replay`` learns each row once in order, like with ``forgetting``. 0: none. ``fit``
+        ignores it.
     random_state : int, RandomState or None, default=None
     verbose : bool, default=False
 
@@ -395,7 +402,7 @@ class PBPClassifier(OnlineClassifier):
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", activation="relu",
                  dtype="float64", input_scaling="features", constant_tol=1e-9, inference="adf", learn_prior=False,
-                 forgetting=None, random_state=None, verbose=False):
+                 forgetting=None, replay=0, random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.conv = conv
@@ -408,6 +415,7 @@ class PBPClassifier(OnlineClassifier):
         self.inference = inference
         self.learn_prior = learn_prior
         self.forgetting = forgetting
+        self.replay = replay
         self.random_state = random_state
         self.verbose = verbose
 
@@ -587,6 +595,7 @@ class TAGIClassifier(OnlineClassifier):
         How a mini-batch's rows combine, as in :class:`probprop.TAGIRegressor`.
     forgetting : as in :class:`PBPClassifier` (TAGI steps ``batch_size`` rows at a time, each step
         preceded by gamma^batch_size).
+    replay : as in :class:`PBPClassifier` (each replayed step draws ``batch_size`` rows).
 
     Attributes
     ----------
@@ -601,7 +610,7 @@ class TAGIClassifier(OnlineClassifier):
 
     def __init__(self, hidden=(50,), epochs=40, batch_size=10, init_gain=1.0, init_bias_variance=0.01,
                  variance_update="sum", activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, forgetting=None,
-                 random_state=None, verbose=False):
+                 replay=0, random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.batch_size = batch_size
@@ -613,6 +622,7 @@ class TAGIClassifier(OnlineClassifier):
         self.input_scaling = input_scaling
         self.constant_tol = constant_tol
         self.forgetting = forgetting
+        self.replay = replay
         self.random_state = random_state
         self.verbose = verbose
 

@@ -68,6 +68,13 @@ class PBPRegressor(OnlineRegressor):
         same rate. A number fixes gamma; ``"learn"`` learns it online from each new row's
         predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
         (shuffled epochs). ``fit`` ignores it.
+    replay : int or (int, int), default=0
+        With ``forgetting`` or in prequential evaluation (the ordered stream sweep), each step is
+        followed by this many replayed steps on rows drawn from the last 64 rows learned (or
+        ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
+        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). ``partial_fit``
+        with ``replay`` learns each row once in order, like with ``forgetting``. 0: none. ``fit``
+        ignores it.
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
         its own tied site, whose SEP updates run in parallel and are merged in natural parameters
@@ -110,6 +117,7 @@ class PBPRegressor(OnlineRegressor):
         constant_tol=1e-9,
         inference="adf",
         forgetting=None,
+        replay=0,
         shards=None,
         backend="local",
         random_state=None,
@@ -124,6 +132,7 @@ class PBPRegressor(OnlineRegressor):
         self.constant_tol = constant_tol
         self.inference = inference
         self.forgetting = forgetting
+        self.replay = replay
         self.shards = shards
         self.backend = backend
         self.random_state = random_state

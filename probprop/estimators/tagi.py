@@ -74,6 +74,7 @@ class TAGIRegressor(OnlineRegressor):
         ``Forgetting(shrink_mean=True)`` shrinks it by gamma too), A number fixes gamma; ``"learn"`` learns it online from each new row's
         predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
         (shuffled epochs). ``fit`` ignores it.
+    replay : as in :class:`probprop.PBPRegressor` (each replayed step draws ``batch_size`` rows).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class TAGIRegressor(OnlineRegressor):
         activation="relu",
         dtype="float64",
         forgetting=None,
+        replay=0,
         random_state=None,
         verbose=False,
     ):
@@ -103,6 +105,7 @@ class TAGIRegressor(OnlineRegressor):
         self.activation = activation
         self.dtype = dtype
         self.forgetting = forgetting
+        self.replay = replay
         self.random_state = random_state
         self.verbose = verbose
 

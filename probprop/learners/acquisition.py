@@ -96,6 +96,17 @@ def _reduction(learner, state, X, k, candidates, reference):
     return indices, total
 
 
+#: The learners whose state is one network's Gaussian posterior over weights (``means`` and
+#: ``variances`` per layer), for :func:`gradient_features`. (An ensemble's stacked members are not:
+#: the spread between the members' means is part of its epistemic variance, which these features
+#: would leave out.)
+FEATURE_LEARNERS = ("pbp", "tagi")
+
+#: :func:`gradient_features` computes at most about this many gradient entries at once (rows per
+#: chunk times weights; 8 bytes each in float64).
+FEATURE_BUDGET = 2**24
+
+
 @float64
 def gradient_features(learner: Learner, state, X, dim: int = 512, seed: int = 0, chunk: int = 2048):
     """Rows ``X`` (standardised, (n, d)) as posterior-scaled gradient features (n, D): the gradient
@@ -104,19 +115,21 @@ def gradient_features(learner: Learner, state, X, dim: int = 512, seed: int = 0,
     under the weight posterior with the mean network linearised (``|phi(x)|^2`` is the linearised
     epistemic variance). With more than ``dim`` weights the features are sketched to ``dim``
     Gaussian random projections (seeded by ``seed``; inner products kept in expectation), as
-    bmdal-reg sketches its gradient kernel (Holzmüller et al., JMLR 2023). Rows go through in
-    chunks of ``chunk`` (one compiled program per chunk length). Learners whose state holds
-    ``means`` and ``variances`` (PBP, TAGI)."""
-    if not (hasattr(state, "means") and hasattr(state, "variances")):
-        raise ValueError(f"the {learner.name} learner's state has no weight means and variances to take gradients of")
+    bmdal-reg sketches its gradient kernel (Holzmüller et al., JMLR 2023); the projection holds
+    weights x ``dim`` numbers. Rows go through in chunks of at most ``chunk`` rows and about
+    :data:`FEATURE_BUDGET` gradient entries, padded to a power of two (a few compiled programs
+    for any number of rows). The learners of :data:`FEATURE_LEARNERS` (PBP, TAGI)."""
+    if learner.name not in FEATURE_LEARNERS or not (hasattr(state, "means") and hasattr(state, "variances")):
+        raise ValueError(f"gradient features need one network's posterior over weights ({', '.join(FEATURE_LEARNERS)}); "
+                         f"the {learner.name} learner has none")
     X = jnp.asarray(X)
     n = X.shape[0]
-    sizes = [int(m.size) for m in state.means]
-    total = sum(sizes)
+    total = sum(int(m.size) for m in state.means)
     projection = None
     if total > dim:
         projection = jax.random.normal(jax.random.key(seed), (total, dim), state.means[0].dtype) / jnp.sqrt(dim)
-    rows = min(int(chunk), max(n, 1))
+    rows = max(1, min(int(chunk), FEATURE_BUDGET // total, n))
+    rows = 1 << (rows - 1).bit_length()  # a power of two: the chunk's compiled program is reused across pool sizes
     out = []
     for start in range(0, n, rows):
         part = X[start:start + rows]
@@ -143,18 +156,25 @@ def largest_cluster(features, k: int, candidates, centers=()):
     ``features``: rows already labelled, and the picks so far); each pick is, in the cluster whose
     rows' squared distances to their center sum to the most, the row farthest from that center.
     Without centers the first pick is the row of largest norm (largest linearised variance for
-    :func:`gradient_features`). Picks among ``candidates`` (indices) only, never twice; ties go to
-    the lower index. NumPy, float64. Returns the k picked indices in order."""
+    :func:`gradient_features`). Picks among ``candidates`` (indices, none of them a center) only,
+    never twice; ties go to the lower index, also between clusters of equal size. NumPy, float64.
+    Returns the k picked indices in order.
+
+    Two choices where bmdal-reg's code differs from this (its paper's description): it takes the
+    row of largest norm first even when there are centers, and it merges clusters of tied size.
+    """
     F = np.asarray(features, np.float64)
     n = F.shape[0]
     allowed = np.zeros(n, bool)
     allowed[np.asarray(candidates, np.int64)] = True
+    centers = np.asarray(centers, np.int64).ravel()
+    if allowed[centers].any():
+        raise ValueError("a row cannot be both a candidate and a center")
     if k > int(allowed.sum()):
         raise ValueError(f"cannot pick {k} rows from {int(allowed.sum())} candidates")
     sq = np.einsum("ij,ij->i", F, F)
     d2 = np.full(n, np.inf)
     owner = np.full(n, -1, np.int64)
-    centers = np.asarray(centers, np.int64).ravel()
 
     def absorb(new, ids):
         """Distances to the new centers (rows of F) and reassignment where they are nearer."""

@@ -39,8 +39,17 @@ refused contribute zero.
 
 :func:`sweep` runs it: for each step of rows, in the order given (a stream's order; nothing is
 shuffled), transition, optionally record the predictive moments of the rows (prequential
-evaluation: predict, then learn), learn the rows with the learner's ``step``, then move gamma.
-It is one compiled ``lax.scan`` for any online learner (``Learner.step``).
+evaluation: predict, then learn), learn the rows with the learner's ``step``, then move gamma
+(and replay, with ``replay``). It is one compiled ``lax.scan`` for any online learner (``Learner.step``).
+
+Replay (``Replay``, optional): one ADF pass learns a stream's early rows slowly (a network's
+curved boundary needs many updates; PBP's own ``fit`` makes 40 passes). With ``Replay(rows=R,
+window=W)`` each step is followed by R more steps on rows drawn uniformly (with replacement,
+seeded) from a window of the W rows learned before it, without a transition or a move of gamma:
+online multi-pass ADF over recent rows, at R + 1 times the cost of a step. The new row joins
+the window after its replays; the window holds the most recent W rows (a ring). Every row is
+still predicted before it is learned the first time. Measured prequentially (three seeds,
+``probprop bench streams``): see ``docs/benchmarks/streams``.
 """
 
 from __future__ import annotations
@@ -60,7 +69,8 @@ from jax import lax
 from probprop.learners.base import Learner, float64
 from probprop.moments import adf
 
-__all__ = ["DriftState", "Forgetting", "Prior", "as_forgetting", "gamma", "init", "prior", "sweep", "transition"]
+__all__ = ["DriftState", "Forgetting", "Prior", "Replay", "Window", "as_forgetting", "as_replay", "gamma", "init", "prior",
+           "sweep", "transition", "empty_window"]
 
 #: Adam's moment decays and epsilon for the step on log(1 - gamma).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.0, 0.999, 1e-8
@@ -232,9 +242,77 @@ def _adam(drift: DriftState, grad_u, forgetting: Forgetting) -> DriftState:
     return DriftState(u, first, second, steps)
 
 
+#: The replay window's rows when ``replay`` is given as a number.
+REPLAY_WINDOW = 64
+
+
+class Replay(NamedTuple):
+    """Replay of recent rows after each step (module docstring): ``rows`` replayed steps per
+    step, drawn from the last ``window`` rows learned."""
+
+    rows: int
+    window: int = REPLAY_WINDOW
+
+
+def as_replay(value) -> Replay | None:
+    """An estimator's ``replay`` parameter as a :class:`Replay`: 0 or None (no replay), a
+    positive integer R (R replayed steps per step over the last :data:`REPLAY_WINDOW` rows), or
+    (R, W). Anything else raises ValueError naming it."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"replay must be 0, a positive integer or (rows, window), got {value!r}")
+        return Replay(int(value)) if value else None
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value):
+        return Replay(int(value[0]), int(value[1]))
+    raise ValueError(f"replay must be 0, a positive integer or (rows, window) of positive integers, got {value!r}")
+
+
+class Window(NamedTuple):
+    """The replay window: the last ``len(X)`` rows learned (a ring: ``slot`` is the next to
+    write, ``filled`` how many hold rows) and the key of the replay draws."""
+
+    X: jax.Array
+    y: jax.Array
+    slot: jax.Array
+    filled: jax.Array
+    key: jax.Array
+
+
+def empty_window(replay: Replay, n_features: int, X_dtype, y_dtype, seed: int = 0) -> Window:
+    """An empty replay window for rows of ``n_features`` inputs."""
+    return Window(np.zeros((replay.window, n_features), X_dtype), np.zeros((replay.window,), y_dtype),
+                  np.int32(0), np.int32(0), np.asarray(jax.random.PRNGKey(seed)))
+
+
+def _replayed(learner, state, window: Window, Xg, yg, kg, replay: Replay):
+    """``replay.rows`` steps on rows of the window, then the step's rows (``kg``) join it. A step
+    of padding rows only (no ``kg``) neither replays nor draws."""
+    size = window.X.shape[0]
+    real = jnp.any(kg)
+    key, sub = jax.random.split(window.key)
+    key = jnp.where(real, key, window.key)
+    picks = jax.random.randint(sub, (replay.rows, Xg.shape[0]), 0, jnp.maximum(window.filled, 1))
+    live = real & (window.filled > 0)  # an empty window replays nothing
+
+    def one(s, idx):
+        return learner.step(s, window.X[idx], window.y[idx], jnp.broadcast_to(live, idx.shape)), None
+
+    state, _ = lax.scan(one, state, picks)
+    at = jnp.where(kg, (window.slot + jnp.cumsum(kg) - 1) % size, size)  # padding rows: out of range, dropped
+    added = jnp.sum(kg).astype(jnp.int32)
+    return state, Window(window.X.at[at].set(Xg.astype(window.X.dtype), mode="drop"),
+                         window.y.at[at].set(yg.astype(window.y.dtype), mode="drop"),
+                         ((window.slot + added) % size).astype(jnp.int32),
+                         jnp.minimum(window.filled + added, size).astype(jnp.int32), key)
+
+
 @float64
 def sweep(learner: Learner, state, drift: DriftState | None, prior: Prior, X, y, mask=None,
-          forgetting: Forgetting | None = None, record: bool = False):
+          forgetting: Forgetting | None = None, record: bool = False, replay: Replay | None = None,
+          window: Window | None = None):
     """Learn the rows of X in order, ``rows = spec.batch_size`` (1 where the spec has none) per
     ``learner.step``, each step preceded by the drift transition (none when ``forgetting`` is None).
 
@@ -242,6 +320,10 @@ def sweep(learner: Learner, state, drift: DriftState | None, prior: Prior, X, y,
     ``moments`` the learner's ``predict`` of every row just before the step that learned it (each
     field of shape (n, ...)) and ``gammas`` (n,) the forgetting factor that step used; else None. Rows with ``mask`` False are skipped (a step of padding rows neither moves the
     weights nor gamma). ``drift`` may be None without learned forgetting.
+
+    With ``replay`` (a :class:`Replay`), each step is followed by its replayed steps on the
+    ``window`` (a :class:`Window`; None: an empty one), and the result has a fourth item, the
+    window after the sweep, for the next sweep to continue from.
     """
     if learner.step is None:
         raise ValueError(f"the {learner.name} learner has no online step")
@@ -249,11 +331,16 @@ def sweep(learner: Learner, state, drift: DriftState | None, prior: Prior, X, y,
         drift = init(forgetting or Forgetting(gamma=1.0, learn=False))
     n = y.shape[0]
     keep = jnp.ones((n,), bool) if mask is None else jnp.asarray(mask, bool)
-    return _sweep(learner, state, drift, prior, jnp.asarray(X), jnp.asarray(y), keep, forgetting, record)
+    X, y = jnp.asarray(X), jnp.asarray(y)
+    if replay is None:
+        return _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, None, None)
+    if window is None:
+        window = empty_window(replay, X.shape[1], X.dtype, y.dtype)
+    return _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, replay, window)
 
 
-@partial(jax.jit, static_argnums=(0, 7, 8))
-def _sweep(learner, state, drift, prior, X, y, keep, forgetting, record):
+@partial(jax.jit, static_argnums=(0, 7, 8, 9))
+def _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, replay, window):
     rows = int(getattr(state.spec, "batch_size", 1))
     n = y.shape[0]
     pad = -n % rows
@@ -265,7 +352,7 @@ def _sweep(learner, state, drift, prior, X, y, keep, forgetting, record):
     groups = (X.reshape((steps, rows) + X.shape[1:]), y.reshape(steps, rows), keep.reshape(steps, rows))
 
     def body(carry, group):
-        state, drift = carry
+        state, drift, window = carry
         Xg, yg, kg = group
         count = jnp.sum(kg).astype(jnp.float64)  # the step's real rows: each one transition
         real = count > 0
@@ -282,9 +369,11 @@ def _sweep(learner, state, drift, prior, X, y, keep, forgetting, record):
             grad_u = jnp.where(real & jnp.isfinite(grad_g), grad_g * -jnp.exp(drift.log_one_minus), 0.0)
             updated = _adam(drift, grad_u, forgetting)
             drift = jax.tree.map(lambda a, b: jnp.where(real, a, b), updated, drift)
-        return (learned, drift), out
+        if replay is not None:
+            learned, window = _replayed(learner, learned, window, Xg, yg, kg, replay)
+        return (learned, drift, window), out
 
-    (state, drift), out = lax.scan(body, (state, drift), groups)
+    (state, drift, window), out = lax.scan(body, (state, drift, window), groups)
     if record:
         out = jax.tree.map(lambda a: a.reshape((steps * rows,) + a.shape[2:])[:n], out)
-    return state, drift, out
+    return (state, drift, out) if replay is None else (state, drift, out, window)

@@ -183,6 +183,25 @@ def test_lcmd_keeps_away_from_the_labelled_rows_in_or_outside_the_pool(fitted):
     outside = select(model, pool[rest], 10, method="lcmd", random_state=2, X_labelled=pool[labelled])
     np.testing.assert_array_equal(inside, rest[outside])
     assert set(inside.tolist()) != set(select(model, pool, 10, method="lcmd", random_state=2).tolist())
+    # no labelled rows outside the pool is the same as none given
+    np.testing.assert_array_equal(select(model, pool, 4, method="lcmd", random_state=2, X_labelled=np.empty((0, 2))),
+                                  select(model, pool, 4, method="lcmd", random_state=2))
+    with pytest.raises(ValueError, match="features"):
+        select(model, pool, 4, method="lcmd", X_labelled=np.zeros((3, 5)))
+
+
+def test_lcmd_refuses_what_has_no_single_weight_posterior(fitted):
+    from probprop import PBPEnsembleRegressor
+    from probprop.learners.acquisition import largest_cluster
+
+    model, pool = fitted
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    ensemble = PBPEnsembleRegressor(n_members=2, hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="needs one network's posterior over weights"):
+        select(ensemble, pool, 5, method="lcmd")
+    with pytest.raises(ValueError, match="both a candidate and a center"):
+        largest_cluster(np.eye(4), 1, [0, 1, 2], [2, 3])
 
 
 def test_bad_input_gets_a_clear_error(fitted):

@@ -269,3 +269,43 @@ def test_river_classifier_adapter():
         model.predict_one({"other": 1.0})
     with pytest.raises(TypeError, match="online probprop estimator"):
         RiverClassifier(object(), classes=[0, 1])
+
+
+@pytest.mark.parametrize("cls", [PBPRegressor, PBPClassifier, TAGIClassifier])
+def test_replay_in_partial_fit_is_chunking_free_and_survives_saving(cls, tmp_path):
+    """partial_fit with replay: the same posterior whatever the chunks (the window is carried
+    between calls); a saved model reloads with an empty window, so it then differs, but it
+    learns on; replay with SEP or several epochs is refused."""
+    X, y = _data(150)
+    target = (y > 0).astype(int) if cls in (PBPClassifier, TAGIClassifier) else y
+    batch = {"batch_size": 1} if cls is TAGIClassifier else {}  # TAGI's steps of 10 rows follow the chunks
+    make = lambda: cls(hidden=(6,), forgetting="learn", replay=(2, 8), random_state=0, **batch)
+    a = make().partial_fit(X[:40], target[:40]).partial_fit(X[40:], target[40:])
+    b = make().partial_fit(X[:40], target[:40])
+    for lo in range(40, 150, 23):
+        b.partial_fit(X[lo:lo + 23], target[lo:lo + 23])
+    for u, v in zip(a.state_.means, b.state_.means):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-14)
+    assert int(a.replay_window_.filled) == 8
+    no_replay = cls(hidden=(6,), forgetting="learn", random_state=0, **batch).partial_fit(X[:40], target[:40])
+    no_replay.partial_fit(X[40:], target[40:])
+    assert not np.allclose(np.asarray(a.state_.means[0]), np.asarray(no_replay.state_.means[0]))
+    a.save(tmp_path / "m.npz")
+    back = cls.load(tmp_path / "m.npz")
+    assert back.replay == (2, 8) and not hasattr(back, "replay_window_")
+    back.partial_fit(X[:5], target[:5])
+    assert int(back.replay_window_.filled) == 5
+    with pytest.raises(ValueError, match="epochs=1"):
+        make().partial_fit(X, target, epochs=2)
+    with pytest.raises(ValueError, match="replay must be"):
+        cls(hidden=(6,), replay=-2).partial_fit(X, target)
+    if cls is not TAGIClassifier:
+        with pytest.raises(ValueError, match="replay needs inference='adf'"):
+            cls(hidden=(6,), replay=2, inference="sep").partial_fit(X, target)
+
+
+def test_replay_without_forgetting_is_an_ordered_pass():
+    """replay alone makes partial_fit an ordered pass with replays (not the shuffled epochs)."""
+    X, y = _data(80)
+    a = PBPRegressor(hidden=(6,), replay=1, random_state=0).partial_fit(X, y)
+    assert int(a.replay_window_.filled) == 64 and a.gamma_ == 1.0

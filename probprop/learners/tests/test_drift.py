@@ -188,3 +188,63 @@ def test_numbers_of_any_real_type_and_overflowing_ones():
     assert drift.as_forgetting(np.float32(0.5)).gamma == pytest.approx(0.5)
     with pytest.raises(ValueError, match="finite number"):
         drift.Forgetting(gamma=10**400, learn=False)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), (0, None), (4, drift.Replay(4, drift.REPLAY_WINDOW)), ((2, 8), drift.Replay(2, 8)),
+    ([3, 16], drift.Replay(3, 16)), (np.int64(1), drift.Replay(1, drift.REPLAY_WINDOW)),
+])
+def test_replay_values(value, expected):
+    assert drift.as_replay(value) == expected
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, (0, 4), (2, 0), (2,), "4", (2, 3, 4), (2.0, 4)])
+def test_bad_replay_is_refused(value):
+    with pytest.raises(ValueError, match="replay must be"):
+        drift.as_replay(value)
+
+
+@pytest.mark.parametrize("learner", [pbp.learner, tagi.learner], ids=["pbp", "tagi"])
+def test_replay_over_a_window_of_one_step_repeats_the_step_before(learner):
+    """With a window of one row and one replay, whatever the draws, each step is followed by a
+    step on the last row learned before it (a TAGI step of 3 rows: that row 3 times): x1, x2, x1,
+    x3, x2, x4, x3, ... for PBP."""
+    X, y = _stream(24)
+    rows = 1 if learner is pbp.learner else 3
+    spec = learner.spec_class(n_in=3, hidden=(5,)) if rows == 1 else \
+        learner.spec_class(n_in=3, hidden=(5,), batch_size=rows, sigma_v=0.2)
+    state = learner.init(jax.random.PRNGKey(2), spec)
+    prior = drift.prior(learner, spec)
+    replay = drift.Replay(rows=1, window=1)
+    got, _, _, window = drift.sweep(learner, state, None, prior, X, y, None, None, False, replay)
+    manual, one = state, jnp.ones(rows, bool)
+    groups = [(jnp.asarray(X[lo:lo + rows]), jnp.asarray(y[lo:lo + rows])) for lo in range(0, 24, rows)]
+    for k, (Xg, yg) in enumerate(groups):
+        manual = learner.step(manual, Xg, yg, one)
+        if k:
+            Xl, yl = groups[k - 1]
+            manual = learner.step(manual, jnp.repeat(Xl[-1:], rows, axis=0), jnp.repeat(yl[-1:], rows), one)
+    for a, b in zip(jax.tree.leaves(manual), jax.tree.leaves(got)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+    # the window holds the last rows, and is full
+    np.testing.assert_array_equal(np.asarray(window.X), X[-1:])
+    assert int(window.filled) == 1 and int(window.slot) == 0
+
+
+def test_replay_continues_across_sweeps_and_ignores_padding():
+    """A stream swept in one call or in two (the window carried over, the second padded) ends in
+    the same posterior: padding steps neither replay nor draw."""
+    X, y = _stream(60)
+    spec = pbp.PBPSpec(n_in=3, hidden=(5,))
+    state = pbp.init(jax.random.PRNGKey(0), spec)
+    prior = drift.prior(pbp.learner, spec)
+    replay, f = drift.Replay(rows=3, window=16), drift.Forgetting()
+    whole, d_whole, _, w_whole = drift.sweep(pbp.learner, state, None, prior, X, y, None, f, False, replay)
+    first, d1, _, w1 = drift.sweep(pbp.learner, state, None, prior, X[:25], y[:25], None, f, False, replay)
+    Xp, yp = np.concatenate([X[25:], np.zeros((29, 3))]), np.concatenate([y[25:], np.zeros(29)])
+    second, d2, _, w2 = drift.sweep(pbp.learner, first, d1, prior, Xp, yp, np.arange(64) < 35, f, False, replay, w1)
+    for a, b in zip(jax.tree.leaves((whole, d_whole, w_whole)), jax.tree.leaves((second, d2, w2))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+    # and replay moved the posterior beyond what the plain sweep learns
+    plain, _, _ = drift.sweep(pbp.learner, state, None, prior, X, y, None, f)
+    assert not np.allclose(np.asarray(plain.means[0]), np.asarray(whole.means[0]))
