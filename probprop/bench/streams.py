@@ -278,7 +278,7 @@ def _figures(curves, out: Path) -> None:
     for stream in dict.fromkeys(s for s, _ in curves):
         mine = {m: a for (s, m), a in curves.items() if s == stream}
         plot_stream({m: a["log_loss"] for m, a in mine.items()}, metric="log loss",
-                    gammas={m: a["gamma"] for m, a in mine.items() if m.endswith("-forget")},
+                    gammas={m: a["gamma"] for m, a in mine.items() if "-forget" in m},
                     path=out / f"stream-{stream}.png", title=f"{stream} (seed 0)")
 
 

@@ -598,10 +598,11 @@ class StreamLearning:
             state = drift.DriftState(*(np.float64(v) for v in self.drift_))
         prior = drift.prior(learner, self.spec_)
         if replay is None:
+            self.__dict__.pop("replay_window_", None)  # rows learned without replay would be missing from it
             new, state, recorded = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting, record)
         else:
             window = getattr(self, "replay_window_", None)
-            if window is None or window.X.shape != (replay.window, Xs.shape[1]):
+            if window is None or window.X.shape != (replay.window, Xs.shape[1]):  # a new window size: start afresh
                 window = drift.empty_window(replay, Xs.shape[1], Xs.dtype, np.asarray(ys).dtype, self._seed())
             new, state, recorded, window = drift.sweep(learner, self.state_, state, prior, Xs, ys, mask, forgetting,
                                                        record, replay, window)
@@ -618,6 +619,7 @@ class StreamLearning:
         ordered drift sweep with either (one pass)."""
         Xp, yp, mask = padded(Xs, ys)
         if self._forgetting() is None and self._replay() is None:
+            self.__dict__.pop("replay_window_", None)  # rows learned without replay would be missing from it
             self._run_epochs(Xp, yp, epochs, mask)
             return
         if epochs != 1:
@@ -631,6 +633,7 @@ class StreamLearning:
         from probprop.learners import drift
 
         forgetting = self._forgetting()
+        self._replay()  # an invalid replay is refused on load too
         if hasattr(self, "drift_"):
             if forgetting is None:
                 raise ValueError("a drift state without forgetting")
@@ -653,7 +656,9 @@ class OnlineRegressor(StreamLearning, MomentRegressor):
         With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
         stream instead: learned once each (``epochs`` must be 1) in the order given, every step
         preceded by the transition that relaxes the posterior towards the prior by gamma (fixed, or
-        learned online from the predictive log-likelihood: ``gamma_``); ``fit`` ignores it.
+        learned online from the predictive log-likelihood: ``gamma_``), with no EP prior step;
+        ``fit`` ignores it. With ``replay`` set (with or without ``forgetting``) likewise, each
+        step followed by its replayed steps on recent rows (:class:`probprop.learners.drift.Replay`).
 
         Before learning a batch, a fitted model compares it with its own predictions: when the
         batch's mean ``|y - mean| / std`` (predictive mean and standard deviation) exceeds

@@ -288,7 +288,9 @@ class OnlineClassifier(StreamLearning, MomentClassifier):
         With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
         stream instead: learned once each (``epochs`` must be 1) in the order given, every step
         preceded by the transition that relaxes the posterior towards the prior by gamma (fixed, or
-        learned online from the predictive log-likelihood: ``gamma_``); ``fit`` ignores it."""
+        learned online from the predictive log-likelihood: ``gamma_``); ``fit`` ignores it. With
+        ``replay`` set (with or without ``forgetting``) likewise, each step followed by its
+        replayed steps on recent rows (:class:`probprop.learners.drift.Replay`)."""
         first = not hasattr(self, "state_")
         if not first and classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {list(classes)!r} differ from the classes {self.classes_.tolist()} of the "
@@ -379,12 +381,12 @@ class PBPClassifier(OnlineClassifier):
         from each new row's predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without
         a drift model (shuffled epochs). ``fit`` ignores it.
     replay : int or (int, int), default=0
-        With ``forgetting`` or in prequential evaluation (the ordered stream sweep), each step is
-        followed by this many replayed steps on rows drawn from the last 64 rows learned (or
+        In the ordered stream sweep (``partial_fit``, which with ``replay`` learns each row once
+        in order with no EP prior step, as with ``forgetting``; prequential evaluation), each step
+        is followed by this many replayed steps on rows drawn from the last 64 rows learned (or
         ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
-        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). ``partial_fit``
-        with ``replay`` learns each row once in order, like with ``forgetting``. 0: none. ``fit``
-        ignores it.
+        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). Needs no
+        ``forgetting``. 0: none. ``fit`` ignores it.
     random_state : int, RandomState or None, default=None
     verbose : bool, default=False
 

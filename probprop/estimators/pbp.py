@@ -69,12 +69,12 @@ class PBPRegressor(OnlineRegressor):
         predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without a drift model
         (shuffled epochs). ``fit`` ignores it.
     replay : int or (int, int), default=0
-        With ``forgetting`` or in prequential evaluation (the ordered stream sweep), each step is
-        followed by this many replayed steps on rows drawn from the last 64 rows learned (or
+        In the ordered stream sweep (``partial_fit``, which with ``replay`` learns each row once
+        in order with no EP prior step, as with ``forgetting``; prequential evaluation), each step
+        is followed by this many replayed steps on rows drawn from the last 64 rows learned (or
         ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
-        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). ``partial_fit``
-        with ``replay`` learns each row once in order, like with ``forgetting``. 0: none. ``fit``
-        ignores it.
+        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). Needs no
+        ``forgetting``. 0: none. ``fit`` ignores it.
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
         its own tied site, whose SEP updates run in parallel and are merged in natural parameters

@@ -260,6 +260,8 @@ def as_replay(value) -> Replay | None:
     (R, W). Anything else raises ValueError naming it."""
     if value is None:
         return None
+    if isinstance(value, Replay):
+        value = tuple(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         if value < 0:
             raise ValueError(f"replay must be 0, a positive integer or (rows, window), got {value!r}")
@@ -282,9 +284,12 @@ class Window(NamedTuple):
 
 
 def empty_window(replay: Replay, n_features: int, X_dtype, y_dtype, seed: int = 0) -> Window:
-    """An empty replay window for rows of ``n_features`` inputs."""
+    """An empty replay window for rows of ``n_features`` inputs; its draws come from ``seed``'s
+    key folded with 1 (a stream of its own, apart from draws made directly from ``seed``'s key,
+    such as an estimator's initial weights)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     return Window(np.zeros((replay.window, n_features), X_dtype), np.zeros((replay.window,), y_dtype),
-                  np.int32(0), np.int32(0), np.asarray(jax.random.PRNGKey(seed)))
+                  np.int32(0), np.int32(0), np.asarray(key))
 
 
 def _replayed(learner, state, window: Window, Xg, yg, kg, replay: Replay):
@@ -301,8 +306,12 @@ def _replayed(learner, state, window: Window, Xg, yg, kg, replay: Replay):
         return learner.step(s, window.X[idx], window.y[idx], jnp.broadcast_to(live, idx.shape)), None
 
     state, _ = lax.scan(one, state, picks)
-    at = jnp.where(kg, (window.slot + jnp.cumsum(kg) - 1) % size, size)  # padding rows: out of range, dropped
     added = jnp.sum(kg).astype(jnp.int32)
+    order = jnp.cumsum(kg)
+    # padding rows, and real rows that later rows of the same step overwrite (a step of more rows
+    # than the window holds), go out of range and are dropped: every slot is written at most once
+    write = kg & (order > added - size)
+    at = jnp.where(write, (window.slot + order - 1) % size, size)
     return state, Window(window.X.at[at].set(Xg.astype(window.X.dtype), mode="drop"),
                          window.y.at[at].set(yg.astype(window.y.dtype), mode="drop"),
                          ((window.slot + added) % size).astype(jnp.int32),
@@ -334,6 +343,9 @@ def sweep(learner: Learner, state, drift: DriftState | None, prior: Prior, X, y,
     X, y = jnp.asarray(X), jnp.asarray(y)
     if replay is None:
         return _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, None, None)
+    replay = as_replay(replay)  # an int, (R, W) or a Replay, checked
+    if replay is None:
+        raise ValueError("replay=0 replays nothing: pass replay=None for a sweep without replay")
     if window is None:
         window = empty_window(replay, X.shape[1], X.dtype, y.dtype)
     return _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, replay, window)

@@ -304,8 +304,29 @@ def test_replay_in_partial_fit_is_chunking_free_and_survives_saving(cls, tmp_pat
             cls(hidden=(6,), replay=2, inference="sep").partial_fit(X, target)
 
 
-def test_replay_without_forgetting_is_an_ordered_pass():
-    """replay alone makes partial_fit an ordered pass with replays (not the shuffled epochs)."""
+def test_replay_without_forgetting_is_an_ordered_pass_and_its_window_follows_the_setting(tmp_path):
+    """replay alone makes partial_fit the ordered sweep with replays (not the shuffled epochs);
+    learning without replay drops the window, so turning replay on again starts an empty one;
+    a model file with a bad replay is refused on load."""
+    from probprop.estimators.base import padded
+    from probprop.learners import drift
+
     X, y = _data(80)
-    a = PBPRegressor(hidden=(6,), replay=1, random_state=0).partial_fit(X, y)
+    a = PBPRegressor(hidden=(6,), replay=1, random_state=0).partial_fit(X[:30], y[:30])
+    start, window = a.state_, a.replay_window_
+    a.partial_fit(X[30:], y[30:])
+    Xp, yp, mask = padded(*a._standardise(X[30:], y[30:]))
+    learner = a._learner()
+    want, *_ = drift.sweep(learner, start, None, drift.prior(learner, a.spec_), Xp, yp, mask, None, False,
+                           drift.Replay(1), window)
     assert int(a.replay_window_.filled) == 64 and a.gamma_ == 1.0
+    for u, v in zip(a.state_.means, want.means):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-14)
+    a.set_params(replay=0).partial_fit(X[:10], y[:10])
+    assert not hasattr(a, "replay_window_")
+    a.set_params(replay=1).partial_fit(X[:10], y[:10])
+    assert int(a.replay_window_.filled) == 10
+    a.replay = "x"
+    with pytest.raises(ValueError, match="replay must be"):
+        a.save(tmp_path / "bad.npz")
+        PBPRegressor.load(tmp_path / "bad.npz")

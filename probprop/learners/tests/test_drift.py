@@ -248,3 +248,31 @@ def test_replay_continues_across_sweeps_and_ignores_padding():
     # and replay moved the posterior beyond what the plain sweep learns
     plain, _, _ = drift.sweep(pbp.learner, state, None, prior, X, y, None, f)
     assert not np.allclose(np.asarray(plain.means[0]), np.asarray(whole.means[0]))
+
+
+def test_a_step_of_more_rows_than_the_window_keeps_its_last_rows():
+    """A TAGI step of 8 rows into a window of 3: the window holds the step's last 3 rows, each slot
+    written once (no two writes to one slot, whose order a device may not keep)."""
+    X, y = _stream(20)
+    spec = tagi.TAGISpec(n_in=3, hidden=(4,), batch_size=8, sigma_v=0.2)
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    prior = drift.prior(tagi.learner, spec)
+    mask = np.arange(24) < 20  # the last step: 4 real rows and 4 of padding
+    Xp, yp = np.concatenate([X, np.zeros((4, 3))]), np.concatenate([y, np.zeros(4)])
+    *_, window = drift.sweep(tagi.learner, state, None, prior, Xp, yp, mask, None, False, drift.Replay(1, 3))
+    # 20 rows written in order into a ring of 3: row r sits in slot r % 3
+    np.testing.assert_array_equal(np.asarray(window.X)[np.arange(17, 20) % 3], X[17:20])
+    assert int(window.filled) == 3 and int(window.slot) == 20 % 3
+
+
+def test_the_sweep_checks_its_replay():
+    spec = pbp.PBPSpec(n_in=3, hidden=(2,))
+    state = pbp.init(jax.random.PRNGKey(0), spec)
+    X, y = _stream(4)
+    with pytest.raises(ValueError, match="replay must be"):
+        drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, replay=drift.Replay(2, 0))
+    with pytest.raises(ValueError, match="replays nothing"):
+        drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, replay=0)
+    # an int is a Replay over the default window
+    *_, window = drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, replay=2)
+    assert window.X.shape == (drift.REPLAY_WINDOW, 3)
