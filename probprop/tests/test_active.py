@@ -226,7 +226,7 @@ def test_bad_input_gets_a_clear_error(fitted):
         rng = np.random.default_rng(0)
         X = rng.normal(size=(30, 2))
         select(MAPRegressor(hidden=(4,), epochs=2).fit(X, X[:, 0]), pool, 5, method="greedy")
-    with pytest.raises(ValueError, match="needs a posterior over weights"):
+    with pytest.raises(ValueError, match="needs one network.s posterior over weights"):
         select(MAPRegressor(hidden=(4,), epochs=2).fit(X, X[:, 0]), pool, 5, method="lcmd")
     with pytest.raises(ValueError, match="for probprop regressors"):
         select(PBPClassifier(hidden=(3,), epochs=1).fit(pool[:20], pool[:20, 0] > 0), pool, 5)
