@@ -69,8 +69,8 @@ from jax import lax
 from probprop.learners.base import Learner, float64
 from probprop.moments import adf
 
-__all__ = ["DriftState", "Forgetting", "Prior", "Replay", "Window", "as_forgetting", "as_replay", "gamma", "init", "prior",
-           "sweep", "transition", "empty_window"]
+__all__ = ["DriftState", "Forgetting", "Prior", "Replay", "Window", "as_forgetting", "as_replay", "empty_window", "gamma",
+           "init", "prior", "sweep", "transition"]
 
 #: Adam's moment decays and epsilon for the step on log(1 - gamma).
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.0, 0.999, 1e-8

@@ -194,7 +194,7 @@ def test_lcmd_refuses_what_has_no_single_weight_posterior(fitted):
     from probprop import PBPEnsembleRegressor
     from probprop.learners.acquisition import largest_cluster
 
-    model, pool = fitted
+    _, pool = fitted
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 2))
     ensemble = PBPEnsembleRegressor(n_members=2, hidden=(4,), epochs=2, random_state=0).fit(X, X[:, 0])
