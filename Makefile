@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/probprop demo --out probprop-demo
 
 test: $(STAMP)
-	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.3 $(BIN)/python -m pytest -n 2 -q
+	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.pytest_cache/jax JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.3 $(BIN)/python -m pytest -n 2 -q --durations=25
 	$(MAKE) docs
 
 # The documentation site (Sphinx; the gallery's examples run at every build), warnings as errors.

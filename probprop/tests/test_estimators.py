@@ -57,6 +57,7 @@ def test_constructor_stores_arguments_unchanged():
         "dtype": "float64",
         "inference": "adf",
         "forgetting": None,
+        "replay": 0,
         "shards": None,
         "backend": "local",
         "random_state": None,
