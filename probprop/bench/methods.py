@@ -4,6 +4,9 @@ Every adapter has the signature
 
     fit_predict(X_train, y_train, X_test, info, seed) -> (mean, std, fit_seconds)
 
+or ``(mean, std, fit_seconds, extra)`` with ``extra`` a dict of results columns that the adapter
+fills itself (``pbp2-sep-het-val``: the ``epochs`` it chose, instead of the protocol's).
+
 with ``info`` a :class:`DatasetInfo` (the dataset's name and the protocol's hidden units and
 epochs) and ``seed`` the split index. ``mean`` and ``std`` are the Gaussian predictive
 distribution on ``X_test`` in the units of ``y``; ``fit_seconds`` times training only.
@@ -150,7 +153,8 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     predictions overflow, a diverged run, scores -inf and ends it), then a fit of the best number
     of epochs (the smaller on a tie) on the whole training split (where that fit diverges on its
     own training rows, the next best number; a FloatingPointError when all do). Budget: at most
-    400 epochs on 80 % of the rows plus 400 on all of them; ``fit_seconds`` counts everything."""
+    400 epochs on 80 % of the rows plus 400 on all of them; ``fit_seconds`` counts everything. The
+    results row's ``epochs`` is the number chosen."""
     from probprop.estimators import PBPRegressor
 
     start = time.perf_counter()
@@ -183,7 +187,7 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
                                  "diverged on the whole training split")
     fit_seconds = time.perf_counter() - start
     mean, std = final.predict(X_test, return_std=True)
-    return np.asarray(mean), np.asarray(std), fit_seconds
+    return np.asarray(mean), np.asarray(std), fit_seconds, {"epochs": int(final.epochs)}
 
 
 def _pbp_sharded(shards: int):

@@ -69,11 +69,14 @@ def run_task(task: Task) -> list[dict]:
     total = (time.perf_counter() - start) / len(parts)
     core = ",".join(map(str, usable_cores()))
     rows = []
-    for index, (split, (_, y_train, _, y_test), (mean, std, fit_seconds)) in enumerate(zip(task.splits, parts, outputs)):
+    for index, (split, (_, y_train, _, y_test), output) in enumerate(zip(task.splits, parts, outputs)):
+        mean, std, fit_seconds, *extra = output  # an adapter may add columns it fills itself (methods docstring)
+        extra = dict(extra[0]) if extra else {}
         mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
         if task.calibrate:
             y_cal = held_out[index]
-            rows += _calibrated(task, split, len(y_train), y_cal, y_test, mean, std, fit_seconds, total, core)
+            for row in _calibrated(task, split, len(y_train), y_cal, y_test, mean, std, fit_seconds, total, core):
+                rows.append({**row, **extra})
             continue
         row = {
             "method": task.method,
@@ -91,6 +94,7 @@ def run_task(task: Task) -> list[dict]:
         row["predict_seconds"] = float(total - fit_seconds)
         row["fitted_together"] = len(parts)
         row["core"] = core
+        row.update(extra)
         rows.append(row)
     return rows
 

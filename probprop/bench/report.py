@@ -377,6 +377,28 @@ HETEROSCEDASTIC_PAIRS = (("pbp-het", "pbp"), ("pbp-sep-het", "pbp"), ("pbp-sep-h
 COVERAGE_BAND = (0.85, 0.95)
 
 
+#: Methods that choose their number of epochs on validation rows (the results' ``epochs`` column
+#: holds the number chosen per split).
+EPOCHS_CHOSEN = ("pbp2-sep-het-val",)
+
+
+def _chosen_epochs_section(frame) -> list[str]:
+    """How often each number of epochs was chosen, per dataset, for the methods of
+    :data:`EPOCHS_CHOSEN` present."""
+    present = [m for m in EPOCHS_CHOSEN if m in set(frame["method"])]
+    if not present or "epochs" not in frame:
+        return []
+    lines = ["## Epochs chosen on validation rows", "",
+             "Per dataset, how many splits chose each number of epochs (`count x epochs`).", ""]
+    for method in present:
+        part = frame[frame["method"] == method]
+        for dataset in part["dataset"].unique():
+            counts = part[part["dataset"] == dataset]["epochs"].value_counts().sort_index()
+            lines.append(f"- {label(method)} (`{method}`), {dataset}: "
+                         + ", ".join(f"{n} x {int(e)}" for e, n in counts.items()))
+    return lines + [""]
+
+
 def _heteroscedastic_section(frame) -> list[str]:
     """Heteroscedastic PBP against homoscedastic PBP: the difference of mean test LL in combined SEs
     (unpaired, as the published comparisons), and the 90 % coverage against :data:`COVERAGE_BAND`."""
@@ -471,6 +493,7 @@ def write_report(frame, out, meta: dict) -> Path:
         lines += _reference_section(frame)
         lines += _sharded_section(frame)
         lines += _heteroscedastic_section(frame)
+        lines += _chosen_epochs_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]
     if meta.get("failures"):

@@ -381,12 +381,8 @@ class PBPClassifier(OnlineClassifier):
         from each new row's predictive log-likelihood (``gamma_``). None: ``partial_fit`` as without
         a drift model (shuffled epochs). ``fit`` ignores it.
     replay : int or (int, int), default=0
-        In the ordered stream sweep (``partial_fit``, which with ``replay`` learns each row once
-        in order with no EP prior step, as with ``forgetting``; prequential evaluation), each step
-        is followed by this many replayed steps on rows drawn from the last 64 rows learned (or
-        ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
-        which one pass learns slowly (:class:`probprop.learners.drift.Replay`). Needs no
-        ``forgetting``. 0: none. ``fit`` ignores it.
+        As in :class:`probprop.PBPRegressor`: replayed steps on recent rows after each step of the
+        ordered stream sweep (``partial_fit``, prequential evaluation); 0: none.
     random_state : int, RandomState or None, default=None
     verbose : bool, default=False
 
@@ -597,7 +593,7 @@ class TAGIClassifier(OnlineClassifier):
         How a mini-batch's rows combine, as in :class:`probprop.TAGIRegressor`.
     forgetting : as in :class:`PBPClassifier` (TAGI steps ``batch_size`` rows at a time, each step
         preceded by gamma^batch_size).
-    replay : as in :class:`PBPClassifier` (each replayed step draws ``batch_size`` rows).
+    replay : as in :class:`probprop.PBPRegressor` (each replayed step draws ``batch_size`` rows).
 
     Attributes
     ----------

@@ -270,7 +270,8 @@ def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_
     monkeypatch.setattr(PBPRegressor, "partial_fit", partial_fit)
     monkeypatch.setattr(PBPRegressor, "score", score)
     info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=80)
-    mean, std, seconds = methods.pbp2_sep_het_val(X, y, X_test, info, seed=0)
+    mean, std, seconds, extra = methods.pbp2_sep_het_val(X, y, X_test, info, seed=0)
+    assert extra == {"epochs": 2}  # the results row records the epochs chosen
     assert scored == [16, 16, 16]  # each checkpoint scored on the held-out fifth only
     assert fitted == [(1, 64), (2, 80)]  # the run on four fifths, then the chosen 2 epochs on every row
     assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
@@ -303,6 +304,29 @@ def test_validation_stopped_pbp_falls_back_when_the_chosen_fit_diverges_and_says
         methods.pbp2_sep_het_val(X, y, X[:5], info, seed=0)
     diverged.discard(2)  # now only the 2-epoch fit survives
     fitted.clear()
-    mean, std, _ = methods.pbp2_sep_het_val(X, y, X[:5], info, seed=0)
+    mean, std, _, extra = methods.pbp2_sep_het_val(X, y, X[:5], info, seed=0)
+    assert extra == {"epochs": 2}
     assert fitted == [1, 1, 2]  # the run, the tied best (1 epoch, diverged), then the next best
     assert mean.shape == (5,) and np.all(np.isfinite(std))
+
+
+def test_an_adapters_own_columns_reach_the_results_row_and_the_report(monkeypatch, tmp_path):
+    """An adapter's fourth output (pbp2-sep-het-val's chosen epochs) overrides the protocol's
+    column in the results row; the report counts the epochs chosen per dataset."""
+    import pandas as pd
+
+    from probprop.bench import pool, report
+    from probprop.bench.plan import Task
+
+    def fake(X_train, y_train, X_test, info, seed):
+        return np.zeros(len(X_test)), np.ones(len(X_test)), 0.5, {"epochs": 100 + seed}
+
+    monkeypatch.setitem(methods.METHODS, "pbp2-sep-het-val", fake)
+    (row,) = pool.run_task(Task(0, "pbp2-sep-het-val", "yacht", (1,), 50, 40, 6, 277, None, 1.0))
+    assert row["epochs"] == 101 and row["fit_seconds"] == 0.5
+    frame = pd.DataFrame([{"method": "pbp2-sep-het-val", "dataset": d, "epochs": e}
+                          for d, e in [("yacht", 400), ("yacht", 200), ("yacht", 400), ("energy", 40)]])
+    lines = report._chosen_epochs_section(frame)
+    assert any("yacht: 1 x 200, 2 x 400" in line for line in lines)
+    assert any("energy: 1 x 40" in line for line in lines)
+    assert report._chosen_epochs_section(frame.assign(method="pbp")) == []
