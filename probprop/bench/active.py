@@ -237,7 +237,7 @@ def report(frame, command: str, wall_seconds: float, budget: int = BUDGET) -> st
         "log-likelihood minus random's (above 0: better).",
         "",
     ]
-    rules = [r for r in ("variance", "greedy", "reduction", "lcmd") + PEER_RULES if r in set(rel["rule"])]
+    rules = [r for r in RULES[1:] + PEER_RULES if r in set(rel["rule"])]  # every rule but random
     for batch, part in rel.groupby("batch"):
         lines += [f"## Batches of {batch}", "",
                   "| dataset | " + " | ".join(f"{r} RMSE area" for r in rules) + " | "
@@ -252,7 +252,7 @@ def report(frame, command: str, wall_seconds: float, budget: int = BUDGET) -> st
     means = rel.groupby(["batch", "rule", "dataset"])["rmse_area"].mean()
     for batch in sorted(rel["batch"].unique()):
         n_sets = rel[rel["batch"] == batch]["dataset"].nunique()
-        for rule in ("greedy", "reduction", "lcmd"):
+        for rule in RULES[2:]:  # the batch-aware rules (not random, not variance)
             if rule not in rules:
                 continue
             wins = sum(means[(batch, rule, d)] < 1.0 for d in rel[rel["batch"] == batch]["dataset"].unique())

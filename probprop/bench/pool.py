@@ -74,28 +74,27 @@ def run_task(task: Task) -> list[dict]:
         extra = dict(extra[0]) if extra else {}
         mean, std = np.asarray(mean, np.float64).ravel(), np.asarray(std, np.float64).ravel()
         if task.calibrate:
-            y_cal = held_out[index]
-            for row in _calibrated(task, split, len(y_train), y_cal, y_test, mean, std, fit_seconds, total, core):
-                rows.append({**row, **extra})
-            continue
-        row = {
-            "method": task.method,
-            "dataset": task.dataset,
-            "split": split,
-            "n_train": len(y_train),
-            "n_test": len(y_test),
-            # the width and epochs of the PBP family's protocol (pbp2 / pbp3: per hidden layer)
-            "n_hidden": task.n_hidden if task.method.startswith("pbp") else None,
-            "epochs": task.n_epochs if task.method.startswith("pbp") else None,
-            "seed": split,
-        }
-        row.update(all_metrics(y_test, mean, std))
-        row["fit_seconds"] = float(fit_seconds)
-        row["predict_seconds"] = float(total - fit_seconds)
-        row["fitted_together"] = len(parts)
-        row["core"] = core
-        row.update(extra)
-        rows.append(row)
+            split_rows = _calibrated(task, split, len(y_train), held_out[index], y_test, mean, std, fit_seconds, total,
+                                     core)
+        else:
+            row = {
+                "method": task.method,
+                "dataset": task.dataset,
+                "split": split,
+                "n_train": len(y_train),
+                "n_test": len(y_test),
+                # the width and epochs of the PBP family's protocol (pbp2 / pbp3: per hidden layer)
+                "n_hidden": task.n_hidden if task.method.startswith("pbp") else None,
+                "epochs": task.n_epochs if task.method.startswith("pbp") else None,
+                "seed": split,
+            }
+            row.update(all_metrics(y_test, mean, std))
+            row["fit_seconds"] = float(fit_seconds)
+            row["predict_seconds"] = float(total - fit_seconds)
+            row["fitted_together"] = len(parts)
+            row["core"] = core
+            split_rows = [row]
+        rows += [{**row, **extra} for row in split_rows]
     return rows
 
 

@@ -26,7 +26,7 @@ from probprop.estimators._api import (
     validate_data,
 )
 from probprop.learners._order import ROUND_LIMITS
-from probprop.learners.base import count_rejections, float64
+from probprop.learners.base import bucket, count_rejections, float64
 from probprop.learners.memory import check_memory
 from probprop.preprocessing import standardisation
 
@@ -73,20 +73,22 @@ class _Quiet:
     def close(self) -> None:
         pass
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
 
 def progress(iterable=None, *, verbose: bool, **kwargs):
     """tqdm's bar over ``iterable`` (or with ``total=``) when ``verbose``, else a silent stand-in
-    (tqdm is imported only to show something: about 40 ms of a first fit)."""
+    (tqdm is imported only to show something: about 40 ms of a first fit). Use it in a ``with``
+    block: the bar is closed when the block ends, also by an exception."""
     if not verbose:
         return _Quiet(() if iterable is None else iterable)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, leave=False, **kwargs)
-
-
-def bucket(n: int) -> int:
-    """Smallest power of two >= n (at least 8)."""
-    return max(8, 1 << (int(n) - 1).bit_length())
 
 
 def fit_rows(n: int) -> int:
@@ -229,16 +231,13 @@ class MomentEstimator(Estimator):
         state = self.state_
         counts = hasattr(state, "rejections")
         before = int(np.sum(count_rejections(state))) if counts else 0
-        bar = progress(range(epochs), verbose=self.verbose, desc=self._progress_label, unit="epoch")
-        try:
+        with progress(range(epochs), verbose=self.verbose, desc=self._progress_label, unit="epoch") as bar:
             for _ in bar:
                 state = learner.update(state, Xs, ys, mask)
                 if counts:
                     now = int(np.sum(count_rejections(state)))
                     self.rejected_per_epoch_.append(now - before)
                     before = now
-        finally:
-            bar.close()
         self.state_ = jax.device_get(state)
         if counts:
             self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
@@ -552,21 +551,23 @@ class StreamLearning:
     is ``replay_window_``, working memory that is not saved with the model (a loaded model starts
     with an empty window)."""
 
+    def _adf_option(self, name: str, parse, why: str):
+        """The stream parameter ``name`` parsed by ``parse`` (None when unset, or absent as on PBP
+        ensembles); refused unless ``inference='adf'``, saying ``why``."""
+        value = parse(getattr(self, name, None))
+        if value is not None and getattr(self, "inference", "adf") != "adf":
+            raise ValueError(f"{name} needs inference='adf' ({why})")
+        return value
+
     def _forgetting(self):
         from probprop.learners import drift
 
-        forgetting = drift.as_forgetting(getattr(self, "forgetting", None))  # PBP ensembles have none
-        if forgetting is not None and getattr(self, "inference", "adf") != "adf":
-            raise ValueError("forgetting needs inference='adf' (an SEP site belongs to a fixed data set)")
-        return forgetting
+        return self._adf_option("forgetting", drift.as_forgetting, "an SEP site belongs to a fixed data set")
 
     def _replay(self):
         from probprop.learners import drift
 
-        replay = drift.as_replay(getattr(self, "replay", None))
-        if replay is not None and getattr(self, "inference", "adf") != "adf":
-            raise ValueError("replay needs inference='adf' (it repeats ADF steps on recent rows)")
-        return replay
+        return self._adf_option("replay", drift.as_replay, "it repeats ADF steps on recent rows")
 
     @property
     def gamma_(self) -> float:

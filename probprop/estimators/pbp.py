@@ -191,21 +191,18 @@ class PBPRegressor(OnlineRegressor):
     def _run_sharded(self, Xs, ys) -> None:
         from probprop.distributed import fit_sharded
 
-        bar = progress(total=self.epochs, verbose=self.verbose, desc=f"PBP-SEP epochs ({self.shards} shards)",
-                       unit="epoch")
         before = [0]
+        with progress(total=self.epochs, verbose=self.verbose, desc=f"PBP-SEP epochs ({self.shards} shards)",
+                      unit="epoch") as bar:
 
-        def after_epoch(epoch, state):
-            now = int(np.sum(count_rejections(state)))
-            self.rejected_per_epoch_.append(now - before[0])
-            before[0] = now
-            bar.update(1)
+            def after_epoch(epoch, state):
+                now = int(np.sum(count_rejections(state)))
+                self.rejected_per_epoch_.append(now - before[0])
+                before[0] = now
+                bar.update(1)
 
-        try:
             state, _ = fit_sharded(self.state_, Xs, ys, int(self.shards), int(self.epochs), backend=self.backend,
-                                       callback=after_epoch)
-        finally:
-            bar.close()
+                                   callback=after_epoch)
         self.state_ = jax.device_get(state)
         self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
 
@@ -353,11 +350,12 @@ def _fit_together(estimators, Xs, ys, verbose) -> list:
     before = np.zeros(len(estimators), np.int64)
     per_epoch = []
     desc = f"PBP epochs ({len(estimators)} models)"
-    for _ in progress(range(estimators[0].epochs), verbose=verbose, desc=desc, unit="epoch"):
-        state = pbp_ensemble.update_together(state, X_all, y_all)
-        now = count_rejections(state)
-        per_epoch.append(now - before)
-        before = now
+    with progress(range(estimators[0].epochs), verbose=verbose, desc=desc, unit="epoch") as bar:
+        for _ in bar:
+            state = pbp_ensemble.update_together(state, X_all, y_all)
+            now = count_rejections(state)
+            per_epoch.append(now - before)
+            before = now
     state = jax.device_get(state)
     for i, est in enumerate(estimators):
         est.state_ = pbp_ensemble.unstack(state, i)

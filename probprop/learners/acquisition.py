@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from probprop.learners.base import Learner, float64
+from probprop.learners.base import Learner, bucket, float64
 
 __all__ = ["gradient_features", "greedy_variance", "largest_cluster", "variance_reduction"]
 
@@ -117,7 +117,7 @@ def gradient_features(learner: Learner, state, X, dim: int = 512, seed: int = 0,
     Gaussian random projections (seeded by ``seed``; inner products kept in expectation), as
     bmdal-reg sketches its gradient kernel (Holzmüller et al., JMLR 2023); the projection holds
     weights x ``dim`` numbers. Rows go through in chunks of at most ``chunk`` rows and about
-    :data:`FEATURE_BUDGET` gradient entries, padded to a power of two (a few compiled programs
+    :data:`FEATURE_BUDGET` gradient entries, padded to a power of two, at least 8 (a few compiled programs
     for any number of rows). The learners of :data:`FEATURE_LEARNERS` (PBP, TAGI)."""
     if learner.name not in FEATURE_LEARNERS or not (hasattr(state, "means") and hasattr(state, "variances")):
         raise ValueError(f"gradient features need one network's posterior over weights ({', '.join(FEATURE_LEARNERS)}); "
@@ -128,8 +128,7 @@ def gradient_features(learner: Learner, state, X, dim: int = 512, seed: int = 0,
     projection = None
     if total > dim:
         projection = jax.random.normal(jax.random.key(seed), (total, dim), state.means[0].dtype) / jnp.sqrt(dim)
-    rows = max(1, min(int(chunk), FEATURE_BUDGET // total, n))
-    rows = 1 << (rows - 1).bit_length()  # a power of two: the chunk's compiled program is reused across pool sizes
+    rows = bucket(max(1, min(int(chunk), FEATURE_BUDGET // total, n)))  # one compiled program across pool sizes
     out = []
     for start in range(0, n, rows):
         part = X[start:start + rows]
@@ -176,7 +175,7 @@ def largest_cluster(features, k: int, candidates, centers=()):
     d2 = np.full(n, np.inf)
     owner = np.full(n, -1, np.int64)
 
-    def absorb(new, ids):
+    def absorb(new):
         """Distances to the new centers (rows of F) and reassignment where they are nearer."""
         nonlocal d2, owner
         for s in range(0, len(new), 256):
@@ -186,13 +185,13 @@ def largest_cluster(features, k: int, candidates, centers=()):
             best = dist[np.arange(n), j]
             nearer = best < d2
             d2 = np.where(nearer, best, d2)
-            owner = np.where(nearer, ids[s:s + 256][j], owner)
+            owner = np.where(nearer, block[j], owner)
 
     if len(centers):
-        absorb(centers, centers)
+        absorb(centers)
     picked = []
     for _ in range(int(k)):
-        if owner.max() < 0:
+        if not len(centers) and not picked:  # no center yet
             score = np.where(allowed, sq, -np.inf)
         else:
             size = np.bincount(owner[allowed], weights=d2[allowed], minlength=n)
@@ -203,5 +202,5 @@ def largest_cluster(features, k: int, candidates, centers=()):
         i = int(np.argmax(score))
         picked.append(i)
         allowed[i] = False
-        absorb(np.array([i]), np.array([i]))
+        absorb(np.array([i]))
     return np.asarray(picked, np.int64)

@@ -63,7 +63,7 @@ import numpy as np
 
 from probprop import _cache
 
-__all__ = ["Learner", "Moments", "Selection", "count_rejections", "float64", "float64_process"]
+__all__ = ["Learner", "Moments", "Selection", "bucket", "count_rejections", "float64", "float64_process"]
 
 
 class Moments(NamedTuple):
@@ -123,6 +123,12 @@ def float64(fn):
             return fn(*args, **kwargs)
 
     return scoped
+
+
+def bucket(n: int) -> int:
+    """Smallest power of two >= n (at least 8): the row counts that compiled programs are padded
+    to, so that a handful of programs serve any number of rows."""
+    return max(8, 1 << (int(n) - 1).bit_length())
 
 
 def float64_process() -> None:

@@ -292,11 +292,10 @@ def empty_window(replay: Replay, n_features: int, X_dtype, y_dtype, seed: int = 
                   np.int32(0), np.int32(0), np.asarray(key))
 
 
-def _replayed(learner, state, window: Window, Xg, yg, kg, replay: Replay):
+def _replayed(learner, state, window: Window, Xg, yg, kg, real, replay: Replay):
     """``replay.rows`` steps on rows of the window, then the step's rows (``kg``) join it. A step
-    of padding rows only (no ``kg``) neither replays nor draws."""
+    of padding rows only (``real`` False: no ``kg``) neither replays nor draws."""
     size = window.X.shape[0]
-    real = jnp.any(kg)
     key, sub = jax.random.split(window.key)
     key = jnp.where(real, key, window.key)
     picks = jax.random.randint(sub, (replay.rows, Xg.shape[0]), 0, jnp.maximum(window.filled, 1))
@@ -382,7 +381,7 @@ def _sweep(learner, state, drift, prior, X, y, keep, forgetting, record, replay,
             updated = _adam(drift, grad_u, forgetting)
             drift = jax.tree.map(lambda a, b: jnp.where(real, a, b), updated, drift)
         if replay is not None:
-            learned, window = _replayed(learner, learned, window, Xg, yg, kg, replay)
+            learned, window = _replayed(learner, learned, window, Xg, yg, kg, real, replay)
         return (learned, drift, window), out
 
     (state, drift, window), out = lax.scan(body, (state, drift, window), groups)
