@@ -75,7 +75,8 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
     naval, a column whose std is rounding noise, ~1e-13, is then divided by it and becomes a
     second constant input next to the bias); ``pbp2`` / ``pbp3`` have two / three hidden layers
     of that width; ``pbp-sep`` is PBP with stochastic EP (``inference="sep"``); ``pbp-het`` heteroscedastic PBP
-    (a second output for the log noise variance, ``heteroscedastic=True``); ``-single`` marks the same model fitted one split at a time (never batched:
+    (a second output for the log noise variance, ``heteroscedastic=True``; ``-cut``: with
+    ``noise_feedback=False``, the noise output's feedback into the hidden layers cut); ``-single`` marks the same model fitted one split at a time (never batched:
     the benchmark's check that batched fits equal single ones)."""
     width = int(info.n_hidden)
     params = {"hidden": (width,), "epochs": int(info.n_epochs)}
@@ -86,9 +87,10 @@ def _pbp_params(info: DatasetInfo, variant: str) -> dict:
         params["inference"] = "sep"
     elif variant == "pbp-het":
         params["heteroscedastic"] = True
-    elif variant == "pbp-sep-het":
+    elif variant in ("pbp-sep-het", "pbp-sep-het-cut"):
         params["heteroscedastic"] = True
         params["inference"] = "sep"
+        params["noise_feedback"] = variant == "pbp-sep-het"
     elif variant in ("pbp2", "pbp3"):
         params["hidden"] = (width,) * int(variant[-1])
     return params
@@ -127,8 +129,9 @@ def _pbp_single(variant: str):
     return adapter
 
 
-pbp, pbp_refscale, pbp_sep, pbp_het, pbp_sep_het, pbp2, pbp3, pbp2_single, pbp3_single = (
-    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp2", "pbp3", "pbp2-single", "pbp3-single"))
+pbp, pbp_refscale, pbp_sep, pbp_het, pbp_sep_het, pbp_sep_het_cut, pbp2, pbp3, pbp2_single, pbp3_single = (
+    _pbp_single(v) for v in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp-sep-het-cut", "pbp2", "pbp3",
+                             "pbp2-single", "pbp3-single"))
 
 
 def _validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,13 +143,26 @@ def _validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return perm[:n_val], perm[n_val:]
 
 
-#: The epoch counts ``pbp2-sep-het-val`` chooses from: checkpoints of one run on four fifths of
-#: the training split, scored by the test log-likelihood on the other fifth.
+#: The epoch counts ``pbp2-sep-het-val`` and ``pbp2-sep-het-cut-val`` choose from: checkpoints of
+#: one run on four fifths of the training split, scored by the test log-likelihood on the other fifth.
 PBP_EPOCH_GRID = (40, 100, 200, 400)
 
+#: The methods that choose their epochs from :data:`PBP_EPOCH_GRID`.
+EPOCHS_ON_VALIDATION = ("pbp2-sep-het-val", "pbp2-sep-het-cut-val")
 
-def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """Heteroscedastic PBP with stochastic EP, two hidden layers of ``info.n_hidden`` units, and
+
+def _pbp2_sep_het_val(feedback: bool):
+    def adapter(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+        return _epochs_on_validation(X_train, y_train, X_test, info, seed, feedback)
+
+    adapter.__name__ = "pbp2_sep_het_val" if feedback else "pbp2_sep_het_cut_val"
+    adapter.__doc__ = _epochs_on_validation.__doc__
+    return adapter
+
+
+def _epochs_on_validation(X_train, y_train, X_test, info: DatasetInfo, seed: int, feedback: bool):
+    """Heteroscedastic PBP with stochastic EP, two hidden layers of ``info.n_hidden`` units
+    (``noise_feedback=False`` for ``pbp2-sep-het-cut-val``), and
     the number of epochs chosen from :data:`PBP_EPOCH_GRID` on validation data carved from the
     training split: one run on a random four fifths, its mean log predictive density on the other
     fifth scored at each checkpoint (``partial_fit`` continues the run; a checkpoint whose
@@ -160,7 +176,8 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     start = time.perf_counter()
     val, fit = _validation_rows(len(y_train), 0.2, seed)
     X_fit, y_fit, X_val, y_val = X_train[fit], y_train[fit], X_train[val], y_train[val]
-    params = {"hidden": (int(info.n_hidden),) * 2, "inference": "sep", "heteroscedastic": True, "random_state": seed}
+    params = {"hidden": (int(info.n_hidden),) * 2, "inference": "sep", "heteroscedastic": True,
+              "noise_feedback": feedback, "random_state": seed}
 
     def scored(model) -> float:
         try:
@@ -189,6 +206,9 @@ def pbp2_sep_het_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     fit_seconds = time.perf_counter() - start
     mean, std = final.predict(X_test, return_std=True)
     return np.asarray(mean), np.asarray(std), fit_seconds, {"epochs": int(final.epochs)}
+
+
+pbp2_sep_het_val, pbp2_sep_het_cut_val = _pbp2_sep_het_val(True), _pbp2_sep_het_val(False)
 
 
 def _pbp_sharded(shards: int):
@@ -443,7 +463,9 @@ METHODS: dict[str, Callable] = {
     "pbp-sep": pbp_sep,
     "pbp-het": pbp_het,
     "pbp-sep-het": pbp_sep_het,
+    "pbp-sep-het-cut": pbp_sep_het_cut,
     "pbp2-sep-het-val": pbp2_sep_het_val,
+    "pbp2-sep-het-cut-val": pbp2_sep_het_cut_val,
     **SHARDED,
     "pbp2": pbp2,
     "pbp3": pbp3,
@@ -472,7 +494,9 @@ LABELS: dict[str, str] = {
     "pbp-sep": "probprop PBP, stochastic EP",
     "pbp-het": "probprop PBP (heterosc.)",
     "pbp-sep-het": "probprop PBP, stochastic EP (heterosc.)",
+    "pbp-sep-het-cut": "probprop PBP, stochastic EP (heterosc., cut)",
     "pbp2-sep-het-val": "probprop PBP, 2 layers, SEP (heterosc.), epochs on validation",
+    "pbp2-sep-het-cut-val": "probprop PBP, 2 layers, SEP (heterosc., cut), epochs on validation",
     **{name: f"probprop PBP, sharded SEP, K = {name[-1]}" for name in SHARDED},
     "pbp2": "probprop PBP, 2 hidden layers",
     "pbp3": "probprop PBP, 3 hidden layers",
@@ -497,7 +521,8 @@ LABELS: dict[str, str] = {
 
 #: Methods that can fit several splits of one dataset as one batched program (same signature
 #: as the others, but lists: ``(sets, info, seeds) -> [(mean, std, fit_seconds), ...]``).
-BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het", "pbp2", "pbp3")}
+BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "pbp-refscale", "pbp-sep", "pbp-het", "pbp-sep-het",
+                                                                       "pbp-sep-het-cut", "pbp2", "pbp3")}
 
 #: The module each method needs beyond probprop's own dependencies.
 REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}
@@ -539,7 +564,7 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         if name.startswith(("pbp2", "pbp3")):
             weights += (int(name[3]) - 1) * info.n_hidden * (info.n_hidden + 1)
         members = 5 if name == "pbp-ensemble" else 1
-        if name == "pbp2-sep-het-val":  # SEP (~4x ADF) for up to 400 epochs on 80 % of the rows + 400 on all
+        if name in EPOCHS_ON_VALIDATION:  # SEP (~4x ADF) for up to 400 epochs on 80 % of the rows + 400 on all
             return 4 * n * 1.8 * PBP_EPOCH_GRID[-1] * (1.5e-6 + 7e-9 * weights) + 8.0
         return members * n * info.n_epochs * (1.5e-6 + 7e-9 * weights) + 4.0
     if name in ("tagi", "tagi-he"):

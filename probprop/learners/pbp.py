@@ -415,9 +415,13 @@ def _moments_grads_and_noise(state: PBPState, x: jax.Array, y: jax.Array, weight
 
     grads_m, grads_v = [None] * len(state.means), [None] * len(state.means)
     first = None
+    mask = spec.output_likelihood.feedback_mask
+    feedback = None if mask is None else jnp.asarray(mask, dtype)
     for layer in range(last, -1, -1):
         M, V = state.means[layer], state.variances[layer]
         dM, dV, d_mean, d_var = pieces[layer].pullback(M, V, inputs[layer], g_mean, g_var, spec.bias)
+        if layer == last and layer > 0 and feedback is not None:  # cut outputs: not into the hidden layers
+            _, _, d_mean, d_var = pieces[layer].pullback(M, V, inputs[layer], g_mean * feedback, g_var * feedback, spec.bias)
         grads_m[layer], grads_v[layer] = dM, dV
         if layer == 0 and hasattr(pieces[0], "deterministic_factors"):
             first = pieces[0].deterministic_factors(M, inputs[0], g_mean, g_var)  # the data: in_var None

@@ -40,6 +40,10 @@ class Likelihood:
 
     n_outputs = 1
 
+    #: Which outputs' cotangents a learner's backward pass carries into the shared hidden
+    #: layers, one 0/1 per output; None: all of them (the exact gradient of log Z).
+    feedback_mask: tuple[float, ...] | None = None
+
     def init_params(self, noise_variance=None):
         """The likelihood's parameters in a PBP state (default: none)."""
         return ()

@@ -109,9 +109,62 @@ def test_a_file_whose_parameters_contradict_its_network_is_refused(fitted, tmp_p
             load_model(path)
 
 
+def test_a_cut_model_is_saved_as_cut_and_a_file_that_contradicts_it_is_refused(tmp_path):
+    """``noise_feedback=False`` lives in the spec's likelihood (``HeteroscedasticGaussian(feedback=
+    False)``): it survives save/load (the loaded model goes on learning cut, as the original
+    does), and a file whose parameters, or whose likelihood field, says otherwise is refused."""
+    import json
+
+    from probprop.io import ModelFileError
+
+    X, y = _draw(120, 5)
+    cut = PBPRegressor(hidden=(8,), epochs=3, heteroscedastic=True, noise_feedback=False, random_state=0).fit(X, y)
+    shared = PBPRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0).fit(X, y)
+    assert cut.state_.spec.likelihood.feedback is False and shared.state_.spec.likelihood.feedback is True
+    assert not np.allclose(cut.predict(X), shared.predict(X))  # the cut changes the hidden layers' updates
+    path = tmp_path / "cut.npz"
+    save_model(cut, path)
+    loaded = load_model(path)
+    assert loaded.noise_feedback is False and loaded.state_.spec == cut.state_.spec
+    loaded.partial_fit(X, y)
+    cut.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded.predict(X), cut.predict(X))
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    for change, match in ((lambda m: m["params"].__setitem__("noise_feedback", True), "noise_feedback"),
+                          (lambda m: _likelihood_fields(m).__setitem__("feedback", "no"), "feedback must be True or False")):
+        edited = json.loads(json.dumps(meta))
+        change(edited)
+        np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(edited))})
+        with pytest.raises(ModelFileError, match=match):
+            load_model(path)
+
+
+def _likelihood_fields(meta) -> dict:
+    """The saved spec's likelihood fields, wherever the meta holds the spec."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class") == "HeteroscedasticGaussian":
+                found.append(node["fields"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(meta)
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.mark.parametrize("params, match", [
     ({"heteroscedastic": "yes"}, "heteroscedastic must be True or False"),
     ({"heteroscedastic": True, "noise": 0.5}, "needs noise='learn'"),
+    ({"heteroscedastic": True, "noise_feedback": 0}, "noise_feedback must be True or False"),
+    ({"noise_feedback": False}, "needs heteroscedastic=True"),
 ])
 def test_bad_parameters_are_named(params, match):
     X, y = _draw(20, 4)

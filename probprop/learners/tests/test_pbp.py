@@ -52,6 +52,60 @@ def test_hand_written_gradients_match_autodiff_and_finite_differences(hidden):
                 np.testing.assert_allclose(auto[layer][idx], fd, rtol=1e-5, atol=1e-9)
 
 
+def _log_z_cut(state, x, y, cut: bool):
+    """Heteroscedastic log Z with the noise output l computed from stop_gradient'ed hidden
+    activations when ``cut`` (l's row of weights still differentiable): the gradient that
+    ``HeteroscedasticGaussian(feedback=False)`` asks the backward pass for."""
+    spec = state.spec
+    activation = pbp.ACTIVATIONS[spec.activation]
+    mean, var = x, None
+    last = len(state.means) - 1
+    for layer, (piece, M, V) in enumerate(zip(spec.layer_pieces, state.means, state.variances)):
+        if layer == last:
+            stop = jax.lax.stop_gradient if cut else (lambda a: a)
+            _, (m_f, v_f) = piece.forward(M, V, mean, var, spec.bias)
+            _, (m_l, v_l) = piece.forward(M, V, stop(mean), stop(var), spec.bias)
+            return spec.likelihood.log_z(y, jnp.stack([m_f[0], m_l[1]]), jnp.stack([v_f[0], v_l[1]]))
+        _, (mean, var) = piece.forward(M, V, mean, var, spec.bias)
+        mean, var, _ = activation(mean, var)
+
+
+@pytest.mark.parametrize("hidden", [(7,), (5, 4)])
+def test_a_cut_noise_output_takes_the_gradient_with_its_feedback_stopped(hidden):
+    """``HeteroscedasticGaussian(feedback=False)``: every weight's hand-written gradient equals
+    autodiff of log Z with the noise output's inputs stop_gradient'ed; the output layer's equal
+    the exact (feedback) gradient, the hidden layers' differ from it."""
+    from probprop.likelihoods import HeteroscedasticGaussian
+
+    x, y = jnp.asarray([0.3, -1.2, 0.8, 2.0]), jnp.asarray(1.7)
+    grads = {}
+    for feedback in (True, False):
+        state = make_state(hidden, likelihood=HeteroscedasticGaussian(feedback=feedback))
+        _, _, grads_m, grads_v = pbp.output_moments_and_grads(state, x, y)
+        f = lambda means, variances: _log_z_cut(state.replace(means=means, variances=variances), x, y, not feedback)  # noqa: B023
+        auto_m, auto_v = jax.grad(f, argnums=(0, 1))(state.means, state.variances)
+        for hm, am, hv, av in zip(grads_m, auto_m, grads_v, auto_v, strict=True):
+            np.testing.assert_allclose(hm, am, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(hv, av, rtol=1e-9, atol=1e-12)
+        grads[feedback] = (grads_m, grads_v)
+    for which in (0, 1):
+        np.testing.assert_allclose(grads[False][which][-1], grads[True][which][-1], rtol=1e-12)
+        for layer in range(len(hidden)):
+            assert not np.allclose(grads[False][which][layer], grads[True][which][layer], rtol=1e-3)
+
+
+def test_without_hidden_layers_a_cut_changes_nothing():
+    from probprop.likelihoods import HeteroscedasticGaussian
+
+    x, y = jnp.asarray([0.3, -1.2, 0.8, 2.0]), jnp.asarray(1.7)
+    states = [make_state((), likelihood=HeteroscedasticGaussian(feedback=f)) for f in (True, False)]
+    a, b = (pbp.adf_update(s, x, y) for s in states)
+    np.testing.assert_array_equal(a.means[0], b.means[0])
+    np.testing.assert_array_equal(a.variances[0], b.variances[0])
+    with pytest.raises(ValueError, match="feedback must be True or False"):
+        HeteroscedasticGaussian(feedback="no")
+
+
 def exact_linear_posterior(m0, v0, A, y, noise_var):
     """Exact Gaussian posterior of w for y = A w + noise, prior N(m0, diag v0)."""
     precision = np.diag(1.0 / v0) + A.T @ A / noise_var
