@@ -42,6 +42,8 @@ bench-all: bench
 	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
 	$(UCI) --datasets all --methods pbp,pbp-het,pbp-sep,pbp-sep-het --out docs/benchmarks/pbp-het
 	$(UCI) --datasets energy,yacht --methods pbp2-sep-het-val,pbp-sep-het,ngboost --out docs/benchmarks/pbp-het-val
+	$(UCI) --datasets all --methods pbp,pbp-sep-het,pbp-sep-het-cut --out docs/benchmarks/pbp-het-cut
+	$(UCI) --datasets energy,yacht --methods pbp2-sep-het-val,pbp2-sep-het-cut-val,ngboost --out docs/benchmarks/pbp-het-cut-val
 	$(UCI) --datasets protein,kin8nm,naval --methods pbp-sep,pbp-sep-k2,pbp-sep-k4,pbp-sep-k8 --out docs/benchmarks/pbp-sharded
 	$(BIN)/probprop bench sharded --out docs/benchmarks/sharded
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select

@@ -394,6 +394,9 @@ MODEL_OPTIONS = (
     ModelOption(("--heteroscedastic/--homoscedastic",), "heteroscedastic", ("pbp", "tagi", "dvi", "map"),
                 "Learn an input-dependent noise variance (a second output unit), or one noise level. "
                 "[default: heteroscedastic for dvi, homoscedastic for pbp, tagi and map]"),
+    ModelOption(("--noise-feedback/--cut-noise-feedback",), "noise_feedback", ("pbp",),
+                "With --heteroscedastic: the noise output's gradient also trains the hidden layers, or it is cut "
+                "(they learn from the mean output only). [default: noise-feedback]"),
     ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
                 "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
     ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "ensemble"),

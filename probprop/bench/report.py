@@ -30,6 +30,7 @@ import numpy as np
 
 from probprop.bench.figures import PLOTS, plot_comparison
 from probprop.bench.machine import machine_info
+from probprop.bench.methods import EPOCHS_ON_VALIDATION
 from probprop.bench.published import PAPER_RUNTIME_SECONDS, PUBLISHED, pairing, spread_note, with_se
 from probprop.bench.reference import RMSE_RATIO_LIMIT, batched_against_single, paired_against_reference
 from probprop.bench.stats import (
@@ -379,12 +380,10 @@ COVERAGE_BAND = (0.85, 0.95)
 
 
 def _chosen_epochs_section(frame) -> list[str]:
-    """How often each number of epochs was chosen, per dataset, for the methods that choose it on
-    validation rows (their results rows fill the ``epochs`` column)."""
-    if "epochs" not in frame:
-        return []
-    present = [m for m in frame["method"].unique() if frame.loc[frame["method"] == m, "epochs"].notna().any()]
-    if not present:
+    """How often each number of epochs was chosen, per dataset, for the methods of
+    :data:`~probprop.bench.methods.EPOCHS_ON_VALIDATION` present."""
+    present = [m for m in EPOCHS_ON_VALIDATION if m in set(frame["method"])]
+    if not present or "epochs" not in frame:
         return []
     lines = ["## Epochs chosen on validation rows", "",
              "Per dataset, how many splits chose each number of epochs (`count x epochs`).", ""]
@@ -430,6 +429,46 @@ def _heteroscedastic_section(frame) -> list[str]:
                    f"{in_band} of {n}."), ""]
         lines += _table(["dataset", "test LL difference", "combined SEs", "verdict", "90 % coverage", "in band"],
                         rows) + [""]
+    return lines
+
+
+#: Heteroscedastic PBP with the noise output's feedback cut, against the same model with it.
+CUT_PAIRS = (("pbp-sep-het-cut", "pbp-sep-het"), ("pbp2-sep-het-cut-val", "pbp2-sep-het-val"))
+
+
+def _cut_section(frame) -> list[str]:
+    """Each pair of :data:`CUT_PAIRS` present, split by split (same split, same seed): the paired
+    difference (cut - feedback) of test LL and RMSE, mean +- SE over splits, per dataset."""
+    present = set(frame["method"])
+    pairs = [(c, f) for c, f in CUT_PAIRS if c in present and f in present]
+    if not pairs:
+        return []
+    lines = ["## Heteroscedastic PBP: the noise output's feedback cut, against kept", "",
+             ("Paired by split (same split, same seed): the difference cut − feedback, mean ± SE over "
+              "splits; \"better\" means by more than two SEs of the paired difference."), ""]
+    for cut, kept in pairs:
+        rows, wins, clear, n = [], 0, 0, 0
+        for dataset in in_order(frame["dataset"]):
+            a = frame[(frame["method"] == cut) & (frame["dataset"] == dataset)].set_index("split")
+            b = frame[(frame["method"] == kept) & (frame["dataset"] == dataset)].set_index("split")
+            splits = a.index.intersection(b.index)
+            if not len(splits):
+                continue
+            n += 1
+            cells = [short_name(dataset), str(len(splits))]
+            for metric, sign in (("log_likelihood", 1.0), ("rmse", -1.0)):
+                d = (a.loc[splits, metric] - b.loc[splits, metric]).to_numpy(np.float64)
+                mean = float(d.mean())
+                se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+                z = sign * mean / se if se > 0 else float("nan")
+                cells += [f"{mean:+.3f} ± {se:.3f}", "better" if z > 2 else ("worse" if z < -2 else "within")]
+                if metric == "log_likelihood":
+                    wins += mean > 0
+                    clear += bool(z > 2)
+            rows.append(cells)
+        lines += [f"### {label(cut)} against {label(kept)}", "",
+                  f"Higher mean test LL on {wins} of {n} datasets, by more than two SEs on {clear}.", ""]
+        lines += _table(["dataset", "splits", "test LL difference", "verdict", "RMSE difference", "verdict"], rows) + [""]
     return lines
 
 
@@ -491,6 +530,7 @@ def write_report(frame, out, meta: dict) -> Path:
         lines += _reference_section(frame)
         lines += _sharded_section(frame)
         lines += _heteroscedastic_section(frame)
+        lines += _cut_section(frame)
         lines += _chosen_epochs_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]

@@ -16,6 +16,10 @@ compiled program serves each likelihood. The learners ask it for:
   ``adf_output``) serves TAGI too.
 * DVI (expected log-likelihood): ``expected_log_likelihood(y, mean, var, log_noise)`` per row.
 * Heteroscedastic heads: ``noise_from_outputs(out_mean, out_var)``, the noise variance per row.
+* PBP's hand-written backward pass also reads ``feedback_mask``: None (the default) carries every
+  output's cotangents into the hidden layers; a 0/1 per output cuts the zeros' out of them
+  (``HeteroscedasticGaussian(feedback=False)``). TAGI and DVI build their own likelihoods and do
+  not read it.
 
 ``n_outputs`` is the number of network outputs the likelihood reads.
 """

@@ -112,9 +112,7 @@ class HeteroscedasticGaussian(Likelihood):
     shared hidden layers learn from both outputs. False cuts the feedback from the noise output
     into them (a "cut" model, Plummer 2015, as in modular Bayesian inference): the hidden layers
     and f's row learn from f's cotangents only, l's row learns the noise on the features the mean
-    learned. Measured on energy (docs/benchmarks/pbp-het-cut): with feedback, 2-hidden-layer SEP
-    got stuck at a training RMSE of ~2.5 on most seeds (the noise output explained the
-    residuals the mean had not fitted yet, which slowed the mean's updates there); cut, ~0.4."""
+    learned. When each helps: ``PBPRegressor``'s ``noise_feedback``."""
 
     n_outputs = 2
     feedback: bool = True

@@ -438,3 +438,11 @@ def test_heteroscedastic_pbp_from_the_command_line(runner, data):
     result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "pbp", *COMMON,
                                   "--heteroscedastic", "--noise", "0.5", "-o", str(data["folder"] / "bad.probprop")])
     _one_line_error(result, "noise='learn'")
+    cut = data["folder"] / "pbp-het-cut.probprop"
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "pbp", *COMMON,
+                                  "--heteroscedastic", "--cut-noise-feedback", "-o", str(cut)])
+    assert result.exit_code == 0, result.output
+    assert load_model(cut).state_.spec.likelihood.feedback is False
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "pbp", *COMMON,
+                                  "--cut-noise-feedback", "-o", str(data["folder"] / "bad.probprop")])
+    _one_line_error(result, "needs heteroscedastic=True")

@@ -198,6 +198,31 @@ def test_load_checks_state_shapes(data, tmp_path):
         TAGIRegressor.load(path)
 
 
+def test_an_ensemble_file_whose_member_network_its_parameters_would_not_make_is_refused(data, tmp_path):
+    """PBPEnsembleRegressor has no heteroscedastic or inference parameter: a file whose member
+    spec says otherwise is refused, not half read."""
+    import json
+
+    from probprop.io import ModelFileError
+
+    X, y, _, _ = data
+    path = tmp_path / "ensemble.probprop"
+    clone(FAST[0]).fit(X, y).save(path)  # a PBPEnsembleRegressor
+    assert type(PBPEnsembleRegressor.load(path)) is PBPEnsembleRegressor
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    for field, value, match in (("likelihood", {"class": "HeteroscedasticGaussian", "fields": {"feedback": False}},
+                                 r"expected float64\[2, 2, 9\]"),  # two outputs: the stored arrays do not fit
+                                ("learn_prior", False, "member learn_prior False against True"),
+                                ("prior_shape", 3.0, "member prior_shape 3.0 against 6.0")):
+        meta = json.loads(str(arrays["__meta__"]))
+        meta["spec"]["fields"]["member"]["fields"][field] = value
+        with open(path, "wb") as handle:
+            np.savez(handle, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+        with pytest.raises(ModelFileError, match=match):
+            PBPEnsembleRegressor.load(path)
+
+
 def test_load_model_returns_the_estimator_the_file_holds(data, tmp_path):
     from probprop.io import load_model
 

@@ -9,7 +9,7 @@ from probprop.bench import active
 
 def test_bench_active_runs_and_reports(tmp_path):
     out = active.run(out=tmp_path, datasets=["yacht"], splits=2, batches=[10], rules=["random", "greedy"], budget=20,
-                     workers=2, command="probprop bench active (test)", log=lambda text: None)
+                     workers=1, command="probprop bench active (test)", log=lambda text: None)
     frame = pd.read_csv(out / "results.csv")
     # 2 splits x 2 rules x (start + 2 batches)
     assert len(frame) == 12 and set(frame["labels"]) == {20, 30, 40}

@@ -11,7 +11,7 @@ from probprop.bench import streams
 def test_bench_streams_runs_and_reports(tmp_path):
     pytest.importorskip("river")
     out = streams.run(out=tmp_path, streams=["friedman-abrupt", "friedman-static", "moons-rotating"],
-                      methods=["pbp-forget", "pbp", "river-linear"], seeds=1, n_rows=300, workers=2,
+                      methods=["pbp-forget", "pbp", "river-linear"], seeds=1, n_rows=300, workers=1,
                       command="probprop bench streams (test)", log=lambda text: None)
     frame = pd.read_csv(out / "results.csv")
     assert len(frame) == 9 and set(frame["method"]) == {"pbp-forget", "pbp", "river-linear"}

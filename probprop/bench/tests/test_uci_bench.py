@@ -329,4 +329,22 @@ def test_an_adapters_own_columns_reach_the_results_row_and_the_report(monkeypatc
     lines = report._chosen_epochs_section(frame)
     assert any("yacht: 1 x 200, 2 x 400" in line for line in lines)
     assert any("energy: 1 x 40" in line for line in lines)
-    assert report._chosen_epochs_section(frame.assign(method="pbp")) == []
+    assert report._chosen_epochs_section(frame.assign(method="pbp")) == []  # pbp's epochs are the protocol's
+    lines = report._chosen_epochs_section(frame.assign(method="pbp2-sep-het-cut-val"))
+    assert any("(`pbp2-sep-het-cut-val`), yacht: 1 x 200, 2 x 400" in line for line in lines)
+
+
+def test_the_cut_section_pairs_splits():
+    """cut - feedback per split: LL differences +0.2, +0.4, +0.6 (mean 0.4, SE 0.115: better),
+    RMSE differences 0.1, -0.1, 0 (within); a split run by one method only is left out."""
+    rows = []
+    for split, (ll_cut, ll_fb, r_cut, r_fb) in enumerate([(-1.0, -1.2, 1.1, 1.0), (-0.6, -1.0, 0.9, 1.0),
+                                                          (-0.4, -1.0, 1.0, 1.0), (9.0, None, 0.0, None)]):
+        rows.append({"method": "pbp-sep-het-cut", "dataset": "yacht", "split": split, "log_likelihood": ll_cut, "rmse": r_cut})
+        if ll_fb is not None:
+            rows.append({"method": "pbp-sep-het", "dataset": "yacht", "split": split, "log_likelihood": ll_fb, "rmse": r_fb})
+    lines = report._cut_section(pd.DataFrame(rows))
+    assert "Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1." in lines
+    (row,) = [line for line in lines if line.startswith("| Yacht")]
+    assert row == "| Yacht | 3 | +0.400 ± 0.115 | better | +0.000 ± 0.058 | within |"
+    assert report._cut_section(pd.DataFrame(rows).query("method == 'pbp-sep-het'")) == []
