@@ -5,7 +5,7 @@
 seeds; a method in several runs is taken from the first that has it) and prints a markdown
 table: per dataset, the probprop method with the highest mean test log-likelihood over splits,
 its RMSE, and the best external peer (NGBoost, pytagi, BayesianRidge) beside it, with the
-difference in combined standard errors. The README's "which method" table is this output.
+difference in standard errors of the split-by-split difference. The README's "which method" table is this output.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from probprop.bench.stats import EXTERNAL_METHODS, in_order, label, short_name, summarise
+from probprop.bench.report import fmt
+from probprop.bench.stats import EXTERNAL_METHODS, in_order, label, short_name
 
 #: The runs read by default (folders of docs/benchmarks), in order of precedence.
-DEFAULT_RUNS = ("family", "family-variants", "pbp-het", "pbp-het-cut", "pbp-het-val", "pbp-het-cut-val",
-                "tagi-het", "pytagi")
+DEFAULT_RUNS = ("family", "family-variants", "ensemble-select", "pbp-het", "pbp-het-cut", "pbp-het-val",
+                "pbp-het-cut-val", "tagi-het", "pytagi")
 
 
 def merged(run_dirs) -> pd.DataFrame:
@@ -38,33 +40,60 @@ def merged(run_dirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _number(x: float) -> str:
-    return f"{x:.3f}" if abs(x) >= 0.05 or x == 0 else f"{x:.2g}"
+def _by_split(frame: pd.DataFrame, dataset: str, method: str, metric: str) -> pd.Series:
+    rows = frame[(frame["dataset"] == dataset) & (frame["method"] == method)]
+    return rows.set_index("split")[metric].astype(float).sort_index()
+
+
+def _mean_se(values: pd.Series) -> tuple[float, float]:
+    n = len(values)
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def _distance(ours: pd.Series, peer: pd.Series) -> tuple[float, str]:
+    """(ours - peer) in SEs: of the split-by-split difference when both ran the same splits
+    (the runs share splits and seeds), else of the two means (marked "unpaired")."""
+    if ours.index.equals(peer.index) and len(ours) > 1:
+        _, se = _mean_se(ours - peer)
+        note = ""
+    else:
+        se = math.hypot(_mean_se(ours)[1], _mean_se(peer)[1])
+        note = ", unpaired"
+    diff = float(ours.mean() - peer.mean())
+    return (diff / se if se > 0 else math.nan), note
 
 
 def table(frame: pd.DataFrame) -> list[str]:
-    """The markdown table (see the module docstring)."""
-    ll, rmse = summarise(frame, "log_likelihood"), summarise(frame, "rmse")
+    """The markdown table (see the module docstring). A method with a non-finite test LL or RMSE
+    on any split is not ranked (its mean would leave the diverged split out)."""
     runs = {(d, m): r for d, m, r in zip(frame["dataset"], frame["method"], frame["run"])}
     size = frame.groupby("dataset")[["n_train", "n_test"]].first()
     header = ("| dataset (rows) | pick: best probprop method by test LL | test LL | RMSE | best external peer "
-              "| peer test LL | pick − peer (combined SEs) |")
+              "| peer test LL | pick − peer (SEs of the paired difference) |")
     lines = [header, "|---|---|---:|---:|---|---:|---:|"]
-    for dataset in in_order(d for d, _ in ll):
-        ours = [(v, m) for (d, m), v in ll.items() if d == dataset and m not in EXTERNAL_METHODS]
-        peers = [(v, m) for (d, m), v in ll.items() if d == dataset and m in EXTERNAL_METHODS]
-        if not ours:
-            continue
-        (mean, se, _), method = max(ours, key=lambda c: c[0][0])
-        r_mean, r_se, _ = rmse[(dataset, method)]
+    for dataset in in_order(frame["dataset"]):
+        scores = {}
+        for method in dict.fromkeys(frame.loc[frame["dataset"] == dataset, "method"]):
+            ll, rmse = (_by_split(frame, dataset, method, m) for m in ("log_likelihood", "rmse"))
+            if len(ll) and np.isfinite(ll).all() and np.isfinite(rmse).all():
+                scores[method] = (ll, rmse)
+        ours = [m for m in scores if m not in EXTERNAL_METHODS]
+        peers = [m for m in scores if m in EXTERNAL_METHODS]
         rows = int(size.loc[dataset, "n_train"] + size.loc[dataset, "n_test"])
+        if not ours:
+            lines.append(f"| {short_name(dataset)} ({rows}) | no probprop method ran it with finite scores | – | – | – | – | – |")
+            continue
+        method = max(ours, key=lambda m: scores[m][0].mean())
+        (mean, se), (r_mean, r_se) = (_mean_se(v) for v in scores[method])
         cells = [f"{short_name(dataset)} ({rows})", f"{label(method)} (`{method}`, {runs[(dataset, method)]})",
-                 f"{_number(mean)} ± {_number(se)}", f"{_number(r_mean)} ± {_number(r_se)}"]
+                 fmt(mean, se), fmt(r_mean, r_se)]
         if peers:
-            (p_mean, p_se, _), peer = max(peers, key=lambda c: c[0][0])
-            z = (mean - p_mean) / math.hypot(se, p_se)
-            verdict = "higher" if mean > p_mean else "lower"
-            cells += [label(peer), f"{_number(p_mean)} ± {_number(p_se)}", f"{verdict} ({z:+.1f})"]
+            peer = max(peers, key=lambda m: scores[m][0].mean())
+            p_mean, p_se = _mean_se(scores[peer][0])
+            z, note = _distance(scores[method][0], scores[peer][0])
+            verdict = "n/a" if not np.isfinite(z) else "better" if z > 2 else "worse" if z < -2 else "within"
+            sign = "higher" if mean > p_mean else "lower"
+            cells += [label(peer), fmt(p_mean, p_se), f"{sign}: {verdict} ({z:+.1f}{note})"]
         else:
             cells += ["–", "–", "–"]
         lines.append("| " + " | ".join(cells) + " |")

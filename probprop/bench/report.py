@@ -447,7 +447,7 @@ def _cut_section(frame) -> list[str]:
              ("Paired by split (same split, same seed): the difference cut − feedback, mean ± SE over "
               "splits; \"better\" means by more than two SEs of the paired difference."), ""]
     for cut, kept in pairs:
-        rows, wins, clear, n = [], 0, 0, 0
+        rows, wins, clear, lost, n = [], 0, 0, 0, 0
         for dataset in in_order(frame["dataset"]):
             a = frame[(frame["method"] == cut) & (frame["dataset"] == dataset)].set_index("split")
             b = frame[(frame["method"] == kept) & (frame["dataset"] == dataset)].set_index("split")
@@ -461,13 +461,16 @@ def _cut_section(frame) -> list[str]:
                 mean = float(d.mean())
                 se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
                 z = sign * mean / se if se > 0 else float("nan")
-                cells += [f"{mean:+.3f} ± {se:.3f}", "better" if z > 2 else ("worse" if z < -2 else "within")]
+                verdict = "n/a" if not np.isfinite(z) else "better" if z > 2 else "worse" if z < -2 else "within"
+                cells += [("+" if mean >= 0 else "") + fmt(mean, se), verdict]
                 if metric == "log_likelihood":
                     wins += mean > 0
-                    clear += bool(z > 2)
+                    clear += verdict == "better"
+                    lost += verdict == "worse"
             rows.append(cells)
         lines += [f"### {label(cut)} against {label(kept)}", "",
-                  f"Higher mean test LL on {wins} of {n} datasets, by more than two SEs on {clear}.", ""]
+                  (f"Higher mean test LL on {wins} of {n} datasets, by more than two SEs on {clear}; lower by more "
+                   f"than two SEs on {lost}."), ""]
         lines += _table(["dataset", "splits", "test LL difference", "verdict", "RMSE difference", "verdict"], rows) + [""]
     return lines
 

@@ -198,7 +198,9 @@ def test_the_estimator_fits_by_sharded_sep_in_process_and_on_ray(cluster):
     Xs, ys = begun._begin(*begun._validate_X_y(X, y, reset=True, min_samples=2))
     expected, _ = pbp_sharded.fit(begun.state_, Xs, ys, n_shards=2, epochs=2)
     _close(local.state_.means, expected.means, rtol=1e-12)
-    _close(model.state_.means, local.state_.means)  # Ray: the same to rounding
+    _close((model.state_.means, model.state_.variances, model.state_.tied),
+           (local.state_.means, local.state_.variances, local.state_.tied))  # Ray: the same to rounding
+    np.testing.assert_array_equal(np.asarray(model.state_.key), np.asarray(local.state_.key))
     np.testing.assert_allclose(model.predict(X), local.predict(X), rtol=1e-9)
     assert len(model.rejected_per_epoch_) == 2 and model.n_rejected_ == sum(model.rejected_per_epoch_)
 

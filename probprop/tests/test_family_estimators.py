@@ -223,6 +223,27 @@ def test_an_ensemble_file_whose_member_network_its_parameters_would_not_make_is_
             PBPEnsembleRegressor.load(path)
 
 
+def test_a_pbp_file_whose_parameters_say_another_inference_is_refused(data, tmp_path):
+    """The spec of a SEP network with parameters that say ADF: the replay and forgetting guards read
+    the parameter, so the file is refused, not half read."""
+    import json
+
+    from probprop import PBPRegressor
+    from probprop.io import ModelFileError
+
+    X, y, _, _ = data
+    path = tmp_path / "sep.probprop"
+    PBPRegressor(hidden=(4,), epochs=1, inference="sep", random_state=0).fit(X, y).save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["params"]["inference"] = "adf"
+    with open(path, "wb") as handle:
+        np.savez(handle, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+    with pytest.raises(ModelFileError, match="inference 'sep' against 'adf'"):
+        PBPRegressor.load(path)
+
+
 def test_load_model_returns_the_estimator_the_file_holds(data, tmp_path):
     from probprop.io import load_model
 

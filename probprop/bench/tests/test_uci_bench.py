@@ -344,7 +344,9 @@ def test_the_cut_section_pairs_splits():
         if ll_fb is not None:
             rows.append({"method": "pbp-sep-het", "dataset": "yacht", "split": split, "log_likelihood": ll_fb, "rmse": r_fb})
     lines = report._cut_section(pd.DataFrame(rows))
-    assert "Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1." in lines
+    assert "Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1; lower by more than two SEs on 0." in lines
     (row,) = [line for line in lines if line.startswith("| Yacht")]
-    assert row == "| Yacht | 3 | +0.400 ± 0.115 | better | +0.000 ± 0.058 | within |"
+    assert row == "| Yacht | 3 | +0.40 ± 0.12 | better | +0.000 ± 0.058 | within |"
+    one = report._cut_section(pd.DataFrame(rows).query("split == 0"))  # one split: no SE, no verdict
+    assert [line for line in one if line.startswith("| Yacht")] == ["| Yacht | 1 | +0.2000 | n/a | +0.1000 | n/a |"]
     assert report._cut_section(pd.DataFrame(rows).query("method == 'pbp-sep-het'")) == []
