@@ -115,8 +115,8 @@ def test_sharded_sep_on_ray_equals_the_in_process_emulation_and_a_killed_actor_i
     """One set of three actors (each starts a process that imports JAX and compiles) checks both:
     the actors' epochs (the first with warm-up rounds, uneven shards of 34, 34 and 33 rows) equal
     the sequential in-process emulation, and an actor killed in the second epoch is restored from
-    the last round's sites without changing a number. (One shard in process equals serial SEP:
-    ``test_the_estimator_fits_by_sharded_sep_in_process_and_on_ray``.)"""
+    the last round's sites without changing a number. (One shard equals serial SEP bit for bit:
+    probprop/learners/tests/test_pbp_sharded.py.)"""
     X, y, start = _network_problem(n=101)
     expected, expected_sites = pbp_sharded.fit(start, X, y, n_shards=3, epochs=2, syncs=5, sequential=True)
 
@@ -189,9 +189,7 @@ def test_the_estimator_fits_by_sharded_sep_in_process_and_on_ray(cluster):
     X, y, _ = _network_problem(n=80)
     y = 3.0 * y + 10.0  # the estimator standardises: its state is in standardised units
     params = {"hidden": 8, "epochs": 2, "inference": "sep", "random_state": 0}
-    serial = PBPRegressor(**params).fit(X, y)
-    one = PBPRegressor(**params, shards=1).fit(X, y)  # one shard is serial SEP
-    _close(serial.state_.means, one.state_.means, rtol=1e-12)
+    # (one shard is serial SEP bit for bit: probprop/learners/tests/test_pbp_sharded.py)
     local = PBPRegressor(**params, shards=2).fit(X, y)
     model = PBPRegressor(**params, shards=2, backend="ray").fit(X, y)
     begun = PBPRegressor(**params, shards=2)  # the estimator's start: its standardisation and initial state

@@ -52,6 +52,7 @@ def test_constructor_stores_arguments_unchanged():
         "epochs": 40,
         "noise": "learn",
         "heteroscedastic": False,
+        "noise_feedback": True,
         "constant_tol": 1e-9,
         "activation": "relu",
         "dtype": "float64",
