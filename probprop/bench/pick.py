@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from probprop.bench.report import fmt
-from probprop.bench.stats import EXTERNAL_METHODS, in_order, label, short_name
+from probprop.bench.stats import EXTERNAL_METHODS, in_order, label, mean_se, paired_difference, short_name, verdict
 
 #: The runs read by default (folders of docs/benchmarks), in order of precedence.
 DEFAULT_RUNS = ("family", "family-variants", "ensemble-select", "pbp-het", "pbp-het-cut", "pbp-het-val",
@@ -40,27 +40,11 @@ def merged(run_dirs) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _by_split(frame: pd.DataFrame, dataset: str, method: str, metric: str) -> pd.Series:
-    rows = frame[(frame["dataset"] == dataset) & (frame["method"] == method)]
-    return rows.set_index("split")[metric].astype(float).sort_index()
-
-
-def _mean_se(values: pd.Series) -> tuple[float, float]:
-    n = len(values)
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-
-
 def _distance(ours: pd.Series, peer: pd.Series) -> tuple[float, str]:
     """(ours - peer) in SEs: of the split-by-split difference when both ran the same splits
     (the runs share splits and seeds), else of the two means (marked "unpaired")."""
-    if ours.index.equals(peer.index) and len(ours) > 1:
-        _, se = _mean_se(ours - peer)
-        note = ""
-    else:
-        se = math.hypot(_mean_se(ours)[1], _mean_se(peer)[1])
-        note = ", unpaired"
-    diff = float(ours.mean() - peer.mean())
-    return (diff / se if se > 0 else math.nan), note
+    diff, se, note = paired_difference(ours, peer)
+    return (diff / se if se > 0 else math.nan), (f", {note}" if note else "")
 
 
 def table(frame: pd.DataFrame) -> list[str]:
@@ -71,11 +55,13 @@ def table(frame: pd.DataFrame) -> list[str]:
     header = ("| dataset (rows) | pick: best probprop method by test LL | test LL | RMSE | best external peer "
               "| peer test LL | pick − peer (SEs of the paired difference) |")
     lines = [header, "|---|---|---:|---:|---|---:|---:|"]
+    groups = {key: rows.set_index("split").sort_index()
+              for key, rows in frame.groupby(["dataset", "method"], sort=False)}
     for dataset in in_order(frame["dataset"]):
         scores = {}
-        for method in dict.fromkeys(frame.loc[frame["dataset"] == dataset, "method"]):
-            ll, rmse = (_by_split(frame, dataset, method, m) for m in ("log_likelihood", "rmse"))
-            if len(ll) and np.isfinite(ll).all() and np.isfinite(rmse).all():
+        for (d, method), rows in groups.items():
+            ll, rmse = (rows[m].astype(float) for m in ("log_likelihood", "rmse"))
+            if d == dataset and len(ll) and np.isfinite(ll).all() and np.isfinite(rmse).all():
                 scores[method] = (ll, rmse)
         ours = [m for m in scores if m not in EXTERNAL_METHODS]
         peers = [m for m in scores if m in EXTERNAL_METHODS]
@@ -84,16 +70,15 @@ def table(frame: pd.DataFrame) -> list[str]:
             lines.append(f"| {short_name(dataset)} ({rows}) | no probprop method ran it with finite scores | – | – | – | – | – |")
             continue
         method = max(ours, key=lambda m: scores[m][0].mean())
-        (mean, se), (r_mean, r_se) = (_mean_se(v) for v in scores[method])
+        (mean, se), (r_mean, r_se) = (mean_se(v) for v in scores[method])
         cells = [f"{short_name(dataset)} ({rows})", f"{label(method)} (`{method}`, {runs[(dataset, method)]})",
                  fmt(mean, se), fmt(r_mean, r_se)]
         if peers:
             peer = max(peers, key=lambda m: scores[m][0].mean())
-            p_mean, p_se = _mean_se(scores[peer][0])
+            p_mean, p_se = mean_se(scores[peer][0])
             z, note = _distance(scores[method][0], scores[peer][0])
-            verdict = "n/a" if not np.isfinite(z) else "better" if z > 2 else "worse" if z < -2 else "within"
             sign = "higher" if mean > p_mean else "lower"
-            cells += [label(peer), fmt(p_mean, p_se), f"{sign}: {verdict} ({z:+.1f}{note})"]
+            cells += [label(peer), fmt(p_mean, p_se), f"{sign}: {verdict(z)} ({z:+.1f}{note})"]
         else:
             cells += ["–", "–", "–"]
         lines.append("| " + " | ".join(cells) + " |")

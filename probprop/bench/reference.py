@@ -17,10 +17,11 @@ Both feed sections of the UCI report (:mod:`probprop.bench.report`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
+
+from probprop.bench.stats import mean_se
 
 __all__ = ["REFERENCE_CSV", "batched_against_single", "load_reference", "paired_against_reference"]
 
@@ -78,8 +79,7 @@ def paired_against_reference(frame) -> list[dict]:
             continue
         diff = both["log_likelihood"].to_numpy() - both["test_ll"].to_numpy()
         n = len(diff)
-        se = float(np.std(diff, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-        mean = float(np.mean(diff))
+        mean, se = mean_se(diff)
         verdict = "within" if not np.isfinite(se) or abs(mean) <= 2 * se else ("better" if mean > 0 else "worse")
         ratio = both["rmse"].to_numpy() / both["rmse_ref"].to_numpy()
         worst = int(np.argmax(ratio))

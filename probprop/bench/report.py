@@ -42,14 +42,17 @@ from probprop.bench.stats import (
     datasets_of,
     in_order,
     label,
+    mean_se,
     methods_of,
     pair_verdicts,
+    paired_difference,
     pairs_for_run,
     probprop_methods,
     published_for_run,
     short_name,
     summarise,
 )
+from probprop.bench.stats import verdict as stats_verdict
 
 __all__ = ["fmt", "write_report"]
 
@@ -66,6 +69,10 @@ def _decimals(se: float, mean: float) -> int:
 
 
 def fmt(mean: float, se: float) -> str:
+    """``mean ± se`` with the SE to two significant digits; in scientific notation when the mean or
+    the SE reaches a million (a diverged split's CRPS or width would otherwise print 70 digits)."""
+    if max(abs(mean), abs(se) if np.isfinite(se) else 0.0) >= 1e6 and np.isfinite(mean):
+        return f"{mean:.2e}" if not np.isfinite(se) else f"{mean:.2e} ± {se:.2e}"
     d = _decimals(se, mean)
     if not np.isfinite(se):
         return f"{mean:.{d}f}"
@@ -416,14 +423,14 @@ def _heteroscedastic_section(frame) -> list[str]:
             if not len(a) or not len(b):
                 continue
             n += 1
-            diff = a["log_likelihood"].mean() - b["log_likelihood"].mean()
-            se = np.sqrt(a["log_likelihood"].var(ddof=1) / len(a) + b["log_likelihood"].var(ddof=1) / len(b))
-            z = diff / se if se > 0 else float("nan")
+            (ma, sa), (mb, sb) = mean_se(a["log_likelihood"]), mean_se(b["log_likelihood"])
+            diff, se = ma - mb, math.hypot(sa, sb)
+            z = diff / se if se > 0 else math.nan
             coverage = a["coverage_90"].mean()
-            better += bool(z > 2)
+            better += stats_verdict(z) == "better"
             in_band += bool(lo <= coverage <= hi)
-            rows.append([short_name(dataset), f"{diff:+.3f}", f"{z:+.1f}", "better" if z > 2 else (
-                "worse" if z < -2 else "within"), f"{coverage:.3f}", "yes" if lo <= coverage <= hi else "**no**"])
+            rows.append([short_name(dataset), f"{diff:+.3f}", f"{z:+.1f}", stats_verdict(z), f"{coverage:.3f}",
+                         "yes" if lo <= coverage <= hi else "**no**"])
         lines += [f"### {label(het)} against {label(base)}", "",
                   (f"Better by more than two combined SEs on {better} of {n} datasets; 90 % coverage in band on "
                    f"{in_band} of {n}."), ""]
@@ -451,17 +458,14 @@ def _cut_section(frame) -> list[str]:
         for dataset in in_order(frame["dataset"]):
             a = frame[(frame["method"] == cut) & (frame["dataset"] == dataset)].set_index("split")
             b = frame[(frame["method"] == kept) & (frame["dataset"] == dataset)].set_index("split")
-            splits = a.index.intersection(b.index)
+            splits = a.index.intersection(b.index).sort_values()
             if not len(splits):
                 continue
             n += 1
             cells = [short_name(dataset), str(len(splits))]
             for metric, sign in (("log_likelihood", 1.0), ("rmse", -1.0)):
-                d = (a.loc[splits, metric] - b.loc[splits, metric]).to_numpy(np.float64)
-                mean = float(d.mean())
-                se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-                z = sign * mean / se if se > 0 else float("nan")
-                verdict = "n/a" if not np.isfinite(z) else "better" if z > 2 else "worse" if z < -2 else "within"
+                mean, se, _ = paired_difference(a.loc[splits, metric], b.loc[splits, metric])
+                verdict = stats_verdict(sign * mean / se if se > 0 else math.nan)
                 cells += [("+" if mean >= 0 else "") + fmt(mean, se), verdict]
                 if metric == "log_likelihood":
                     wins += mean > 0

@@ -32,13 +32,16 @@ __all__ = [
     "datasets_of",
     "in_order",
     "label",
+    "mean_se",
     "methods_of",
     "pair_verdicts",
+    "paired_difference",
     "pairs_for_run",
     "probprop_methods",
     "published_for_run",
     "short_name",
     "summarise",
+    "verdict",
 ]
 
 #: (results column, heading, direction: +1 higher is better, -1 lower is better, 0 neither)
@@ -117,6 +120,31 @@ def pairs_for_run(methods) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------
 
 
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error (SD with ddof=1 over sqrt(n)) of values over splits; SE is NaN for one."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+
+
+def paired_difference(a, b) -> tuple[float, float, str]:
+    """``(mean, se, note)`` of a - b over splits, for two pandas Series indexed by split: the SE of the
+    split-by-split difference when both ran the same splits (runs share splits and seeds), else the
+    combined SE of the two means (``note`` = ``"unpaired"``)."""
+    if a.index.equals(b.index) and len(a) > 1:
+        mean, se = mean_se((a - b).to_numpy(np.float64))
+        return mean, se, ""
+    (ma, sa), (mb, sb) = mean_se(a.to_numpy(np.float64)), mean_se(b.to_numpy(np.float64))
+    return ma - mb, math.hypot(sa, sb), "unpaired"
+
+
+def verdict(z: float) -> str:
+    """"better" / "worse" beyond two SEs (z = gain in SEs, + is better), "within" between, "n/a" without one."""
+    return "n/a" if not np.isfinite(z) else "better" if z > 2 else "worse" if z < -2 else "within"
+
+
 def summarise(frame, metric: str) -> dict:
     """``{(dataset, method): (mean, se, n)}`` over splits; se is NaN for a single split."""
     out = {}
@@ -125,11 +153,8 @@ def summarise(frame, metric: str) -> dict:
     for (dataset, method), group in frame.groupby(["dataset", "method"], sort=False):
         values = group[metric].to_numpy(dtype=np.float64)
         values = values[np.isfinite(values)]
-        n = len(values)
-        if n == 0:
-            continue
-        se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        out[(dataset, method)] = (float(values.mean()), se, n)
+        if len(values):
+            out[(dataset, method)] = (*mean_se(values), len(values))
     return out
 
 

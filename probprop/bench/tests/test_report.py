@@ -283,3 +283,25 @@ def test_heteroscedastic_section_counts_verdicts_and_coverage():
     assert "| Yacht | +1.000 | +6.1 | better | 0.900 | yes |" in text
     assert "| Energy | +0.000 | +0.0 | within | 0.700 | **no** |" in text
     assert report._heteroscedastic_section(pd.DataFrame([r for r in rows if r["method"] == "pbp"])) == []
+
+
+def test_mean_se_and_the_paired_difference_against_hand_computed_values():
+    a = pd.Series([1.0, 2.0, 4.0], index=[0, 1, 2])
+    b = pd.Series([0.5, 1.0, 4.5], index=[0, 1, 2])
+    mean, se = stats.mean_se(a)
+    assert mean == pytest.approx(7 / 3) and se == pytest.approx(math.sqrt(7 / 3 / 3))
+    assert math.isnan(stats.mean_se([3.0])[1])
+    # paired: the SE of the split-by-split difference (0.5, 1.0, -0.5)
+    diff, se, note = stats.paired_difference(a, b)
+    assert (diff, note) == (pytest.approx(1 / 3), "") and se == pytest.approx(math.sqrt(0.583333333 / 3), rel=1e-6)
+    # different splits: the combined SE of the two means, and said so
+    diff, se, note = stats.paired_difference(a, b.set_axis([0, 1, 3]))
+    assert note == "unpaired"
+    assert se == pytest.approx(math.hypot(stats.mean_se(a)[1], stats.mean_se(b)[1]))
+    assert [stats.verdict(z) for z in (2.5, 1.9, -2.1, math.nan)] == ["better", "within", "worse", "n/a"]
+
+
+def test_fmt_prints_a_diverged_mean_in_scientific_notation():
+    assert report.fmt(8.4e73, 8.4e73) == "8.40e+73 ± 8.40e+73"
+    assert report.fmt(1.2345, 0.0123) == "1.234 ± 0.012"
+    assert report.fmt(2.5e6, math.nan) == "2.50e+06"
