@@ -29,7 +29,9 @@ def _equal(a, b, rtol=0.0):
 
 
 @pytest.mark.parametrize("syncs", [1, 4])
-def test_one_shard_is_serial_sep_bit_for_bit(syncs):
+def test_one_shard_is_serial_sep_bit_for_bit(syncs, default_xla):
+    if default_xla.rerun():  # bit for bit at XLA's default optimisation level, 1e-13 at level 0
+        return
     X, y, start = _network_problem()
     serial = start
     for _ in range(3):
