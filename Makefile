@@ -48,6 +48,7 @@ bench-all: bench
 	$(UCI) --datasets protein,kin8nm,naval --methods pbp-sep,pbp-sep-k2,pbp-sep-k4,pbp-sep-k8 --out docs/benchmarks/pbp-sharded
 	$(BIN)/probprop bench sharded --out docs/benchmarks/sharded
 	$(UCI) --datasets all --methods ensemble,ensemble-select --out docs/benchmarks/ensemble-select
+	$(UCI) --datasets energy,yacht,power --methods ensemble2-val,ensemble,ngboost --out docs/benchmarks/ensemble2-val
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,ensemble,mcdropout --calibrate all --out docs/benchmarks/calibration

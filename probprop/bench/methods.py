@@ -221,8 +221,9 @@ def ensemble2_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     hidden layers of ``info.n_hidden`` units and the number of epochs chosen from
     :data:`ENSEMBLE_EPOCH_GRID` on validation data carved from the training split: one fit per
     count on a random four fifths, scored by the mean log predictive density on the other fifth
-    (non-finite scores -inf), then a fit of the best count (the smaller on a tie) on the whole
-    training split. Budget: the grid's epochs on 80 % of the rows plus at most 1,000 on all of
+    (a diverged fit or a non-finite score: -inf), then a fit of the best count (the smaller on a
+    tie) on the whole training split (where that fit diverges, the next best; a FloatingPointError
+    when all do). Budget: the grid's epochs on 80 % of the rows plus at most 1,000 on all of
     them; ``fit_seconds`` counts everything. The results row's ``epochs`` is the count chosen."""
     from probprop.estimators import DeepEnsembleRegressor
 
@@ -231,14 +232,22 @@ def ensemble2_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     params = {"hidden": (int(info.n_hidden),) * 2, "random_state": seed}
     scores = []
     for epochs in ENSEMBLE_EPOCH_GRID:
-        model = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train[fit], y_train[fit])
-        try:
-            value = model.score(X_train[val], y_train[val])
-        except ValueError:  # predictions overflow
+        try:  # a run whose weights blow up (DivergedError) or whose predictions overflow scores -inf
+            value = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train[fit], y_train[fit]).score(
+                X_train[val], y_train[val])
+        except ValueError:
             value = -np.inf
         scores.append(value if np.isfinite(value) else -np.inf)
-    epochs = ENSEMBLE_EPOCH_GRID[int(np.argmax(scores))]  # argmax: the first (fewest epochs) on a tie
-    final = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train, y_train)
+    for index in np.argsort(-np.asarray(scores), kind="stable"):  # best first; fewer epochs on a tie
+        epochs = ENSEMBLE_EPOCH_GRID[index]
+        try:
+            final = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train, y_train)
+            final.predict(X_train)  # refuses overflowing predictions
+        except ValueError:
+            continue
+        break
+    else:
+        raise FloatingPointError(f"every epoch count tried ({list(ENSEMBLE_EPOCH_GRID)}) diverged on the whole training split")
     fit_seconds = time.perf_counter() - start
     mean, std = final.predict(X_test, return_std=True)
     return np.asarray(mean), np.asarray(std), fit_seconds, {"epochs": int(epochs)}

@@ -21,8 +21,8 @@ from probprop.bench.report import fmt
 from probprop.bench.stats import EXTERNAL_METHODS, in_order, label, mean_se, paired_difference, short_name, verdict
 
 #: The runs read by default (folders of docs/benchmarks), in order of precedence.
-DEFAULT_RUNS = ("family", "family-variants", "ensemble-select", "pbp-het", "pbp-het-cut", "pbp-het-val",
-                "pbp-het-cut-val", "tagi-het", "pytagi")
+DEFAULT_RUNS = ("family", "family-variants", "ensemble-select", "ensemble2-val", "pbp-het", "pbp-het-cut",
+                "pbp-het-val", "pbp-het-cut-val", "tagi-het", "pytagi")
 
 
 def merged(run_dirs) -> pd.DataFrame:

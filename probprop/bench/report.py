@@ -423,7 +423,7 @@ def _heteroscedastic_section(frame) -> list[str]:
             if not len(a) or not len(b):
                 continue
             n += 1
-            (ma, sa), (mb, sb) = mean_se(a["log_likelihood"]), mean_se(b["log_likelihood"])
+            (ma, sa), (mb, sb) = mean_se(a["log_likelihood"].dropna()), mean_se(b["log_likelihood"].dropna())
             diff, se = ma - mb, math.hypot(sa, sb)
             z = diff / se if se > 0 else math.nan
             coverage = a["coverage_90"].mean()

@@ -121,7 +121,8 @@ def pairs_for_run(methods) -> list[tuple[str, str]]:
 
 
 def mean_se(values) -> tuple[float, float]:
-    """Mean and standard error (SD with ddof=1 over sqrt(n)) of values over splits; SE is NaN for one."""
+    """Mean and standard error (SD with ddof=1 over sqrt(n)) of values over splits; SE is NaN for one.
+    A NaN or inf among the values propagates (callers that skip diverged splits filter first)."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n == 0:

@@ -277,6 +277,62 @@ def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_
     assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
 
 
+def test_validation_stopped_ensemble_fits_the_epochs_that_score_best_on_the_held_out_fifth(monkeypatch):
+    from probprop.estimators import DeepEnsembleRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    y = 3.0 + X[:, 0] + 0.2 * rng.normal(size=80)
+    X_test = rng.normal(size=(10, 2))
+    monkeypatch.setattr(methods, "ENSEMBLE_EPOCH_GRID", (1, 2, 3))
+    fitted, scored = [], []
+    preferred = {1: -5.0, 2: -1.0, 3: -1.0}  # a tie between 2 and 3 epochs: the fewer win
+    real_fit = DeepEnsembleRegressor.fit
+
+    def fit(self, X, y):
+        fitted.append((self.epochs, self.hidden, len(X)))
+        return real_fit(self, X, y)
+
+    def score(self, X, y, sample_weight=None):
+        scored.append(len(X))
+        return preferred[self.epochs] if self.epochs != 1 else float("nan")  # NaN scores -inf
+
+    monkeypatch.setattr(DeepEnsembleRegressor, "fit", fit)
+    monkeypatch.setattr(DeepEnsembleRegressor, "score", score)
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=80)
+    mean, std, seconds, extra = methods.ensemble2_val(X, y, X_test, info, seed=0)
+    assert extra == {"epochs": 2}
+    assert scored == [16, 16, 16]  # every fit on four fifths scored on the other fifth only
+    assert fitted == [(1, (4, 4), 64), (2, (4, 4), 64), (3, (4, 4), 64), (2, (4, 4), 80)]
+    assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
+
+
+def test_validation_stopped_ensemble_scores_a_diverged_run_minus_inf_and_falls_back(monkeypatch):
+    from probprop.estimators import DeepEnsembleRegressor
+    from probprop.estimators.base import DivergedError
+
+    rng = np.random.default_rng(1)
+    X, y, X_test = rng.normal(size=(40, 2)), rng.normal(size=40), rng.normal(size=(5, 2))
+    monkeypatch.setattr(methods, "ENSEMBLE_EPOCH_GRID", (1, 2, 3))
+    real_fit, fitted = DeepEnsembleRegressor.fit, []
+
+    def fit(self, X, y):
+        fitted.append((self.epochs, len(X)))
+        if self.epochs == 3 or (self.epochs == 2 and len(X) == 40):  # 3 diverges; 2 on every row too
+            raise DivergedError("weights went non-finite")
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(DeepEnsembleRegressor, "fit", fit)
+    monkeypatch.setattr(DeepEnsembleRegressor, "score", lambda self, X, y, sample_weight=None: -float(3 - self.epochs))
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=40)
+    *_, extra = methods.ensemble2_val(X, y, X_test, info, seed=0)
+    assert extra == {"epochs": 1}  # 2 scored best (3 diverged: -inf) but diverged on every row
+    assert fitted == [(1, 32), (2, 32), (3, 32), (2, 40), (1, 40)]
+    monkeypatch.setattr(DeepEnsembleRegressor, "fit", lambda self, X, y: (_ for _ in ()).throw(DivergedError("x")))
+    with pytest.raises(FloatingPointError, match="every epoch count"):
+        methods.ensemble2_val(X, y, X_test, info, seed=0)
+
+
 def test_validation_stopped_pbp_falls_back_when_the_chosen_fit_diverges_and_says_when_all_do(monkeypatch):
     from probprop.estimators import PBPRegressor
 
