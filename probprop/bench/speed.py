@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from probprop.bench.machine import cpu_name, pin, thread_environment, usable_cores
 
 NETWORKS = ((13, 50, 455), (9, 100, 41157))  # (inputs, hidden units, points per epoch)
@@ -202,22 +204,67 @@ print(json.dumps({"import_s": imported - start, "fit_s": fitted - t0, "predict_s
 """
 
 
-def measure_cold_start(core: int) -> dict:
-    """The cold start (see the module docstring): ``{"empty": {...}, "warm": {...}}``, each with
-    ``import_s, fit_s, predict_s, total_s, steady_fit_s``."""
+COLD_START_REPEATS = 3
+
+
+def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
+    """The cold start (see the module docstring), ``repeats`` times, each with a fresh empty
+    cache: ``{"empty": {...}, "warm": {...}, "runs": [...]}``. ``empty`` and ``warm`` hold each
+    stage's median over the repeats (``import_s, fit_s, predict_s, total_s, steady_fit_s``) and
+    ``total_range``, the fastest and slowest ``total_s``; ``runs`` every measurement."""
     import tempfile
 
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
-        env = worker_env(cache)
-        for case in ("empty", "warm"):
-            run = subprocess.run([sys.executable, "-c", COLD_START_SCRIPT], env=env, preexec_fn=lambda: pin(core),
-                                 capture_output=True, text=True, check=False)
-            if run.returncode != 0:
-                raise RuntimeError(f"cold-start worker failed:\n{run.stderr[-3000:]}")
-            out[case] = json.loads(run.stdout.strip().splitlines()[-1])
-        out["cache_files"] = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
+    runs = []
+    for _ in range(repeats):
+        pair = {}
+        with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
+            env = worker_env(cache)
+            for case in ("empty", "warm"):
+                run = subprocess.run([sys.executable, "-c", COLD_START_SCRIPT], env=env,
+                                     preexec_fn=lambda: pin(core), capture_output=True, text=True, check=False)
+                if run.returncode != 0:
+                    raise RuntimeError(f"cold-start worker failed:\n{run.stderr[-3000:]}")
+                pair[case] = json.loads(run.stdout.strip().splitlines()[-1])
+            pair["cache_files"] = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
+        runs.append(pair)
+    return {**summarise_cold_runs(runs), "jax_import": measure_jax_import(core)}
+
+
+def summarise_cold_runs(runs: list[dict]) -> dict:
+    """Each stage's median over the runs and the fastest and slowest total, per cache case."""
+    out = {"runs": runs, "repeats": len(runs), "cache_files": runs[-1]["cache_files"]}
+    for case in ("empty", "warm"):
+        stages = ("import_s", "fit_s", "predict_s", "total_s", "steady_fit_s")
+        out[case] = {s: float(np.median([r[case][s] for r in runs])) for s in stages}
+        totals = [r[case]["total_s"] for r in runs]
+        out[case]["total_range"] = (min(totals), max(totals))
     return out
+
+
+JAX_IMPORT_SCRIPT = """
+import json, time
+start = time.perf_counter()
+import ml_dtypes
+dtypes = time.perf_counter()
+import jax
+done = time.perf_counter()
+print(json.dumps({"ml_dtypes_s": dtypes - start, "jax_s": done - start, "jax_version": jax.__version__,
+                  "ml_dtypes_version": ml_dtypes.__version__}))
+"""
+
+
+def measure_jax_import(core: int, repeats: int = 3) -> dict:
+    """``import jax`` alone in a fresh pinned process, the fastest of ``repeats``: the part of
+    probprop's import that is JAX's (``ml_dtypes_s``: its ml_dtypes extension, imported first),
+    with the two versions."""
+    runs = []
+    for _ in range(repeats):
+        run = subprocess.run([sys.executable, "-c", JAX_IMPORT_SCRIPT], env=worker_env("off"),
+                             preexec_fn=lambda: pin(core), capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise RuntimeError(f"jax-import worker failed:\n{run.stderr[-3000:]}")
+        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return min(runs, key=lambda r: r["jax_s"])
 
 
 def report(results: list[dict], memory: dict, command: str, cold: dict | None = None) -> str:
@@ -269,15 +316,28 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
              "455 rows (40 epochs, Boston's shape), predict 51 rows. \"empty\": the persistent compilation "
              "cache starts empty; \"warm\": a second process finds what the first left there "
              f"({cold['cache_files']} files). Steady state: the fastest of five more fits in the same process "
-             "(440-444 rows: the row counts share one compiled program)."),
+             "(440-444 rows: the row counts share one compiled program). "
+             + (f"Each stage is the median of {cold['repeats']} such pairs of processes, each pair with a new "
+                "empty cache; the range is the fastest and slowest total."
+                if cold.get("repeats", 1) > 1 else "")),
             "",
-            "| cache | import (s) | first fit (s) | first predict (s) | import + fit + predict (s) | steady-state fit (s) |",
-            "|---|---:|---:|---:|---:|---:|",
+            ("| cache | import (s) | first fit (s) | first predict (s) | import + fit + predict (s) | range (s) "
+             "| steady-state fit (s) |"),
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for case in ("empty", "warm"):
             c = cold[case]
+            low, high = c.get("total_range", (c["total_s"], c["total_s"]))
             lines.append(f"| {case} | {c['import_s']:.2f} | {c['fit_s']:.2f} | {c['predict_s']:.2f} | "
-                         f"**{c['total_s']:.2f}** | {c['steady_fit_s']:.3f} |")
+                         f"**{c['total_s']:.2f}** | {low:.2f}-{high:.2f} | {c['steady_fit_s']:.3f} |")
+        jax_import = cold.get("jax_import")
+        if jax_import:
+            lines += ["", (f"Of the import, `import jax` alone takes {jax_import['jax_s']:.2f} s in a fresh process "
+                           f"(jax {jax_import['jax_version']}), {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes "
+                           f"{jax_import['ml_dtypes_version']}'s extension (fastest of three). ml_dtypes 0.7.0's "
+                           "took about 0.6 s here, registering its NumPy ufunc loops one by one (NumPy searches "
+                           "the existing loops for each), 0.6.0's about 0.1 s: probprop's requirements leave "
+                           "0.7.0 out.")]
         boston = next((r for r in results if r["network"] == "13-50-1"), None)
         if boston:
             numpy_epochs = 40 * 455 * boston["numpy"]["us_per_update"] * 1e-6

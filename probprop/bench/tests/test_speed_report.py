@@ -1,0 +1,23 @@
+"""The speed report's first-call section, from made-up measurements (the measurements themselves
+are timings and run only in ``probprop bench speed``)."""
+
+from probprop.bench import speed
+
+
+def _runs(totals_empty, totals_warm):
+    return [{"empty": {"import_s": 0.5, "fit_s": t - 1.0, "predict_s": 0.5, "total_s": t, "steady_fit_s": 0.07 + i},
+             "warm": {"import_s": 0.5, "fit_s": w - 0.6, "predict_s": 0.1, "total_s": w, "steady_fit_s": 0.06},
+             "cache_files": 15} for i, (t, w) in enumerate(zip(totals_empty, totals_warm))]
+
+
+def test_first_call_section_shows_medians_ranges_and_the_jax_import():
+    cold = speed.summarise_cold_runs(_runs([3.0, 5.0, 4.0], [1.0, 2.0, 1.2]))
+    assert cold["empty"]["total_s"] == 4.0 and cold["empty"]["fit_s"] == 3.0 and cold["empty"]["steady_fit_s"] == 1.07
+    assert cold["warm"]["total_range"] == (1.0, 2.0)
+    cold["jax_import"] = {"jax_s": 0.4, "ml_dtypes_s": 0.05, "jax_version": "9.9", "ml_dtypes_version": "0.6.0"}
+    memory = {"points": 10, "network": "9-100-1", "epochs": 1, "fit_s": 1.0, "peak_rss_mb": 5.0}
+    text = speed.report([], memory, "cmd", cold)
+    assert "| empty | 0.50 | 3.00 | 0.50 | **4.00** | 3.00-5.00 | 1.070 |" in text
+    assert "| warm | 0.50 | 0.60 | 0.10 | **1.20** | 1.00-2.00 | 0.060 |" in text
+    assert "median of 3" in text
+    assert "`import jax` alone takes 0.40 s" in text and "ml_dtypes 0.6.0" in text
