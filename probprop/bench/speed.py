@@ -22,7 +22,10 @@ The cold start, as a user's script meets it: a fresh Python process (pinned, no 
 that imports probprop, fits ``PBPRegressor(hidden=(50,), epochs=40)`` on 455 rows of 13 inputs
 (Boston's shape) and predicts 51 rows; each stage timed, with an empty persistent compilation
 cache and then with the cache that run left (``$PROBPROP_JAX_CACHE`` set to a fresh folder),
-and a second fit of the same shape in the same process (the steady state).
+and a second fit of the same shape in the same process (the steady state). Three such pairs of
+processes, each with a new empty cache; each stage's median and the range of the totals. Beside
+it, ``import jax`` alone in a fresh process (the share of probprop's import that is JAX's) and,
+within it, ml_dtypes (imported after NumPy), with both versions.
 """
 
 from __future__ import annotations
@@ -244,19 +247,21 @@ def summarise_cold_runs(runs: list[dict]) -> dict:
 JAX_IMPORT_SCRIPT = """
 import json, time
 start = time.perf_counter()
+import numpy
+numpy_done = time.perf_counter()
 import ml_dtypes
 dtypes = time.perf_counter()
 import jax
 done = time.perf_counter()
-print(json.dumps({"ml_dtypes_s": dtypes - start, "jax_s": done - start, "jax_version": jax.__version__,
-                  "ml_dtypes_version": ml_dtypes.__version__}))
+print(json.dumps({"numpy_s": numpy_done - start, "ml_dtypes_s": dtypes - numpy_done, "jax_s": done - start,
+                  "jax_version": jax.__version__, "ml_dtypes_version": ml_dtypes.__version__}))
 """
 
 
 def measure_jax_import(core: int, repeats: int = 3) -> dict:
-    """``import jax`` alone in a fresh pinned process, the fastest of ``repeats``: the part of
-    probprop's import that is JAX's (``ml_dtypes_s``: its ml_dtypes extension, imported first),
-    with the two versions."""
+    """``import jax`` in a fresh pinned process (NumPy, then ml_dtypes, then jax: ``jax_s`` is the
+    whole, ``numpy_s`` and ``ml_dtypes_s`` the first two parts), the fastest of ``repeats`` by
+    ``jax_s``, with both versions and ``repeats``."""
     runs = []
     for _ in range(repeats):
         run = subprocess.run([sys.executable, "-c", JAX_IMPORT_SCRIPT], env=worker_env("off"),
@@ -264,7 +269,7 @@ def measure_jax_import(core: int, repeats: int = 3) -> dict:
         if run.returncode != 0:
             raise RuntimeError(f"jax-import worker failed:\n{run.stderr[-3000:]}")
         runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
-    return min(runs, key=lambda r: r["jax_s"])
+    return {**min(runs, key=lambda r: r["jax_s"]), "repeats": repeats}
 
 
 def report(results: list[dict], memory: dict, command: str, cold: dict | None = None) -> str:
@@ -317,8 +322,9 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
              "cache starts empty; \"warm\": a second process finds what the first left there "
              f"({cold['cache_files']} files). Steady state: the fastest of five more fits in the same process "
              "(440-444 rows: the row counts share one compiled program). "
-             + (f"Each stage is the median of {cold['repeats']} such pairs of processes, each pair with a new "
-                "empty cache; the range is the fastest and slowest total."
+             + (f"Each column is the median of {cold['repeats']} such pairs of processes (each pair with a new "
+                "empty cache), taken column by column, so the stages need not add up to the total; the range "
+                "is the fastest and slowest total."
                 if cold.get("repeats", 1) > 1 else "")),
             "",
             ("| cache | import (s) | first fit (s) | first predict (s) | import + fit + predict (s) | range (s) "
@@ -332,12 +338,11 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
                          f"**{c['total_s']:.2f}** | {low:.2f}-{high:.2f} | {c['steady_fit_s']:.3f} |")
         jax_import = cold.get("jax_import")
         if jax_import:
+            ml_dtypes_part = (f", {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes {jax_import['ml_dtypes_version']} "
+                              f"(after NumPy, {jax_import['numpy_s']:.2f} s)" if "numpy_s" in jax_import else "")
             lines += ["", (f"Of the import, `import jax` alone takes {jax_import['jax_s']:.2f} s in a fresh process "
-                           f"(jax {jax_import['jax_version']}), {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes "
-                           f"{jax_import['ml_dtypes_version']}'s extension (fastest of three). ml_dtypes 0.7.0's "
-                           "took about 0.6 s here, registering its NumPy ufunc loops one by one (NumPy searches "
-                           "the existing loops for each), 0.6.0's about 0.1 s: probprop's requirements leave "
-                           "0.7.0 out.")]
+                           f"(jax {jax_import['jax_version']}){ml_dtypes_part}; the fastest of "
+                           f"{jax_import.get('repeats', 1)} processes.")]
         boston = next((r for r in results if r["network"] == "13-50-1"), None)
         if boston:
             numpy_epochs = 40 * 455 * boston["numpy"]["us_per_update"] * 1e-6

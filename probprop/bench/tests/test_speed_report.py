@@ -3,21 +3,33 @@ are timings and run only in ``probprop bench speed``)."""
 
 from probprop.bench import speed
 
+MEMORY = {"points": 10, "network": "9-100-1", "epochs": 1, "fit_s": 1.0, "peak_rss_mb": 5.0}
+
 
 def _runs(totals_empty, totals_warm):
-    return [{"empty": {"import_s": 0.5, "fit_s": t - 1.0, "predict_s": 0.5, "total_s": t, "steady_fit_s": 0.07 + i},
+    return [{"empty": {"import_s": 0.5, "fit_s": t - 1.0, "predict_s": 0.5, "total_s": t, "steady_fit_s": 0.07 + i * i},
              "warm": {"import_s": 0.5, "fit_s": w - 0.6, "predict_s": 0.1, "total_s": w, "steady_fit_s": 0.06},
              "cache_files": 15} for i, (t, w) in enumerate(zip(totals_empty, totals_warm))]
 
 
 def test_first_call_section_shows_medians_ranges_and_the_jax_import():
     cold = speed.summarise_cold_runs(_runs([3.0, 5.0, 4.0], [1.0, 2.0, 1.2]))
+    # steady fits 0.07, 1.07, 4.07: their median is not their mean
     assert cold["empty"]["total_s"] == 4.0 and cold["empty"]["fit_s"] == 3.0 and cold["empty"]["steady_fit_s"] == 1.07
     assert cold["warm"]["total_range"] == (1.0, 2.0)
-    cold["jax_import"] = {"jax_s": 0.4, "ml_dtypes_s": 0.05, "jax_version": "9.9", "ml_dtypes_version": "0.6.0"}
-    memory = {"points": 10, "network": "9-100-1", "epochs": 1, "fit_s": 1.0, "peak_rss_mb": 5.0}
-    text = speed.report([], memory, "cmd", cold)
+    cold["jax_import"] = {"jax_s": 0.4, "numpy_s": 0.07, "ml_dtypes_s": 0.05, "jax_version": "9.9",
+                          "ml_dtypes_version": "0.6.0", "repeats": 3}
+    text = speed.report([], MEMORY, "cmd", cold)
     assert "| empty | 0.50 | 3.00 | 0.50 | **4.00** | 3.00-5.00 | 1.070 |" in text
     assert "| warm | 0.50 | 0.60 | 0.10 | **1.20** | 1.00-2.00 | 0.060 |" in text
     assert "median of 3" in text
-    assert "`import jax` alone takes 0.40 s" in text and "ml_dtypes 0.6.0" in text
+    assert "`import jax` alone takes 0.40 s" in text and "0.05 s of it ml_dtypes 0.6.0 (after NumPy, 0.07 s)" in text
+    assert "fastest of 3 processes" in text
+
+
+def test_a_report_from_an_older_json_renders():
+    """A speed.json from before the repeats (one pair, no range, no jax import) still renders."""
+    pair = _runs([4.0], [1.5])[0]
+    text = speed.report([], MEMORY, "cmd", {"empty": pair["empty"], "warm": pair["warm"], "cache_files": 15})
+    assert "| empty | 0.50 | 3.00 | 0.50 | **4.00** | 4.00-4.00 | 0.070 |" in text
+    assert "median" not in text and "import jax" not in text

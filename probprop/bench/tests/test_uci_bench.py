@@ -328,8 +328,17 @@ def test_validation_stopped_ensemble_scores_a_diverged_run_minus_inf_and_falls_b
     *_, extra = methods.ensemble2_val(X, y, X_test, info, seed=0)
     assert extra == {"epochs": 1}  # 2 scored best (3 diverged: -inf) but diverged on every row
     assert fitted == [(1, 32), (2, 32), (3, 32), (2, 40), (1, 40)]
+
+    def fit_all_rows_diverge(self, X, y):
+        if len(X) == 40:
+            raise DivergedError("weights went non-finite on every row")
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(DeepEnsembleRegressor, "fit", fit_all_rows_diverge)
+    with pytest.raises(FloatingPointError, match="every epoch count.*on every row"):
+        methods.ensemble2_val(X, y, X_test, info, seed=0)
     monkeypatch.setattr(DeepEnsembleRegressor, "fit", lambda self, X, y: (_ for _ in ()).throw(DivergedError("x")))
-    with pytest.raises(FloatingPointError, match="every epoch count"):
+    with pytest.raises(FloatingPointError, match="no epoch count"):  # not a silent choice of the first count
         methods.ensemble2_val(X, y, X_test, info, seed=0)
 
 
