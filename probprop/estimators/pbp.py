@@ -89,7 +89,9 @@ class PBPRegressor(OnlineRegressor):
         is followed by this many replayed steps on rows drawn from the last 64 rows learned (or
         ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
         which one pass learns slowly (:class:`probprop.learners.drift.Replay`). Needs no
-        ``forgetting``. 0: none. ``fit`` ignores it.
+        ``forgetting``; with a learned one, gamma learns from the posterior that counts each row
+        once (variances times rows + 1), not from replay's repeated evidence. 0: none. ``fit``
+        ignores it.
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
         its own tied site, whose SEP updates run in parallel and are merged in natural parameters

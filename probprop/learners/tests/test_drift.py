@@ -101,6 +101,48 @@ def test_gamma_gradient_matches_autodiff_of_the_log_evidence(shrink):
     assert float(got) == pytest.approx(float(jax.grad(log_z)(g)), rel=1e-6)
 
 
+@float64
+def test_with_replay_the_gamma_gradient_is_that_of_the_once_counted_posterior():
+    """Under replay (R replays per step) the gradient is autodiff of the one-step log evidence at
+    the transitioned posterior with its variances times R + 1, capped at the prior's (some are
+    capped here, and contribute nothing)."""
+    rng = np.random.default_rng(4)
+    spec = pbp.PBPSpec(n_in=3, hidden=(6,), learn_noise=False, noise_variance=0.3)
+    state = pbp.init(jax.random.PRNGKey(5), spec)
+    state = state.replace(variances=tuple(v * rng.uniform(0.01, 0.5, size=v.shape) for v in state.variances))
+    prior = drift.prior(pbp.learner, spec)
+    x, y, g, counts = jnp.asarray(rng.normal(size=3)), jnp.asarray(-0.4), 0.95, 5.0
+    capped = [np.asarray(counts * drift.transition(state, prior, g).variances[k] >= prior.variances[k])
+              for k in range(2)]
+    assert 0 < sum(c.sum() for c in capped) < sum(c.size for c in capped)
+
+    def log_z(gamma):
+        moved = drift.transition(state, prior, gamma)
+        moved = moved.replace(variances=tuple(jnp.minimum(counts * v, v0) for v, v0 in
+                                              zip(moved.variances, prior.variances)))
+        mean, var = pbp.forward(moved, x[None])
+        mean, var = jnp.ravel(mean)[0], jnp.ravel(var)[0]
+        return -0.5 * (jnp.log(var + 0.3) + (y - mean) ** 2 / (var + 0.3))
+
+    moved = drift.transition(state, prior, g)
+    got = drift._once_counted_gamma_gradient(pbp.learner, state, prior, moved, x[None], y[None],
+                                             jnp.ones(1, bool), g, 1.0, False, counts)
+    assert float(got) == pytest.approx(float(jax.grad(log_z)(g)), rel=1e-6)
+
+
+def test_replay_does_not_teach_forgetting_on_a_stream_without_drift():
+    """Without drift, replay's extra evidence alone made the learned gamma forget (it fell below
+    its start); judged at the once-counted posterior, it moves towards no forgetting."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 3))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.3 * rng.normal(size=1500)
+    spec = pbp.PBPSpec(n_in=3, hidden=(10,))
+    state = pbp.init(jax.random.PRNGKey(0), spec)
+    _, drift_state, _, _ = drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, None,
+                                       drift.Forgetting(), False, drift.Replay(rows=4, window=64))
+    assert float(drift.gamma(drift_state, drift.Forgetting())) > 0.9999
+
+
 def test_learned_forgetting_moves_towards_more_forgetting_after_an_abrupt_change():
     X, y = _stream(1200, change=600)
     spec = tagi.TAGISpec(n_in=3, hidden=(20,), batch_size=1, sigma_v=0.1)
