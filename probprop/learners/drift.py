@@ -25,7 +25,7 @@ mini-batch) is preceded by G transitions, gamma^G.
 Learned forgetting (``Forgetting(learn=True)``, as in Titsias et al.): gamma climbs the
 predictive log-likelihood of each new step, log p(y_t | x_t, data before t, gamma), by an Adam
 step on u = log(1 - gamma) (so gamma stays in (0, 1) and its scale is learned, 1e-2 as easily as
-1e-5). The derivative needs no extra pass: a Gaussian moment match reveals dlogZ/dm and dlogZ/dv
+1e-5). The derivative needs no extra pass (with replay, one: below): a Gaussian moment match reveals dlogZ/dm and dlogZ/dv
 at the transitioned moments (:func:`probprop.moments.adf.update_gradients`), and the transition
 is linear in them, so
 
@@ -46,7 +46,8 @@ Replay (``Replay``, optional): one ADF pass learns a stream's early rows slowly 
 curved boundary needs many updates; PBP's own ``fit`` makes 40 passes). With ``Replay(rows=R,
 window=W)`` each step is followed by R more steps on rows drawn uniformly (with replacement,
 seeded) from a window of the W rows learned before it, without a transition or a move of gamma:
-online multi-pass ADF over recent rows, at R + 1 times the cost of a step. The new row joins
+online multi-pass ADF over recent rows, at R + 1 times the cost of a step (R + 2 with learned
+forgetting, below). The new row joins
 the window after its replays; the window holds the most recent W rows (a ring). Every row is
 still predicted before it is learned the first time. Measured prequentially (three seeds,
 ``probprop bench streams``): see ``docs/benchmarks/streams``.
@@ -57,11 +58,14 @@ about R + 1 times smaller than those of a posterior that counts each row once, a
 predictive that gamma climbs is overconfident for that reason alone. Forgetting then undoes the
 overcounting instead of tracking change: on friedman-static (no drift) gamma settled at 0.998 and
 forgetting + replay was 2.4 % behind replay alone. So with replay, gamma's gradient is taken at the
-transitioned posterior with every weight variance multiplied by R + 1 (at most the prior
-variance; a variance held at that cap does not move with gamma): one more ``step`` from those
-moments per step, whose result is used for the gradient only. With it (``docs/benchmarks/streams``):
-friedman-static 1.786 against 1.814 for replay alone, and forgetting + replay still ahead of replay
-alone on the four drifting streams.
+posterior that counts each row once: per weight, the transitioned precision keeps the prior's and
+1 / (R + 1) of what the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / (R + 1) (about (R + 1) v'
+where the data dominate, never above v0; multiplying v' by R + 1 and capping it at v0 instead froze
+gamma on streams whose rows say little: every weight capped, a zero gradient); one more ``step``
+from those moments per step, whose
+result is used for the gradient only (a step then costs R + 2 plain ones). With it
+(``docs/benchmarks/streams``): friedman-static 1.782 against 1.814 for replay alone, and forgetting +
+replay still ahead of replay alone on the four drifting streams.
 """
 
 from __future__ import annotations
@@ -228,37 +232,39 @@ def transition(state, prior: Prior, factor, shrink_mean: bool = False):
     return state.replace(**changes)
 
 
-def _gamma_gradient(means, variances, prior_vars, moved, learned, g, rows, shrink_mean=False, free=None):
+def _gamma_gradient(means, variances, prior_vars, moved, learned, g, rows, shrink_mean=False, chain=None):
     """dlogZ/dgamma of the step just made (module docstring), ``rows`` real rows in the step. The
     weights' share only: the transition also moves a learned noise's Gamma, whose part of the
-    derivative is left out (a truncation, like holding the earlier transitions fixed). ``free``
-    (per layer, optional): where False, the variance does not depend on gamma (held at a cap)."""
+    derivative is left out (a truncation, like holding the earlier transitions fixed). ``chain``
+    (per layer, optional): d(variance the step started from) / d(transitioned variance), when the
+    step started from a function of the transitioned posterior (replay's once-counted one)."""
     total = jnp.asarray(0.0, jnp.float64)
-    free = free or (None,) * len(means)
-    for m, v, v0, m1, v1, m2, v2, f in zip(means, variances, prior_vars, moved.means, moved.variances,
-                                           learned.means, learned.variances, free):
+    chain = chain or (None,) * len(means)
+    for m, v, v0, m1, v1, m2, v2, c in zip(means, variances, prior_vars, moved.means, moved.variances,
+                                           learned.means, learned.variances, chain):
         m, v = m.astype(jnp.float64), v.astype(jnp.float64)
         g_m, g_v = adf.update_gradients(m1.astype(jnp.float64), v1.astype(jnp.float64),
                                         m2.astype(jnp.float64), v2.astype(jnp.float64))
         d_m = rows * g ** (rows - 1) * m if shrink_mean else 0.0
         d_v = 2.0 * rows * g ** (2 * rows - 1) * (v - v0)
-        if f is not None:
-            d_v = jnp.where(f, d_v, 0.0)
+        if c is not None:
+            d_v = c * d_v
         total = total + jnp.sum(g_m * d_m) + jnp.sum(g_v * d_v)
     return total
 
 
 def _once_counted_gamma_gradient(learner, state, prior, moved, Xg, yg, kg, g, rows, shrink_mean, counts):
-    """dlogZ/dgamma of the step's rows at the transitioned posterior with every weight variance
-    multiplied by ``counts`` (at most the prior variance): under replay each row is learned about
-    R + 1 times, so this is the posterior that counts each row once (module docstring). One extra
-    ``learner.step`` from those moments; a variance held at the prior does not move with gamma."""
-    inflated = tuple(jnp.minimum(counts * v, v0).astype(v.dtype) for v, v0 in zip(moved.variances, prior.variances))
-    probe = moved.replace(variances=inflated)
+    """dlogZ/dgamma of the step's rows at the posterior that counts each row once (module
+    docstring): every weight's transitioned precision keeps the prior's and ``1 / counts`` of what
+    the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / counts (never above the prior variance).
+    One extra ``learner.step`` from those moments; the chain rule through v1 is
+    dv1/dv' = v1^2 / (counts v'^2)."""
+    once = tuple((1.0 / (1.0 / v0 + (1.0 / v - 1.0 / v0) / counts)).astype(v.dtype)
+                 for v, v0 in zip(moved.variances, prior.variances))
+    probe = moved.replace(variances=once)
     learned = learner.step(probe, Xg, yg, kg)
-    free = tuple(counts * v < v0 for v, v0 in zip(moved.variances, prior.variances))
-    return _gamma_gradient(state.means, tuple(counts * v for v in state.variances),
-                           tuple(counts * v0 for v0 in prior.variances), probe, learned, g, rows, shrink_mean, free)
+    chain = tuple((v1.astype(jnp.float64) / v.astype(jnp.float64)) ** 2 / counts for v1, v in zip(once, moved.variances))
+    return _gamma_gradient(state.means, state.variances, prior.variances, probe, learned, g, rows, shrink_mean, chain)
 
 
 def _adam(drift: DriftState, grad_u, forgetting: Forgetting) -> DriftState:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from probprop.learners import drift, pbp, tagi
 from probprop.learners.base import float64
+from probprop.likelihoods import Probit
 from probprop.moments import adf
 
 
@@ -102,31 +103,29 @@ def test_gamma_gradient_matches_autodiff_of_the_log_evidence(shrink):
 
 
 @float64
-def test_with_replay_the_gamma_gradient_is_that_of_the_once_counted_posterior():
+@pytest.mark.parametrize("shrink", [False, True])
+def test_with_replay_the_gamma_gradient_is_that_of_the_once_counted_posterior(shrink):
     """Under replay (R replays per step) the gradient is autodiff of the one-step log evidence at
-    the transitioned posterior with its variances times R + 1, capped at the prior's (some are
-    capped here, and contribute nothing)."""
+    the posterior that counts each row once: the transitioned precision keeps the prior's and
+    1 / (R + 1) of what the data added."""
     rng = np.random.default_rng(4)
     spec = pbp.PBPSpec(n_in=3, hidden=(6,), learn_noise=False, noise_variance=0.3)
     state = pbp.init(jax.random.PRNGKey(5), spec)
-    state = state.replace(variances=tuple(v * rng.uniform(0.01, 0.5, size=v.shape) for v in state.variances))
+    state = state.replace(variances=tuple(v * rng.uniform(0.01, 0.9, size=v.shape) for v in state.variances))
     prior = drift.prior(pbp.learner, spec)
     x, y, g, counts = jnp.asarray(rng.normal(size=3)), jnp.asarray(-0.4), 0.95, 5.0
-    capped = [np.asarray(counts * drift.transition(state, prior, g).variances[k] >= prior.variances[k])
-              for k in range(2)]
-    assert 0 < sum(c.sum() for c in capped) < sum(c.size for c in capped)
 
     def log_z(gamma):
-        moved = drift.transition(state, prior, gamma)
-        moved = moved.replace(variances=tuple(jnp.minimum(counts * v, v0) for v, v0 in
+        moved = drift.transition(state, prior, gamma, shrink)
+        moved = moved.replace(variances=tuple(1.0 / (1.0 / v0 + (1.0 / v - 1.0 / v0) / counts) for v, v0 in
                                               zip(moved.variances, prior.variances)))
         mean, var = pbp.forward(moved, x[None])
         mean, var = jnp.ravel(mean)[0], jnp.ravel(var)[0]
         return -0.5 * (jnp.log(var + 0.3) + (y - mean) ** 2 / (var + 0.3))
 
-    moved = drift.transition(state, prior, g)
+    moved = drift.transition(state, prior, g, shrink)
     got = drift._once_counted_gamma_gradient(pbp.learner, state, prior, moved, x[None], y[None],
-                                             jnp.ones(1, bool), g, 1.0, False, counts)
+                                             jnp.ones(1, bool), g, 1.0, shrink, counts)
     assert float(got) == pytest.approx(float(jax.grad(log_z)(g)), rel=1e-6)
 
 
@@ -141,6 +140,20 @@ def test_replay_does_not_teach_forgetting_on_a_stream_without_drift():
     _, drift_state, _, _ = drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, None,
                                        drift.Forgetting(), False, drift.Replay(rows=4, window=64))
     assert float(drift.gamma(drift_state, drift.Forgetting())) > 0.9999
+
+
+def test_with_replay_learned_forgetting_still_responds_to_a_classification_stream():
+    """A probit stream whose rows each say little (the posterior narrows slowly): gamma must still
+    move away from its start under replay, as it does without replay."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 100))
+    w = rng.normal(size=100)
+    y = (np.where(np.arange(400) < 200, X @ w, -(X @ w)) + 0.5 * rng.normal(size=400) > 0).astype(np.float64)
+    spec = pbp.PBPSpec(n_in=100, hidden=(50,), likelihood=Probit())  # capping v (R + 1) at v0 froze gamma here
+    state = pbp.init(jax.random.PRNGKey(0), spec)
+    _, drift_state, _, _ = drift.sweep(pbp.learner, state, None, drift.prior(pbp.learner, spec), X, y, None,
+                                       drift.Forgetting(), False, drift.Replay(rows=4, window=64))
+    assert abs(float(drift.gamma(drift_state, drift.Forgetting())) - 0.999) > 1e-4
 
 
 def test_learned_forgetting_moves_towards_more_forgetting_after_an_abrupt_change():
