@@ -90,7 +90,8 @@ class PBPRegressor(OnlineRegressor):
         ``(rows, window)``): online multi-pass ADF over recent rows, for a stream's early rows,
         which one pass learns slowly (:class:`probprop.learners.drift.Replay`). Needs no
         ``forgetting``; with a learned one, gamma learns from the posterior that counts each row
-        once (variances times rows + 1), not from replay's repeated evidence. 0: none. ``fit``
+        once (each weight's precision keeps the prior's and 1 / (rows + 1) of what the data
+        added), not from replay's repeated evidence. 0: none. ``fit``
         ignores it.
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with

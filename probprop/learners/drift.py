@@ -60,7 +60,7 @@ overcounting instead of tracking change: on friedman-static (no drift) gamma set
 forgetting + replay was 2.4 % behind replay alone. So with replay, gamma's gradient is taken at the
 posterior that counts each row once: per weight, the transitioned precision keeps the prior's and
 1 / (R + 1) of what the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / (R + 1) (about (R + 1) v'
-where the data dominate, never above v0; multiplying v' by R + 1 and capping it at v0 instead froze
+where the data dominate, never above v0 where v' is not; multiplying v' by R + 1 and capping it at v0 instead froze
 gamma on streams whose rows say little: every weight capped, a zero gradient); one more ``step``
 from those moments per step, whose
 result is used for the gradient only (a step then costs R + 2 plain ones). With it
@@ -256,7 +256,8 @@ def _gamma_gradient(means, variances, prior_vars, moved, learned, g, rows, shrin
 def _once_counted_gamma_gradient(learner, state, prior, moved, Xg, yg, kg, g, rows, shrink_mean, counts):
     """dlogZ/dgamma of the step's rows at the posterior that counts each row once (module
     docstring): every weight's transitioned precision keeps the prior's and ``1 / counts`` of what
-    the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / counts (never above the prior variance).
+    the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / counts (never above the prior variance
+    where v' is not).
     One extra ``learner.step`` from those moments; the chain rule through v1 is
     dv1/dv' = v1^2 / (counts v'^2)."""
     once = tuple((1.0 / (1.0 / v0 + (1.0 / v - 1.0 / v0) / counts)).astype(v.dtype)

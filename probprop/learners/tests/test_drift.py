@@ -129,6 +129,30 @@ def test_with_replay_the_gamma_gradient_is_that_of_the_once_counted_posterior(sh
     assert float(got) == pytest.approx(float(jax.grad(log_z)(g)), rel=1e-6)
 
 
+@float64
+def test_the_sweep_judges_gamma_at_the_posterior_counting_each_row_once_under_replay():
+    """One step of the sweep with replay R moves gamma by the once-counted gradient with R + 1."""
+    rng = np.random.default_rng(6)
+    spec = pbp.PBPSpec(n_in=3, hidden=(4,), learn_noise=False, noise_variance=0.3)
+    state = pbp.init(jax.random.PRNGKey(6), spec)
+    state = state.replace(variances=tuple(v * rng.uniform(0.02, 0.6, size=v.shape) for v in state.variances))
+    prior = drift.prior(pbp.learner, spec)
+    X, y = rng.normal(size=(1, 3)), rng.normal(size=1)
+    forgetting, replay = drift.Forgetting(gamma=0.99), drift.Replay(rows=3, window=8)
+    start = drift.init(forgetting)
+    _, got, _, _ = drift.sweep(pbp.learner, state, start, prior, X, y, None, forgetting, False, replay)
+    g = drift.gamma(start, forgetting)
+    moved = drift.transition(state, prior, g)
+
+    def gradient(counts):
+        return float(drift._once_counted_gamma_gradient(pbp.learner, state, prior, moved, jnp.asarray(X),
+                                                        jnp.asarray(y), jnp.ones(1, bool), g, 1.0, False, counts))
+
+    scale = -float(jnp.exp(start.log_one_minus))  # d gamma / d log(1 - gamma); the first moment is the gradient
+    assert float(got.first) == pytest.approx(gradient(4.0) * scale, rel=1e-10)
+    assert gradient(3.0) != pytest.approx(gradient(4.0), rel=1e-3)  # the count matters
+
+
 def test_replay_does_not_teach_forgetting_on_a_stream_without_drift():
     """Without drift, replay's extra evidence alone made the learned gamma forget (it fell below
     its start); judged at the once-counted posterior, it moves towards no forgetting."""
