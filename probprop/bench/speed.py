@@ -62,16 +62,15 @@ def run_in_pinned_worker(function: str, core: int, **kwargs) -> dict:
         "float64_process()\n"
         f"print(json.dumps(speed.{function}(**json.loads(sys.argv[1]))))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(kwargs)],
-        env=worker_env("off"),  # no persistent cache: the compile times measured are compilations
-        preexec_fn=lambda: pin(core),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # no persistent cache: the compile times measured are compilations
+    return _run_pinned([sys.executable, "-c", code, json.dumps(kwargs)], worker_env("off"), core, "benchmark")
+
+
+def _run_pinned(argv: list[str], env: dict, core: int, what: str) -> dict:
+    """Run ``argv`` in a fresh process pinned to ``core``; the JSON object on its last output line."""
+    out = subprocess.run(argv, env=env, preexec_fn=lambda: pin(core), capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"benchmark worker failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{what} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -223,11 +222,7 @@ def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
         with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
             env = worker_env(cache)
             for case in ("empty", "warm"):
-                run = subprocess.run([sys.executable, "-c", COLD_START_SCRIPT], env=env,
-                                     preexec_fn=lambda: pin(core), capture_output=True, text=True, check=False)
-                if run.returncode != 0:
-                    raise RuntimeError(f"cold-start worker failed:\n{run.stderr[-3000:]}")
-                pair[case] = json.loads(run.stdout.strip().splitlines()[-1])
+                pair[case] = _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], env, core, "cold-start")
             pair["cache_files"] = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
         runs.append(pair)
     return {**summarise_cold_runs(runs), "jax_import": measure_jax_import(core)}
@@ -236,8 +231,8 @@ def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
 def summarise_cold_runs(runs: list[dict]) -> dict:
     """Each stage's median over the runs and the fastest and slowest total, per cache case."""
     out = {"runs": runs, "repeats": len(runs), "cache_files": runs[-1]["cache_files"]}
+    stages = ("import_s", "fit_s", "predict_s", "total_s", "steady_fit_s")
     for case in ("empty", "warm"):
-        stages = ("import_s", "fit_s", "predict_s", "total_s", "steady_fit_s")
         out[case] = {s: float(np.median([r[case][s] for r in runs])) for s in stages}
         totals = [r[case]["total_s"] for r in runs]
         out[case]["total_range"] = (min(totals), max(totals))
@@ -258,17 +253,12 @@ print(json.dumps({"numpy_s": numpy_done - start, "ml_dtypes_s": dtypes - numpy_d
 """
 
 
-def measure_jax_import(core: int, repeats: int = 3) -> dict:
+def measure_jax_import(core: int, repeats: int = COLD_START_REPEATS) -> dict:
     """``import jax`` in a fresh pinned process (NumPy, then ml_dtypes, then jax: ``jax_s`` is the
     whole, ``numpy_s`` and ``ml_dtypes_s`` the first two parts), the fastest of ``repeats`` by
     ``jax_s``, with both versions and ``repeats``."""
-    runs = []
-    for _ in range(repeats):
-        run = subprocess.run([sys.executable, "-c", JAX_IMPORT_SCRIPT], env=worker_env("off"),
-                             preexec_fn=lambda: pin(core), capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RuntimeError(f"jax-import worker failed:\n{run.stderr[-3000:]}")
-        runs.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    runs = [_run_pinned([sys.executable, "-c", JAX_IMPORT_SCRIPT], worker_env("off"), core, "jax-import")
+            for _ in range(repeats)]
     return {**min(runs, key=lambda r: r["jax_s"]), "repeats": repeats}
 
 

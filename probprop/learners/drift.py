@@ -25,9 +25,9 @@ mini-batch) is preceded by G transitions, gamma^G.
 Learned forgetting (``Forgetting(learn=True)``, as in Titsias et al.): gamma climbs the
 predictive log-likelihood of each new step, log p(y_t | x_t, data before t, gamma), by an Adam
 step on u = log(1 - gamma) (so gamma stays in (0, 1) and its scale is learned, 1e-2 as easily as
-1e-5). The derivative needs no extra pass (with replay, one: below): a Gaussian moment match reveals dlogZ/dm and dlogZ/dv
-at the transitioned moments (:func:`probprop.moments.adf.update_gradients`), and the transition
-is linear in them, so
+1e-5). The derivative needs no extra pass (with replay, one: below): a Gaussian moment match
+reveals dlogZ/dm and dlogZ/dv at the transitioned moments
+(:func:`probprop.moments.adf.update_gradients`), and the transition is linear in them, so
 
     dlogZ/dgamma = sum_w dlogZ/dm' G gamma^(G-1) m + dlogZ/dv' 2 G gamma^(2G-1) (v - v0)
 
@@ -47,10 +47,9 @@ curved boundary needs many updates; PBP's own ``fit`` makes 40 passes). With ``R
 window=W)`` each step is followed by R more steps on rows drawn uniformly (with replacement,
 seeded) from a window of the W rows learned before it, without a transition or a move of gamma:
 online multi-pass ADF over recent rows, at R + 1 times the cost of a step (R + 2 with learned
-forgetting, below). The new row joins
-the window after its replays; the window holds the most recent W rows (a ring). Every row is
-still predicted before it is learned the first time. Measured prequentially (three seeds,
-``probprop bench streams``): see ``docs/benchmarks/streams``.
+forgetting, below). The new row joins the window after its replays; the window holds the most
+recent W rows (a ring). Every row is still predicted before it is learned the first time.
+Measured prequentially (three seeds, ``probprop bench streams``): see ``docs/benchmarks/streams``.
 
 Replay with learned forgetting: a row is learned once and then replayed about R times while it
 is in the window (R draws per step from W rows, for W steps), so the posterior's variances are
@@ -59,13 +58,13 @@ predictive that gamma climbs is overconfident for that reason alone. Forgetting 
 overcounting instead of tracking change: on friedman-static (no drift) gamma settled at 0.998 and
 forgetting + replay was 2.4 % behind replay alone. So with replay, gamma's gradient is taken at the
 posterior that counts each row once: per weight, the transitioned precision keeps the prior's and
-1 / (R + 1) of what the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / (R + 1) (about (R + 1) v'
-where the data dominate, never above v0 where v' is not; multiplying v' by R + 1 and capping it at v0 instead froze
-gamma on streams whose rows say little: every weight capped, a zero gradient); one more ``step``
-from those moments per step, whose
-result is used for the gradient only (a step then costs R + 2 plain ones). With it
-(``docs/benchmarks/streams``): friedman-static 1.782 against 1.814 for replay alone, and forgetting +
-replay still ahead of replay alone on the four drifting streams.
+1 / (R + 1) of what the data added, 1 / v1 = 1 / v0 + (1 / v' - 1 / v0) / (R + 1) (about
+(R + 1) v' where the data dominate, never above v0 where v' is not; multiplying v' by R + 1 and
+capping it at v0 instead froze gamma on streams whose rows say little: every weight capped, a zero
+gradient); one more ``step`` from those moments per step, whose result is used for the gradient
+only (a step then costs R + 2 plain ones). With it (``docs/benchmarks/streams``): friedman-static
+1.782 against 1.814 for replay alone, and forgetting + replay still ahead of replay alone on the
+four drifting streams.
 """
 
 from __future__ import annotations
