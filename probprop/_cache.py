@@ -28,8 +28,8 @@ __all__ = ["CACHE_ENV", "MIN_COMPILE_SECONDS", "cache_dir", "default_cache_dir",
 #: The variable naming the cache folder (``off`` disables the cache).
 CACHE_ENV = "PROBPROP_JAX_CACHE"
 
-#: Programs compiling faster than this are not written to the cache (0: every program; a
-#: first call compiles about fifteen small ones, ~0.03 s each, which load faster than that).
+#: Programs compiling faster than this are not written to the cache (0: every program; a first
+#: PBP fit and prediction compile four, the smallest ~0.03 s, which loads faster than that).
 MIN_COMPILE_SECONDS = 0.0
 
 _OFF = ("", "off", "0", "none", "false", "no")

@@ -25,6 +25,7 @@ from probprop.estimators._api import (
     check_random_state,
     validate_data,
 )
+from probprop.learners import _threefry
 from probprop.learners._order import ROUND_LIMITS
 from probprop.learners.base import bucket, count_rejections, float64
 from probprop.learners.memory import check_memory
@@ -216,7 +217,7 @@ class MomentEstimator(Estimator):
         Xs, ys = self._standardise(X, y)
         spec = self._make_spec(X.shape[1], params)
         check_memory(spec)  # before anything is built
-        spec, key = self._configure(Xs, ys, jax.random.PRNGKey(self._seed()), spec, search)
+        spec, key = self._configure(Xs, ys, _threefry.key(self._seed()), spec, search)
         self.spec_ = spec
         self.state_ = jax.device_get(self._initial_state(key, spec))
         if hasattr(self.state_, "rejections"):  # the ADF learners count refused updates

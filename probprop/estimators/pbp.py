@@ -13,7 +13,7 @@ from probprop.estimators import _checks
 from probprop.estimators._api import check_is_fitted, check_random_state
 from probprop.estimators.base import OnlineRegressor, progress
 from probprop.io import register_estimator
-from probprop.learners import pbp, pbp_ensemble
+from probprop.learners import _threefry, pbp, pbp_ensemble
 from probprop.learners.base import count_rejections, float64
 from probprop.likelihoods import HeteroscedasticGaussian
 from probprop.moments.input_noise import PROPAGATIONS
@@ -488,7 +488,7 @@ class PBPEnsembleRegressor(OnlineRegressor):
         # member k is exactly PBPRegressor(random_state=seed_k).fit would start it
         rng = check_random_state(self.random_state)
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(spec.n_members)]
-        keys = [jax.random.PRNGKey(self._member(seed)._seed()) for seed in seeds]
+        keys = [_threefry.key(self._member(seed)._seed()) for seed in seeds]
         return pbp_ensemble.init_members(keys, spec.member)
 
     @property

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import numbers
 
-import jax
-
 from probprop.estimators import _checks
 from probprop.estimators.base import OnlineRegressor
 from probprop.io import register_estimator
-from probprop.learners import tagi
+from probprop.learners import _threefry, tagi
 from probprop.moments.input_noise import PROPAGATIONS
 
 
@@ -128,7 +126,7 @@ class TAGIRegressor(OnlineRegressor):
         return dataclasses.replace(network_spec(self, n_in, params), heteroscedastic=bool(self.heteroscedastic))
 
     def _configure(self, Xs, ys, key, spec, search):
-        key, select_key = jax.random.split(key)
+        key, select_key = _threefry.split(key)
         select = isinstance(self.sigma_v, str)
         if spec.heteroscedastic or (select and not search):
             self.sigma_v_ = spec.sigma_v if select else float(self.sigma_v)

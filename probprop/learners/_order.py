@@ -7,12 +7,16 @@ faster on XLA:CPU. JAX shuffles by sorting ``arange(n)`` by fresh 32-bit random 
 for the 10,741 rows of naval, about a tenth of a PBP epoch there. Sorting the single 64-bit
 word ``key << 32 | position`` instead orders by key and breaks ties by position, which is
 what the stable sort does, so the order is the same bit for bit, and XLA:CPU sorts a single
-operand of a primitive type directly (0.7 ms).
+operand of a primitive type directly (0.7 ms). The random keys come from
+:mod:`probprop.learners._threefry` (JAX's numbers, a program that compiles in a fraction of
+the time).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from probprop.learners import _threefry
 
 _UINT32_MAX = np.iinfo(np.uint32).max
 _LOW_32 = 0xFFFFFFFF
@@ -31,8 +35,8 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     order = jnp.arange(n)
     position = jnp.arange(n, dtype=jnp.uint64)
     for _ in range(_rounds(n)):
-        key, sub = jax.random.split(key)
-        bits = jax.random.bits(sub, (n,), jnp.uint32).astype(jnp.uint64)
+        key, sub = _threefry.split(key)
+        bits = jnp.asarray(_threefry.bits(sub, n)).astype(jnp.uint64)
         ranked = jnp.sort((bits << 32) | position)
         order = order[(ranked & _LOW_32).astype(jnp.int32)]
     return order
@@ -64,8 +68,8 @@ def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
     position = jnp.arange(size, dtype=jnp.uint64)
     top = jnp.uint64(_LOW_32) << 32  # the largest key word, for the padding (it keeps its position)
     for i in range(_rounds(size)):
-        key, sub = jax.random.split(key)
-        bits = jax.random.bits(sub, (size,), jnp.uint32).astype(jnp.uint64)
+        key, sub = _threefry.split(key)
+        bits = jnp.asarray(_threefry.bits(sub, size)).astype(jnp.uint64)
         # first round: the padded rows themselves; later rounds: the positions past the real
         # rows, where the first round put the padding
         keep = mask if i == 0 else position < real.astype(jnp.uint64)

@@ -26,7 +26,9 @@ def state_template(spec):
 
     learner = for_spec(spec)
     with jax.enable_x64(True):
-        return jax.eval_shape(lambda key: learner.init(key, spec), jax.random.PRNGKey(0))
+        # the key made inside the trace: abstract (a concrete one compiled JAX's seeding program),
+        # of whatever shape and type JAX's configured generator gives
+        return jax.eval_shape(lambda seed: learner.init(jax.random.PRNGKey(seed), spec), 0)
 
 
 def memory_limit() -> int:

@@ -37,8 +37,9 @@ from jax import lax
 
 from probprop._compute_once import compute_once
 from probprop.layers import Dense
+from probprop.learners import _threefry
 from probprop.learners._order import permutation, shuffled_order
-from probprop.learners.base import Learner, Moments, float64
+from probprop.learners.base import Learner, Moments, float64, light_jit
 from probprop.likelihoods import Gamma, GaussianGammaNoise, GaussianNoise
 from probprop.moments import ACTIVATIONS, adf, input_noise
 
@@ -178,26 +179,29 @@ def init(key: jax.Array, spec: PBPSpec) -> PBPState:
         raise ValueError(f"a fixed noise needs a positive noise_variance, got {spec.noise_variance!r}")
     state = _init(key, spec)
     # outside the compiled part: a fixed noise value is not part of the jit key
-    return state.replace(noise=spec.output_likelihood.init_params(spec.noise_variance))
+    state = state.replace(noise=spec.output_likelihood.init_params(spec.noise_variance))
+    # built from host arrays: JAX arrays (immutable, with .at) by a transfer that compiles nothing
+    return jax.device_put(state)
 
 
 def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
-    """Built on the host: only the normal draws run on the device, through one compiled sampler
-    per power-of-two size (a compiled init per network shape cost ~0.8 s of compilation).
+    """Built on the host, as NumPy arrays (:func:`init` hands them to JAX): only the normal draws
+    run on the device, through one compiled sampler per power-of-two size (a compiled init per
+    network shape cost ~0.8 s of compilation; each ``jnp.asarray`` of a host array compiled a
+    copy program, ~10 ms each on a first call).
     Under :func:`jax.eval_shape` (a traced key) nothing is allocated: the model-file loader
     learns the state's structure and shapes this way before it reads any array."""
     dtype = np.dtype(spec.dtype)
-    key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
+    key, *layer_keys = _threefry.split(key, len(spec.weight_shapes) + 1)  # on the host for a concrete key
     prior_var = spec.prior_rate / (spec.prior_shape - 1.0)
-    abstract = isinstance(key, jax.core.Tracer)
-    if abstract:
+    xp = jnp if isinstance(key, jax.core.Tracer) else np
+    if xp is jnp:
         normal = lambda k, shape, divisor: jax.random.normal(k, shape, jnp.float64) / divisor  # noqa: E731
-        full = lambda value, dtype: tuple(jnp.full(s, value, dtype) for s in spec.weight_shapes)  # noqa: E731
     else:
         normal = _normal_over
-        full = lambda value, dtype: tuple(jnp.asarray(np.full(s, value, dtype)) for s in spec.weight_shapes)  # noqa: E731
+    full = lambda value, dtype: tuple(xp.full(s, value, dtype) for s in spec.weight_shapes)  # noqa: E731
     means = tuple(
-        jnp.asarray(normal(k, shape, _mean_divisor(spec, shape)).astype(dtype))
+        normal(k, shape, _mean_divisor(spec, shape)).astype(dtype)
         for k, shape in zip(layer_keys, spec.weight_shapes)
     )
     f64 = np.float64
@@ -206,10 +210,10 @@ def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
         means=means,
         variances=full(prior_var, dtype),
         noise=None,  # the likelihood's parameters, set by init
-        prior=Gamma(jnp.asarray(spec.prior_shape, f64), jnp.asarray(spec.prior_rate, f64)),
+        prior=Gamma(xp.asarray(spec.prior_shape, f64), xp.asarray(spec.prior_rate, f64)),
         sites=PriorSites(zeros, full(1.0 / prior_var, f64), zeros, zeros),
         rejections=full(0, np.int32),
-        noise_rejections=jnp.asarray(0, jnp.int64),
+        noise_rejections=xp.asarray(0, np.int64),
         key=key,
         spec=spec,
         tied=TiedSites(zeros, zeros) if spec.inference == "sep" else None,
@@ -238,10 +242,10 @@ def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.n
     return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
 
 
-@partial(jax.jit, static_argnums=1)
+@light_jit(static_argnums=1)
 def _normal_draw(key: jax.Array, size: int, divisor) -> jax.Array:
     # a traced divisor: the same division, in the same kernel, as a normal draw divided by a constant
-    return jax.random.normal(key, (size,), jnp.float64) / divisor
+    return _threefry.normal(key, size) / divisor  # jax.random.normal's numbers, a cheaper program
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ def predict(state: PBPState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     return _predict(state, jnp.asarray(X))
 
 
-@jax.jit
+@light_jit
 def _predict(state, X):
     return forward(state, X)
 
@@ -308,7 +312,7 @@ def predict_moments(state: PBPState, X: jax.Array, X_var: jax.Array | None = Non
     return input_noise.predict_with(_predict_moments, _predict_moments_noisy, state, X, X_var, propagation)
 
 
-@jax.jit
+@light_jit
 def _predict_moments(state, X):
     return _as_moments(state, *forward(state, X))
 
@@ -695,7 +699,7 @@ def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
     """
     X = jnp.asarray(X)
     y = jnp.asarray(y)
-    key, sub = jax.random.split(state.key)
+    key, sub = _threefry.split(state.key)
     if mask is None:
         order = permutation(sub, y.shape[0])
         state = adf_sweep(state, X[order], y[order], unroll=unroll)

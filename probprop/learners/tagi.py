@@ -114,9 +114,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from probprop.learners import _threefry
 from probprop.learners._order import permutation, shuffled_order
 from probprop.learners._sgd import as_xy, holdout
-from probprop.learners.base import Learner, Moments, Selection, float64
+from probprop.learners.base import Learner, Moments, Selection, float64, light_jit
 from probprop.likelihoods import GaussianNoise, HeteroscedasticGaussian
 from probprop.moments import ACTIVATIONS, adf, append_bias, input_noise, linear
 from probprop.moments.linear import linear_shared
@@ -240,12 +241,12 @@ def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
 def _init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
     dtype = jnp.dtype(spec.dtype)
-    key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
+    key, *layer_keys = _threefry.split(key, len(spec.weight_shapes) + 1)
     means, variances = [], []
     last = len(spec.weight_shapes) - 1
     for layer, (k, (out, n)) in enumerate(zip(layer_keys, spec.weight_shapes)):
         var_w = spec.init_gain / (n - 1)
-        mean_w = jax.random.normal(k, (out, n - 1), jnp.float64) * np.sqrt(var_w)
+        mean_w = _threefry.normal(k, out * (n - 1)).reshape(out, n - 1) * np.sqrt(var_w)  # jax.random.normal's
         mean_b = jnp.zeros((out, 1), jnp.float64)
         if spec.heteroscedastic and layer == last:
             mean_b = mean_b.at[1, 0].set(np.log(spec.sigma_v**2))  # noise unit starts at sigma_v^2
@@ -338,7 +339,7 @@ def predict(state: TAGIState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     return _predict(state, jnp.asarray(X))
 
 
-@jax.jit
+@light_jit
 def _predict(state, X):
     return forward(state, X)
 
@@ -384,7 +385,7 @@ def _output_moments(state, z_mean, z_var):
     return Moments(mean, var, noise)
 
 
-@jax.jit
+@light_jit
 def _predict_moments(state, X):
     out = forward_moments(state, X)[-1]
     return _output_moments(state, out.z_mean, out.z_var)
@@ -572,7 +573,7 @@ def sweep(state: TAGIState, X: jax.Array, y: jax.Array, mask=None, noise_var=Non
 
 
 def _epoch(state: TAGIState, X, y, mask, noise_var) -> TAGIState:
-    key, sub = jax.random.split(state.key)
+    key, sub = _threefry.split(state.key)
     if mask is None:
         order = permutation(sub, y.shape[0])
         state = sweep(state, X[order], y[order], None, noise_var)
@@ -654,8 +655,8 @@ def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
     n = y.shape[0]
     if not 1 <= round(val_fraction * n) <= n - 2:
         raise ValueError(f"val_fraction={val_fraction!r} leaves no usable split of {n} rows")
-    key = jax.random.PRNGKey(0) if key is None else key
-    k_split, k_init = jax.random.split(key)
+    key = _threefry.key(0) if key is None else key
+    k_split, k_init = _threefry.split(key)
     val, fit = holdout(n, val_fraction, k_split)
     # the fit part standardised on its own, with the exactly-constant rule (constant_tol=0)
     x_mean, x_std = standardisation(X[fit], constant_tol=0.0)

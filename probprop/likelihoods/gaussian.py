@@ -50,7 +50,7 @@ class GaussianNoise(Likelihood):
     def init_params(self, noise_variance):
         if noise_variance is None or not float(noise_variance) > 0:
             raise ValueError(f"a Gaussian noise of given variance needs a positive noise_variance, got {noise_variance!r}")
-        return Gamma(jnp.asarray(2.0, jnp.float64), jnp.asarray(float(noise_variance), jnp.float64))
+        return Gamma(np.asarray(2.0, np.float64), np.asarray(float(noise_variance), np.float64))  # host arrays
 
     def noise_variance(self, params):
         return params.rate / (params.shape - 1.0)
@@ -91,7 +91,7 @@ class GaussianGammaNoise(GaussianNoise):
     rate: float = 6.0
 
     def init_params(self, noise_variance=None):
-        return Gamma(jnp.asarray(self.shape, jnp.float64), jnp.asarray(self.rate, jnp.float64))
+        return Gamma(np.asarray(self.shape, np.float64), np.asarray(self.rate, np.float64))  # host arrays
 
     def adf_output(self, params, y, mean, var, weight, keep):
         f64 = jnp.float64

@@ -49,7 +49,9 @@ is faithful to a model that is itself too confident. So it is offered, not the d
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: How :func:`activate` propagates (mean, variance) through a hidden unit.
 PROPAGATIONS = ("moments", "linear")
@@ -67,7 +69,8 @@ def predict_with(plain, noisy, state, X, X_var=None, propagation: str = "moments
     plain pass, unchanged) for deterministic inputs propagated by moment matching, else
     ``noisy(state, X, X_var, propagation)`` with ``X_var`` broadcast to X (zeros if None)."""
     if X_var is None and propagation == "moments":
-        return plain(state, jnp.asarray(X))
+        # a host array goes to the compiled pass as it is (jnp.asarray would compile a copy program)
+        return plain(state, X if isinstance(X, (np.ndarray, jax.Array)) else jnp.asarray(X))
     check_propagation(propagation)
     X = jnp.asarray(X)
     X_var = jnp.zeros_like(X) if X_var is None else jnp.broadcast_to(jnp.asarray(X_var, X.dtype), X.shape)

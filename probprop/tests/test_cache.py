@@ -71,3 +71,32 @@ def test_off_and_a_cache_chosen_by_the_process_are_respected(tmp_path):
     own = tmp_path / "own"
     chosen = _finish(_start(_env(PROBPROP_JAX_CACHE=str(tmp_path / "ignored"), JAX_COMPILATION_CACHE_DIR=str(own))))
     assert chosen["cache"] == str(own) and not (tmp_path / "ignored").exists()
+
+
+COUNT = """
+import json
+import numpy as np
+from jax import monitoring
+compiled = []
+monitoring.register_event_duration_secs_listener(
+    lambda name, secs, **kw: compiled.append(secs) if name == "/jax/core/compile/backend_compile_duration" else None)
+from probprop import PBPRegressor
+rng = np.random.default_rng(0)
+X = rng.normal(size=(60, 3)); y = X[:, 0] + 0.1 * rng.normal(size=60)
+model = PBPRegressor(hidden=(5,), epochs=2, random_state=0).fit(X, y)
+fit = len(compiled)
+model.predict(X[:4], return_std=True)
+print(json.dumps({"fit": fit, "predict": len(compiled) - fit}))
+"""
+
+
+def test_a_first_fit_and_prediction_compile_four_programs():
+    """With no cache, a first PBP fit compiles the light-options probe, the normal sampler and the
+    epoch, and its prediction one program (docs/engine.md, "The first call"): each eager JAX
+    operation on the way (a jnp.asarray, jax.random's seed or split) would add a compilation of
+    its own (there were 14 before)."""
+    proc = subprocess.run([sys.executable, "-c", COUNT], env=_env(PROBPROP_JAX_CACHE="off"), capture_output=True, check=False,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts == {"fit": 3, "predict": 1}
