@@ -186,6 +186,11 @@ start = time.perf_counter()
 from probprop import PBPRegressor
 import numpy as np
 imported = time.perf_counter()
+from jax import monitoring
+compiled = []  # (program, seconds) of each compilation, or of each load from the cache
+monitoring.register_event_duration_secs_listener(
+    lambda event, secs, fun_name=None, **_: compiled.append((str(fun_name), secs))
+    if event == "/jax/core/compile/backend_compile_duration" else None)
 rng = np.random.default_rng(0)
 X = rng.normal(size=(506, 13))
 y = X @ rng.normal(size=13) + np.sin(3 * X[:, 0]) + 0.3 * rng.normal(size=506)
@@ -195,6 +200,7 @@ model = PBPRegressor(hidden=(50,), epochs=40, random_state=0).fit(X_train, y_tra
 fitted = time.perf_counter()
 model.predict(X_test, return_std=True)
 predicted = time.perf_counter()
+first_call = list(compiled)
 again = []
 for seed in range(5):
     t = time.perf_counter()
@@ -202,7 +208,7 @@ for seed in range(5):
     again.append(time.perf_counter() - t)
 print(json.dumps({"import_s": imported - start, "fit_s": fitted - t0, "predict_s": predicted - fitted,
                   "total_s": (imported - start) + (predicted - t0), "steady_fit_s": min(again),
-                  "steady_rows": "440-444"}))
+                  "steady_rows": "440-444", "compiled": first_call}))
 """
 
 
@@ -236,7 +242,25 @@ def summarise_cold_runs(runs: list[dict]) -> dict:
         out[case] = {s: float(np.median([r[case][s] for r in runs])) for s in stages}
         totals = [r[case]["total_s"] for r in runs]
         out[case]["total_range"] = (min(totals), max(totals))
+        if all("compiled" in r[case] for r in runs):
+            out[case]["programs"] = _program_medians([r[case]["compiled"] for r in runs])
     return out
+
+
+def _program_medians(runs: list[list]) -> list[tuple[str, float]]:
+    """Each program's median seconds over the runs (the i-th compilation of a name in one run
+    pairs with the i-th of that name in the others), in the order of the first run."""
+    def numbered(run):
+        seen: dict[str, int] = {}
+        out = []
+        for name, secs in run:
+            seen[name] = seen.get(name, 0) + 1
+            out.append(((name, seen[name]), secs))
+        return out
+
+    per_run = [dict(numbered(run)) for run in runs]
+    return [(name, float(np.median([r[(name, k)] for r in per_run if (name, k) in r])))
+            for (name, k), _ in numbered(runs[0])]
 
 
 JAX_IMPORT_SCRIPT = """
@@ -326,6 +350,12 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
             low, high = c.get("total_range", (c["total_s"], c["total_s"]))
             lines.append(f"| {case} | {c['import_s']:.2f} | {c['fit_s']:.2f} | {c['predict_s']:.2f} | "
                          f"**{c['total_s']:.2f}** | {low:.2f}-{high:.2f} | {c['steady_fit_s']:.3f} |")
+        programs = cold["empty"].get("programs")
+        if programs:
+            listed = ", ".join(f"`{name}` {secs:.2f} s" for name, secs in sorted(programs, key=lambda p: -p[1]))
+            lines += ["", (f"With an empty cache the first fit and prediction compile {len(programs)} programs "
+                           f"({sum(s for _, s in programs):.2f} s of XLA compilation, tracing and lowering not "
+                           f"included; medians over the processes): {listed}.")]
         jax_import = cold.get("jax_import")
         if jax_import:
             ml_dtypes_part = (f", {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes {jax_import['ml_dtypes_version']} "

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from probprop.learners._order import permutation
+
 if TYPE_CHECKING:  # optax is imported where it is used: the regressors that need no optimiser skip it
     import optax
 
@@ -195,5 +197,5 @@ def holdout(n: int, val_fraction: float, key: jax.Array) -> tuple[np.ndarray, np
     n_val = round(val_fraction * n)
     if n_val < 1 or n_val >= n:
         raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation rows (n={n})")
-    perm = np.asarray(jax.random.permutation(key, n))
+    perm = np.asarray(permutation(key, n))  # jax.random.permutation's, on the host
     return perm[:n_val], perm[n_val:]

@@ -69,6 +69,12 @@ def _module(key):
     return jnp if tracing() or isinstance(key, jax.core.Tracer) else np
 
 
+def on_host(key) -> bool:
+    """:func:`split` and :func:`bits` of ``key`` give NumPy arrays (a concrete raw key of JAX's
+    generator, outside any trace)."""
+    return _ours(key) and _module(key) is np
+
+
 def _counters(xp, n: int):
     """The high and low 32-bit words of the counters 0 .. n-1 (n < 2**32: the high words are 0)."""
     return xp.zeros(n, xp.uint32), xp.arange(n, dtype=xp.uint32)

@@ -148,13 +148,17 @@ LIGHT_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 _light_options: dict | None = None
 
 
+def _light_probe(x):
+    return x + 1
+
+
 def light_compile_options() -> dict:
     """:data:`LIGHT_COMPILE_OPTIONS` where this jaxlib takes them (checked once, by compiling a
     one-operation program), else none: a release that drops the option compiles as before."""
     global _light_options
     if _light_options is None:
         try:
-            jax.jit(lambda x: x + 1, compiler_options=LIGHT_COMPILE_OPTIONS).lower(np.float32(0)).compile()
+            jax.jit(_light_probe, compiler_options=LIGHT_COMPILE_OPTIONS).lower(np.float32(0)).compile()
             _light_options = dict(LIGHT_COMPILE_OPTIONS)
         except Exception:  # noqa: BLE001 - any refusal (unknown option, other backend) means: no options
             _light_options = {}

@@ -669,14 +669,16 @@ def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
     if spec.n_classes:
         raise ValueError("select_sigma_v is for regression; a TAGI classifier has no observation noise to choose")
     state = _init(k_init, spec)
-    states = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (len(grid),) + a.shape), state)
-    dtype = state.means[0].dtype
-    noise_vars = jnp.asarray(grid, dtype) ** 2
-    X_fit, y_fit = jnp.asarray(Xs[fit], dtype), jnp.asarray(ys[fit], dtype)
+    # host arrays into the compiled programs: eager jnp operations here compiled eight small
+    # programs of their own on a first call (the same numbers: x * x rounds the same everywhere)
+    states = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (len(grid),) + a.shape), state)
+    dtype = np.dtype(state.means[0].dtype)
+    noise_vars = np.asarray(grid, dtype) ** 2
+    X_fit, y_fit = np.asarray(Xs[fit], dtype), np.asarray(ys[fit], dtype)
     for _ in range(int(epochs)):
         states = _grid_epoch(states, X_fit, y_fit, noise_vars)
     scores = np.asarray(
-        _grid_log_likelihood(states, jnp.asarray(Xs[val], dtype), jnp.asarray(ys[val], dtype), noise_vars),
+        _grid_log_likelihood(states, np.asarray(Xs[val], dtype), np.asarray(ys[val], dtype), noise_vars),
         np.float64,
     )
     scores = np.where(np.isfinite(scores), scores, -np.inf)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from probprop import _cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,23 +82,25 @@ from jax import monitoring
 compiled = []
 monitoring.register_event_duration_secs_listener(
     lambda name, secs, **kw: compiled.append(secs) if name == "/jax/core/compile/backend_compile_duration" else None)
-from probprop import PBPRegressor
+import probprop
 rng = np.random.default_rng(0)
 X = rng.normal(size=(60, 3)); y = X[:, 0] + 0.1 * rng.normal(size=60)
-model = PBPRegressor(hidden=(5,), epochs=2, random_state=0).fit(X, y)
+model = probprop.{estimator}(hidden=(5,), epochs=2, random_state=0).fit(X, y)
 fit = len(compiled)
 model.predict(X[:4], return_std=True)
 print(json.dumps({"fit": fit, "predict": len(compiled) - fit}))
 """
 
 
-def test_a_first_fit_and_prediction_compile_four_programs():
-    """With no cache, a first PBP fit compiles the light-options probe, the normal sampler and the
-    epoch, and its prediction one program (docs/engine.md, "The first call"): each eager JAX
-    operation on the way (a jnp.asarray, jax.random's seed or split) would add a compilation of
-    its own (there were 14 before)."""
-    proc = subprocess.run([sys.executable, "-c", COUNT], env=_env(PROBPROP_JAX_CACHE="off"), capture_output=True, check=False,
-                          text=True, timeout=300)
+@pytest.mark.parametrize(("estimator", "expected"), [
+    ("PBPRegressor", {"fit": 3, "predict": 1}),  # the light-options probe, the normal sampler, the epoch
+    ("TAGIRegressor", {"fit": 5, "predict": 2}),  # init twice (search, fit), the search's grid epoch and score, the epoch
+])
+def test_a_first_fit_and_prediction_compile_few_programs(estimator, expected):
+    """With no cache, the programs a first fit and prediction compile (docs/engine.md, "The first
+    call"): each eager JAX operation on the way (a jnp.asarray, jax.random's seed, split or
+    permutation) would add a compilation of its own (PBP compiled 14 before, TAGI 20)."""
+    proc = subprocess.run([sys.executable, "-c", COUNT.replace("{estimator}", estimator)],
+                          env=_env(PROBPROP_JAX_CACHE="off"), capture_output=True, check=False, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert counts == {"fit": 3, "predict": 1}
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected

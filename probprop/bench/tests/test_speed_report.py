@@ -27,6 +27,21 @@ def test_first_call_section_shows_medians_ranges_and_the_jax_import():
     assert "fastest of 3 processes" in text
 
 
+def test_first_call_section_lists_the_compiled_programs():
+    runs = _runs([3.0, 5.0, 4.0], [1.0, 2.0, 1.2])
+    for i, run in enumerate(runs):
+        run["empty"]["compiled"] = [["jit(_normal_draw)", 0.1 + i], ["jit(_update)", 2.0 + i], ["jit(stage)", 0.01],
+                                    ["jit(stage)", 0.03 * (i + 1)]]
+        run["warm"]["compiled"] = [["jit(_update)", 0.05]]
+    cold = speed.summarise_cold_runs(runs)
+    assert cold["empty"]["programs"] == [("jit(_normal_draw)", 1.1), ("jit(_update)", 3.0), ("jit(stage)", 0.01),
+                                         ("jit(stage)", 0.06)]  # a name's second compilation pairs with its second
+    text = speed.report([], MEMORY, "cmd", cold)
+    assert ("compile 4 programs (4.17 s of XLA compilation, tracing and lowering not included; medians over the "
+            "processes): `jit(_update)` 3.00 s, `jit(_normal_draw)` 1.10 s, `jit(stage)` 0.06 s, `jit(stage)` 0.01 s."
+            ) in text
+
+
 def test_a_report_from_an_older_json_renders():
     """A speed.json from before the repeats (one pair, no range, no jax import) still renders."""
     pair = _runs([4.0], [1.5])[0]

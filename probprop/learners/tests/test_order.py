@@ -63,3 +63,15 @@ def test_shuffled_order_of_any_mask_is_a_permutation_with_the_masked_rows_last()
     real = int(mask.sum())
     np.testing.assert_array_equal(np.sort(order), np.arange(3000))
     assert np.asarray(mask)[order[:real]].all() and not np.asarray(mask)[order[real:]].any()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 455, 1625, 1626, 10_741])
+def test_permutation_on_the_host_equals_jax(n):
+    """A concrete key outside a trace: NumPy arrays (no compiled program), jax.random's order."""
+    for seed in range(3):
+        key = jax.random.PRNGKey(7 * seed + n)
+        got = permutation(key, n)
+        assert isinstance(got, np.ndarray)
+        expected = np.asarray(jax.random.permutation(key, n))
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
