@@ -248,8 +248,8 @@ def summarise_cold_runs(runs: list[dict]) -> dict:
 
 
 def _program_medians(runs: list[list]) -> list[tuple[str, float]]:
-    """Each program's median seconds over the runs (the i-th compilation of a name in one run
-    pairs with the i-th of that name in the others), in the order of the first run."""
+    """Each program's median seconds over the runs that compiled it (the i-th compilation of a
+    name in one run pairs with the i-th of that name in the others), in first-seen order."""
     def numbered(run):
         seen: dict[str, int] = {}
         out = []
@@ -259,8 +259,8 @@ def _program_medians(runs: list[list]) -> list[tuple[str, float]]:
         return out
 
     per_run = [dict(numbered(run)) for run in runs]
-    return [(name, float(np.median([r[(name, k)] for r in per_run if (name, k) in r])))
-            for (name, k), _ in numbered(runs[0])]
+    keys = list(dict.fromkeys(key for run in per_run for key in run))
+    return [(name, float(np.median([r[(name, k)] for r in per_run if (name, k) in r]))) for name, k in keys]
 
 
 JAX_IMPORT_SCRIPT = """
@@ -354,8 +354,8 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
         if programs:
             listed = ", ".join(f"`{name}` {secs:.2f} s" for name, secs in sorted(programs, key=lambda p: -p[1]))
             lines += ["", (f"With an empty cache the first fit and prediction compile {len(programs)} programs "
-                           f"({sum(s for _, s in programs):.2f} s of XLA compilation, tracing and lowering not "
-                           f"included; medians over the processes): {listed}.")]
+                           f"({sum(s for _, s in programs):.2f} s of compiling and storing them, tracing and lowering "
+                           f"not included; medians over the processes): {listed}.")]
         jax_import = cold.get("jax_import")
         if jax_import:
             ml_dtypes_part = (f", {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes {jax_import['ml_dtypes_version']} "

@@ -27,16 +27,16 @@ def _rounds(n: int) -> int:
     return int(np.ceil(3 * np.log(max(1, n)) / np.log(_UINT32_MAX)))
 
 
-def permutation(key: jax.Array, n: int) -> jax.Array:
+def permutation(key: jax.Array, n: int) -> jax.Array | np.ndarray:
     """A uniformly random order of ``range(n)``: the same array as ``jax.random.permutation(key, n)``.
-    For a concrete raw key outside a trace (with 64-bit types on) it is computed on the host, in
-    NumPy, compiling nothing (JAX's own compiled two programs, ~0.6 s, on a first call)."""
+    For a concrete raw key outside a trace it is computed on the host, in NumPy (int64), compiling
+    nothing (JAX's own compiled two programs, ~0.6 s, on a first call). Needs 64-bit types (the
+    packed words): without them, and from 2**31 rows, it is ``jax.random.permutation`` itself."""
     n = int(n)
-    if n >= 2**32:
-        return jax.random.permutation(key, n)  # positions would not fit in the low word
-    host = _threefry.on_host(key) and jax.config.jax_enable_x64
-    xp = np if host else jnp
-    order = xp.arange(n)
+    if n >= 2**31 or not jax.config.jax_enable_x64:
+        return jax.random.permutation(key, n)  # positions would not fit, or no 64-bit words
+    xp = np if _threefry.on_host(key) else jnp
+    order = xp.arange(n, dtype=xp.int64)
     position = xp.arange(n, dtype=xp.uint64)
     for _ in range(_rounds(n)):
         key, sub = _threefry.split(key)

@@ -234,7 +234,17 @@ class TAGIState:
 @float64
 def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
-    return _init(key, spec)
+    return _init_any_sigma_v(key, spec)
+
+
+def _init_any_sigma_v(key, spec: TAGISpec) -> TAGIState:
+    """:func:`_init`, compiled once for every sigma_v of a homoscedastic network (sigma_v does not
+    enter its prior): the sigma_v search's network and the fitted one share the program (each
+    compilation took 1.3-1.7 s on a first call)."""
+    if spec.heteroscedastic:
+        return _init(key, spec)
+    default = next(f.default for f in dataclasses.fields(TAGISpec) if f.name == "sigma_v")
+    return _init(key, dataclasses.replace(spec, sigma_v=default)).replace(spec=spec)
 
 
 @partial(jax.jit, static_argnums=1)  # one compilation per spec, not one per operation
@@ -668,13 +678,14 @@ def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
         raise ValueError("select_sigma_v is for the homoscedastic network; the heteroscedastic one learns its noise")
     if spec.n_classes:
         raise ValueError("select_sigma_v is for regression; a TAGI classifier has no observation noise to choose")
-    state = _init(k_init, spec)
-    # host arrays into the compiled programs: eager jnp operations here compiled eight small
-    # programs of their own on a first call (the same numbers: x * x rounds the same everywhere)
-    states = jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (len(grid),) + a.shape), state)
+    state = _init_any_sigma_v(k_init, spec)
+    # host arrays into the compiled programs (handed over once): eager jnp operations here compiled
+    # eight small programs of their own on a first call (the same numbers: x * x rounds the same)
+    states = jax.device_put(jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (len(grid),) + a.shape),
+                                                   state))
     dtype = np.dtype(state.means[0].dtype)
-    noise_vars = np.asarray(grid, dtype) ** 2
-    X_fit, y_fit = np.asarray(Xs[fit], dtype), np.asarray(ys[fit], dtype)
+    noise_vars = jax.device_put(np.asarray(grid, dtype) ** 2)
+    X_fit, y_fit = jax.device_put((np.asarray(Xs[fit], dtype), np.asarray(ys[fit], dtype)))
     for _ in range(int(epochs)):
         states = _grid_epoch(states, X_fit, y_fit, noise_vars)
     scores = np.asarray(

@@ -33,11 +33,13 @@ def test_first_call_section_lists_the_compiled_programs():
         run["empty"]["compiled"] = [["jit(_normal_draw)", 0.1 + i], ["jit(_update)", 2.0 + i], ["jit(stage)", 0.01],
                                     ["jit(stage)", 0.03 * (i + 1)]]
         run["warm"]["compiled"] = [["jit(_update)", 0.05]]
+    runs[1]["warm"]["compiled"].append(["jit(_only_here)", 0.2])  # a program one process alone compiled
     cold = speed.summarise_cold_runs(runs)
+    assert cold["warm"]["programs"] == [("jit(_update)", 0.05), ("jit(_only_here)", 0.2)]
     assert cold["empty"]["programs"] == [("jit(_normal_draw)", 1.1), ("jit(_update)", 3.0), ("jit(stage)", 0.01),
                                          ("jit(stage)", 0.06)]  # a name's second compilation pairs with its second
     text = speed.report([], MEMORY, "cmd", cold)
-    assert ("compile 4 programs (4.17 s of XLA compilation, tracing and lowering not included; medians over the "
+    assert ("compile 4 programs (4.17 s of compiling and storing them, tracing and lowering not included; medians over the "
             "processes): `jit(_update)` 3.00 s, `jit(_normal_draw)` 1.10 s, `jit(stage)` 0.06 s, `jit(stage)` 0.01 s."
             ) in text
 

@@ -75,3 +75,9 @@ def test_permutation_on_the_host_equals_jax(n):
         expected = np.asarray(jax.random.permutation(key, n))
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_permutation_without_64_bit_types_is_jax_random():
+    with jax.enable_x64(False):
+        key = jax.random.PRNGKey(3)
+        np.testing.assert_array_equal(np.asarray(permutation(key, 10)), np.asarray(jax.random.permutation(key, 10)))
