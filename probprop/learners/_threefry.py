@@ -69,6 +69,13 @@ def _module(key):
     return jnp if tracing() or isinstance(key, jax.core.Tracer) else np
 
 
+def _hash_of_counters(key, n: int):
+    """The hash pair of the counters 0 .. n-1 under ``key``, and the array module it used."""
+    xp = _module(key)
+    key = xp.asarray(key)
+    return (*threefry2x32(key[0], key[1], *_counters(xp, n)), xp)
+
+
 def on_host(key) -> bool:
     """:func:`split` and :func:`bits` of ``key`` give NumPy arrays (a concrete raw key of JAX's
     generator, outside any trace)."""
@@ -97,9 +104,7 @@ def split(key, num: int = 2):
     """``jax.random.split(key, num)``: shape (num, 2); a NumPy array for a concrete key outside a trace."""
     if not _ours(key):
         return jax.random.split(key, num)
-    xp = _module(key)
-    key = np.asarray(key) if xp is np else jnp.asarray(key)
-    a, b = threefry2x32(key[0], key[1], *_counters(xp, num))
+    a, b, xp = _hash_of_counters(key, num)
     return xp.stack([a, b], axis=1)
 
 
@@ -108,9 +113,7 @@ def bits(key, n: int):
     outside a trace."""
     if not _ours(key):
         return jax.random.bits(key, (n,), jnp.uint32)
-    xp = _module(key)
-    key = np.asarray(key) if xp is np else jnp.asarray(key)
-    a, b = threefry2x32(key[0], key[1], *_counters(xp, n))
+    a, b, _ = _hash_of_counters(key, n)
     return a ^ b
 
 

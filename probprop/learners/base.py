@@ -125,16 +125,17 @@ def float64(fn):
     return scoped
 
 
+try:  # JAX's trace state (not public API), read once per prediction call
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - another JAX
+    _trace_state_clean = None
+
+
 def tracing() -> bool:
     """True inside a JAX trace (``jit``, ``vmap``, ``scan``, ``eval_shape``), where a function must
     stage its work rather than compute on the host. Read from JAX's trace state (not public API:
     where it is missing, True, the traced path, which is always correct)."""
-    try:
-        from jax._src import core
-
-        return not core.trace_state_clean()
-    except (ImportError, AttributeError):  # pragma: no cover - another JAX
-        return True
+    return True if _trace_state_clean is None else not _trace_state_clean()
 
 
 #: XLA compiler options for programs that run rarely or cost little per element (predictions, the
