@@ -15,7 +15,8 @@ Every function returns exactly what its ``jax.random`` counterpart returns (the 
 them bit for bit). Where that arithmetic is not JAX's generator (``jax_threefry_partitionable``
 off, another ``jax_default_prng_impl``, typed keys from ``jax.random.key``, 64-bit types off)
 they are ``jax.random`` itself. Inside a JAX trace (jit, vmap, ``eval_shape``) they trace, as
-``jax.random`` would.
+``jax.random`` would; :func:`normal_over`, which returns a NumPy array, is for concrete keys
+outside a trace only.
 """
 
 import operator
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from probprop.learners.base import tracing
+from probprop.learners.base import light_jit, tracing
 
 #: The rotations of the Threefry-2x32 rounds (Salmon et al. 2011), alternating by groups of four.
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -133,3 +134,26 @@ def normal(key, n: int):
     lo = np.nextafter(np.float64(-1.0), np.float64(0.0))
     u = jnp.maximum(lo, floats * (1.0 - lo) + lo)
     return np.sqrt(2.0) * jax.lax.erf_inv(u)
+
+
+#: The smallest draw of :func:`normal_over`: every layer of up to this many weights shares one
+#: compiled sampler (each further size is another ~0.2 s of compilation on a first fit).
+NORMAL_DRAW_MIN = 4096
+
+
+def normal_over(key, shape: tuple[int, ...], divisor: float) -> np.ndarray:
+    """``jax.random.normal(key, shape) / divisor`` in float64 as a NumPy array (bit for bit as a
+    jitted draw of that shape; ``divisor`` 1 gives the draw itself), as the prefix of a draw of the
+    next power-of-two size (at least :data:`NORMAL_DRAW_MIN`): with JAX's (default) partitionable
+    threefry each element depends on its flat index only, so one compiled sampler serves every
+    layer shape of every learner (PBP's and TAGI's initial means). For concrete keys outside a
+    trace only; under another generator it draws the shape's own size."""
+    size = int(np.prod(shape))
+    drawn = max(NORMAL_DRAW_MIN, 1 << (size - 1).bit_length()) if _generator_is_ours() else size
+    return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
+
+
+@light_jit(static_argnums=1)
+def _normal_draw(key, size: int, divisor) -> jax.Array:
+    # a traced divisor: the same division, in the same kernel, as a normal draw divided by a constant
+    return normal(key, size) / divisor  # jax.random.normal's numbers, a cheaper program

@@ -198,7 +198,7 @@ def _init(key: jax.Array, spec: PBPSpec) -> PBPState:
     if xp is jnp:
         normal = lambda k, shape, divisor: jax.random.normal(k, shape, jnp.float64) / divisor  # noqa: E731
     else:
-        normal = _normal_over
+        normal = _threefry.normal_over
     full = lambda value, dtype: tuple(xp.full(s, value, dtype) for s in spec.weight_shapes)  # noqa: E731
     means = tuple(
         normal(k, shape, _mean_divisor(spec, shape)).astype(dtype)
@@ -224,28 +224,6 @@ def _mean_divisor(spec: PBPSpec, shape) -> float:
     """The initial means are standard normal draws divided by this: sqrt(fan_in + 1) (PBP), or
     1 / ``init_mean_std``."""
     return float(np.sqrt(shape[1])) if spec.init_mean_std is None else 1.0 / float(spec.init_mean_std)
-
-
-#: The smallest draw of :func:`_normal_over`: every layer of up to this many weights shares one
-#: compiled sampler (each further size is another ~0.2 s of compilation on a first fit).
-NORMAL_DRAW_MIN = 4096
-
-
-def _normal_over(key: jax.Array, shape: tuple[int, ...], divisor: float) -> np.ndarray:
-    """``jax.random.normal(key, shape) / divisor`` in float64 (bit for bit as a jitted draw of that
-    shape), as the prefix of a draw of the next power-of-two size (at least
-    :data:`NORMAL_DRAW_MIN`): with JAX's (default)
-    partitionable threefry each element depends on its flat index only, so one compiled sampler
-    serves every layer shape."""
-    size = int(np.prod(shape))
-    drawn = max(NORMAL_DRAW_MIN, 1 << (size - 1).bit_length()) if jax.config.jax_threefry_partitionable else size
-    return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
-
-
-@light_jit(static_argnums=1)
-def _normal_draw(key: jax.Array, size: int, divisor) -> jax.Array:
-    # a traced divisor: the same division, in the same kernel, as a normal draw divided by a constant
-    return _threefry.normal(key, size) / divisor  # jax.random.normal's numbers, a cheaper program
 
 
 # ---------------------------------------------------------------------------------------------

@@ -234,39 +234,38 @@ class TAGIState:
 @float64
 def init(key: jax.Array, spec: TAGISpec) -> TAGIState:
     """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
-    return _init_any_sigma_v(key, spec)
+    # built from host arrays: JAX arrays by a transfer that compiles nothing
+    return jax.device_put(_init(key, spec))
 
 
-def _init_any_sigma_v(key, spec: TAGISpec) -> TAGIState:
-    """:func:`_init`, compiled once for every sigma_v of a homoscedastic network (sigma_v does not
-    enter its prior): the sigma_v search's network and the fitted one share the program (each
-    compilation took 1.3-1.7 s on a first call)."""
-    if spec.heteroscedastic:
-        return _init(key, spec)
-    default = next(f.default for f in dataclasses.fields(TAGISpec) if f.name == "sigma_v")
-    return _init(key, dataclasses.replace(spec, sigma_v=default)).replace(spec=spec)
-
-
-@partial(jax.jit, static_argnums=1)  # one compilation per spec, not one per operation
 def _init(key: jax.Array, spec: TAGISpec) -> TAGIState:
-    """Prior: weights N(mu, g / fan_in) with mu ~ N(0, g / fan_in), biases N(0, init_bias_variance)."""
-    dtype = jnp.dtype(spec.dtype)
-    key, *layer_keys = _threefry.split(key, len(spec.weight_shapes) + 1)
+    """Built on the host, as NumPy arrays, like PBP's (:func:`probprop.learners.pbp._init`): only
+    the normal draws run on the device, through the sampler PBP shares
+    (:func:`~probprop.learners._threefry.normal_over`; a compiled init per network shape cost
+    1.3-1.7 s of compilation on a first fit). Under :func:`jax.eval_shape` (a traced key) it
+    traces and allocates nothing; under ``jit`` its means may differ from the host's by one unit
+    in the last place (XLA folds the scale into the sampler's constant sqrt(2))."""
+    dtype = np.dtype(spec.dtype)
+    key, *layer_keys = _threefry.split(key, len(spec.weight_shapes) + 1)  # on the host for a concrete key
+    traced = isinstance(key, jax.core.Tracer)
+    xp = jnp if traced else np
     means, variances = [], []
     last = len(spec.weight_shapes) - 1
     for layer, (k, (out, n)) in enumerate(zip(layer_keys, spec.weight_shapes)):
         var_w = spec.init_gain / (n - 1)
-        mean_w = _threefry.normal(k, out * (n - 1)).reshape(out, n - 1) * np.sqrt(var_w)  # jax.random.normal's
-        mean_b = jnp.zeros((out, 1), jnp.float64)
-        if spec.heteroscedastic and layer == last:
-            mean_b = mean_b.at[1, 0].set(np.log(spec.sigma_v**2))  # noise unit starts at sigma_v^2
-        means.append(jnp.concatenate([mean_w, mean_b], 1).astype(dtype))
-        var = jnp.concatenate([jnp.full((out, n - 1), var_w), jnp.full((out, 1), spec.init_bias_variance)], 1)
+        draw = _threefry.normal(k, out * (n - 1)) if traced else _threefry.normal_over(k, (out * (n - 1),), 1.0)
+        mean_w = draw.reshape(out, n - 1) * np.sqrt(var_w)  # jax.random.normal's numbers
+        mean_b = xp.zeros((out, 1), np.float64)
+        if spec.heteroscedastic and layer == last:  # noise unit starts at sigma_v^2
+            start = np.log(spec.sigma_v**2)
+            mean_b = mean_b.at[1, 0].set(start) if traced else np.where(np.arange(out)[:, None] == 1, start, mean_b)
+        means.append(xp.concatenate([mean_w, mean_b], 1).astype(dtype))
+        var = xp.concatenate([xp.full((out, n - 1), var_w), xp.full((out, 1), spec.init_bias_variance)], 1)
         variances.append(var.astype(dtype))
     return TAGIState(
         means=tuple(means),
         variances=tuple(variances),
-        rejections=tuple(jnp.zeros(s, jnp.int32) for s in spec.weight_shapes),
+        rejections=tuple(xp.zeros(s, np.int32) for s in spec.weight_shapes),
         key=key,
         spec=spec,
     )
@@ -678,7 +677,7 @@ def _select_sigma_v(X, y, grid, epochs, key, val_fraction, spec) -> Selection:
         raise ValueError("select_sigma_v is for the homoscedastic network; the heteroscedastic one learns its noise")
     if spec.n_classes:
         raise ValueError("select_sigma_v is for regression; a TAGI classifier has no observation noise to choose")
-    state = _init_any_sigma_v(k_init, spec)
+    state = _init(k_init, spec)
     # host arrays into the compiled programs (handed over once): eager jnp operations here compiled
     # eight small programs of their own on a first call (the same numbers: x * x rounds the same)
     states = jax.device_put(jax.tree_util.tree_map(lambda a: np.broadcast_to(np.asarray(a), (len(grid),) + a.shape),

@@ -131,7 +131,7 @@ def test_light_programs_give_the_default_programs_numbers(default_xla):
     jax_draw, _ = _normal_pair(4096)
     for seed in (0, 3, 12345):
         key = _threefry.key(seed)
-        np.testing.assert_array_equal(np.asarray(pbp._normal_draw(key, 4096, 3.7)), np.asarray(jax_draw(key, 3.7)))
+        np.testing.assert_array_equal(np.asarray(_threefry._normal_draw(key, 4096, 3.7)), np.asarray(jax_draw(key, 3.7)))
 
 
 def test_light_jit_falls_back_where_the_options_are_refused(monkeypatch):
@@ -175,6 +175,45 @@ def test_concrete_arguments_inside_a_trace():
     assert shapes.mean.shape == (256,)
     inside = jax.jit(lambda: pbp.predict_moments(state, X).mean)()
     np.testing.assert_allclose(np.asarray(inside), np.asarray(pbp.predict_moments(state, X).mean), rtol=1e-12)
+
+
+def _tagi_prior_by_jax_random(key, spec):
+    """TAGI's prior from jax.random's draws (each draw a program of its own), scaled in NumPy.
+    (The compiled init it replaced folded the scale into its sampler's constant sqrt(2): the same
+    weights to 1 ulp.)"""
+    key, *layer_keys = jax.random.split(key, len(spec.weight_shapes) + 1)
+    means, variances = [], []
+    for layer, (k, (out, n)) in enumerate(zip(layer_keys, spec.weight_shapes)):
+        var_w = spec.init_gain / (n - 1)
+        draw = np.asarray(jax.random.normal(k, (out * (n - 1),), jnp.float64))
+        mean_b = np.zeros((out, 1))
+        if spec.heteroscedastic and layer == len(spec.weight_shapes) - 1:
+            mean_b[1, 0] = np.log(spec.sigma_v**2)
+        means.append(np.concatenate([draw.reshape(out, n - 1) * np.sqrt(var_w), mean_b], 1).astype(spec.dtype))
+        variances.append(np.concatenate([np.full((out, n - 1), var_w), np.full((out, 1), spec.init_bias_variance)],
+                                        1).astype(spec.dtype))
+    return means, variances, key
+
+
+@pytest.mark.parametrize("spec", [tagi.TAGISpec(n_in=3, hidden=(20, 7)),
+                                  tagi.TAGISpec(n_in=5, hidden=(9,), heteroscedastic=True, sigma_v=0.4, init_gain=1.0,
+                                                init_bias_variance=0.2),
+                                  tagi.TAGISpec(n_in=2, hidden=(70, 70), dtype="float32")])
+def test_tagi_prior_is_built_on_the_host_bit_for_bit(spec):
+    """TAGI's prior from host arrays and the shared sampler equals jax.random's draws scaled
+    bit for bit (homoscedastic, heteroscedastic, float32, layers over NORMAL_DRAW_MIN weights),
+    its leaves are JAX arrays, and under eval_shape it traces (nothing of the declared size)."""
+    key = _threefry.key(11)
+    state = tagi.init(key, spec)
+    means, variances, rest = _tagi_prior_by_jax_random(jax.random.PRNGKey(11), spec)
+    for got, want in zip(state.means + state.variances, means + variances):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    np.testing.assert_array_equal(np.asarray(state.key), np.asarray(rest))
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(state))
+    huge = tagi.TAGISpec(n_in=10**6, hidden=(10**6,), heteroscedastic=spec.heteroscedastic)
+    template = jax.eval_shape(lambda: tagi.init(key, huge))  # 8 TB if it were built
+    assert template.means[0].shape == (10**6, 10**6 + 1) and template.rejections[1].dtype == jnp.int32
 
 
 def test_init_returns_jax_arrays():
