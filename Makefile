@@ -52,7 +52,7 @@ bench-all: bench
 	$(UCI) --datasets all --methods tagi,tagi-het --out docs/benchmarks/tagi-het
 	$(UCI) --datasets all --methods tagi,tagi-he --out docs/benchmarks/tagi-init
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,ensemble,mcdropout --calibrate all --out docs/benchmarks/calibration
-	$(UCI) --datasets all --methods tagi,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
+	$(UCI) --datasets all --methods tagi,tagi-he-prec-val,pytagi --out docs/benchmarks/pytagi  # pytagi: see `make pytagi`
 	$(UCI) --datasets all --methods tagi,tagi-prec,tagi-he,tagi-he-prec --out docs/benchmarks/tagi-prec
 	$(BIN)/probprop bench tagi-speed --out docs/benchmarks/tagi-speed  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs

@@ -148,8 +148,8 @@ def _validation_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 PBP_EPOCH_GRID = (40, 100, 200, 400)
 
 #: The methods that choose their epochs on validation data (:data:`PBP_EPOCH_GRID`,
-#: :data:`ENSEMBLE_EPOCH_GRID`) and fill the results row's ``epochs``.
-EPOCHS_ON_VALIDATION = ("pbp2-sep-het-val", "pbp2-sep-het-cut-val", "ensemble2-val")
+#: :data:`ENSEMBLE_EPOCH_GRID`, :data:`TAGI_EPOCH_GRID`) and fill the results row's ``epochs``.
+EPOCHS_ON_VALIDATION = ("pbp2-sep-het-val", "pbp2-sep-het-cut-val", "ensemble2-val", "tagi-he-prec-val")
 
 
 def _pbp2_sep_het_val(feedback: bool):
@@ -216,46 +216,53 @@ pbp2_sep_het_val, pbp2_sep_het_cut_val = _pbp2_sep_het_val(True), _pbp2_sep_het_
 ENSEMBLE_EPOCH_GRID = (100, 200, 400, 1000)
 
 
-def ensemble2_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
-    """The deep ensemble (5 heteroscedastic MAP networks, Adam at its default step size) with two
-    hidden layers of ``info.n_hidden`` units and the number of epochs chosen from
-    :data:`ENSEMBLE_EPOCH_GRID` on validation data carved from the training split: one fit per
-    count on a random four fifths, scored by the mean log predictive density on the other fifth
-    (a diverged fit or a non-finite score: -inf), then a fit of the best count (the smaller on a
-    tie) on the whole training split (where that fit diverges, the next best; a FloatingPointError
-    when all do, or when no count scores finite on validation). Budget: the grid's epochs on 80 %
-    of the rows plus at most 1,000 on all of them; ``fit_seconds`` counts the fits (the check of
-    the final fit's training predictions is not in it). The results row's ``epochs`` is the count
-    chosen."""
-    from probprop.estimators import DeepEnsembleRegressor
-
+def _best_of_separate_fits(grid, fit_one, X_train, y_train, seed: int):
+    """The number of epochs chosen from ``grid`` on validation data carved from the training split,
+    one separate fit per count: ``fit_one(epochs, X, y)`` (a fitted estimator) on a random four
+    fifths, each scored by the mean log predictive density on the other fifth (a fit that raises
+    ValueError, e.g. DivergedError, overflowing predictions or a non-finite score: -inf), then a fit
+    of the best count (the smaller on a tie) on the whole training split (where that fit fails, or
+    its training predictions overflow, the next best). Returns ``(final, epochs, fit_seconds)``,
+    the seconds counting every fit (not the final check); a FloatingPointError when no count scores
+    finite on validation or every final fit fails."""
     start = time.perf_counter()
     val, fit = _validation_rows(len(y_train), 0.2, seed)
-    params = {"hidden": (int(info.n_hidden),) * 2, "random_state": seed}
     scores = []
-    for epochs in ENSEMBLE_EPOCH_GRID:
-        try:  # a run whose weights blow up (DivergedError) or whose predictions overflow scores -inf
-            value = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train[fit], y_train[fit]).score(
-                X_train[val], y_train[val])
+    for epochs in grid:
+        try:
+            value = fit_one(epochs, X_train[fit], y_train[fit]).score(X_train[val], y_train[val])
         except ValueError:
             value = -np.inf
         scores.append(value if np.isfinite(value) else -np.inf)
     if not np.isfinite(max(scores)):
-        raise FloatingPointError(f"no epoch count of {list(ENSEMBLE_EPOCH_GRID)} gave a finite validation score")
+        raise FloatingPointError(f"no epoch count of {list(grid)} gave a finite validation score")
     failure = None
     for index in np.argsort(-np.asarray(scores), kind="stable"):  # best first; fewer epochs on a tie
-        epochs = ENSEMBLE_EPOCH_GRID[index]
+        epochs = grid[index]
         try:
-            final = DeepEnsembleRegressor(epochs=epochs, **params).fit(X_train, y_train)
+            final = fit_one(epochs, X_train, y_train)
             fit_seconds = time.perf_counter() - start
             final.predict(X_train)  # refuses overflowing predictions
         except ValueError as err:
             failure = err
             continue
-        break
-    else:
-        raise FloatingPointError(f"every epoch count tried ({list(ENSEMBLE_EPOCH_GRID)}) failed on the whole "
-                                 f"training split; the last: {failure}") from failure
+        return final, epochs, fit_seconds
+    raise FloatingPointError(f"every epoch count tried ({list(grid)}) failed on the whole "
+                             f"training split; the last: {failure}") from failure
+
+
+def ensemble2_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """The deep ensemble (5 heteroscedastic MAP networks, Adam at its default step size) with two
+    hidden layers of ``info.n_hidden`` units and the number of epochs chosen from
+    :data:`ENSEMBLE_EPOCH_GRID` on validation data (:func:`_best_of_separate_fits`). Budget: the
+    grid's epochs on 80 % of the rows plus at most 1,000 on all of them. The results row's
+    ``epochs`` is the count chosen."""
+    from probprop.estimators import DeepEnsembleRegressor
+
+    params = {"hidden": (int(info.n_hidden),) * 2, "random_state": seed}
+    final, epochs, fit_seconds = _best_of_separate_fits(
+        ENSEMBLE_EPOCH_GRID, lambda epochs, X, y: DeepEnsembleRegressor(epochs=epochs, **params).fit(X, y),
+        X_train, y_train, seed)
     mean, std = final.predict(X_test, return_std=True)
     return np.asarray(mean), np.asarray(std), fit_seconds, {"epochs": int(epochs)}
 
@@ -315,6 +322,35 @@ def tagi_he_prec(X_train, y_train, X_test, info: DatasetInfo, seed: int):
                           init_bias_variance=1.0 / max(int(info.n_features), 1), variance_update="precision",
                           random_state=seed)
     return _fit_predict(model, X_train, y_train, X_test)
+
+
+#: The epoch counts ``tagi-he-prec-val`` chooses from (separate fits, no padding: ``partial_fit``
+#: pads its rows to a power of two, which costs up to twice the work on protein and naval).
+TAGI_EPOCH_GRID = (40, 100, 200)
+
+
+def tagi_he_prec_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """The ``tagi-he-prec`` network (He-like start, precision-form batch update, one hidden layer
+    of ``info.n_hidden`` units, batch 10) with the number of epochs chosen from
+    :data:`TAGI_EPOCH_GRID` on validation data (:func:`_best_of_separate_fits`). sigma_v is
+    chosen once, by TAGIRegressor's own search in the first fit that succeeds (normally the grid's
+    first count on the four fifths; the search holds out a tenth of them), and kept by every later fit. Budget: the
+    search (5 sigma_v x 40 epochs on 72 % of the rows), the grid's 340 epochs on 80 % and at most
+    200 on all of them. The results row's ``epochs`` is the count chosen."""
+    from probprop.estimators import TAGIRegressor
+
+    params = {"hidden": (int(info.n_hidden),), "init_gain": 1.0,
+              "init_bias_variance": 1.0 / max(int(info.n_features), 1), "variance_update": "precision",
+              "random_state": seed}
+
+    def fit_one(epochs, X, y):
+        model = TAGIRegressor(epochs=epochs, **params).fit(X, y)
+        params.setdefault("sigma_v", model.sigma_v_)  # the first fit's search: kept from then on
+        return model
+
+    final, epochs, fit_seconds = _best_of_separate_fits(TAGI_EPOCH_GRID, fit_one, X_train, y_train, seed)
+    mean, std = final.predict(X_test, return_std=True)
+    return np.asarray(mean), np.asarray(std), fit_seconds, {"epochs": int(epochs)}
 
 
 def tagi_het(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -526,6 +562,7 @@ METHODS: dict[str, Callable] = {
     "tagi-he": tagi_he,
     "tagi-prec": tagi_prec,
     "tagi-he-prec": tagi_he_prec,
+    "tagi-he-prec-val": tagi_he_prec_val,
     "dvi": _estimator("DVIRegressor", heteroscedastic=False),
     "dvi-het": _estimator("DVIRegressor", heteroscedastic=True),
     "map": _estimator("MAPRegressor"),
@@ -558,6 +595,7 @@ LABELS: dict[str, str] = {
     "tagi-he": "probprop TAGI, He init",
     "tagi-prec": "probprop TAGI, precision-form batch update",
     "tagi-he-prec": "probprop TAGI, He init, precision-form batch update",
+    "tagi-he-prec-val": "probprop TAGI, He init, precision form, epochs chosen on validation",
     "dvi": "probprop DVI (homosc.)",
     "dvi-het": "probprop DVI (heterosc.)",
     "map": "probprop MAP net",
@@ -622,6 +660,8 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 6 * n * info.n_epochs * 1e-6 + 4.0
     if name == "tagi-het":
         return n * info.n_epochs * 1e-6 + 4.0
+    if name == "tagi-he-prec-val":  # the search at 40 epochs, 340 epochs on 80 % of the rows, up to 200 on all
+        return n * (0.72 * 5 * 40 + 0.8 * 340 + 200) * 1e-6 + 6.0
     if name == "mcdropout":
         # 12 grid points in one vmapped program (~5x one fit), then the final fit
         return 6 * mcdropout_epochs(info) * max(n, 128) * 8e-7 + 10.0

@@ -450,14 +450,35 @@ def _cut_section(frame) -> list[str]:
     pairs = [(c, f) for c, f in CUT_PAIRS if c in present and f in present]
     if not pairs:
         return []
-    lines = ["## Heteroscedastic PBP: the noise output's feedback cut, against kept", "",
-             ("Paired by split (same split, same seed): the difference cut − feedback, mean ± SE over "
-              "splits; \"better\" means by more than two SEs of the paired difference."), ""]
-    for cut, kept in pairs:
-        rows, wins, clear, lost, n = [], 0, 0, 0, 0
+    return ["## Heteroscedastic PBP: the noise output's feedback cut, against kept", "",
+            ("Paired by split (same split, same seed): the difference cut − feedback, mean ± SE over "
+             "splits; \"better\" means by more than two SEs of the paired difference."), ""] + _paired_tables(frame, pairs)
+
+
+def _peer_section(frame) -> list[str]:
+    """Every probprop method of the run against every external peer of the run
+    (:data:`~probprop.bench.stats.EXTERNAL_METHODS`), split by split, as :func:`_cut_section`."""
+    methods = methods_of(frame)
+    peers = [m for m in methods if m in EXTERNAL_METHODS]
+    pairs = [(ours, peer) for peer in peers for ours in methods if ours not in EXTERNAL_METHODS]
+    if not pairs:
+        return []
+    return ["## probprop against the external peers, split by split", "",
+            ("Paired by split (same split, same seed): the difference probprop − peer, mean ± SE over "
+             "splits (the SE of the split-by-split difference); \"better\" means by more than two SEs of it, "
+             "for the RMSE a lower one."), ""] + _paired_tables(frame, pairs)
+
+
+def _paired_tables(frame, pairs) -> list[str]:
+    """For each ``(a, b)`` of ``pairs``: per dataset, the paired difference a − b of test LL and
+    RMSE (mean ± SE over the splits both ran) with its verdict, under a line that counts them."""
+    lines = []
+    for first, second in pairs:
+        rows, n = [], 0
+        counts = {metric: dict.fromkeys(("ahead", "better", "within", "worse"), 0) for metric in ("log_likelihood", "rmse")}
         for dataset in in_order(frame["dataset"]):
-            a = frame[(frame["method"] == cut) & (frame["dataset"] == dataset)].set_index("split")
-            b = frame[(frame["method"] == kept) & (frame["dataset"] == dataset)].set_index("split")
+            a = frame[(frame["method"] == first) & (frame["dataset"] == dataset)].set_index("split")
+            b = frame[(frame["method"] == second) & (frame["dataset"] == dataset)].set_index("split")
             splits = a.index.intersection(b.index).sort_values()
             if not len(splits):
                 continue
@@ -467,14 +488,15 @@ def _cut_section(frame) -> list[str]:
                 mean, se, _ = paired_difference(a.loc[splits, metric], b.loc[splits, metric])
                 verdict = stats_verdict(sign * mean / se if se > 0 else math.nan)
                 cells += [("+" if mean >= 0 else "") + fmt(mean, se), verdict]
-                if metric == "log_likelihood":
-                    wins += mean > 0
-                    clear += verdict == "better"
-                    lost += verdict == "worse"
+                counts[metric]["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE
+                if verdict in counts[metric]:
+                    counts[metric][verdict] += 1
             rows.append(cells)
-        lines += [f"### {label(cut)} against {label(kept)}", "",
-                  (f"Higher mean test LL on {wins} of {n} datasets, by more than two SEs on {clear}; lower by more "
-                   f"than two SEs on {lost}."), ""]
+        ll, rmse = counts["log_likelihood"], counts["rmse"]
+        lines += [f"### {label(first)} against {label(second)}", "",
+                  (f"Higher mean test LL on {ll['ahead']} of {n} datasets, by more than two SEs on {ll['better']}; "
+                   f"lower by more than two SEs on {ll['worse']}. RMSE: lower on {rmse['ahead']} of {n}, by more "
+                   f"than two SEs on {rmse['better']}; higher by more than two SEs on {rmse['worse']}."), ""]
         lines += _table(["dataset", "splits", "test LL difference", "verdict", "RMSE difference", "verdict"], rows) + [""]
     return lines
 
@@ -538,6 +560,7 @@ def write_report(frame, out, meta: dict) -> Path:
         lines += _sharded_section(frame)
         lines += _heteroscedastic_section(frame)
         lines += _cut_section(frame)
+        lines += _peer_section(frame)
         lines += _chosen_epochs_section(frame)
     if meta.get("skipped"):
         lines += ["## Skipped", ""] + [f"- {s}" for s in meta["skipped"]] + [""]

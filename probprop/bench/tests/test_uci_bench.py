@@ -307,6 +307,42 @@ def test_validation_stopped_ensemble_fits_the_epochs_that_score_best_on_the_held
     assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
 
 
+def test_validation_stopped_tagi_searches_sigma_v_once_and_fits_the_best_epochs(monkeypatch):
+    from probprop.estimators import TAGIRegressor
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80, 2))
+    y = 1.0 + X[:, 0] + 0.2 * rng.normal(size=80)
+    X_test = rng.normal(size=(10, 2))
+    monkeypatch.setattr(methods, "TAGI_EPOCH_GRID", (1, 2, 3))
+    fitted, scored = [], []
+    preferred = {1: -3.0, 2: -1.0, 3: -1.0}  # a tie between 2 and 3 epochs: the fewer win
+    real_fit = TAGIRegressor.fit
+
+    def fit(self, X, y):
+        model = real_fit(self, X, y)
+        fitted.append((self.epochs, self.sigma_v, len(X), self.variance_update, self.init_gain))
+        return model
+
+    def score(self, X, y, sample_weight=None):
+        scored.append(len(X))
+        return preferred[self.epochs]
+
+    monkeypatch.setattr(TAGIRegressor, "fit", fit)
+    monkeypatch.setattr(TAGIRegressor, "score", score)
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=80)
+    mean, std, seconds, extra = methods.tagi_he_prec_val(X, y, X_test, info, seed=0)
+    assert extra == {"epochs": 2}
+    assert scored == [16, 16, 16]  # every fit on four fifths scored on the other fifth only
+    (first, *rest) = fitted
+    assert first[:3] == (1, "select", 64)  # the first fit searches sigma_v ...
+    chosen = rest[0][1]
+    assert chosen in methods.PYTAGI_SIGMA_V  # ... from TAGIRegressor's grid (the pytagi adapter's)
+    assert [r[:3] for r in rest] == [(2, chosen, 64), (3, chosen, 64), (2, chosen, 80)]  # ... kept from then on
+    assert all(r[3:] == ("precision", 1.0) for r in fitted)
+    assert mean.shape == std.shape == (10,) and np.all(np.isfinite(mean)) and np.all(std > 0) and seconds > 0
+
+
 def test_validation_stopped_ensemble_scores_a_diverged_run_minus_inf_and_falls_back(monkeypatch):
     from probprop.estimators import DeepEnsembleRegressor
     from probprop.estimators.base import DivergedError
@@ -399,6 +435,27 @@ def test_an_adapters_own_columns_reach_the_results_row_and_the_report(monkeypatc
     assert any("(`pbp2-sep-het-cut-val`), yacht: 1 x 200, 2 x 400" in line for line in lines)
 
 
+def test_the_peer_section_pairs_each_probprop_method_with_each_peer_split_by_split():
+    """probprop − pytagi per split on two datasets: energy LL +0.2, +0.4, +0.6 (better), RMSE lower
+    by 0.1, 0.2, 0.3 (better); yacht LL -0.3, -0.5, -0.4 (worse), RMSE 0, +0.1, -0.1 (within)."""
+    rows = []
+    for dataset, diffs in (("energy", [(0.2, -0.1), (0.4, -0.2), (0.6, -0.3)]),
+                           ("yacht", [(-0.3, 0.0), (-0.5, 0.1), (-0.4, -0.1)])):
+        for split, (d_ll, d_rmse) in enumerate(diffs):
+            rows.append({"method": "pytagi", "dataset": dataset, "split": split, "log_likelihood": -1.0, "rmse": 1.0})
+            rows.append({"method": "tagi-he-prec-val", "dataset": dataset, "split": split,
+                         "log_likelihood": -1.0 + d_ll, "rmse": 1.0 + d_rmse})
+    frame = pd.DataFrame(rows)
+    lines = report._peer_section(frame)
+    assert "### probprop TAGI, He init, precision form, epochs chosen on validation against pytagi" in lines
+    assert ("Higher mean test LL on 1 of 2 datasets, by more than two SEs on 1; lower by more than two SEs on 1. "
+            "RMSE: lower on 1 of 2, by more than two SEs on 1; higher by more than two SEs on 0.") in lines
+    assert [line.split(" | ")[3::2] for line in lines if line.startswith(("| Energy", "| Yacht"))] == [
+        ["better", "better |"], ["worse", "within |"]]
+    assert report._peer_section(frame.query("method == 'pytagi'")) == []  # no probprop method: no section
+    assert report._peer_section(frame.query("method != 'pytagi'")) == []  # no peer: no section
+
+
 def test_the_cut_section_pairs_splits():
     """cut - feedback per split: LL differences +0.2, +0.4, +0.6 (mean 0.4, SE 0.115: better),
     RMSE differences 0.1, -0.1, 0 (within); a split run by one method only is left out."""
@@ -409,7 +466,8 @@ def test_the_cut_section_pairs_splits():
         if ll_fb is not None:
             rows.append({"method": "pbp-sep-het", "dataset": "yacht", "split": split, "log_likelihood": ll_fb, "rmse": r_fb})
     lines = report._cut_section(pd.DataFrame(rows))
-    assert "Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1; lower by more than two SEs on 0." in lines
+    assert ("Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1; lower by more than two SEs on 0. "
+            "RMSE: lower on 0 of 1, by more than two SEs on 0; higher by more than two SEs on 0.") in lines
     (row,) = [line for line in lines if line.startswith("| Yacht")]
     assert row == "| Yacht | 3 | +0.40 ± 0.12 | better | +0.000 ± 0.058 | within |"
     one = report._cut_section(pd.DataFrame(rows).query("split == 0"))  # one split: no SE, no verdict
