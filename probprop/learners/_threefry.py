@@ -147,9 +147,9 @@ def normal_over(key, shape: tuple[int, ...], divisor: float) -> np.ndarray:
     next power-of-two size (at least :data:`NORMAL_DRAW_MIN`): with JAX's (default) partitionable
     threefry each element depends on its flat index only, so one compiled sampler serves every
     layer shape of every learner (PBP's and TAGI's initial means). For concrete keys outside a
-    trace only; under another generator it draws the shape's own size."""
+    trace only; for a key of another generator (or a typed key) it draws the shape's own size."""
     size = int(np.prod(shape))
-    drawn = max(NORMAL_DRAW_MIN, 1 << (size - 1).bit_length()) if _generator_is_ours() else size
+    drawn = max(NORMAL_DRAW_MIN, 1 << (size - 1).bit_length()) if _ours(key) else size
     return np.asarray(_normal_draw(key, drawn, divisor))[:size].reshape(shape)
 
 

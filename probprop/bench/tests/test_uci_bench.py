@@ -315,13 +315,14 @@ def test_validation_stopped_tagi_searches_sigma_v_once_and_fits_the_best_epochs(
     y = 1.0 + X[:, 0] + 0.2 * rng.normal(size=80)
     X_test = rng.normal(size=(10, 2))
     monkeypatch.setattr(methods, "TAGI_EPOCH_GRID", (1, 2, 3))
-    fitted, scored = [], []
+    fitted, scored, searched = [], [], []
     preferred = {1: -3.0, 2: -1.0, 3: -1.0}  # a tie between 2 and 3 epochs: the fewer win
     real_fit = TAGIRegressor.fit
 
     def fit(self, X, y):
         model = real_fit(self, X, y)
         fitted.append((self.epochs, self.sigma_v, len(X), self.variance_update, self.init_gain))
+        searched.append(model.sigma_v_)
         return model
 
     def score(self, X, y, sample_weight=None):
@@ -336,7 +337,7 @@ def test_validation_stopped_tagi_searches_sigma_v_once_and_fits_the_best_epochs(
     assert scored == [16, 16, 16]  # every fit on four fifths scored on the other fifth only
     (first, *rest) = fitted
     assert first[:3] == (1, "select", 64)  # the first fit searches sigma_v ...
-    chosen = rest[0][1]
+    chosen = searched[0]
     assert chosen in methods.PYTAGI_SIGMA_V  # ... from TAGIRegressor's grid (the pytagi adapter's)
     assert [r[:3] for r in rest] == [(2, chosen, 64), (3, chosen, 64), (2, chosen, 80)]  # ... kept from then on
     assert all(r[3:] == ("precision", 1.0) for r in fitted)
@@ -436,11 +437,13 @@ def test_an_adapters_own_columns_reach_the_results_row_and_the_report(monkeypatc
 
 
 def test_the_peer_section_pairs_each_probprop_method_with_each_peer_split_by_split():
-    """probprop − pytagi per split on two datasets: energy LL +0.2, +0.4, +0.6 (better), RMSE lower
-    by 0.1, 0.2, 0.3 (better); yacht LL -0.3, -0.5, -0.4 (worse), RMSE 0, +0.1, -0.1 (within)."""
+    """probprop − pytagi per split on three datasets: energy LL +0.2, +0.4, +0.6 (better), RMSE lower
+    by 0.1, 0.2, 0.3 (better); yacht LL -0.3, -0.5, -0.4 (worse), RMSE +0.1, +0.2, -0.15 (higher,
+    within); wine LL +0.1, -0.05, +0.2 and RMSE -0.1, +0.05, -0.2 (ahead, within)."""
     rows = []
     for dataset, diffs in (("energy", [(0.2, -0.1), (0.4, -0.2), (0.6, -0.3)]),
-                           ("yacht", [(-0.3, 0.0), (-0.5, 0.1), (-0.4, -0.1)])):
+                           ("yacht", [(-0.3, 0.1), (-0.5, 0.2), (-0.4, -0.15)]),
+                           ("wine-quality-red", [(0.1, -0.1), (-0.05, 0.05), (0.2, -0.2)])):
         for split, (d_ll, d_rmse) in enumerate(diffs):
             rows.append({"method": "pytagi", "dataset": dataset, "split": split, "log_likelihood": -1.0, "rmse": 1.0})
             rows.append({"method": "tagi-he-prec-val", "dataset": dataset, "split": split,
@@ -448,10 +451,10 @@ def test_the_peer_section_pairs_each_probprop_method_with_each_peer_split_by_spl
     frame = pd.DataFrame(rows)
     lines = report._peer_section(frame)
     assert "### probprop TAGI, He init, precision form, epochs chosen on validation against pytagi" in lines
-    assert ("Higher mean test LL on 1 of 2 datasets, by more than two SEs on 1; lower by more than two SEs on 1. "
-            "RMSE: lower on 1 of 2, by more than two SEs on 1; higher by more than two SEs on 0.") in lines
-    assert [line.split(" | ")[3::2] for line in lines if line.startswith(("| Energy", "| Yacht"))] == [
-        ["better", "better |"], ["worse", "within |"]]
+    assert ("Higher mean test LL on 2 of 3 datasets, by more than two SEs on 1; lower by more than two SEs on 1. "
+            "RMSE: lower on 2 of 3, by more than two SEs on 1; higher by more than two SEs on 0.") in lines
+    assert [line.split(" | ")[3::2] for line in lines if line.startswith(("| Energy", "| Wine", "| Yacht"))] == [
+        ["better", "better |"], ["within", "within |"], ["worse", "within |"]]  # the papers' order
     assert report._peer_section(frame.query("method == 'pytagi'")) == []  # no probprop method: no section
     assert report._peer_section(frame.query("method != 'pytagi'")) == []  # no peer: no section
 
