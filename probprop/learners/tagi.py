@@ -258,7 +258,10 @@ def _init(key: jax.Array, spec: TAGISpec) -> TAGIState:
         mean_b = xp.zeros((out, 1), np.float64)
         if spec.heteroscedastic and layer == last:  # noise unit starts at sigma_v^2
             start = np.log(spec.sigma_v**2)
-            mean_b = mean_b.at[1, 0].set(start) if traced else np.where(np.arange(out)[:, None] == 1, start, mean_b)
+            if traced:
+                mean_b = mean_b.at[1, 0].set(start)
+            else:
+                mean_b[1, 0] = start
         means.append(xp.concatenate([mean_w, mean_b], 1).astype(dtype))
         var = xp.concatenate([xp.full((out, n - 1), var_w), xp.full((out, 1), spec.init_bias_variance)], 1)
         variances.append(var.astype(dtype))

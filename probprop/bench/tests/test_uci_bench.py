@@ -240,13 +240,18 @@ def test_calibrate_values_are_checked():
     np.testing.assert_array_equal(split_calibration(100, seed=3)[1], cal)
 
 
+def _noisy_line(seed: int, intercept: float):
+    """80 training rows of a noisy line in two inputs and 10 test inputs (the adapters' toy split)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(80, 2))
+    y = intercept + X[:, 0] + 0.2 * rng.normal(size=80)
+    return X, y, rng.normal(size=(10, 2))
+
+
 def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_fifth(monkeypatch):
     from probprop.estimators import PBPRegressor
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 2))
-    y = 3.0 + X[:, 0] + 0.2 * rng.normal(size=80)
-    X_test = rng.normal(size=(10, 2))
+    X, y, X_test = _noisy_line(0, intercept=3.0)
     monkeypatch.setattr(methods, "PBP_EPOCH_GRID", (1, 2, 3))
     scored, fitted = [], []
     preferred = {1: -5.0, 2: -1.0, 3: -3.0}  # validation score by epochs done: the second checkpoint wins
@@ -280,10 +285,7 @@ def test_validation_stopped_pbp_fits_the_epochs_that_score_best_on_the_held_out_
 def test_validation_stopped_ensemble_fits_the_epochs_that_score_best_on_the_held_out_fifth(monkeypatch):
     from probprop.estimators import DeepEnsembleRegressor
 
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(80, 2))
-    y = 3.0 + X[:, 0] + 0.2 * rng.normal(size=80)
-    X_test = rng.normal(size=(10, 2))
+    X, y, X_test = _noisy_line(0, intercept=3.0)
     monkeypatch.setattr(methods, "ENSEMBLE_EPOCH_GRID", (1, 2, 3))
     fitted, scored = [], []
     preferred = {1: -5.0, 2: -1.0, 3: -1.0}  # a tie between 2 and 3 epochs: the fewer win
@@ -310,10 +312,7 @@ def test_validation_stopped_ensemble_fits_the_epochs_that_score_best_on_the_held
 def test_validation_stopped_tagi_searches_sigma_v_once_and_fits_the_best_epochs(monkeypatch):
     from probprop.estimators import TAGIRegressor
 
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(80, 2))
-    y = 1.0 + X[:, 0] + 0.2 * rng.normal(size=80)
-    X_test = rng.normal(size=(10, 2))
+    X, y, X_test = _noisy_line(2, intercept=1.0)
     monkeypatch.setattr(methods, "TAGI_EPOCH_GRID", (1, 2, 3))
     fitted, scored, searched = [], [], []
     preferred = {1: -3.0, 2: -1.0, 3: -1.0}  # a tie between 2 and 3 epochs: the fewer win
