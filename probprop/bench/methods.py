@@ -149,7 +149,7 @@ PBP_EPOCH_GRID = (40, 100, 200, 400)
 
 #: The methods that choose their epochs on validation data (:data:`PBP_EPOCH_GRID`,
 #: :data:`ENSEMBLE_EPOCH_GRID`, :data:`TAGI_EPOCH_GRID`) and fill the results row's ``epochs``.
-EPOCHS_ON_VALIDATION = ("pbp2-sep-het-val", "pbp2-sep-het-cut-val", "ensemble2-val", "tagi-he-prec-val")
+EPOCHS_ON_VALIDATION = ("pbp2-sep-het-val", "pbp2-sep-het-cut-val", "ensemble2-val", "tagi-he-prec-val", "pytagi-val")
 
 
 def _pbp2_sep_het_val(feedback: bool):
@@ -326,7 +326,7 @@ def tagi_he_prec(X_train, y_train, X_test, info: DatasetInfo, seed: int):
 
 #: The epoch counts ``tagi-he-prec-val`` chooses from (separate fits, no padding: ``partial_fit``
 #: pads its rows to a power of two, which costs up to twice the work on protein and naval).
-TAGI_EPOCH_GRID = (40, 100, 200)
+TAGI_EPOCH_GRID = (40, 100, 200, 400)
 
 
 def tagi_he_prec_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -335,8 +335,8 @@ def tagi_he_prec_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     :data:`TAGI_EPOCH_GRID` on validation data (:func:`_best_of_separate_fits`). sigma_v is
     chosen once, by TAGIRegressor's own search in the first fit that succeeds (normally the grid's
     first count on the four fifths; the search holds out a tenth of them), and kept by every later fit. Budget: the
-    search (5 sigma_v x 40 epochs on 72 % of the rows), the grid's 340 epochs on 80 % and at most
-    200 on all of them. The results row's ``epochs`` is the count chosen."""
+    search (5 sigma_v x 40 epochs on 72 % of the rows), the grid's 740 epochs on 80 % and at most
+    400 on all of them. The results row's ``epochs`` is the count chosen."""
     from probprop.estimators import TAGIRegressor
 
     params = {"hidden": (int(info.n_hidden),), "init_gain": 1.0,
@@ -516,6 +516,49 @@ def _standardiser(X, y):
     return lambda A: (A - x_mean) / x_std, float(y_mean), float(y_std)
 
 
+def _pytagi_sigma_v(X, y, hidden: int, epochs: int, seed: int) -> float:
+    """sigma_v from :data:`PYTAGI_SIGMA_V` by the log-likelihood of ``epochs``-epoch fits on a random
+    tenth of ``(X, y)`` (the rest standardised on its own), in their standardised units."""
+    val, fit = _validation_rows(len(y), 0.1, seed)
+    scale, y_mean, y_std = _standardiser(X[fit], y[fit])
+    scores = []
+    for sigma_v in PYTAGI_SIGMA_V:
+        net = _pytagi_train(scale(X[fit]), (y[fit] - y_mean) / y_std, hidden, epochs, sigma_v, seed)
+        m, v = _pytagi_predict(net, scale(X[val]))
+        total = v + sigma_v**2
+        ll = np.mean(-0.5 * (np.log(2 * np.pi * total) + ((y[val] - y_mean) / y_std - m) ** 2 / total))
+        scores.append(ll if np.isfinite(ll) else -np.inf)
+    return PYTAGI_SIGMA_V[int(np.argmax(scores))]
+
+
+class _PytagiModel:
+    """A pytagi network fitted on standardised ``(X, y)`` with a fixed sigma_v, behind the two
+    methods :func:`_best_of_separate_fits` calls: ``predict(X, return_std=True)`` in the data's
+    units and ``score`` (mean Gaussian log predictive density)."""
+
+    def __init__(self, X, y, hidden: int, epochs: int, sigma_v: float, seed: int):
+        self._scale, self._y_mean, self._y_std = _standardiser(X, y)
+        self.sigma_v = sigma_v
+        self._net = _pytagi_train(self._scale(X), (y - self._y_mean) / self._y_std, hidden, epochs, sigma_v, seed)
+
+    def moments(self, X):
+        """Predictive mean and standard deviation in the data's units, as pytagi gives them."""
+        m, v = _pytagi_predict(self._net, self._scale(np.asarray(X, np.float64)))
+        return self._y_mean + self._y_std * m, self._y_std * np.sqrt(v + self.sigma_v**2)
+
+    def predict(self, X, return_std: bool = False):
+        """:meth:`moments`, refusing non-finite ones (a diverged fit) with a ValueError, as
+        probprop's estimators do."""
+        mean, std = self.moments(X)
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise ValueError("pytagi's predictions are not finite: the fit diverged")
+        return (mean, std) if return_std else mean
+
+    def score(self, X, y) -> float:
+        mean, std = self.predict(X, return_std=True)
+        return float(np.mean(-0.5 * np.log(2 * np.pi * std**2) - 0.5 * ((np.asarray(y) - mean) / std) ** 2))
+
+
 def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     """TAGI through pytagi, with the protocol of the ``tagi`` adapter: 1 hidden layer of
     ``info.n_hidden`` units, batch 10, ``info.n_epochs`` epochs, sigma_v chosen from
@@ -525,21 +568,31 @@ def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
     X_train, y_train, X_test = (np.asarray(a, np.float64) for a in (X_train, y_train, X_test))
     start = time.perf_counter()
     hidden, epochs = int(info.n_hidden), int(info.n_epochs)
-    val, fit = _validation_rows(len(y_train), 0.1, seed)
-    scale, y_mean, y_std = _standardiser(X_train[fit], y_train[fit])
-    scores = []
-    for sigma_v in PYTAGI_SIGMA_V:
-        net = _pytagi_train(scale(X_train[fit]), (y_train[fit] - y_mean) / y_std, hidden, epochs, sigma_v, seed)
-        m, v = _pytagi_predict(net, scale(X_train[val]))
-        total = v + sigma_v**2
-        ll = np.mean(-0.5 * (np.log(2 * np.pi * total) + ((y_train[val] - y_mean) / y_std - m) ** 2 / total))
-        scores.append(ll if np.isfinite(ll) else -np.inf)
-    sigma_v = PYTAGI_SIGMA_V[int(np.argmax(scores))]
-    scale, y_mean, y_std = _standardiser(X_train, y_train)
-    net = _pytagi_train(scale(X_train), (y_train - y_mean) / y_std, hidden, epochs, sigma_v, seed)
+    sigma_v = _pytagi_sigma_v(X_train, y_train, hidden, epochs, seed)
+    model = _PytagiModel(X_train, y_train, hidden, epochs, sigma_v, seed)
     fit_seconds = time.perf_counter() - start
-    m, v = _pytagi_predict(net, scale(X_test))
-    return y_mean + y_std * m, y_std * np.sqrt(v + sigma_v**2), fit_seconds
+    mean, std = model.moments(X_test)  # a diverged fit's row is kept, as before
+    return mean, std, fit_seconds
+
+
+def pytagi_val(X_train, y_train, X_test, info: DatasetInfo, seed: int):
+    """pytagi given ``tagi-he-prec-val``'s budget: the ``pytagi`` network with the number of epochs
+    chosen from :data:`TAGI_EPOCH_GRID` on validation data (:func:`_best_of_separate_fits`, the
+    same rows, order and rule). sigma_v is chosen once, by the ``pytagi`` adapter's search at the
+    grid's first count on the four fifths, and kept by every later fit. The results row's
+    ``epochs`` is the count chosen. float32 (pytagi's)."""
+    check_available("pytagi")
+    X_train, y_train, X_test = (np.asarray(a, np.float64) for a in (X_train, y_train, X_test))
+    hidden, chosen = int(info.n_hidden), {}
+
+    def fit_one(epochs, X, y):
+        if "sigma_v" not in chosen:  # the first fit's search: kept from then on
+            chosen["sigma_v"] = _pytagi_sigma_v(X, y, hidden, epochs, seed)
+        return _PytagiModel(X, y, hidden, epochs, chosen["sigma_v"], seed)
+
+    final, epochs, fit_seconds = _best_of_separate_fits(TAGI_EPOCH_GRID, fit_one, X_train, y_train, seed)
+    mean, std = final.predict(X_test, return_std=True)
+    return mean, std, fit_seconds, {"epochs": int(epochs)}
 
 
 METHODS: dict[str, Callable] = {
@@ -573,6 +626,7 @@ METHODS: dict[str, Callable] = {
     "bayesridge": bayesridge,
     "ngboost": ngboost,
     "pytagi": pytagi,
+    "pytagi-val": pytagi_val,
 }
 
 LABELS: dict[str, str] = {
@@ -606,6 +660,7 @@ LABELS: dict[str, str] = {
     "bayesridge": "BayesianRidge",
     "ngboost": "NGBoost (ours)",
     "pytagi": "pytagi",
+    "pytagi-val": "pytagi, epochs chosen on validation",
 }
 
 #: Methods that can fit several splits of one dataset as one batched program (same signature
@@ -614,7 +669,8 @@ BATCHED: dict[str, Callable] = {name: _pbp_together(name) for name in ("pbp", "p
                                                                        "pbp-sep-het-cut", "pbp2", "pbp3")}
 
 #: The module each method needs beyond probprop's own dependencies.
-REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi"}
+REQUIRES: dict[str, str | None] = {name: None for name in METHODS} | {"ngboost": "ngboost", "pytagi": "pytagi",
+                                                                                 "pytagi-val": "pytagi"}
 
 
 def check_available(name: str) -> None:
@@ -660,8 +716,8 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 6 * n * info.n_epochs * 1e-6 + 4.0
     if name == "tagi-het":
         return n * info.n_epochs * 1e-6 + 4.0
-    if name == "tagi-he-prec-val":  # the search at 40 epochs, 340 epochs on 80 % of the rows, up to 200 on all
-        return n * (0.72 * 5 * 40 + 0.8 * 340 + 200) * 1e-6 + 6.0
+    if name == "tagi-he-prec-val":  # the search at 40 epochs, 740 epochs on 80 % of the rows, up to 400 on all
+        return n * (0.72 * 5 * 40 + 0.8 * 740 + 400) * 1e-6 + 6.0
     if name == "mcdropout":
         # 12 grid points in one vmapped program (~5x one fit), then the final fit
         return 6 * mcdropout_epochs(info) * max(n, 128) * 8e-7 + 10.0
@@ -675,4 +731,6 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
     if name == "pytagi":  # 5 sigma_v candidates on 90 % of the rows, then the final fit
         return 5.5 * n * info.n_epochs * 4e-6 + 2.0
+    if name == "pytagi-val":  # the search at 40 epochs on 72 %, 740 epochs on 80 %, up to 400 on all
+        return n * (0.72 * 5 * 40 + 0.8 * 740 + 400) * 4e-6 + 2.0
     return 1e-6 * n * d

@@ -39,10 +39,10 @@ from probprop.bench.stats import (
     TARGETS,
     beats_paper_pbp,
     best_per_dataset,
+    combined_difference,
     datasets_of,
     in_order,
     label,
-    mean_se,
     methods_of,
     pair_verdicts,
     paired_difference,
@@ -423,8 +423,7 @@ def _heteroscedastic_section(frame) -> list[str]:
             if not len(a) or not len(b):
                 continue
             n += 1
-            (ma, sa), (mb, sb) = mean_se(a["log_likelihood"].dropna()), mean_se(b["log_likelihood"].dropna())
-            diff, se = ma - mb, math.hypot(sa, sb)
+            diff, se = combined_difference(a["log_likelihood"].dropna(), b["log_likelihood"].dropna())
             z = diff / se if se > 0 else math.nan
             coverage = a["coverage_90"].mean()
             better += stats_verdict(z) == "better"
@@ -452,7 +451,10 @@ def _cut_section(frame) -> list[str]:
         return []
     return ["## Heteroscedastic PBP: the noise output's feedback cut, against kept", "",
             ("Paired by split (same split, same seed): the difference cut − feedback, mean ± SE over "
-             "splits; \"better\" means by more than two SEs of the paired difference."), ""] + _paired_tables(frame, pairs)
+             "splits; \"better\" means by more than two SEs of the paired difference (\"paired\") or by more "
+             "than two combined SEs sqrt(SE_a² + SE_b²) of the two means (\"combined\", the unpaired rule; the "
+             "\"combined SEs\" columns give the difference in those SEs, signed so that + is better); for the "
+             "RMSE, better is lower."), ""] + _paired_tables(frame, pairs)
 
 
 def _peer_section(frame) -> list[str]:
@@ -465,17 +467,22 @@ def _peer_section(frame) -> list[str]:
         return []
     return ["## probprop against the external peers, split by split", "",
             ("Paired by split (same split, same seed): the difference probprop − peer, mean ± SE over "
-             "splits (the SE of the split-by-split difference); \"better\" means by more than two SEs of it, "
-             "for the RMSE a lower one."), ""] + _paired_tables(frame, pairs)
+             "splits (the SE of the split-by-split difference); \"better\" means by more than two SEs of it "
+             "(\"paired\"), for the RMSE a lower one, or by more than two combined SEs sqrt(SE_a² + SE_b²) of the "
+             "two means (\"combined\", the unpaired rule; the \"combined SEs\" columns give the difference in "
+             "those SEs, signed so that + is better)."), ""] + _paired_tables(frame, pairs)
 
 
 def _paired_tables(frame, pairs) -> list[str]:
     """For each ``(a, b)`` of ``pairs``: per dataset, the paired difference a − b of test LL and
-    RMSE (mean ± SE over the splits both ran) with its verdict, under a line that counts them."""
+    RMSE (mean ± SE over the splits both ran) with its verdict, and the same difference in combined
+    SEs of the two means (:func:`~probprop.bench.stats.combined_difference`, the unpaired rule) with
+    its verdict, under lines that count them."""
     lines = []
     for first, second in pairs:
         rows, n = [], 0
-        counts = {metric: dict.fromkeys(("ahead", "better", "within", "worse"), 0) for metric in ("log_likelihood", "rmse")}
+        counts = {(metric, rule): dict.fromkeys(("ahead", "better", "within", "worse"), 0)
+                  for metric in ("log_likelihood", "rmse") for rule in ("paired", "combined")}
         for dataset in in_order(frame["dataset"]):
             a = frame[(frame["method"] == first) & (frame["dataset"] == dataset)].set_index("split")
             b = frame[(frame["method"] == second) & (frame["dataset"] == dataset)].set_index("split")
@@ -486,18 +493,25 @@ def _paired_tables(frame, pairs) -> list[str]:
             cells = [short_name(dataset), str(len(splits))]
             for metric, sign in (("log_likelihood", 1.0), ("rmse", -1.0)):
                 mean, se, _ = paired_difference(a.loc[splits, metric], b.loc[splits, metric])
-                verdict = stats_verdict(sign * mean / se if se > 0 else math.nan)
-                cells += [("+" if mean >= 0 else "") + fmt(mean, se), verdict]
-                counts[metric]["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE
-                if verdict in counts[metric]:
-                    counts[metric][verdict] += 1
+                _, combined_se = combined_difference(a.loc[splits, metric], b.loc[splits, metric])
+                z_paired = sign * mean / se if se > 0 else math.nan
+                z_combined = sign * mean / combined_se if combined_se > 0 else math.nan
+                cells += [("+" if mean >= 0 else "") + fmt(mean, se), stats_verdict(z_paired),
+                          _z(round(z_combined, 1) + 0.0) if np.isfinite(z_combined) else "n/a", stats_verdict(z_combined)]
+                for rule, z in (("paired", z_paired), ("combined", z_combined)):
+                    tally = counts[(metric, rule)]
+                    tally["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE
+                    if stats_verdict(z) in tally:
+                        tally[stats_verdict(z)] += 1
             rows.append(cells)
-        ll, rmse = counts["log_likelihood"], counts["rmse"]
-        lines += [f"### {label(first)} against {label(second)}", "",
-                  (f"Higher mean test LL on {ll['ahead']} of {n} datasets, by more than two SEs on {ll['better']}; "
-                   f"lower by more than two SEs on {ll['worse']}. RMSE: lower on {rmse['ahead']} of {n}, by more "
-                   f"than two SEs on {rmse['better']}; higher by more than two SEs on {rmse['worse']}."), ""]
-        lines += _table(["dataset", "splits", "test LL difference", "verdict", "RMSE difference", "verdict"], rows) + [""]
+        lines += [f"### {label(first)} against {label(second)}", ""]
+        for rule, words in (("paired", "SEs of the paired difference"), ("combined", "combined SEs")):
+            ll, rmse = counts[("log_likelihood", rule)], counts[("rmse", rule)]
+            lines.append(f"- By {words}: higher mean test LL on {ll['ahead']} of {n} datasets, by more than two on "
+                         f"{ll['better']}, lower by more than two on {ll['worse']}; RMSE lower on {rmse['ahead']} of "
+                         f"{n}, by more than two on {rmse['better']}, higher by more than two on {rmse['worse']}.")
+        lines += [""] + _table(["dataset", "splits", "test LL difference", "paired", "combined SEs", "combined",
+                                "RMSE difference", "paired", "combined SEs", "combined"], rows) + [""]
     return lines
 
 

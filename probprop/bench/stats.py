@@ -27,6 +27,7 @@ __all__ = [
     "TARGETS",
     "beats_paper_pbp",
     "best_per_dataset",
+    "combined_difference",
     "compare_to_paper",
     "compare_to_published",
     "datasets_of",
@@ -58,7 +59,7 @@ TARGETS = {"coverage_90": 0.90}
 
 #: Benchmark methods that run another library rather than a probprop learner: shown in every
 #: table, but not ranked as a "probprop configuration".
-EXTERNAL_METHODS = frozenset({"bayesridge", "ngboost", "pytagi"})
+EXTERNAL_METHODS = frozenset({"bayesridge", "ngboost", "pytagi", "pytagi-val"})
 
 #: Short dataset names for tables and plots, in the papers' order (the order of every table).
 SHORT_NAMES = {
@@ -137,8 +138,14 @@ def paired_difference(a, b) -> tuple[float, float, str]:
     if a.index.equals(b.index) and len(a) > 1:
         mean, se = mean_se((a - b).to_numpy(np.float64))
         return mean, se, ""
-    (ma, sa), (mb, sb) = mean_se(a.to_numpy(np.float64)), mean_se(b.to_numpy(np.float64))
-    return ma - mb, math.hypot(sa, sb), "unpaired"
+    return (*combined_difference(a, b), "unpaired")
+
+
+def combined_difference(a, b) -> tuple[float, float]:
+    """``(mean, se)`` of mean(a) - mean(b) with the combined SE sqrt(SE_a² + SE_b²) of the two means
+    (the unpaired rule, as against a published table); NaN SE when either has one value."""
+    (ma, sa), (mb, sb) = mean_se(np.asarray(a, np.float64)), mean_se(np.asarray(b, np.float64))
+    return ma - mb, math.hypot(sa, sb)
 
 
 def verdict(z: float) -> str:

@@ -27,6 +27,24 @@ def _rounds(n: int) -> int:
     return int(np.ceil(3 * np.log(max(1, n)) / np.log(_UINT32_MAX)))
 
 
+def _sort_rounds(key, size: int, xp, keep=None):
+    """JAX's permutation rounds over ``range(size)`` in ``xp`` (NumPy on the host, else jax.numpy;
+    64-bit types needed): each round sorts the 64-bit words ``random key << 32 | position``, which orders by key
+    and breaks ties by position as the stable sort does. ``keep(i, position)``, when given, marks
+    the positions that draw a key in round ``i``; the others get the largest key and keep their
+    position (padding)."""
+    order = xp.arange(size, dtype=xp.int64)
+    position = xp.arange(size, dtype=xp.uint64)
+    for i in range(_rounds(size)):
+        key, sub = _threefry.split(key)
+        words = xp.asarray(_threefry.bits(sub, size)).astype(xp.uint64) << xp.uint64(32)
+        if keep is not None:
+            words = xp.where(keep(i, position), words, np.uint64(_LOW_32 << 32))  # the largest key
+        ranked = xp.sort(words | position)
+        order = order[(ranked & xp.uint64(_LOW_32)).astype(xp.int32)]
+    return order
+
+
 def permutation(key: jax.Array, n: int) -> jax.Array | np.ndarray:
     """A uniformly random order of ``range(n)``: the same array as ``jax.random.permutation(key, n)``.
     For a concrete raw key outside a trace it is computed on the host, in NumPy (int64), compiling
@@ -35,15 +53,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array | np.ndarray:
     n = int(n)
     if n >= 2**31 or not jax.config.jax_enable_x64:
         return jax.random.permutation(key, n)  # positions would not fit, or no 64-bit words
-    xp = np if _threefry.on_host(key) else jnp
-    order = xp.arange(n, dtype=xp.int64)
-    position = xp.arange(n, dtype=xp.uint64)
-    for _ in range(_rounds(n)):
-        key, sub = _threefry.split(key)
-        bits = xp.asarray(_threefry.bits(sub, n)).astype(xp.uint64)
-        ranked = xp.sort((bits << xp.uint64(32)) | position)
-        order = order[(ranked & xp.uint64(_LOW_32)).astype(xp.int32)]
-    return order
+    return _sort_rounds(key, n, np if _threefry.on_host(key) else jnp)
 
 
 #: Row counts at which :func:`permutation` needs one more sorting round: (2**32 - 1)**(k / 3).
@@ -60,23 +70,20 @@ def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
     (:data:`ROUND_LIMITS`; the estimators' row buckets never straddle one). So a padded fit
     reproduces an unpadded one. Each round sorts the real rows' words as :func:`permutation`
     does and gives the padding the largest key, so it sorts after every real row that does
-    not draw that key itself (with a prefix mask: after every real row).
+    not draw that key itself (with a prefix mask: after every real row). Without 64-bit types
+    (and from 2**32 rows) it argsorts uniform draws instead: still uniform, padding still last,
+    but not :func:`permutation`'s order.
     """
     size = mask.shape[0]
-    if size >= 2**32:
+    if size >= 2**32 or not jax.config.jax_enable_x64:  # positions would not fit, or no 64-bit words
         u = jax.random.uniform(key, mask.shape)
         return jnp.argsort(jnp.where(mask, u, 2.0))
     mask = jnp.asarray(mask, bool)
-    real = jnp.sum(mask)
-    order = jnp.arange(size)
-    position = jnp.arange(size, dtype=jnp.uint64)
-    top = jnp.uint64(_LOW_32) << 32  # the largest key word, for the padding (it keeps its position)
-    for i in range(_rounds(size)):
-        key, sub = _threefry.split(key)
-        bits = jnp.asarray(_threefry.bits(sub, size)).astype(jnp.uint64)
+    real = jnp.sum(mask).astype(jnp.uint64)
+
+    def keep(i, position):
         # first round: the padded rows themselves; later rounds: the positions past the real
         # rows, where the first round put the padding
-        keep = mask if i == 0 else position < real.astype(jnp.uint64)
-        ranked = jnp.sort(jnp.where(keep, bits << 32, top) | position)
-        order = order[(ranked & _LOW_32).astype(jnp.int32)]
-    return order
+        return mask if i == 0 else position < real
+
+    return _sort_rounds(key, size, jnp, keep)

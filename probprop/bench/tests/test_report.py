@@ -298,6 +298,10 @@ def test_mean_se_and_the_paired_difference_against_hand_computed_values():
     diff, se, note = stats.paired_difference(a, b.set_axis([0, 1, 3]))
     assert note == "unpaired"
     assert se == pytest.approx(math.hypot(stats.mean_se(a)[1], stats.mean_se(b)[1]))
+    # the combined rule on the same splits: means 7/3 and 2, SEs sqrt(7/9) and sqrt(19/12) (hand values)
+    diff, se = stats.combined_difference(a, b)
+    assert diff == pytest.approx(1 / 3) and se == pytest.approx(math.sqrt(7 / 9 + 19 / 12))
+    assert math.isnan(stats.combined_difference([1.0], [2.0, 3.0])[1])  # one split: no SE
     assert [stats.verdict(z) for z in (2.5, 1.9, -2.1, math.nan)] == ["better", "within", "worse", "n/a"]
 
 

@@ -105,6 +105,44 @@ def test_pytagi_adapter_returns_a_predictive_distribution():
     assert np.sqrt(np.mean((mean - y[100:]) ** 2)) < np.std(y)  # learned something, in y's units
 
 
+def test_pytagi_val_searches_sigma_v_once_and_fits_the_best_epochs(monkeypatch):
+    """pytagi-val's orchestration with pytagi's training and prediction replaced by fakes (so it
+    runs without pytagi): a standardised predictive mean of 0 and a variance of 100 after 1 epoch,
+    1 after 2 or 3 (a tie: the fewer win)."""
+    from scipy.stats import norm
+
+    X, y, X_test = _noisy_line(3, intercept=2.0)
+    monkeypatch.setattr(methods, "TAGI_EPOCH_GRID", (1, 2, 3))
+    monkeypatch.setattr(methods, "check_available", lambda name: None)
+    trained = []
+
+    def train(Xs, ys, hidden, epochs, sigma_v, seed, batch=10):
+        assert abs(ys.mean()) < 1e-12 and abs(ys.std() - 1.0) < 0.02  # standardised on its own rows
+        trained.append((epochs, sigma_v, len(ys)))
+        return epochs  # the "network"
+
+    def predict(net, Xs, batch=10):
+        return np.zeros(len(Xs)), np.full(len(Xs), 100.0 if net == 1 else 1.0)
+
+    monkeypatch.setattr(methods, "_pytagi_train", train)
+    monkeypatch.setattr(methods, "_pytagi_predict", predict)
+    info = methods.DatasetInfo("toy", n_hidden=4, n_epochs=40, n_features=2, n_train=80)
+    mean, std, seconds, extra = methods.pytagi_val(X, y, X_test, info, seed=0)
+    assert extra == {"epochs": 2}
+    search, rest = trained[:5], trained[5:]
+    assert [t[1] for t in search] == list(methods.PYTAGI_SIGMA_V) and {(t[0], t[2]) for t in search} == {(1, 58)}
+    # the search's best sigma_v for a variance of 100: the smallest (total variance nearest the data's)
+    assert rest == [(1, 0.1, 64), (2, 0.1, 64), (3, 0.1, 64), (2, 0.1, 80)]
+    np.testing.assert_allclose(mean, np.full(10, y.mean()))  # in y's units: the training split's
+    np.testing.assert_allclose(std, np.full(10, y.std() * np.sqrt(1.0 + 0.1**2)))  # mean and population std
+    model = methods._PytagiModel(X, y, 4, 2, 0.1, 0)
+    np.testing.assert_allclose(model.score(X[:7], y[:7]), norm.logpdf(y[:7], mean[0], std[0]).mean())
+    assert seconds >= 0
+    monkeypatch.setattr(methods, "_pytagi_predict", lambda net, Xs, batch=10: (np.zeros(len(Xs)), np.full(len(Xs), np.inf)))
+    with pytest.raises(ValueError, match="not finite"):  # a diverged fit is refused, as probprop's are
+        model.predict(X_test)
+
+
 def test_plan_orders_longest_first_and_notes_missing_splits():
     _need_data("yacht", "protein")
     tasks, skipped = plan_tasks("yacht,protein", "3-6", "pbp,bayesridge,pytagi")
@@ -436,24 +474,34 @@ def test_an_adapters_own_columns_reach_the_results_row_and_the_report(monkeypatc
 
 
 def test_the_peer_section_pairs_each_probprop_method_with_each_peer_split_by_split():
-    """probprop − pytagi per split on three datasets: energy LL +0.2, +0.4, +0.6 (better), RMSE lower
-    by 0.1, 0.2, 0.3 (better); yacht LL -0.3, -0.5, -0.4 (worse), RMSE +0.1, +0.2, -0.15 (higher,
-    within); wine LL +0.1, -0.05, +0.2 and RMSE -0.1, +0.05, -0.2 (ahead, within)."""
+    """probprop − pytagi per split on three datasets whose splits differ in level (the peer's test LL
+    -1, -2, -3): energy LL +0.2, +0.4, +0.6 (paired: better; combined SEs of the two means, which
+    carry the splits' spread: +0.54, within), RMSE lower by 0.1, 0.2, 0.3 (better by both: the peer's
+    RMSE is level); yacht LL -0.3, -0.5, -0.4 (paired: worse; combined: -0.48, within), RMSE +0.1,
+    +0.2, -0.15 (higher, within); wine LL +0.1, -0.05, +0.2 and RMSE -0.1, +0.05, -0.2 (ahead, within)."""
     rows = []
     for dataset, diffs in (("energy", [(0.2, -0.1), (0.4, -0.2), (0.6, -0.3)]),
                            ("yacht", [(-0.3, 0.1), (-0.5, 0.2), (-0.4, -0.15)]),
                            ("wine-quality-red", [(0.1, -0.1), (-0.05, 0.05), (0.2, -0.2)])):
         for split, (d_ll, d_rmse) in enumerate(diffs):
-            rows.append({"method": "pytagi", "dataset": dataset, "split": split, "log_likelihood": -1.0, "rmse": 1.0})
+            level = -1.0 - split
+            rows.append({"method": "pytagi", "dataset": dataset, "split": split, "log_likelihood": level, "rmse": 1.0})
             rows.append({"method": "tagi-he-prec-val", "dataset": dataset, "split": split,
-                         "log_likelihood": -1.0 + d_ll, "rmse": 1.0 + d_rmse})
+                         "log_likelihood": level + d_ll, "rmse": 1.0 + d_rmse})
     frame = pd.DataFrame(rows)
     lines = report._peer_section(frame)
     assert "### probprop TAGI, He init, precision form, epochs chosen on validation against pytagi" in lines
-    assert ("Higher mean test LL on 2 of 3 datasets, by more than two SEs on 1; lower by more than two SEs on 1. "
-            "RMSE: lower on 2 of 3, by more than two SEs on 1; higher by more than two SEs on 0.") in lines
-    assert [line.split(" | ")[3::2] for line in lines if line.startswith(("| Energy", "| Wine", "| Yacht"))] == [
-        ["better", "better |"], ["within", "within |"], ["worse", "within |"]]  # the papers' order
+    assert ("- By SEs of the paired difference: higher mean test LL on 2 of 3 datasets, by more than two on 1, "
+            "lower by more than two on 1; RMSE lower on 2 of 3, by more than two on 1, higher by more than two "
+            "on 0.") in lines
+    assert ("- By combined SEs: higher mean test LL on 2 of 3 datasets, by more than two on 0, lower by more than "
+            "two on 0; RMSE lower on 2 of 3, by more than two on 1, higher by more than two on 0.") in lines
+    cells = [line.split(" | ")[3:] for line in lines if line.startswith(("| Energy", "| Wine", "| Yacht"))]
+    assert [row[0:3] for row in cells] == [  # the papers' order; LL: paired verdict, combined SEs and verdict
+        ["better", "+0.5 SE", "within"], ["within", "+0.1 SE", "within"], ["worse", "−0.5 SE", "within"]]
+    # RMSE: paired verdict, combined SEs (the peer's RMSE is level: the paired SE) and verdict
+    assert [row[4:7] for row in cells] == [["better", "+3.5 SE", "better |"], ["within", "+1.1 SE", "within |"],
+                                           ["within", "−0.5 SE", "within |"]]
     assert report._peer_section(frame.query("method == 'pytagi'")) == []  # no probprop method: no section
     assert report._peer_section(frame.query("method != 'pytagi'")) == []  # no peer: no section
 
@@ -468,10 +516,16 @@ def test_the_cut_section_pairs_splits():
         if ll_fb is not None:
             rows.append({"method": "pbp-sep-het", "dataset": "yacht", "split": split, "log_likelihood": ll_fb, "rmse": r_fb})
     lines = report._cut_section(pd.DataFrame(rows))
-    assert ("Higher mean test LL on 1 of 1 datasets, by more than two SEs on 1; lower by more than two SEs on 0. "
-            "RMSE: lower on 0 of 1, by more than two SEs on 0; higher by more than two SEs on 0.") in lines
+    assert ("- By SEs of the paired difference: higher mean test LL on 1 of 1 datasets, by more than two on 1, "
+            "lower by more than two on 0; RMSE lower on 0 of 1, by more than two on 0, higher by more than two "
+            "on 0.") in lines
+    assert ("- By combined SEs: higher mean test LL on 1 of 1 datasets, by more than two on 1, lower by more than "
+            "two on 0; RMSE lower on 0 of 1, by more than two on 0, higher by more than two on 0.") in lines
     (row,) = [line for line in lines if line.startswith("| Yacht")]
-    assert row == "| Yacht | 3 | +0.40 ± 0.12 | better | +0.000 ± 0.058 | within |"
+    # combined: cut (-1.0, -0.6, -0.4) SE 0.176, feedback (-1.2, -1.0, -1.0) SE 0.067: 0.4 / 0.189 = +2.1
+    assert row == ("| Yacht | 3 | +0.40 ± 0.12 | better | +2.1 SE | better "
+                   "| +0.000 ± 0.058 | within | +0.0 SE | within |")
     one = report._cut_section(pd.DataFrame(rows).query("split == 0"))  # one split: no SE, no verdict
-    assert [line for line in one if line.startswith("| Yacht")] == ["| Yacht | 1 | +0.2000 | n/a | +0.1000 | n/a |"]
+    assert [line for line in one if line.startswith("| Yacht")] == [
+        "| Yacht | 1 | +0.2000 | n/a | n/a | n/a | +0.1000 | n/a | n/a | n/a |"]
     assert report._cut_section(pd.DataFrame(rows).query("method == 'pbp-sep-het'")) == []

@@ -81,3 +81,16 @@ def test_permutation_without_64_bit_types_is_jax_random():
     with jax.enable_x64(False):
         key = jax.random.PRNGKey(3)
         np.testing.assert_array_equal(np.asarray(permutation(key, 10)), np.asarray(jax.random.permutation(key, 10)))
+
+
+def test_shuffled_order_without_64_bit_types_still_shuffles_with_the_padding_last():
+    """Without uint64 the packed words would lose the random key (a shift by 32 of a 32-bit word):
+    the order must still be a shuffle, not the identity."""
+    with jax.enable_x64(False):
+        mask = jnp.arange(64) < 50
+        orders = [np.asarray(shuffled_order(jax.random.PRNGKey(seed), mask)) for seed in range(2)]
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order[:50]), np.arange(50))
+        np.testing.assert_array_equal(np.sort(order[50:]), np.arange(50, 64))
+        assert not np.array_equal(order[:50], np.arange(50))
+    assert not np.array_equal(orders[0], orders[1])
