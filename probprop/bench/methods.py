@@ -555,8 +555,9 @@ class _PytagiModel:
         return (mean, std) if return_std else mean
 
     def score(self, X, y) -> float:
-        mean, std = self.predict(X, return_std=True)
-        return float(np.mean(-0.5 * np.log(2 * np.pi * std**2) - 0.5 * ((np.asarray(y) - mean) / std) ** 2))
+        from probprop.metrics.scoring import log_likelihood
+
+        return log_likelihood(y, *self.predict(X, return_std=True))
 
 
 def pytagi(X_train, y_train, X_test, info: DatasetInfo, seed: int):
@@ -701,6 +702,13 @@ def resolve_methods(names) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _tagi_grid_epochs() -> float:
+    """Full-data epochs of ``tagi-he-prec-val`` / ``pytagi-val``: the sigma_v search (5 fits at the
+    grid's first count on 72 % of the rows), every count of :data:`TAGI_EPOCH_GRID` on 80 %, and at
+    most the largest on all of them."""
+    return 0.72 * 5 * TAGI_EPOCH_GRID[0] + 0.8 * sum(TAGI_EPOCH_GRID) + max(TAGI_EPOCH_GRID)
+
+
 def estimated_seconds(name: str, info: DatasetInfo) -> float:
     """A rough single-core cost of one fit, used only to start the longest tasks first."""
     n, d = max(info.n_train, 1), max(info.n_features, 1)
@@ -716,8 +724,8 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 6 * n * info.n_epochs * 1e-6 + 4.0
     if name == "tagi-het":
         return n * info.n_epochs * 1e-6 + 4.0
-    if name == "tagi-he-prec-val":  # the search at 40 epochs, 740 epochs on 80 % of the rows, up to 400 on all
-        return n * (0.72 * 5 * 40 + 0.8 * 740 + 400) * 1e-6 + 6.0
+    if name == "tagi-he-prec-val":
+        return n * _tagi_grid_epochs() * 1e-6 + 6.0
     if name == "mcdropout":
         # 12 grid points in one vmapped program (~5x one fit), then the final fit
         return 6 * mcdropout_epochs(info) * max(n, 128) * 8e-7 + 10.0
@@ -731,6 +739,6 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
     if name == "pytagi":  # 5 sigma_v candidates on 90 % of the rows, then the final fit
         return 5.5 * n * info.n_epochs * 4e-6 + 2.0
-    if name == "pytagi-val":  # the search at 40 epochs on 72 %, 740 epochs on 80 %, up to 400 on all
-        return n * (0.72 * 5 * 40 + 0.8 * 740 + 400) * 4e-6 + 2.0
+    if name == "pytagi-val":
+        return n * _tagi_grid_epochs() * 4e-6 + 2.0
     return 1e-6 * n * d
