@@ -18,8 +18,8 @@ per network (13-50-1, the Boston shape, and 9-100-1, the protein shape):
 A second worker fits a 41,157-point 9-100-1 model (protein's training size) through
 ``PBPRegressor`` and reports its peak resident memory.
 
-The cold start, as a user's script meets it: a fresh Python process (pinned, no other setting)
-that imports probprop, fits ``PBPRegressor(hidden=(50,), epochs=40)`` on 455 rows of 13 inputs
+The cold start, as a user's script meets it: a fresh Python process (pinned, no other setting;
+its modules' bytecode compiled beforehand, as an installed package's is) that imports probprop, fits ``PBPRegressor(hidden=(50,), epochs=40)`` on 455 rows of 13 inputs
 (Boston's shape) and predicts 51 rows; each stage timed, with an empty persistent compilation
 cache and then with the cache that run left (``$PROBPROP_JAX_CACHE`` set to a fresh folder),
 and a second fit of the same shape in the same process (the steady state). Three such pairs of
@@ -215,23 +215,39 @@ print(json.dumps({"import_s": imported - start, "fit_s": fitted - t0, "predict_s
 COLD_START_REPEATS = 3
 
 
+def bytecode_env(env: dict, folder: str) -> dict:
+    """``env`` with Python's compiled bytecode kept in ``folder`` (``PYTHONPYCACHEPREFIX``) and
+    written there: an installed package's modules come compiled (pip compiles them), so a user's
+    import reads bytecode; under ``PYTHONDONTWRITEBYTECODE`` (set on some machines, this one
+    included) every import of a source checkout compiles its modules again (probprop's: about
+    0.1-0.2 s here), which is not what a user's first call pays."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": folder}
+
+
 def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
     """The cold start (see the module docstring), ``repeats`` times, each with a fresh empty
     cache: ``{"empty": {...}, "warm": {...}, "runs": [...]}``. ``empty`` and ``warm`` hold each
     stage's median over the repeats (``import_s, fit_s, predict_s, total_s, steady_fit_s``) and
-    ``total_range``, the fastest and slowest ``total_s``; ``runs`` every measurement."""
+    ``total_range``, the fastest and slowest ``total_s``; ``runs`` every measurement. Every
+    module's bytecode is compiled first, by one process running the same script (no compilation
+    cache), into a folder of its own (:func:`bytecode_env`)."""
     import tempfile
 
     runs = []
-    for _ in range(repeats):
-        pair = {}
-        with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
-            env = worker_env(cache)
-            for case in ("empty", "warm"):
-                pair[case] = _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], env, core, "cold-start")
-            pair["cache_files"] = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
-        runs.append(pair)
-    return {**summarise_cold_runs(runs), "jax_import": measure_jax_import(core)}
+    with tempfile.TemporaryDirectory(prefix="probprop-pyc-") as pyc:
+        _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], bytecode_env(worker_env("off"), pyc), core,
+                    "bytecode")
+        for _ in range(repeats):
+            pair = {}
+            with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
+                env = bytecode_env(worker_env(cache), pyc)
+                for case in ("empty", "warm"):
+                    pair[case] = _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], env, core, "cold-start")
+                pair["cache_files"] = sum(1 for _ in Path(cache).rglob("*") if _.is_file())
+            runs.append(pair)
+        jax_import = measure_jax_import(core, env=bytecode_env(worker_env("off"), pyc))
+    return {**summarise_cold_runs(runs), "jax_import": jax_import, "bytecode": True}
 
 
 def summarise_cold_runs(runs: list[dict]) -> dict:
@@ -277,11 +293,13 @@ print(json.dumps({"numpy_s": numpy_done - start, "ml_dtypes_s": dtypes - numpy_d
 """
 
 
-def measure_jax_import(core: int, repeats: int = COLD_START_REPEATS) -> dict:
+def measure_jax_import(core: int, repeats: int = COLD_START_REPEATS, env: dict | None = None) -> dict:
     """``import jax`` in a fresh pinned process (NumPy, then ml_dtypes, then jax: ``jax_s`` is the
     whole, ``numpy_s`` and ``ml_dtypes_s`` the first two parts), the fastest of ``repeats`` by
-    ``jax_s``, with both versions and ``repeats``."""
-    runs = [_run_pinned([sys.executable, "-c", JAX_IMPORT_SCRIPT], worker_env("off"), core, "jax-import")
+    ``jax_s``, with both versions and ``repeats``; ``env``: the workers' (default
+    :func:`worker_env` without a cache)."""
+    env = worker_env("off") if env is None else env
+    runs = [_run_pinned([sys.executable, "-c", JAX_IMPORT_SCRIPT], env, core, "jax-import")
             for _ in range(repeats)]
     return {**min(runs, key=lambda r: r["jax_s"]), "repeats": repeats}
 
@@ -336,6 +354,8 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
              "cache starts empty; \"warm\": a second process finds what the first left there "
              f"({cold['cache_files']} files). Steady state: the fastest of five more fits in the same process "
              "(440-444 rows: the row counts share one compiled program). "
+             + ("Python's bytecode is compiled beforehand, as an installed package's is (one untimed process "
+                "runs the same script first; `bytecode_env`). " if cold.get("bytecode") else "")
              + (f"Each column is the median of {cold['repeats']} such pairs of processes (each pair with a new "
                 "empty cache), taken column by column, so the stages need not add up to the total; the range "
                 "is the fastest and slowest total."

@@ -93,7 +93,7 @@ print(json.dumps({"fit": fit, "predict": len(compiled) - fit}))
 
 
 @pytest.mark.parametrize(("estimator", "expected"), [
-    ("PBPRegressor", {"fit": 3, "predict": 1}),  # the light-options probe, the normal sampler, the epoch
+    ("PBPRegressor", {"fit": 4, "predict": 1}),  # the light-options probe, the normal sampler, the epoch (sweep, prior step)
     ("TAGIRegressor", {"fit": 5, "predict": 1}),  # the probe, the sampler, the search's epoch and score, the epoch
 ])
 def test_a_first_fit_and_prediction_compile_few_programs(estimator, expected):

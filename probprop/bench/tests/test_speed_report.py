@@ -1,6 +1,10 @@
 """The speed report's first-call section, from made-up measurements (the measurements themselves
 are timings and run only in ``probprop bench speed``)."""
 
+import os
+import subprocess
+import sys
+
 from probprop.bench import speed
 
 MEMORY = {"points": 10, "network": "9-100-1", "epochs": 1, "fit_s": 1.0, "peak_rss_mb": 5.0}
@@ -25,6 +29,20 @@ def test_first_call_section_shows_medians_ranges_and_the_jax_import():
     assert "median of 3" in text
     assert "`import jax` alone takes 0.40 s" in text and "0.05 s of it ml_dtypes 0.6.0 (after NumPy, 0.07 s)" in text
     assert "fastest of 3 processes" in text
+    assert "bytecode" not in text
+    assert "Python's bytecode is compiled beforehand" in speed.report([], MEMORY, "cmd", {**cold, "bytecode": True})
+
+
+def test_the_workers_bytecode_is_written_to_its_own_folder(tmp_path):
+    """Under PYTHONDONTWRITEBYTECODE every import compiles the source again; the cold start's
+    workers keep their bytecode in a folder of their own instead (none beside the source)."""
+    source, pyc = tmp_path / "src", tmp_path / "pyc"
+    source.mkdir()
+    (source / "tiny_module.py").write_text("X = 1\n")
+    env = speed.bytecode_env({**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(source)}, str(pyc))
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    subprocess.run([sys.executable, "-c", "import tiny_module"], env=env, check=True, timeout=60)
+    assert list(pyc.rglob("tiny_module*.pyc")) and not list(source.rglob("*.pyc"))
 
 
 def test_first_call_section_lists_the_compiled_programs():

@@ -249,6 +249,48 @@ def test_update_is_reproducible_and_float32_tracks_float64():
     assert m32.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("hidden, spec", [((50,), {}), ((7, 5), {}), ((6,), {"inference": "sep"}),
+                                          ((6,), {"learn_prior": False})])
+def test_epoch_programs(hidden, spec):
+    """The epoch's two programs: the EP prior step compiled light is the step compiled with XLA's
+    default emitters to rounding (bit for bit at XLA's default optimisation level on this
+    machine; the tests run at level 0, where the emitters' code differs in the last bits), and
+    the pair is the epoch compiled as one program to rounding (XLA fuses across the programs'
+    boundary there), with and without padding."""
+    X, y = data(45, 4)
+    mask = np.arange(48) < 45
+    Xp, yp = np.vstack([X, np.zeros((3, 4))]), np.append(y, np.zeros(3))
+    limit = pbp.SEP_PRIOR_LIMIT if spec.get("inference") == "sep" else None
+    default_prior_step = jax.jit(pbp.refine_prior, static_argnums=1)
+
+    def close(got, want, rtol):  # the sites are differences of O(1) natural parameters: absolute
+        got, want = np.asarray(got), np.asarray(want)  # to rtol of that scale near 0
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(want), initial=0.0)))
+
+    @jax.jit
+    def one_program(state, X, y, mask=None):
+        key, sub = pbp._threefry.split(state.key)
+        if mask is None:
+            order = pbp.permutation(sub, y.shape[0])
+            state = pbp.adf_sweep(state, X[order], y[order])
+        else:
+            order = pbp.shuffled_order(sub, mask)
+            state = pbp.adf_sweep(state, X[order], y[order], mask[order])
+        return (pbp.refine_prior(state, limit) if state.spec.learn_prior else state).replace(key=key)
+
+    for args in ((X, y), (Xp, yp, mask)):
+        a = b = make_state(hidden, **spec)
+        for _ in range(3):
+            swept = pbp._sweep_epoch(a, *args)
+            a = pbp.update(a, *args)
+            if spec.get("learn_prior", True):
+                for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(default_prior_step(swept, limit))):
+                    close(u, v, 1e-12)
+            b = one_program(b, *args)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            close(u, v, 1e-10)
+
+
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="unknown activation"):
         make_state((3,), activation="swish-ish")
