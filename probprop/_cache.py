@@ -29,7 +29,7 @@ __all__ = ["CACHE_ENV", "MIN_COMPILE_SECONDS", "cache_dir", "default_cache_dir",
 CACHE_ENV = "PROBPROP_JAX_CACHE"
 
 #: Programs compiling faster than this are not written to the cache (0: every program; a first
-#: PBP fit and prediction compile four, the smallest ~0.03 s, which loads faster than that).
+#: PBP fit and prediction compile five, the smallest ~0.02 s, which loads faster than that).
 MIN_COMPILE_SECONDS = 0.0
 
 _OFF = ("", "off", "0", "none", "false", "no")

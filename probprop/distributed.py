@@ -189,7 +189,7 @@ def _programs():
         return out, pbp_sharded.damp_sites(site, out.tied, damping)
 
     return (jax.jit(pbp_sharded.ordered_chunks, static_argnames=("syncs", "warmup")), jax.jit(shard_step),
-            jax.jit(pbp_sharded.combine), jax.jit(pbp_sharded.finish_epoch))
+            jax.jit(pbp_sharded.combine), pbp_sharded.finish_epoch)  # finish_epoch: serial PBP's prior-step program
 
 
 class RayShards:

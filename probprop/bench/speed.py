@@ -187,10 +187,16 @@ from probprop import PBPRegressor
 import numpy as np
 imported = time.perf_counter()
 from jax import monitoring
-compiled = []  # (program, seconds) of each compilation, or of each load from the cache
-monitoring.register_event_duration_secs_listener(
-    lambda event, secs, fun_name=None, **_: compiled.append((str(fun_name), secs))
-    if event == "/jax/core/compile/backend_compile_duration" else None)
+compiled, traced, lowered = [], [], []  # (program, seconds): each compilation (or load from the
+# cache), each trace to a jaxpr (eval_shape's too), each lowering to an MLIR module
+stages = {"/jax/core/compile/backend_compile_duration": compiled,
+          "/jax/core/compile/jaxpr_trace_duration": traced,
+          "/jax/core/compile/jaxpr_to_mlir_module_duration": lowered}
+def listen(event, secs, fun_name=None, **_):
+    if event in stages:
+        name = str(fun_name)
+        stages[event].append((name if name.startswith("jit(") else f"jit({name})", secs))
+monitoring.register_event_duration_secs_listener(listen)
 rng = np.random.default_rng(0)
 X = rng.normal(size=(506, 13))
 y = X @ rng.normal(size=13) + np.sin(3 * X[:, 0]) + 0.3 * rng.normal(size=506)
@@ -200,7 +206,7 @@ model = PBPRegressor(hidden=(50,), epochs=40, random_state=0).fit(X_train, y_tra
 fitted = time.perf_counter()
 model.predict(X_test, return_std=True)
 predicted = time.perf_counter()
-first_call = list(compiled)
+first_call = {"compiled": list(compiled), "traced": list(traced), "lowered": list(lowered)}
 again = []
 for seed in range(5):
     t = time.perf_counter()
@@ -208,7 +214,7 @@ for seed in range(5):
     again.append(time.perf_counter() - t)
 print(json.dumps({"import_s": imported - start, "fit_s": fitted - t0, "predict_s": predicted - fitted,
                   "total_s": (imported - start) + (predicted - t0), "steady_fit_s": min(again),
-                  "steady_rows": "440-444", "compiled": first_call}))
+                  "steady_rows": "440-444", **first_call}))
 """
 
 
@@ -230,14 +236,15 @@ def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
     cache: ``{"empty": {...}, "warm": {...}, "runs": [...]}``. ``empty`` and ``warm`` hold each
     stage's median over the repeats (``import_s, fit_s, predict_s, total_s, steady_fit_s``) and
     ``total_range``, the fastest and slowest ``total_s``; ``runs`` every measurement. Every
-    module's bytecode is compiled first, by one process running the same script (no compilation
-    cache), into a folder of its own (:func:`bytecode_env`)."""
+    module's bytecode is compiled first, by one process running the same script (with a cache
+    folder of its own), into a folder of its own (:func:`bytecode_env`)."""
     import tempfile
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="probprop-pyc-") as pyc:
-        _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], bytecode_env(worker_env("off"), pyc), core,
-                    "bytecode")
+        with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:  # as the measured runs: cache on
+            _run_pinned([sys.executable, "-c", COLD_START_SCRIPT], bytecode_env(worker_env(cache), pyc), core,
+                        "bytecode")
         for _ in range(repeats):
             pair = {}
             with tempfile.TemporaryDirectory(prefix="probprop-cache-") as cache:
@@ -258,25 +265,57 @@ def summarise_cold_runs(runs: list[dict]) -> dict:
         out[case] = {s: float(np.median([r[case][s] for r in runs])) for s in stages}
         totals = [r[case]["total_s"] for r in runs]
         out[case]["total_range"] = (min(totals), max(totals))
-        if all("compiled" in r[case] for r in runs):
-            out[case]["programs"] = _program_medians([r[case]["compiled"] for r in runs])
+        for key, name in (("compiled", "programs"), ("traced", "traced"), ("lowered", "lowered")):
+            if all(key in r[case] for r in runs):
+                out[case][name] = _program_medians([r[case][key] for r in runs])
+    return out
+
+
+def _numbered(pairs) -> dict:
+    """``(name, seconds)`` pairs as ``{(name, k): seconds}``, k counting a name's entries from 1
+    (in order): the k-th compilation of a program in one process pairs with its k-th in another."""
+    seen: dict[str, int] = {}
+    out = {}
+    for name, secs in pairs:
+        seen[name] = seen.get(name, 0) + 1
+        out[(name, seen[name])] = secs
     return out
 
 
 def _program_medians(runs: list[list]) -> list[tuple[str, float]]:
     """Each program's median seconds over the runs that compiled it (the i-th compilation of a
     name in one run pairs with the i-th of that name in the others), in first-seen order."""
-    def numbered(run):
-        seen: dict[str, int] = {}
-        out = []
-        for name, secs in run:
-            seen[name] = seen.get(name, 0) + 1
-            out.append(((name, seen[name]), secs))
-        return out
-
-    per_run = [dict(numbered(run)) for run in runs]
+    per_run = [_numbered(run) for run in runs]
     keys = list(dict.fromkeys(key for run in per_run for key in run))
     return [(name, float(np.median([r[(name, k)] for r in per_run if (name, k) in r]))) for name, k in keys]
+
+
+def _stage_table(cold: dict) -> list[str]:
+    """Report lines: each program's tracing and lowering (in the warm-cache processes, where they
+    are what a first call pays beyond loading), its compilation with an empty cache and its load
+    from a warm one (medians over the processes); none for a run that did not record them."""
+    warm, empty = cold["warm"], cold["empty"]
+    if not all(key in warm for key in ("traced", "lowered", "programs")) or "programs" not in empty:
+        return []
+
+    columns = [_numbered(warm["traced"]), _numbered(warm["lowered"]), _numbered(empty["programs"]),
+               _numbered(warm["programs"])]
+    keys = list(dict.fromkeys(key for column in columns for key in column))
+
+    def cell(column, key):
+        return "" if key not in column else f"{column[key]:.3f}"
+
+    lines = ["", ("Each program's stages (medians over the processes; tracing and lowering in the warm-cache "
+                  "processes, where they are what a first call pays besides loading; `jit(init_from_seed)` is "
+                  "the memory check's `eval_shape`, traced only; the first program lowered in a process also "
+                  "pays JAX's one-time set-up):"), "",
+             "| program | trace (s) | lower (s) | compile, empty cache (s) | load, warm cache (s) |",
+             "|---|---:|---:|---:|---:|"]
+    for key in keys:
+        name = key[0] if key[1] == 1 else f"{key[0]} ({key[1]})"
+        lines.append(f"| `{name}` | " + " | ".join(cell(column, key) for column in columns) + " |")
+    lines.append("| all | " + " | ".join(f"{sum(column.values()):.3f}" for column in columns) + " |")
+    return lines
 
 
 JAX_IMPORT_SCRIPT = """
@@ -376,6 +415,7 @@ def report(results: list[dict], memory: dict, command: str, cold: dict | None = 
             lines += ["", (f"With an empty cache the first fit and prediction compile {len(programs)} programs "
                            f"({sum(s for _, s in programs):.2f} s of compiling and storing them, tracing and lowering "
                            f"not included; medians over the processes): {listed}.")]
+        lines += _stage_table(cold)
         jax_import = cold.get("jax_import")
         if jax_import:
             ml_dtypes_part = (f", {jax_import['ml_dtypes_s']:.2f} s of it ml_dtypes {jax_import['ml_dtypes_version']} "

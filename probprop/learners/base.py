@@ -139,12 +139,13 @@ def tracing() -> bool:
 
 
 #: XLA compiler options for programs that run rarely or cost little per element (predictions, the
-#: initial weight draw): XLA:CPU's loop emitters instead of its MLIR fusion emitters. On one core
+#: initial weight draw, PBP's once-per-epoch EP prior step): XLA:CPU's loop emitters instead of
+#: its MLIR fusion emitters. On one core
 #: of this machine that compiled a 13-50-1 PBP prediction in 0.35 against 0.70 s at the same speed
 #: on 64 to 100,000 rows. The numbers agree with the default program's to rounding (tested: within
 #: 1e-14 of each output's largest value, for PBP and TAGI with every activation) and bit for bit
 #: for PBP's ReLU network. PBP's epoch lost about 20 % of its speed with it, so the per-point
-#: updates keep the default.
+#: updates (the sweep) keep the default.
 LIGHT_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 _light_options: dict | None = None
 

@@ -671,9 +671,9 @@ def _update(state: PBPState, X: jax.Array, y: jax.Array, mask: jax.Array | None 
     """One PBP epoch as two compiled programs: the shuffled sweep (:func:`_sweep_epoch`, XLA's
     default emitters) and the EP prior step (:func:`_refine_prior`, compiled light). The prior
     step runs once per epoch, over the weights: with the loop emitters it compiled in 0.47 against
-    0.83 s (13-50-1, one core) and ran as fast, with the same numbers (bit for bit at XLA's default
-    optimisation level here, to rounding at others). As one program, the epoch compiled in 2.4 s
-    against 1.4 + 0.5 s for the two; its numbers differ from the two programs' in the last bits
+    0.83 s (13-50-1, one core, ad hoc) and ran as fast, with the same numbers (bit for bit at XLA's
+    default optimisation level here, to rounding at others). As one program, the epoch compiled in
+    2.2-2.4 s against 1.4 + 0.5 s for the two (ad hoc); its numbers differ from the two programs' in the last bits
     (XLA fuses across the boundary; ``test_pbp.test_epoch_programs``). Inside another trace
     (``fit_together``'s ``vmap``) both are traced into the caller's program."""
     if mask is None and unroll == SWEEP_UNROLL:

@@ -242,14 +242,17 @@ def combine(state: pbp.PBPState, sites: pbp.TiedSites, passes: pbp.PBPState, siz
 
 def finish_epoch(state: pbp.PBPState, key) -> pbp.PBPState:
     """After an epoch's last round: the EP prior step with SEP's limit (where the spec learns the
-    prior), then the key for the next epoch."""
+    prior), then the key for the next epoch. The prior step is serial PBP's program of its own
+    (``pbp._refine_prior``, compiled light), so one shard stays serial SEP bit for bit."""
     if state.spec.learn_prior:
-        state = pbp.refine_prior(state, pbp.SEP_PRIOR_LIMIT)
+        state = pbp._refine_prior(state, pbp.SEP_PRIOR_LIMIT)
     return state.replace(key=key)
 
 
 @partial(jax.jit, static_argnames=("syncs", "warmup", "sequential"))
-def _epoch(state, sites, X, y, mask, damping, syncs=1, warmup=False, sequential=False):
+def _rounds(state, sites, X, y, mask, damping, syncs=1, warmup=False, sequential=False):
+    """An epoch's rounds (module docstring): ``(state, sites, key)``, the posterior before the EP
+    prior step, every shard's tied site and the next epoch's key."""
     n_shards = X.shape[0]
     key, keys = epoch_keys(state, n_shards)
     sizes = jnp.sum(mask, axis=1).astype(jnp.float64)
@@ -268,21 +271,24 @@ def _epoch(state, sites, X, y, mask, damping, syncs=1, warmup=False, sequential=
         return combine(q, f, passes, sizes, damping), None
 
     (state, sites), _ = lax.scan(one_round, (state, sites), chunks)
-    return finish_epoch(state, key), sites
+    return state, sites, key
 
 
 @float64
 def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int | None = None,
           damping: float | None = None, sequential: bool = False, warmup: bool = False):
-    """One epoch over the shards (module docstring) in one compiled program: returns
-    ``(state, sites)``, the posterior after the EP prior step and every shard's tied site.
+    """One epoch over the shards (module docstring) in two compiled programs, the rounds and the
+    EP prior step (:func:`finish_epoch`): returns ``(state, sites)``, the posterior after the EP
+    prior step and every shard's tied site.
     ``syncs``: rounds per epoch (default ``16 K``; one shard: 1); ``damping``: δ (default 1/sqrt(K));
     ``warmup``: start with small rounds (:func:`round_rows`; :func:`fit` does in its first epoch).
     ``sequential``: run the shards one after another instead of as one vmapped program (the
     same numbers to rounding)."""
     syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping)
-    return _epoch(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
-                  jnp.asarray(damping, jnp.float64), syncs=syncs, warmup=bool(warmup), sequential=bool(sequential))
+    state, sites, key = _rounds(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
+                                jnp.asarray(damping, jnp.float64), syncs=syncs, warmup=bool(warmup),
+                                sequential=bool(sequential))
+    return finish_epoch(state, key), sites
 
 
 @float64

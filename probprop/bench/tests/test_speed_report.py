@@ -62,6 +62,23 @@ def test_first_call_section_lists_the_compiled_programs():
             ) in text
 
 
+def test_first_call_section_tables_each_programs_stages():
+    runs = _runs([3.0, 5.0, 4.0], [1.0, 2.0, 1.2])
+    for i, run in enumerate(runs):
+        run["empty"].update(compiled=[["jit(_sweep)", 1.0 + i], ["jit(_prior)", 0.5]], traced=[], lowered=[])
+        run["warm"].update(compiled=[["jit(_sweep)", 0.06], ["jit(_prior)", 0.02 * (i + 1)]],
+                           traced=[["jit(init_from_seed)", 0.03], ["jit(_sweep)", 0.1 + 0.01 * i], ["jit(_prior)", 0.02]],
+                           lowered=[["jit(_sweep)", 0.05], ["jit(_prior)", 0.01]])
+    text = speed.report([], MEMORY, "cmd", speed.summarise_cold_runs(runs))
+    assert "| `jit(init_from_seed)` | 0.030 |  |  |  |" in text  # traced only
+    assert "| `jit(_sweep)` | 0.110 | 0.050 | 2.000 | 0.060 |" in text  # medians over the three processes
+    assert "| `jit(_prior)` | 0.020 | 0.010 | 0.500 | 0.040 |" in text
+    assert "| all | 0.160 | 0.060 | 2.500 | 0.100 |" in text
+    older = _runs([3.0], [1.0])  # a run without the traces: no table
+    older[0]["empty"]["compiled"] = older[0]["warm"]["compiled"] = [["jit(_sweep)", 1.0]]
+    assert "| program |" not in speed.report([], MEMORY, "cmd", speed.summarise_cold_runs(older))
+
+
 def test_a_report_from_an_older_json_renders():
     """A speed.json from before the repeats (one pair, no range, no jax import) still renders."""
     pair = _runs([4.0], [1.5])[0]
