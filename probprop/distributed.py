@@ -177,8 +177,8 @@ class _ShardActor:
 
 @functools.lru_cache(maxsize=1)
 def _programs():
-    """The compiled pieces of a round, once per process: (ordered_chunks, an actor's step,
-    combine, finish_epoch)."""
+    """The pieces of a round, once per process: (ordered_chunks, an actor's step, combine:
+    compiled here; finish_epoch: it runs serial PBP's prior-step program, compiled light)."""
     import jax
 
     from probprop.learners import pbp_sharded

@@ -236,8 +236,8 @@ def measure_cold_start(core: int, repeats: int = COLD_START_REPEATS) -> dict:
     cache: ``{"empty": {...}, "warm": {...}, "runs": [...]}``. ``empty`` and ``warm`` hold each
     stage's median over the repeats (``import_s, fit_s, predict_s, total_s, steady_fit_s``) and
     ``total_range``, the fastest and slowest ``total_s``; ``runs`` every measurement. Every
-    module's bytecode is compiled first, by one process running the same script (with a cache
-    folder of its own), into a folder of its own (:func:`bytecode_env`)."""
+    module's bytecode is compiled first into a temporary folder (:func:`bytecode_env`), by one
+    untimed process that runs the same script with a compilation cache of its own."""
     import tempfile
 
     runs = []

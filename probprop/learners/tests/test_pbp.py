@@ -7,6 +7,7 @@ import pytest
 
 import probprop  # noqa: F401  (enables float64)
 from probprop.learners import pbp, pbp_numpy
+from probprop.learners.base import tracing
 from probprop.moments import adf
 
 
@@ -262,9 +263,10 @@ def test_epoch_programs(hidden, spec, monkeypatch):
     limit = pbp.SEP_PRIOR_LIMIT if spec.get("inference") == "sep" else None
     default_prior_step = jax.jit(pbp.refine_prior, static_argnums=1)
     one_program = jax.jit(pbp._update, static_argnames="unroll")  # the prior step traced into the epoch
-    limits = []
+    calls = []  # (limit, traced): each call of the prior step, eager or inside the one-program trace
     light_prior_step = pbp._refine_prior
-    monkeypatch.setattr(pbp, "_refine_prior", lambda state, lim: limits.append(lim) or light_prior_step(state, lim))
+    monkeypatch.setattr(pbp, "_refine_prior",
+                        lambda state, lim: calls.append((lim, tracing())) or light_prior_step(state, lim))
 
     def close(got, want, rtol):  # the sites are differences of O(1) natural parameters: absolute
         got, want = np.asarray(got), np.asarray(want)  # to rtol of that scale near 0
@@ -274,17 +276,18 @@ def test_epoch_programs(hidden, spec, monkeypatch):
         a = b = make_state(hidden, **spec)
         for _ in range(3):
             swept = pbp._sweep_epoch(a, *args)
+            next_key = pbp._threefry.split(a.key)[0]
             a = pbp.update(a, *args)
+            np.testing.assert_array_equal(np.asarray(a.key), np.asarray(next_key))
             if spec.get("learn_prior", True):
                 for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(default_prior_step(swept, limit)), strict=True):
                     close(u, v, 1e-12)
             b = one_program(b, *args)
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
             close(u, v, 1e-8)  # rounding differences grow a little over the epochs
-    if spec.get("learn_prior", True):  # six epochs, and the one-program epoch's two traces
-        assert len(limits) == 8 and all(lim == limit for lim in limits), limits
-    else:
-        assert limits == []
+    eager = [lim for lim, traced in calls if not traced]
+    assert eager == ([limit] * 6 if spec.get("learn_prior", True) else []), calls  # six epochs
+    assert all(lim == limit for lim, _ in calls), calls  # and the one-program traces
 
 
 def test_the_light_prior_step_is_the_default_one_bit_for_bit(default_xla):
