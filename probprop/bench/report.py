@@ -136,6 +136,12 @@ def _z(z: float) -> str:
     return f"{z:+.1f} SE".replace("-", "−") if np.isfinite(z) else ("+∞ SE" if z > 0 else "−∞ SE")
 
 
+def _z_cell(z: float) -> str:
+    """A table cell for a difference in SEs: rounded before its sign ("+0.0 SE", never "−0.0 SE");
+    "n/a" where the SEs are zero (z not a number)."""
+    return _z(round(z, 1) + 0.0) if np.isfinite(z) else "n/a"
+
+
 def _verdict_text(verdict, like_for_like: bool = True) -> str:
     """One verdict cell: like-for-like pairs get within / better / worse, the others the signed
     distance only ("context")."""
@@ -428,7 +434,7 @@ def _heteroscedastic_section(frame) -> list[str]:
             coverage = a["coverage_90"].mean()
             better += stats_verdict(z) == "better"
             in_band += bool(lo <= coverage <= hi)
-            rows.append([short_name(dataset), f"{diff:+.3f}", f"{z:+.1f}", stats_verdict(z), f"{coverage:.3f}",
+            rows.append([short_name(dataset), f"{diff:+.3f}", _z_cell(z), stats_verdict(z), f"{coverage:.3f}",
                          "yes" if lo <= coverage <= hi else "**no**"])
         lines += [f"### {label(het)} against {label(base)}", "",
                   (f"Better by more than two combined SEs on {better} of {n} datasets; 90 % coverage in band on "
@@ -497,7 +503,7 @@ def _paired_tables(frame, pairs) -> list[str]:
                 z_paired = sign * mean / se if se > 0 else math.nan
                 z_combined = sign * mean / combined_se if combined_se > 0 else math.nan
                 cells += [("+" if mean >= 0 else "") + fmt(mean, se), stats_verdict(z_paired),
-                          _z(round(z_combined, 1) + 0.0) if np.isfinite(z_combined) else "n/a", stats_verdict(z_combined)]
+                          _z_cell(z_combined), stats_verdict(z_combined)]
                 for rule, z in (("paired", z_paired), ("combined", z_combined)):
                     tally = counts[(metric, rule)]
                     tally["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE

@@ -280,8 +280,8 @@ def test_heteroscedastic_section_counts_verdicts_and_coverage():
     lines = report._heteroscedastic_section(pd.DataFrame(rows))
     text = "\n".join(lines)
     assert "Better by more than two combined SEs on 1 of 2 datasets; 90 % coverage in band on 1 of 2." in text
-    assert "| Yacht | +1.000 | +6.1 | better | 0.900 | yes |" in text
-    assert "| Energy | +0.000 | +0.0 | within | 0.700 | **no** |" in text
+    assert "| Yacht | +1.000 | +6.1 SE | better | 0.900 | yes |" in text
+    assert "| Energy | +0.000 | +0.0 SE | within | 0.700 | **no** |" in text
     assert report._heteroscedastic_section(pd.DataFrame([r for r in rows if r["method"] == "pbp"])) == []
 
 
