@@ -502,13 +502,14 @@ def _paired_tables(frame, pairs) -> list[str]:
                 _, combined_se = combined_difference(a.loc[splits, metric], b.loc[splits, metric])
                 z_paired = sign * mean / se if se > 0 else math.nan
                 z_combined = sign * mean / combined_se if combined_se > 0 else math.nan
-                cells += [("+" if mean >= 0 else "") + fmt(mean, se), stats_verdict(z_paired),
-                          _z_cell(z_combined), stats_verdict(z_combined)]
-                for rule, z in (("paired", z_paired), ("combined", z_combined)):
+                verdicts = {"paired": stats_verdict(z_paired), "combined": stats_verdict(z_combined)}
+                cells += [("+" if mean >= 0 else "") + fmt(mean, se), verdicts["paired"],
+                          _z_cell(z_combined), verdicts["combined"]]
+                for rule, rule_verdict in verdicts.items():
                     tally = counts[(metric, rule)]
-                    tally["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE
-                    if stats_verdict(z) in tally:
-                        tally[stats_verdict(z)] += 1
+                    tally["ahead"] += sign * mean > 0  # a higher LL, a lower RMSE (the same under both rules)
+                    if rule_verdict in tally:
+                        tally[rule_verdict] += 1
             rows.append(cells)
         lines += [f"### {label(first)} against {label(second)}", ""]
         for rule, words in (("paired", "SEs of the paired difference"), ("combined", "combined SEs")):

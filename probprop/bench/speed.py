@@ -19,7 +19,8 @@ A second worker fits a 41,157-point 9-100-1 model (protein's training size) thro
 ``PBPRegressor`` and reports its peak resident memory.
 
 The cold start, as a user's script meets it: a fresh Python process (pinned, no other setting;
-its modules' bytecode compiled beforehand, as an installed package's is) that imports probprop, fits ``PBPRegressor(hidden=(50,), epochs=40)`` on 455 rows of 13 inputs
+its modules' bytecode compiled beforehand, as an installed package's is) that imports probprop,
+fits ``PBPRegressor(hidden=(50,), epochs=40)`` on 455 rows of 13 inputs
 (Boston's shape) and predicts 51 rows; each stage timed, with an empty persistent compilation
 cache and then with the cache that run left (``$PROBPROP_JAX_CACHE`` set to a fresh folder),
 and a second fit of the same shape in the same process (the steady state). Three such pairs of
