@@ -31,6 +31,9 @@ Methods (784-100-100-10 ReLU networks but the CNN):
   passes per prediction;
 - ``deep-ensemble``: :class:`probprop.DeepEnsembleClassifier`, five softmax networks trained together
   for ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 200, no weight decay, as in the paper).
+- ``map-cnn`` and ``deep-ensemble-cnn``: :class:`probprop.MAPClassifier` (prior variance 1) and
+  :class:`probprop.DeepEnsembleClassifier` with ``pbp-cnn``'s network, point-estimate kernels, for
+  ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 128): the ConvNet baselines of the PBP CNN.
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same 784-100-100 network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`
@@ -52,7 +55,11 @@ import numpy as np
 
 DATASETS = ("mnist", "fashion-mnist")
 METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "mcdropout", "deep-ensemble",
-           "pytagi")
+           "map-cnn", "deep-ensemble-cnn", "pytagi")
+#: probprop methods without epistemic uncertainty (mutual information and variance scores left out).
+POINT_ESTIMATES = ("map-cnn",)
+#: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
+CNN_METHODS = ("pbp-cnn", "map-cnn", "deep-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
@@ -60,7 +67,7 @@ HIDDEN = (100, 100)
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "mcdropout", "deep-ensemble")
+FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "mcdropout", "deep-ensemble", "map-cnn", "deep-ensemble-cnn")
 N_NOISE = 2000
 ENSEMBLE_MEMBERS = 5
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
@@ -95,7 +102,13 @@ def _scores_of_probabilities(proba, members=None) -> dict:
 
 def _probprop_model(method, epochs, seed):
     """The probprop classifier a method names (None: a scikit-learn network)."""
-    from probprop.estimators import DeepEnsembleClassifier, MCDropoutClassifier, PBPClassifier, TAGIClassifier
+    from probprop.estimators import (
+        DeepEnsembleClassifier,
+        MAPClassifier,
+        MCDropoutClassifier,
+        PBPClassifier,
+        TAGIClassifier,
+    )
 
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
@@ -110,6 +123,12 @@ def _probprop_model(method, epochs, seed):
     if method == "deep-ensemble":
         return DeepEnsembleClassifier(hidden=HIDDEN, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=ENSEMBLE_MEMBERS,
                                       learning_rate=1e-3, batch_size=200, **common)
+    cnn = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "epochs": epochs * MAP_EPOCHS_PER_EPOCH, "learning_rate": 1e-3,
+           "batch_size": 128}
+    if method == "map-cnn":
+        return MAPClassifier(**cnn, **common)
+    if method == "deep-ensemble-cnn":
+        return DeepEnsembleClassifier(**cnn, n_members=ENSEMBLE_MEMBERS, **common)
     return None
 
 
@@ -125,7 +144,10 @@ def _fit_predict(method, X, y, seed, epochs):
 
         def scores(Z):
             dist = model.predict_dist(Z)
-            return dist.probabilities, dist.scores()
+            scores = dist.scores()
+            if method in POINT_ESTIMATES:  # no epistemic uncertainty: those scores are zero
+                scores = {name: scores[name] for name in ("max_probability", "entropy")}
+            return dist.probabilities, scores
 
         return model.predict_proba, scores, fit_seconds
     if method == "pytagi":
@@ -315,12 +337,13 @@ def report(frame, command: str, wall_seconds: float) -> str:
     from probprop.bench.machine import cpu_name
 
     seeds = frame["seed"].nunique()
+    cnns = [m for m in CNN_METHODS if (frame["method"] == m).any()]
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
         f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU)"
-        + (f", but\npbp-cnn: {_cnn_description()};" if (frame["method"] == "pbp-cnn").any() else ";"),
+        + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns else ";"),
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",

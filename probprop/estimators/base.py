@@ -411,6 +411,8 @@ class MomentEstimator(Estimator):
         if bool(classes) != isinstance(self, ClassifierMixin):
             out.append(f"a {'classifier' if classes else 'regression'} network in a "
                        f"{'classifier' if isinstance(self, ClassifierMixin) else 'regressor'}'s file")
+        if fields.get("conv") and "conv" not in params:
+            out.append(f"convolutions in the file's network, which a {type(self).__name__} does not build")
         for name in self._SPEC_PARAMS:
             if name in fields and name in params:
                 mine = tuple(checked["hidden"]) if name == "hidden" else params[name]

@@ -424,10 +424,7 @@ class PBPClassifier(OnlineClassifier):
         _checks.activation_and_dtype(self.activation, self.dtype)
         _checks.constant_tol(self.constant_tol)
         self._input_scaling()
-        conv = _checks.conv_layers(self.conv)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        return {"hidden": hidden, "inference": _checks.inference(self.inference), "conv": conv}
+        return {"hidden": hidden, "inference": _checks.inference(self.inference), "conv": _conv_params(self)}
 
     def _likelihood(self):
         """Probit for two classes, the multinomial probit for more."""
@@ -439,7 +436,7 @@ class PBPClassifier(OnlineClassifier):
         sizes, and the layer pieces (None: all dense)."""
         if not params["conv"]:
             return params["hidden"], None
-        convs = conv_stack(_checks.image_shape(self.image_shape, n_in), params["conv"], self.pooling)
+        convs = _conv_pieces(self, n_in, params["conv"])
         return tuple(piece.n_out for piece in convs) + params["hidden"], convs + (Dense(),) * (len(params["hidden"]) + 1)
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
@@ -466,19 +463,50 @@ class PBPClassifier(OnlineClassifier):
         return len(self.classes_)
 
 
+def _conv_params(estimator) -> tuple[tuple[int, int, int], ...]:
+    """An image classifier's checked ``conv`` (its ``pooling`` checked too)."""
+    conv = _checks.conv_layers(estimator.conv)
+    if estimator.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {estimator.pooling!r}")
+    return conv
+
+
+def _conv_pieces(estimator, n_in: int, conv) -> tuple:
+    """The convolution layer pieces of checked ``conv`` on rows of ``n_in`` features (the images
+    of the estimator's ``image_shape``); () without convolutions."""
+    return conv_stack(_checks.image_shape(estimator.image_shape, n_in), conv, estimator.pooling) if conv else ()
+
+
 def _softmax_network_params(estimator) -> dict:
     """The checked parameters the softmax-network classifiers share (hidden, epochs, batch size,
-    prior variance, input scaling)."""
+    prior variance, input scaling, convolutions)."""
     _checks.positive_int("epochs", estimator.epochs)
     _checks.constant_tol(estimator.constant_tol)
     estimator._input_scaling()
     prior = None if estimator.prior_var is None else _checks.positive_float("prior_var", estimator.prior_var)
     return {"hidden": _checks.hidden_sizes(estimator.hidden), "prior_var": prior,
-            "batch_size": _checks.positive_int("batch_size", estimator.batch_size)}
+            "batch_size": _checks.positive_int("batch_size", estimator.batch_size), "conv": _conv_params(estimator)}
+
+
+class _SoftmaxNetwork(MomentClassifier):
+    """Base of the classifiers trained by gradients whose networks may start with convolutions
+    (``conv``, ``image_shape``, ``pooling`` as in :class:`PBPClassifier`, kernels as point
+    estimates: :meth:`probprop.layers.Conv2D.point`)."""
+
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """As for every estimator, and the convolutions as the parameters build them."""
+        out = super()._spec_disagreements(spec, checked)
+        try:
+            pieces = _conv_pieces(self, int(spec.n_in), checked["conv"])
+        except ValueError as err:
+            return [*out, f"conv {checked['conv']!r} does not fit the inputs ({err})"]
+        if pieces != tuple(spec.conv):
+            out.append(f"conv {pieces!r} against {tuple(spec.conv)!r}")
+        return out
 
 
 @register_estimator
-class MAPClassifier(MomentClassifier):
+class MAPClassifier(_SoftmaxNetwork):
     """A point-estimate softmax network trained by backpropagation (Adam, L2 from a Gaussian prior
     on the weights): the baseline every uncertainty method is compared with. It has no epistemic
     uncertainty (mutual information and probability variance are zero); its max probability and
@@ -487,19 +515,25 @@ class MAPClassifier(MomentClassifier):
     Parameters
     ----------
     hidden, epochs, learning_rate, batch_size : as in :class:`probprop.MAPRegressor`.
+    conv, image_shape, pooling : as in :class:`PBPClassifier`, with point-estimate kernels (each
+        convolution followed by a ReLU; :meth:`probprop.layers.Conv2D.point`).
     prior_var : float or None, default=1.0
-        Variance of the Gaussian prior on the weight matrices (weight decay 1 / (2 N prior_var));
-        None: maximum likelihood.
+        Variance of the Gaussian prior on the weight matrices and kernels (weight decay
+        1 / (2 N prior_var)); None: maximum likelihood.
     input_scaling, constant_tol, random_state, verbose : as in :class:`PBPClassifier`.
     """
 
     _learner_name = "map"
     _progress_label = "MAP epochs"
 
-    def __init__(self, hidden=(50,), epochs=40, learning_rate=1e-3, batch_size=32, prior_var=1.0,
-                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+    def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", learning_rate=1e-3,
+                 batch_size=32, prior_var=1.0, input_scaling="features", constant_tol=1e-9, random_state=None,
+                 verbose=False):
         self.hidden = hidden
         self.epochs = epochs
+        self.conv = conv
+        self.image_shape = image_shape
+        self.pooling = pooling
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.prior_var = prior_var
@@ -517,20 +551,21 @@ class MAPClassifier(MomentClassifier):
 
         return mapnet.MAPSpec(n_in=n_in, hidden=params["hidden"], learning_rate=params["learning_rate"],
                               batch_size=params["batch_size"], prior_var=params["prior_var"],
-                              n_classes=len(self.classes_))
+                              n_classes=len(self.classes_), conv=_conv_pieces(self, n_in, params["conv"]))
 
 
 @register_estimator
-class DeepEnsembleClassifier(EnsembleStepSize, MomentClassifier):
+class DeepEnsembleClassifier(EnsembleStepSize, _SoftmaxNetwork):
     """Deep ensembles for classification (Lakshminarayanan, Pritzel & Blundell 2017): ``n_members``
     softmax networks trained on the cross-entropy from different initialisations and shuffles
-    (one compiled epoch for all of them), their class probabilities averaged. The uncertainty
+    (one compiled epoch for all of them; one compiled step per mini-batch with ``conv``), their
+    class probabilities averaged. The uncertainty
     scores are the members' disagreement: mutual information (entropy of the average minus the
     average entropy) and the variance of each class probability across members.
 
     Parameters
     ----------
-    hidden, epochs, batch_size, input_scaling, constant_tol, random_state, verbose :
+    hidden, epochs, conv, image_shape, pooling, batch_size, input_scaling, constant_tol, random_state, verbose :
         as in :class:`MAPClassifier`.
     n_members : int, default=5
     learning_rate : float, sequence of floats, or "select", default=1e-3
@@ -544,10 +579,14 @@ class DeepEnsembleClassifier(EnsembleStepSize, MomentClassifier):
     _progress_label = "ensemble epochs"
     _saved = ("classes_", "learning_rate_", "validation_scores_")
 
-    def __init__(self, hidden=(50,), epochs=40, n_members=5, learning_rate=1e-3, batch_size=32, prior_var=None,
-                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+    def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", n_members=5,
+                 learning_rate=1e-3, batch_size=32, prior_var=None, input_scaling="features", constant_tol=1e-9,
+                 random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
+        self.conv = conv
+        self.image_shape = image_shape
+        self.pooling = pooling
         self.n_members = n_members
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -566,7 +605,8 @@ class DeepEnsembleClassifier(EnsembleStepSize, MomentClassifier):
 
         return ensemble.EnsembleSpec(n_in=n_in, hidden=params["hidden"], n_members=params["n_members"],
                                      learning_rate=params["learning_rate"], batch_size=params["batch_size"],
-                                     prior_var=params["prior_var"], n_classes=len(self.classes_))
+                                     prior_var=params["prior_var"], n_classes=len(self.classes_),
+                                     conv=_conv_pieces(self, n_in, params["conv"]))
 
 
 @register_estimator

@@ -162,6 +162,28 @@ class Conv2D:
     def forward(self, M, V, mean, var, bias: bool):
         return (mean, var), self.moments(M, V, mean, var, bias)
 
+    # ------------------------------------------------------------------ point-estimate weights
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        """(channels, C, kernel, kernel): a point-estimate kernel (:meth:`point`)."""
+        return (self.channels, self.in_shape[0], self.kernel, self.kernel)
+
+    def point(self, kernel, bias, x):
+        """The (pooled) pre-activations of point-estimate weights in the usual parameterisation
+        (a = K * x + b, no 1/sqrt(n) scaling: what a network trained by gradients uses): ``kernel``
+        of :attr:`kernel_shape`, ``bias`` of shape (channels,), flat inputs (..., n_in) to
+        (..., n_out). Average pooling is the strided correlation with the spread kernel, as in
+        :meth:`moments`; max pooling takes each window's largest pre-activation."""
+        lead = x.shape[:-1]
+        images = x.reshape((-1, *self.in_shape))
+        p = self.pool
+        if self.pooling == "avg" or p == 1:
+            out = _conv(images, _spread(kernel, p), p)
+        else:
+            out = lax.reduce_window(_conv(images, kernel, 1), -jnp.inf, lax.max, (1, 1, p, p), (1, 1, p, p), "VALID")
+        return (out + bias[:, None, None]).reshape(lead + (-1,))
+
     def pullback(self, M, V, inputs, g_mean, g_var, bias: bool):
         """``(dM, dV, d_mean, d_var)``: the cotangents of ``g_mean . E[a] + g_var . Var[a]``
         (``d_mean``, ``d_var`` None for deterministic inputs)."""
@@ -187,3 +209,17 @@ def conv_stack(image_shape, conv, pooling: str = "avg") -> tuple[Conv2D, ...]:
         pieces.append(piece)
         shape = piece.out_shape
     return tuple(pieces)
+
+
+def check_conv_stack(conv, n_in: int) -> tuple:
+    """``conv`` as a tuple of :class:`probprop.layers.Conv2D` pieces, each taking the maps of the one
+    before and the first ``n_in`` inputs; a ValueError naming the first piece that does not."""
+    conv = tuple(conv) if isinstance(conv, (tuple, list)) else conv
+    if not isinstance(conv, tuple) or not all(isinstance(piece, Conv2D) for piece in conv):
+        raise ValueError(f"conv must be a tuple of Conv2D layer pieces, got {conv!r}")
+    for i, piece in enumerate(conv):
+        expected = n_in if i == 0 else conv[i - 1].out_shape
+        given = piece.n_in if i == 0 else piece.in_shape
+        if given != expected:
+            raise ValueError(f"convolution {i + 1} takes {given} inputs, but it is given {expected}")
+    return conv

@@ -40,7 +40,8 @@ from probprop.learners._order import permutation
 if TYPE_CHECKING:  # optax is imported where it is used: the regressors that need no optimiser skip it
     import optax
 
-__all__ = ["GradientState", "as_xy", "batch_plan", "compiled_epoch", "holdout", "masked_objective", "sgd_epoch"]
+__all__ = ["GradientState", "as_xy", "batch_plan", "batches", "compiled_epoch", "holdout", "masked_objective", "sgd_epoch",
+           "sgd_step", "stepwise_epoch"]
 
 @partial(
     jax.tree_util.register_dataclass,
@@ -102,6 +103,23 @@ def masked_objective(loss_fn: LossFn, params, X, y, keep, key):
     return total / jnp.maximum(jnp.sum(keep), 1).astype(per_row.dtype) + penalty
 
 
+def sgd_step(params, opt_state, xs, ys, ks, key, loss_fn: LossFn, optimizer: optax.GradientTransformation,
+             masked: bool):
+    """One optimiser step on a batch whose rows with ``ks`` False do not count; with ``masked``
+    (the caller padded the data with masked rows) a batch with no real row takes no step.
+    Returns ``(params, opt_state, objective x real rows)``, the objective as before the step."""
+    import optax
+
+    loss, grads = jax.value_and_grad(lambda p: masked_objective(loss_fn, p, xs, ys, ks, key))(params)
+    updates, new_opt = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    if masked:  # an all-padding batch must not take an (Adam) step
+        real = jnp.any(ks)
+        new_params = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_params, params)
+        new_opt = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_opt, opt_state)
+    return new_params, new_opt, loss * jnp.sum(ks).astype(loss.dtype)
+
+
 def sgd_epoch(
     params,
     opt_state,
@@ -120,33 +138,50 @@ def sgd_epoch(
     ``mean_loss`` is the objective of each batch weighted by its number of real rows (the mean
     per-row loss over the epoch, plus the penalty), as evaluated before each step.
     """
-    import optax
-
     X, y = jnp.asarray(X), jnp.asarray(y)
-    n = X.shape[0]
-    key, order, keep, batch_keys = batch_plan(key, n, batch_size, mask)
-    n_batches = batch_keys.shape[0]
-    Xb = X[order].reshape((n_batches, batch_size) + X.shape[1:])
-    yb = y[order].reshape((n_batches, batch_size) + y.shape[1:])
-    kb = keep.reshape(n_batches, batch_size)
-    value_and_grad = jax.value_and_grad(lambda p, *a: masked_objective(loss_fn, p, *a))
+    key, order, kb, batch_keys = _batches(key, X.shape[0], batch_size, mask)
 
     def step(carry, batch):
-        params, opt_state = carry
-        xs, ys, ks, k = batch
-        loss, grads = value_and_grad(params, xs, ys, ks, k)
-        updates, new_opt = optimizer.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        if mask is not None:  # an all-padding batch must not take an (Adam) step
-            real = jnp.any(ks)
-            new_params = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_params, params)
-            new_opt = jax.tree.map(lambda a, b: jnp.where(real, a, b), new_opt, opt_state)
-        count = jnp.sum(ks).astype(loss.dtype)
-        return (new_params, new_opt), loss * count
+        params, opt_state, weighted = sgd_step(*carry, *batch, loss_fn, optimizer, mask is not None)
+        return (params, opt_state), weighted
 
-    (params, opt_state), weighted = lax.scan(step, (params, opt_state), (Xb, yb, kb, batch_keys))
-    total = jnp.sum(kb).astype(weighted.dtype)
-    return params, opt_state, key, jnp.sum(weighted) / jnp.maximum(total, 1.0)
+    (params, opt_state), weighted = lax.scan(step, (params, opt_state), (X[order], y[order], kb, batch_keys))
+    return params, opt_state, key, _mean_loss(weighted, kb)
+
+
+def _mean_loss(weighted, keep):
+    """The epoch's objective: the batches' objectives x real rows, summed over batches (axis 0),
+    over the real rows (``keep``: batch axis first, rows last; a member axis between them)."""
+    total = jnp.sum(keep, axis=(0, -1)).astype(weighted.dtype)
+    return jnp.sum(weighted, axis=0) / jnp.maximum(total, 1.0)
+
+
+def _batches(key: jax.Array, n: int, batch_size: int, mask: jax.Array | None = None):
+    """:func:`batch_plan` cut into batches: ``(key, order, keep, batch_keys)`` with ``order`` and
+    ``keep`` of shape (n_batches, batch_size)."""
+    key, order, keep, batch_keys = batch_plan(key, n, batch_size, mask)
+    n_batches = batch_keys.shape[0]
+    return key, order.reshape(n_batches, batch_size), keep.reshape(n_batches, batch_size), batch_keys
+
+
+#: :func:`_batches` compiled (``n`` and ``batch_size`` static), for :func:`stepwise_epoch`.
+batches = jax.jit(_batches, static_argnums=(1, 2))
+
+
+def stepwise_epoch(plan, step, params, opt_state, key):
+    """:func:`sgd_epoch`'s arithmetic with one compiled call per batch instead of one loop over
+    them, for networks whose operations XLA:CPU runs slowly inside a loop (convolutions: see
+    docs/engine.md). ``plan(key)`` returns :func:`batches`' arrays, batch axis first (a member
+    axis may follow it); ``step(params, opt_state, order_b, keep_b, key_b)`` returns what
+    :func:`sgd_step` returns, taking the batch's rows from the data it closes over. Returns
+    ``(params, opt_state, key, mean_loss)`` as :func:`sgd_epoch` does."""
+    key, order, keep, batch_keys = plan(key)
+    order, keep = np.asarray(order), np.asarray(keep)
+    weighted = []
+    for b in range(order.shape[0]):
+        params, opt_state, w = step(params, opt_state, order[b], keep[b], batch_keys[b])
+        weighted.append(w)
+    return params, opt_state, key, _mean_loss(jnp.stack(weighted), jnp.asarray(keep))
 
 
 #: :func:`sgd_epoch` compiled, with the loss, the optimiser and the batch size static.

@@ -7,7 +7,8 @@ probabilities (:func:`class_samples`), as in the paper.
 M heteroscedastic MAP networks (:mod:`probprop.learners.mapnet` with two outputs, mean mu_m(x)
 and variance sigma_m^2(x) = softplus(r_m(x)) + 1e-6), each trained on the Gaussian NLL with its
 own random initialisation and its own random shuffles. The members are stacked along a leading
-axis and trained together with ``jax.vmap`` (one compiled epoch for all of them).
+axis and trained together with ``jax.vmap`` (one compiled epoch for all of them; with
+convolutions, ``EnsembleSpec.conv``, one compiled step for all of them per mini-batch).
 
 The predictive is the uniform mixture of the member Gaussians, moment-matched to one Gaussian:
 
@@ -69,11 +70,13 @@ class EnsembleSpec:
     adversarial_eps: float = 0.0
     dtype: str = "float64"
     n_classes: int = 0
+    #: Convolution layer pieces before the dense layers, as in :class:`mapnet.MAPSpec`.
+    conv: tuple = ()
 
     def __post_init__(self):
         if not (isinstance(self.n_members, int) and self.n_members >= 1):
             raise ValueError(f"n_members must be a positive int, got {self.n_members!r}")
-        _ = self.member_spec  # validates the remaining fields
+        object.__setattr__(self, "conv", self.member_spec.conv)  # validates the remaining fields
 
     @property
     def member_spec(self) -> mapnet.MAPSpec:
@@ -89,6 +92,7 @@ class EnsembleSpec:
             adversarial_eps=self.adversarial_eps,
             dtype=self.dtype,
             n_classes=self.n_classes,
+            conv=self.conv,
         )
 
     @property
@@ -148,7 +152,12 @@ def init(key: jax.Array, spec: EnsembleSpec) -> EnsembleState:
 
 @float64
 def update(state: EnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> EnsembleState:
-    """One epoch for every member (vmapped), each with its own shuffle."""
+    """One epoch for every member (vmapped), each with its own shuffle (with convolutions one
+    compiled call per mini-batch: :func:`mapnet.stepwise_epoch_of`)."""
+    if state.spec.conv:
+        params, opt_state, keys, loss = mapnet.stepwise_epoch_of(state.spec.member_spec, state.params,
+                                                                 state.opt_state, state.keys, X, y, mask, members=True)
+        return state.replace(params=params, opt_state=opt_state, keys=keys, epoch=state.epoch + 1, loss=loss)
     return _update(state, X, y, mask)
 
 
@@ -273,7 +282,7 @@ def select_learning_rate(X, y, spec: EnsembleSpec, epochs: int = 40, grid=GRID_L
     for lr in grid:
         state = init(init_key, dataclasses.replace(spec, learning_rate=lr))
         for _ in range(epochs):
-            state = _update(state, X_fit, y_fit)
+            state = update(state, X_fit, y_fit)
         score = float(validation_score(state, X_val, y_val))
         scores.append(score if np.isfinite(score) else -np.inf)
     scores = np.asarray(scores)

@@ -1,8 +1,9 @@
-"""MAP network: a ReLU MLP with a Gaussian likelihood, trained by Adam on the log posterior.
+"""MAP network: a ReLU MLP (optionally after convolutions, ``MAPSpec.conv``) with a Gaussian
+likelihood or a softmax over classes, trained by Adam on the log posterior.
 
 Model, in standardised units::
 
-    y | x, w ~ N(mu_w(x), sigma^2(x)),     w ~ N(0, prior_var)  (weight matrices only)
+    y | x, w ~ N(mu_w(x), sigma^2(x)),     w ~ N(0, prior_var)  (weight matrices and kernels only)
 
 * homoscedastic head (``heteroscedastic=False``): one output mu(x) and a learned global
   ``log_noise = log sigma^2`` (a point estimate, flat prior);
@@ -23,7 +24,8 @@ The MAP network has no weight uncertainty: ``predict`` returns zero epistemic va
 ``noise_variance`` the (learned) aleatoric variance per point.
 
     state = init(key, spec)
-    state = update(state, X, y)              # one epoch of Adam (see _sgd.sgd_epoch)
+    state = update(state, X, y)              # one epoch of Adam (_sgd.sgd_epoch; with convolutions
+                                             # _sgd.stepwise_epoch, one compiled call per batch)
     mean, var = predict(state, X)            # var == 0
     noise_variance(state, X)                 # sigma^2(x), shape (n,)
 
@@ -39,7 +41,17 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from probprop.learners._sgd import GradientState, adam, check_network_spec, check_positive, sgd_epoch
+from probprop.layers.conv import check_conv_stack
+from probprop.learners._sgd import (
+    GradientState,
+    adam,
+    batches,
+    check_network_spec,
+    check_positive,
+    sgd_epoch,
+    sgd_step,
+    stepwise_epoch,
+)
 from probprop.learners.base import Learner, Moments, float64
 from probprop.likelihoods.classification import Softmax, softmax_nll
 from probprop.moments.mixture import mixture_moments
@@ -63,9 +75,13 @@ class MAPSpec:
     adversarial_eps: float = 0.0
     dtype: str = "float64"
     n_classes: int = 0
+    #: Convolution layer pieces (:class:`probprop.layers.Conv2D`, each followed by a ReLU) before
+    #: the dense hidden layers, with point-estimate kernels (:meth:`~probprop.layers.Conv2D.point`).
+    conv: tuple = ()
 
     def __post_init__(self):
         check_network_spec(self)
+        object.__setattr__(self, "conv", check_conv_stack(self.conv, self.n_in))
         if self.variance_link not in VARIANCE_LINKS:
             raise ValueError(f"variance_link must be one of {VARIANCE_LINKS}, got {self.variance_link!r}")
         if not (self.min_variance >= 0 and math.isfinite(self.min_variance)):
@@ -93,12 +109,13 @@ class MAPSpec:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, self.n_out)
+        """Units per layer: the inputs, each convolution's (pooled) maps, the dense layers."""
+        return (self.n_in, *(piece.n_out for piece in self.conv), *self.hidden, self.n_out)
 
 
 #: MAPState is the shared :class:`GradientState`; here ``params = {"layers": ((W, b), ...),
 #: "log_noise": scalar}`` (W of shape (fan_in, fan_out); ``log_noise`` only for the homoscedastic
-#: head), the Adam state, the shuffling key, the number of epochs done and the mean objective of the
+#: head; with convolutions also ``"conv": ((kernel, bias), ...)``), the Adam state, the shuffling key, the number of epochs done and the mean objective of the
 #: last epoch.
 
 MAPState = GradientState
@@ -112,10 +129,11 @@ def _softplus_inverse(x: float) -> float:
 
 
 def init_params(key: jax.Array, spec: MAPSpec) -> dict:
-    """LeCun-normal weights N(0, 1/fan_in), zero biases; the variance output starts at
-    ``init_noise_variance`` (bias of the variance unit, or ``log_noise``)."""
+    """LeCun-normal weights N(0, 1/fan_in), zero biases (kernels too: fan_in = C kernel^2); the
+    variance output starts at ``init_noise_variance`` (bias of the variance unit, or ``log_noise``)."""
     dtype = jnp.dtype(spec.dtype)
-    sizes = spec.layer_sizes
+    sizes = spec.layer_sizes[len(spec.conv):]
+    key, *conv_keys = jax.random.split(key, len(spec.conv) + 1)
     keys = jax.random.split(key, len(sizes) - 1)
     layers = []
     for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:]):
@@ -130,6 +148,10 @@ def init_params(key: jax.Array, spec: MAPSpec) -> dict:
     else:
         params["log_noise"] = jnp.asarray(math.log(spec.init_noise_variance), dtype)
     params["layers"] = tuple(layers)
+    if spec.conv:
+        params["conv"] = tuple(
+            (jax.random.normal(k, piece.kernel_shape, dtype) / math.sqrt(math.prod(piece.kernel_shape[1:])),
+             jnp.zeros(piece.channels, dtype)) for k, piece in zip(conv_keys, spec.conv))
     return params
 
 
@@ -165,7 +187,10 @@ def mlp(layers, X: jax.Array) -> jax.Array:
 def forward(params: dict, spec: MAPSpec, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Mean and noise variance (mu(x), sigma^2(x)), each of shape (n,); for a classifier the
     logits (n, K) and zeros."""
-    out = mlp(params["layers"], jnp.asarray(X).astype(jnp.dtype(spec.dtype)))
+    h = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
+    for piece, (kernel, bias) in zip(spec.conv, params["conv"] if spec.conv else (), strict=True):
+        h = jax.nn.relu(piece.point(kernel, bias, h))
+    out = mlp(params["layers"], h)
     if spec.n_classes:
         return out, jnp.zeros_like(out)
     mu = out[..., 0]
@@ -182,10 +207,11 @@ def gaussian_nll(y, mu, var):
 
 
 def weight_penalty(params: dict, spec: MAPSpec, n_train) -> jax.Array:
-    """-log p(w) / N up to a constant: sum ||W||^2 / (2 N prior_var) over the weight matrices."""
+    """-log p(w) / N up to a constant: sum ||W||^2 / (2 N prior_var) over the weight matrices
+    and kernels."""
     if spec.prior_var is None:
         return jnp.zeros((), jnp.dtype(spec.dtype))
-    sq = sum(jnp.sum(W * W) for W, _ in params["layers"])
+    sq = sum(jnp.sum(W * W) for W, _ in (*(params["conv"] if spec.conv else ()), *params["layers"]))
     return sq / (2.0 * n_train * spec.prior_var)
 
 
@@ -225,9 +251,53 @@ def epoch_step(params, opt_state, key, X, y, spec: MAPSpec, mask=None):
     return sgd_epoch(params, opt_state, key, X, y, make_loss(spec, n_train), optimizer(spec), spec.batch_size, mask)
 
 
+def batch_step(params, opt_state, X, y, order, keep, key, n_train, spec: MAPSpec, masked: bool):
+    """One Adam step on the rows ``order`` of (X, y) (traceable and vmappable): the step of
+    :func:`stepwise_epoch_of`."""
+    loss_fn = make_loss(spec, n_train)
+    return sgd_step(params, opt_state, X[order], y[order], keep, key, loss_fn, optimizer(spec), masked)
+
+
+_batch_step = jax.jit(batch_step, static_argnames=("spec", "masked"))
+
+
+@partial(jax.jit, static_argnames=("spec", "masked"))
+def _member_steps(params, opt_state, X, y, order, keep, key, n_train, spec: MAPSpec, masked: bool):
+    """:func:`batch_step` for networks stacked along a leading axis, each with its own batch."""
+    return jax.vmap(lambda p, o, i, k, kk: batch_step(p, o, X, y, i, k, kk, n_train, spec, masked))(
+        params, opt_state, order, keep, key)
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _member_batches(keys, n: int, batch_size: int, mask=None):
+    """:func:`_sgd.batches` for each of the stacked networks' keys, the batch axis first."""
+    key, order, keep, batch_keys = jax.vmap(lambda k: batches(k, n, batch_size, mask))(keys)
+    return key, *(jnp.moveaxis(a, 0, 1) for a in (order, keep, batch_keys))
+
+
+def stepwise_epoch_of(spec: MAPSpec, params, opt_state, key, X, y, mask=None, members: bool = False):
+    """:func:`epoch_step`'s epoch with one compiled call per mini-batch (:func:`_sgd.stepwise_epoch`),
+    for networks with convolutions, which XLA:CPU runs slowly inside the epoch's loop (see
+    docs/engine.md); ``members``: params, optimiser states and keys stacked along a leading axis
+    (:mod:`ensemble`), each network with its own shuffle. The same arithmetic as the one-loop epoch
+    (equal to rounding). Returns ``(params, opt_state, key, mean_loss)``."""
+    X, y = (jnp.asarray(a).astype(jnp.dtype(spec.dtype)) for a in (X, y))
+    n, n_train, masked = X.shape[0], X.shape[0] if mask is None else jnp.sum(mask), mask is not None
+    plan, steps = (_member_batches, _member_steps) if members else (batches, _batch_step)
+
+    def step(params, opt_state, order, keep, key):
+        return steps(params, opt_state, X, y, order, keep, key, n_train, spec, masked)
+
+    return stepwise_epoch(lambda key: plan(key, n, spec.batch_size, mask), step, params, opt_state, key)
+
+
 @float64
 def update(state: MAPState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> MAPState:
-    """One epoch: shuffle with the state's key, one Adam step per mini-batch (one lax.scan)."""
+    """One epoch: shuffle with the state's key, one Adam step per mini-batch (one lax.scan; with
+    convolutions one compiled call per mini-batch, :func:`stepwise_epoch_of`)."""
+    if state.spec.conv:
+        params, opt_state, key, loss = stepwise_epoch_of(state.spec, state.params, state.opt_state, state.key, X, y, mask)
+        return state.replace(params=params, opt_state=opt_state, key=key, epoch=state.epoch + 1, loss=loss)
     return _update(state, X, y, mask)
 
 

@@ -1,5 +1,6 @@
 """PBPClassifier with convolution layers: it learns images (scikit-learn's 8x8 digits), continues
-with partial_fit, round-trips through a model file, and refuses shapes that do not fit."""
+with partial_fit, round-trips through a model file, and refuses shapes that do not fit; the MAP
+and deep-ensemble classifiers with point-estimate convolutions likewise."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from probprop import PBPClassifier
+from probprop import DeepEnsembleClassifier, MAPClassifier, PBPClassifier
 from probprop.io import ModelFileError
 from probprop.layers import Conv2D, Dense
 
@@ -73,6 +74,47 @@ def test_a_model_file_with_a_convolution_that_does_not_fit_is_refused(cnn, tmp_p
             PBPClassifier.load(path)
 
 
+@pytest.fixture(scope="module", params=["map", "ensemble"])
+def softmax_cnn(request, digits):
+    X, y, _, _ = digits
+    common = {"hidden": (30,), "conv": ((6, 3, 2),), "epochs": 15, "batch_size": 32, "input_scaling": "global",
+              "random_state": 0}
+    if request.param == "map":
+        return MAPClassifier(learning_rate=3e-3, **common).fit(X, y)
+    return DeepEnsembleClassifier(n_members=3, learning_rate=3e-3, **common).fit(X, y)
+
+
+def test_softmax_cnns_learn_the_digits_and_round_trip(softmax_cnn, digits, tmp_path):
+    """Measured: 89-92 % held-out accuracy over three seeds (a majority-class predictor: 11 %)."""
+    _, _, Xt, yt = digits
+    assert softmax_cnn.score(Xt, yt) > 0.85
+    spec = getattr(softmax_cnn.spec_, "member_spec", softmax_cnn.spec_)
+    assert spec.conv == (Conv2D((1, 8, 8), 6, kernel=3, pool=2),)
+    assert spec.layer_sizes == (64, 54, 30, 10)
+    path = tmp_path / "cnn.npz"
+    softmax_cnn.save(path)
+    loaded = type(softmax_cnn).load(path)
+    assert loaded.spec_ == softmax_cnn.spec_
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), softmax_cnn.predict_proba(Xt))
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["params"]["conv"] = [[6, 3, 1]]  # the parameters no longer build the file's network
+    np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+    with pytest.raises(ModelFileError, match="conv"):
+        type(softmax_cnn).load(path)
+
+
+@pytest.mark.parametrize("cls", [MAPClassifier, DeepEnsembleClassifier])
+def test_softmax_cnn_shapes_that_do_not_fit_are_clear_errors(cls):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 60)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="60 features are not a square image"):
+        cls(epochs=1, conv=((4, 3, 1),)).fit(X, y)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        cls(epochs=1, conv=((4, 3, 1),), pooling="median").fit(X[:, :49], y)
+
+
 @pytest.mark.parametrize(
     ("params", "n_features", "match"),
     [
@@ -91,3 +133,13 @@ def test_shapes_that_do_not_fit_are_clear_errors(params, n_features, match):
     X, y = rng.normal(size=(20, n_features)), np.arange(20) % 2
     with pytest.raises(ValueError, match=match):
         PBPClassifier(epochs=1, **params).fit(X, y)
+
+
+def test_an_estimator_without_convolutions_refuses_a_network_with_them():
+    from probprop import MAPRegressor
+    from probprop.learners import mapnet
+
+    spec = mapnet.MAPSpec(n_in=64, hidden=(5,), conv=(Conv2D((1, 8, 8), 4, kernel=3),))
+    disagreements = MAPRegressor(hidden=(5,))._spec_disagreements(spec, {"hidden": (5,)})
+    assert disagreements == ["convolutions in the file's network, which a MAPRegressor does not build"]
+    assert MAPRegressor(hidden=(5,))._spec_disagreements(mapnet.MAPSpec(n_in=64, hidden=(5,)), {"hidden": (5,)}) == []

@@ -176,3 +176,38 @@ def test_shapes_are_checked():
     with pytest.raises(ValueError, match="layer 2"):
         conv_stack((1, 8, 8), ((4, 3, 2), (4, 5, 1)))
     assert LAYERS["conv2d"] is Conv2D
+
+
+def _direct_point(layer, K, b, x):
+    """The point-estimate layer by loops over positions (the oracle of Conv2D.point)."""
+    c, h, w = layer.in_shape
+    k, p = layer.kernel, layer.pool
+    z = x.reshape(len(x), c, h, w)
+    ho, wo = h - k + 1, w - k + 1
+    a = np.empty((len(x), layer.channels, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            a[:, :, i, j] = np.einsum("ocuv,ncuv->no", K, z[:, :, i:i + k, j:j + k]) + b
+    if p > 1:
+        a = a[:, :, : ho // p * p, : wo // p * p].reshape(len(x), layer.channels, ho // p, p, wo // p, p)
+        a = a.mean(axis=(3, 5)) if layer.pooling == "avg" else a.max(axis=(3, 5))
+    return a.reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_point_estimate_forward_matches_a_direct_convolution(pooling, pool):
+    rng = np.random.default_rng(10 * pool + (pooling == "max"))
+    layer = Conv2D((2, 8, 7), 3, kernel=3, pool=pool, pooling=pooling)
+    K, b = rng.normal(size=layer.kernel_shape), rng.normal(size=layer.channels)
+    x = rng.normal(size=(4, layer.n_in))
+    got = np.asarray(layer.point(jnp.asarray(K), jnp.asarray(b), jnp.asarray(x)))
+    assert got.shape == (4, layer.n_out)
+    np.testing.assert_allclose(got, _direct_point(layer, K, b, x), rtol=1e-12, atol=1e-12)
+    # and the mean of the moments with no weight variance, in PBP's scaled parameterisation
+    if pooling == "avg":
+        n = layer.weight_shape(layer.n_in, layer.n_out, True)[1]
+        M = np.sqrt(n) * np.concatenate([K.reshape(layer.channels, -1), b[:, None]], axis=1)
+        mean, var = layer.moments(jnp.asarray(M), jnp.zeros_like(M), jnp.asarray(x), None, True)
+        np.testing.assert_allclose(mean, got, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(var, 0.0, atol=1e-15)

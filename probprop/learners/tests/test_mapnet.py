@@ -178,3 +178,78 @@ def test_variance_links(link, inverse):
 def test_bad_spec_values_raise(bad):
     with pytest.raises(ValueError):
         mapnet.MAPSpec(**{"n_in": 3, **bad})
+
+
+def test_a_convolution_the_size_of_the_image_trains_as_a_dense_layer():
+    """An exact special case of the convolutional MAP network: a kernel covering the whole image
+    (no pooling) is a dense layer, so from the same weights an epoch of Adam (shuffles, weight
+    decay, softmax loss) ends at the same weights, the kernel being the dense matrix reshaped."""
+    from probprop.layers import Conv2D
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(70, 2 * 4 * 4)), rng.integers(0, 3, 70).astype(float)
+    conv = (Conv2D((2, 4, 4), 5, kernel=4),)
+    conv_spec = mapnet.MAPSpec(n_in=32, hidden=(6,), conv=conv, n_classes=3, batch_size=16, learning_rate=1e-2)
+    dense_spec = mapnet.MAPSpec(n_in=32, hidden=(5, 6), n_classes=3, batch_size=16, learning_rate=1e-2)
+    assert conv_spec.layer_sizes == dense_spec.layer_sizes == (32, 5, 6, 3)
+    a = mapnet.init(jax.random.PRNGKey(1), conv_spec)
+    (K, b), = a.params["conv"]
+    params = {**a.params, "layers": ((K.reshape(5, -1).T, b), *a.params["layers"])}
+    del params["conv"]
+    d = mapnet.init(jax.random.PRNGKey(1), dense_spec)
+    d = d.replace(params=params, opt_state=mapnet.optimizer(dense_spec).init(params))
+    np.testing.assert_allclose(mapnet.predict(a, X)[0], mapnet.predict(d, X)[0], rtol=1e-12, atol=1e-12)
+    for _ in range(2):
+        a, d = mapnet.update(a, X, y), mapnet.update(d, X, y)
+    (K, b), = a.params["conv"]
+    np.testing.assert_allclose(K.reshape(5, -1).T, d.params["layers"][0][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b, d.params["layers"][0][1], rtol=1e-10, atol=1e-12)
+    for (Wa, ba), (Wd, bd) in zip(a.params["layers"], d.params["layers"][1:]):
+        np.testing.assert_allclose(Wa, Wd, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.loss, d.loss, rtol=1e-12)
+    assert not np.allclose(K, mapnet.init(jax.random.PRNGKey(1), conv_spec).params["conv"][0][0])  # it learned
+
+
+def test_a_convolution_stack_that_does_not_chain_is_refused():
+    from probprop.layers import Conv2D
+
+    first = Conv2D((1, 8, 8), 4, kernel=3, pool=2)
+    with pytest.raises(ValueError, match="convolution 1 takes 64 inputs, but it is given 65"):
+        mapnet.MAPSpec(n_in=65, conv=(first,))
+    with pytest.raises(ValueError, match="convolution 2 takes"):
+        mapnet.MAPSpec(n_in=64, conv=(first, Conv2D((2, 3, 3), 4, kernel=2)))
+    with pytest.raises(ValueError, match="tuple of Conv2D"):
+        mapnet.MAPSpec(n_in=64, conv=((4, 3, 2),))
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("members", [False, True])
+def test_the_stepwise_epoch_of_a_convolutional_network_is_the_one_loop_epoch(padded, members):
+    """Networks with convolutions take one compiled call per batch (XLA:CPU runs convolutions
+    slowly inside a loop); the oracle is the one-loop epoch (sgd_epoch's scan), itself checked
+    against a loop over unpadded batches above. Padded data: masked rows appended."""
+    from probprop.layers.conv import conv_stack
+    from probprop.learners import ensemble
+
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(50, 36)), rng.integers(0, 3, 50).astype(float)
+    mask = None
+    if padded:
+        X, y = np.concatenate([X, rng.normal(size=(14, 36))]), np.concatenate([y, np.zeros(14)])
+        mask = np.arange(64) < 50
+    conv = conv_stack((1, 6, 6), ((3, 3, 2),), "avg")
+    if members:
+        spec = ensemble.EnsembleSpec(n_in=36, hidden=(7,), n_members=3, n_classes=3, batch_size=8, conv=conv)
+        module, keys = ensemble, "keys"
+    else:
+        spec = mapnet.MAPSpec(n_in=36, hidden=(7,), n_classes=3, batch_size=8, conv=conv)
+        module, keys = mapnet, "key"
+    stepwise = one_loop = module.init(jax.random.PRNGKey(0), spec)
+    for _ in range(2):
+        stepwise = module.update(stepwise, X, y, mask)
+        one_loop = module._update(one_loop, jnp.asarray(X), jnp.asarray(y), None if mask is None else jnp.asarray(mask))
+    for a, b in zip(jax.tree.leaves((stepwise.params, stepwise.opt_state)), jax.tree.leaves((one_loop.params, one_loop.opt_state))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(getattr(stepwise, keys), getattr(one_loop, keys))
+    np.testing.assert_allclose(stepwise.loss, one_loop.loss, rtol=1e-12)
+    assert int(stepwise.epoch) == 2
