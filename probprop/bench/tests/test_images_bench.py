@@ -29,18 +29,6 @@ def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     assert f"| mnist | {method} |" in text
 
 
-def test_the_convnet_baseline_learns_and_is_described(have_images):
-    """pbp-cnn's network trained by Adam (5 members, 15 epochs of 600 images here; measured 12-16 %
-    error; map-cnn's network is the same, tested in probprop/tests/test_cnn_classifier.py)."""
-    row, arrays = images.job("mnist", "deep-ensemble-cnn", 0, 3, 600, None, test_rows=400)
-    assert row["error"] < 0.3  # chance is 0.9
-    assert np.allclose(arrays["proba"].sum(1), 1)
-    assert "ood_fashion-mnist_mutual_information_auroc" in row
-    frame = __import__("pandas").DataFrame([row, {**row, "method": "map-cnn"}])
-    text = images.report(frame, "probprop bench images", 1.0)
-    assert "but\nmap-cnn, deep-ensemble-cnn: convolutions (16 maps 5x5 + 2x2 average pooling" in text
-
-
 def test_the_pytagi_job_where_pytagi_is_installed(have_images):
     """pytagi's hierarchical-softmax classifier (``make pytagi``; skipped without it): its
     probabilities are a distribution per row and it learns something from 2,000 images."""
