@@ -58,6 +58,7 @@ bench-all: bench
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
 	$(BIN)/probprop bench images --out docs/benchmarks/images
 	$(BIN)/probprop bench images --methods pbp-cnn --epochs 8 --out docs/benchmarks/images-cnn
+	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench streams --out docs/benchmarks/streams

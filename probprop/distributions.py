@@ -147,6 +147,21 @@ class GaussianPrediction:
         return self.mean + self.std * rng.standard_normal((n, len(self.mean)))
 
 
+def normalise_rows(probabilities) -> np.ndarray:
+    """Class probabilities (n, K) divided by their row sums: rows summing to 1 to the last bit."""
+    p = np.asarray(probabilities, np.float64)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def member_summaries(member_probabilities):
+    """Mean (n, K), variance (n, K) and mean entropy (n,) across the leading axis of S networks'
+    class probabilities (S, n, K): what a prediction averaged over networks is built from."""
+    from probprop.metrics.classification import entropy
+
+    p = np.asarray(member_probabilities, np.float64)
+    return p.mean(axis=0), p.var(axis=0), entropy(p, axis=-1).mean(axis=0)
+
+
 @dataclass(frozen=True)
 class ClassPrediction:
     """Per-point class probabilities and the uncertainty scores that flag inputs, from a
@@ -160,12 +175,31 @@ class ClassPrediction:
     predictive probabilities (total uncertainty), ``mutual_information`` = entropy -
     expected_entropy (epistemic: high where weights disagree, e.g. far from the training data),
     ``epistemic_variance`` (the per-class variances summed). Entropies in nats.
+
+    ``epistemic`` is False for a point estimate (one network, no weight uncertainty, as
+    :class:`probprop.MAPClassifier`): its variance and mutual information are zero by
+    construction, so :meth:`scores` leaves them out rather than rank inputs by a constant.
     """
 
     probabilities: np.ndarray
     variance: np.ndarray
     expected_entropy: np.ndarray
     classes: np.ndarray
+    epistemic: bool = True
+
+    @classmethod
+    def from_members(cls, member_probabilities, classes) -> ClassPrediction:
+        """The prediction of networks averaged with equal weights (an ensemble, or one network
+        when the leading axis has length 1): ``member_probabilities`` (M, n, K), each row summing
+        to 1. Probabilities = the members' mean, variance and expected entropy across members;
+        one member gives a point estimate (``epistemic=False``)."""
+        p = np.asarray(member_probabilities, np.float64)
+        if p.ndim != 3 or len(p) == 0:
+            raise ValueError(f"member probabilities must have shape (members, n, K), got {p.shape}")
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or not np.allclose(p.sum(axis=2), 1.0, rtol=0, atol=1e-6):
+            raise ValueError("member probabilities must be finite, >= 0, and sum to 1 over the classes")
+        mean, variance, expected = member_summaries(p)
+        return cls(normalise_rows(mean), variance, expected, classes, epistemic=len(p) > 1)
 
     def __post_init__(self):
         p = np.asarray(self.probabilities, np.float64)
@@ -200,6 +234,9 @@ class ClassPrediction:
 
     def scores(self) -> dict[str, np.ndarray]:
         """The uncertainty scores by name, each oriented so that higher means more uncertain
-        (``max_probability`` enters as ``1 - max_probability``): what OOD detection ranks by."""
-        return {"max_probability": 1.0 - self.max_probability, "entropy": self.entropy,
-                "mutual_information": self.mutual_information, "epistemic_variance": self.epistemic_variance}
+        (``max_probability`` enters as ``1 - max_probability``): what OOD detection ranks by.
+        A point estimate (``epistemic=False``) has only the first two."""
+        out = {"max_probability": 1.0 - self.max_probability, "entropy": self.entropy}
+        if self.epistemic:
+            out.update(mutual_information=self.mutual_information, epistemic_variance=self.epistemic_variance)
+        return out

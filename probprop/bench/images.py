@@ -1,7 +1,8 @@
 """Image classification benchmark: MNIST and Fashion-MNIST, calibration and out-of-distribution detection.
 
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...]
-                          [--seeds 3] [--epochs 3] [--train-rows N] [--data-dir DIR] [--out DIR]
+                          [--seeds 3] [--epochs 3] [--hidden 100,100] [--train-rows N] [--data-dir DIR]
+                          [--out DIR]
 
 Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
 fit on the training images (pixels / 255, standardised with one global mean and std), then on the
@@ -13,7 +14,8 @@ method gives (1 - max probability, entropy, mutual information, summed probabili
 AUROC / AUPR with the OOD images as positives. Times: training images per second, and test
 images per second of ``predict_proba`` and of ``predict_dist`` (the scores).
 
-Methods (784-100-100-10 ReLU networks but the CNN):
+Methods (784-100-100-10 ReLU networks but the CNN; ``--hidden`` sets the hidden layers of all
+but the CNN methods):
 
 - ``pbp-1pass``: :class:`probprop.PBPClassifier`, ONE pass of ADF (one update per image);
 - ``pbp``: the same for ``--epochs`` passes;
@@ -35,7 +37,7 @@ Methods (784-100-100-10 ReLU networks but the CNN):
   :class:`probprop.DeepEnsembleClassifier` with ``pbp-cnn``'s network, point-estimate kernels, for
   ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 128): the ConvNet baselines of the PBP CNN.
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
-  the same 784-100-100 network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
+  the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`
   as for ``tagi`` (the tutorial's 128 did worse), ``--epochs`` passes, float32; class probabilities by ``Utils.obs_to_label_prob`` with the
   observation noise added to the output variance, renormalised (the tree does not sum exactly to
@@ -47,17 +49,18 @@ methods are probprop's classifiers through the same learner protocol.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from probprop.distributions import ClassPrediction, normalise_rows
+
 DATASETS = ("mnist", "fashion-mnist")
 METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "mcdropout", "deep-ensemble",
            "map-cnn", "deep-ensemble-cnn", "pytagi")
-#: probprop methods without epistemic uncertainty (mutual information and variance scores left out).
-POINT_ESTIMATES = ("map-cnn",)
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
 CNN_METHODS = ("pbp-cnn", "map-cnn", "deep-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
@@ -89,19 +92,9 @@ def _noise_images(X_train, n, seed):
     return {"gaussian-noise": gauss, "uniform-noise": rng.uniform(0, 1, (n, X_train.shape[1]))}
 
 
-def _scores_of_probabilities(proba, members=None) -> dict:
-    """1 - max probability, entropy, and (ensembles) mutual information and summed variance."""
-    from probprop.metrics.classification import entropy
-
-    out = {"max_probability": 1.0 - proba.max(1), "entropy": entropy(proba)}
-    if members is not None:
-        out["mutual_information"] = np.maximum(entropy(proba) - entropy(members).mean(0), 0.0)
-        out["epistemic_variance"] = members.var(0).sum(1)
-    return out
-
-
-def _probprop_model(method, epochs, seed):
-    """The probprop classifier a method names (None: a scikit-learn network)."""
+def _probprop_model(method, epochs, seed, hidden=HIDDEN):
+    """The probprop classifier a method names (None: a scikit-learn network); ``hidden``: the
+    hidden layers of all but the CNN methods."""
     from probprop.estimators import (
         DeepEnsembleClassifier,
         MAPClassifier,
@@ -113,15 +106,15 @@ def _probprop_model(method, epochs, seed):
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
     if method in ("pbp-1pass", "pbp", "pbp-cnn"):
-        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": HIDDEN}
+        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": hidden}
         return PBPClassifier(**shape, epochs=passes, **common)
     if method in ("tagi-1pass", "tagi"):
-        return TAGIClassifier(hidden=HIDDEN, epochs=passes, batch_size=TAGI_BATCH, **common)
+        return TAGIClassifier(hidden=hidden, epochs=passes, batch_size=TAGI_BATCH, **common)
     if method == "mcdropout":
-        return MCDropoutClassifier(hidden=HIDDEN, epochs=epochs * MAP_EPOCHS_PER_EPOCH, dropout=MC_DROPOUT_RATE,
+        return MCDropoutClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, dropout=MC_DROPOUT_RATE,
                                    n_samples=MC_DROPOUT_SAMPLES, batch_size=128, **common)
     if method == "deep-ensemble":
-        return DeepEnsembleClassifier(hidden=HIDDEN, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=ENSEMBLE_MEMBERS,
+        return DeepEnsembleClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=ENSEMBLE_MEMBERS,
                                       learning_rate=1e-3, batch_size=200, **common)
     cnn = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "epochs": epochs * MAP_EPOCHS_PER_EPOCH, "learning_rate": 1e-3,
            "batch_size": 128}
@@ -132,30 +125,27 @@ def _probprop_model(method, epochs, seed):
     return None
 
 
-def _fit_predict(method, X, y, seed, epochs):
+def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN):
     """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
     from sklearn.neural_network import MLPClassifier
 
     start = time.perf_counter()
-    model = _probprop_model(method, epochs, seed)
+    model = _probprop_model(method, epochs, seed, hidden)
     if model is not None:
         model.fit(X, y)
         fit_seconds = time.perf_counter() - start
 
-        def scores(Z):
+        def scores(Z):  # a point estimate's (map-cnn's) leave out the epistemic scores
             dist = model.predict_dist(Z)
-            scores = dist.scores()
-            if method in POINT_ESTIMATES:  # no epistemic uncertainty: those scores are zero
-                scores = {name: scores[name] for name in ("max_probability", "entropy")}
-            return dist.probabilities, scores
+            return dist.probabilities, dist.scores()
 
         return model.predict_proba, scores, fit_seconds
     if method == "pytagi":
-        return _pytagi_fit_predict(X, y, seed, epochs, start)
+        return _pytagi_fit_predict(X, y, seed, epochs, start, hidden)
     mean, std = X.mean(), X.std()
     members = []
     for m in range(ENSEMBLE_MEMBERS if method == "ensemble" else 1):
-        net = MLPClassifier(hidden_layer_sizes=HIDDEN, max_iter=epochs * MAP_EPOCHS_PER_EPOCH, batch_size=200,
+        net = MLPClassifier(hidden_layer_sizes=hidden, max_iter=epochs * MAP_EPOCHS_PER_EPOCH, batch_size=200,
                             random_state=seed * 100 + m, tol=0.0, n_iter_no_change=10**6)
         import warnings
 
@@ -173,13 +163,13 @@ def _fit_predict(method, X, y, seed, epochs):
         return member_proba(Z).mean(0)
 
     def scores(Z):
-        p = member_proba(Z)
-        return p.mean(0), _scores_of_probabilities(p.mean(0), p if len(members) > 1 else None)
+        dist = ClassPrediction.from_members(member_proba(Z), members[0].classes_)
+        return dist.probabilities, dist.scores()
 
     return proba, scores, fit_seconds
 
 
-def _pytagi_fit_predict(X, y, seed, epochs, start):
+def _pytagi_fit_predict(X, y, seed, epochs, start, hidden=HIDDEN):
     """The ``pytagi`` method: (predict_proba, predict_scores, fit seconds), as :func:`_fit_predict`."""
     from probprop.bench.methods import check_available, import_pytagi
 
@@ -192,8 +182,9 @@ def _pytagi_fit_predict(X, y, seed, epochs, start):
     utils = Utils()
     tree = utils.get_hierarchical_softmax(k)
     pytagi.manual_seed(int(seed))
-    net = Sequential(Linear(X.shape[1], HIDDEN[0]), MixtureReLU(), Linear(HIDDEN[0], HIDDEN[1]), MixtureReLU(),
-                     Linear(HIDDEN[1], tree.len))
+    sizes = (X.shape[1], *hidden)
+    layers = [piece for n_in, n_out in itertools.pairwise(sizes) for piece in (Linear(n_in, n_out), MixtureReLU())]
+    net = Sequential(*layers, Linear(sizes[-1], tree.len))
     net.set_threads(1)
     updater = OutputUpdater(net.device)
     mean, std = X.mean(), X.std()
@@ -219,19 +210,19 @@ def _pytagi_fit_predict(X, y, seed, epochs, start):
             m, v = (np.asarray(a, np.float64).reshape(-1, tree.len) for a in net(Z32[first:first + PYTAGI_BATCH].ravel()))
             out += [np.asarray(utils.obs_to_label_prob(mi, vi + PYTAGI_SIGMA_V**2, tree, k), np.float64).ravel()
                     for mi, vi in zip(m, v)]
-        p = np.maximum(np.stack(out), 0.0)
-        return p / p.sum(1, keepdims=True)
+        return normalise_rows(np.maximum(np.stack(out), 0.0))
 
     def scores(Z):
-        p = proba(Z)
-        return p, _scores_of_probabilities(p)
+        dist = ClassPrediction.from_members(proba(Z)[None], np.arange(k))
+        return dist.probabilities, dist.scores()
 
     return proba, scores, fit_seconds
 
 
-def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_rows=None):
+def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, core=None, test_rows=None):
     """One (dataset, method, seed): a dict of results, and the arrays the figures need
-    (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests)."""
+    (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
+    ``hidden``: the hidden layers of all but the CNN methods)."""
     if core is not None:
         from probprop.bench.machine import pin
 
@@ -249,7 +240,8 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
     if test_rows:
         Xt, yt = Xt[:test_rows], yt[:test_rows]
         ood = {name: Z[:test_rows] for name, Z in ood.items()}
-    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs)
+    hidden = tuple(int(h) for h in hidden)
+    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden)
     start = time.perf_counter()
     proba_fn(Xt)
     proba_seconds = time.perf_counter() - start
@@ -257,6 +249,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
     proba, scores_in = scores_fn(Xt)
     scores_seconds = time.perf_counter() - start
     row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method.endswith("-1pass") else epochs,
+           "network": "cnn" if method in CNN_METHODS else "-".join(map(str, (X.shape[1], *hidden, 10))),
            "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
            "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
            **classification_metrics(yt, proba)}
@@ -275,8 +268,9 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, core=None, test_row
 
 
 def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
-        data_dir=None, workers: int = 2, command: str | None = None, log=print) -> Path:
-    """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures."""
+        data_dir=None, workers: int = 2, command: str | None = None, log=print, hidden=HIDDEN) -> Path:
+    """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures
+    (``hidden``: the hidden layers of all but the CNN methods, at most three)."""
     import pandas as pd
 
     from probprop.bench.machine import pinned_results
@@ -284,13 +278,18 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
+    hidden = tuple(hidden)
+    if not 1 <= len(hidden) <= 3 or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
+                                            for h in hidden):
+        raise ValueError(f"hidden must be one to three positive layer widths, got {hidden!r}")
+    hidden = tuple(int(h) for h in hidden)
     from probprop.data.images import find_images_dir
 
     for name in datasets:
         find_images_dir(name, data_dir)  # a clear error before any work
     out = Path("docs/benchmarks/images" if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
-    calls = [(d, m, s, epochs, train_rows, data_dir) for s in range(seeds) for d in datasets for m in methods]
+    calls = [(d, m, s, epochs, train_rows, data_dir, hidden) for s in range(seeds) for d in datasets for m in methods]
     start = time.perf_counter()
     rows, figures = [], {}
     for (d, m, s, *_), (row, arrays) in pinned_results(job, calls, workers):
@@ -338,12 +337,17 @@ def report(frame, command: str, wall_seconds: float) -> str:
 
     seeds = frame["seed"].nunique()
     cnns = [m for m in CNN_METHODS if (frame["method"] == m).any()]
+    dense = frame["method"][~frame["method"].isin(CNN_METHODS)]
+    mlps = sorted(set(frame.loc[dense.index, "network"].dropna())) if "network" in frame else []
+    mlps = mlps or ["784-100-100-10"]  # results from before the network column: the default
+    mlp_text = f"Networks {' and '.join(mlps)} (ReLU)" if len(dense) else f"Network of {', '.join(cnns)}:"
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
-        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. Networks 784-100-100-10 (ReLU)"
-        + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns else ";"),
+        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {mlp_text}"
+        + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns and len(dense) else
+           f"\n{_cnn_description()};" if cnns else ";"),
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",

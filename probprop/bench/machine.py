@@ -102,17 +102,45 @@ def pin(core: int) -> None:
     os.sched_setaffinity(0, {core})
 
 
+#: The core a :func:`pinned_results` worker process was given when it started (None elsewhere).
+_WORKER_CORE: int | None = None
+
+
+def _take_core(cores) -> None:
+    """A :func:`pinned_results` worker's initializer: take one core of the queue for the
+    process's life and pin to it (None, unpinned, should the pool ever start more processes
+    than cores; the wait covers the queue's feeder thread, which writes a moment after put)."""
+    import queue
+
+    global _WORKER_CORE
+    try:
+        _WORKER_CORE = cores.get(timeout=10.0)
+    except queue.Empty:
+        _WORKER_CORE = None
+    if _WORKER_CORE is not None:
+        pin(_WORKER_CORE)
+
+
+def _on_worker_core(fn, args):
+    return fn(*args, core=_WORKER_CORE)
+
+
 def pinned_results(fn, calls, workers: int):
     """Run ``fn(*args, core=c)`` for every ``args`` of ``calls`` on ``workers`` spawned processes,
-    job i on usable core i mod workers (``fn`` pins itself to it); yield ``(args, result)`` in the
-    order of ``calls``."""
+    each pinned to its own usable core for its life (``c``: that core; ``fn`` may pin itself to
+    it again); a job goes to whichever process is free, so jobs of unequal length never share a
+    core. Yields ``(args, result)`` in the order of ``calls``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     cores = usable_cores()[: max(1, workers)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context) as pool:
-        futures = [pool.submit(fn, *args, core=cores[i % len(cores)]) for i, args in enumerate(calls)]
+    free = context.Queue()
+    for core in cores:
+        free.put(core)
+    with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_take_core,
+                             initargs=(free,)) as pool:
+        futures = [pool.submit(_on_worker_core, fn, args) for args in calls]
         for args, future in zip(calls, futures):
             yield args, future.result()
 

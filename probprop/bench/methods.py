@@ -519,15 +519,16 @@ def _standardiser(X, y):
 def _pytagi_sigma_v(X, y, hidden: int, epochs: int, seed: int) -> float:
     """sigma_v from :data:`PYTAGI_SIGMA_V` by the log-likelihood of ``epochs``-epoch fits on a random
     tenth of ``(X, y)`` (the rest standardised on its own), in their standardised units."""
+    from probprop.metrics.scoring import log_likelihood
+
     val, fit = _validation_rows(len(y), 0.1, seed)
     scale, y_mean, y_std = _standardiser(X[fit], y[fit])
     scores = []
     for sigma_v in PYTAGI_SIGMA_V:
         net = _pytagi_train(scale(X[fit]), (y[fit] - y_mean) / y_std, hidden, epochs, sigma_v, seed)
         m, v = _pytagi_predict(net, scale(X[val]))
-        total = v + sigma_v**2
-        ll = np.mean(-0.5 * (np.log(2 * np.pi * total) + ((y[val] - y_mean) / y_std - m) ** 2 / total))
-        scores.append(ll if np.isfinite(ll) else -np.inf)
+        diverged = not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v + sigma_v**2 > 0))
+        scores.append(-np.inf if diverged else log_likelihood((y[val] - y_mean) / y_std, m, np.sqrt(v + sigma_v**2)))
     return PYTAGI_SIGMA_V[int(np.argmax(scores))]
 
 

@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from probprop.distributions import ClassPrediction
+from probprop.distributions import ClassPrediction, member_summaries, normalise_rows
 from probprop.estimators import _checks
 from probprop.estimators import tagi as tagi_estimator
 from probprop.estimators._api import ClassifierMixin, check_is_fitted, validate_data
@@ -27,7 +27,6 @@ from probprop.layers.conv import POOLINGS, conv_stack
 from probprop.learners import pbp
 from probprop.learners.base import float64
 from probprop.likelihoods.classification import MultinomialProbit, Probit
-from probprop.metrics.classification import entropy
 
 #: How the inputs are scaled before the network sees them (``input_scaling``).
 INPUT_SCALINGS = ("features", "global", "none")
@@ -88,6 +87,7 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
     ``probability_moments``); ``classes_`` is set before ``_make_spec`` runs."""
 
     _saved: tuple[str, ...] = ("classes_",)
+    _point_estimate = False  # True: one network without weight uncertainty (ClassPrediction.epistemic)
 
     # ------------------------------------------------------------------ labels
 
@@ -173,6 +173,11 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         _refuse_non_finite_rows(mean, var)
         return mean, var
 
+    def _networks(self) -> int:
+        """How many networks a sampling learner averages (dropout samples or ensemble members)."""
+        spec = self.spec_
+        return int(getattr(spec, "n_samples", 0) or getattr(spec, "n_members", 1))
+
     def _sample_summaries(self, X):
         """For learners that average networks (``Learner.class_samples``: ensembles, MC dropout):
         the S networks' mean class probabilities (n, K), their variance across networks (n, K)
@@ -183,14 +188,13 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         if sample is None:
             return None
         Xs = self._standardise(self._validate_X(X))
-        spec = self.spec_
-        networks = int(getattr(spec, "n_samples", 0) or getattr(spec, "n_members", 1))
+        networks = self._networks()
         rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // (networks * len(self.classes_)))))
 
         def summaries(Xp):
-            probs = np.asarray(sample(self.state_, Xp), np.float64)  # (S, rows, K)
+            probs = sample(self.state_, Xp)  # (S, rows, K)
             with np.errstate(invalid="ignore"):  # a non-finite network output stays NaN here, refused below
-                return probs.mean(axis=0), probs.var(axis=0), entropy(probs).mean(axis=0)
+                return member_summaries(probs)
 
         out = _blocked(summaries, rows, Xs)
         _refuse_non_finite_rows(*out)
@@ -200,15 +204,14 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         """Class probabilities, shape (n, K), columns in the order of ``classes_``; rows sum to 1."""
         summaries = self._sample_summaries(X)
         if summaries is not None:
-            probs = summaries[0]
-            return probs / probs.sum(axis=1, keepdims=True)
+            return normalise_rows(summaries[0])
         return self._probabilities(*self._output_moments(X))
 
     def _probabilities(self, mean, var) -> np.ndarray:
         """Class probabilities (rows summing to 1) from the output moments of a moment learner."""
         likelihood = self.spec_.output_likelihood
         (probs,) = _blocked(partial(_compiled_probabilities, likelihood), PROBA_BLOCK, mean, var)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return normalise_rows(probs)
 
     def predict_log_proba(self, X) -> np.ndarray:
         """Natural log of :meth:`predict_proba` (probabilities below 1e-300 give about -690)."""
@@ -237,12 +240,13 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         summaries = self._sample_summaries(X)
         if summaries is not None:
             probs, variance, expected = summaries
-            return ClassPrediction(probs / probs.sum(axis=1, keepdims=True), variance, expected, self.classes_)
+            epistemic = self._networks() > 1 and not self._point_estimate
+            return ClassPrediction(normalise_rows(probs), variance, expected, self.classes_, epistemic=epistemic)
         mean, var = self._output_moments(X)
         likelihood = self.spec_.output_likelihood
         probs, variance, expected = _blocked(partial(_compiled_probability_moments, likelihood), SCORES_BLOCK, mean, var)
-        probs = probs / probs.sum(axis=1, keepdims=True)
-        return ClassPrediction(probs, variance, expected, self.classes_)
+        return ClassPrediction(normalise_rows(probs), variance, expected, self.classes_,
+                               epistemic=not self._point_estimate)
 
     # ------------------------------------------------------------------ files
 
@@ -525,6 +529,7 @@ class MAPClassifier(_SoftmaxNetwork):
 
     _learner_name = "map"
     _progress_label = "MAP epochs"
+    _point_estimate = True  # predict_dist's scores: max probability and entropy only
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", learning_rate=1e-3,
                  batch_size=32, prior_var=1.0, input_scaling="features", constant_tol=1e-9, random_state=None,

@@ -177,6 +177,8 @@ def stepwise_epoch(plan, step, params, opt_state, key):
     ``(params, opt_state, key, mean_loss)`` as :func:`sgd_epoch` does."""
     key, order, keep, batch_keys = plan(key)
     order, keep = np.asarray(order), np.asarray(keep)
+    if not jax.dtypes.issubdtype(batch_keys.dtype, jax.dtypes.prng_key):
+        batch_keys = np.asarray(batch_keys)  # raw keys: sliced on the host, not one device op per batch
     weighted = []
     for b in range(order.shape[0]):
         params, opt_state, w = step(params, opt_state, order[b], keep[b], batch_keys[b])

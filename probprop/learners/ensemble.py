@@ -8,7 +8,8 @@ M heteroscedastic MAP networks (:mod:`probprop.learners.mapnet` with two outputs
 and variance sigma_m^2(x) = softplus(r_m(x)) + 1e-6), each trained on the Gaussian NLL with its
 own random initialisation and its own random shuffles. The members are stacked along a leading
 axis and trained together with ``jax.vmap`` (one compiled epoch for all of them; with
-convolutions, ``EnsembleSpec.conv``, one compiled step for all of them per mini-batch).
+convolutions, ``EnsembleSpec.conv``, one compiled step for all of them per mini-batch, the
+members one after another within it: :func:`mapnet.map_members`).
 
 The predictive is the uniform mixture of the member Gaussians, moment-matched to one Gaussian:
 
@@ -153,7 +154,8 @@ def init(key: jax.Array, spec: EnsembleSpec) -> EnsembleState:
 @float64
 def update(state: EnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> EnsembleState:
     """One epoch for every member (vmapped), each with its own shuffle (with convolutions one
-    compiled call per mini-batch: :func:`mapnet.stepwise_epoch_of`)."""
+    compiled call per mini-batch, the members unrolled in it: :func:`mapnet.stepwise_epoch_of`,
+    :func:`mapnet.map_members`)."""
     if state.spec.conv:
         params, opt_state, keys, loss = mapnet.stepwise_epoch_of(state.spec.member_spec, state.params,
                                                                  state.opt_state, state.keys, X, y, mask, members=True)
@@ -176,7 +178,7 @@ def _update(state: EnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | 
 def member_predictions(state: EnsembleState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-member mean and variance, each of shape (n_members, n)."""
     spec = state.spec.member_spec
-    return jax.vmap(lambda p: mapnet.forward(p, spec, X))(state.params)
+    return mapnet.map_members(spec, lambda p: mapnet.forward(p, spec, X), state.params)
 
 
 @float64

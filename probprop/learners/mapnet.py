@@ -243,11 +243,16 @@ def make_loss(spec: MAPSpec, n_train):
     return loss_fn
 
 
+def _training_arrays(spec: MAPSpec, X, y, mask):
+    """(X, y) in the network's dtype and the number of training rows (the mask's count when
+    padded), which the weight penalty divides by: both epochs' common start."""
+    X, y = (jnp.asarray(a).astype(jnp.dtype(spec.dtype)) for a in (X, y))
+    return X, y, X.shape[0] if mask is None else jnp.sum(mask)
+
+
 def epoch_step(params, opt_state, key, X, y, spec: MAPSpec, mask=None):
     """One epoch on raw params (traceable and vmappable; used by :mod:`ensemble`)."""
-    X = jnp.asarray(X).astype(jnp.dtype(spec.dtype))
-    y = jnp.asarray(y).astype(jnp.dtype(spec.dtype))
-    n_train = X.shape[0] if mask is None else jnp.sum(mask)
+    X, y, n_train = _training_arrays(spec, X, y, mask)
     return sgd_epoch(params, opt_state, key, X, y, make_loss(spec, n_train), optimizer(spec), spec.batch_size, mask)
 
 
@@ -261,11 +266,23 @@ def batch_step(params, opt_state, X, y, order, keep, key, n_train, spec: MAPSpec
 _batch_step = jax.jit(batch_step, static_argnames=("spec", "masked"))
 
 
+def map_members(spec: MAPSpec, fn, *stacked):
+    """``fn`` over networks stacked along the leading axis of every leaf of ``stacked``, the
+    results stacked the same way: vmapped for dense networks; for networks with convolutions one
+    network after another within the same program (unrolled), since XLA:CPU runs the vmapped
+    convolutions (grouped over the networks) about three times slower than one network at a
+    time (docs/engine.md)."""
+    if not spec.conv:
+        return jax.vmap(fn)(*stacked)
+    outs = [fn(*jax.tree.map(lambda a, m=m: a[m], stacked)) for m in range(jax.tree.leaves(stacked)[0].shape[0])]
+    return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
 @partial(jax.jit, static_argnames=("spec", "masked"))
 def _member_steps(params, opt_state, X, y, order, keep, key, n_train, spec: MAPSpec, masked: bool):
     """:func:`batch_step` for networks stacked along a leading axis, each with its own batch."""
-    return jax.vmap(lambda p, o, i, k, kk: batch_step(p, o, X, y, i, k, kk, n_train, spec, masked))(
-        params, opt_state, order, keep, key)
+    return map_members(spec, lambda p, o, i, k, kk: batch_step(p, o, X, y, i, k, kk, n_train, spec, masked),
+                       params, opt_state, order, keep, key)
 
 
 @partial(jax.jit, static_argnums=(1, 2))
@@ -281,8 +298,8 @@ def stepwise_epoch_of(spec: MAPSpec, params, opt_state, key, X, y, mask=None, me
     docs/engine.md); ``members``: params, optimiser states and keys stacked along a leading axis
     (:mod:`ensemble`), each network with its own shuffle. The same arithmetic as the one-loop epoch
     (equal to rounding). Returns ``(params, opt_state, key, mean_loss)``."""
-    X, y = (jnp.asarray(a).astype(jnp.dtype(spec.dtype)) for a in (X, y))
-    n, n_train, masked = X.shape[0], X.shape[0] if mask is None else jnp.sum(mask), mask is not None
+    X, y, n_train = _training_arrays(spec, X, y, mask)
+    n, masked = X.shape[0], mask is not None
     plan, steps = (_member_batches, _member_steps) if members else (batches, _batch_step)
 
     def step(params, opt_state, order, keep, key):

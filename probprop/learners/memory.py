@@ -61,22 +61,34 @@ def _state_bytes(spec) -> int:
 _state_bytes_cached = functools.lru_cache(maxsize=256)(_state_bytes)
 
 
-def _hidden_of(spec):
+def _network_of(spec) -> tuple[str, str]:
+    """What the message names: the network's sizes (convolutions, if any, then hidden sizes) and
+    the advice that shrinks it."""
     member = getattr(spec, "member", None)
-    return getattr(spec, "hidden", None) if member is None else getattr(member, "hidden", None)
+    spec = spec if member is None else member
+    hidden, conv = getattr(spec, "hidden", None), tuple(getattr(spec, "conv", ()) or ())
+    if not conv:  # PBP's convolutions are layer pieces, their outputs counted among the hidden sizes
+        conv = tuple(piece for piece in getattr(spec, "layers", None) or () if hasattr(piece, "channels"))
+        hidden = hidden if not conv or hidden is None else tuple(hidden[len(conv):])
+    if not conv:
+        return f"hidden sizes {hidden}", "choose smaller hidden sizes"
+    maps = [getattr(piece, "channels", None) for piece in conv]
+    pools = [getattr(piece, "pool", None) for piece in conv]
+    return (f"convolutions of {maps} feature maps (pool sizes {pools}) and hidden sizes {hidden}",
+            "choose fewer feature maps, more pooling or smaller hidden sizes")
 
 
 def check_memory(spec, factor: float = TRAINING_MEMORY_FACTOR) -> int:
-    """Raise ValueError, naming the hidden sizes and the estimate, when the state ``spec``
+    """Raise ValueError, naming the network's sizes and the estimate, when the state ``spec``
     declares would take more than :func:`memory_limit` (``factor`` times its size: training
     needs working copies). Returns the estimate in bytes."""
     need = state_bytes(spec) * factor
     limit = memory_limit()
     if need > limit:
+        sizes, advice = _network_of(spec)
         raise ValueError(
-            f"a network with hidden sizes {_hidden_of(spec)} and {spec.n_in} inputs needs about "
-            f"{_gib(need)} of memory (its state {_gib(state_bytes(spec))}), more than this machine's "
-            f"{_gib(limit)}; choose smaller hidden sizes"
+            f"a network with {sizes} and {spec.n_in} inputs needs about {_gib(need)} of memory "
+            f"(its state {_gib(state_bytes(spec))}), more than this machine's {_gib(limit)}; {advice}"
         )
     return need
 

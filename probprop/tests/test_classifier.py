@@ -14,6 +14,7 @@ from sklearn.datasets import make_blobs, make_moons
 from sklearn.linear_model import LogisticRegression
 
 from probprop import PBPClassifier
+from probprop.distributions import ClassPrediction
 from probprop.learners import pbp
 from probprop.learners.base import float64
 from probprop.likelihoods.classification import Probit
@@ -158,6 +159,8 @@ def test_map_classifier_without_hidden_layers_is_l2_logistic_regression():
     np.testing.assert_allclose(model.predict_proba(X), reference.predict_proba(Xs), atol=2e-3)
     dist = model.predict_dist(X)
     assert np.all(dist.mutual_information < 1e-12) and np.all(dist.variance == 0)
+    # a point estimate ranks inputs by max probability and entropy only (no constant epistemic scores)
+    assert not dist.epistemic and list(dist.scores()) == ["max_probability", "entropy"]
 
 
 def test_map_classifier_learns_xor_and_round_trips(tmp_path):
@@ -195,6 +198,12 @@ def test_deep_ensemble_classifier_averages_its_members_softmax():
     average_entropy = -np.sum(members * np.log(members), axis=2).mean(0)
     np.testing.assert_allclose(dist.mutual_information, dist.entropy - average_entropy, rtol=1e-7, atol=1e-12)
     assert np.all(dist.mutual_information > -1e-12) and dist.mutual_information.max() > 1e-3
+    assert dist.epistemic and list(dist.scores()) == ["max_probability", "entropy", "mutual_information",
+                                                      "epistemic_variance"]
+    # the same prediction built from the members' probabilities (as the bench does for scikit-learn's)
+    from_members = ClassPrediction.from_members(members, model.classes_)
+    for name, score in dist.scores().items():
+        np.testing.assert_allclose(from_members.scores()[name], score, rtol=1e-7, atol=1e-12, err_msg=name)
     # averaging probabilities never costs log loss against the members' own average (Jensen)
     assert log_loss(yt, model.predict_proba(Xt), labels=range(10)) < np.mean(
         [log_loss(yt, p, labels=range(10)) for p in members])

@@ -1,4 +1,4 @@
-"""GaussianPrediction: consistent moments, scipy.stats.norm agreement, sampling."""
+"""GaussianPrediction: consistent moments, scipy.stats.norm agreement, sampling; ClassPrediction from members."""
 
 from __future__ import annotations
 
@@ -166,3 +166,24 @@ def test_sample_shape_and_moments(pred):
     assert pred.sample(random_state=0).shape == (1, 6)
     np.testing.assert_array_equal(pred.sample(3, random_state=7), pred.sample(3, random_state=7))
     assert not np.array_equal(pred.sample(3, random_state=7), pred.sample(3, random_state=8))
+
+
+def test_class_prediction_from_members():
+    """Averaged networks: the mean probabilities, their variance across members and the mean
+    entropy, written out by hand for two members on two points; one member is a point estimate
+    whose scores leave out the (zero) epistemic ones; a wrong shape is refused."""
+    from probprop.distributions import ClassPrediction
+
+    members = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.5, 0.5], [0.5, 0.5]]])
+    dist = ClassPrediction.from_members(members, np.array(["a", "b"]))
+    np.testing.assert_allclose(dist.probabilities, [[0.7, 0.3], [0.5, 0.5]])
+    np.testing.assert_allclose(dist.variance, [[0.04, 0.04], [0.0, 0.0]])
+    h = lambda p: -p * np.log(p) - (1 - p) * np.log(1 - p)
+    np.testing.assert_allclose(dist.mutual_information, [h(0.7) - (h(0.9) + h(0.5)) / 2, 0.0], atol=1e-15)
+    assert set(dist.scores()) == {"max_probability", "entropy", "mutual_information", "epistemic_variance"}
+    assert list(dist.predicted) == ["a", "a"]  # a tie goes to the first class, as np.argmax
+    single = ClassPrediction.from_members(members[:1], np.array(["a", "b"]))
+    assert not single.epistemic and list(single.scores()) == ["max_probability", "entropy"]
+    np.testing.assert_allclose(single.scores()["entropy"], [h(0.9), h(0.5)])
+    with pytest.raises(ValueError, match="members, n, K"):
+        ClassPrediction.from_members(members[0], np.array(["a", "b"]))

@@ -264,6 +264,20 @@ def test_5_a_network_too_large_for_memory_is_refused_before_it_is_built(small_da
         assert time.perf_counter() - start < 20
 
 
+def test_5_a_convolutional_network_too_large_for_memory_names_its_feature_maps():
+    """A 600 x 600 image, 64 unpooled feature maps, then 1,000 hidden units: ~2e10 weights."""
+    from probprop import DeepEnsembleClassifier, MAPClassifier, PBPClassifier
+
+    X = np.random.default_rng(0).normal(size=(4, 600 * 600))
+    y = np.array([0, 1, 0, 1])
+    for cls in (PBPClassifier, MAPClassifier, DeepEnsembleClassifier):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="convolutions of \\[64\\] feature maps \\(pool sizes \\[1\\]\\) and hidden "
+                                             "sizes \\(1000,\\).*GiB of memory.*fewer feature maps"):
+            cls(hidden=(1000,), conv=((64, 3, 1),), image_shape=(1, 600, 600), epochs=1).fit(X, y)
+        assert time.perf_counter() - start < 20
+
+
 def test_5_cli_refuses_a_network_too_large_for_memory(tmp_path):
     X, y = small_problem()
     data = tmp_path / "d.csv"

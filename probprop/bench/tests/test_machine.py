@@ -1,16 +1,46 @@
 """The benchmarks' process pool (:func:`probprop.bench.machine.pinned_results`)."""
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 
-from probprop.bench.machine import pinned_results, usable_cores
+from probprop.bench.machine import pin, pinned_results, usable_cores
 
 
-def test_pinned_results_come_back_in_call_order_with_the_cores_taken_in_turn():
+def _where(marker, long, core=None):
+    """A job that pins itself to the core it is given, as the benchmarks' jobs do. The long one
+    waits (at most a minute) until a short one has run on the other worker, then runs on for a
+    second, so the short ones after it run while it does, however slowly the workers start."""
+    pin(core)
+    start = time.time()
+    if long:
+        deadline = start + 60.0
+        while not Path(marker).exists() and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)
+    else:
+        Path(marker).touch()
+        time.sleep(0.05)
+    return {"core": core, "mask": sorted(os.sched_getaffinity(0)), "start": start, "end": time.time()}
+
+
+def test_pinned_results_come_back_in_call_order_and_jobs_never_share_a_core(tmp_path):
+    """One long job and several short ones on two workers: the short ones all run on the other
+    worker's core while the long one runs (job i on core i mod 2, as the pool once pinned them,
+    put the third job on the long job's core while it ran)."""
     cores = usable_cores()
-    if len(cores) < 2:
-        pytest.skip("needs two usable cores")
-    calls = [([(key, i)],) for i, key in enumerate("abcde")]
-    # dict([(key, value)], core=c) -> {key: value, "core": c}: a picklable job that imports nothing
-    results = list(pinned_results(dict, calls, workers=2))
+    if len(cores) < 2 or not hasattr(os, "sched_getaffinity"):
+        pytest.skip("needs two usable cores and affinity masks")
+    marker = str(tmp_path / "a-short-job-ran")
+    calls = [(marker, True)] + [(marker, False)] * 4
+    results = list(pinned_results(_where, calls, workers=2))
     assert [args for args, _ in results] == calls
-    assert [result for _, result in results] == [{key: i, "core": cores[i % 2]} for i, key in enumerate("abcde")]
+    runs = [result for _, result in results]
+    assert all(run["mask"] == [run["core"]] for run in runs)
+    assert {run["core"] for run in runs} == set(cores[:2])
+    overlapping = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:]
+                   if a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping  # the long job ran beside short ones
+    assert all(a["core"] != b["core"] for a, b in overlapping)

@@ -253,3 +253,22 @@ def test_the_stepwise_epoch_of_a_convolutional_network_is_the_one_loop_epoch(pad
     np.testing.assert_array_equal(getattr(stepwise, keys), getattr(one_loop, keys))
     np.testing.assert_allclose(stepwise.loss, one_loop.loss, rtol=1e-12)
     assert int(stepwise.epoch) == 2
+
+
+def test_members_with_convolutions_are_mapped_one_by_one_as_vmap_would():
+    """``map_members`` unrolls the members of a convolutional network (XLA:CPU's grouped
+    convolutions are slow) and vmaps dense ones: the ensemble's forward pass equals vmap's."""
+    from probprop.layers.conv import conv_stack
+    from probprop.learners import ensemble
+
+    conv = conv_stack((1, 6, 6), ((3, 3, 2),), "avg")
+    spec = ensemble.EnsembleSpec(n_in=36, hidden=(7,), n_members=3, n_classes=3, conv=conv)
+    state = ensemble.init(jax.random.PRNGKey(1), spec)
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(20, 36)))
+    member = spec.member_spec
+    vmapped = jax.vmap(lambda p: mapnet.forward(p, member, X))(state.params)
+    for a, b in zip(ensemble.member_predictions(state, X), vmapped):
+        assert a.shape == b.shape == (3, 20, 3)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # the members differ, so a mix-up of members would show
+    assert float(jnp.max(jnp.abs(vmapped[0][0] - vmapped[0][1]))) > 1e-3
