@@ -278,11 +278,15 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
-    hidden = tuple(hidden)
-    if not 1 <= len(hidden) <= 3 or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
-                                            for h in hidden):
-        raise ValueError(f"hidden must be one to three positive layer widths, got {hidden!r}")
-    hidden = tuple(int(h) for h in hidden)
+    from probprop.estimators._checks import hidden_sizes
+
+    try:
+        sizes = hidden_sizes(hidden)
+    except ValueError:
+        sizes = ()
+    if not 1 <= len(sizes) <= 3:
+        raise ValueError(f"hidden must be one to three positive layer widths, got {tuple(hidden)!r}")
+    hidden = sizes
     from probprop.data.images import find_images_dir
 
     for name in datasets:
