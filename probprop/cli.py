@@ -1180,7 +1180,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
               help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
-                   "tagi, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
+                   "tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
                    "pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,

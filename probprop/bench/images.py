@@ -28,6 +28,9 @@ but the CNN methods):
   et al. 2017, without adversarial training); mutual information = the members' disagreement;
 - ``tagi-1pass`` and ``tagi``: :class:`probprop.TAGIClassifier` (multinomial-probit output, mini-batches
   of :data:`TAGI_BATCH`), ONE pass and ``--epochs`` passes;
+- ``tagi-cnn``: :class:`probprop.TAGIClassifier` with ``pbp-cnn``'s network (Gaussian kernels,
+  conditioned on by TAGI, each kernel's update summed over the positions of its maps) for
+  ``--epochs`` passes in mini-batches of :data:`TAGI_BATCH`;
 - ``mcdropout``: :class:`probprop.MCDropoutClassifier` for ``--epochs`` x 5 epochs (Adam, step 1e-3,
   batch 128), dropout rate :data:`MC_DROPOUT_RATE` before every layer, :data:`MC_DROPOUT_SAMPLES`
   passes per prediction;
@@ -59,10 +62,10 @@ import numpy as np
 from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "mcdropout", "deep-ensemble",
-           "map-cnn", "deep-ensemble-cnn", "pytagi")
+METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
+           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "map-cnn", "deep-ensemble-cnn")
+CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
@@ -70,7 +73,8 @@ HIDDEN = (100, 100)
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "mcdropout", "deep-ensemble", "map-cnn", "deep-ensemble-cnn")
+FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
+                  "deep-ensemble-cnn")
 N_NOISE = 2000
 ENSEMBLE_MEMBERS = 5
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
@@ -108,8 +112,9 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN):
     if method in ("pbp-1pass", "pbp", "pbp-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": hidden}
         return PBPClassifier(**shape, epochs=passes, **common)
-    if method in ("tagi-1pass", "tagi"):
-        return TAGIClassifier(hidden=hidden, epochs=passes, batch_size=TAGI_BATCH, **common)
+    if method in ("tagi-1pass", "tagi", "tagi-cnn"):
+        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "tagi-cnn" else {"hidden": hidden}
+        return TAGIClassifier(**shape, epochs=passes, batch_size=TAGI_BATCH, **common)
     if method == "mcdropout":
         return MCDropoutClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, dropout=MC_DROPOUT_RATE,
                                    n_samples=MC_DROPOUT_SAMPLES, batch_size=128, **common)

@@ -481,6 +481,16 @@ def _conv_pieces(estimator, n_in: int, conv) -> tuple:
     return conv_stack(_checks.image_shape(estimator.image_shape, n_in), conv, estimator.pooling) if conv else ()
 
 
+def _conv_disagreements(estimator, spec, checked: dict) -> list[str]:
+    """Where a spec's ``conv`` pieces (a spec with a ``conv`` field: MAP, ensemble, TAGI) differ
+    from those the estimator's checked parameters build."""
+    try:
+        pieces = _conv_pieces(estimator, int(spec.n_in), checked["conv"])
+    except ValueError as err:
+        return [f"conv {checked['conv']!r} does not fit the inputs ({err})"]
+    return [] if pieces == tuple(spec.conv) else [f"conv {pieces!r} against {tuple(spec.conv)!r}"]
+
+
 def _softmax_network_params(estimator) -> dict:
     """The checked parameters the softmax-network classifiers share (hidden, epochs, batch size,
     prior variance, input scaling, convolutions)."""
@@ -499,14 +509,7 @@ class _SoftmaxNetwork(MomentClassifier):
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """As for every estimator, and the convolutions as the parameters build them."""
-        out = super()._spec_disagreements(spec, checked)
-        try:
-            pieces = _conv_pieces(self, int(spec.n_in), checked["conv"])
-        except ValueError as err:
-            return [*out, f"conv {checked['conv']!r} does not fit the inputs ({err})"]
-        if pieces != tuple(spec.conv):
-            out.append(f"conv {pieces!r} against {tuple(spec.conv)!r}")
-        return out
+        return super()._spec_disagreements(spec, checked) + _conv_disagreements(self, spec, checked)
 
 
 @register_estimator
@@ -626,6 +629,14 @@ class TAGIClassifier(OnlineClassifier):
     ----------
     hidden, epochs, activation, dtype, input_scaling, constant_tol, random_state, verbose :
         as in :class:`PBPClassifier`.
+    conv, image_shape : as in :class:`PBPClassifier`: convolutions with Gaussian kernels before
+        the dense hidden layers, conditioned on by the same layer-wise TAGI update (a kernel weight
+        is shared by every position of its maps, so its update sums over them, as pytagi's does;
+        its initial variance is ``init_gain / (C kernel^2)``). With convolutions the rows of a
+        mini-batch combine by ``variance_update="sum"`` only.
+    pooling : {"avg"}, default="avg"
+        TAGI's convolutions pool by average (max pooling's moment matching has no linear Jacobian
+        for TAGI's conditioning).
     batch_size : int, default=10
         Rows conditioned on at once (from the same prior moments; pytagi's UCI setting).
     init_gain, init_bias_variance : float, default=1.0, 0.01
@@ -651,11 +662,15 @@ class TAGIClassifier(OnlineClassifier):
     _progress_label = "TAGI epochs"
     _saved = ("classes_", "n_rejected_", "rejected_per_epoch_", "drift_")
 
-    def __init__(self, hidden=(50,), epochs=40, batch_size=10, init_gain=1.0, init_bias_variance=0.01,
-                 variance_update="sum", activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, forgetting=None,
-                 replay=0, random_state=None, verbose=False):
+    def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", batch_size=10, init_gain=1.0,
+                 init_bias_variance=0.01, variance_update="sum", activation="relu", dtype="float64",
+                 input_scaling="features", constant_tol=1e-9, forgetting=None, replay=0, random_state=None,
+                 verbose=False):
         self.hidden = hidden
         self.epochs = epochs
+        self.conv = conv
+        self.image_shape = image_shape
+        self.pooling = pooling
         self.batch_size = batch_size
         self.init_gain = init_gain
         self.init_bias_variance = init_bias_variance
@@ -672,10 +687,22 @@ class TAGIClassifier(OnlineClassifier):
     def _validated_params(self) -> dict:
         _checks.constant_tol(self.constant_tol)
         self._input_scaling()
-        return tagi_estimator.network_params(self)
+        conv = _conv_params(self)
+        params = {**tagi_estimator.network_params(self), "conv": conv}
+        if conv and self.pooling != "avg":
+            raise ValueError(f"TAGI's convolutions pool by average; pooling={self.pooling!r} is not supported")
+        if conv and self.variance_update != "sum":
+            raise ValueError("variance_update='precision' is written for dense layers; a TAGI network with "
+                             "convolutions sums its rows' increments (variance_update='sum')")
+        return params
+
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """As for every estimator, and the convolutions as the parameters build them."""
+        return super()._spec_disagreements(spec, checked) + _conv_disagreements(self, spec, checked)
 
     def _make_spec(self, n_in, params):
-        return tagi_estimator.network_spec(self, n_in, params, n_classes=len(self.classes_))
+        return tagi_estimator.network_spec(self, n_in, params, n_classes=len(self.classes_),
+                                           conv=_conv_pieces(self, n_in, params["conv"]))
 
 
 @register_estimator

@@ -1,4 +1,4 @@
-"""A 2-D convolution with Gaussian weights, optionally pooled, as a PBP layer piece.
+"""A 2-D convolution with Gaussian weights, optionally pooled, as a layer piece (PBP's and TAGI's).
 
 Inputs are images of ``in_shape = (C, H, W)``, flattened channel-major (as ``X.reshape(n, -1)``
 flattens an (n, C, H, W) array; one channel: the usual row-major image). Each of the ``channels``
@@ -30,6 +30,11 @@ The pullback (what ADF needs: d/dM, d/dV of a scalar through the output moments,
 cotangents) is the vector-Jacobian product of these maps (``jax.vjp``): the moments are a few
 convolutions, whose transposes XLA forms itself. Inputs that are the data (``var`` None) skip
 every variance-of-input term.
+
+TAGI (:mod:`probprop.learners.tagi`) uses the piece unscaled (``scaled=False``: a = K * x + b) and
+takes from it, instead of the pullback, the products of its layer-wise conditioning
+(:meth:`Conv2D.tagi_pullback`): the Jacobians of E[a] in the weights and in the input means,
+plain and squared entrywise, applied to the output innovations (average pooling only).
 """
 
 from __future__ import annotations
@@ -132,9 +137,10 @@ class Conv2D:
 
     # -------------------------------------------------------------------------------- moments
 
-    def moments(self, M, V, mean, var, bias: bool):
+    def moments(self, M, V, mean, var, bias: bool, scaled: bool = True):
         """Pre-activation ``(mean, var)`` of shape (..., n_out) for flat inputs (..., n_in);
-        ``var`` None: deterministic inputs."""
+        ``var`` None: deterministic inputs. ``scaled=False``: without PBP's 1/sqrt(n) (a = K * x + b,
+        TAGI's parameterisation)."""
         lead = mean.shape[:-1]
         c, h, w = self.in_shape
         images = lambda a: a.reshape((-1, c, h, w))
@@ -154,13 +160,53 @@ class Conv2D:
         if bias:
             out_m = out_m + M[:, -1][:, None, None]
             out_v = out_v + V[:, -1][:, None, None]
-        out_m, out_v = out_m / jnp.sqrt(n), out_v / n
+        if scaled:
+            out_m, out_v = out_m / jnp.sqrt(n), out_v / n
         if self.pooling == "max" and p > 1:
             out_m, out_v = max_pool_moments(out_m, out_v, p)
         return out_m.reshape(lead + (-1,)), out_v.reshape(lead + (-1,))
 
-    def forward(self, M, V, mean, var, bias: bool):
-        return (mean, var), self.moments(M, V, mean, var, bias)
+    def forward(self, M, V, mean, var, bias: bool, scaled: bool = True):
+        return (mean, var), self.moments(M, V, mean, var, bias, scaled)
+
+    def tagi_pullback(self, M, in_mean, d_mean, d_var, below: bool = True):
+        """What TAGI's layer-wise conditioning (:func:`probprop.learners.tagi.backward`) needs of
+        the layer, in the unscaled parameterisation (a = K * x + b, with a bias): with J_W and J_A
+        the Jacobians of the pre-activation means E[a] in the weights (kernel, bias) and in the
+        input means, summed over the rows,
+
+            (J_W^T d_mean, (J_W o J_W)^T d_var, J_A^T d_mean, (J_A o J_A)^T d_var)
+
+        (o: entrywise product; the last two None unless ``below``, i.e. unless a layer with
+        activations lies below). E[a] is linear in both, so each is the transpose of one
+        convolution: average pooling makes E[a] the stride-``pool`` correlation of the moving
+        average of the input means with K (J_W's entries are those averages, squared for the
+        second term) and of the input means with the spread kernel K' (J_A's entries, K'^2 for
+        the fourth). Max pooling's moments (Clark) have no such Jacobian: TAGI's convolutions pool
+        by average. ``in_mean`` (B, n_in), ``d_mean``/``d_var`` (B, n_out); returns arrays of the
+        shape of ``M`` (channels, C kernel^2 + 1) and of ``in_mean``."""
+        if self.pooling != "avg" and self.pool > 1:
+            raise ValueError("TAGI's convolutions pool by average (max pooling's moments have no linear Jacobian)")
+        c, h, w = self.in_shape
+        o, k, p = self.channels, self.kernel, self.pool
+        m = in_mean.reshape((-1, c, h, w))
+        g_mean, g_var = (d.reshape((-1, *self.out_shape)).astype(M.dtype) for d in (d_mean, d_var))
+        K = M[:, : c * k * k].reshape(o, c, k, k)
+        avg = _moving_average(m, p)
+
+        def weights(x, g):
+            kernel = jax.linear_transpose(lambda K: _conv(x, K, p), K)(g)[0]
+            return jnp.concatenate([kernel.reshape(o, -1), jnp.sum(g, axis=(0, 2, 3))[:, None]], axis=1)
+
+        dM, dV = weights(avg, g_mean), weights(avg * avg, g_var)
+        if not below:
+            return dM, dV, None, None
+        spread = _spread(K, p)
+
+        def inputs(kernel, g):
+            return jax.linear_transpose(lambda x: _conv(x, kernel, p), m)(g)[0].reshape(in_mean.shape)
+
+        return dM, dV, inputs(spread, g_mean), inputs(spread * spread, g_var)
 
     # ------------------------------------------------------------------ point-estimate weights
 

@@ -5,10 +5,11 @@ variance 0), pre-activations a = W z / sqrt(fan_in + 1). The moment map and its 
 formulas of :mod:`probprop.moments.linear`; this class is how a learner uses them layer by layer:
 
     layer.weight_shape(n_in, n_out, bias)          -> (out, n_in + bias)
-    inputs, (mean, var) = layer.forward(M, V, mean, var, bias)
+    inputs, (mean, var) = layer.forward(M, V, mean, var, bias)    # scaled=False: a = W z (TAGI)
     mean, var, cov = layer.forward_shared(M, V, mean, var, cov, bias)   # uncertain inputs
     dM, dV, d_mean, d_var = layer.pullback(M, V, inputs, g_mean, g_var, bias)
     layer.deterministic_factors(M, inputs, g_mean, g_var)   -> (a, b, x) with dM = a x^T, dV = b (x^2)^T
+    layer.tagi_pullback(M, in_mean, d_mean, d_var, below)  -> TAGI's backward products (unscaled)
 
 ``inputs`` are the layer's input moments as the forward pass saw them (bias appended); ``var``
 None stands for deterministic inputs (the data). The pullback drops the bias input's cotangent.
@@ -33,10 +34,21 @@ class Dense:
     def weight_shape(self, n_in: int, n_out: int, bias: bool) -> tuple[int, int]:
         return (n_out, n_in + int(bias))
 
-    def forward(self, M, V, mean, var, bias: bool):
+    def forward(self, M, V, mean, var, bias: bool, scaled: bool = True):
         if bias:
             mean, var = append_bias(mean, var)
-        return (mean, var), linear(M, V, mean, var)
+        return (mean, var), linear(M, V, mean, var, scaled)
+
+    def tagi_pullback(self, M, in_mean, d_mean, d_var, below: bool = True):
+        """What TAGI's layer-wise conditioning needs of the layer (unscaled, a = W x, the bias input
+        appended to ``in_mean``), summed over the rows: ``(d_mean^T x, d_var^T x^2, d_mean W,
+        d_var W^2)``, i.e. J_W^T d_mean, (J_W o J_W)^T d_var and, when ``below``, J_A^T d_mean,
+        (J_A o J_A)^T d_var with the bias input dropped (see :meth:`probprop.layers.Conv2D.tagi_pullback`)."""
+        dM, dV = d_mean.T @ in_mean, d_var.T @ (in_mean * in_mean)
+        if not below:
+            return dM, dV, None, None
+        W = M[:, :-1]
+        return dM, dV, d_mean @ W, d_var @ (W * W)
 
     def forward_shared(self, M, V, mean, var, cov, bias: bool):
         """The forward moments for inputs that share a noise source, ``cov`` = Cov(z, eps) of

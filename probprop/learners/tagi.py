@@ -1,7 +1,7 @@
 """Tractable approximate Gaussian inference (TAGI): Goulet, Nguyen & Amiri, JMLR 22(20), 2021.
 
-A fully connected regression network whose weights and biases are independent Gaussians
-N(mu, var). Learning needs no gradients: the forward pass propagates closed-form moments and
+A network (dense layers, optionally after convolutions; regression or classification) whose
+weights and biases are independent Gaussians N(mu, var). Learning needs no gradients: the forward pass propagates closed-form moments and
 the covariances between hidden states and parameters, and the backward pass conditions each
 layer on the observation by Gaussian conditioning, top down, like a Rauch-Tung-Striebel
 smoother, in the "innovation" (delta) form that pytagi's layers implement (``delta_mu``,
@@ -83,6 +83,18 @@ quadrature): delta_mu = dlogZ/dm, delta_var = 2 dlogZ/dv - (dlogZ/dm)^2
 above), and everything below the output is TAGI's Gaussian conditioning unchanged. With no
 hidden layer and one observation this is the exact ADF update of a Bayesian linear probit model.
 
+Convolutions (``TAGISpec(conv=...)``, :class:`probprop.layers.Conv2D` pieces before the dense
+layers, each followed by the activation): the same conditioning with the products a layer piece
+forms (``tagi_pullback``). A kernel weight is shared by every position of its maps, so its
+Cov(Z, w) = var_w mu_a holds at each position with the input mean the weight meets there, and its
+increments sum over the rows and the positions (as pytagi's convolution layer sums them; each
+position counts as one more observation of the weight). Average pooling of the pre-activations
+keeps E[Z] linear in the kernel and the inputs (the stride-``pool`` correlation of the moving
+average of the input means with the kernel, or of the inputs with the spread kernel), so the gains
+stay exact products; max pooling (Clark's matching) has no such Jacobian and is refused, as are
+the precision form and uncertain inputs (``X_var``). A convolution whose kernel covers the image
+is a dense layer and conditions exactly as one (tested).
+
 Where this follows the paper and where pytagi:
 
 * covariances, output update, batch summation and the hidden-state update: TAGI-MAT
@@ -114,6 +126,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from probprop.layers import Dense
+from probprop.layers.conv import check_conv_stack
 from probprop.learners import _threefry
 from probprop.learners._order import permutation, shuffled_order
 from probprop.learners._sgd import as_xy, holdout
@@ -157,9 +171,19 @@ class TAGISpec:
     dtype: str = "float64"
     n_classes: int = 0
     variance_update: str = "sum"
+    #: Convolution layer pieces (:class:`probprop.layers.Conv2D`, average pooling, each followed by
+    #: the activation) before the dense hidden layers (module docstring).
+    conv: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "conv", check_conv_stack(self.conv, self.n_in))
+        if any(piece.pooling != "avg" for piece in self.conv):
+            raise ValueError("TAGI's convolutions pool by average: max pooling's moments (Clark's) have no "
+                             "linear Jacobian for its conditioning; use pooling='avg'")
+        if self.conv and self.variance_update != "sum":
+            raise ValueError("variance_update='precision' is written for dense layers; a TAGI network with "
+                             "convolutions sums its rows' increments (variance_update='sum')")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
         if not (self.sigma_v > 0 and np.isfinite(self.sigma_v)):
@@ -196,13 +220,22 @@ class TAGISpec:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
-        return (self.n_in, *self.hidden, self.likelihood.n_outputs)
+        """Units per layer: the inputs, the convolutions' (pooled) maps, the dense hidden layers,
+        the outputs."""
+        return (self.n_in, *(piece.n_out for piece in self.conv), *self.hidden, self.likelihood.n_outputs)
+
+    @property
+    def layer_pieces(self) -> tuple:
+        """One layer piece per weight layer: the convolutions, then dense layers."""
+        return tuple(self.conv) + (Dense(),) * (len(self.hidden) + 1)
 
     @property
     def weight_shapes(self) -> tuple[tuple[int, int], ...]:
-        """(out, fan_in + 1) per layer, the last column being the bias (as in PBP)."""
+        """(out, fan_in + 1) per layer, the last column being the bias (as in PBP); a
+        convolution's rows are its maps, (channels, C kernel^2 + 1)."""
         sizes = self.layer_sizes
-        return tuple((out, inp + 1) for inp, out in zip(sizes[:-1], sizes[1:]))
+        return tuple(piece.weight_shape(inp, out, True)
+                     for piece, inp, out in zip(self.layer_pieces, sizes[:-1], sizes[1:]))
 
 
 @partial(
@@ -213,7 +246,7 @@ class TAGISpec:
 @dataclass(frozen=True)
 class TAGIState:
     """Posterior of a TAGI network. ``means[l]``/``variances[l]`` have shape (out, fan_in + 1),
-    the last column being the bias. ``rejections[l]`` counts, per parameter, the mini-batch
+    the last column being the bias (a convolution's: (channels, C kernel^2 + 1)). ``rejections[l]`` counts, per parameter, the mini-batch
     updates refused by the variance guard since ``init``; ``rejected`` is their total."""
 
     means: tuple[jax.Array, ...]
@@ -301,7 +334,8 @@ def n_parameters(spec: TAGISpec) -> int:
 class LayerMoments(NamedTuple):
     """What the backward pass needs of one layer, for inputs of shape (..., ·).
 
-    ``in_mean``/``in_var``: the layer's inputs A with the bias input (1, 0) appended;
+    ``in_mean``/``in_var``: the layer's inputs A with the bias input (1, 0) appended (a
+    convolution's: the input maps, flat, without it);
     ``z_mean``/``z_var``: its pre-activations Z; ``jacobian``: J = dE[A]/dm = Cov(A, Z)/Var(Z)
     of the activation that follows (ones for the linear output layer).
     """
@@ -327,9 +361,13 @@ def forward_moments(state: TAGIState, X: jax.Array) -> tuple[LayerMoments, ...]:
     var = None
     layers = []
     last = len(state.means) - 1
-    for layer, (M, V) in enumerate(zip(state.means, state.variances)):
-        in_mean, in_var = append_bias(mean, jnp.zeros_like(mean) if var is None else var)
-        z_mean, z_var = linear_moments(M, V, in_mean, None if var is None else in_var)
+    for layer, (M, V, piece) in enumerate(zip(state.means, state.variances, state.spec.layer_pieces)):
+        if isinstance(piece, Dense):
+            in_mean, in_var = append_bias(mean, jnp.zeros_like(mean) if var is None else var)
+            z_mean, z_var = linear_moments(M, V, in_mean, None if var is None else in_var)
+        else:
+            (in_mean, in_var), (z_mean, z_var) = piece.forward(M, V, mean, var, True, scaled=False)
+            in_var = jnp.zeros_like(in_mean) if in_var is None else in_var
         if layer < last:
             mean, var, (dE_dm, *_) = activation(z_mean, z_var)
             jacobian = dE_dm
@@ -360,7 +398,9 @@ def forward_noisy(state: TAGIState, X: jax.Array, X_var: jax.Array, propagation:
     """Mean and variance of every output unit, shape (..., n_out) each, for uncertain inputs
     x ~ N(X, X_var) (per entry, independent of each other and of the weights), with the
     covariances the input noise induces between units (:mod:`probprop.moments.input_noise`);
-    ``propagation="linear"`` linearises the activations."""
+    ``propagation="linear"`` linearises the activations. Dense networks only."""
+    if state.spec.conv:
+        raise ValueError("uncertain inputs (X_var) are not supported by TAGI networks with convolutions")
     activation = ACTIVATIONS[state.spec.activation]
     dtype = state.means[0].dtype
     mean, var, cov = input_noise.input_moments(jnp.asarray(X).astype(dtype), jnp.asarray(X_var).astype(dtype))
@@ -419,6 +459,8 @@ def covariances(state: TAGIState, layers: tuple[LayerMoments, ...]) -> list[dict
     * ``z_below`` (B, out, fan_in), all but the first layer: Cov(Z_j, A_k) = mu_w_jk var_a_k
       between this layer's pre-activations and its (non-bias) inputs, the layer below's A.
     """
+    if state.spec.conv:
+        raise ValueError("covariances() writes out dense layers only")
     result = []
     for layer, (lm, M, V) in enumerate(zip(layers, state.means, state.variances)):
         entry = {"z_theta": V[None] * lm.in_mean[:, None, :]}
@@ -463,21 +505,26 @@ def backward(state: TAGIState, layers: tuple[LayerMoments, ...], d_mean, d_var, 
 
         delta_mu_theta  = var_theta   * sum_n mu_a_n   delta_mu_Z_n     (Cov(Z, w) = var_w mu_a)
         delta_var_theta = var_theta^2 * sum_n mu_a_n^2 delta_var_Z_n
+
+    A convolution's kernel weight is shared by every position of its maps: the sums then run over
+    the rows and the positions (mu_a the input means the weight meets there, averaged over the
+    pooling window), as in pytagi's convolution layer; the layer piece's ``tagi_pullback`` forms
+    these products and the hidden-state ones.
     """
     n_layers = len(state.means)
     delta_means, delta_vars = [None] * n_layers, [None] * n_layers
+    pieces = state.spec.layer_pieces
     for layer in range(n_layers - 1, -1, -1):
         M, V = state.means[layer], state.variances[layer]
         lm = layers[layer]
+        dM, dV, d_in_mean, d_in_var = pieces[layer].tagi_pullback(M, lm.in_mean, d_mean, d_var, layer > 0)
         if combine == "precision":
             delta_means[layer], delta_vars[layer] = _precision_increments(M, V, lm.in_mean, d_mean, d_var)
         else:
-            delta_means[layer] = V * (d_mean.T @ lm.in_mean)
-            delta_vars[layer] = V * V * (d_var.T @ (lm.in_mean * lm.in_mean))
+            delta_means[layer], delta_vars[layer] = V * dM, V * V * dV
         if layer > 0:
-            W = M[:, :-1]
             J = layers[layer - 1].jacobian
-            d_mean, d_var = J * (d_mean @ W), J * J * (d_var @ (W * W))
+            d_mean, d_var = J * d_in_mean, J * J * d_in_var
     return delta_means, delta_vars
 
 

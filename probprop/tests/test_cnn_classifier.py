@@ -1,6 +1,7 @@
 """PBPClassifier with convolution layers: it learns images (scikit-learn's 8x8 digits), continues
 with partial_fit, round-trips through a model file, and refuses shapes that do not fit; the MAP
-and deep-ensemble classifiers with point-estimate convolutions likewise."""
+and deep-ensemble classifiers with point-estimate convolutions likewise, and TAGIClassifier with
+Gaussian kernels conditioned on by TAGI."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from probprop import DeepEnsembleClassifier, MAPClassifier, PBPClassifier
+from probprop import DeepEnsembleClassifier, MAPClassifier, PBPClassifier, TAGIClassifier
 from probprop.io import ModelFileError
 from probprop.layers import Conv2D, Dense
 
@@ -72,6 +73,42 @@ def test_a_model_file_with_a_convolution_that_does_not_fit_is_refused(cnn, tmp_p
         np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(bad))})
         with pytest.raises(ModelFileError, match=match):
             PBPClassifier.load(path)
+
+
+def test_a_tagi_cnn_learns_the_digits_continues_and_round_trips(digits, tmp_path):
+    """Measured: 85-89 % held-out accuracy after three passes over three seeds (a majority-class
+    predictor: 11 %); partial_fit continues from the posterior; the model file round-trips."""
+    X, y, Xt, yt = digits
+    model = TAGIClassifier(hidden=(30,), conv=((6, 3, 2),), epochs=3, batch_size=8, input_scaling="global",
+                           random_state=0).fit(X, y)
+    assert model.score(Xt, yt) > 0.8 and model.n_rejected_ == 0
+    assert model.spec_.conv == (Conv2D((1, 8, 8), 6, kernel=3, pool=2),)
+    assert model.spec_.layer_sizes == (64, 54, 30, 10)
+    proba = model.predict_proba(Xt)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    assert np.all(model.predict_dist(Xt).mutual_information >= 0)
+    path = tmp_path / "tagi-cnn.npz"
+    model.save(path)
+    loaded = TAGIClassifier.load(path)
+    assert loaded.spec_ == model.spec_
+    np.testing.assert_array_equal(loaded.predict_proba(Xt), proba)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["__meta__"]))
+    for changes, match in (({"kernel": 99}, "does not fit"), ({"pooling": "max"}, "pool by average")):
+        bad = json.loads(json.dumps(meta))
+        piece = bad["spec"]["fields"]["conv"][0]["fields"]
+        bad["spec"]["fields"]["conv"][0]["fields"] = {**piece, **changes}
+        np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(bad))})
+        with pytest.raises(ModelFileError, match=match):
+            TAGIClassifier.load(path)
+    before = model.state_.means[0].copy()
+    model.partial_fit(X[:200], y[:200])
+    assert not np.array_equal(np.asarray(model.state_.means[0]), np.asarray(before))
+    with pytest.raises(ValueError, match="pool by average"):
+        TAGIClassifier(epochs=1, conv=((6, 3, 2),), pooling="max").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="variance_update='precision'"):
+        TAGIClassifier(epochs=1, conv=((6, 3, 2),), variance_update="precision").fit(X[:50], y[:50])
 
 
 @pytest.fixture(scope="module", params=["map", "ensemble"])

@@ -52,7 +52,9 @@ def test_hidden_sets_the_dense_networks_and_the_report_names_them(have_images):
     assert row["network"] == "784-20-30-10" and row["error"] < 0.85  # chance: 0.9
     model = images._probprop_model("tagi", 1, 0, (20, 30))
     assert model.hidden == (20, 30)
-    assert images._probprop_model("map-cnn", 1, 0, (20, 30)).hidden == images.CNN_HIDDEN
+    for cnn in ("map-cnn", "tagi-cnn"):
+        model = images._probprop_model(cnn, 1, 0, (20, 30))
+        assert (model.hidden, model.conv) == (images.CNN_HIDDEN, images.CNN_CONV)
     text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
     assert "Networks 784-20-30-10 (ReLU);" in text
     for bad in ((), (10, 10, 10, 10), (0,)):

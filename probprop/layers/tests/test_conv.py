@@ -1,7 +1,8 @@
 """The convolution layer piece: an exact special case (a kernel the size of the image is a dense
 layer), its moments against Monte Carlo (average pooling exact, max pooling within the measured
 error of Clark's approximation), its pullback against finite differences, PBP with it against PBP
-with the dense layer, and its checks of shapes."""
+with the dense layer, its checks of shapes, and the products TAGI's conditioning takes from it (and
+from the dense piece) against autodiff's Jacobians."""
 
 import jax
 import jax.numpy as jnp
@@ -211,3 +212,69 @@ def test_point_estimate_forward_matches_a_direct_convolution(pooling, pool):
         mean, var = layer.moments(jnp.asarray(M), jnp.zeros_like(M), jnp.asarray(x), None, True)
         np.testing.assert_allclose(mean, got, rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(var, 0.0, atol=1e-15)
+
+
+def _autodiff_tagi_products(layer, M, m, d_mean, d_var):
+    """TAGI's backward products from the explicit Jacobians of the unscaled pre-activation means
+    (jax.jacfwd), row by row: sum_n J_W^T d, sum_n (J_W o J_W)^T d, J_A^T d, (J_A o J_A)^T d."""
+    V = jnp.ones_like(M)  # the means do not depend on the variances
+    dM, dV, d_in_mean, d_in_var = 0.0, 0.0, [], []
+    for x, gm, gv in zip(m, d_mean, d_var):
+        JW = jax.jacfwd(lambda M: layer.forward(M, V, x, None, True, scaled=False)[1][0])(M)  # (n_out, *M.shape)
+        JA = jax.jacfwd(lambda x: layer.forward(M, V, x, None, True, scaled=False)[1][0])(x)  # (n_out, n_in)
+        dM = dM + jnp.tensordot(gm, JW, 1)
+        dV = dV + jnp.tensordot(gv, JW * JW, 1)
+        d_in_mean.append(gm @ JA)
+        d_in_var.append(gv @ (JA * JA))
+    return dM, dV, jnp.stack(d_in_mean), jnp.stack(d_in_var)
+
+
+@pytest.mark.parametrize(("layer", "bias_input"), [
+    (Conv2D((2, 6, 6), 3, kernel=3, pool=1), False),
+    (Conv2D((2, 7, 7), 3, kernel=3, pool=2), False),
+    (Conv2D((1, 8, 8), 2, kernel=2, pool=3), False),
+    (Dense(), True),
+])
+def test_tagi_pullback_matches_autodiff(layer, bias_input):
+    """Every product TAGI's conditioning takes from a layer (the weight Jacobian and the input
+    Jacobian, plain and squared entrywise, summed over rows) against the Jacobians autodiff forms."""
+    rng = np.random.default_rng(11)
+    if isinstance(layer, Dense):
+        n_in, n_out = 5, 4
+        M = rng.normal(size=(n_out, n_in + 1))
+    else:
+        n_in, n_out = layer.n_in, layer.n_out
+        M = rng.normal(size=layer.weight_shape(n_in, n_out, True))
+    m = rng.normal(size=(3, n_in))
+    d_mean, d_var = rng.normal(size=(3, n_out)), -rng.uniform(0.1, 1.0, size=(3, n_out))
+    # the dense piece takes its inputs with the bias input appended, as TAGI stores them
+    stored = np.concatenate([m, np.ones((3, 1))], 1) if bias_input else m
+    want = _autodiff_tagi_products(layer, M, m, d_mean, d_var)
+    got = layer.tagi_pullback(M, stored, d_mean, d_var, True)
+    for name, a, b in zip(("J_W^T d", "(J_W^2)^T d", "J_A^T d", "(J_A^2)^T d"), got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12, err_msg=name)
+    dM, _, none_mean, none_var = layer.tagi_pullback(M, stored, d_mean, d_var, False)
+    assert none_mean is None and none_var is None
+    np.testing.assert_allclose(np.asarray(dM), np.asarray(want[0]), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_unscaled_moments_are_the_scaled_ones_of_rescaled_weights(pooling):
+    """scaled=False (TAGI's a = K * x + b) equals PBP's a = (K * x + b) / sqrt(n) with the weight
+    means times sqrt(n) and variances times n."""
+    rng = np.random.default_rng(3)
+    layer = Conv2D((2, 6, 6), 2, kernel=3, pool=2, pooling=pooling)
+    M, V, m, v = _random_layer(rng, layer)
+    n = M.shape[1]
+    for var in (v, None):
+        got = layer.forward(M, V, m, var, True, scaled=False)[1]
+        want = layer.forward(M * np.sqrt(n), V * n, m, var, True)[1]
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+
+
+def test_tagi_pullback_refuses_max_pooling():
+    layer = Conv2D((1, 6, 6), 2, kernel=3, pool=2, pooling="max")
+    M = np.zeros(layer.weight_shape(layer.n_in, layer.n_out, True))
+    with pytest.raises(ValueError, match="pool by average"):
+        layer.tagi_pullback(M, np.zeros((1, 36)), np.zeros((1, 8)), np.zeros((1, 8)))

@@ -411,3 +411,87 @@ def test_precision_form_refuses_a_row_that_alone_would_empty_a_variance():
     dm, dv = tagi._precision_increments(M, V, in_mean, d_mean, d_var)
     np.testing.assert_allclose(dv, V * V * d_var * in_mean**2, rtol=1e-12)
     np.testing.assert_allclose(dm, V * d_mean * in_mean, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutions (TAGISpec(conv=...)): the layer piece's products are checked against autodiff in
+# probprop/layers/tests/test_conv.py; here the whole conditioning through them
+
+
+@pytest.mark.parametrize("n_classes", [0, 3])
+def test_a_kernel_the_size_of_the_image_conditions_as_the_dense_layer(n_classes):
+    """An exact special case of the whole path (forward, tagi_pullback, activation Jacobian,
+    update, init): a convolution whose kernel covers the image is a dense layer of its maps, so
+    two epochs give the dense network's posterior to rounding, for regression and classification."""
+    from probprop.layers import Conv2D
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 9))
+    y = (X[:, 0] - X[:, 4] > 0).astype(float) + (X[:, 2] > 0.5) if n_classes else X[:, 0] - X[:, 4]
+    common = {"n_in": 9, "batch_size": 4, "n_classes": n_classes}
+    dense = tagi.init(jax.random.PRNGKey(1), tagi.TAGISpec(hidden=(4, 3), **common))
+    conv = tagi.init(jax.random.PRNGKey(1), tagi.TAGISpec(hidden=(3,), conv=(Conv2D((1, 3, 3), 4, kernel=3),), **common))
+    assert conv.spec.layer_sizes == dense.spec.layer_sizes and conv.spec.weight_shapes == dense.spec.weight_shapes
+    for _ in range(2):
+        dense, conv = tagi.update(dense, X, y), tagi.update(conv, X, y)
+    for a, b in zip(dense.means + dense.variances, conv.means + conv.variances):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(np.asarray(conv.means[0]), np.asarray(tagi.init(jax.random.PRNGKey(1), conv.spec).means[0]))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_second_convolution_covering_its_maps_conditions_as_a_dense_layer(dtype):
+    """The hidden-state path through a pooled convolution: a pooled convolution (several positions,
+    a remainder row dropped by the pooling) followed by a convolution whose kernel covers its maps
+    (a dense layer over them, channel-major) against the same pooled convolution followed by a dense
+    layer. Both the pooled kernel's summed update and the second layer's input Jacobian go through
+    ``backward``; the posteriors agree to rounding, and a float32 network stays float32."""
+    from probprop.layers import Conv2D
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 2 * 7 * 7))
+    y = rng.integers(0, 3, size=40)
+    first = Conv2D((2, 7, 7), 3, kernel=2, pool=2)  # 6x6 maps, pooled to 3x3
+    common = {"n_in": 98, "batch_size": 5, "n_classes": 3, "dtype": dtype}
+    dense = tagi.init(jax.random.PRNGKey(2), tagi.TAGISpec(hidden=(4,), conv=(first,), **common))
+    conv = tagi.init(jax.random.PRNGKey(2), tagi.TAGISpec(hidden=(), conv=(first, Conv2D((3, 3, 3), 4, kernel=3)), **common))
+    assert conv.spec.weight_shapes == dense.spec.weight_shapes
+    for _ in range(2):
+        dense, conv = tagi.update(dense, X, y), tagi.update(conv, X, y)
+    tol = {"rtol": 1e-9, "atol": 1e-12} if dtype == "float64" else {"rtol": 2e-4, "atol": 1e-6}
+    for a, b in zip(dense.means + dense.variances, conv.means + conv.variances):
+        assert a.dtype == np.dtype(dtype) and b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
+    start = tagi.init(jax.random.PRNGKey(2), conv.spec)
+    assert not np.allclose(np.asarray(conv.means[0]), np.asarray(start.means[0]))  # the first layer learned
+
+
+def test_a_pooled_cnn_learns_and_its_spec_is_checked():
+    """Two classes of 6x6 images (a bright left half or a bright right half, noisy): a pooled
+    convolution learns them (a constant predictor: 50 %); max pooling, the precision form, uncertain
+    inputs and a stack that does not fit are refused with clear errors."""
+    from probprop.layers import Conv2D
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=400)
+    X = rng.normal(scale=0.7, size=(400, 6, 6))
+    X[y == 0, :, :3] += 1.0
+    X[y == 1, :, 3:] += 1.0
+    X = X.reshape(400, 36)
+    spec = tagi.TAGISpec(n_in=36, hidden=(8,), conv=(Conv2D((1, 6, 6), 3, kernel=3, pool=2),), n_classes=2)
+    assert spec.layer_sizes == (36, 12, 8, 1) and spec.weight_shapes == ((3, 10), (8, 13), (1, 9))
+    state = tagi.init(jax.random.PRNGKey(0), spec)
+    for _ in range(3):
+        state = tagi.update(state, X[:300], y[:300])
+    mean, var = tagi.predict(state, X[300:])
+    accuracy = np.mean((np.asarray(mean) > 0) == (y[300:] == 1))
+    assert accuracy > 0.9 and np.all(np.asarray(var) > 0) and int(state.rejected) == 0
+    for pool in (1, 2):
+        with pytest.raises(ValueError, match="pool by average"):
+            tagi.TAGISpec(n_in=36, conv=(Conv2D((1, 6, 6), 3, kernel=3, pool=pool, pooling="max"),))
+    with pytest.raises(ValueError, match="variance_update='precision'"):
+        tagi.TAGISpec(n_in=36, conv=(Conv2D((1, 6, 6), 3, kernel=3),), variance_update="precision")
+    with pytest.raises(ValueError, match="takes"):
+        tagi.TAGISpec(n_in=35, conv=(Conv2D((1, 6, 6), 3, kernel=3),))
+    with pytest.raises(ValueError, match="X_var"):
+        tagi.predict_moments(state, X[:2], np.full((2, 36), 0.1))
