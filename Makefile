@@ -58,6 +58,8 @@ bench-all: bench
 	$(BIN)/probprop bench noisy-inputs --out docs/benchmarks/noisy-inputs
 	$(BIN)/probprop bench images --out docs/benchmarks/images
 	$(BIN)/probprop bench images --methods pbp-cnn --epochs 8 --out docs/benchmarks/images-cnn
+	$(BIN)/probprop bench images --datasets mnist --methods pbp-cnn --epochs 16 --out docs/benchmarks/images-cnn-16
+	$(BIN)/probprop bench images --datasets mnist --methods tagi-cnn --epochs 5 --workers 1 --out docs/benchmarks/images-tagi-cnn
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp

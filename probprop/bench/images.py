@@ -311,7 +311,7 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
     _figures(figures, out)
-    (out / "report.md").write_text(report(frame, command or "probprop bench images", wall))
+    (out / "report.md").write_text(report(frame, command or "probprop bench images", wall, workers))
     return out
 
 
@@ -341,7 +341,11 @@ def _cnn_description() -> str:
     return f"convolutions ({convs}), dense {'-'.join(map(str, CNN_HIDDEN))}, 10 outputs (ReLU)"
 
 
-def report(frame, command: str, wall_seconds: float) -> str:
+def _jobs_at_a_time(workers: int) -> str:
+    return {1: "one job at a time", 2: "two jobs at a time"}.get(workers, f"{workers} jobs at a time")
+
+
+def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     from probprop.bench.machine import cpu_name
 
     seeds = frame["seed"].nunique()
@@ -353,7 +357,7 @@ def report(frame, command: str, wall_seconds: float) -> str:
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
-        f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
+        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {_jobs_at_a_time(workers)}, each pinned to one core;",
         f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {mlp_text}"
         + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns and len(dense) else
            f"\n{_cnn_description()};" if cnns else ";"),

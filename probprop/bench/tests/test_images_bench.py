@@ -56,7 +56,9 @@ def test_hidden_sets_the_dense_networks_and_the_report_names_them(have_images):
         model = images._probprop_model(cnn, 1, 0, (20, 30))
         assert (model.hidden, model.conv) == (images.CNN_HIDDEN, images.CNN_CONV)
     text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
-    assert "Networks 784-20-30-10 (ReLU);" in text
+    assert "Networks 784-20-30-10 (ReLU);" in text and "two jobs at a time" in text
+    one = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0, workers=1)
+    assert "one job at a time" in one
     for bad in ((), (10, 10, 10, 10), (0,)):
         with pytest.raises(ValueError, match="hidden must be one to three"):
             images.run(out=None, datasets=["mnist"], methods=["tagi"], hidden=bad)
