@@ -1,11 +1,12 @@
 """Tractable approximate Gaussian inference (TAGI): Goulet, Nguyen & Amiri, JMLR 22(20), 2021.
 
 A network (dense layers, optionally after convolutions; regression or classification) whose
-weights and biases are independent Gaussians N(mu, var). Learning needs no gradients: the forward pass propagates closed-form moments and
-the covariances between hidden states and parameters, and the backward pass conditions each
-layer on the observation by Gaussian conditioning, top down, like a Rauch-Tung-Striebel
-smoother, in the "innovation" (delta) form that pytagi's layers implement (``delta_mu``,
-``delta_var``; TAGI-MAT, the paper's MATLAB code, writes the same gains in covariance form).
+weights and biases are independent Gaussians N(mu, var). Learning needs no gradients: the forward
+pass propagates closed-form moments and the covariances between hidden states and parameters,
+and the backward pass conditions each layer on the observation by Gaussian conditioning, top
+down, like a Rauch-Tung-Striebel smoother, in the "innovation" (delta) form that pytagi's layers
+implement (``delta_mu``, ``delta_var``; TAGI-MAT, the paper's MATLAB code, writes the same gains
+in covariance form).
 
 Pure functions over an immutable :class:`TAGIState`:
 
@@ -246,8 +247,9 @@ class TAGISpec:
 @dataclass(frozen=True)
 class TAGIState:
     """Posterior of a TAGI network. ``means[l]``/``variances[l]`` have shape (out, fan_in + 1),
-    the last column being the bias (a convolution's: (channels, C kernel^2 + 1)). ``rejections[l]`` counts, per parameter, the mini-batch
-    updates refused by the variance guard since ``init``; ``rejected`` is their total."""
+    the last column being the bias (a convolution's: (channels, C kernel^2 + 1)).
+    ``rejections[l]`` counts, per parameter, the mini-batch updates refused by the variance guard
+    since ``init``; ``rejected`` is their total."""
 
     means: tuple[jax.Array, ...]
     variances: tuple[jax.Array, ...]
