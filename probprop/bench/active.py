@@ -178,7 +178,7 @@ def run(out=None, datasets=DATASETS, splits: int = 5, batches=BATCHES, rules=RUL
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
     _figures(frame, out)
-    (out / "report.md").write_text(report(frame, command or "probprop bench active", wall, budget))
+    (out / "report.md").write_text(report(frame, command or "probprop bench active", wall, budget, workers))
     return out
 
 
@@ -210,15 +210,15 @@ def _cell(values, digits=3):
     return f"{values.mean():.{digits}f} ± {se:.{digits}f}"
 
 
-def report(frame, command: str, wall_seconds: float, budget: int = BUDGET) -> str:
-    from probprop.bench.machine import cpu_name
+def report(frame, command: str, wall_seconds: float, budget: int = BUDGET, workers: int = 2) -> str:
+    from probprop.bench.machine import cpu_name, jobs_at_a_time
 
     rel = areas(frame)
     splits = frame["split"].nunique()
     lines = [
         "# Active learning for regression: UCI pools",
         "",
-        f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
+        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
         f"{cpu_name()}). Regenerate with the same command.",
         "",
         f"Pool: a split's training rows; start: {START} labelled rows ({START_LARGE} on the sets with more than",

@@ -341,12 +341,8 @@ def _cnn_description() -> str:
     return f"convolutions ({convs}), dense {'-'.join(map(str, CNN_HIDDEN))}, 10 outputs (ReLU)"
 
 
-def _jobs_at_a_time(workers: int) -> str:
-    return {1: "one job at a time", 2: "two jobs at a time"}.get(workers, f"{workers} jobs at a time")
-
-
 def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
-    from probprop.bench.machine import cpu_name
+    from probprop.bench.machine import cpu_name, jobs_at_a_time
 
     seeds = frame["seed"].nunique()
     cnns = [m for m in CNN_METHODS if (frame["method"] == m).any()]
@@ -357,7 +353,7 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
-        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {_jobs_at_a_time(workers)}, each pinned to one core;",
+        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
         f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {mlp_text}"
         + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns and len(dense) else
            f"\n{_cnn_description()};" if cnns else ";"),

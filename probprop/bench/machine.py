@@ -97,6 +97,11 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def jobs_at_a_time(workers: int) -> str:
+    """How a report says its jobs ran: "two jobs at a time" for two pinned workers."""
+    return {1: "one job at a time", 2: "two jobs at a time"}.get(workers, f"{workers} jobs at a time")
+
+
 def pin(core: int) -> None:
     """Pin the calling process to ``core`` (its children inherit the mask from their first instruction)."""
     os.sched_setaffinity(0, {core})

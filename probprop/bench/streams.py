@@ -268,7 +268,7 @@ def run(out=None, streams=STREAM_NAMES, methods=METHODS, seeds: int = 3, data_di
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
     _figures(curves, out)
-    (out / "report.md").write_text(report(frame, command or "probprop bench streams", wall))
+    (out / "report.md").write_text(report(frame, command or "probprop bench streams", wall, workers))
     return out
 
 
@@ -289,13 +289,13 @@ def _cell(values, digits=4):
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1) / np.sqrt(len(values)):.{digits}f}"
 
 
-def report(frame, command: str, wall_seconds: float) -> str:
-    from probprop.bench.machine import cpu_name
+def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
+    from probprop.bench.machine import cpu_name, jobs_at_a_time
 
     lines = [
         "# Streams: prequential evaluation under drift",
         "",
-        f"Command: `{command}` ({wall_seconds:.0f} s wall time, two jobs at a time, each pinned to one core;",
+        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
         f"{cpu_name()}). Regenerate with the same command.",
         "",
         f"Every method learns the first {WARMUP} rows unscored, then predicts each row before learning it",

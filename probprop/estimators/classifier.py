@@ -24,7 +24,7 @@ from probprop.estimators.gradient import EnsembleStepSize
 from probprop.io import register_estimator
 from probprop.layers import Dense
 from probprop.layers.conv import POOLINGS, conv_stack
-from probprop.learners import pbp
+from probprop.learners import pbp, tagi
 from probprop.learners.base import float64
 from probprop.likelihoods.classification import MultinomialProbit, Probit
 
@@ -689,11 +689,8 @@ class TAGIClassifier(OnlineClassifier):
         self._input_scaling()
         conv = _conv_params(self)
         params = {**tagi_estimator.network_params(self), "conv": conv}
-        if conv and self.pooling != "avg":
-            raise ValueError(f"TAGI's convolutions pool by average; pooling={self.pooling!r} is not supported")
-        if conv and self.variance_update != "sum":
-            raise ValueError("variance_update='precision' is written for dense layers; a TAGI network with "
-                             "convolutions sums its rows' increments (variance_update='sum')")
+        if conv:  # refused before anything is fitted (the spec refuses the same)
+            tagi.check_conv_options({self.pooling}, self.variance_update)
         return params
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:

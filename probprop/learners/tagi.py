@@ -143,6 +143,19 @@ from probprop.preprocessing import standardisation
 VARIANCE_UPDATES = ("sum", "precision")
 
 
+def check_conv_options(poolings, variance_update: str) -> None:
+    """What a TAGI network with convolutions refuses (a ValueError naming it): pooling other than
+    average (max pooling's moments, Clark's, have no linear Jacobian for the conditioning) and the
+    precision form (written for dense layers). ``poolings``: the convolutions' pooling kinds."""
+    other = sorted(set(poolings) - {"avg"})
+    if other:
+        raise ValueError(f"TAGI's convolutions pool by average: pooling={other[0]!r} (Clark's max-pooling moments) "
+                         "has no linear Jacobian for its conditioning; use pooling='avg'")
+    if variance_update != "sum":
+        raise ValueError("variance_update='precision' is written for dense layers; a TAGI network with "
+                         "convolutions sums its rows' increments (variance_update='sum')")
+
+
 @dataclass(frozen=True)
 class TAGISpec:
     """Static description of a TAGI network (hashable: one compilation per spec and data shape).
@@ -179,12 +192,8 @@ class TAGISpec:
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "conv", check_conv_stack(self.conv, self.n_in))
-        if any(piece.pooling != "avg" for piece in self.conv):
-            raise ValueError("TAGI's convolutions pool by average: max pooling's moments (Clark's) have no "
-                             "linear Jacobian for its conditioning; use pooling='avg'")
-        if self.conv and self.variance_update != "sum":
-            raise ValueError("variance_update='precision' is written for dense layers; a TAGI network with "
-                             "convolutions sums its rows' increments (variance_update='sum')")
+        if self.conv:
+            check_conv_options({piece.pooling for piece in self.conv}, self.variance_update)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
         if not (self.sigma_v > 0 and np.isfinite(self.sigma_v)):
