@@ -174,7 +174,7 @@ def _parse_hidden(ctx, param, values):
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit() or int(part) < 1:
+            if not part.isdecimal() or not part.isascii() or int(part) < 1:
                 raise click.BadParameter(
                     f"{value!r}: expected positive integers, e.g. --hidden 50, --hidden 50,50 "
                     "(or --hidden \"\" for no hidden layer)"
@@ -472,7 +472,13 @@ CHOSEN = (("sigma_v", "sigma_v_", "sigma_v_validation_"),
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool) that a float holds (a JSON integer may be any size)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
 def _chosen(params: dict, fitted: dict, searched) -> dict:
@@ -926,8 +932,8 @@ def _class_labels(path: Path, fitted: dict):
     if classes is None:
         return None
     if not (isinstance(classes, list) and len(classes) >= 2
-            and all(isinstance(c, (str, int, float, bool)) for c in classes)):
-        raise _malformed(path, "the class labels are not a list of at least 2 strings or numbers")
+            and all(isinstance(c, (str, bool)) or _is_number(c) for c in classes)):
+        raise _malformed(path, "the class labels are not a list of at least 2 strings or finite numbers")
     return classes
 
 

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import math
 import numbers
 import os
 import tempfile
@@ -134,7 +135,7 @@ def _spec_from_json(record, path):
             raise ModelFileError(f"{path}: {name} has no field(s) {', '.join(map(str, unknown))}")
         try:
             return cls(**{k: _spec_from_json(v, path) for k, v in fields.items()})
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, ArithmeticError) as err:  # ArithmeticError: e.g. 1e999 units
             raise ModelFileError(f"{path}: invalid {name} ({err})") from err
     if record is None or isinstance(record, (bool, int, float, str)):
         return record
@@ -261,6 +262,11 @@ class _Archive:
             if not info.filename.endswith(".npy"):
                 raise ModelFileError(f"{path}: unexpected entry {info.filename!r} (not an array)")
             self.entries[info.filename[:-4]] = info
+        # The compression-ratio checks trust each entry's declared compressed size: together they
+        # must fit in the file (entries declared larger, or sharing their bytes, are refused).
+        if sum(info.compress_size for info in infos) > Path(path).stat().st_size:
+            self.zip.close()
+            raise ModelFileError(f"{path}: its entries declare more compressed bytes than the file holds")
         self.read = set()
 
     def close(self):
@@ -286,7 +292,9 @@ class _Archive:
             raise ModelFileError(f"{self.path}: corrupt array {name!r} ({err})") from err
         if dtype.hasobject:
             raise ModelFileError(f"{self.path}: array {name!r} holds Python objects; refused")
-        if info.file_size > int(np.prod(shape, dtype=np.float64)) * dtype.itemsize + 4096:
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ModelFileError(f"{self.path}: array {name!r} declares the shape {shape!r}")
+        if info.file_size > math.prod(shape) * dtype.itemsize + 4096:  # exact integers: no overflow
             raise ModelFileError(f"{self.path}: entry {name!r} is larger than its header says")
         if info.file_size > COMPRESSION_EXEMPT_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
             raise ModelFileError(
@@ -295,15 +303,18 @@ class _Archive:
             )
         return tuple(shape), dtype
 
-    def array(self, name, shape=None, dtype=None, max_elements: int = MAX_ARRAY_ELEMENTS):
-        """Entry ``name``, after checking its header against ``shape``/``dtype`` (when given)
-        and its size against ``max_elements``."""
+    def array(self, name, shape=None, dtype=None, max_elements: int = MAX_ARRAY_ELEMENTS, floats: bool = False):
+        """Entry ``name``, after checking its header against ``shape``/``dtype`` (when given), its
+        size against ``max_elements`` (elements, and 8 bytes each) and (``floats``) its type: real floats
+        of at most 8 bytes."""
         got_shape, got_dtype = self.header(name)
         if (shape is not None and got_shape != tuple(shape)) or (dtype is not None and got_dtype != np.dtype(dtype)):
             want = f"{np.dtype(dtype) if dtype is not None else got_dtype}{list(shape) if shape is not None else ''}"
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}{list(got_shape)}, expected {want}")
-        if int(np.prod(got_shape, dtype=np.float64)) > max_elements:
-            raise ModelFileError(f"{self.path}: {name} declares {got_shape}, more than this loader accepts")
+        if floats and (got_dtype.kind != "f" or got_dtype.itemsize > 8):
+            raise ModelFileError(f"{self.path}: {name} is {got_dtype}, expected floats")
+        if math.prod(got_shape) > max_elements or math.prod(got_shape) * got_dtype.itemsize > 8 * max_elements:
+            raise ModelFileError(f"{self.path}: {name} declares {got_dtype}{list(got_shape)}, more than this loader accepts")
         try:
             with self.zip.open(self.entries[name]) as handle:
                 value = np.lib.format.read_array(handle, allow_pickle=False)
@@ -332,7 +343,7 @@ def _reading(path):
         yield path, archive
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError, ArithmeticError) as err:
         raise ModelFileError(f"{path}: incomplete or inconsistent model file ({err!r})") from err
     finally:
         archive.close()
@@ -462,10 +473,7 @@ def _read_fitted(archive: _Archive, fitted: dict, cls, path) -> dict:
             attr = entry.split("/", 1)[1]
             if attr not in cls._saved:  # refused before it is read
                 raise ModelFileError(f"{path}: {cls.__name__} has no saved attribute {attr!r}")
-            a = archive.array(entry, max_elements=1 << 16)
-            if a.dtype.kind != "f":
-                raise ModelFileError(f"{path}: {entry} is {a.dtype}, expected floats")
-            out[attr] = a
+            out[attr] = archive.array(entry, max_elements=1 << 16, floats=True)
     return out
 
 
@@ -547,7 +555,7 @@ def _read_v1(archive: _Archive, meta: dict, cls, path):
     for entry in archive.names():
         if entry.startswith("fitted/"):
             attr = entry.split("/", 1)[1]
-            a = archive.array(entry, max_elements=1 << 16)
-            if attr in cls._saved and a.dtype.kind == "f":
+            a = archive.array(entry, max_elements=1 << 16, floats=attr in cls._saved)
+            if attr in cls._saved:  # others were read and ignored by probprop 0.1.0 too
                 fitted[attr] = a
     return states[0].spec, states[0], fitted

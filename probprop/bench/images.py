@@ -349,14 +349,18 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     dense = frame["method"][~frame["method"].isin(CNN_METHODS)]
     mlps = sorted(set(frame.loc[dense.index, "network"].dropna())) if "network" in frame else []
     mlps = mlps or ["784-100-100-10"]  # results from before the network column: the default
-    mlp_text = f"Networks {' and '.join(mlps)} (ReLU)" if len(dense) else f"Network of {', '.join(cnns)}:"
+    mlp_text = f"Networks {' and '.join(mlps)} (ReLU)"
+    if cnns and len(dense):
+        networks = f"{mlp_text}, but\n{', '.join(cnns)}: {_cnn_description()};"
+    elif cnns:
+        networks = f"Network of {', '.join(cnns)}:\n{_cnn_description()};"
+    else:
+        networks = f"{mlp_text};"
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
-        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {mlp_text}"
-        + (f", but\n{', '.join(cnns)}: {_cnn_description()};" if cnns and len(dense) else
-           f"\n{_cnn_description()};" if cnns else ";"),
+        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {networks}",
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",

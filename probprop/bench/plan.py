@@ -50,6 +50,10 @@ class Task:
 # --------------------------------------------------------------------------------------
 
 
+#: Split indices must be below this (the UCI sets have 20 splits, protein 5).
+MAX_SPLIT = 10_000
+
+
 def parse_splits(spec) -> list[int] | None:
     """``"all"`` -> None; ``"0-4"``, ``"0,1,2"``, ``"0-2,7"`` -> sorted split indices."""
     if spec is None:
@@ -70,13 +74,15 @@ def parse_splits(spec) -> list[int] | None:
                 lo, hi = int(match.group(1)), int(match.group(2))
                 if lo > hi:
                     raise ValueError(f"bad split range {part!r}: start is after end")
+                if hi >= MAX_SPLIT:
+                    raise ValueError(f"bad split range {part!r}: split indices must be below {MAX_SPLIT}")
                 values.extend(range(lo, hi + 1))
-            elif part.isdigit():
+            elif part.isdecimal():
                 values.append(int(part))
             else:
                 raise ValueError(f"bad split spec {spec!r}: use 'all', a range like '0-4', or a list like '0,1,2'")
-    if any(v < 0 for v in values):
-        raise ValueError(f"split indices must be >= 0, got {spec!r}")
+    if any(v < 0 or v >= MAX_SPLIT for v in values):
+        raise ValueError(f"split indices must be in 0..{MAX_SPLIT - 1}, got {spec!r}")
     if not values:
         raise ValueError(f"no split selected by {spec!r}")
     return sorted(set(values))

@@ -189,8 +189,14 @@ def rerender(out) -> Path:
     for name in ("results.csv", "meta.json"):
         if not (out / name).is_file():
             raise FileNotFoundError(f"{out / name} not found: rerender needs a finished 'probprop bench uci' run")
-    meta = json.loads((out / "meta.json").read_text())
-    return _write(pd.read_csv(out / "results.csv"), out, meta)
+    meta = json.loads((out / "meta.json").read_text())  # malformed JSON: a ValueError naming the place
+    if not isinstance(meta, dict):
+        raise ValueError(f"{out / 'meta.json'} is not a JSON object: not written by 'probprop bench uci'")  # noqa: TRY004 - bad file content
+    frame = pd.read_csv(out / "results.csv")
+    try:
+        return _write(frame, out, meta)
+    except KeyError as err:  # a column or record the report needs
+        raise ValueError(f"{out}: results.csv or meta.json lacks {err}: not written by 'probprop bench uci'") from err
 
 
 def _write(frame, out, meta: dict) -> Path:

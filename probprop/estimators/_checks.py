@@ -112,6 +112,17 @@ def image_shape(shape, n_features: int) -> tuple[int, int, int]:
         if side * side != n_features:
             raise ValueError(f"{n_features} features are not a square image; give image_shape=(channels, height, width)")
         return (1, side, side)
+    shape = image_shape_form(shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(f"image_shape {shape} holds {math.prod(shape)} values, but X has {n_features} features")
+    return shape
+
+
+def image_shape_form(shape) -> tuple[int, int, int] | None:
+    """``shape`` as ``(C, H, W)`` (from (C, H, W) or (H, W) of positive ints), None as None: the
+    checks that need no data (an estimator without convolutions checks this much of it)."""
+    if shape is None:
+        return None
     try:
         shape = tuple(shape)
     except TypeError:
@@ -120,6 +131,4 @@ def image_shape(shape, n_features: int) -> tuple[int, int, int]:
         shape = (1, *shape)
     if len(shape) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape):
         raise ValueError(f"image_shape must be (channels, height, width) or (height, width) of positive ints, got {shape!r}")
-    if int(np.prod(shape)) != n_features:
-        raise ValueError(f"image_shape {shape} holds {int(np.prod(shape))} values, but X has {n_features} features")
     return tuple(int(v) for v in shape)

@@ -383,6 +383,7 @@ class MomentEstimator(Estimator):
         for attr in fitted:
             if attr not in cls._saved:
                 raise ValueError(f"{cls.__name__} has no saved attribute {attr!r}")
+        fitted = {attr: _fitted_value(attr, value) for attr, value in fitted.items()}
         estimator.x_mean_, estimator.x_scale_, estimator.y_mean_, estimator.y_scale_ = scaling
         estimator.n_features_in_ = n_in
         if feature_names:
@@ -425,6 +426,33 @@ class MomentEstimator(Estimator):
         tags.target_tags.single_output = True
         tags.non_deterministic = getattr(self, "random_state", None) is None
         return tags
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+
+def _fitted_value(attr: str, value):
+    """A model file's fitted value in the form the estimator keeps (the counters as ints, the
+    chosen scalars as floats), or a ValueError naming it; the others pass unchanged (their
+    owners check them: ``classes_``, ``drift_``)."""
+    if attr == "n_rejected_":
+        if not _is_count(value):
+            raise ValueError(f"n_rejected_ must be a non-negative integer, got {value!r}")
+        return int(value)
+    if attr == "rejected_per_epoch_":
+        if not (isinstance(value, (list, tuple)) and all(_is_count(v) for v in value)):
+            raise ValueError("rejected_per_epoch_ must be a list of non-negative integers")
+        return [int(v) for v in value]
+    if attr in ("sigma_v_", "learning_rate_", "tau_", "dropout_"):
+        x = np.nan
+        if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+            x = float(value) if abs(value) < 1e308 else np.nan  # an int beyond the float range
+        fraction = attr == "dropout_"
+        if not (0.0 <= x < 1.0 if fraction else 0.0 < x < np.inf):
+            raise ValueError(f"{attr} must be a number in {'[0, 1)' if fraction else '(0, inf)'}, got {value!r}")
+        return x
+    return value
 
 
 class MomentRegressor(RegressorMixin, MomentEstimator):

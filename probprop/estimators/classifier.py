@@ -89,6 +89,15 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
     _saved: tuple[str, ...] = ("classes_",)
     _point_estimate = False  # True: one network without weight uncertainty (ClassPrediction.epistemic)
 
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """As for every estimator; where the spec lists its convolutions (a ``conv`` field: MAP,
+        deep ensemble, TAGI) and the estimator builds some, also those its parameters build (PBP's
+        convolutions are layer pieces, checked by :class:`PBPClassifier`)."""
+        out = super()._spec_disagreements(spec, checked)
+        if "conv" in checked and hasattr(spec, "conv"):
+            out += _conv_disagreements(self, spec, checked)
+        return out
+
     # ------------------------------------------------------------------ labels
 
     def _validate_X_y(self, X, y, *, reset: bool, min_samples: int, classes=None):
@@ -468,8 +477,10 @@ class PBPClassifier(OnlineClassifier):
 
 
 def _conv_params(estimator) -> tuple[tuple[int, int, int], ...]:
-    """An image classifier's checked ``conv`` (its ``pooling`` checked too)."""
+    """An image classifier's checked ``conv`` (its ``pooling`` and the form of its ``image_shape``
+    checked too, with or without convolutions)."""
     conv = _checks.conv_layers(estimator.conv)
+    _checks.image_shape_form(estimator.image_shape)
     if estimator.pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {estimator.pooling!r}")
     return conv
@@ -506,10 +517,6 @@ class _SoftmaxNetwork(MomentClassifier):
     """Base of the classifiers trained by gradients whose networks may start with convolutions
     (``conv``, ``image_shape``, ``pooling`` as in :class:`PBPClassifier`, kernels as point
     estimates: :meth:`probprop.layers.Conv2D.point`)."""
-
-    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
-        """As for every estimator, and the convolutions as the parameters build them."""
-        return super()._spec_disagreements(spec, checked) + _conv_disagreements(self, spec, checked)
 
 
 @register_estimator
@@ -692,10 +699,6 @@ class TAGIClassifier(OnlineClassifier):
         if conv:  # refused before anything is fitted (the spec refuses the same)
             tagi.check_conv_options({self.pooling}, self.variance_update)
         return params
-
-    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
-        """As for every estimator, and the convolutions as the parameters build them."""
-        return super()._spec_disagreements(spec, checked) + _conv_disagreements(self, spec, checked)
 
     def _make_spec(self, n_in, params):
         return tagi_estimator.network_spec(self, n_in, params, n_classes=len(self.classes_),

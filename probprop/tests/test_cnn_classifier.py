@@ -172,6 +172,16 @@ def test_shapes_that_do_not_fit_are_clear_errors(params, n_features, match):
         PBPClassifier(epochs=1, **params).fit(X, y)
 
 
+@pytest.mark.parametrize("cls", [PBPClassifier, TAGIClassifier, MAPClassifier, DeepEnsembleClassifier])
+def test_a_malformed_image_shape_is_refused_without_convolutions_too(cls):
+    """image_shape is unused without ``conv``, but a malformed one is still a clear error (it was
+    accepted silently; a later ``set_params(conv=...)`` would have failed far from the cause)."""
+    X, y = np.random.default_rng(0).normal(size=(20, 16)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="image_shape must be"):
+        cls(epochs=1, image_shape="banana").fit(X, y)
+    cls(epochs=1, image_shape=(4, 4)).fit(X, y)  # well-formed: fine, whatever its size
+
+
 def test_an_estimator_without_convolutions_refuses_a_network_with_them():
     from probprop import MAPRegressor
     from probprop.learners import mapnet

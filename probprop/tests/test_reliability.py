@@ -187,6 +187,108 @@ def test_3_tampered_entries_are_refused(model_file, change, match):
         load_model(model_file)
 
 
+def _no_traceback(result, code: int = 1, match: str = ""):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert match in result.output, result.output
+
+
+def test_a_dimension_beyond_every_integer_type_is_refused_cleanly(model_file, tmp_path):
+    """A header may declare any Python integer: sizes are computed exactly (they overflowed a
+    float before), so the file is refused by its shape, and `probprop info` reports no traceback."""
+    entries = {name: _npy(a) for name, a in _arrays(model_file).items()}
+    entries["x_scale"] = _npy(header={"descr": "<f8", "fortran_order": False, "shape": (10**400,)})
+    path = _zip(tmp_path / "huge.npz", entries)
+    with pytest.raises(ModelFileError, match="x_scale is float64\\[1000"):
+        load_model(path)
+    _no_traceback(CliRunner().invoke(main, ["info", str(path)]), match="standardisation")
+
+
+def test_declared_compressed_sizes_must_fit_in_the_file(model_file, tmp_path):
+    """The compression-ratio guard reads each entry's declared compressed size from the central
+    directory; an entry declaring more than the file holds is refused before anything is read."""
+    raw = bytearray(_zip(tmp_path / "honest.npz", {n: _npy(a) for n, a in _arrays(model_file).items()}).read_bytes())
+    at = raw.rfind(b"PK\x01\x02")  # the last central-directory record: its compressed size at +20
+    raw[at + 20:at + 24] = (len(raw) * 10).to_bytes(4, "little")
+    (tmp_path / "lying.npz").write_bytes(raw)
+    with pytest.raises(ModelFileError, match="declare more compressed bytes than the file holds"):
+        load_model(tmp_path / "lying.npz")
+
+
+def test_a_fitted_entry_of_huge_elements_is_refused_by_its_header(model_file, tmp_path):
+    """Fitted arrays are capped in elements; their type (floats of at most 8 bytes) is checked from
+    the header too, before a void element of 100 MB is allocated."""
+    entries = {name: _npy(a) for name, a in _arrays(model_file).items()}
+    entries["fitted/rejected_per_epoch_"] = _npy(header={"descr": "|V100000000", "fortran_order": False, "shape": (1,)})
+    with pytest.raises(ModelFileError, match="rejected_per_epoch_ is \\|?V100000000, expected floats"):
+        load_model(_zip(tmp_path / "void.npz", entries))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ("prior_shape_1", "ZeroDivisionError"),
+        ("y_mean_huge", "OverflowError"),
+        ("rejected_not_a_list", "rejected_per_epoch_ must be a list of non-negative integers"),
+        ("n_rejected_negative", "n_rejected_ must be a non-negative integer"),
+    ],
+)
+def test_numbers_a_file_makes_impossible_are_refused(model_file, change, match):
+    arrays = _arrays(model_file)
+    meta = _meta(arrays)
+    if change == "prior_shape_1":  # the prior variance rate / (shape - 1)
+        meta["spec"]["fields"]["prior_shape"] = 1.0
+    elif change == "y_mean_huge":
+        meta["y_mean"] = 10**400
+    elif change == "rejected_not_a_list":
+        meta["fitted"]["rejected_per_epoch_"] = 5
+    elif change == "n_rejected_negative":
+        meta["fitted"]["n_rejected_"] = -1
+    np.savez(model_file, **_with_meta(arrays, meta))
+    with pytest.raises(ModelFileError, match=match):
+        load_model(model_file)
+    _no_traceback(CliRunner().invoke(main, ["predict", str(model_file), str(model_file)]), match="cannot read the model")
+
+
+def test_info_refuses_non_finite_class_labels_and_huge_numbers(tmp_path):
+    from probprop import PBPClassifier
+
+    X, y = small_problem()
+    path = tmp_path / "clf.npz"
+    PBPClassifier(hidden=(4,), **FAST).fit(X, y > np.median(y)).save(path)
+    arrays = _arrays(path)
+    meta = _meta(arrays)
+    assert CliRunner().invoke(main, ["info", "--json", str(path)]).exit_code == 0
+    meta["fitted"]["classes_"] = [float("nan"), 0.0]
+    np.savez(path, **_with_meta(arrays, meta))
+    _no_traceback(CliRunner().invoke(main, ["info", "--json", str(path)]), match="finite numbers")
+    meta["fitted"]["classes_"], meta["y_scale"] = [False, True], 10**400
+    np.savez(path, **_with_meta(arrays, meta))
+    _no_traceback(CliRunner().invoke(main, ["info", str(path)]), match="target standardisation")
+
+
+def test_options_that_look_like_numbers_but_are_not(tmp_path):
+    from probprop.bench.plan import parse_splits
+
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": [1.0, 2.0, 3.0, 5.0]}).to_csv(data, index=False)
+    _no_traceback(CliRunner().invoke(main, ["fit", str(data), "-t", "y", "--hidden", "\u00b2"]), code=2,
+                  match="expected positive integers")
+    with pytest.raises(ValueError, match="bad split spec"):
+        parse_splits("\u00b2")
+    with pytest.raises(ValueError, match="below 10000"):  # refused before ten billion indices are listed
+        parse_splits("0-10000000000")
+    assert parse_splits("0-2,7") == [0, 1, 2, 7]
+
+
+def test_bench_report_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "meta.json").write_text("[]")
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    _no_traceback(CliRunner().invoke(main, ["bench", "report", str(tmp_path)]), match="not a JSON object")
+    (tmp_path / "meta.json").write_text("{}")
+    _no_traceback(CliRunner().invoke(main, ["bench", "report", str(tmp_path)]), match="not written by 'probprop bench uci'")
+
+
 # ---------------------------------------------------------------------------------------------
 # 4: concurrent saves
 
