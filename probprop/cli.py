@@ -174,7 +174,7 @@ def _parse_hidden(ctx, param, values):
             part = part.strip()
             if not part:
                 continue
-            if not part.isdecimal() or not part.isascii() or int(part) < 1:
+            if not part.isdecimal() or not part.isascii() or len(part) > 9 or int(part) < 1:
                 raise click.BadParameter(
                     f"{value!r}: expected positive integers, e.g. --hidden 50, --hidden 50,50 "
                     "(or --hidden \"\" for no hidden layer)"

@@ -430,6 +430,9 @@ def _load(archive: _Archive, path, cls):
             raise ModelFileError(f"{path}: unknown learner spec {type(spec).__name__ if spec is not None else None}")
         state = _read_state(archive, spec, "state/", path)
         fitted = _read_fitted(archive, meta.get("fitted") or {}, cls, path)
+    expected = cls._learner().spec_class
+    if type(spec) is not expected:  # e.g. a PBP network in a MAPClassifier's file
+        raise ModelFileError(f"{path}: a {type(spec).__name__} in a {cls.__name__}'s file (expected {expected.__name__})")
     unexpected = archive.names() - archive.read - {"x_mean", "x_scale"}
     if unexpected:
         raise ModelFileError(f"{path}: unexpected entries {sorted(unexpected)[:5]}")

@@ -69,7 +69,7 @@ def parse_splits(spec) -> list[int] | None:
             part = part.strip()
             if not part:
                 continue
-            match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+            match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part, re.ASCII)
             if match:
                 lo, hi = int(match.group(1)), int(match.group(2))
                 if lo > hi:
@@ -77,7 +77,7 @@ def parse_splits(spec) -> list[int] | None:
                 if hi >= MAX_SPLIT:
                     raise ValueError(f"bad split range {part!r}: split indices must be below {MAX_SPLIT}")
                 values.extend(range(lo, hi + 1))
-            elif part.isdecimal():
+            elif part.isdecimal() and part.isascii():
                 values.append(int(part))
             else:
                 raise ValueError(f"bad split spec {spec!r}: use 'all', a range like '0-4', or a list like '0,1,2'")

@@ -195,8 +195,9 @@ def rerender(out) -> Path:
     frame = pd.read_csv(out / "results.csv")
     try:
         return _write(frame, out, meta)
-    except KeyError as err:  # a column or record the report needs
-        raise ValueError(f"{out}: results.csv or meta.json lacks {err}: not written by 'probprop bench uci'") from err
+    except (KeyError, TypeError, AttributeError, IndexError) as err:  # a column or record missing or malformed
+        raise ValueError(f"{out}: results.csv or meta.json lacks or garbles {err}: not written by "
+                         "'probprop bench uci'") from err
 
 
 def _write(frame, out, meta: dict) -> Path:

@@ -265,8 +265,8 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         labels = fitted.get("classes_")
         if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) < 2:
             raise ValueError("a classifier file must name its classes (at least 2)")
-        if not all(isinstance(v, (str, int, float, bool, np.generic)) for v in labels):
-            raise ValueError("class labels must be strings or numbers")
+        if not all(_storable_label(v) for v in labels):
+            raise ValueError("class labels must be strings, booleans or finite numbers (integers within int64)")
         labels = np.asarray(labels)
         if len(np.unique(labels)) != len(labels):
             raise ValueError("the class labels are repeated")
@@ -474,6 +474,16 @@ class PBPClassifier(OnlineClassifier):
     def n_classes_(self) -> int:
         check_is_fitted(self, "classes_")
         return len(self.classes_)
+
+
+def _storable_label(value) -> bool:
+    """A class label a model file may hold: a string, a boolean, a finite float or an integer that
+    NumPy keeps as int64 (a larger one would make the labels an object array)."""
+    if isinstance(value, (str, bool, np.str_, np.bool_)):
+        return True
+    if isinstance(value, (int, np.integer)):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
 
 
 def _conv_params(estimator) -> tuple[tuple[int, int, int], ...]:

@@ -9,6 +9,7 @@ state's structure and shapes come from ``jax.eval_shape`` of the learner's ``ini
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import numpy as np
@@ -55,7 +56,7 @@ def _state_bytes(spec) -> int:
     import jax
 
     leaves = jax.tree_util.tree_leaves(state_template(spec))
-    return sum(int(np.prod(leaf.shape, dtype=np.float64)) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+    return sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves)  # exact integers
 
 
 _state_bytes_cached = functools.lru_cache(maxsize=256)(_state_bytes)

@@ -179,7 +179,7 @@ def test_a_malformed_image_shape_is_refused_without_convolutions_too(cls):
     X, y = np.random.default_rng(0).normal(size=(20, 16)), np.arange(20) % 2
     with pytest.raises(ValueError, match="image_shape must be"):
         cls(epochs=1, image_shape="banana").fit(X, y)
-    cls(epochs=1, image_shape=(4, 4)).fit(X, y)  # well-formed: fine, whatever its size
+    cls(epochs=1, image_shape=(5, 5)).fit(X, y)  # well-formed: fine, whatever its size (unused)
 
 
 def test_an_estimator_without_convolutions_refuses_a_network_with_them():

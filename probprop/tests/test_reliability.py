@@ -163,6 +163,7 @@ def test_2_a_deflated_honest_file_still_loads(fitted, model_file, tmp_path):
         ("key_shape", "key is uint32\\[3\\], expected uint32\\[2\\]"),
         ("nan_noise", "noise.shape holds non-finite"),
         ("hidden_99", "means\\[0\\] is float64\\[8, 4\\], expected float64\\[99, 4\\]"),
+        ("estimator_map", "a PBPSpec in a MAPRegressor's file \\(expected MAPSpec\\)"),
     ],
 )
 def test_3_tampered_entries_are_refused(model_file, change, match):
@@ -182,6 +183,8 @@ def test_3_tampered_entries_are_refused(model_file, change, match):
         arrays["state/.noise.shape"] = np.array(np.nan)
     elif change == "hidden_99":
         meta["spec"]["fields"]["hidden"] = meta["params"]["hidden"] = [99]
+    elif change == "estimator_map":  # another learner's network: it loaded, and failed later
+        meta["estimator"] = "MAPRegressor"
     np.savez(model_file, **_with_meta(arrays, meta))
     with pytest.raises(ModelFileError, match=match):
         load_model(model_file)
@@ -262,6 +265,12 @@ def test_info_refuses_non_finite_class_labels_and_huge_numbers(tmp_path):
     meta["fitted"]["classes_"] = [float("nan"), 0.0]
     np.savez(path, **_with_meta(arrays, meta))
     _no_traceback(CliRunner().invoke(main, ["info", "--json", str(path)]), match="finite numbers")
+    with pytest.raises(ModelFileError, match="finite numbers"):  # and loading refuses them as info does
+        load_model(path)
+    meta["fitted"]["classes_"] = [0, 2**64]
+    np.savez(path, **_with_meta(arrays, meta))
+    with pytest.raises(ModelFileError, match="within int64"):
+        load_model(path)
     meta["fitted"]["classes_"], meta["y_scale"] = [False, True], 10**400
     np.savez(path, **_with_meta(arrays, meta))
     _no_traceback(CliRunner().invoke(main, ["info", str(path)]), match="target standardisation")
@@ -274,8 +283,11 @@ def test_options_that_look_like_numbers_but_are_not(tmp_path):
     pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": [1.0, 2.0, 3.0, 5.0]}).to_csv(data, index=False)
     _no_traceback(CliRunner().invoke(main, ["fit", str(data), "-t", "y", "--hidden", "\u00b2"]), code=2,
                   match="expected positive integers")
-    with pytest.raises(ValueError, match="bad split spec"):
-        parse_splits("\u00b2")
+    _no_traceback(CliRunner().invoke(main, ["fit", str(data), "-t", "y", "--hidden", "9" * 5000]), code=2,
+                  match="expected positive integers")
+    for text in ("\u00b2", "\u0663", "\u0660-\u0663"):  # a superscript two, Arabic-Indic three
+        with pytest.raises(ValueError, match="bad split spec"):
+            parse_splits(text)
     with pytest.raises(ValueError, match="below 10000"):  # refused before ten billion indices are listed
         parse_splits("0-10000000000")
     assert parse_splits("0-2,7") == [0, 1, 2, 7]
@@ -287,6 +299,11 @@ def test_bench_report_refuses_a_folder_it_did_not_write(tmp_path):
     _no_traceback(CliRunner().invoke(main, ["bench", "report", str(tmp_path)]), match="not a JSON object")
     (tmp_path / "meta.json").write_text("{}")
     _no_traceback(CliRunner().invoke(main, ["bench", "report", str(tmp_path)]), match="not written by 'probprop bench uci'")
+    # a committed run with one record garbled (a TypeError deep in the report: a traceback before)
+    meta = json.loads((REPO / "docs/benchmarks/pbp-deep/meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "wall_seconds": None}))
+    (tmp_path / "results.csv").write_bytes((REPO / "docs/benchmarks/pbp-deep/results.csv").read_bytes())
+    _no_traceback(CliRunner().invoke(main, ["bench", "report", str(tmp_path)]), match="lacks or garbles")
 
 
 # ---------------------------------------------------------------------------------------------
