@@ -272,8 +272,11 @@ def validate_data(estimator, X, y="no_validation", *, reset: bool, ensure_min_sa
         from sklearn.utils.validation import validate_data as sklearn_validate_data
 
         y_checks = {"y_numeric": y_numeric, "multi_output": multi_output} if with_y else {}
-        return sklearn_validate_data(estimator, X, y, reset=reset, dtype=list(FLOATS),
-                                     ensure_min_samples=ensure_min_samples, **y_checks)
+        try:
+            return sklearn_validate_data(estimator, X, y, reset=reset, dtype=list(FLOATS),
+                                         ensure_min_samples=ensure_min_samples, **y_checks)
+        except OverflowError as err:  # a Python int beyond float64 (10**400): NumPy's conversion
+            raise ValueError(f"Input contains a number too large for float64 ({err})") from err
     if reset:
         estimator.n_features_in_ = X.shape[1]
         estimator.__dict__.pop("feature_names_in_", None)

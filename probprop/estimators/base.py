@@ -281,7 +281,10 @@ class MomentEstimator(Estimator):
             if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
                        for v in values.flat):
                 raise ValueError("X_var must hold numbers (input variances); it holds non-numeric values")
-            values = values.astype(np.float64)
+            try:
+                values = values.astype(np.float64)
+            except OverflowError:  # a Python int beyond float64
+                raise ValueError("X_var contains a number too large for float64; input variances must be finite") from None
         if values.dtype.kind not in "iuf":
             raise ValueError(f"X_var must hold real numbers (input variances), got dtype {values.dtype}")
         values = values.astype(np.float64)

@@ -293,6 +293,21 @@ def test_options_that_look_like_numbers_but_are_not(tmp_path):
     assert parse_splits("0-2,7") == [0, 1, 2, 7]
 
 
+def test_python_integers_beyond_float64_are_clear_errors():
+    """NumPy's conversion of 10**400 raises OverflowError, which is not a ValueError."""
+    from probprop import PBPClassifier
+
+    X = [[1.0, 2.0], [3.0, 4.0], [5.0, 7.0], [10**400, 1.0]]
+    for model, y in ((PBPRegressor(**FAST), [1.0, 2.0, 3.0, 4.0]), (PBPClassifier(**FAST), [0, 1, 0, 1])):
+        with pytest.raises(ValueError, match="too large for float64"):
+            model.fit(X, y)
+    model = PBPRegressor(**FAST).fit(np.array(X[:3]), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="too large for float64"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="X_var contains a number too large for float64"):
+        model.predict_dist(X[:3], X_var=[[10**400, 1], [1, 1], [1, 1]])
+
+
 def test_bench_report_refuses_a_folder_it_did_not_write(tmp_path):
     (tmp_path / "meta.json").write_text("[]")
     (tmp_path / "results.csv").write_text("a,b\n1,2\n")
