@@ -449,11 +449,16 @@ def _fitted_value(attr: str, value):
         return [int(v) for v in value]
     if attr in ("sigma_v_", "learning_rate_", "tau_", "dropout_"):
         x = np.nan
-        if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
-            x = float(value) if abs(value) < 1e308 else np.nan  # an int beyond the float range
-        fraction = attr == "dropout_"
-        if not (0.0 <= x < 1.0 if fraction else 0.0 < x < np.inf):
-            raise ValueError(f"{attr} must be a number in {'[0, 1)' if fraction else '(0, inf)'}, got {value!r}")
+        if isinstance(value, (float, np.floating)):
+            x = float(value)
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(value) <= 2**1023:
+            x = float(value)  # (a Python int beyond the float range stays NaN: refused)
+        # tau_ is the spec's tau / y_scale**2 (informational), which an extreme target scale can
+        # take to 0 or inf in an honest file
+        ok, allowed = {"dropout_": (0.0 <= x < 1.0, "[0, 1)"), "tau_": (x >= 0.0, "[0, inf]")}.get(
+            attr, (0.0 < x < np.inf, "(0, inf)"))
+        if not ok:
+            raise ValueError(f"{attr} must be a number in {allowed}, got {repr(value)[:40]}")
         return x
     return value
 

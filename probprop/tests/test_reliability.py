@@ -253,6 +253,20 @@ def test_numbers_a_file_makes_impossible_are_refused(model_file, change, match):
     _no_traceback(CliRunner().invoke(main, ["predict", str(model_file), str(model_file)]), match="cannot read the model")
 
 
+def test_fitted_scalars_in_range_load_and_others_are_refused():
+    from probprop.estimators.base import _fitted_value
+
+    # honest values, tau_ at an extreme target scale (tau / y_scale**2) included
+    for attr, value in [("tau_", 0.0), ("tau_", float("inf")), ("dropout_", 0.0), ("sigma_v_", np.float64(0.1)),
+                        ("learning_rate_", 1e-3), ("n_rejected_", np.int64(3)), ("rejected_per_epoch_", (0, 2))]:
+        _fitted_value(attr, value)
+    for attr, value in [("tau_", float("nan")), ("dropout_", 1.0), ("sigma_v_", 0.0), ("sigma_v_", float("inf")),
+                        ("learning_rate_", 10**400), ("sigma_v_", True), ("n_rejected_", 1.5),
+                        ("rejected_per_epoch_", [1, -1])]:
+        with pytest.raises(ValueError, match=attr):
+            _fitted_value(attr, value)
+
+
 def test_info_refuses_non_finite_class_labels_and_huge_numbers(tmp_path):
     from probprop import PBPClassifier
 
