@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench speed --out docs/benchmarks
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
-# Every report under docs/benchmarks except the GPU record (about 3 hours on 2 cores).
+# Every report under docs/benchmarks except the GPU record (about 14 hours on 2 cores).
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \
@@ -59,6 +59,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --out docs/benchmarks/images
 	$(BIN)/probprop bench images --methods pbp-cnn --epochs 8 --out docs/benchmarks/images-cnn
 	$(BIN)/probprop bench images --datasets mnist --methods pbp-cnn --epochs 16 --out docs/benchmarks/images-cnn-16
+	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn --epochs 16 --out docs/benchmarks/images-cnn-fashion-16
 	$(BIN)/probprop bench images --datasets mnist --methods tagi-cnn --epochs 5 --workers 1 --out docs/benchmarks/images-tagi-cnn
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
