@@ -472,13 +472,10 @@ CHOSEN = (("sigma_v", "sigma_v_", "sigma_v_validation_"),
 
 
 def _is_number(value) -> bool:
-    """A finite int or float (not a bool) that a float holds (a JSON integer may be any size)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond the float range
-        return False
+    """A finite number that a float holds (a JSON integer may be any size): the estimators' test."""
+    from probprop.estimators._checks import finite_number
+
+    return finite_number(value) is not None
 
 
 def _chosen(params: dict, fitted: dict, searched) -> dict:
@@ -928,12 +925,17 @@ def _model_summary(path: Path) -> dict:
 
 def _class_labels(path: Path, fitted: dict):
     """A classifier's labels as the file names them (None for a regressor)."""
+    from probprop.estimators._checks import class_labels
+
     classes = fitted.get("classes_")
     if classes is None:
         return None
-    if not (isinstance(classes, list) and len(classes) >= 2
-            and all(isinstance(c, (str, bool)) or _is_number(c) for c in classes)):
-        raise _malformed(path, "the class labels are not a list of at least 2 strings or finite numbers")
+    if not isinstance(classes, list):
+        raise _malformed(path, "the class labels are not a list")
+    try:
+        class_labels(classes)  # as loading the model checks them
+    except ValueError as err:
+        raise _malformed(path, str(err)) from None
     return classes
 
 

@@ -263,7 +263,7 @@ class _Archive:
                 raise ModelFileError(f"{path}: unexpected entry {info.filename!r} (not an array)")
             self.entries[info.filename[:-4]] = info
         # The compression-ratio checks trust each entry's declared compressed size: together they
-        # must fit in the file (entries declared larger, or sharing their bytes, are refused).
+        # must fit in the file, which bounds what all entries can expand to (ratio x file size).
         if sum(info.compress_size for info in infos) > Path(path).stat().st_size:
             self.zip.close()
             raise ModelFileError(f"{path}: its entries declare more compressed bytes than the file holds")
@@ -305,13 +305,13 @@ class _Archive:
 
     def array(self, name, shape=None, dtype=None, max_elements: int = MAX_ARRAY_ELEMENTS, floats: bool = False):
         """Entry ``name``, after checking its header against ``shape``/``dtype`` (when given), its
-        size against ``max_elements`` (elements, and 8 bytes each) and (``floats``) its type: real floats
-        of at most 8 bytes."""
+        size against ``max_elements`` (elements, and 8 bytes each) and (``floats``) its type: real
+        floats."""
         got_shape, got_dtype = self.header(name)
         if (shape is not None and got_shape != tuple(shape)) or (dtype is not None and got_dtype != np.dtype(dtype)):
             want = f"{np.dtype(dtype) if dtype is not None else got_dtype}{list(shape) if shape is not None else ''}"
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}{list(got_shape)}, expected {want}")
-        if floats and (got_dtype.kind != "f" or got_dtype.itemsize > 8):
+        if floats and got_dtype.kind != "f":
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}, expected floats")
         if math.prod(got_shape) > max_elements or math.prod(got_shape) * got_dtype.itemsize > 8 * max_elements:
             raise ModelFileError(f"{self.path}: {name} declares {got_dtype}{list(got_shape)}, more than this loader accepts")
@@ -426,17 +426,24 @@ def _load(archive: _Archive, path, cls):
         spec, state, fitted = _read_v1(archive, meta, cls, path)
     else:
         spec = _spec_from_json(meta.get("spec"), path)
-        if not any(type(spec) is cls_ for cls_ in _spec_classes()):
-            raise ModelFileError(f"{path}: unknown learner spec {type(spec).__name__ if spec is not None else None}")
+        _check_spec_class(spec, cls, path)  # before any array of the state is read
         state = _read_state(archive, spec, "state/", path)
         fitted = _read_fitted(archive, meta.get("fitted") or {}, cls, path)
-    expected = cls._learner().spec_class
-    if type(spec) is not expected:  # e.g. a PBP network in a MAPClassifier's file
-        raise ModelFileError(f"{path}: a {type(spec).__name__} in a {cls.__name__}'s file (expected {expected.__name__})")
+    _check_spec_class(spec, cls, path)
     unexpected = archive.names() - archive.read - {"x_mean", "x_scale"}
     if unexpected:
         raise ModelFileError(f"{path}: unexpected entries {sorted(unexpected)[:5]}")
     return _estimator(cls, meta, spec, state, fitted, archive, path)
+
+
+def _check_spec_class(spec, cls, path) -> None:
+    """The spec must be the estimator's own learner's (a PBP network in a MAPClassifier's file is
+    refused, as is anything that is not a learner spec)."""
+    expected = cls._learner().spec_class
+    if type(spec) is not expected:
+        if not any(type(spec) is known for known in _spec_classes()):
+            raise ModelFileError(f"{path}: unknown learner spec {type(spec).__name__ if spec is not None else None}")
+        raise ModelFileError(f"{path}: a {type(spec).__name__} in a {cls.__name__}'s file (expected {expected.__name__})")
 
 
 def _read_state(archive: _Archive, spec, prefix: str, path):

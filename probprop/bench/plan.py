@@ -74,8 +74,8 @@ def parse_splits(spec) -> list[int] | None:
                 lo, hi = int(match.group(1)), int(match.group(2))
                 if lo > hi:
                     raise ValueError(f"bad split range {part!r}: start is after end")
-                if hi >= MAX_SPLIT:
-                    raise ValueError(f"bad split range {part!r}: split indices must be below {MAX_SPLIT}")
+                if hi >= MAX_SPLIT:  # refused before the range is listed
+                    raise ValueError(f"split indices must be in 0..{MAX_SPLIT - 1}, got {spec!r}")
                 values.extend(range(lo, hi + 1))
             elif part.isdecimal() and part.isascii():
                 values.append(int(part))

@@ -189,15 +189,18 @@ def rerender(out) -> Path:
     for name in ("results.csv", "meta.json"):
         if not (out / name).is_file():
             raise FileNotFoundError(f"{out / name} not found: rerender needs a finished 'probprop bench uci' run")
-    meta = json.loads((out / "meta.json").read_text())  # malformed JSON: a ValueError naming the place
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{out / 'meta.json'} is not JSON ({err})") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{out / 'meta.json'} is not a JSON object: not written by 'probprop bench uci'")  # noqa: TRY004 - bad file content
     frame = pd.read_csv(out / "results.csv")
     try:
         return _write(frame, out, meta)
     except (KeyError, TypeError, AttributeError, IndexError) as err:  # a column or record missing or malformed
-        raise ValueError(f"{out}: results.csv or meta.json lacks or garbles {err}: not written by "
-                         "'probprop bench uci'") from err
+        raise ValueError(f"cannot render a report from {out} ({type(err).__name__}: {err}); "
+                         "were results.csv and meta.json written by 'probprop bench uci'?") from err
 
 
 def _write(frame, out, meta: dict) -> Path:

@@ -45,10 +45,40 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def finite_number(value) -> float | None:
+    """``value`` as a float when it is a real number (not a bool) that float64 holds finitely,
+    else None: the one test of the numbers users and model files give (a Python int may be of any
+    size: 10**400 is None, not an OverflowError)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        x = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 def positive_float(name: str, value) -> float:
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive float, got {value!r}")
-    return float(value)
+    x = finite_number(value)
+    if x is None or x <= 0:
+        raise ValueError(f"{name} must be a positive float, got {repr(value)[:40]}")
+    return x
+
+
+def class_labels(labels) -> np.ndarray:
+    """A classifier's labels as a model file holds them (``classes_``), checked: at least two,
+    distinct, each a string, a boolean or a finite number, and together an array NumPy holds
+    without objects (integers beyond 64 bits are not). Raises ValueError naming the problem."""
+    if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) < 2:
+        raise ValueError("a classifier must name its classes (at least 2)")
+    if not all(isinstance(v, (str, bool, np.str_, np.bool_)) or finite_number(v) is not None for v in labels):
+        raise ValueError("class labels must be strings, booleans or finite numbers")
+    array = np.asarray(labels)
+    if array.dtype.kind not in "biufU":
+        raise ValueError(f"class labels must be strings, booleans or finite numbers of one kind (here {array.dtype})")
+    if len(np.unique(array)) != len(array):
+        raise ValueError("the class labels are repeated")
+    return array
 
 
 def boolean(name: str, value) -> bool:

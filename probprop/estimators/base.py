@@ -437,8 +437,9 @@ def _is_count(value) -> bool:
 
 def _fitted_value(attr: str, value):
     """A model file's fitted value in the form the estimator keeps (the counters as ints, the
-    chosen scalars as floats), or a ValueError naming it; the others pass unchanged (their
-    owners check them: ``classes_``, ``drift_``)."""
+    chosen scalars as floats), or a ValueError naming it; the others pass unchanged (``classes_``
+    and ``drift_`` are checked by their owners; ``validation_scores_`` and
+    ``sigma_v_validation_`` are informational)."""
     if attr == "n_rejected_":
         if not _is_count(value):
             raise ValueError(f"n_rejected_ must be a non-negative integer, got {value!r}")
@@ -448,13 +449,11 @@ def _fitted_value(attr: str, value):
             raise ValueError("rejected_per_epoch_ must be a list of non-negative integers")
         return [int(v) for v in value]
     if attr in ("sigma_v_", "learning_rate_", "tau_", "dropout_"):
-        x = np.nan
-        if isinstance(value, (float, np.floating)):
-            x = float(value)
-        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(value) <= 2**1023:
-            x = float(value)  # (a Python int beyond the float range stays NaN: refused)
+        x = _checks.finite_number(value)
         # tau_ is the spec's tau / y_scale**2 (informational), which an extreme target scale can
         # take to 0 or inf in an honest file
+        if x is None:
+            x = np.inf if attr == "tau_" and isinstance(value, (float, np.floating)) and value == np.inf else np.nan
         ok, allowed = {"dropout_": (0.0 <= x < 1.0, "[0, 1)"), "tau_": (x >= 0.0, "[0, inf]")}.get(
             attr, (0.0 < x < np.inf, "(0, inf)"))
         if not ok:

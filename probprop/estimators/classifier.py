@@ -91,8 +91,8 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """As for every estimator; where the spec lists its convolutions (a ``conv`` field: MAP,
-        deep ensemble, TAGI) and the estimator builds some, also those its parameters build (PBP's
-        convolutions are layer pieces, checked by :class:`PBPClassifier`)."""
+        deep ensemble, TAGI), also the convolutions the estimator's parameters build, none
+        included (PBP's convolutions are layer pieces, checked by :class:`PBPClassifier`)."""
         out = super()._spec_disagreements(spec, checked)
         if "conv" in checked and hasattr(spec, "conv"):
             out += _conv_disagreements(self, spec, checked)
@@ -262,14 +262,7 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
     @classmethod
     def _restore(cls, params, spec, state, scaling, feature_names, fitted):
         fitted = dict(fitted)
-        labels = fitted.get("classes_")
-        if not isinstance(labels, (list, tuple, np.ndarray)) or len(labels) < 2:
-            raise ValueError("a classifier file must name its classes (at least 2)")
-        if not all(_storable_label(v) for v in labels):
-            raise ValueError("class labels must be strings, booleans or finite numbers (integers within int64)")
-        labels = np.asarray(labels)
-        if len(np.unique(labels)) != len(labels):
-            raise ValueError("the class labels are repeated")
+        labels = _checks.class_labels(fitted.get("classes_"))
         likelihood = getattr(spec, "output_likelihood", None)
         k = getattr(likelihood, "n_classes", None)
         if k != len(labels):
@@ -474,16 +467,6 @@ class PBPClassifier(OnlineClassifier):
     def n_classes_(self) -> int:
         check_is_fitted(self, "classes_")
         return len(self.classes_)
-
-
-def _storable_label(value) -> bool:
-    """A class label a model file may hold: a string, a boolean, a finite float or an integer that
-    NumPy keeps as int64 (a larger one would make the labels an object array)."""
-    if isinstance(value, (str, bool, np.str_, np.bool_)):
-        return True
-    if isinstance(value, (int, np.integer)):
-        return -(2**63) <= value < 2**63
-    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
 
 
 def _conv_params(estimator) -> tuple[tuple[int, int, int], ...]:
