@@ -313,7 +313,8 @@ class _Archive:
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}{list(got_shape)}, expected {want}")
         if floats and got_dtype.kind != "f":
             raise ModelFileError(f"{self.path}: {name} is {got_dtype}, expected floats")
-        if math.prod(got_shape) > max_elements or math.prod(got_shape) * got_dtype.itemsize > 8 * max_elements:
+        elements = math.prod(got_shape)
+        if elements > max_elements or elements * got_dtype.itemsize > 8 * max_elements:
             raise ModelFileError(f"{self.path}: {name} declares {got_dtype}{list(got_shape)}, more than this loader accepts")
         try:
             with self.zip.open(self.entries[name]) as handle:
@@ -424,12 +425,12 @@ def _load(archive: _Archive, path, cls):
         raise ModelFileError(f"{cls.__name__} is not a registered probprop estimator")
     if meta["version"] == 1:
         spec, state, fitted = _read_v1(archive, meta, cls, path)
+        _check_spec_class(spec, cls, path)
     else:
         spec = _spec_from_json(meta.get("spec"), path)
         _check_spec_class(spec, cls, path)  # before any array of the state is read
         state = _read_state(archive, spec, "state/", path)
         fitted = _read_fitted(archive, meta.get("fitted") or {}, cls, path)
-    _check_spec_class(spec, cls, path)
     unexpected = archive.names() - archive.read - {"x_mean", "x_scale"}
     if unexpected:
         raise ModelFileError(f"{path}: unexpected entries {sorted(unexpected)[:5]}")

@@ -167,27 +167,44 @@ def test_2_a_deflated_honest_file_still_loads(fitted, model_file, tmp_path):
     ],
 )
 def test_3_tampered_entries_are_refused(model_file, change, match):
-    arrays = _arrays(model_file)
-    meta = _meta(arrays)
-    if change == "fitted_predict":
-        arrays["fitted/predict"] = np.ones(3)
-    elif change == "fitted_json_n_features":
-        meta["fitted"]["n_features_in_"] = 7
-    elif change == "y_scale_nan":
-        meta["y_scale"] = float("nan")
-    elif change == "string_weights":
-        arrays["state/.means[0]"] = arrays["state/.means[0]"].astype(str)
-    elif change == "key_shape":
-        arrays["state/.key"] = np.zeros(3, np.uint32)
-    elif change == "nan_noise":
-        arrays["state/.noise.shape"] = np.array(np.nan)
-    elif change == "hidden_99":
-        meta["spec"]["fields"]["hidden"] = meta["params"]["hidden"] = [99]
-    elif change == "estimator_map":  # another learner's network: it loaded, and failed later
-        meta["estimator"] = "MAPRegressor"
-    np.savez(model_file, **_with_meta(arrays, meta))
+    _tamper(model_file, change)
     with pytest.raises(ModelFileError, match=match):
         load_model(model_file)
+
+
+def _set(record: dict, path: str, value):
+    """``record[a][b]... = value`` for ``path`` "a.b..."."""
+    *parents, last = path.split(".")
+    for key in parents:
+        record = record[key]
+    record[last] = value
+
+
+#: Tamperings of a saved PBPRegressor's file: change -> (arrays, meta) -> None, in place.
+_TAMPERINGS = {
+    "fitted_predict": lambda arrays, meta: arrays.update({"fitted/predict": np.ones(3)}),
+    "fitted_json_n_features": lambda arrays, meta: _set(meta, "fitted.n_features_in_", 7),
+    "y_scale_nan": lambda arrays, meta: _set(meta, "y_scale", float("nan")),
+    "string_weights": lambda arrays, meta: arrays.update({"state/.means[0]": arrays["state/.means[0]"].astype(str)}),
+    "key_shape": lambda arrays, meta: arrays.update({"state/.key": np.zeros(3, np.uint32)}),
+    "nan_noise": lambda arrays, meta: arrays.update({"state/.noise.shape": np.array(np.nan)}),
+    "hidden_99": lambda arrays, meta: (_set(meta, "spec.fields.hidden", [99]), _set(meta, "params.hidden", [99])),
+    # another learner's network: it loaded, and failed later
+    "estimator_map": lambda arrays, meta: _set(meta, "estimator", "MAPRegressor"),
+    # the prior variance is rate / (shape - 1)
+    "prior_shape_1": lambda arrays, meta: _set(meta, "spec.fields.prior_shape", 1.0),
+    "y_mean_huge": lambda arrays, meta: _set(meta, "y_mean", 10**400),
+    "rejected_not_a_list": lambda arrays, meta: _set(meta, "fitted.rejected_per_epoch_", 5),
+    "n_rejected_negative": lambda arrays, meta: _set(meta, "fitted.n_rejected_", -1),
+}
+
+
+def _tamper(model_file, change: str) -> None:
+    """Rewrite ``model_file`` with one of :data:`_TAMPERINGS` applied."""
+    arrays = _arrays(model_file)
+    meta = _meta(arrays)
+    _TAMPERINGS[change](arrays, meta)
+    np.savez(model_file, **_with_meta(arrays, meta))
 
 
 def _no_traceback(result, code: int = 1, match: str = ""):
@@ -238,17 +255,7 @@ def test_a_fitted_entry_of_huge_elements_is_refused_by_its_header(model_file, tm
     ],
 )
 def test_numbers_a_file_makes_impossible_are_refused(model_file, change, match):
-    arrays = _arrays(model_file)
-    meta = _meta(arrays)
-    if change == "prior_shape_1":  # the prior variance rate / (shape - 1)
-        meta["spec"]["fields"]["prior_shape"] = 1.0
-    elif change == "y_mean_huge":
-        meta["y_mean"] = 10**400
-    elif change == "rejected_not_a_list":
-        meta["fitted"]["rejected_per_epoch_"] = 5
-    elif change == "n_rejected_negative":
-        meta["fitted"]["n_rejected_"] = -1
-    np.savez(model_file, **_with_meta(arrays, meta))
+    _tamper(model_file, change)
     with pytest.raises(ModelFileError, match=match):
         load_model(model_file)
     _no_traceback(CliRunner().invoke(main, ["predict", str(model_file), str(model_file)]), match="cannot read the model")
