@@ -12,7 +12,7 @@
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...] [--seeds 3]
     probprop bench active [--datasets ...] [--splits 5] [--batches 10,50] [--rules random,variance,greedy,reduction,lcmd]
     probprop bench streams [--streams friedman-abrupt,...] [--methods pbp-forget-replay,pbp-forget,pbp,...] [--seeds 3]
-    probprop bench accelerator [--out DIR]
+    probprop bench accelerator [--out DIR] [--scale-rows N]
 
 CSV files need a header row. Input problems (a missing file, an unreadable CSV, a missing
 column, non-numeric or missing values, a corrupt model file) end with a one-line error and a
@@ -1320,12 +1320,17 @@ def bench_active(ctx, datasets, splits, batches, rules, budget, workers, data_di
 @bench.command("accelerator")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for accelerator.md and accelerator.json.")
+@click.option("--scale-rows", type=click.IntRange(min=0), default=10_000_000, show_default=True,
+              help="Rows of the sharded fit at scale (0 leaves that section out).")
 @click.pass_context
-def bench_accelerator(ctx, out):
+def bench_accelerator(ctx, out, scale_rows):
     """The engine on a GPU against the same machine's CPU (needs a JAX build that sees a GPU)."""
     from probprop.bench import accelerator
 
-    code = accelerator.run(out=out, command=_command_line(ctx))
+    if 0 < scale_rows < max(accelerator.SCALE_SHARDS):
+        raise click.BadParameter(f"must be 0 or at least {max(accelerator.SCALE_SHARDS)} (one row per shard)",
+                                 param_hint="--scale-rows")
+    code = accelerator.run(out=out, command=_command_line(ctx), scale_rows=scale_rows)
     if code == 2:
         raise click.ClickException("no accelerator visible to JAX here; install a GPU build of jax (e.g. jax[cuda13])")
     ctx.exit(code)

@@ -10,7 +10,15 @@ and exits with status 2. For each of the CPU and the first accelerator, in the s
 - 20 such networks trained side by side (``vmap`` over 20 splits): throughput;
 - the predictive moments of 2^20 rows (one deterministic pass);
 - the MC-dropout grid search program (12 (p, tau) points, 20 epochs of wine's 1439 x 11, batch 128);
-- agreement: one float64 PBP epoch on both devices from the same state and data.
+- agreement: one float64 PBP epoch on both devices from the same state and data;
+- minibatch (parallel) SEP: one epoch of sharded stochastic EP (:mod:`probprop.learners.pbp_sharded`,
+  K shards' updates side by side in one vmapped program) over 2^16 Friedman-1 rows, 10-50-1, for
+  K = 1 (serial SEP), 16 and 256, on both devices: rows per second, test LL, agreement;
+- the sharded fit at scale, on the accelerator only: one epoch over 10^7 Friedman-1 rows (the
+  problem of ``probprop bench sharded``) with K = 64, 256 and 1024 shards (and three epochs with
+  K = 1024), against serial SEP on
+  this machine's CPU (rows per second from the section above) and serial SEP's test LL over the
+  same rows from ``docs/benchmarks/sharded/results.csv`` where the checkout has it.
 
 The CPU here is whatever the machine offers to one unpinned process (XLA may use several cores),
 so the ratio is the practical one for that machine, not a per-core comparison.
@@ -25,6 +33,15 @@ from pathlib import Path
 
 N_SPLITS = 20
 PREDICT_ROWS = 1 << 20
+SHARD_ROWS = 1 << 16
+SHARD_COUNTS = (1, 16, 256)
+#: the shard count whose weights are compared between the devices
+AGREEMENT_SHARDS = 16
+SCALE_ROWS = 10_000_000
+SCALE_SHARDS = (64, 256, 1024)
+#: the shard count of the section at scale that is also run for more epochs, and how many
+SCALE_MORE_EPOCHS = (1024, 3)
+SERIAL_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "sharded" / "results.csv"
 
 
 def _best(fn, repeats: int = 3) -> float:
@@ -94,7 +111,115 @@ def measure(device) -> dict:
     }
 
 
-def report(cpu: dict, acc: dict, difference: float, command: str) -> str:
+def sharded_epochs(device, problem, shard_counts, repeat: bool = True, epochs: int = 1) -> list[dict]:
+    """``epochs`` epochs of sharded SEP (a fit's: the first with its warm-up rounds) from the same
+    start for each shard count, on ``device``: the first call's seconds (it compiles), the
+    epochs' seconds (a second call, unless ``repeat`` is false), rows per second, test scores and
+    the weights. ``problem``: :func:`probprop.bench.sharded.scale_problem`'s tuple."""
+    import jax
+    import numpy as np
+
+    from probprop.bench.sharded import _scores, _start
+    from probprop.learners import pbp_sharded
+
+    X, y, Xt, yt, y_mean, y_std = problem
+    results = []
+    with jax.default_device(device):
+        for k in shard_counts:
+            state = _start(X.shape[1], 50, 0)
+            shards = pbp_sharded.split_rows(X, y, k)
+            sites = pbp_sharded.init_sites(state, k)
+            times = []
+            for _ in range(2 if repeat else 1):
+                start = time.perf_counter()
+                out, out_sites = state, sites
+                for e in range(epochs):
+                    out, out_sites = pbp_sharded.epoch(out, out_sites, shards, warmup=e == 0)
+                jax.block_until_ready(out)
+                times.append(time.perf_counter() - start)
+            results.append({"shards": int(k), "rows": len(y), "epochs": int(epochs), "first_call_seconds": times[0],
+                            "fit_seconds": times[-1], "rows_per_second": epochs * len(y) / times[-1],
+                            **_scores(out, Xt, yt, y_mean, y_std),
+                            "weights": [np.asarray(a) for a in (*out.means, *out.variances)]})
+            print(f"  {device.platform}: K = {k}, {len(y):,} rows, {epochs} epoch(s): {times[-1]:.2f} s "
+                  f"(first call {times[0]:.2f} s), test LL {results[-1]['test_ll']:.4f}", flush=True)
+    return results
+
+
+def relative_difference(a: list, b: list) -> float:
+    """The largest difference between two lists of weight arrays, relative to each array's largest entry."""
+    import numpy as np
+
+    return max(float(np.max(np.abs(x - y)) / np.max(np.abs(x))) for x, y in zip(a, b))
+
+
+def serial_reference(rows: int, path: Path = SERIAL_RESULTS) -> float | None:
+    """Serial SEP's test LL after one epoch over ``rows`` rows of the scale problem, from the
+    committed sharded report (``probprop bench sharded``), or None where it has no such row."""
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if (row.get("section") == "scale" and row.get("config") == "serial SEP"
+                        and row.get("rows") and int(float(row["rows"])) == rows and float(row["epochs"]) == 1):
+                    return float(row["test_ll"])
+    except (OSError, ValueError, KeyError):
+        return None
+    return None
+
+
+def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: float | None) -> list[str]:
+    """The two sharded sections of the report (module docstring), as lines."""
+    name = platform.upper()
+    lines = [
+        "",
+        "## Minibatch (parallel) SEP: K shards' updates side by side",
+        "",
+        (f"One epoch (a fit's first, with its warm-up rounds; 16 K rounds, damping 1/sqrt(K)) of sharded SEP over "
+         f"{cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both devices; K = 1 is serial SEP. "
+         f"Seconds of a second call (the first compiles). Test LL over 100,000 test rows in y's units "
+         f"(the noise alone allows at best -1.419)."),
+        "",
+        f"| K | CPU rows/s | {name} rows/s | {name} / CPU | test LL, CPU | test LL, {name} |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, a in zip(cpu, acc):
+        lines.append(f"| {c['shards']} | {c['rows_per_second']:,.0f} | {a['rows_per_second']:,.0f} | "
+                     f"{a['rows_per_second'] / c['rows_per_second']:.2f} | {c['test_ll']:.4f} | {a['test_ll']:.4f} |")
+    agree = {c["shards"]: relative_difference(c["weights"], a["weights"]) for c, a in zip(cpu, acc)}
+    lines += ["", "Largest difference of the weights after the epoch between the devices, relative to the largest "
+              "weight moment: " + ", ".join(f"K = {k}: {d:.1e}" for k, d in agree.items()) + "."]
+    if not scale:
+        return lines
+    serial = next((c for c in cpu if c["shards"] == 1), None)
+    rows = scale[0]["rows"]
+    lines += [
+        "",
+        f"## The sharded fit at scale on the {name}",
+        "",
+        f"Epochs as above (the first with its warm-up rounds) over {rows:,} Friedman-1 rows (`probprop bench "
+        f"sharded`'s problem and start), {name} only; fit: seconds of a second call. Speed-up: rows per second "
+        f"(rows x epochs / fit) against serial SEP on this machine's CPU in this run "
+        f"({serial['rows_per_second']:,.0f} rows/s, above)." if serial else "",
+    ]
+    if serial_ll is not None:
+        lines[-1] += (f" Serial SEP's test LL after one epoch over the same rows: {serial_ll:.4f} "
+                      f"(docs/benchmarks/sharded, 2-core machine).")
+    header = "| K | epochs | first call (s) | fit (s) | rows/s | speed-up | test LL | RMSE |"
+    lines += ["", header + (" difference from serial SEP |" if serial_ll is not None else ""),
+              "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if serial_ll is not None else "")]
+    for r in scale:
+        speed = f"{r['rows_per_second'] / serial['rows_per_second']:.1f}x" if serial else "-"
+        line = (f"| {r['shards']} | {r.get('epochs', 1)} | {r['first_call_seconds']:.1f} | {r['fit_seconds']:.2f} | "
+                f"{r['rows_per_second']:,.0f} | {speed} | {r['test_ll']:.4f} | {r['rmse']:.4f} |")
+        if serial_ll is not None:
+            line += f" {r['test_ll'] - serial_ll:+.4f} |"
+        lines.append(line)
+    return lines
+
+
+def report(cpu: dict, acc: dict, difference: float, command: str, sharded: list | None = None) -> str:
     rows = [
         ("PBP, one stream: µs per ADF update (13-50-1)", "pbp_single_us_per_update", "{:.2f}"),
         (f"PBP, {N_SPLITS} networks side by side: µs per update per network", "pbp_20_splits_us_per_split_update",
@@ -121,25 +246,40 @@ def report(cpu: dict, acc: dict, difference: float, command: str) -> str:
         "Reading: a single PBP stream is latency-bound (one small kernel after another per data point), so it "
         "belongs on the CPU; many networks at once (splits, ensembles, grid points) and large predictions "
         "are where the accelerator pays.",
-        "",
     ]
+    if sharded:
+        lines += sharded
+    lines.append("")
     return "\n".join(lines)
 
 
-def run(out=None, command: str | None = None) -> int:
+def run(out=None, command: str | None = None, scale_rows: int = SCALE_ROWS, accelerator=None) -> int:
+    """Every measurement of the module docstring; ``scale_rows`` 0 leaves out the section at scale.
+    ``accelerator``: the device to set against the CPU (default: the first one JAX lists that is
+    not a CPU; a CPU device here makes a dry run of the whole report)."""
     import jax
-    import numpy as np
 
-    accelerators = [d for d in jax.devices() if d.platform != "cpu"]
+    accelerators = [accelerator] if accelerator is not None else [d for d in jax.devices() if d.platform != "cpu"]
     if not accelerators:
         print("no accelerator visible to JAX here (jax.devices() lists only CPUs); nothing to compare")
         return 2
-    cpu_result = measure(jax.devices("cpu")[0])
-    acc_result = measure(accelerators[0])
-    difference = max(
-        float(np.max(np.abs(a - b)) / np.max(np.abs(a))) for a, b in zip(cpu_result["weights"], acc_result["weights"])
-    )
-    text = report(cpu_result, acc_result, difference, command or "python -m probprop.bench.accelerator")
+    from probprop.bench.sharded import scale_problem
+
+    cpu, acc = jax.devices("cpu")[0], accelerators[0]
+    cpu_result = measure(cpu)
+    acc_result = measure(acc)
+    difference = relative_difference(cpu_result["weights"], acc_result["weights"])
+    problem = scale_problem(SHARD_ROWS)
+    sharded_cpu = sharded_epochs(cpu, problem, SHARD_COUNTS)
+    sharded_acc = sharded_epochs(acc, problem, SHARD_COUNTS)
+    scale = []
+    if scale_rows:
+        big = scale_problem(scale_rows)
+        scale = sharded_epochs(acc, big, SCALE_SHARDS) + sharded_epochs(acc, big, SCALE_MORE_EPOCHS[:1],
+                                                                          epochs=SCALE_MORE_EPOCHS[1])
+    serial_ll = serial_reference(scale_rows) if scale_rows else None
+    sections = sharded_report(sharded_cpu, sharded_acc, scale, acc.platform, serial_ll)
+    text = report(cpu_result, acc_result, difference, command or "python -m probprop.bench.accelerator", sections)
     print(text)
     if out is not None:
         out = Path(out)
@@ -147,7 +287,8 @@ def run(out=None, command: str | None = None) -> int:
         (out / "accelerator.md").write_text(text)
         strip = lambda r: {k: v for k, v in r.items() if k != "weights"}  # noqa: E731
         payload = {"cpu": strip(cpu_result), "accelerator": strip(acc_result), "max_relative_difference": difference,
-                   "jax": jax.__version__}
+                   "sharded": {"cpu": [strip(r) for r in sharded_cpu], "accelerator": [strip(r) for r in sharded_acc]},
+                   "scale": [strip(r) for r in scale], "serial_sep_test_ll": serial_ll, "jax": jax.__version__}
         (out / "accelerator.json").write_text(json.dumps(payload, indent=2))
         print(f"wrote {out / 'accelerator.md'}")
     return 0
@@ -156,11 +297,15 @@ def run(out=None, command: str | None = None) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probprop.bench.accelerator", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="folder for accelerator.md and accelerator.json")
+    parser.add_argument("--scale-rows", type=int, default=SCALE_ROWS,
+                        help=f"rows of the sharded fit at scale (default {SCALE_ROWS:,}; 0 leaves it out)")
     args = parser.parse_args(argv)
+    if args.scale_rows < 0 or (0 < args.scale_rows < max(SCALE_SHARDS)):
+        parser.error(f"--scale-rows must be 0 or at least {max(SCALE_SHARDS)} (one row per shard)")
     from probprop.learners.base import float64_process
 
     float64_process()
-    return run(out=args.out)
+    return run(out=args.out, scale_rows=args.scale_rows)
 
 
 if __name__ == "__main__":

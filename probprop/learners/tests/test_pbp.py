@@ -326,9 +326,11 @@ def test_init_draws_the_paper_prior_bit_for_bit(hidden, dtype):
         return [(jax.random.normal(k, s, jnp.float64) / jnp.sqrt(s[1])).astype(dtype)
                 for k, s in zip(keys, spec.weight_shapes)]
 
+    # bit for bit on XLA:CPU; a GPU may round the scaling differently by one ulp (seen on an H200)
+    rtol = 0.0 if jax.default_backend() == "cpu" else 4 * float(jnp.finfo(dtype).eps)
     for got, want in zip(state.means, reference(layer_keys)):
         assert got.dtype == jnp.dtype(dtype)
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol, atol=0)
     np.testing.assert_array_equal(np.asarray(state.key), np.asarray(key_after))
     for v, p, r in zip(state.variances, state.sites.precision, state.rejections):
         np.testing.assert_array_equal(v, np.asarray(1.2, dtype))

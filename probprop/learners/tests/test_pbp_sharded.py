@@ -20,6 +20,12 @@ def _network_problem(n=120, seed=0):
     return X, (y - y.mean()) / y.std(), state
 
 
+#: Bit for bit holds on XLA:CPU; a GPU fuses the two programs' arithmetic differently (an H200:
+#: 8e-14 relative after three epochs, docs/benchmarks/accelerator/pytest-gpu.log), so there the
+#: tests hold them to this.
+GPU_RTOL = 1e-12
+
+
 def _equal(a, b, rtol=0.0):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         if rtol:
@@ -37,11 +43,12 @@ def test_one_shard_is_serial_sep_bit_for_bit(syncs, default_xla):
     for _ in range(3):
         serial = pbp.update(serial, X, y)
     sharded, sites = pbp_sharded.fit(start, X, y, n_shards=1, epochs=3, syncs=syncs)
-    _equal(serial.means, sharded.means)
-    _equal(serial.variances, sharded.variances)
-    _equal(serial.noise, sharded.noise)
-    _equal(serial.sites, sharded.sites)
-    _equal(serial.tied, jax.tree.map(lambda a: a[0], sites))
+    rtol = 0.0 if jax.default_backend() == "cpu" else GPU_RTOL
+    _equal(serial.means, sharded.means, rtol)
+    _equal(serial.variances, sharded.variances, rtol)
+    _equal(serial.noise, sharded.noise, rtol)
+    _equal(serial.sites, sharded.sites, rtol)
+    _equal(serial.tied, jax.tree.map(lambda a: a[0], sites), rtol)
     _equal(serial.key, sharded.key)
 
 
