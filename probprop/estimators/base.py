@@ -387,6 +387,9 @@ class MomentEstimator(Estimator):
             if attr not in cls._saved:
                 raise ValueError(f"{cls.__name__} has no saved attribute {attr!r}")
         fitted = {attr: _fitted_value(attr, value) for attr, value in fitted.items()}
+        disagree = _chosen_disagreements(spec, fitted)
+        if disagree:
+            raise ValueError(f"the fitted values and the network spec disagree ({', '.join(disagree)})")
         estimator.x_mean_, estimator.x_scale_, estimator.y_mean_, estimator.y_scale_ = scaling
         estimator.n_features_in_ = n_in
         if feature_names:
@@ -405,10 +408,7 @@ class MomentEstimator(Estimator):
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """The hyperparameters that a spec contradicts (a model file's parameters are checked
         against its spec this way): ``hidden`` as validated, the others as given."""
-        fields = {}
-        for part in (getattr(spec, "member", None), spec):
-            if dataclasses.is_dataclass(part):
-                fields.update({f.name: getattr(part, f.name) for f in dataclasses.fields(part)})
+        fields = _spec_fields(spec)
         params = self.get_params()
         out = []
         classes = getattr(getattr(spec, "output_likelihood", None), "n_classes", 0)
@@ -429,6 +429,36 @@ class MomentEstimator(Estimator):
         tags.target_tags.single_output = True
         tags.non_deterministic = getattr(self, "random_state", None) is None
         return tags
+
+
+def _spec_fields(spec) -> dict:
+    """A learner spec's fields by name, an ensemble's member spec's included (the outer spec wins)."""
+    fields = {}
+    for part in (getattr(spec, "member", None), spec):
+        if dataclasses.is_dataclass(part):
+            fields.update({f.name: getattr(part, f.name) for f in dataclasses.fields(part)})
+    return fields
+
+
+#: The chosen scalars an estimator keeps beside its spec, each the spec field it is a copy of.
+#: (``tau_`` is not one: it is the spec's tau in y's units, and older files kept it otherwise.)
+_CHOSEN = {"sigma_v_": "sigma_v", "learning_rate_": "learning_rate", "dropout_": "dropout"}
+
+
+def _chosen_disagreements(spec, fitted: dict) -> list[str]:
+    """The chosen scalars among ``fitted`` that their spec field contradicts (a model file could
+    claim a value its network was not fitted with)."""
+    fields = _spec_fields(spec)
+    out = []
+    for attr, name in _CHOSEN.items():
+        if attr not in fitted:
+            continue
+        value = _checks.finite_number(fields.get(name))
+        if value is None:
+            out.append(f"{attr} {fitted[attr]!r} for a network without a {name}")
+        elif not np.isclose(fitted[attr], value, rtol=1e-12, atol=0.0):
+            out.append(f"{attr} {fitted[attr]!r} against the spec's {name} {value!r}")
+    return out
 
 
 def _is_count(value) -> bool:

@@ -275,6 +275,27 @@ def test_fitted_scalars_in_range_load_and_others_are_refused():
             _fitted_value(attr, value)
 
 
+@pytest.mark.parametrize("estimator, attr", [
+    (lambda: TAGIRegressor(hidden=(4,), epochs=2, sigma_v=0.3), "sigma_v_"),
+    (lambda: MCDropoutRegressor(hidden=(4,), epochs=2, dropout=0.1, tau=1.0), "dropout_"),
+    (lambda: DeepEnsembleRegressor(hidden=(4,), epochs=2, n_members=2, learning_rate=1e-3), "learning_rate_"),
+])
+def test_a_chosen_scalar_must_be_its_spec_value(estimator, attr, tmp_path):
+    """The chosen scalars a file keeps beside its spec are copies of spec fields: a file that
+    claims another (in range) value is refused, the honest one loads."""
+    X, y = small_problem()
+    path = tmp_path / "model.npz"
+    estimator().fit(X, y).save(path)
+    arrays = _arrays(path)
+    meta = _meta(arrays)
+    honest = meta["fitted"][attr]
+    assert getattr(load_model(path), attr) == honest
+    meta["fitted"][attr] = honest * 0.5  # still a valid value on its own
+    np.savez(path, **_with_meta(arrays, meta))
+    with pytest.raises(ModelFileError, match=f"{attr} .* against the spec's"):
+        load_model(path)
+
+
 def test_info_refuses_non_finite_class_labels_and_huge_numbers(tmp_path):
     from probprop import PBPClassifier
 
