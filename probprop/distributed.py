@@ -239,6 +239,7 @@ class RayShards:
         from probprop.learners.base import float64
 
         syncs, damping = pbp_sharded.schedule(self.shards.n_shards, self.shards.X.shape[1], syncs, damping)
+        warmup = pbp_sharded.warms_up(self.shards.n_shards, warmup)
 
         @float64
         def run(state):

@@ -160,12 +160,17 @@ def serial_reference(rows: int, path: Path = SERIAL_RESULTS) -> float | None:
 
     try:
         with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if (row.get("section") == "scale" and row.get("config") == "serial SEP"
-                        and row.get("rows") and int(float(row["rows"])) == rows and float(row["epochs"]) == 1):
-                    return float(row["test_ll"])
-    except (OSError, ValueError, KeyError):
+            records = list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError):
         return None
+    for row in records:
+        if row.get("section") != "scale" or row.get("config") != "serial SEP":
+            continue
+        try:
+            if int(float(row["rows"])) == rows and float(row["epochs"]) == 1:
+                return float(row["test_ll"])
+        except (KeyError, TypeError, ValueError):  # a malformed row: not the one asked for
+            continue
     return None
 
 
@@ -176,8 +181,9 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         "",
         "## Minibatch (parallel) SEP: K shards' updates side by side",
         "",
-        (f"One epoch (a fit's first, with its warm-up rounds; 16 K rounds, damping 1/sqrt(K)) of sharded SEP over "
-         f"{cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both devices; K = 1 is serial SEP. "
+        (f"One epoch (a fit's first: min(16 K, rows per shard) rounds after the warm-up's small ones, damping "
+         f"1/sqrt(K)) of sharded SEP over {cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both "
+         f"devices; K = 1 is serial SEP (one round of every row, no warm-up: the updates of `pbp.update`). "
          f"Seconds of a second call (the first compiles). Test LL over 100,000 test rows in y's units "
          f"(the noise alone allows at best -1.419)."),
         "",
@@ -200,9 +206,11 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         "",
         f"Epochs as above (the first with its warm-up rounds) over {rows:,} Friedman-1 rows (`probprop bench "
         f"sharded`'s problem and start), {name} only; fit: seconds of a second call. Speed-up: rows per second "
-        f"(rows x epochs / fit) against serial SEP on this machine's CPU in this run "
-        f"({serial['rows_per_second']:,.0f} rows/s, above)." if serial else "",
+        f"(rows x epochs / fit) against serial SEP on this machine's CPU in this run (K = 1 above: "
+        f"{serial['rows_per_second']:,.0f} rows/s)." if serial else "",
     ]
+    lines[-1] += (" First call: the fit's first call, compiling what the rows above it have not compiled "
+                  "(the epochs after a fit's first are another program).")
     if serial_ll is not None:
         lines[-1] += (f" Serial SEP's test LL after one epoch over the same rows: {serial_ll:.4f} "
                       f"(docs/benchmarks/sharded, 2-core machine).")

@@ -127,6 +127,13 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
     return max(1, min(int(syncs), n_rows)), damping
 
 
+def warms_up(n_shards: int, warmup: bool) -> bool:
+    """Whether an epoch starts with the warm-up's small rounds: asked for, and more than one shard.
+    One shard has nothing to merge (its numbers are serial SEP's whatever the rounds), and its
+    warm-up would pad some 90 rounds to all its rows (89 x 65,536 rows gathered for 65,536)."""
+    return bool(warmup) and int(n_shards) > 1
+
+
 def epoch_keys(state: pbp.PBPState, n_shards: int):
     """``(next_key, shard_keys)``: the state's key for after the epoch and each shard's shuffle key
     (one shard: the key serial SEP's epoch shuffles with)."""
@@ -281,12 +288,14 @@ def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int 
     EP prior step (:func:`finish_epoch`): returns ``(state, sites)``, the posterior after the EP
     prior step and every shard's tied site.
     ``syncs``: rounds per epoch (default ``16 K``; one shard: 1); ``damping``: δ (default 1/sqrt(K));
-    ``warmup``: start with small rounds (:func:`round_rows`; :func:`fit` does in its first epoch).
+    ``warmup``: start with small rounds (:func:`round_rows`; :func:`fit` does in its first epoch;
+    one shard never does, :func:`warms_up`).
     ``sequential``: run the shards one after another instead of as one vmapped program (the
     same numbers to rounding)."""
     syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping)
     state, sites, key = _rounds(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
-                                jnp.asarray(damping, jnp.float64), syncs=syncs, warmup=bool(warmup),
+                                jnp.asarray(damping, jnp.float64), syncs=syncs,
+                                warmup=warms_up(shards.n_shards, warmup),
                                 sequential=bool(sequential))
     return finish_epoch(state, key), sites
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from probprop.bench import accelerator
 from probprop.bench.sharded import _scores, _start, scale_problem
-from probprop.learners import pbp
+from probprop.learners import pbp, pbp_sharded
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +29,9 @@ def test_one_shard_is_serial_sep(problem):
     assert three["shards"] == 3 and three["rows"] == 300
     assert three["rows_per_second"] == pytest.approx(2 * 300 / three["fit_seconds"])
     assert accelerator.relative_difference(weights, three["weights"]) > 1e-6  # three shards merge: not serial
+    fitted, _ = pbp_sharded.fit(_start(X.shape[1], 50, 0), X, y, 3, epochs=2)  # warm-up in the first epoch only
+    fitted = [np.asarray(a) for a in (*fitted.means, *fitted.variances)]
+    assert accelerator.relative_difference(fitted, three["weights"]) == 0.0
 
 
 def test_relative_difference():
@@ -61,8 +64,10 @@ def test_serial_reference_from_the_committed_report(tmp_path):
     assert committed is not None and math.isclose(committed, -1.4541, abs_tol=5e-5)  # the sharded report's table
     assert accelerator.serial_reference(4096) is None
     assert accelerator.serial_reference(10_000_000, tmp_path / "missing.csv") is None
-    (tmp_path / "bad.csv").write_text("section,config,rows,epochs,test_ll\nscale,serial SEP,ten,1,x\n")
-    assert accelerator.serial_reference(10_000_000, tmp_path / "bad.csv") is None
+    (tmp_path / "bad.csv").write_text("section,config,rows,epochs,test_ll\nscale,serial SEP,ten,1,x\n"
+                                      "scale,serial SEP,10000000,1,-1.5\n")
+    assert accelerator.serial_reference(10_000_000, tmp_path / "bad.csv") == -1.5  # the malformed row skipped
+    assert accelerator.serial_reference(10_000_000, tmp_path / "missing.csv") is None
 
 
 @pytest.mark.parametrize("value", ["5", "-1", "many"])
@@ -72,6 +77,13 @@ def test_cli_refuses_scale_rows(value):
     result = CliRunner().invoke(main, ["bench", "accelerator", "--scale-rows", value])
     assert result.exit_code == 2, result.output
     assert "--scale-rows" in result.output and "Traceback" not in result.output
+
+
+def test_cli_default_is_the_module_default():
+    from probprop.cli import bench_accelerator
+
+    default = next(p.default for p in bench_accelerator.params if p.name == "scale_rows")
+    assert default == accelerator.SCALE_ROWS
 
 
 def test_module_refuses_scale_rows(capsys):

@@ -135,3 +135,11 @@ def test_rounds_cover_every_row_once_and_the_warm_up_grows_from_one_row(n, syncs
     growing = sizes < chunk
     assert np.all(sizes[growing] <= np.maximum(1, seen[growing] * pbp_sharded.WARMUP_GROWTH))
     assert np.all(sizes[:-2] <= sizes[1:-1])  # grows towards the chunk (the last round may be shorter)
+
+
+def test_one_shard_never_warms_up():
+    """One shard's warm-up would pad some 90 rounds to all its rows (the GPU record's review found
+    serial SEP 1.6x slower for it); its numbers need none (nothing to merge)."""
+    assert pbp_sharded.warms_up(1, True) is False
+    assert pbp_sharded.warms_up(2, True) is True
+    assert pbp_sharded.warms_up(8, False) is False
