@@ -158,7 +158,7 @@ class _ShardActor:
         self.X, self.y, self.mask = X, y, mask
         self.n_points = float(np.sum(mask))
         self.site = site
-        self._epoch = None  # (key, syncs, chunks) of the epoch in progress
+        self._epoch = None  # (key, (syncs, warmup), chunks) of the epoch in progress
 
     def ping(self) -> int:
         return os.getpid()
@@ -231,7 +231,8 @@ class RayShards:
 
     def epoch(self, state, syncs: int | None = None, damping: float | None = None, warmup: bool = False):
         """One epoch: ``syncs`` rounds (default as :func:`~probprop.learners.pbp_sharded.schedule`;
-        ``warmup``: small rounds first, :func:`~probprop.learners.pbp_sharded.round_rows`), then
+        ``warmup``: small rounds first with more than one shard,
+        :func:`~probprop.learners.pbp_sharded.round_rows`), then
         the EP prior step. Returns the new state (the sites are kept in ``self.sites``)."""
         import jax
 
@@ -305,7 +306,8 @@ def fit_sharded(state, X, y, n_shards: int, epochs: int, syncs: int | None = Non
     """``epochs`` epochs of sharded SEP (:mod:`probprop.learners.pbp_sharded`) from ``state`` over
     (X, y) (standardised units) in ``n_shards`` contiguous shards, in this process
     (``backend="local"``: one vmapped program per epoch) or one Ray actor per shard
-    (``backend="ray"``); the first epoch starts with small rounds (``warmup``). ``callback(epoch,
+    (``backend="ray"``); with more than one shard the first epoch starts with small rounds
+    (``warmup``). ``callback(epoch,
     state)`` after every epoch. Returns ``(state, sites)``."""
     from probprop.learners import pbp_sharded
 

@@ -112,7 +112,7 @@ def measure(device) -> dict:
 
 
 def sharded_epochs(device, problem, shard_counts, repeat: bool = True, epochs: int = 1) -> list[dict]:
-    """``epochs`` epochs of sharded SEP (a fit's: the first with its warm-up rounds) from the same
+    """``epochs`` epochs of sharded SEP (a fit's: the first with its warm-up rounds, K > 1) from the same
     start for each shard count, on ``device``: the first call's seconds (it compiles), the
     epochs' seconds (a second call, unless ``repeat`` is false), rows per second, test scores and
     the weights. ``problem``: :func:`probprop.bench.sharded.scale_problem`'s tuple."""
@@ -181,8 +181,8 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         "",
         "## Minibatch (parallel) SEP: K shards' updates side by side",
         "",
-        (f"One epoch (a fit's first: min(16 K, rows per shard) rounds after the warm-up's small ones, damping "
-         f"1/sqrt(K)) of sharded SEP over {cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both "
+        (f"One epoch (a fit's first: up to 16 K rounds, no more than the rows per shard, after the warm-up's "
+         f"small ones, damping 1/sqrt(K)) of sharded SEP over {cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both "
          f"devices; K = 1 is serial SEP (one round of every row, no warm-up: the updates of `pbp.update`). "
          f"Seconds of a second call (the first compiles). Test LL over 100,000 test rows in y's units "
          f"(the noise alone allows at best -1.419)."),

@@ -2,8 +2,8 @@
 
 The posterior is q = (prior sites) x f_1^N_1 x ... x f_K^N_K: shard k holds N_k rows and one tied
 site f_k per weight (:class:`probprop.learners.pbp.TiedSites`). An epoch gives every shard a fresh
-random order of its rows, cut into rounds (``syncs`` consecutive chunks; in a fit's first epoch,
-smaller rounds first: below); round r of the epoch:
+random order of its rows, cut into rounds (``syncs`` consecutive chunks; in a fit's first epoch
+with more than one shard, smaller rounds first: below); round r of the epoch:
 
 1. the driver broadcasts q; shard k starts from it with its own site f_k and makes SEP updates
    (:func:`probprop.learners.pbp.sep_update` with N = N_k: each point removes one copy of f_k,
@@ -31,7 +31,8 @@ one round per epoch and no damping the fit diverges at K = 4 and 8 on the small 
 with 16 K undamped rounds per epoch it diverged on naval at K = 8 in the first epoch, and on
 protein at K = 8 unless the first rounds are small. So the default is ``syncs = 16 K`` rounds per epoch, damping δ = 1/sqrt(K), and in
 the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of the
-rows already seen (:func:`round_rows`). Over all splits of protein, kin8nm and naval
+rows already seen (:func:`round_rows`; one shard has nothing to merge and never warms up,
+:func:`warms_up`). Over all splits of protein, kin8nm and naval
 (docs/benchmarks/pbp-sharded) it never diverged; the paired test LL difference from serial SEP
 for K = 2 / 4 / 8 is protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014 (SE
 0.009), naval -0.13 / -0.26 / -0.35 (there the damped merges converge more slowly per epoch).
@@ -113,7 +114,8 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
     """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
     (``16 K`` rounds, δ = 1/sqrt(K); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
     rounds of ``ceil(n / syncs)`` rows (at most ``syncs``; n: the rows of the largest shard), plus
-    the warm-up's small rounds in a fit's first epoch (:func:`round_rows`)."""
+    the warm-up's small rounds in a fit's first epoch with more than one shard (:func:`round_rows`,
+    :func:`warms_up`)."""
     n_shards, n_rows = int(n_shards), int(n_rows)
     if syncs is None:
         syncs = 1 if n_shards == 1 else SYNCS_PER_SHARD * n_shards
