@@ -25,12 +25,14 @@ from click.testing import CliRunner
 
 import probprop
 from probprop import (
+    DeepEnsembleClassifier,
     DeepEnsembleRegressor,
     DivergedError,
     DriftWarning,
     DVIRegressor,
     GaussianPrediction,
     MAPRegressor,
+    MCDropoutClassifier,
     MCDropoutRegressor,
     PBPRegressor,
     TAGIRegressor,
@@ -279,11 +281,15 @@ def test_fitted_scalars_in_range_load_and_others_are_refused():
     (lambda: TAGIRegressor(hidden=(4,), epochs=2, sigma_v=0.3), "sigma_v_"),
     (lambda: MCDropoutRegressor(hidden=(4,), epochs=2, dropout=0.1, tau=1.0), "dropout_"),
     (lambda: DeepEnsembleRegressor(hidden=(4,), epochs=2, n_members=2, learning_rate=1e-3), "learning_rate_"),
+    (lambda: MCDropoutClassifier(hidden=(4,), epochs=2, dropout=0.1), "dropout_"),
+    (lambda: DeepEnsembleClassifier(hidden=(4,), epochs=2, n_members=2, learning_rate=1e-3), "learning_rate_"),
 ])
 def test_a_chosen_scalar_must_be_its_spec_value(estimator, attr, tmp_path):
     """The chosen scalars a file keeps beside its spec are copies of spec fields: a file that
-    claims another (in range) value is refused, the honest one loads."""
+    claims another (in range) value is refused, the honest one loads (regressors and classifiers)."""
     X, y = small_problem()
+    if "Classifier" in type(estimator()).__name__:
+        y = y > np.median(y)
     path = tmp_path / "model.npz"
     estimator().fit(X, y).save(path)
     arrays = _arrays(path)
