@@ -1327,9 +1327,9 @@ def bench_accelerator(ctx, out, scale_rows):
     """The engine on a GPU against the same machine's CPU (needs a JAX build that sees a GPU)."""
     from probprop.bench import accelerator
 
-    if 0 < scale_rows < max(accelerator.SCALE_SHARDS):
-        raise click.BadParameter(f"must be 0 or at least {max(accelerator.SCALE_SHARDS)} (one row per shard)",
-                                 param_hint="--scale-rows")
+    problem = accelerator.scale_rows_problem(scale_rows)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--scale-rows")
     code = accelerator.run(out=out, command=_command_line(ctx), scale_rows=scale_rows)
     if code == 2:
         raise click.ClickException("no accelerator visible to JAX here; install a GPU build of jax (e.g. jax[cuda13])")

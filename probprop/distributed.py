@@ -316,11 +316,7 @@ def fit_sharded(state, X, y, n_shards: int, epochs: int, syncs: int | None = Non
     sites = pbp_sharded.init_sites(state, n_shards)
     pbp_sharded.schedule(n_shards, shards.X.shape[1], syncs, damping)  # errors before any process starts
     if backend == "local":
-        for e in range(int(epochs)):
-            state, sites = pbp_sharded.epoch(state, sites, shards, syncs, damping, warmup=e == 0)
-            if callback is not None:
-                callback(e, state)
-        return state, sites
+        return pbp_sharded.run_epochs(state, sites, shards, epochs, syncs, damping, callback=callback)
     with RayShards(shards, sites, address, num_cpus) as runner:
         for e in range(int(epochs)):
             state = runner.epoch(state, syncs, damping, warmup=e == 0)

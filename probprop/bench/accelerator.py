@@ -35,8 +35,6 @@ N_SPLITS = 20
 PREDICT_ROWS = 1 << 20
 SHARD_ROWS = 1 << 16
 SHARD_COUNTS = (1, 16, 256)
-#: the shard count whose weights are compared between the devices
-AGREEMENT_SHARDS = 16
 SCALE_ROWS = 10_000_000
 SCALE_SHARDS = (64, 256, 1024)
 #: the shard count of the section at scale that is also run for more epochs, and how many
@@ -132,9 +130,7 @@ def sharded_epochs(device, problem, shard_counts, repeat: bool = True, epochs: i
             times = []
             for _ in range(2 if repeat else 1):
                 start = time.perf_counter()
-                out, out_sites = state, sites
-                for e in range(epochs):
-                    out, out_sites = pbp_sharded.epoch(out, out_sites, shards, warmup=e == 0)
+                out, _ = pbp_sharded.run_epochs(state, sites, shards, epochs)
                 jax.block_until_ready(out)
                 times.append(time.perf_counter() - start)
             results.append({"shards": int(k), "rows": len(y), "epochs": int(epochs), "first_call_seconds": times[0],
@@ -200,20 +196,17 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         return lines
     serial = next((c for c in cpu if c["shards"] == 1), None)
     rows = scale[0]["rows"]
-    lines += [
-        "",
-        f"## The sharded fit at scale on the {name}",
-        "",
-        f"Epochs as above (the first with its warm-up rounds) over {rows:,} Friedman-1 rows (`probprop bench "
-        f"sharded`'s problem and start), {name} only; fit: seconds of a second call. Speed-up: rows per second "
-        f"(rows x epochs / fit) against serial SEP on this machine's CPU in this run (K = 1 above: "
-        f"{serial['rows_per_second']:,.0f} rows/s)." if serial else "",
-    ]
-    lines[-1] += (" First call: the fit's first call, compiling what the rows above it have not compiled "
-                  "(the epochs after a fit's first are another program).")
+    text = [(f"Epochs as above (the first with its warm-up rounds) over {rows:,} Friedman-1 rows (`probprop bench "
+             f"sharded`'s problem and start), {name} only; fit: seconds of a second call.")]
+    if serial:
+        text.append(f"Speed-up: rows per second (rows x epochs / fit) against serial SEP on this machine's CPU in "
+                    f"this run (K = 1 above: {serial['rows_per_second']:,.0f} rows/s).")
+    text.append("First call: the fit's first call, compiling what the rows above it have not compiled "
+                "(the epochs after a fit's first are another program).")
     if serial_ll is not None:
-        lines[-1] += (f" Serial SEP's test LL after one epoch over the same rows: {serial_ll:.4f} "
-                      f"(docs/benchmarks/sharded, 2-core machine).")
+        text.append(f"Serial SEP's test LL after one epoch over the same rows: {serial_ll:.4f} "
+                    f"(docs/benchmarks/sharded, 2-core machine).")
+    lines += ["", f"## The sharded fit at scale on the {name}", "", " ".join(text)]
     header = "| K | epochs | first call (s) | fit (s) | rows/s | speed-up | test LL | RMSE |"
     lines += ["", header + (" difference from serial SEP |" if serial_ll is not None else ""),
               "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if serial_ll is not None else "")]
@@ -259,6 +252,13 @@ def report(cpu: dict, acc: dict, difference: float, command: str, sharded: list 
         lines += sharded
     lines.append("")
     return "\n".join(lines)
+
+
+def scale_rows_problem(rows: int) -> str | None:
+    """What is wrong with ``rows`` for the section at scale (the CLI and ``main`` ask), or None."""
+    if rows < 0 or 0 < rows < max(SCALE_SHARDS):
+        return f"must be 0 or at least {max(SCALE_SHARDS)} (one row per shard)"
+    return None
 
 
 def run(out=None, command: str | None = None, scale_rows: int = SCALE_ROWS, accelerator=None) -> int:
@@ -308,8 +308,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scale-rows", type=int, default=SCALE_ROWS,
                         help=f"rows of the sharded fit at scale (default {SCALE_ROWS:,}; 0 leaves it out)")
     args = parser.parse_args(argv)
-    if args.scale_rows < 0 or (0 < args.scale_rows < max(SCALE_SHARDS)):
-        parser.error(f"--scale-rows must be 0 or at least {max(SCALE_SHARDS)} (one row per shard)")
+    problem = scale_rows_problem(args.scale_rows)
+    if problem:
+        parser.error(f"--scale-rows {problem}")
     from probprop.learners.base import float64_process
 
     float64_process()

@@ -308,7 +308,15 @@ def fit(state: pbp.PBPState, X, y, n_shards: int, epochs: int, syncs: int | None
     """``epochs`` epochs of sharded SEP from ``state`` over (X, y) (standardised units) split into
     ``n_shards`` contiguous shards; returns ``(state, sites)``."""
     shards = split_rows(X, y, n_shards)
-    sites = init_sites(state, n_shards)
+    return run_epochs(state, init_sites(state, n_shards), shards, epochs, syncs, damping, sequential)
+
+
+def run_epochs(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, epochs: int, syncs: int | None = None,
+               damping: float | None = None, sequential: bool = False, callback=None):
+    """A fit's ``epochs`` epochs (:func:`epoch`) over split ``shards``, the first with the warm-up
+    rounds; ``callback(epoch, state)`` after each. Returns ``(state, sites)``."""
     for e in range(int(epochs)):
         state, sites = epoch(state, sites, shards, syncs, damping, sequential, warmup=e == 0)
+        if callback is not None:
+            callback(e, state)
     return state, sites
