@@ -1195,6 +1195,8 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
               help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")
 @click.option("--hidden", multiple=True, default=("100,100",), show_default=True, callback=_parse_hidden,
               metavar="UNITS", help="Hidden units per layer (one to three layers) of all but the CNN methods.")
+@click.option("--members", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn).")
 @click.option("--train-rows", type=click.IntRange(min=100), default=None, help="Use only the first N training images.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -1202,14 +1204,14 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/images"),
               show_default=True, help="Folder for report.md, results.csv and the figures.")
 @click.pass_context
-def bench_images(ctx, datasets, methods, seeds, epochs, hidden, train_rows, workers, data_dir, out):
+def bench_images(ctx, datasets, methods, seeds, epochs, hidden, members, train_rows, workers, data_dir, out):
     """MNIST / Fashion-MNIST: error, NLL, calibration, OOD detection and speed of the classifiers."""
     from probprop.bench import images
 
     try:
         path = images.run(out=out, datasets=datasets.split(","), methods=methods.split(","), seeds=seeds,
                           epochs=epochs, train_rows=train_rows, data_dir=data_dir, workers=workers, hidden=hidden,
-                          command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+                          members=members, command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")

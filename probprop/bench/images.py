@@ -76,7 +76,9 @@ CNN_HIDDEN = (100,)
 FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
                   "deep-ensemble-cnn")
 N_NOISE = 2000
+#: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
 ENSEMBLE_MEMBERS = 5
+ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn")
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
 TAGI_BATCH = 10
 #: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
@@ -90,15 +92,23 @@ PYTAGI_BATCH = TAGI_BATCH
 PYTAGI_SIGMA_V = 0.1
 
 
+def _device_name() -> str:
+    """JAX's default device where the probprop methods run ("cpu", or the accelerator's kind)."""
+    import jax
+
+    device = jax.devices()[0]
+    return "cpu" if device.platform == "cpu" else str(getattr(device, "device_kind", device.platform))
+
+
 def _noise_images(X_train, n, seed):
     rng = np.random.default_rng(seed)
     gauss = np.clip(rng.normal(X_train.mean(), X_train.std(), (n, X_train.shape[1])), 0, 1)
     return {"gaussian-noise": gauss, "uniform-noise": rng.uniform(0, 1, (n, X_train.shape[1]))}
 
 
-def _probprop_model(method, epochs, seed, hidden=HIDDEN):
+def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBERS):
     """The probprop classifier a method names (None: a scikit-learn network); ``hidden``: the
-    hidden layers of all but the CNN methods."""
+    hidden layers of all but the CNN methods; ``members``: of the ensemble methods."""
     from probprop.estimators import (
         DeepEnsembleClassifier,
         MAPClassifier,
@@ -119,23 +129,23 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN):
         return MCDropoutClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, dropout=MC_DROPOUT_RATE,
                                    n_samples=MC_DROPOUT_SAMPLES, batch_size=128, **common)
     if method == "deep-ensemble":
-        return DeepEnsembleClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=ENSEMBLE_MEMBERS,
+        return DeepEnsembleClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=members,
                                       learning_rate=1e-3, batch_size=200, **common)
     cnn = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "epochs": epochs * MAP_EPOCHS_PER_EPOCH, "learning_rate": 1e-3,
            "batch_size": 128}
     if method == "map-cnn":
         return MAPClassifier(**cnn, **common)
     if method == "deep-ensemble-cnn":
-        return DeepEnsembleClassifier(**cnn, n_members=ENSEMBLE_MEMBERS, **common)
+        return DeepEnsembleClassifier(**cnn, n_members=members, **common)
     return None
 
 
-def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN):
+def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEMBERS):
     """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
     from sklearn.neural_network import MLPClassifier
 
     start = time.perf_counter()
-    model = _probprop_model(method, epochs, seed, hidden)
+    model = _probprop_model(method, epochs, seed, hidden, members)
     if model is not None:
         model.fit(X, y)
         fit_seconds = time.perf_counter() - start
@@ -148,8 +158,8 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN):
     if method == "pytagi":
         return _pytagi_fit_predict(X, y, seed, epochs, start, hidden)
     mean, std = X.mean(), X.std()
-    members = []
-    for m in range(ENSEMBLE_MEMBERS if method == "ensemble" else 1):
+    nets = []
+    for m in range(members if method == "ensemble" else 1):
         net = MLPClassifier(hidden_layer_sizes=hidden, max_iter=epochs * MAP_EPOCHS_PER_EPOCH, batch_size=200,
                             random_state=seed * 100 + m, tol=0.0, n_iter_no_change=10**6)
         import warnings
@@ -158,17 +168,17 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            members.append(net.fit((X - mean) / std, y))
+            nets.append(net.fit((X - mean) / std, y))
     fit_seconds = time.perf_counter() - start
 
     def member_proba(Z):
-        return np.stack([net.predict_proba((Z - mean) / std) for net in members])
+        return np.stack([net.predict_proba((Z - mean) / std) for net in nets])
 
     def proba(Z):
         return member_proba(Z).mean(0)
 
     def scores(Z):
-        dist = ClassPrediction.from_members(member_proba(Z), members[0].classes_)
+        dist = ClassPrediction.from_members(member_proba(Z), nets[0].classes_)
         return dist.probabilities, dist.scores()
 
     return proba, scores, fit_seconds
@@ -224,10 +234,11 @@ def _pytagi_fit_predict(X, y, seed, epochs, start, hidden=HIDDEN):
     return proba, scores, fit_seconds
 
 
-def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, core=None, test_rows=None):
+def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, core=None,
+        test_rows=None):
     """One (dataset, method, seed): a dict of results, and the arrays the figures need
     (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
-    ``hidden``: the hidden layers of all but the CNN methods)."""
+    ``hidden``: the hidden layers of all but the CNN methods; ``members``: of the ensemble methods)."""
     if core is not None:
         from probprop.bench.machine import pin
 
@@ -246,7 +257,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, core
         Xt, yt = Xt[:test_rows], yt[:test_rows]
         ood = {name: Z[:test_rows] for name, Z in ood.items()}
     hidden = tuple(int(h) for h in hidden)
-    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden)
+    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden, members)
     start = time.perf_counter()
     proba_fn(Xt)
     proba_seconds = time.perf_counter() - start
@@ -255,6 +266,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, core
     scores_seconds = time.perf_counter() - start
     row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method.endswith("-1pass") else epochs,
            "network": "cnn" if method in CNN_METHODS else "-".join(map(str, (X.shape[1], *hidden, 10))),
+           "members": members if method in ENSEMBLE_METHODS else 1, "device": _device_name(),
            "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
            "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
            **classification_metrics(yt, proba)}
@@ -273,9 +285,11 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, core
 
 
 def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
-        data_dir=None, workers: int = 2, command: str | None = None, log=print, hidden=HIDDEN) -> Path:
+        data_dir=None, workers: int = 2, command: str | None = None, log=print, hidden=HIDDEN,
+        members: int = ENSEMBLE_MEMBERS) -> Path:
     """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures
-    (``hidden``: the hidden layers of all but the CNN methods, at most three)."""
+    (``hidden``: the hidden layers of all but the CNN methods, at most three; ``members``: of the
+    ensemble methods, at least two)."""
     import pandas as pd
 
     from probprop.bench.machine import pinned_results
@@ -292,13 +306,16 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     if not 1 <= len(sizes) <= 3:
         raise ValueError(f"hidden must be one to three positive layer widths, got {tuple(hidden)!r}")
     hidden = sizes
+    if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
+        raise ValueError(f"members must be an integer of at least 2, got {members!r}")
+    members = int(members)
     from probprop.data.images import find_images_dir
 
     for name in datasets:
         find_images_dir(name, data_dir)  # a clear error before any work
     out = Path("docs/benchmarks/images" if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
-    calls = [(d, m, s, epochs, train_rows, data_dir, hidden) for s in range(seeds) for d in datasets for m in methods]
+    calls = [(d, m, s, epochs, train_rows, data_dir, hidden, members) for s in range(seeds) for d in datasets for m in methods]
     start = time.perf_counter()
     rows, figures = [], {}
     for (d, m, s, *_), (row, arrays) in pinned_results(job, calls, workers):
@@ -356,11 +373,17 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
         networks = f"Network of {', '.join(cnns)}:\n{_cnn_description()};"
     else:
         networks = f"{mlp_text};"
+    devices = sorted(set(frame["device"].dropna()) - {"cpu"}) if "device" in frame else []
+    on = f"; the probprop methods on JAX's default device, {', '.join(devices)}" if devices else ""
+    ensembles = frame[frame["method"].isin(ENSEMBLE_METHODS)]
+    if len(ensembles):  # results from before the members column: the default
+        counts = ensembles["members"].fillna(ENSEMBLE_MEMBERS) if "members" in ensembles else [ENSEMBLE_MEMBERS]
+        networks += f" Ensembles of {' / '.join(str(n) for n in sorted({int(n) for n in counts}))} members;"
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
         f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
-        f"CPU: {cpu_name()}). Means ± standard errors over {seeds} seeds. {networks}",
+        f"CPU: {cpu_name()}{on}). Means ± standard errors over {seeds} seeds. {networks}",
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",
         "",
@@ -386,7 +409,7 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
                 cells.append(_cell(g, col, 3) if col in g and g[col].notna().all() else "-")
             if any(c != "-" for c in cells):
                 lines.append(f"| {dataset} | {method} | {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Speed (images per second, one core)", "",
+    lines += ["", f"## Speed (images per second, one core{' and the ' + ', '.join(devices) if devices else ''})", "",
               "| dataset | method | training | predict_proba | predict_dist / scores | fit seconds |",
               "|---|---|---:|---:|---:|---:|"]
     for (dataset, method), g in frame.groupby(["dataset", "method"], sort=False):

@@ -21,16 +21,19 @@ def problem():
 def test_one_shard_is_serial_sep(problem):
     """K = 1 of the minibatch section is serial SEP (pbp.update on a SEP state) epoch for epoch, warm-up rounds or not."""
     X, y, Xt, yt, y_mean, y_std = problem
-    (one, three) = accelerator.sharded_epochs(jax.devices("cpu")[0], problem, (1, 3), repeat=False, epochs=2)
-    serial = pbp.update(pbp.update(_start(X.shape[1], 50, 0), X, y), X, y)
-    expected = _scores(serial, Xt, yt, y_mean, y_std)
+    cpu = jax.devices("cpu")[0]  # every program here on the CPU, where "bit for bit" is the claim (a GPU rounds otherwise)
+    (one, three) = accelerator.sharded_epochs(cpu, problem, (1, 3), repeat=False, epochs=2)
+    with jax.default_device(cpu):
+        serial = pbp.update(pbp.update(_start(X.shape[1], 50, 0), X, y), X, y)
+        expected = _scores(serial, Xt, yt, y_mean, y_std)
     assert one["test_ll"] == pytest.approx(expected["test_ll"], abs=1e-10)
     weights = [np.asarray(a) for a in (*serial.means, *serial.variances)]
     assert accelerator.relative_difference(weights, one["weights"]) < 1e-12
     assert three["shards"] == 3 and three["rows"] == 300
     assert three["rows_per_second"] == pytest.approx(2 * 300 / three["fit_seconds"])
     assert accelerator.relative_difference(weights, three["weights"]) > 1e-6  # three shards merge: not serial
-    fitted, _ = pbp_sharded.fit(_start(X.shape[1], 50, 0), X, y, 3, epochs=2)  # warm-up in the first epoch only
+    with jax.default_device(cpu):
+        fitted, _ = pbp_sharded.fit(_start(X.shape[1], 50, 0), X, y, 3, epochs=2)  # warm-up in the first epoch only
     fitted = [np.asarray(a) for a in (*fitted.means, *fitted.variances)]
     assert accelerator.relative_difference(fitted, three["weights"]) == 0.0
 

@@ -73,3 +73,35 @@ def test_the_cli_passes_hidden_and_refuses_a_bad_width(tmp_path):
     assert result.exit_code == 2 and "expected positive integers" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["bench", "images", "--hidden", "5,5,5,5", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "hidden must be one to three" in result.output
+    result = CliRunner().invoke(main, ["bench", "images", "--members", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--members" in result.output and "Traceback" not in result.output
+
+
+def test_members_reach_the_ensembles_and_the_report_names_them_and_the_device(have_images, monkeypatch):
+    """``--members``: the ensemble methods get that many members (scikit-learn's and probprop's),
+    the rows and the report say so; a single network is refused; a row from an accelerator names it."""
+    import pandas as pd
+
+    for method in ("deep-ensemble", "deep-ensemble-cnn"):
+        assert images._probprop_model(method, 1, 0, (20,), members=3).n_members == 3
+    assert images._probprop_model("deep-ensemble", 1, 0, (20,)).n_members == images.ENSEMBLE_MEMBERS
+    row, _ = images.job("mnist", "ensemble", 0, 1, 200, None, hidden=(20,), members=3, test_rows=100)
+    assert (row["members"], row["device"]) == (3, "cpu")
+    from sklearn.neural_network import MLPClassifier
+
+    fits = []
+    fit = MLPClassifier.fit
+    monkeypatch.setattr(MLPClassifier, "fit", lambda self, X, y: fits.append(1) or fit(self, X, y))
+    images._fit_predict("ensemble", np.random.default_rng(0).uniform(size=(60, 4)), np.arange(60) % 3, 0, 1, (5,),
+                        members=2)
+    assert len(fits) == 2  # scikit-learn's ensemble: one network per member
+    text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
+    assert "Ensembles of 3 members;" in text and "JAX's default device" not in text
+    gpu = images.report(pd.DataFrame([{**row, "device": "NVIDIA H200"}]), "probprop bench images", 1.0)
+    assert "the probprop methods on JAX's default device, NVIDIA H200)" in gpu
+    assert "## Speed (images per second, one core and the NVIDIA H200)" in gpu
+    old = images.report(pd.DataFrame([{k: v for k, v in row.items() if k not in ("members", "device")}]), "c", 1.0)
+    assert f"Ensembles of {images.ENSEMBLE_MEMBERS} members;" in old  # results from before the column
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="members must be an integer of at least 2"):
+            images.run(out=None, datasets=["mnist"], methods=["ensemble"], members=bad)
