@@ -21,7 +21,7 @@ def _network_problem(n=120, seed=0):
 
 
 #: Bit for bit holds on XLA:CPU; a GPU fuses the two programs' arithmetic differently (an H200:
-#: 8e-14 relative after three epochs, docs/benchmarks/accelerator/pytest-gpu.log), so there the
+#: 8e-14 relative after three epochs, docs/benchmarks/accelerator/README.md), so there the
 #: tests hold them to this.
 GPU_RTOL = 1e-12
 
