@@ -1,8 +1,8 @@
 """Image classification benchmark: MNIST and Fashion-MNIST, calibration and out-of-distribution detection.
 
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...]
-                          [--seeds 3] [--epochs 3] [--hidden 100,100] [--train-rows N] [--data-dir DIR]
-                          [--out DIR]
+                          [--seeds 3] [--epochs 3] [--hidden 100,100] [--members 5] [--train-rows N]
+                          [--data-dir DIR] [--out DIR]
 
 Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
 fit on the training images (pixels / 255, standardised with one global mean and std), then on the
@@ -12,7 +12,9 @@ detection: the test images of the other set, 2,000 Gaussian-noise images (the tr
 mean and std, clipped to [0, 1]) and 2,000 uniform-noise images, each scored with every score the
 method gives (1 - max probability, entropy, mutual information, summed probability variance), as
 AUROC / AUPR with the OOD images as positives. Times: training images per second, and test
-images per second of ``predict_proba`` and of ``predict_dist`` (the scores).
+images per second of ``predict_proba`` and of ``predict_dist`` (the scores). Each row also names
+its ensemble size (``members``: 1 but for the ensemble methods) and the device it ran on
+(``device``: JAX's default device for probprop's methods, "cpu" for scikit-learn's and pytagi's).
 
 Methods (784-100-100-10 ReLU networks but the CNN; ``--hidden`` sets the hidden layers of all
 but the CNN methods):
@@ -24,7 +26,7 @@ but the CNN methods):
   dense layer of 100 units (:data:`CNN_CONV`, :data:`CNN_HIDDEN`);
 - ``map``: scikit-learn's ``MLPClassifier`` (softmax, Adam, L2 1e-4, batch 200) for ``--epochs``
   x 5 epochs: the MAP network everyone has;
-- ``ensemble``: five such MAP networks with different seeds, probabilities averaged (Lakshminarayanan
+- ``ensemble``: ``--members`` (five by default) such MAP networks with different seeds, probabilities averaged (Lakshminarayanan
   et al. 2017, without adversarial training); mutual information = the members' disagreement;
 - ``tagi-1pass`` and ``tagi``: :class:`probprop.TAGIClassifier` (multinomial-probit output, mini-batches
   of :data:`TAGI_BATCH`), ONE pass and ``--epochs`` passes;
@@ -34,10 +36,10 @@ but the CNN methods):
 - ``mcdropout``: :class:`probprop.MCDropoutClassifier` for ``--epochs`` x 5 epochs (Adam, step 1e-3,
   batch 128), dropout rate :data:`MC_DROPOUT_RATE` before every layer, :data:`MC_DROPOUT_SAMPLES`
   passes per prediction;
-- ``deep-ensemble``: :class:`probprop.DeepEnsembleClassifier`, five softmax networks trained together
+- ``deep-ensemble``: :class:`probprop.DeepEnsembleClassifier`, ``--members`` (five by default) softmax networks trained together
   for ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 200, no weight decay, as in the paper).
 - ``map-cnn`` and ``deep-ensemble-cnn``: :class:`probprop.MAPClassifier` (prior variance 1) and
-  :class:`probprop.DeepEnsembleClassifier` with ``pbp-cnn``'s network, point-estimate kernels, for
+  :class:`probprop.DeepEnsembleClassifier` (``--members``) with ``pbp-cnn``'s network, point-estimate kernels, for
   ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 128): the ConvNet baselines of the PBP CNN.
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
@@ -92,11 +94,20 @@ PYTAGI_BATCH = TAGI_BATCH
 PYTAGI_SIGMA_V = 0.1
 
 
-def _device_name() -> str:
-    """JAX's default device where the probprop methods run ("cpu", or the accelerator's kind)."""
+#: The methods that do not run on JAX (their rows' device is the CPU whatever JAX's default).
+NOT_JAX_METHODS = ("map", "ensemble", "pytagi")
+
+
+def _device_name(method: str) -> str:
+    """Where ``method`` runs: "cpu", or for probprop's methods on an accelerator JAX's default
+    device's kind (``jax_default_device`` where set, else JAX's first device)."""
+    if method in NOT_JAX_METHODS:
+        return "cpu"
     import jax
 
-    device = jax.devices()[0]
+    device = jax.config.jax_default_device or jax.devices()[0]
+    if isinstance(device, str):  # a platform's name
+        return device
     return "cpu" if device.platform == "cpu" else str(getattr(device, "device_kind", device.platform))
 
 
@@ -266,7 +277,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, memb
     scores_seconds = time.perf_counter() - start
     row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method.endswith("-1pass") else epochs,
            "network": "cnn" if method in CNN_METHODS else "-".join(map(str, (X.shape[1], *hidden, 10))),
-           "members": members if method in ENSEMBLE_METHODS else 1, "device": _device_name(),
+           "members": members if method in ENSEMBLE_METHODS else 1, "device": _device_name(method),
            "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
            "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
            **classification_metrics(yt, proba)}
@@ -378,7 +389,7 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     ensembles = frame[frame["method"].isin(ENSEMBLE_METHODS)]
     if len(ensembles):  # results from before the members column: the default
         counts = ensembles["members"].fillna(ENSEMBLE_MEMBERS) if "members" in ensembles else [ENSEMBLE_MEMBERS]
-        networks += f" Ensembles of {' / '.join(str(n) for n in sorted({int(n) for n in counts}))} members;"
+        networks += f" ensembles of {' / '.join(str(n) for n in sorted({int(n) for n in counts}))} members;"
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",

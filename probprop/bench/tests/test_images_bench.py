@@ -77,31 +77,64 @@ def test_the_cli_passes_hidden_and_refuses_a_bad_width(tmp_path):
     assert result.exit_code == 2 and "--members" in result.output and "Traceback" not in result.output
 
 
-def test_members_reach_the_ensembles_and_the_report_names_them_and_the_device(have_images, monkeypatch):
-    """``--members``: the ensemble methods get that many members (scikit-learn's and probprop's),
-    the rows and the report say so; a single network is refused; a row from an accelerator names it."""
-    import pandas as pd
+def test_members_reach_the_ensembles_and_the_rows(have_images, monkeypatch):
+    """``--members``: the ensemble methods get that many members (scikit-learn's, counted by its
+    fits inside a job, and probprop's) and the rows say so."""
+    from sklearn.neural_network import MLPClassifier
 
     for method in ("deep-ensemble", "deep-ensemble-cnn"):
         assert images._probprop_model(method, 1, 0, (20,), members=3).n_members == 3
     assert images._probprop_model("deep-ensemble", 1, 0, (20,)).n_members == images.ENSEMBLE_MEMBERS
-    row, _ = images.job("mnist", "ensemble", 0, 1, 200, None, hidden=(20,), members=3, test_rows=100)
-    assert (row["members"], row["device"]) == (3, "cpu")
-    from sklearn.neural_network import MLPClassifier
-
     fits = []
     fit = MLPClassifier.fit
     monkeypatch.setattr(MLPClassifier, "fit", lambda self, X, y: fits.append(1) or fit(self, X, y))
-    images._fit_predict("ensemble", np.random.default_rng(0).uniform(size=(60, 4)), np.arange(60) % 3, 0, 1, (5,),
-                        members=2)
-    assert len(fits) == 2  # scikit-learn's ensemble: one network per member
+    row, _ = images.job("mnist", "ensemble", 0, 1, 200, None, hidden=(20,), members=3, test_rows=100)
+    assert len(fits) == 3  # one network per member
+    assert (row["members"], row["device"]) == (3, "cpu")  # scikit-learn's: on the CPU whatever JAX's default
+
+
+def test_the_report_names_the_ensemble_size_and_an_accelerator():
+    import pandas as pd
+
+    row = {"dataset": "mnist", "method": "deep-ensemble-cnn", "seed": 0, "epochs": 1, "network": "cnn", "members": 3,
+           "device": "cpu", "error": 0.1, "nll": 0.3, "brier": 0.1, "ece": 0.01, "ece_adaptive": 0.01,
+           "misclassification_auroc": 0.9, "train_images_per_s": 1.0, "predict_images_per_s": 1.0,
+           "scores_images_per_s": 1.0, "fit_seconds": 1.0}
     text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
-    assert "Ensembles of 3 members;" in text and "JAX's default device" not in text
+    assert "ensembles of 3 members;" in text and "JAX's default device" not in text
     gpu = images.report(pd.DataFrame([{**row, "device": "NVIDIA H200"}]), "probprop bench images", 1.0)
     assert "the probprop methods on JAX's default device, NVIDIA H200)" in gpu
     assert "## Speed (images per second, one core and the NVIDIA H200)" in gpu
     old = images.report(pd.DataFrame([{k: v for k, v in row.items() if k not in ("members", "device")}]), "c", 1.0)
-    assert f"Ensembles of {images.ENSEMBLE_MEMBERS} members;" in old  # results from before the column
+    assert f"ensembles of {images.ENSEMBLE_MEMBERS} members;" in old  # results from before the column
     for bad in (1, 0, 2.5, True):
         with pytest.raises(ValueError, match="members must be an integer of at least 2"):
             images.run(out=None, datasets=["mnist"], methods=["ensemble"], members=bad)
+
+
+def test_a_rows_device_is_jax_default_for_probprop_methods_only(monkeypatch):
+    import jax
+
+    class Device:
+        platform, device_kind = "gpu", "NVIDIA H200"
+
+    assert images._device_name("tagi") == "cpu"  # CI
+    monkeypatch.setattr(jax, "devices", lambda *a: [Device()])
+    assert images._device_name("tagi") == "NVIDIA H200"
+    assert images._device_name("map") == images._device_name("pytagi") == "cpu"
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):  # a default device set by the user
+        assert images._device_name("tagi") == "cpu"
+
+
+def test_the_cli_passes_members_to_the_run(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from probprop.cli import main
+
+    seen = {}
+    monkeypatch.setattr(images, "run", lambda **kwargs: seen.update(kwargs) or tmp_path)
+    result = CliRunner().invoke(main, ["bench", "images", "--members", "7", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen["members"] == 7
+    result = CliRunner().invoke(main, ["bench", "images", "--out", str(tmp_path)])
+    assert seen["members"] == images.ENSEMBLE_MEMBERS  # the CLI's default is the module's
