@@ -156,9 +156,10 @@ class _ShardActor:
 
         float64_process()
         self.X, self.y, self.mask = X, y, mask
-        self.n_points = float(np.sum(mask))
+        self.size = int(np.sum(mask))
+        self.n_points = float(self.size)
         self.site = site
-        self._epoch = None  # (key, (syncs, warmup), chunks) of the epoch in progress
+        self._epoch = None  # (key, (syncs, warmup), shuffled order, round bounds) of the epoch in progress
 
     def ping(self) -> int:
         return os.getpid()
@@ -166,30 +167,36 @@ class _ShardActor:
     def run(self, state, key, index: int, syncs: int, warmup: bool, damping: float):
         import jax
 
+        from probprop.learners import pbp_sharded
+
         key = np.asarray(key)
         if self._epoch is None or self._epoch[1] != (syncs, warmup) or not np.array_equal(self._epoch[0], key):
-            self._epoch = None  # the last epoch's rows are freed before the next are gathered
-            chunks = _programs()[0](key, self.X, self.y, self.mask, syncs=syncs, warmup=warmup)
-            self._epoch = (key, (syncs, warmup), chunks)
-        out, self.site = _programs()[1](state, self.site, *self._epoch[2], index, self.n_points, damping)
+            order = _programs()[0](key, self.mask)
+            self._epoch = (key, (syncs, warmup), order, pbp_sharded.round_bounds(len(self.mask), syncs, warmup))
+        _, _, order, (starts, lengths) = self._epoch
+        count = min(max(self.size - int(starts[index]), 0), int(lengths[index]))  # pbp_sharded.round_counts
+        out, self.site = _programs()[1](state, self.site, self.X, self.y, order, int(starts[index]), count,
+                                        self.n_points, damping)
         return jax.device_get(out)
 
 
 @functools.lru_cache(maxsize=1)
 def _programs():
-    """The pieces of a round, once per process: (ordered_chunks, an actor's step, combine:
+    """The pieces of a round, once per process: (a shard's shuffled order, an actor's step, combine:
     compiled here; finish_epoch: it runs serial PBP's prior-step program, compiled light)."""
     import jax
 
     from probprop.learners import pbp_sharded
+    from probprop.learners._order import shuffled_order
 
-    def shard_step(state, site, X, y, mask, index, n_points, damping):
-        """An actor's round: its pass over round ``index``'s rows and its damped site."""
-        out = pbp_sharded.local_pass(state, site, X[index], y[index], mask[index], n_points)
+    def shard_step(state, site, X, y, order, start, count, n_points, damping):
+        """An actor's round: its pass over ``count`` rows of its shuffled ``order`` from ``start``,
+        and its damped site."""
+        out = pbp_sharded.local_pass(state, site, X, y, order, start, count, n_points)
         return out, pbp_sharded.damp_sites(site, out.tied, damping)
 
-    return (jax.jit(pbp_sharded.ordered_chunks, static_argnames=("syncs", "warmup")), jax.jit(shard_step),
-            jax.jit(pbp_sharded.combine), pbp_sharded.finish_epoch)  # finish_epoch: serial PBP's prior-step program
+    return (jax.jit(shuffled_order), jax.jit(shard_step), jax.jit(pbp_sharded.combine),
+            pbp_sharded.finish_epoch)  # finish_epoch: serial PBP's prior-step program
 
 
 class RayShards:
@@ -232,7 +239,7 @@ class RayShards:
     def epoch(self, state, syncs: int | None = None, damping: float | None = None, warmup: bool = False):
         """One epoch: ``syncs`` rounds (default as :func:`~probprop.learners.pbp_sharded.schedule`;
         ``warmup``: small rounds first with more than one shard,
-        :func:`~probprop.learners.pbp_sharded.round_rows`), then
+        :func:`~probprop.learners.pbp_sharded.round_bounds`), then
         the EP prior step. Returns the new state (the sites are kept in ``self.sites``)."""
         import jax
 
@@ -248,7 +255,7 @@ class RayShards:
             key, keys = pbp_sharded.epoch_keys(state, self.shards.n_shards)
             keys = np.asarray(keys)
             sites = self.sites
-            n_rounds = pbp_sharded.round_rows(self.shards.X.shape[1], syncs, warmup).shape[0]
+            n_rounds = len(pbp_sharded.round_bounds(self.shards.X.shape[1], syncs, warmup)[0])
             for index in range(n_rounds):
                 if self.before_round is not None:
                     self.before_round(index)

@@ -31,7 +31,7 @@ one round per epoch and no damping the fit diverges at K = 4 and 8 on the small 
 with 16 K undamped rounds per epoch it diverged on naval at K = 8 in the first epoch, and on
 protein at K = 8 unless the first rounds are small. So the default is ``syncs = 16 K`` rounds per epoch, damping δ = 1/sqrt(K), and in
 the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of the
-rows already seen (:func:`round_rows`; one shard has nothing to merge and never warms up,
+rows already seen (:func:`round_bounds`; one shard has nothing to merge and never warms up,
 :func:`warms_up`). Over all splits of protein, kin8nm and naval
 (docs/benchmarks/pbp-sharded) it never diverged; the paired test LL difference from serial SEP
 for K = 2 / 4 / 8 is protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014 (SE
@@ -131,8 +131,9 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
 
 def warms_up(n_shards: int, warmup: bool) -> bool:
     """Whether an epoch starts with the warm-up's small rounds: asked for, and more than one shard.
-    One shard has nothing to merge (its numbers are serial SEP's whatever the rounds), and its
-    warm-up would pad some 90 rounds to all its rows (89 x 65,536 rows gathered for 65,536)."""
+    One shard has nothing to merge (its numbers are serial SEP's whatever the rounds): its warm-up
+    would add some 90 rounds for nothing (when rounds still gathered their rows, each padded to all
+    of them: 89 x 65,536 rows gathered for 65,536, 1.6x serial SEP's time)."""
     return bool(warmup) and int(n_shards) > 1
 
 
@@ -143,12 +144,12 @@ def epoch_keys(state: pbp.PBPState, n_shards: int):
     return key, (sub[None] if n_shards == 1 else jax.random.split(sub, n_shards))
 
 
-def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
-    """The rows of each round of an epoch, as positions in a shard's shuffled order: an int array
-    (rounds, chunk) with -1 where a round has fewer rows than ``chunk = ceil(n_rows / syncs)``.
-    Without ``warmup``: ``syncs`` consecutive chunks. With it (the first epoch of a fit): the
-    first rounds grow from one row, each at most :data:`WARMUP_GROWTH` times the rows already
-    seen, until they reach the chunk; then chunks as before."""
+def round_bounds(n_rows: int, syncs: int, warmup: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Where each round of an epoch starts in a shard's shuffled order and how many rows it takes:
+    two int arrays ``(starts, lengths)`` over the rounds. Without ``warmup``: ``syncs`` consecutive
+    chunks of ``ceil(n_rows / syncs)`` rows (the last may be shorter). With it (the first epoch of a
+    fit): the first rounds grow from one row, each at most :data:`WARMUP_GROWTH` times the rows
+    already seen, until they reach the chunk; then chunks as before."""
     n_rows, syncs = int(n_rows), int(syncs)
     size = -(-n_rows // syncs)
     sizes, seen = [], 0
@@ -162,36 +163,43 @@ def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
     while seen < n_rows:
         sizes.append(min(size, n_rows - seen))
         seen += sizes[-1]
-    index = np.full((len(sizes), size), -1, np.int64)
-    start = 0
-    for r, step in enumerate(sizes):
-        index[r, :step] = np.arange(start, start + step)
-        start += step
+    lengths = np.asarray(sizes, np.int64)
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths
+
+
+def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
+    """:func:`round_bounds` as positions: an int array (rounds, ``ceil(n_rows / syncs)``) with -1
+    where a round has fewer rows than that."""
+    starts, lengths = round_bounds(n_rows, syncs, warmup)
+    index = np.full((len(starts), -(-int(n_rows) // int(syncs))), -1, np.int64)
+    for r, (start, length) in enumerate(zip(starts, lengths)):
+        index[r, :length] = np.arange(start, start + length)
     return index
 
 
-def ordered_chunks(key, X, y, mask, syncs: int, warmup: bool = False):
-    """One shard's epoch: its rows in a fresh random order (:func:`shuffled_order`, padding last),
-    cut into rounds (:func:`round_rows`): ``(X, y, mask)`` each with a leading round axis."""
-    order = shuffled_order(key, mask)
-    index = round_rows(mask.shape[0], syncs, warmup)
-    rows = order[np.maximum(index, 0)]
-    return X[rows], y[rows], mask[rows] & (index >= 0)
+def round_counts(size, start, length):
+    """How many of a shard's ``size`` real rows a round (``start``, ``length``) takes: the real rows
+    are the first ``size`` of its shuffled order (:func:`probprop.learners._order.shuffled_order`
+    puts the padding last), so a shard shorter than the padded length runs out early."""
+    return jnp.clip(jnp.asarray(size) - start, 0, length)
 
 
-def local_pass(state: pbp.PBPState, site: pbp.TiedSites, X, y, mask, n_points) -> pbp.PBPState:
+def local_pass(state: pbp.PBPState, site: pbp.TiedSites, X, y, order, start, count, n_points) -> pbp.PBPState:
     """One shard's work in a round: from the broadcast posterior with the shard's own tied site,
-    SEP updates for the real rows of X in order, N = ``n_points`` (the shard's number of rows).
-    The real rows are a prefix (mask True first, as :func:`ordered_chunks` leaves them) and the
-    loop runs over them only: a round shorter than its padded length (the warm-up's) costs its
-    own rows, not the padding's. Returns the shard's posterior q_k, its new site in ``tied``."""
-    X = jnp.asarray(X).astype(state.means[0].dtype)
+    SEP updates, N = ``n_points`` (the shard's number of rows), for its rows
+    ``order[start : start + count]`` in that order (``X``, ``y``: all the shard's rows; ``order``:
+    the epoch's shuffled order; :func:`round_bounds`, :func:`round_counts`). Each update reads its
+    row where it lies: a round gathers nothing, so the warm-up's short rounds cost their own rows
+    and no memory. Returns the shard's posterior q_k, its new site in ``tied``."""
+    X = jnp.asarray(X)
     y = jnp.asarray(y, jnp.float64)
+    dtype = state.means[0].dtype
 
     def step(i, carry):
-        return pbp.sep_update(carry, X[i], y[i], n_points)
+        row = order[start + i]
+        return pbp.sep_update(carry, X[row].astype(dtype), y[row], n_points)
 
-    return lax.fori_loop(0, jnp.sum(jnp.asarray(mask, jnp.int32)), step, state.replace(tied=site))
+    return lax.fori_loop(0, count, step, state.replace(tied=site))
 
 
 def damp_sites(old, new, damping):
@@ -264,22 +272,24 @@ def _rounds(state, sites, X, y, mask, damping, syncs=1, warmup=False, sequential
     prior step, every shard's tied site and the next epoch's key."""
     n_shards = X.shape[0]
     key, keys = epoch_keys(state, n_shards)
-    sizes = jnp.sum(mask, axis=1).astype(jnp.float64)
-    Xc, yc, mc = jax.vmap(ordered_chunks, in_axes=(0, 0, 0, 0, None, None))(keys, X, y, mask, syncs, warmup)
-    chunks = tuple(jnp.swapaxes(a, 0, 1) for a in (Xc, yc, mc))  # (syncs, K, chunk, ...)
+    counts = jnp.sum(mask, axis=1)
+    sizes = counts.astype(jnp.float64)
+    orders = jax.vmap(shuffled_order)(keys, mask)  # (K, n): each shard's order, its padding last
+    bounds = tuple(jnp.asarray(a) for a in round_bounds(X.shape[1], syncs, warmup))
 
-    def one_round(carry, rows):
+    def one_round(carry, bound):
         q, f = carry
-        Xr, yr, mr = rows
+        start, length = bound
+        take = round_counts(counts, start, length)
         if sequential:  # the shards one after another (what K separate workers compute)
-            outs = [local_pass(q, jax.tree.map(lambda a, i=i: a[i], f), Xr[i], yr[i], mr[i], sizes[i])
+            outs = [local_pass(q, jax.tree.map(lambda a, i=i: a[i], f), X[i], y[i], orders[i], start, take[i], sizes[i])
                     for i in range(n_shards)]
             passes = jax.tree.map(lambda *a: jnp.stack(a), *outs)
         else:
-            passes = jax.vmap(local_pass, in_axes=(None, 0, 0, 0, 0, 0))(q, f, Xr, yr, mr, sizes)
+            passes = jax.vmap(local_pass, in_axes=(None, 0, 0, 0, 0, None, 0, 0))(q, f, X, y, orders, start, take, sizes)
         return combine(q, f, passes, sizes, damping), None
 
-    (state, sites), _ = lax.scan(one_round, (state, sites), chunks)
+    (state, sites), _ = lax.scan(one_round, (state, sites), bounds)
     return state, sites, key
 
 

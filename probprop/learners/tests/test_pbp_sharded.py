@@ -110,26 +110,19 @@ def test_the_default_schedule_and_its_limit():
     assert pbp_sharded.schedule(1, 50, syncs=3, damping=0.5) == (3, 1.0)  # one shard: nothing to damp
 
 
-def test_chunks_keep_every_real_row_once_in_the_shuffled_order():
-    key = jax.random.PRNGKey(3)
-    X = np.arange(22.0).reshape(11, 2)
-    mask = np.arange(11) < 9  # 9 real rows, 2 padded
-    Xc, yc, mc = pbp_sharded.ordered_chunks(key, X, X[:, 0], mask, 4)
-    assert Xc.shape == (4, 3, 2) and mc.shape == (4, 3)
-    real = np.asarray(yc)[np.asarray(mc)]
-    np.testing.assert_array_equal(real, X[np.asarray(permutation(key, 9)), 0])  # the unpadded order
-
-
 @pytest.mark.parametrize("n, syncs", [(1000, 8), (37, 4), (5, 16)])
 def test_rounds_cover_every_row_once_and_the_warm_up_grows_from_one_row(n, syncs):
-    plain = pbp_sharded.round_rows(n, syncs)
     chunk = -(-n // syncs)
-    assert plain.shape == (-(-n // chunk), chunk)
-    warm = pbp_sharded.round_rows(n, syncs, warmup=True)
-    for index in (plain, warm):
-        rows = index[index >= 0]
+    starts, lengths = pbp_sharded.round_bounds(n, syncs)
+    assert len(starts) == -(-n // chunk) and np.all(lengths[:-1] == chunk)
+    for warmup in (False, True):
+        starts, lengths = pbp_sharded.round_bounds(n, syncs, warmup)
+        rows = np.concatenate([np.arange(a, a + b) for a, b in zip(starts, lengths)])
         np.testing.assert_array_equal(rows, np.arange(n))  # every row once, in order
-    sizes = (warm >= 0).sum(axis=1)
+        index = pbp_sharded.round_rows(n, syncs, warmup)
+        np.testing.assert_array_equal(index[index >= 0], np.arange(n))
+        assert index.shape == (len(starts), chunk)
+    sizes = lengths
     assert sizes[0] == 1
     seen = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     growing = sizes < chunk
@@ -137,9 +130,44 @@ def test_rounds_cover_every_row_once_and_the_warm_up_grows_from_one_row(n, syncs
     assert np.all(sizes[:-2] <= sizes[1:-1])  # grows towards the chunk (the last round may be shorter)
 
 
+def test_a_round_takes_each_shards_own_rows_and_stops_at_its_end():
+    counts = np.asarray(pbp_sharded.round_counts(np.array([9, 7, 0]), 6, 3))
+    np.testing.assert_array_equal(counts, [3, 1, 0])
+
+
+def test_rounds_update_each_shards_rows_in_its_unpadded_shuffled_order():
+    """The compiled rounds (warm-up rounds of a few rows, then chunks, over shards of unequal size)
+    against the algorithm written out: every shard's SEP updates one row at a time over its rows
+    in ``permutation(key_k, N_k)``'s order, round by round from the broadcast, then the merge."""
+    X, y, start = _network_problem(n=40)
+    shards = pbp_sharded.split_rows(X[:17], y[:17], 2)  # 9 and 8 rows, one padded
+    sites = pbp_sharded.init_sites(start, 2)
+    syncs, damping = 3, 0.7
+    got, got_sites = pbp_sharded.epoch(start, sites, shards, syncs=syncs, damping=damping, warmup=True)
+
+    key, keys = pbp_sharded.epoch_keys(start, 2)
+    sizes = shards.sizes
+    orders = [np.asarray(permutation(keys[k], int(sizes[k]))) for k in range(2)]
+    update = jax.jit(pbp.sep_update)
+    q, f = start, sites
+    starts, lengths = pbp_sharded.round_bounds(shards.X.shape[1], syncs, warmup=True)
+    assert lengths[0] == 1 and len(starts) > syncs  # warm-up rounds, then the chunks
+    for first, length in zip(starts, lengths):
+        passes = []
+        for k in range(2):
+            qk = q.replace(tied=jax.tree.map(lambda a, k=k: a[k], f))
+            for row in orders[k][first:first + length]:
+                qk = update(qk, shards.X[k, row], shards.y[k, row], float(sizes[k]))
+            passes.append(qk)
+        q, f = pbp_sharded.combine(q, f, jax.tree.map(lambda *a: np.stack(a), *passes), sizes.astype(float), damping)
+    expected = pbp_sharded.finish_epoch(q, key)
+    for a, b in zip(jax.tree.leaves((got, got_sites)), jax.tree.leaves((expected, f))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-13)
+
+
 def test_one_shard_never_warms_up():
-    """One shard's warm-up would pad some 90 rounds to all its rows (the GPU record's review found
-    serial SEP 1.6x slower for it); its numbers need none (nothing to merge)."""
+    """One shard's warm-up would add some 90 rounds (once padded to all its rows: the GPU record's
+    review found serial SEP 1.6x slower for it); its numbers need none (nothing to merge)."""
     assert pbp_sharded.warms_up(1, True) is False
     assert pbp_sharded.warms_up(2, True) is True
     assert pbp_sharded.warms_up(8, False) is False
