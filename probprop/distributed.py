@@ -155,7 +155,10 @@ class _ShardActor:
         from probprop.learners.base import float64_process
 
         float64_process()
-        self.X, self.y, self.mask = X, y, mask
+        import jax
+
+        # on the device once: every round reads its rows from these (NumPy arrays would be handed over again each round)
+        self.X, self.y, self.mask = jax.device_put(X), jax.device_put(y), mask
         self.size = int(np.sum(mask))
         self.n_points = float(self.size)
         self.site = site
@@ -174,7 +177,7 @@ class _ShardActor:
             order = _programs()[0](key, self.mask)
             self._epoch = (key, (syncs, warmup), order, pbp_sharded.round_bounds(len(self.mask), syncs, warmup))
         _, _, order, (starts, lengths) = self._epoch
-        count = min(max(self.size - int(starts[index]), 0), int(lengths[index]))  # pbp_sharded.round_counts
+        count = min(max(self.size - int(starts[index]), 0), int(lengths[index]))  # as pbp_sharded.round_counts
         out, self.site = _programs()[1](state, self.site, self.X, self.y, order, int(starts[index]), count,
                                         self.n_points, damping)
         return jax.device_get(out)

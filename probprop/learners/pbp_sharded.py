@@ -114,7 +114,7 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
     """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
     (``16 K`` rounds, δ = 1/sqrt(K); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
     rounds of ``ceil(n / syncs)`` rows (at most ``syncs``; n: the rows of the largest shard), plus
-    the warm-up's small rounds in a fit's first epoch with more than one shard (:func:`round_rows`,
+    the warm-up's small rounds in a fit's first epoch with more than one shard (:func:`round_bounds`,
     :func:`warms_up`)."""
     n_shards, n_rows = int(n_shards), int(n_rows)
     if syncs is None:
@@ -168,7 +168,7 @@ def round_bounds(n_rows: int, syncs: int, warmup: bool = False) -> tuple[np.ndar
 
 
 def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
-    """:func:`round_bounds` as positions: an int array (rounds, ``ceil(n_rows / syncs)``) with -1
+    """:func:`round_bounds` as positions (a view for reading and testing; the rounds use the bounds): an int array (rounds, ``ceil(n_rows / syncs)``) with -1
     where a round has fewer rows than that."""
     starts, lengths = round_bounds(n_rows, syncs, warmup)
     index = np.full((len(starts), -(-int(n_rows) // int(syncs))), -1, np.int64)
@@ -300,7 +300,7 @@ def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int 
     EP prior step (:func:`finish_epoch`): returns ``(state, sites)``, the posterior after the EP
     prior step and every shard's tied site.
     ``syncs``: rounds per epoch (default ``16 K``; one shard: 1); ``damping``: δ (default 1/sqrt(K));
-    ``warmup``: start with small rounds (:func:`round_rows`; :func:`fit` does in its first epoch;
+    ``warmup``: start with small rounds (:func:`round_bounds`; :func:`fit` does in its first epoch;
     one shard never does, :func:`warms_up`).
     ``sequential``: run the shards one after another instead of as one vmapped program (the
     same numbers to rounding)."""

@@ -136,13 +136,14 @@ def test_a_round_takes_each_shards_own_rows_and_stops_at_its_end():
 
 
 def test_rounds_update_each_shards_rows_in_its_unpadded_shuffled_order():
-    """The compiled rounds (warm-up rounds of a few rows, then chunks, over shards of unequal size)
-    against the algorithm written out: every shard's SEP updates one row at a time over its rows
-    in ``permutation(key_k, N_k)``'s order, round by round from the broadcast, then the merge."""
-    X, y, start = _network_problem(n=40)
-    shards = pbp_sharded.split_rows(X[:17], y[:17], 2)  # 9 and 8 rows, one padded
+    """The compiled rounds (warm-up rounds of one to three rows, then chunks of four, the last of
+    three, over shards of 40 and 39 rows) against the algorithm written out: every shard's SEP
+    updates one row at a time over its rows in ``permutation(key_k, N_k)``'s order, round by round
+    from the broadcast, then the merge."""
+    X, y, start = _network_problem(n=80)
+    shards = pbp_sharded.split_rows(X[:79], y[:79], 2)  # 40 and 39 rows, one padded
     sites = pbp_sharded.init_sites(start, 2)
-    syncs, damping = 3, 0.7
+    syncs, damping = 10, 0.7
     got, got_sites = pbp_sharded.epoch(start, sites, shards, syncs=syncs, damping=damping, warmup=True)
 
     key, keys = pbp_sharded.epoch_keys(start, 2)
@@ -151,7 +152,8 @@ def test_rounds_update_each_shards_rows_in_its_unpadded_shuffled_order():
     update = jax.jit(pbp.sep_update)
     q, f = start, sites
     starts, lengths = pbp_sharded.round_bounds(shards.X.shape[1], syncs, warmup=True)
-    assert lengths[0] == 1 and len(starts) > syncs  # warm-up rounds, then the chunks
+    assert list(lengths) == [1] * 16 + [2] * 4 + [3] * 3 + [4, 3]  # warm-up rounds, a chunk, a short last one
+    assert starts[-1] + lengths[-1] - sizes[1] == 1  # the shorter shard takes two of the last round's three
     for first, length in zip(starts, lengths):
         passes = []
         for k in range(2):
