@@ -390,6 +390,11 @@ class MomentEstimator(Estimator):
         disagree = _chosen_disagreements(spec, fitted)
         if disagree:
             raise ValueError(f"the fitted values and the network spec disagree ({', '.join(disagree)})")
+        if "n_rejected_" in fitted and hasattr(state, "rejections"):  # the total of the state's own counters
+            counted = int(np.sum(count_rejections(state)))
+            if fitted["n_rejected_"] != counted:
+                raise ValueError(f"n_rejected_ {fitted['n_rejected_']} against the {counted} rejected updates the "
+                                 "network's counters hold")
         estimator.x_mean_, estimator.x_scale_, estimator.y_mean_, estimator.y_scale_ = scaling
         estimator.n_features_in_ = n_in
         if feature_names:

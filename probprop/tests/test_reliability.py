@@ -34,6 +34,7 @@ from probprop import (
     MAPRegressor,
     MCDropoutClassifier,
     MCDropoutRegressor,
+    PBPEnsembleRegressor,
     PBPRegressor,
     TAGIRegressor,
 )
@@ -299,6 +300,27 @@ def test_a_chosen_scalar_must_be_its_spec_value(estimator, attr, tmp_path):
     meta["fitted"][attr] = honest * 0.5  # still a valid value on its own
     np.savez(path, **_with_meta(arrays, meta))
     with pytest.raises(ModelFileError, match=f"{attr} .* against the spec's"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("estimator", [
+    lambda: PBPRegressor(hidden=(4,), **FAST),
+    lambda: TAGIRegressor(hidden=(4,), epochs=2, sigma_v=0.3),
+    lambda: PBPEnsembleRegressor(hidden=(4,), epochs=2, n_members=2),
+])
+def test_n_rejected_must_be_the_state_counters_total(estimator, tmp_path):
+    """``n_rejected_`` is the total of the state's rejection counters: a file claiming another
+    count (in range) is refused; the honest one loads."""
+    X, y = small_problem()
+    path = tmp_path / "model.npz"
+    estimator().fit(X, y).save(path)
+    arrays = _arrays(path)
+    meta = _meta(arrays)
+    honest = meta["fitted"]["n_rejected_"]
+    assert load_model(path).n_rejected_ == honest
+    meta["fitted"]["n_rejected_"] = honest + 5
+    np.savez(path, **_with_meta(arrays, meta))
+    with pytest.raises(ModelFileError, match=f"n_rejected_ {honest + 5} against the {honest} rejected updates"):
         load_model(path)
 
 
