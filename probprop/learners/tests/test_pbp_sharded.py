@@ -136,8 +136,8 @@ def test_a_round_takes_each_shards_own_rows_and_stops_at_its_end():
 
 
 def test_rounds_update_each_shards_rows_in_its_unpadded_shuffled_order():
-    """The compiled rounds (warm-up rounds of one to three rows, then chunks of four, the last of
-    three, over shards of 40 and 39 rows) against the algorithm written out: every shard's SEP
+    """The compiled rounds (warm-up rounds of one to three rows, then one chunk of four and a short
+    last round of three, over shards of 40 and 39 rows) against the algorithm written out: every shard's SEP
     updates one row at a time over its rows in ``permutation(key_k, N_k)``'s order, round by round
     from the broadcast, then the merge."""
     X, y, start = _network_problem(n=80)
