@@ -177,7 +177,7 @@ class _ShardActor:
             order = _programs()[0](key, self.mask)
             self._epoch = (key, (syncs, warmup), order, pbp_sharded.round_bounds(len(self.mask), syncs, warmup))
         _, _, order, (starts, lengths) = self._epoch
-        count = min(max(self.size - int(starts[index]), 0), int(lengths[index]))  # as pbp_sharded.round_counts
+        count = int(pbp_sharded.round_counts(self.size, int(starts[index]), int(lengths[index])))
         out, self.site = _programs()[1](state, self.site, self.X, self.y, order, int(starts[index]), count,
                                         self.n_points, damping)
         return jax.device_get(out)

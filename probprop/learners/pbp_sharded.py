@@ -180,8 +180,11 @@ def round_rows(n_rows: int, syncs: int, warmup: bool = False) -> np.ndarray:
 def round_counts(size, start, length):
     """How many of a shard's ``size`` real rows a round (``start``, ``length``) takes: the real rows
     are the first ``size`` of its shuffled order (:func:`probprop.learners._order.shuffled_order`
-    puts the padding last), so a shard shorter than the padded length runs out early."""
-    return jnp.clip(jnp.asarray(size) - start, 0, length)
+    puts the padding last), so a shard shorter than the padded length runs out early. On the host
+    (NumPy or Python integers: a Ray actor's round) a NumPy result, else a traced one."""
+    host = all(isinstance(a, (int, np.integer, np.ndarray)) for a in (size, start, length))
+    xp = np if host else jnp
+    return xp.clip(xp.asarray(size) - start, 0, length)
 
 
 def local_pass(state: pbp.PBPState, site: pbp.TiedSites, X, y, order, start, count, n_points) -> pbp.PBPState:
