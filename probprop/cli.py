@@ -308,6 +308,7 @@ MODELS = {
     "tagi": ("TAGIRegressor", "TAGI"),
     "dvi": ("DVIRegressor", "DVI"),
     "map": ("MAPRegressor", "MAP"),
+    "laplace": ("LaplaceRegressor", "last-layer Laplace"),
     "mcdropout": ("MCDropoutRegressor", "MC dropout"),
     "ensemble": ("DeepEnsembleRegressor", "deep ensemble"),
 }
@@ -318,12 +319,13 @@ CLASSIFIERS = {
     "pbp": ("PBPClassifier", "a PBP"),
     "tagi": ("TAGIClassifier", "a TAGI"),
     "map": ("MAPClassifier", "a MAP"),
+    "laplace": ("LaplaceClassifier", "a last-layer Laplace"),
     "mcdropout": ("MCDropoutClassifier", "an MC dropout"),
     "ensemble": ("DeepEnsembleClassifier", "a deep-ensemble"),
 }
 
 #: The classifiers whose outputs are read through a softmax (the others: the probit likelihoods).
-SOFTMAX_CLASSIFIERS = ("MAPClassifier", "MCDropoutClassifier", "DeepEnsembleClassifier")
+SOFTMAX_CLASSIFIERS = ("MAPClassifier", "LaplaceClassifier", "MCDropoutClassifier", "DeepEnsembleClassifier")
 
 #: The estimators whose every network has a noise-variance output (besides their
 #: ``heteroscedastic=True`` ones).
@@ -967,7 +969,7 @@ def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_sca
         if not (_is_number(params.get("noise")) and params["noise"] > 0):
             raise _malformed(path, "the noise parameter is neither 'learn' nor a positive number")
         return result("fixed", float(params["noise"]), "as given to fit")
-    if estimator in ("PBPRegressor", "PBPEnsembleRegressor", "DVIRegressor", "MAPRegressor"):
+    if estimator in ("PBPRegressor", "PBPEnsembleRegressor", "DVIRegressor", "MAPRegressor", "LaplaceRegressor"):
         model = _load_model(path)  # the learned noise lives in the weights' state
         try:
             return result("learned", *_learned_noise(model, estimator))
@@ -993,7 +995,7 @@ def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_sca
 
 def _learned_noise(model, estimator: str) -> tuple:
     """(variance in units of the target squared, how) of the noise a loaded PBP, PBP ensemble,
-    homoscedastic DVI or MAP model learned."""
+    homoscedastic DVI, MAP or last-layer Laplace model learned."""
     import numpy as np
 
     if estimator == "PBPRegressor":
@@ -1001,7 +1003,8 @@ def _learned_noise(model, estimator: str) -> tuple:
     if estimator == "PBPEnsembleRegressor":
         variance = sum(member.noise_variance_ for member in model.members_) / model.n_members
         return float(variance), "the mean of the members' posterior means (the mixture's noise variance)"
-    log_noise = model.state_.params.get("log_noise")
+    state = getattr(model.state_, "network", model.state_)  # a Laplace model's MAP network
+    log_noise = state.params.get("log_noise")
     if log_noise is None:
         return None, "not found in the model's state"
     with np.errstate(over="ignore"):
@@ -1189,7 +1192,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
               help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
                    "tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
-                   "pytagi (needs `make pytagi`).")
+                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")

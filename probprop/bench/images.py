@@ -41,6 +41,10 @@ but the CNN methods):
 - ``map-cnn`` and ``deep-ensemble-cnn``: :class:`probprop.MAPClassifier` (prior variance 1) and
   :class:`probprop.DeepEnsembleClassifier` (``--members``) with ``pbp-cnn``'s network, point-estimate kernels, for
   ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 128): the ConvNet baselines of the PBP CNN.
+- ``laplace`` and ``laplace-cnn``: :class:`probprop.LaplaceClassifier`, a last-layer Laplace
+  approximation (exact last-layer Hessian, prior precision by the evidence, probabilities over
+  :data:`LAPLACE_SAMPLES` draws of the last layer) on the MAP network of ``deep-ensemble`` (one
+  member, prior variance 1) and of ``map-cnn`` (the same network as ``map-cnn`` for the same seed).
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`
@@ -65,9 +69,9 @@ from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
 METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
-           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "pytagi")
+           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn")
+CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
@@ -76,7 +80,7 @@ CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
 FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
-                  "deep-ensemble-cnn")
+                  "deep-ensemble-cnn", "laplace", "laplace-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
 ENSEMBLE_MEMBERS = 5
@@ -87,6 +91,8 @@ TAGI_BATCH = 10
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
 MC_DROPOUT_SAMPLES = 100
+#: Draws of the last layer per prediction of ``laplace`` and ``laplace-cnn``.
+LAPLACE_SAMPLES = 100
 #: ``pytagi``: the mini-batch of the ``tagi`` rows (pytagi's MNIST tutorial, cuTAGI
 #: ``examples/classification.py``, uses 128: 4.35 % MNIST error after three passes against 2.68 %
 #: with 10, one seed) and the tutorial's sigma_v.
@@ -122,6 +128,7 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     hidden layers of all but the CNN methods; ``members``: of the ensemble methods."""
     from probprop.estimators import (
         DeepEnsembleClassifier,
+        LaplaceClassifier,
         MAPClassifier,
         MCDropoutClassifier,
         PBPClassifier,
@@ -142,12 +149,17 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     if method == "deep-ensemble":
         return DeepEnsembleClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=members,
                                       learning_rate=1e-3, batch_size=200, **common)
+    if method == "laplace":
+        return LaplaceClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, learning_rate=1e-3, batch_size=200,
+                                 n_samples=LAPLACE_SAMPLES, **common)
     cnn = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "epochs": epochs * MAP_EPOCHS_PER_EPOCH, "learning_rate": 1e-3,
            "batch_size": 128}
     if method == "map-cnn":
         return MAPClassifier(**cnn, **common)
     if method == "deep-ensemble-cnn":
         return DeepEnsembleClassifier(**cnn, n_members=members, **common)
+    if method == "laplace-cnn":
+        return LaplaceClassifier(**cnn, n_samples=LAPLACE_SAMPLES, **common)
     return None
 
 

@@ -5,8 +5,8 @@
 | :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
 | :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
 | :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
-| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
-| :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
+| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``LaplaceClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
+| :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``LaplaceRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
 
 Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
 them through the same file layout.
@@ -15,6 +15,7 @@ them through the same file layout.
 from probprop.estimators.base import DivergedError, DriftWarning, MomentEstimator, MomentRegressor, OnlineRegressor
 from probprop.estimators.classifier import (
     DeepEnsembleClassifier,
+    LaplaceClassifier,
     MAPClassifier,
     MCDropoutClassifier,
     MomentClassifier,
@@ -22,7 +23,13 @@ from probprop.estimators.classifier import (
     PBPClassifier,
     TAGIClassifier,
 )
-from probprop.estimators.gradient import DeepEnsembleRegressor, DVIRegressor, MAPRegressor, MCDropoutRegressor
+from probprop.estimators.gradient import (
+    DeepEnsembleRegressor,
+    DVIRegressor,
+    LaplaceRegressor,
+    MAPRegressor,
+    MCDropoutRegressor,
+)
 from probprop.estimators.pbp import PBPEnsembleRegressor, PBPRegressor, fit_together
 from probprop.estimators.tagi import TAGIRegressor
 
@@ -32,6 +39,8 @@ __all__ = [
     "DeepEnsembleRegressor",
     "DivergedError",
     "DriftWarning",
+    "LaplaceClassifier",
+    "LaplaceRegressor",
     "MAPClassifier",
     "MAPRegressor",
     "MCDropoutClassifier",

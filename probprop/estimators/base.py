@@ -239,6 +239,8 @@ class MomentEstimator(Estimator):
                     now = int(np.sum(count_rejections(state)))
                     self.rejected_per_epoch_.append(now - before)
                     before = now
+        if learner.finish is not None:  # a posterior fitted after training (last-layer Laplace)
+            state = learner.finish(state, Xs, ys, mask)
         self.state_ = jax.device_get(state)
         if counts:
             self.n_rejected_ = int(np.sum(count_rejections(self.state_)))

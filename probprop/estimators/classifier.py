@@ -562,6 +562,85 @@ class MAPClassifier(_SoftmaxNetwork):
                               n_classes=len(self.classes_), conv=_conv_pieces(self, n_in, params["conv"]))
 
 
+def _prior_precision(value):
+    """``prior_precision``: None (chosen by the evidence) or a positive float."""
+    return None if value is None else _checks.positive_float("prior_precision", value)
+
+
+def _fitted_prior_precision(estimator) -> float:
+    check_is_fitted(estimator, "state_")
+    return float(estimator.state_.prior_precision)
+
+
+def _check_laplace_state(state) -> None:
+    """A Laplace model file's prior precision must be positive (its posterior variances are
+    checked positive by :mod:`probprop.io`)."""
+    lam = float(np.asarray(state.prior_precision))
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"the last-layer posterior's prior precision must be positive, got {lam!r}")
+
+
+@register_estimator
+class LaplaceClassifier(MAPClassifier):
+    """A MAP softmax network with a last-layer Laplace approximation (Kristiadi, Hein & Hennig 2020;
+    laplace-torch's ``last_layer`` posterior with the full Hessian): after training, a Gaussian
+    posterior over the last layer's weights and biases from the exact Hessian of the
+    cross-entropy there, with a prior precision chosen by the Laplace evidence. Class
+    probabilities average the softmax over ``n_samples`` draws of the last layer (shared by every
+    row, fixed by the fitted state); the uncertainty scores are their spread (mutual information,
+    probability variance). See :mod:`probprop.learners.laplace`.
+
+    Parameters
+    ----------
+    hidden, epochs, conv, image_shape, pooling, learning_rate, batch_size, prior_var, input_scaling,
+    constant_tol, random_state, verbose : as in :class:`MAPClassifier` (the network and its training).
+    prior_precision : float or None, default=None
+        Precision of the Gaussian prior on the last layer's parameters in the posterior; None:
+        the value of :data:`probprop.learners.laplace.PRIOR_PRECISION_GRID` with the largest
+        Laplace evidence (``prior_precision_``).
+    n_samples : int, default=100
+        Draws of the last layer a prediction averages.
+
+    The last layer may have at most :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters
+    ((units of the last hidden layer + 1) x classes): its posterior is a dense matrix.
+    """
+
+    _learner_name = "laplace"
+    _progress_label = "MAP epochs"
+    _point_estimate = False
+
+    def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", learning_rate=1e-3,
+                 batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100, input_scaling="features",
+                 constant_tol=1e-9, random_state=None, verbose=False):
+        super().__init__(hidden=hidden, epochs=epochs, conv=conv, image_shape=image_shape, pooling=pooling,
+                         learning_rate=learning_rate, batch_size=batch_size, prior_var=prior_var,
+                         input_scaling=input_scaling, constant_tol=constant_tol, random_state=random_state,
+                         verbose=verbose)
+        self.prior_precision = prior_precision
+        self.n_samples = n_samples
+
+    def _validated_params(self) -> dict:
+        return {**super()._validated_params(), "prior_precision": _prior_precision(self.prior_precision),
+                "n_samples": _checks.positive_int("n_samples", self.n_samples)}
+
+    def _make_spec(self, n_in, params):
+        from probprop.learners import laplace
+
+        network = super()._make_spec(n_in, params)
+        return laplace.LaplaceSpec(**{f: getattr(network, f) for f in network.__dataclass_fields__},
+                                   prior_precision=params["prior_precision"], n_samples=params["n_samples"])
+
+    @property
+    def prior_precision_(self) -> float:
+        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
+        return _fitted_prior_precision(self)
+
+    @classmethod
+    def _restore(cls, params, spec, state, scaling, feature_names, fitted):
+        _check_laplace_state(state)
+        return super()._restore(params, spec, state, scaling, feature_names, fitted)
+
+
 @register_estimator
 class DeepEnsembleClassifier(EnsembleStepSize, _SoftmaxNetwork):
     """Deep ensembles for classification (Lakshminarayanan, Pritzel & Blundell 2017): ``n_members``

@@ -92,6 +92,58 @@ class MAPRegressor(_NetworkParams, MomentRegressor):
 
 
 
+@register_estimator
+class LaplaceRegressor(MAPRegressor):
+    """A MAP network (homoscedastic noise) with a last-layer Laplace approximation (Kristiadi, Hein
+    & Hennig 2020): after training, a Gaussian posterior over the last layer's weights and bias
+    from the exact Hessian of the Gaussian log-likelihood there (Bayesian linear regression on the
+    network's last features), with a prior precision chosen by the Laplace evidence. The
+    epistemic variance is the output's variance under it, in closed form; the noise is the MAP
+    network's. See :mod:`probprop.learners.laplace`.
+
+    Parameters
+    ----------
+    hidden, epochs, learning_rate, batch_size, random_state, verbose : as in :class:`MAPRegressor`.
+    prior_precision : float or None, default=None
+        Precision of the Gaussian prior on the last layer's parameters in the posterior; None:
+        chosen by the evidence (``prior_precision_``).
+    """
+
+    _learner_name = "laplace"
+
+    def __init__(self, hidden=(50,), epochs=40, learning_rate=1e-2, batch_size=32, prior_precision=None,
+                 random_state=None, verbose=False):
+        super().__init__(hidden=hidden, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                         random_state=random_state, verbose=verbose)
+        self.prior_precision = prior_precision
+
+    def _validated_params(self) -> dict:
+        from probprop.estimators.classifier import _prior_precision
+
+        return {**super()._validated_params(), "prior_precision": _prior_precision(self.prior_precision)}
+
+    def _make_spec(self, n_in, params):
+        from probprop.learners import laplace
+
+        return laplace.LaplaceSpec(n_in=n_in, hidden=params["hidden"], learning_rate=float(self.learning_rate),
+                                   batch_size=_checks.positive_int("batch_size", self.batch_size),
+                                   prior_precision=params["prior_precision"])
+
+    @property
+    def prior_precision_(self) -> float:
+        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
+        from probprop.estimators.classifier import _fitted_prior_precision
+
+        return _fitted_prior_precision(self)
+
+    @classmethod
+    def _restore(cls, params, spec, state, scaling, feature_names, fitted):
+        from probprop.estimators.classifier import _check_laplace_state
+
+        _check_laplace_state(state)
+        return super()._restore(params, spec, state, scaling, feature_names, fitted)
+
+
 class EnsembleStepSize:
     """Adam's step size of a deep ensemble (regressor or classifier): ``learning_rate`` one value,
     or a grid searched by the learner's ``select`` on held-out training data (``learning_rate_``,

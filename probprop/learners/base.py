@@ -11,6 +11,7 @@ A learner is a :class:`Learner`, a named tuple of pure functions over an immutab
     choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
     probs = learner.class_samples(state, X)         # optional, classifiers: (S, n, K)
     state = learner.step(state, X, y, keep)         # optional, online learners: learn rows in order
+    state = learner.finish(state, X, y, mask)       # optional: once after a fit's last epoch
 
 Every array is in standardised units (the estimators standardise at the edge). ``update`` takes
 ``mask`` (n,) marking the real rows of data padded to a reusable shape (``None``: every row is
@@ -43,6 +44,10 @@ dropout masks) gives the class probabilities of each of its S equally weighted n
 (S, n, K); a classifier then averages them, and its uncertainty scores are their spread (mutual
 information, probability variance). Learners without it give output moments that the spec's
 ``output_likelihood`` turns into probabilities.
+
+``finish`` (optional) runs once after the last epoch of a fit, on the same rows: a posterior
+fitted after training (the last-layer Laplace approximation, :mod:`probprop.learners.laplace`,
+whose ``update`` trains the MAP network and leaves its posterior as it was).
 
 Each learner module defines ``learner = Learner(...)``, and :mod:`probprop.learners` lists it in
 its registry (one line): a new learning rule is one new module plus that line.
@@ -106,6 +111,7 @@ class Learner(NamedTuple):
     online: bool = False
     class_samples: Callable | None = None
     step: Callable | None = None
+    finish: Callable | None = None
 
 
 def float64(fn):

@@ -7,6 +7,7 @@ from sklearn.base import clone
 from probprop import (
     DeepEnsembleRegressor,
     DVIRegressor,
+    LaplaceRegressor,
     MAPRegressor,
     MCDropoutRegressor,
     PBPEnsembleRegressor,
@@ -21,6 +22,7 @@ FAST = [
     DVIRegressor(hidden=(8,), epochs=3, random_state=0),
     DVIRegressor(hidden=(8,), epochs=3, heteroscedastic=False, random_state=0),
     MAPRegressor(hidden=(8,), epochs=3, random_state=0),
+    LaplaceRegressor(hidden=(8,), epochs=3, random_state=0),
     DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
     MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=20, random_state=0),
     TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),

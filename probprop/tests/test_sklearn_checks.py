@@ -28,6 +28,8 @@ from probprop import (
     DeepEnsembleClassifier,
     DeepEnsembleRegressor,
     DVIRegressor,
+    LaplaceClassifier,
+    LaplaceRegressor,
     MAPClassifier,
     MAPRegressor,
     MCDropoutClassifier,
@@ -56,12 +58,14 @@ ESTIMATORS = [
     TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
     DVIRegressor(hidden=(8,), epochs=3, random_state=0),
     MAPRegressor(hidden=(8,), epochs=3, random_state=0),
+    LaplaceRegressor(hidden=(8,), epochs=3, random_state=0),
     DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
     MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=10, random_state=0),
     ConformalRegressor(PBPRegressor(hidden=(8,), epochs=3, random_state=0), random_state=0),
     QuantileRecalibratedRegressor(PBPRegressor(hidden=(8,), epochs=3, random_state=0), random_state=0),
     PBPClassifier(hidden=(), epochs=10, random_state=0),
     MAPClassifier(hidden=(), epochs=20, learning_rate=1e-2, random_state=0),
+    LaplaceClassifier(hidden=(), epochs=20, learning_rate=1e-2, n_samples=20, random_state=0),
     DeepEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, random_state=0),
     TAGIClassifier(hidden=(), epochs=10, random_state=0),
     MCDropoutClassifier(hidden=(), epochs=20, dropout=0.05, n_samples=10, learning_rate=1e-2, random_state=0),
@@ -71,7 +75,7 @@ ESTIMATORS = [
 def _expected_failed(estimator) -> dict:
     """The R^2 threshold fails for every estimator whose score is a log density; the conformal
     wrapper's score is R^2 (it has no density), so the check applies to it as written."""
-    classifiers = (PBPClassifier, MAPClassifier, DeepEnsembleClassifier, TAGIClassifier, MCDropoutClassifier)
+    classifiers = (PBPClassifier, MAPClassifier, LaplaceClassifier, DeepEnsembleClassifier, TAGIClassifier, MCDropoutClassifier)
     return {} if isinstance(estimator, (ConformalRegressor, *classifiers)) else EXPECTED_FAILED
 
 

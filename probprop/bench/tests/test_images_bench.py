@@ -16,7 +16,7 @@ def have_images():
         pytest.skip("no shared/data image sets here")
 
 
-@pytest.mark.parametrize("method", ["pbp-1pass", "map", "ensemble", "tagi-1pass", "mcdropout"])
+@pytest.mark.parametrize("method", ["pbp-1pass", "map", "ensemble", "tagi-1pass", "mcdropout", "laplace"])
 def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     row, arrays = images.job("mnist", method, 0, 1, 300, None, test_rows=400)
     assert row["error"] < 0.5  # chance is 0.9
@@ -28,6 +28,13 @@ def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     assert np.allclose(arrays["proba"].sum(1), 1)
     text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
     assert f"| mnist | {method} |" in text
+
+
+def test_laplace_cnn_is_map_cnns_network_with_a_last_layer_posterior():
+    """The Laplace rows' networks are trained exactly as the MAP rows' (same parameters and seed)."""
+    la, point = images._probprop_model("laplace-cnn", 1, 0), images._probprop_model("map-cnn", 1, 0)
+    assert {k: v for k, v in la.get_params().items() if k in point.get_params()} == point.get_params()
+    assert la.n_samples == images.LAPLACE_SAMPLES and la.prior_precision is None
 
 
 def test_the_pytagi_job_where_pytagi_is_installed(have_images):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from probprop import learners
-from probprop.learners import dvi, ensemble, mapnet, mcdropout, pbp, pbp_ensemble, tagi
+from probprop.learners import dvi, ensemble, laplace, mapnet, mcdropout, pbp, pbp_ensemble, tagi
 from probprop.learners.base import Learner, Moments
 
 #: A small spec per registered learner: a new learner must add one here to be tested.
@@ -17,6 +17,7 @@ SPECS = {
     "tagi": tagi.TAGISpec(n_in=3, hidden=(6,)),
     "dvi": dvi.DVISpec(n_in=3, hidden=(6,)),
     "map": mapnet.MAPSpec(n_in=3, hidden=(6,)),
+    "laplace": laplace.LaplaceSpec(n_in=3, hidden=(6,)),
     "ensemble": ensemble.EnsembleSpec(n_in=3, hidden=(6,), n_members=2),
     "mcdropout": mcdropout.MCDropoutSpec(n_in=3, hidden=(6,), n_samples=30),
 }

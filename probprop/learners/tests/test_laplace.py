@@ -1,0 +1,183 @@
+"""The last-layer Laplace approximation (probprop.learners.laplace) against its oracles: the
+curvature against autodiff's Hessian, the posterior of a network with no hidden layer against
+Bayesian linear regression in closed form, the evidence's choice against a brute-force log
+determinant, the predictive moments and the draws against Monte Carlo."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probprop import LaplaceClassifier, LaplaceRegressor, MAPClassifier
+from probprop.io import ModelFileError, load_model
+from probprop.learners import laplace, mapnet
+from probprop.likelihoods.classification import softmax_nll
+
+
+def _trained(spec, X, y, epochs=30, seed=0):
+    state = laplace.init(jax.random.PRNGKey(seed), spec)
+    for _ in range(epochs):
+        state = laplace.update(state, X, y)
+    return state
+
+
+def _classes(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    y = np.argmax(X @ rng.normal(size=(3, 3)) + 0.5 * rng.normal(size=(n, 3)), axis=1).astype(float)
+    return X, y
+
+
+@pytest.mark.parametrize("classes", [0, 3])
+def test_the_curvature_is_autodiffs_hessian_of_the_last_layer_and_ignores_masked_rows(classes):
+    X, y = _classes()
+    if not classes:
+        y = X @ np.array([1.0, -0.5, 0.3])
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(5,), n_classes=classes, learning_rate=1e-2)
+    state = _trained(spec, X, y, epochs=5)
+    params = state.network.params
+    phi = laplace.features(params, spec.network, X)
+
+    def nll(theta):  # the data term of the negative log posterior as a function of the last layer
+        out = phi @ theta.reshape(spec.n_features, spec.n_out)
+        if classes:
+            return jnp.sum(softmax_nll(out, y))
+        return jnp.sum(0.5 * (y - out[:, 0]) ** 2 * jnp.exp(-params["log_noise"]))
+
+    with jax.enable_x64(True):
+        oracle = jax.hessian(nll)(laplace.last_layer(params).reshape(-1))
+        G = laplace.curvature(params, spec.network, jnp.asarray(X), block=16)  # several blocks, a padded last one
+        np.testing.assert_allclose(G, oracle, rtol=1e-10, atol=1e-10 * np.abs(oracle).max())
+        padded = np.vstack([X, np.full((7, 3), 5.0)])
+        mask = np.arange(len(padded)) < len(X)
+        np.testing.assert_allclose(laplace.curvature(params, spec.network, jnp.asarray(padded), jnp.asarray(mask), block=16),
+                                   oracle, rtol=1e-10, atol=1e-10 * np.abs(oracle).max())
+
+
+def test_without_hidden_layers_the_posterior_is_bayesian_linear_regression():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 2))
+    y = X @ np.array([0.8, -0.4]) + 0.2 + 0.3 * rng.normal(size=60)
+    spec = laplace.LaplaceSpec(n_in=2, hidden=(), learning_rate=3e-2, prior_precision=2.5)
+    state = laplace.finish(_trained(spec, X, y, epochs=40), X, y)
+    noise = float(np.exp(state.network.params["log_noise"]))
+    Phi = np.hstack([X, np.ones((60, 1))])
+    Sigma = np.linalg.inv(Phi.T @ Phi / noise + 2.5 * np.eye(3))  # the exact posterior's covariance
+    np.testing.assert_allclose(laplace.covariance(state), Sigma, rtol=1e-9)
+    Xt = rng.normal(size=(5, 2)) * 3
+    Phit = np.hstack([Xt, np.ones((5, 1))])
+    moments = laplace.predict(state, Xt)
+    np.testing.assert_allclose(moments.epistemic_var, np.einsum("ni,ij,nj->n", Phit, Sigma, Phit), rtol=1e-9)
+    np.testing.assert_allclose(moments.noise_var, noise)
+    mean_oracle = Phit @ np.asarray(laplace.last_layer(state.network.params))[:, 0]
+    np.testing.assert_allclose(moments.mean, mean_oracle, rtol=1e-12)
+
+
+def test_the_evidence_picks_the_grid_point_a_brute_force_log_determinant_picks():
+    X, y = _classes(80, seed=2)
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=3, learning_rate=1e-2)
+    state = laplace.finish(_trained(spec, X, y, epochs=20), X, y)
+    with jax.enable_x64(True):
+        G = np.asarray(laplace.curvature(state.network.params, spec.network, jnp.asarray(X)))
+    theta_sq = float(np.sum(np.asarray(laplace.last_layer(state.network.params)) ** 2))
+    grid = laplace.PRIOR_PRECISION_GRID[::20]
+    d = G.shape[0]
+    brute = [-0.5 * lam * theta_sq + 0.5 * d * np.log(lam) - 0.5 * np.linalg.slogdet(G + lam * np.eye(d))[1]
+             for lam in grid]
+    g = np.linalg.eigvalsh(G)
+    np.testing.assert_allclose(laplace.log_evidence(g, theta_sq, grid), brute, rtol=1e-9, atol=1e-8)
+    assert laplace.choose_prior_precision(g, theta_sq, grid) == grid[int(np.argmax(brute))]
+    assert float(state.prior_precision) == laplace.choose_prior_precision(g, theta_sq)
+    # the chosen precision is an interior maximum here (the ends would mean the grid is too short)
+    assert laplace.PRIOR_PRECISION_GRID[0] < float(state.prior_precision) < laplace.PRIOR_PRECISION_GRID[-1]
+
+
+def test_the_logit_moments_and_the_draws_match_monte_carlo():
+    X, y = _classes(100, seed=3)
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=3, learning_rate=1e-2, prior_precision=0.5,
+                               n_samples=40_000)
+    state = laplace.finish(_trained(spec, X, y, epochs=10), X, y)
+    Xt = np.random.default_rng(4).normal(size=(6, 3)) * 2
+    with jax.enable_x64(True):
+        thetas = np.asarray(laplace.last_layer_draws(state, 40_000))  # (S, F, K)
+        phi = np.asarray(laplace.features(state.network.params, spec.network, Xt))
+    draws = thetas.reshape(len(thetas), -1)
+    Sigma = np.asarray(laplace.covariance(state))
+    # the draws' covariance is the posterior's (Monte Carlo error ~ 1 / sqrt(S) of the scale)
+    np.testing.assert_allclose(np.cov(draws.T), Sigma, atol=0.03 * np.abs(Sigma).max())
+    logits = np.einsum("ni,sik->snk", phi, thetas)
+    moments = laplace.predict(state, Xt)
+    np.testing.assert_allclose(moments.mean, logits.mean(0), atol=0.02 * np.sqrt(np.max(moments.epistemic_var)))
+    np.testing.assert_allclose(moments.epistemic_var, logits.var(0), rtol=0.04)
+    probs = laplace.class_samples(state, Xt)
+    assert probs.shape == (40_000, 6, 3)
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(np.asarray(probs), softmax / softmax.sum(-1, keepdims=True), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(laplace.class_samples(state, Xt), probs)  # the same state, the same draws
+
+
+def test_far_from_the_data_the_laplace_network_is_less_confident_than_its_map_network():
+    # Kristiadi, Hein & Hennig (2020), theorem 2.4: a ReLU network's MAP confidence tends to one
+    # along a ray away from the data; the last-layer Laplace approximation's stays below it
+    X, y = _classes(200, seed=5)
+    common = {"hidden": (16,), "epochs": 60, "learning_rate": 1e-2, "random_state": 0}
+    la = LaplaceClassifier(n_samples=500, **common).fit(X, y)
+    point = MAPClassifier(**common).fit(X, y)
+    np.testing.assert_allclose(la.predict(X[:50]) == point.predict(X[:50]), True)  # the same MAP network
+    far = np.random.default_rng(6).normal(size=(20, 3)) * 1000
+    p_map, p_la = point.predict_proba(far).max(1), la.predict_proba(far).max(1)
+    assert np.all(p_map > 0.999)
+    assert np.median(p_la) < 0.95 and np.all(p_la <= p_map + 1e-12)
+    scores = la.predict_dist(far).scores()
+    near = la.predict_dist(X[:20]).scores()
+    assert np.median(scores["mutual_information"]) > 3 * np.median(near["mutual_information"])
+
+
+def test_estimators_choose_a_precision_and_keep_it_in_their_files(tmp_path):
+    X, y = _classes(150, seed=7)
+    model = LaplaceClassifier(hidden=(8,), epochs=20, learning_rate=1e-2, n_samples=50, random_state=0).fit(X, y)
+    assert model.prior_precision_ > 0
+    np.testing.assert_allclose(model.predict_proba(X).sum(1), 1.0)
+    model.save(tmp_path / "la.npz")
+    back = load_model(tmp_path / "la.npz")
+    assert type(back) is LaplaceClassifier and back.prior_precision_ == model.prior_precision_
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    fixed = LaplaceClassifier(hidden=(8,), epochs=20, learning_rate=1e-2, n_samples=50, prior_precision=3.0,
+                              random_state=0).fit(X, y)
+    assert fixed.prior_precision_ == 3.0
+    reg = LaplaceRegressor(hidden=(8,), epochs=10, random_state=0).fit(X, X[:, 0] - X[:, 1])
+    reg.save(tmp_path / "lr.npz")
+    np.testing.assert_array_equal(load_model(tmp_path / "lr.npz").predict(X), reg.predict(X))
+
+
+def test_a_file_whose_posterior_is_not_positive_is_refused(tmp_path):
+    import zipfile
+
+    X, y = _classes(60, seed=8)
+    model = LaplaceClassifier(hidden=(4,), epochs=3, n_samples=5, random_state=0).fit(X, y)
+    path = tmp_path / "la.npz"
+    for leaf, value, message in (("posterior_variances", -1.0, "non-positive variances"),
+                                 ("prior_precision", 0.0, "prior precision must be positive")):
+        state = model.state_
+        arrays = {leaf: np.full_like(np.asarray(getattr(state, leaf)), value)}
+        model.state_ = state.replace(**{k: jnp.asarray(v) for k, v in arrays.items()})
+        model.save(path)
+        model.state_ = state
+        assert zipfile.is_zipfile(path)
+        with pytest.raises((ModelFileError, ValueError), match=message):
+            load_model(path)
+
+
+def test_bad_specs_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="homoscedastic head"):
+        laplace.LaplaceSpec(n_in=3, hidden=(4,), heteroscedastic=True)
+    with pytest.raises(ValueError, match="n_samples must be a positive int"):
+        laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=2, n_samples=0)
+    with pytest.raises(ValueError, match="prior_precision"):
+        laplace.LaplaceSpec(n_in=3, hidden=(4,), prior_precision=-1.0)
+    with pytest.raises(ValueError, match="more than the 6144"):
+        laplace.LaplaceSpec(n_in=3, hidden=(1000,), n_classes=10)
+    with pytest.raises(ValueError, match="prior_precision must be a positive float"):
+        LaplaceClassifier(prior_precision="evidence").fit(*_classes(20))
+    with pytest.raises(TypeError, match="LaplaceSpec"):
+        laplace.init(jax.random.PRNGKey(0), mapnet.MAPSpec(n_in=3))
