@@ -63,6 +63,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn --epochs 16 --out docs/benchmarks/images-cnn-fashion-16
 	$(BIN)/probprop bench images --datasets mnist --methods tagi-cnn --epochs 5 --workers 1 --out docs/benchmarks/images-tagi-cnn
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
+	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods map-cnn,laplace-cnn --epochs 1 --out docs/benchmarks/images-laplace
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`

@@ -24,7 +24,7 @@ has no feature names: ``predict`` and ``evaluate`` then refuse it unless ``--by-
 that the CSV's feature columns are in the order the model was fitted with (and then says on
 standard error that it matches them by position).
 
-``fit --model`` chooses the network (pbp, pbp-ensemble, tagi, dvi, map, mcdropout, ensemble);
+``fit --model`` chooses the network (pbp, pbp-ensemble, tagi, dvi, map, laplace, mcdropout, ensemble);
 the options that set one model's parameters (:data:`MODEL_OPTIONS`) are errors with the others.
 
 Text cells of output CSV files (the index labels, column names) that start with ``=``, ``+``,
@@ -401,13 +401,16 @@ MODEL_OPTIONS = (
                 "(they learn from the mean output only). [default: noise-feedback]"),
     ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
                 "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
-    ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "ensemble"),
-                "Rows per update. [default: 10 for tagi, 32 for dvi, map and ensemble]",
+    ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "laplace", "ensemble"),
+                "Rows per update. [default: 10 for tagi, 32 for dvi, map, laplace and ensemble]",
                 {"type": click.IntRange(min=1)}),
-    ModelOption(("--learning-rate",), "learning_rate", ("dvi", "map", "ensemble"),
+    ModelOption(("--learning-rate",), "learning_rate", ("dvi", "map", "laplace", "ensemble"),
                 "Adam's step size; for ensemble also a comma list or 'select' (chosen on a validation split). "
-                "[default: 0.003 for dvi, 0.01 for map and ensemble]",
-                {"callback": _parse_positive("a step size"), "metavar": "RATE"}, one_value=("dvi", "map")),
+                "[default: 0.003 for dvi, 0.01 for map, laplace and ensemble]",
+                {"callback": _parse_positive("a step size"), "metavar": "RATE"}, one_value=("dvi", "map", "laplace")),
+    ModelOption(("--prior-precision",), "prior_precision", ("laplace",),
+                "Prior precision of the last-layer posterior; not given: chosen by the Laplace evidence.",
+                {"callback": _parse_positive("a precision", grid=False), "metavar": "PRECISION"}),
     ModelOption(("--dropout",), "dropout", ("mcdropout",),
                 "Dropout rate, a comma list to choose from, or 'select' (the authors' grid). [default: select]",
                 {"callback": _parse_positive("a rate", upper=1.0), "metavar": "select|RATE"}),
@@ -592,7 +595,7 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
     Every column other than --target (and --index-col) is a feature. The options marked with
     model names set those models' parameters; given with another --model they are an error.
     A target of text or booleans (or --task classification) fits the model's classifier (pbp, tagi,
-    map, mcdropout, ensemble).
+    map, laplace, mcdropout, ensemble).
     """
     import numpy as np
 

@@ -43,8 +43,10 @@ but the CNN methods):
   ``--epochs`` x 5 epochs (Adam, step 1e-3, batch 128): the ConvNet baselines of the PBP CNN.
 - ``laplace`` and ``laplace-cnn``: :class:`probprop.LaplaceClassifier`, a last-layer Laplace
   approximation (exact last-layer Hessian, prior precision by the evidence, probabilities over
-  :data:`LAPLACE_SAMPLES` draws of the last layer) on the MAP network of ``deep-ensemble`` (one
-  member, prior variance 1) and of ``map-cnn`` (the same network as ``map-cnn`` for the same seed).
+  :data:`LAPLACE_SAMPLES` draws of the last layer) on a MAP network: ``laplace`` the dense
+  layers of ``--hidden`` trained as ``deep-ensemble``'s members are (Adam, step 1e-3, batch 200,
+  ``--epochs`` x 5 epochs) but with a prior variance of 1; ``laplace-cnn`` exactly ``map-cnn``'s
+  network (the same parameters and seed: the same trained weights).
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`

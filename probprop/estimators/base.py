@@ -239,8 +239,6 @@ class MomentEstimator(Estimator):
                     now = int(np.sum(count_rejections(state)))
                     self.rejected_per_epoch_.append(now - before)
                     before = now
-        if learner.finish is not None:  # a posterior fitted after training (last-layer Laplace)
-            state = learner.finish(state, Xs, ys, mask)
         self.state_ = jax.device_get(state)
         if counts:
             self.n_rejected_ = int(np.sum(count_rejections(self.state_)))
@@ -262,7 +260,17 @@ class MomentEstimator(Estimator):
             self._run_epochs(Xp, yp, self.epochs, mask)
         else:
             self._run_epochs(Xs, ys, self.epochs)
+        self._finish(Xs, ys)
         return self
+
+    def _finish(self, Xs, ys) -> None:
+        """The learner's ``finish`` (a posterior fitted once after the last epoch of a fit, on the
+        standardised training rows), where it has one."""
+        import jax
+
+        finish = self._learner().finish
+        if finish is not None:
+            self.state_ = jax.device_get(finish(self.state_, Xs, ys, None))
 
     # ------------------------------------------------------------------ prediction
 
@@ -410,7 +418,7 @@ class MomentEstimator(Estimator):
 
     #: Hyperparameters that reach the learner's spec unchanged under the same name.
     _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic", "n_samples",
-                    "variance_update")
+                    "variance_update", "prior_precision")
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """The hyperparameters that a spec contradicts (a model file's parameters are checked

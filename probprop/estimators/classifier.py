@@ -573,11 +573,10 @@ def _fitted_prior_precision(estimator) -> float:
 
 
 def _check_laplace_state(state) -> None:
-    """A Laplace model file's prior precision must be positive (its posterior variances are
-    checked positive by :mod:`probprop.io`)."""
-    lam = float(np.asarray(state.prior_precision))
-    if not (np.isfinite(lam) and lam > 0):
-        raise ValueError(f"the last-layer posterior's prior precision must be positive, got {lam!r}")
+    """A Laplace model file's posterior (:func:`probprop.learners.laplace.check_state`)."""
+    from probprop.learners import laplace
+
+    laplace.check_state(state)
 
 
 @register_estimator

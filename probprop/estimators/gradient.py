@@ -113,9 +113,13 @@ class LaplaceRegressor(MAPRegressor):
 
     def __init__(self, hidden=(50,), epochs=40, learning_rate=1e-2, batch_size=32, prior_precision=None,
                  random_state=None, verbose=False):
-        super().__init__(hidden=hidden, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                         random_state=random_state, verbose=verbose)
+        self.hidden = hidden
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
         self.prior_precision = prior_precision
+        self.random_state = random_state
+        self.verbose = verbose
 
     def _validated_params(self) -> dict:
         from probprop.estimators.classifier import _prior_precision

@@ -45,8 +45,8 @@ dropout masks) gives the class probabilities of each of its S equally weighted n
 information, probability variance). Learners without it give output moments that the spec's
 ``output_likelihood`` turns into probabilities.
 
-``finish`` (optional) runs once after the last epoch of a fit, on the same rows: a posterior
-fitted after training (the last-layer Laplace approximation, :mod:`probprop.learners.laplace`,
+``finish`` (optional) runs once after the last epoch of a fit (``fit``, not ``partial_fit``), on
+the training rows: a posterior fitted after training (the last-layer Laplace approximation, :mod:`probprop.learners.laplace`,
 whose ``update`` trains the MAP network and leaves its posterior as it was).
 
 Each learner module defines ``learner = Learner(...)``, and :mod:`probprop.learners` lists it in

@@ -27,8 +27,10 @@ Predictions: the logits f(x) = theta^T phi~(x) are Gaussian, mean the MAP logits
 J Sigma J^T with J = I_K (x) phi~(x)^T; :func:`predict` returns their means and variances
 (regression: the mean, the variance of f and sigma^2). A classifier's class probabilities average
 the softmax over :attr:`LaplaceSpec.n_samples` draws of the last layer theta_s ~ N(theta*, Sigma)
-(:func:`class_samples`; the draws are shared by every row and derived from the state's key, so the
-same state gives the same prediction; laplace-torch's ``link_approx="mc"``).
+(:func:`class_samples`; laplace-torch's ``link_approx="mc"``). :func:`finish` draws them once, from
+a key derived from the state's, and the state keeps their deviations theta_s - theta* (S, D): every
+row and every call uses the same draws, and a model file's draws are checked against the
+posterior and the key they come from (:func:`check_state`).
 
     state = init(key, spec)                  # the MAP network's init; the posterior = the prior
     state = update(state, X, y)              # one MAP epoch (the posterior is not refitted)
@@ -59,8 +61,10 @@ from probprop.moments.mixture import mixture_moments
 PRIOR_PRECISION_GRID = np.logspace(-6.0, 6.0, 1201)
 #: At most this many last-layer parameters (the posterior is a dense D x D matrix, decomposed once).
 MAX_PARAMETERS = 6144
-#: Rows per block of the curvature's sum (a block holds rows x D numbers).
-CURVATURE_BLOCK = 1024
+#: At most this many draws of the last layer (a model file declaring more is refused), as MC dropout's passes.
+MAX_SAMPLES = 10_000
+#: Rows per block of the curvature's sum (a block's products hold rows x F x F x K numbers at most).
+CURVATURE_BLOCK = 256
 #: Salt that separates the draws of the last layer from the shuffling key carried in the state.
 _DRAW_SALT = 0x1A91A
 
@@ -79,13 +83,15 @@ class LaplaceSpec(mapnet.MAPSpec):
         if self.heteroscedastic:
             raise ValueError("the last-layer Laplace approximation takes a homoscedastic head (heteroscedastic=False)")
         check_positive("prior_precision", self.prior_precision, allow_none=True)
-        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1:
-            raise ValueError(f"n_samples must be a positive int, got {self.n_samples!r}")
+        if (isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int)
+                or not 1 <= self.n_samples <= MAX_SAMPLES):
+            raise ValueError(f"n_samples must be an int from 1 to {MAX_SAMPLES}, got {self.n_samples!r}")
         if self.n_parameters > MAX_PARAMETERS:
             raise ValueError(
-                f"the last layer has {self.n_parameters} parameters ({self.n_features} features x {self.n_out} "
-                f"outputs), more than the {MAX_PARAMETERS} a dense last-layer posterior takes here; use fewer units "
-                "in the last hidden layer")
+                f"the last layer has {self.n_parameters} parameters ({self.n_features} inputs with its bias x "
+                f"{self.n_out} outputs), more than the {MAX_PARAMETERS} a dense last-layer posterior takes here; "
+                "the last layer's inputs are the last hidden layer's units (or the convolutions' outputs, or the "
+                "features without hidden layers)")
 
     @property
     def n_features(self) -> int:
@@ -105,21 +111,27 @@ class LaplaceSpec(mapnet.MAPSpec):
 
 
 @partial(jax.tree_util.register_dataclass, data_fields=["network", "eigenvectors", "posterior_variances",
-                                                          "prior_precision"], meta_fields=["spec"])
+                                                          "prior_precision", "deviations"], meta_fields=["spec"])
 @dataclass(frozen=True)
 class LaplaceState:
     """The MAP network's state (:class:`GradientState`), the eigenvectors Q (D, D) of the data's
     curvature G, the posterior's variances along them 1 / (g + lambda) (D,), the prior precision
-    lambda, and the spec."""
+    lambda, the draws' deviations theta_s - theta* (S, D) (:func:`draw_deviations`), and the spec."""
 
     network: GradientState
     eigenvectors: jax.Array
     posterior_variances: jax.Array
     prior_precision: jax.Array
+    deviations: jax.Array
     spec: LaplaceSpec
 
     def replace(self, **changes) -> LaplaceState:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def spec_shape(self) -> tuple[int, int]:
+        """(F, K): the last layer's shape."""
+        return self.spec.n_features, self.spec.n_out
 
 
 def _initial_precision(spec: LaplaceSpec) -> float:
@@ -137,7 +149,8 @@ def init(key: jax.Array, spec: LaplaceSpec) -> LaplaceState:
     network = mapnet.init(key, spec.network)
     d, dtype = spec.n_parameters, jnp.float64
     lam = _initial_precision(spec)
-    return LaplaceState(network, jnp.eye(d, dtype=dtype), jnp.full((d,), 1.0 / lam, dtype), jnp.asarray(lam, dtype), spec)
+    Q, c = jnp.eye(d, dtype=dtype), jnp.full((d,), 1.0 / lam, dtype)
+    return LaplaceState(network, Q, c, jnp.asarray(lam, dtype), draw_deviations(network.key, Q, c, spec.n_samples), spec)
 
 
 @float64
@@ -146,6 +159,7 @@ def update(state: LaplaceState, X: jax.Array, y: jax.Array, mask: jax.Array | No
     return state.replace(network=mapnet.update(state.network, X, y, mask))
 
 
+@float64
 def features(params: dict, spec: mapnet.MAPSpec, X: jax.Array) -> jax.Array:
     """phi~(x): the output of every layer below the last (convolutions, hidden ReLU layers), with
     a column of ones appended for the bias; shape (n, F)."""
@@ -158,6 +172,7 @@ def features(params: dict, spec: mapnet.MAPSpec, X: jax.Array) -> jax.Array:
     return jnp.concatenate([h, jnp.ones((h.shape[0], 1), h.dtype)], axis=1)
 
 
+@float64
 def last_layer(params: dict) -> jax.Array:
     """theta* = (W; b), shape (F, K): the MAP last layer as the posterior's mean."""
     W, b = params["layers"][-1]
@@ -174,11 +189,16 @@ def output_curvature(spec: mapnet.MAPSpec, logits: jax.Array, params: dict) -> j
     return jnp.broadcast_to(precision, (logits.shape[0], 1, 1))
 
 
-@partial(jax.jit, static_argnames=("spec", "block"))
+@float64
 def curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None = None,
               block: int = CURVATURE_BLOCK) -> jax.Array:
     """G = sum_n mask_n kron(phi~_n phi~_n^T, Lambda_n), shape (D, D), summed over blocks of
     ``block`` rows (one compiled loop)."""
+    return _curvature(params, spec, jnp.asarray(X), None if mask is None else jnp.asarray(mask), block)
+
+
+@partial(jax.jit, static_argnames=("spec", "block"))
+def _curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int) -> jax.Array:
     n = X.shape[0]
     keep = jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
     blocks = -(-n // block)
@@ -220,15 +240,54 @@ def finish(state: LaplaceState, X: jax.Array, y: jax.Array, mask: jax.Array | No
     evidence unless the spec fixes it."""
     del y
     spec, params = state.spec, state.network.params
-    G = curvature(params, spec.network, jnp.asarray(X), None if mask is None else jnp.asarray(mask))
-    g, Q = np.linalg.eigh(np.asarray(G))
+    G = np.asarray(curvature(params, spec.network, X, mask))
+    theta = np.asarray(last_layer(params))
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(theta))):  # a diverged network: no posterior
+        nan = jnp.full_like(state.posterior_variances, jnp.nan)
+        return state.replace(posterior_variances=nan, deviations=jnp.full_like(state.deviations, jnp.nan))
+    g, Q = np.linalg.eigh(G)
     g = np.clip(g, 0.0, None)  # rounding can leave the null directions slightly negative
-    theta_sq = float(np.sum(np.asarray(last_layer(params)) ** 2))
+    theta_sq = float(np.sum(theta**2))
     lam = float(spec.prior_precision) if spec.prior_precision is not None else choose_prior_precision(g, theta_sq)
-    return state.replace(eigenvectors=jnp.asarray(Q), posterior_variances=jnp.asarray(1.0 / (g + lam)),
-                         prior_precision=jnp.asarray(lam, jnp.float64))
+    Q, c = jnp.asarray(Q), jnp.asarray(1.0 / (g + lam))
+    return state.replace(eigenvectors=Q, posterior_variances=c, prior_precision=jnp.asarray(lam, jnp.float64),
+                         deviations=draw_deviations(state.network.key, Q, c, spec.n_samples))
 
 
+@float64
+def draw_deviations(key: jax.Array, eigenvectors: jax.Array, variances: jax.Array, n_samples: int) -> jax.Array:
+    """``n_samples`` draws of theta_s - theta* ~ N(0, Q diag(c) Q^T), shape (S, D), from a key
+    derived from ``key`` (the network's: the same state gives the same draws)."""
+    return _draw_deviations(key, eigenvectors, variances, int(n_samples))
+
+
+@partial(jax.jit, static_argnums=3)
+def _draw_deviations(key, eigenvectors, variances, n_samples):
+    z = jax.random.normal(jax.random.fold_in(key, _DRAW_SALT), (n_samples, variances.shape[0]), jnp.float64)
+    return (z * jnp.sqrt(variances)) @ eigenvectors.T
+
+
+def check_state(state: LaplaceState) -> None:
+    """What a model file's posterior must satisfy, or a ValueError naming what it breaks: a positive
+    prior precision (the spec's where it fixes one), variances in (0, 1 / lambda] (each is
+    1 / (g + lambda) with g >= 0), and the draws the posterior and the network's key give."""
+    spec = state.spec
+    lam = float(np.asarray(state.prior_precision))
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"the last-layer posterior's prior precision must be positive, got {lam!r}")
+    if spec.prior_precision is not None and not np.isclose(lam, spec.prior_precision, rtol=1e-12, atol=0):
+        raise ValueError(f"the posterior's prior precision {lam!r} is not the spec's {spec.prior_precision!r}")
+    c = np.asarray(state.posterior_variances)
+    if not (np.all(c > 0) and np.all(c <= (1.0 + 1e-9) / lam)):
+        raise ValueError("the last-layer posterior's variances must lie in (0, 1 / prior precision]")
+    expected = np.asarray(draw_deviations(state.network.key, state.eigenvectors, state.posterior_variances,
+                                          spec.n_samples))
+    scale = float(np.sqrt(np.max(c)))
+    if not np.allclose(np.asarray(state.deviations), expected, rtol=1e-9, atol=1e-9 * scale):
+        raise ValueError("the last layer's draws are not those of the posterior and the network's key")
+
+
+@float64
 def covariance(state: LaplaceState) -> jax.Array:
     """Sigma = Q diag(1 / (g + lambda)) Q^T, shape (D, D)."""
     Q = state.eigenvectors
@@ -241,8 +300,8 @@ def _output_moments(state: LaplaceState, X: jax.Array):
     phi = features(state.network.params, spec.network, X)
     f_dim, k_dim = spec.n_features, spec.n_out
     mean = phi @ last_layer(state.network.params)
-    blocks = covariance(state).reshape(f_dim, k_dim, f_dim, k_dim)
-    diagonal = jnp.einsum("ikjk->kij", blocks)  # Cov(theta_ik, theta_jk) per output k
+    Q = state.eigenvectors.reshape(f_dim, k_dim, -1)
+    diagonal = jnp.einsum("ikd,d,jkd->kij", Q, state.posterior_variances, Q)  # Cov(theta_ik, theta_jk) per output k
     var = jnp.einsum("ni,kij,nj->nk", phi, diagonal, phi)
     return mean, jnp.maximum(var, 0.0)
 
@@ -276,20 +335,20 @@ def predict(state: LaplaceState, X: jax.Array, X_var: jax.Array | None = None) -
     return _predict_noisy(state, X, X_var, mapnet.INPUT_DRAWS)
 
 
-def last_layer_draws(state: LaplaceState, n_samples: int) -> jax.Array:
-    """``n_samples`` draws theta_s ~ N(theta*, Sigma), shape (S, F, K), from a key derived from the
-    state's (the same state gives the same draws)."""
+@float64
+def last_layer_draws(state: LaplaceState, n_samples: int | None = None) -> jax.Array:
+    """Draws theta_s ~ N(theta*, Sigma), shape (S, F, K): the state's own (``n_samples`` None) or
+    ``n_samples`` fresh ones from the same key (:func:`draw_deviations`)."""
     spec = state.spec
-    key = jax.random.fold_in(state.network.key, _DRAW_SALT)
-    z = jax.random.normal(key, (n_samples, spec.n_parameters), jnp.float64)
-    deltas = (z * jnp.sqrt(state.posterior_variances)) @ state.eigenvectors.T
-    return last_layer(state.network.params)[None] + deltas.reshape(n_samples, spec.n_features, spec.n_out)
+    deviations = state.deviations if n_samples is None else draw_deviations(
+        state.network.key, state.eigenvectors, state.posterior_variances, n_samples)
+    return last_layer(state.network.params)[None] + deviations.reshape(-1, spec.n_features, spec.n_out)
 
 
 @jax.jit
 def _class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
     phi = features(state.network.params, state.spec.network, X)
-    thetas = last_layer_draws(state, state.spec.n_samples)
+    thetas = last_layer(state.network.params)[None] + state.deviations.reshape(-1, *state.spec_shape)
     return jax.nn.softmax(jnp.einsum("ni,sik->snk", phi, thetas), axis=-1)
 
 

@@ -67,6 +67,7 @@ def test_evaluate_and_info_describe_a_classifier(files):
 @pytest.mark.parametrize(("model", "options", "name", "epochs"), [
     ("tagi", ["--batch-size", "5"], "TAGIClassifier", "20"),
     ("mcdropout", ["--dropout", "0.05"], "MCDropoutClassifier", "150"),
+    ("laplace", ["--prior-precision", "3", "--batch-size", "16"], "LaplaceClassifier", "150"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
     """--model picks the family member's classifier, its options reach it, and predict reads

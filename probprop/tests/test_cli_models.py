@@ -40,6 +40,8 @@ CASES = {
             "3-4-1: 3 inputs, 1 hidden layer (4 units), 1 output"),
     "map": (["--heteroscedastic", "--batch-size", "16"], {"heteroscedastic": True, "batch_size": 16},
             "3-4-2: 3 inputs, 1 hidden layer (4 units), 2 outputs (mean and noise variance)"),
+    "laplace": (["--prior-precision", "2.5", "--learning-rate", "0.02"], {"prior_precision": 2.5, "learning_rate": 0.02},
+                "3-4-1: 3 inputs, 1 hidden layer (4 units), 1 output"),
     "mcdropout": (["--dropout", "0.1", "--tau", "20", "--samples", "10"], {"dropout": 0.1, "tau": 20.0, "n_samples": 10},
                   "3-4-1: 3 inputs, 1 hidden layer (4 units), 1 output"),
     "ensemble": (["--members", "2", "--learning-rate", "0.005"], {"n_members": 2, "learning_rate": 0.005},
@@ -205,7 +207,7 @@ def test_two_inapplicable_options_are_named_together(runner, data):
     result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "mcdropout",
                                           "--noise", "0.1", "--batch-size", "8"])
     _one_line_error(result, "--noise applies to --model pbp only; --batch-size applies to --model tagi or dvi or map "
-                            "or ensemble only (this is --model mcdropout)", exit_code=2)
+                            "or laplace or ensemble only (this is --model mcdropout)", exit_code=2)
 
 
 def test_unknown_model_and_bad_values(runner, data):
@@ -238,7 +240,8 @@ def test_the_option_table_matches_the_estimators():
     assert tuple(PBP_INFERENCE) == tuple(pbp.INFERENCE)
     # the defaults `fit --help` states
     epochs = {name: params["epochs"].default for name, params in signatures.items()}
-    assert epochs == {"pbp": 40, "pbp-ensemble": 40, "tagi": 40, "dvi": 100, "map": 40, "mcdropout": 400, "ensemble": 40}
+    assert epochs == {"pbp": 40, "pbp-ensemble": 40, "tagi": 40, "dvi": 100, "map": 40, "laplace": 40, "mcdropout": 400,
+                      "ensemble": 40}
     assert {name: params["hidden"].default for name, params in signatures.items()} == dict.fromkeys(MODELS, (50,))
 
 

@@ -22,11 +22,11 @@ FAST = [
     DVIRegressor(hidden=(8,), epochs=3, random_state=0),
     DVIRegressor(hidden=(8,), epochs=3, heteroscedastic=False, random_state=0),
     MAPRegressor(hidden=(8,), epochs=3, random_state=0),
-    LaplaceRegressor(hidden=(8,), epochs=3, random_state=0),
     DeepEnsembleRegressor(hidden=(8,), epochs=3, n_members=2, random_state=0),
     MCDropoutRegressor(hidden=(8,), epochs=3, dropout=0.05, tau=10.0, n_samples=20, random_state=0),
     TAGIRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
     PBPRegressor(hidden=(8,), epochs=3, heteroscedastic=True, random_state=0),
+    LaplaceRegressor(hidden=(8,), epochs=3, random_state=0),
 ]
 
 

@@ -11,7 +11,6 @@ import pytest
 from probprop import LaplaceClassifier, LaplaceRegressor, MAPClassifier
 from probprop.io import ModelFileError, load_model
 from probprop.learners import laplace, mapnet
-from probprop.likelihoods.classification import softmax_nll
 
 
 def _trained(spec, X, y, epochs=30, seed=0):
@@ -38,11 +37,10 @@ def test_the_curvature_is_autodiffs_hessian_of_the_last_layer_and_ignores_masked
     params = state.network.params
     phi = laplace.features(params, spec.network, X)
 
-    def nll(theta):  # the data term of the negative log posterior as a function of the last layer
-        out = phi @ theta.reshape(spec.n_features, spec.n_out)
-        if classes:
-            return jnp.sum(softmax_nll(out, y))
-        return jnp.sum(0.5 * (y - out[:, 0]) ** 2 * jnp.exp(-params["log_noise"]))
+    def nll(theta):  # the training loss's data term (mapnet's own) as a function of the last layer
+        W = theta.reshape(spec.n_features, spec.n_out)
+        swapped = {**params, "layers": (*params["layers"][:-1], (W[:-1], W[-1]))}
+        return jnp.sum(mapnet.row_losses(swapped, spec.network, jnp.asarray(X), jnp.asarray(y)))
 
     with jax.enable_x64(True):
         oracle = jax.hessian(nll)(laplace.last_layer(params).reshape(-1))
@@ -95,25 +93,25 @@ def test_the_evidence_picks_the_grid_point_a_brute_force_log_determinant_picks()
 def test_the_logit_moments_and_the_draws_match_monte_carlo():
     X, y = _classes(100, seed=3)
     spec = laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=3, learning_rate=1e-2, prior_precision=0.5,
-                               n_samples=40_000)
+                               n_samples=10_000)
     state = laplace.finish(_trained(spec, X, y, epochs=10), X, y)
     Xt = np.random.default_rng(4).normal(size=(6, 3)) * 2
-    with jax.enable_x64(True):
-        thetas = np.asarray(laplace.last_layer_draws(state, 40_000))  # (S, F, K)
-        phi = np.asarray(laplace.features(state.network.params, spec.network, Xt))
+    thetas = np.asarray(laplace.last_layer_draws(state))  # the state's own draws, (S, F, K)
+    phi = np.asarray(laplace.features(state.network.params, spec.network, Xt))
     draws = thetas.reshape(len(thetas), -1)
     Sigma = np.asarray(laplace.covariance(state))
     # the draws' covariance is the posterior's (Monte Carlo error ~ 1 / sqrt(S) of the scale)
-    np.testing.assert_allclose(np.cov(draws.T), Sigma, atol=0.03 * np.abs(Sigma).max())
+    np.testing.assert_allclose(np.cov(draws.T), Sigma, atol=0.06 * np.abs(Sigma).max())
     logits = np.einsum("ni,sik->snk", phi, thetas)
     moments = laplace.predict(state, Xt)
-    np.testing.assert_allclose(moments.mean, logits.mean(0), atol=0.02 * np.sqrt(np.max(moments.epistemic_var)))
-    np.testing.assert_allclose(moments.epistemic_var, logits.var(0), rtol=0.04)
+    np.testing.assert_allclose(moments.mean, logits.mean(0), atol=0.04 * np.sqrt(np.max(moments.epistemic_var)))
+    np.testing.assert_allclose(moments.epistemic_var, logits.var(0), rtol=0.08)
     probs = laplace.class_samples(state, Xt)
-    assert probs.shape == (40_000, 6, 3)
+    assert probs.shape == (10_000, 6, 3)
     softmax = np.exp(logits - logits.max(-1, keepdims=True))
     np.testing.assert_allclose(np.asarray(probs), softmax / softmax.sum(-1, keepdims=True), rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(laplace.class_samples(state, Xt), probs)  # the same state, the same draws
+    np.testing.assert_allclose(laplace.last_layer_draws(state, 10_000), thetas, rtol=1e-12, atol=1e-14)
 
 
 def test_far_from_the_data_the_laplace_network_is_less_confident_than_its_map_network():
@@ -123,7 +121,8 @@ def test_far_from_the_data_the_laplace_network_is_less_confident_than_its_map_ne
     common = {"hidden": (16,), "epochs": 60, "learning_rate": 1e-2, "random_state": 0}
     la = LaplaceClassifier(n_samples=500, **common).fit(X, y)
     point = MAPClassifier(**common).fit(X, y)
-    np.testing.assert_allclose(la.predict(X[:50]) == point.predict(X[:50]), True)  # the same MAP network
+    for a, b in zip(jax.tree.leaves(la.state_.network.params), jax.tree.leaves(point.state_.params), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same MAP network, trained the same way
     far = np.random.default_rng(6).normal(size=(20, 3)) * 1000
     p_map, p_la = point.predict_proba(far).max(1), la.predict_proba(far).max(1)
     assert np.all(p_map > 0.999)
@@ -137,6 +136,11 @@ def test_estimators_choose_a_precision_and_keep_it_in_their_files(tmp_path):
     X, y = _classes(150, seed=7)
     model = LaplaceClassifier(hidden=(8,), epochs=20, learning_rate=1e-2, n_samples=50, random_state=0).fit(X, y)
     assert model.prior_precision_ > 0
+    # fit ran finish: the posterior is the one the training rows give the trained network
+    Xs = (X - model.x_mean_) / model.x_scale_
+    again = laplace.finish(model.state_, Xs, None)
+    np.testing.assert_allclose(model.state_.posterior_variances, again.posterior_variances, rtol=1e-9)
+    assert np.ptp(np.asarray(model.state_.posterior_variances)) > 0.1 / model.prior_precision_
     np.testing.assert_allclose(model.predict_proba(X).sum(1), 1.0)
     model.save(tmp_path / "la.npz")
     back = load_model(tmp_path / "la.npz")
@@ -150,29 +154,37 @@ def test_estimators_choose_a_precision_and_keep_it_in_their_files(tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "lr.npz").predict(X), reg.predict(X))
 
 
-def test_a_file_whose_posterior_is_not_positive_is_refused(tmp_path):
-    import zipfile
-
+def test_a_file_whose_posterior_breaks_its_rules_is_refused(tmp_path):
     X, y = _classes(60, seed=8)
     model = LaplaceClassifier(hidden=(4,), epochs=3, n_samples=5, random_state=0).fit(X, y)
     path = tmp_path / "la.npz"
-    for leaf, value, message in (("posterior_variances", -1.0, "non-positive variances"),
-                                 ("prior_precision", 0.0, "prior precision must be positive")):
-        state = model.state_
-        arrays = {leaf: np.full_like(np.asarray(getattr(state, leaf)), value)}
-        model.state_ = state.replace(**{k: jnp.asarray(v) for k, v in arrays.items()})
+    state = model.state_
+    c = np.asarray(state.posterior_variances)
+    lam = float(state.prior_precision)
+    for changes, message in (({"posterior_variances": -c}, "non-positive variances"),
+                             ({"prior_precision": np.asarray(0.0)}, "prior precision must be positive"),
+                             ({"posterior_variances": c * 0 + 2.0 / lam}, "variances must lie in"),
+                             ({"prior_precision": np.asarray(lam * 4)}, "variances must lie in"),
+                             ({"deviations": np.asarray(state.deviations) * 1.01}, "draws are not those")):
+        model.state_ = state.replace(**changes)
         model.save(path)
         model.state_ = state
-        assert zipfile.is_zipfile(path)
         with pytest.raises((ModelFileError, ValueError), match=message):
             load_model(path)
+    fixed = LaplaceClassifier(hidden=(4,), epochs=3, n_samples=5, prior_precision=2.0, random_state=0).fit(X, y)
+    fixed.state_ = fixed.state_.replace(prior_precision=np.asarray(1.0), posterior_variances=np.minimum(
+        np.asarray(fixed.state_.posterior_variances), 1.0))
+    fixed.save(path)
+    with pytest.raises((ModelFileError, ValueError), match="not the spec's"):
+        load_model(path)
 
 
 def test_bad_specs_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="homoscedastic head"):
         laplace.LaplaceSpec(n_in=3, hidden=(4,), heteroscedastic=True)
-    with pytest.raises(ValueError, match="n_samples must be a positive int"):
-        laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=2, n_samples=0)
+    for bad in (0, 10_001, True):
+        with pytest.raises(ValueError, match="n_samples must be an int from 1 to 10000"):
+            laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=2, n_samples=bad)
     with pytest.raises(ValueError, match="prior_precision"):
         laplace.LaplaceSpec(n_in=3, hidden=(4,), prior_precision=-1.0)
     with pytest.raises(ValueError, match="more than the 6144"):
