@@ -8,8 +8,8 @@ Three measurements, in one report:
 
 1. **The schedule** on a small network (4-10-1, 2,000 rows of y = sin(x_0) + x_1 / 2 + noise, test
    LL on 2,000 fresh rows, 20 epochs, 3 seeds), in process: serial SEP; K shards with one damped
-   round per epoch (δ = 1/sqrt(K), the first design); the default schedule (16 K rounds per
-   epoch damped by 1/sqrt(K), small rounds at the start of the first epoch).
+   round per epoch (δ = 1/sqrt(K), the first design); the default schedule (64 K rounds per
+   epoch damped by K^(-1/4), small rounds at the start of the first epoch).
 2. **Scale**: Friedman-1 with five irrelevant inputs (x ~ U(0, 1)^10, y = 10 sin(π x_0 x_1) +
    20 (x_2 - 1/2)^2 + 10 x_3 + 5 x_4 + N(0, 1)), ``--rows`` training rows generated on the fly
    (nothing stored) and 100,000 test rows, a 10-50-1 PBP-SEP network, ``--epochs`` epochs:
@@ -36,6 +36,15 @@ SMALL_SEEDS = (0, 1, 2)
 TEST_ROWS = 100_000
 #: The test LL a perfect mean achieves under the N(0, 1) noise: -log(2 pi e) / 2.
 NOISE_LL = -0.5 * np.log(2 * np.pi * np.e)
+
+
+def _default_label() -> str:
+    """Section 1's name for the default schedule (:func:`probprop.learners.pbp_sharded.schedule`)."""
+    from fractions import Fraction
+
+    from probprop.learners.pbp_sharded import DAMPING_EXPONENT, SYNCS_PER_SHARD
+
+    return f"default ({SYNCS_PER_SHARD} K rounds, damped K^(-{Fraction(DAMPING_EXPONENT).limit_denominator(16)}), warm-up)"
 
 
 # --------------------------------------------------------------------------------------
@@ -123,7 +132,7 @@ def schedule_rows(shards=(2, 4, 8), log=print) -> list[dict]:
             rows.append({"config": "1 round per epoch, damped 1/sqrt(K)", "shards": k, "seed": seed,
                          **_scores(one, Xt, yt, 0.0, 1.0)})
             default, _ = pbp_sharded.fit(start, X, y, k, SMALL_EPOCHS)
-            rows.append({"config": "default (16 K rounds, damped 1/sqrt(K), warm-up)", "shards": k, "seed": seed,
+            rows.append({"config": _default_label(), "shards": k, "seed": seed,
                          **_scores(default, Xt, yt, 0.0, 1.0)})
         log(f"schedule: seed {seed} done")
     return rows
@@ -301,16 +310,17 @@ def report(frame, command: str, wall: float, started: str = "?", machine: dict |
             serial = scale[scale["shards"] == 1].iloc[0]
             per_row = serial["fit_seconds"] / (serial["rows"] * serial["epochs"])
             per_round = float(cost["seconds_per_round"].max())
+            from probprop.learners.pbp_sharded import SYNCS_PER_SHARD as syncs
             lines += ["### Projection to a cluster", "",
-                      (f"An epoch over N rows with K shards on K cores costs about N t / K + 16 K c: t = "
+                      (f"An epoch over N rows with K shards on K cores costs about N t / K + {syncs} K c: t = "
                       f"{1e6 * per_row:.1f} µs per SEP update (serial row above), c = {1000 * per_round:.1f} ms per "
                       "round (the largest measured above; between machines add the network's round trip and the "
-                      "posterior's transfer, 2 x 8 bytes per weight each way). With the default 16 K rounds per "
-                      "epoch the rounds grow with K, so the best K is about sqrt(N t / (16 c)):"), "",
+                      f"posterior's transfer, 2 x 8 bytes per weight each way). With the default {syncs} K rounds per "
+                      f"epoch the rounds grow with K, so the best K is about sqrt(N t / ({syncs} c)):"), "",
                       "| N | K = 8 | K = 32 | K = 128 | best K |", "|---|---|---|---|---|"]
             for n in (10**7, 10**8, 10**9):
-                cells = [f"{n * per_row / k + 16 * k * per_round:,.0f} s" for k in (8, 32, 128)]
-                best = int(np.sqrt(n * per_row / (16 * per_round)))
+                cells = [f"{n * per_row / k + syncs * k * per_round:,.0f} s" for k in (8, 32, 128)]
+                best = int(np.sqrt(n * per_row / (syncs * per_round)))
                 lines.append(f"| {n:.0e} | " + " | ".join(cells) + f" | {best} |")
             lines.append("")
     return "\n".join(lines) + "\n"

@@ -96,7 +96,7 @@ class PBPRegressor(OnlineRegressor):
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
         its own tied site, whose SEP updates run in parallel and are merged in natural parameters
-        16 times per shard per epoch (``probprop.learners.pbp_sharded``); one shard is serial
+        up to 64 times per shard per epoch, damped by K^(-1/4) (``probprop.learners.pbp_sharded.schedule``); one shard is serial
         SEP. None: the serial fit. ``partial_fit`` ignores it.
     backend : {"local", "ray"}, default="local"
         Where the shards run: one vmapped program in this process, or one Ray actor per shard

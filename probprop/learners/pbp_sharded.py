@@ -29,13 +29,21 @@ Measured while choosing the defaults (``fit(..., syncs=..., damping=1)`` reprodu
 one round per epoch and no damping the fit diverges at K = 4 and 8 on the small network of
 ``probprop bench sharded`` (section 1, which shows the damped single round and the default);
 with 16 K undamped rounds per epoch it diverged on naval at K = 8 in the first epoch, and on
-protein at K = 8 unless the first rounds are small. So the default is ``syncs = 16 K`` rounds per epoch, damping δ = 1/sqrt(K), and in
-the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of the
-rows already seen (:func:`round_bounds`; one shard has nothing to merge and never warms up,
-:func:`warms_up`). Over all splits of protein, kin8nm and naval
-(docs/benchmarks/pbp-sharded) it never diverged; the paired test LL difference from serial SEP
-for K = 2 / 4 / 8 is protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014 (SE
-0.009), naval -0.13 / -0.26 / -0.35 (there the damped merges converge more slowly per epoch).
+protein at K = 8 unless the first rounds are small. The first default, ``16 K`` rounds damped by
+δ = 1/sqrt(K), never diverged over all splits of protein, kin8nm and naval but stayed 0.01-0.015
+nats below serial SEP on kin8nm and protein at K = 4 and 8 and 0.13-0.35 on naval (the damped
+merges move the posterior less per epoch). More rounds allow less damping: on splits 0-5 of
+kin8nm and naval and the five of protein (a paired comparison with serial SEP, ad hoc), ``64 K`` rounds damped by δ = K^(-1/4) were closer
+to serial SEP than the first default at every K on protein, kin8nm and naval, and ``64 K``
+undamped rounds were better on naval but worse on kin8nm. So the default is ``syncs = 64 K``
+rounds per epoch (:data:`SYNCS_PER_SHARD`), damping δ = K^(-1/4) (:data:`DAMPING_EXPONENT`), and
+in the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of
+the rows already seen (:func:`round_bounds`; one shard has nothing to merge and never warms up,
+:func:`warms_up`). Over all splits of protein, kin8nm and naval (docs/benchmarks/pbp-sharded)
+the paired test LL difference from serial SEP for K = 2 / 4 / 8 is protein -0.004 / +0.001 /
+-0.001, kin8nm -0.003 / +0.003 / +0.011 (SE 0.009-0.011), naval -0.09 / -0.13 / -0.18 (the first
+default: protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014, naval -0.13 / -0.26 /
+-0.35). Naval, where single updates are strong, still converges more slowly per epoch.
 
 In one process the K local passes of a round run as one vmapped program over the shards (padded
 to a common length and masked; the masked shuffle reproduces each shard's unpadded order), which
@@ -58,7 +66,9 @@ from probprop.learners._order import shuffled_order
 from probprop.learners.base import float64
 
 #: Rounds per epoch per shard by default: ``syncs = SYNCS_PER_SHARD * K`` (module docstring).
-SYNCS_PER_SHARD = 16
+SYNCS_PER_SHARD = 64
+#: The default damping is δ = K ** -DAMPING_EXPONENT (module docstring).
+DAMPING_EXPONENT = 0.25
 
 #: In the first epoch of a fit a round takes at most this share of the rows already seen, until
 #: the rounds reach their full size (module docstring).
@@ -112,7 +122,7 @@ def init_sites(state: pbp.PBPState, n_shards: int) -> pbp.TiedSites:
 
 def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int, float]:
     """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
-    (``16 K`` rounds, δ = 1/sqrt(K); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
+    (``64 K`` rounds, δ = K^(-1/4); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
     rounds of ``ceil(n / syncs)`` rows (at most ``syncs``; n: the rows of the largest shard), plus
     the warm-up's small rounds in a fit's first epoch with more than one shard (:func:`round_bounds`,
     :func:`warms_up`)."""
@@ -121,7 +131,7 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
         syncs = 1 if n_shards == 1 else SYNCS_PER_SHARD * n_shards
     elif isinstance(syncs, bool) or not isinstance(syncs, (int, np.integer)) or syncs < 1:
         raise ValueError(f"syncs (rounds per epoch) must be a positive integer, got {syncs!r}")
-    damping = 1.0 / np.sqrt(n_shards) if damping is None else float(damping)
+    damping = float(n_shards) ** -DAMPING_EXPONENT if damping is None else float(damping)
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
     if n_shards == 1:
@@ -302,7 +312,7 @@ def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int 
     """One epoch over the shards (module docstring) in two compiled programs, the rounds and the
     EP prior step (:func:`finish_epoch`): returns ``(state, sites)``, the posterior after the EP
     prior step and every shard's tied site.
-    ``syncs``: rounds per epoch (default ``16 K``; one shard: 1); ``damping``: δ (default 1/sqrt(K));
+    ``syncs``: rounds per epoch (default ``64 K``; one shard: 1); ``damping``: δ (default K^(-1/4));
     ``warmup``: start with small rounds (:func:`round_bounds`; :func:`fit` does in its first epoch;
     one shard never does, :func:`warms_up`).
     ``sequential``: run the shards one after another instead of as one vmapped program (the

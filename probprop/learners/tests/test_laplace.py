@@ -35,7 +35,6 @@ def test_the_curvature_is_autodiffs_hessian_of_the_last_layer_and_ignores_masked
     spec = laplace.LaplaceSpec(n_in=3, hidden=(5,), n_classes=classes, learning_rate=1e-2)
     state = _trained(spec, X, y, epochs=5)
     params = state.network.params
-    phi = laplace.features(params, spec.network, X)
 
     def nll(theta):  # the training loss's data term (mapnet's own) as a function of the last layer
         W = theta.reshape(spec.n_features, spec.n_out)

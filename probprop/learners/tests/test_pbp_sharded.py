@@ -67,7 +67,8 @@ def test_vmapped_shards_equal_the_shards_one_after_another():
 def test_shards_land_where_serial_sep_does_on_a_linear_model(syncs, damping):
     """One-hot Bayesian linear model (the SEP test's): 4 shards, 40 epochs, against serial SEP's
     40 epochs (both with the EP prior step): the posterior means and variances agree, with one
-    damped round per epoch and with the default schedule (64 rounds damped by 1/2)."""
+    damped round per epoch and with the default schedule (here 30 one-row rounds per epoch, as
+    many as a shard has rows, damped by 4^(-1/4))."""
     X, y, spec, state, _, _ = _one_hot_problem()
     start = pbp.init(jax.random.PRNGKey(0), spec.__class__(**{**spec.__dict__, "inference": "sep"}))
     start = start.replace(means=state.means)
@@ -104,8 +105,9 @@ def test_bad_input():
 
 def test_the_default_schedule_and_its_limit():
     assert pbp_sharded.schedule(1, 100) == (1, 1.0)
-    assert pbp_sharded.schedule(4, 1000) == (64, 0.5)
-    assert pbp_sharded.schedule(8, 20) == (20, 1 / np.sqrt(8))  # never more rounds than rows in a shard
+    assert pbp_sharded.schedule(4, 1000) == (256, 4 ** -0.25)  # 64 K rounds, damped by K^(-1/4)
+    assert pbp_sharded.schedule(16, 10_000) == (1024, 0.5)
+    assert pbp_sharded.schedule(8, 20) == (20, 8 ** -0.25)  # never more rounds than rows in a shard
     assert pbp_sharded.schedule(2, 50, syncs=3, damping=0.5) == (3, 0.5)
     assert pbp_sharded.schedule(1, 50, syncs=3, damping=0.5) == (3, 1.0)  # one shard: nothing to damp
 
