@@ -587,21 +587,20 @@ class LaplaceClassifier(MAPClassifier):
     cross-entropy there, with a prior precision chosen by the Laplace evidence. Class
     probabilities average the softmax over ``n_samples`` draws of the last layer (shared by every
     row, fixed by the fitted state); the uncertainty scores are their spread (mutual information,
-    probability variance). See :mod:`probprop.learners.laplace`.
+    probability variance). See :mod:`probprop.learners.laplace`. The last layer may have at most
+    :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters ((units of the last hidden layer +
+    1) x classes): its posterior is a dense matrix.
 
     Parameters
     ----------
-    hidden, epochs, conv, image_shape, pooling, learning_rate, batch_size, prior_var, input_scaling,
-    constant_tol, random_state, verbose : as in :class:`MAPClassifier` (the network and its training).
+    hidden, epochs, conv, image_shape, pooling, learning_rate, batch_size, prior_var, input_scaling, constant_tol, random_state, verbose :
+        as in :class:`MAPClassifier` (the network and its training).
     prior_precision : float or None, default=None
         Precision of the Gaussian prior on the last layer's parameters in the posterior; None:
         the value of :data:`probprop.learners.laplace.PRIOR_PRECISION_GRID` with the largest
         Laplace evidence (``prior_precision_``).
     n_samples : int, default=100
-        Draws of the last layer a prediction averages.
-
-    The last layer may have at most :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters
-    ((units of the last hidden layer + 1) x classes): its posterior is a dense matrix.
+        Draws of the last layer a prediction averages (at most 10,000).
     """
 
     _learner_name = "laplace"
