@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
 # Every report under docs/benchmarks except those run on the lent GPU (docs/benchmarks/accelerator,
-# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 14 hours on 2 cores.
+# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 15 hours on 2 cores.
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \
@@ -64,6 +64,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets mnist --methods tagi-cnn --epochs 5 --workers 1 --out docs/benchmarks/images-tagi-cnn
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods map-cnn,laplace-cnn --epochs 1 --out docs/benchmarks/images-laplace
+	$(BIN)/probprop bench images --datasets mnist --methods deep-ensemble-cnn --members 15 --epochs 1 --out docs/benchmarks/images-cnn-ensemble15
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
