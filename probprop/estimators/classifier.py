@@ -20,7 +20,7 @@ from probprop.estimators import _checks
 from probprop.estimators import tagi as tagi_estimator
 from probprop.estimators._api import ClassifierMixin, check_is_fitted, validate_data
 from probprop.estimators.base import MomentEstimator, StreamLearning
-from probprop.estimators.gradient import EnsembleStepSize
+from probprop.estimators.gradient import EnsembleStepSize, LastLayerLaplace
 from probprop.io import register_estimator
 from probprop.layers import Dense
 from probprop.layers.conv import POOLINGS, conv_stack
@@ -562,25 +562,8 @@ class MAPClassifier(_SoftmaxNetwork):
                               n_classes=len(self.classes_), conv=_conv_pieces(self, n_in, params["conv"]))
 
 
-def _prior_precision(value):
-    """``prior_precision``: None (chosen by the evidence) or a positive float."""
-    return None if value is None else _checks.positive_float("prior_precision", value)
-
-
-def _fitted_prior_precision(estimator) -> float:
-    check_is_fitted(estimator, "state_")
-    return float(estimator.state_.prior_precision)
-
-
-def _check_laplace_state(state) -> None:
-    """A Laplace model file's posterior (:func:`probprop.learners.laplace.check_state`)."""
-    from probprop.learners import laplace
-
-    laplace.check_state(state)
-
-
 @register_estimator
-class LaplaceClassifier(MAPClassifier):
+class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
     """A MAP softmax network with a last-layer Laplace approximation (Kristiadi, Hein & Hennig 2020;
     laplace-torch's ``last_layer`` posterior with the full Hessian): after training, a Gaussian
     posterior over the last layer's weights and biases from the exact Hessian of the
@@ -618,8 +601,7 @@ class LaplaceClassifier(MAPClassifier):
         self.n_samples = n_samples
 
     def _validated_params(self) -> dict:
-        return {**super()._validated_params(), "prior_precision": _prior_precision(self.prior_precision),
-                "n_samples": _checks.positive_int("n_samples", self.n_samples)}
+        return {**super()._validated_params(), "n_samples": _checks.positive_int("n_samples", self.n_samples)}
 
     def _make_spec(self, n_in, params):
         from probprop.learners import laplace
@@ -627,16 +609,6 @@ class LaplaceClassifier(MAPClassifier):
         network = super()._make_spec(n_in, params)
         return laplace.LaplaceSpec(**{f: getattr(network, f) for f in network.__dataclass_fields__},
                                    prior_precision=params["prior_precision"], n_samples=params["n_samples"])
-
-    @property
-    def prior_precision_(self) -> float:
-        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
-        return _fitted_prior_precision(self)
-
-    @classmethod
-    def _restore(cls, params, spec, state, scaling, feature_names, fitted):
-        _check_laplace_state(state)
-        return super()._restore(params, spec, state, scaling, feature_names, fitted)
 
 
 @register_estimator

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from probprop.estimators import _checks
+from probprop.estimators._api import check_is_fitted
 from probprop.estimators.base import DivergedError, MomentRegressor
 from probprop.io import register_estimator
 from probprop.learners import dvi, ensemble, mapnet, mcdropout
@@ -92,8 +93,32 @@ class MAPRegressor(_NetworkParams, MomentRegressor):
 
 
 
+class LastLayerLaplace:
+    """What the last-layer Laplace estimators share (regressor and classifier): the
+    ``prior_precision`` parameter's check, the fitted ``prior_precision_``, and the check of a
+    model file's posterior (:func:`probprop.learners.laplace.check_state`)."""
+
+    def _validated_params(self) -> dict:
+        precision = None if self.prior_precision is None else _checks.positive_float("prior_precision",
+                                                                                       self.prior_precision)
+        return {**super()._validated_params(), "prior_precision": precision}
+
+    @property
+    def prior_precision_(self) -> float:
+        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
+        check_is_fitted(self, "state_")
+        return float(self.state_.prior_precision)
+
+    @classmethod
+    def _restore(cls, params, spec, state, scaling, feature_names, fitted):
+        from probprop.learners import laplace
+
+        laplace.check_state(state)
+        return super()._restore(params, spec, state, scaling, feature_names, fitted)
+
+
 @register_estimator
-class LaplaceRegressor(MAPRegressor):
+class LaplaceRegressor(LastLayerLaplace, MAPRegressor):
     """A MAP network (homoscedastic noise) with a last-layer Laplace approximation (Kristiadi, Hein
     & Hennig 2020): after training, a Gaussian posterior over the last layer's weights and bias
     from the exact Hessian of the Gaussian log-likelihood there (Bayesian linear regression on the
@@ -121,31 +146,12 @@ class LaplaceRegressor(MAPRegressor):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validated_params(self) -> dict:
-        from probprop.estimators.classifier import _prior_precision
-
-        return {**super()._validated_params(), "prior_precision": _prior_precision(self.prior_precision)}
-
     def _make_spec(self, n_in, params):
         from probprop.learners import laplace
 
         return laplace.LaplaceSpec(n_in=n_in, hidden=params["hidden"], learning_rate=float(self.learning_rate),
                                    batch_size=_checks.positive_int("batch_size", self.batch_size),
                                    prior_precision=params["prior_precision"])
-
-    @property
-    def prior_precision_(self) -> float:
-        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
-        from probprop.estimators.classifier import _fitted_prior_precision
-
-        return _fitted_prior_precision(self)
-
-    @classmethod
-    def _restore(cls, params, spec, state, scaling, feature_names, fitted):
-        from probprop.estimators.classifier import _check_laplace_state
-
-        _check_laplace_state(state)
-        return super()._restore(params, spec, state, scaling, feature_names, fitted)
 
 
 class EnsembleStepSize:
