@@ -327,6 +327,9 @@ CLASSIFIERS = {
 #: The classifiers whose outputs are read through a softmax (the others: the probit likelihoods).
 SOFTMAX_CLASSIFIERS = ("MAPClassifier", "LaplaceClassifier", "MCDropoutClassifier", "DeepEnsembleClassifier")
 
+#: The estimators with a last-layer Laplace posterior (``info`` shows its prior precision).
+LAPLACE_ESTIMATORS = ("LaplaceRegressor", "LaplaceClassifier")
+
 #: The estimators whose every network has a noise-variance output (besides their
 #: ``heteroscedastic=True`` ones).
 ALWAYS_HETEROSCEDASTIC = ("DeepEnsembleRegressor",)
@@ -831,9 +834,9 @@ def info(model_path, as_json):
     """Show what a saved MODEL holds: estimator, network, noise, features, standardisation.
 
     Reads the file's metadata record with the checks `predict` makes before it reads any array;
-    only a noise level learned into the weights (PBP, PBP ensembles, homoscedastic DVI and MAP)
-    needs the whole model, which is then loaded and checked as `predict` loads it. Nothing is
-    fitted or predicted."""
+    only a noise level learned into the weights (PBP, PBP ensembles, homoscedastic DVI, MAP and
+    Laplace) or a last-layer Laplace posterior (its prior precision) needs the whole model, which
+    is then loaded and checked as `predict` loads it. Nothing is fitted or predicted."""
     summary = _model_summary(model_path)
     if as_json:
         click.echo(json.dumps(summary, indent=2, allow_nan=False))
@@ -903,6 +906,7 @@ def _model_summary(path: Path) -> dict:
         raise _malformed(path, "the fitted values are not a JSON object")
     version = meta.get("probprop_version")
     heteroscedastic = _heteroscedastic(estimator, params)
+    model = _load_model(path) if estimator in LAPLACE_ESTIMATORS else None  # its posterior lives in the state
     return {
         "file": str(path),
         "size_bytes": path.stat().st_size,
@@ -919,7 +923,8 @@ def _model_summary(path: Path) -> dict:
             "activation": params.get("activation") if isinstance(params.get("activation"), str) else None,
         },
         "training_rows": None,  # model files do not record it
-        "noise": _noise_summary(path, estimator, params, fitted, float(y_scale), heteroscedastic),
+        "noise": _noise_summary(path, estimator, params, fitted, float(y_scale), heteroscedastic, model),
+        "posterior": None if model is None else _laplace_summary(model),
         "classes": _class_labels(path, fitted),
         "chosen": _chosen(params, fitted, lambda scores: scores in fitted or f"fitted/{scores}" in headers),
         "feature_names": names,
@@ -952,10 +957,20 @@ def _outputs(fitted: dict, heteroscedastic: bool) -> int:
     return 2 if heteroscedastic else 1
 
 
+def _laplace_summary(model) -> dict:
+    """A last-layer Laplace model's posterior: its prior precision and how it was set, and the
+    number of parameters and of stored draws."""
+    spec = model.state_.spec
+    return {"kind": "last-layer Laplace", "prior_precision": model.prior_precision_,
+            "how": "chosen by the Laplace evidence" if spec.prior_precision is None else "as given",
+            "parameters": spec.n_parameters, "draws": spec.n_samples if spec.n_classes else None}
+
+
 def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_scale: float,
-                   heteroscedastic: bool) -> dict:
+                   heteroscedastic: bool, model=None) -> dict:
     """The model's noise: ``kind`` (learned, fixed, chosen, heteroscedastic), ``variance`` in units
-    of the target squared (None where it depends on the input or is not recorded), ``how``."""
+    of the target squared (None where it depends on the input or is not recorded), ``how``
+    (``model``: the file's model where the caller has loaded it already)."""
     def result(kind, variance, how):
         if variance is not None and not (math.isfinite(variance) and variance > 0):
             variance, how = None, "not a positive, finite number in the file"
@@ -973,7 +988,7 @@ def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_sca
             raise _malformed(path, "the noise parameter is neither 'learn' nor a positive number")
         return result("fixed", float(params["noise"]), "as given to fit")
     if estimator in ("PBPRegressor", "PBPEnsembleRegressor", "DVIRegressor", "MAPRegressor", "LaplaceRegressor"):
-        model = _load_model(path)  # the learned noise lives in the weights' state
+        model = model if model is not None else _load_model(path)  # the learned noise lives in the weights' state
         try:
             return result("learned", *_learned_noise(model, estimator))
         except (OverflowError, ValueError, FloatingPointError):  # a file's extreme values
@@ -1053,6 +1068,11 @@ def _info_lines(summary: dict):
     else:
         yield "noise", (f"{noise['kind']}, variance {noise['variance']:.4g} (std {noise['std']:.4g} in the target's "
                         f"units): {noise['how']}")
+    posterior = summary.get("posterior")
+    if posterior:
+        draws = f", {posterior['draws']:,} draws of it per prediction" if posterior["draws"] else ""
+        yield "posterior", (f"{posterior['kind']} over {posterior['parameters']:,} parameters, prior precision "
+                            f"{posterior['prior_precision']:.4g} ({posterior['how']}){draws}")
     if summary["chosen"]:
         yield "chosen", ", ".join(f"{k} {v:.4g}" for k, v in summary["chosen"].items()) + " (on a validation split)"
     names = summary["feature_names"]

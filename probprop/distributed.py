@@ -249,7 +249,8 @@ class RayShards:
         from probprop.learners import pbp_sharded
         from probprop.learners.base import float64
 
-        syncs, damping = pbp_sharded.schedule(self.shards.n_shards, self.shards.X.shape[1], syncs, damping)
+        syncs, damping = pbp_sharded.schedule(self.shards.n_shards, self.shards.X.shape[1], syncs, damping,
+                                              first=warmup)
         warmup = pbp_sharded.warms_up(self.shards.n_shards, warmup)
 
         @float64

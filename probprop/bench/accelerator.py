@@ -172,7 +172,7 @@ def serial_reference(rows: int, path: Path = SERIAL_RESULTS) -> float | None:
 
 def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: float | None) -> list[str]:
     """The two sharded sections of the report (module docstring), as lines."""
-    from probprop.learners.pbp_sharded import DAMPING_EXPONENT, SYNCS_PER_SHARD
+    from probprop.learners.pbp_sharded import FIRST_EPOCH_DAMPING_EXPONENT, SYNCS_PER_SHARD
 
     name = platform.upper()
     lines = [
@@ -180,7 +180,7 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         "## Minibatch (parallel) SEP: K shards' updates side by side",
         "",
         (f"One epoch (a fit's first: up to {SYNCS_PER_SHARD} K rounds, no more than the rows per shard, after the "
-         f"warm-up's small ones, damping K^(-{DAMPING_EXPONENT:g})) of sharded SEP over {cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both "
+         f"warm-up's small ones, damping K^(-{FIRST_EPOCH_DAMPING_EXPONENT:g})) of sharded SEP over {cpu[0]['rows']:,} Friedman-1 rows, 10-50-1, from the same start on both "
          f"devices; K = 1 is serial SEP (one round of every row, no warm-up: the updates of `pbp.update`). "
          f"Seconds of a second call (the first compiles). Test LL over 100,000 test rows in y's units "
          f"(the noise alone allows at best -1.419)."),

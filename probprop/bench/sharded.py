@@ -9,7 +9,7 @@ Three measurements, in one report:
 1. **The schedule** on a small network (4-10-1, 2,000 rows of y = sin(x_0) + x_1 / 2 + noise, test
    LL on 2,000 fresh rows, 20 epochs, 3 seeds), in process: serial SEP; K shards with one damped
    round per epoch (δ = 1/sqrt(K), the first design); the default schedule (64 K rounds per
-   epoch damped by K^(-1/4), small rounds at the start of the first epoch).
+   epoch damped by K^(-1/4), the first epoch by 1/sqrt(K) and starting with small rounds).
 2. **Scale**: Friedman-1 with five irrelevant inputs (x ~ U(0, 1)^10, y = 10 sin(π x_0 x_1) +
    20 (x_2 - 1/2)^2 + 10 x_3 + 5 x_4 + N(0, 1)), ``--rows`` training rows generated on the fly
    (nothing stored) and 100,000 test rows, a 10-50-1 PBP-SEP network, ``--epochs`` epochs:
@@ -42,9 +42,13 @@ def _default_label() -> str:
     """Section 1's name for the default schedule (:func:`probprop.learners.pbp_sharded.schedule`)."""
     from fractions import Fraction
 
-    from probprop.learners.pbp_sharded import DAMPING_EXPONENT, SYNCS_PER_SHARD
+    from probprop.learners.pbp_sharded import DAMPING_EXPONENT, FIRST_EPOCH_DAMPING_EXPONENT, SYNCS_PER_SHARD
 
-    return f"default ({SYNCS_PER_SHARD} K rounds, damped K^(-{Fraction(DAMPING_EXPONENT).limit_denominator(16)}), warm-up)"
+    def power(a):
+        return f"K^(-{Fraction(a).limit_denominator(16)})"
+
+    return (f"default ({SYNCS_PER_SHARD} K rounds, damped {power(DAMPING_EXPONENT)}, the first epoch "
+            f"{power(FIRST_EPOCH_DAMPING_EXPONENT)} with a warm-up)")
 
 
 # --------------------------------------------------------------------------------------

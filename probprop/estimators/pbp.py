@@ -96,8 +96,8 @@ class PBPRegressor(OnlineRegressor):
     shards : int or None, default=None
         With ``inference="sep"``: :meth:`fit` splits the rows into this many shards, each with
         its own tied site, whose SEP updates run in parallel and are merged in natural parameters
-        up to 64 times per shard per epoch, damped by K^(-1/4) (``probprop.learners.pbp_sharded.schedule``); one shard is serial
-        SEP. None: the serial fit. ``partial_fit`` ignores it.
+        up to 64 times per shard per epoch, damped by K^(-1/4) (the first epoch by 1/sqrt(K);
+        ``probprop.learners.pbp_sharded.schedule``); one shard is serial SEP. None: the serial fit. ``partial_fit`` ignores it.
     backend : {"local", "ray"}, default="local"
         Where the shards run: one vmapped program in this process, or one Ray actor per shard
         (``pip install "probprop[ray]"``; the cluster of ``$RAY_ADDRESS`` or of a running

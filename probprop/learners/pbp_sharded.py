@@ -33,17 +33,25 @@ protein at K = 8 unless the first rounds are small. The first default, ``16 K`` 
 δ = 1/sqrt(K), never diverged over all splits of protein, kin8nm and naval but stayed 0.01-0.015
 nats below serial SEP on kin8nm and protein at K = 4 and 8 and 0.13-0.35 on naval (the damped
 merges move the posterior less per epoch). More rounds allow less damping: on splits 0-5 of
-kin8nm and naval and the five of protein (a paired comparison with serial SEP, ad hoc), ``64 K`` rounds damped by δ = K^(-1/4) were closer
-to serial SEP than the first default at every K on protein, kin8nm and naval, and ``64 K``
-undamped rounds were better on naval but worse on kin8nm. So the default is ``syncs = 64 K``
-rounds per epoch (:data:`SYNCS_PER_SHARD`), damping δ = K^(-1/4) (:data:`DAMPING_EXPONENT`), and
-in the first epoch of a fit rounds that grow from one row, each at most :data:`WARMUP_GROWTH` of
-the rows already seen (:func:`round_bounds`; one shard has nothing to merge and never warms up,
-:func:`warms_up`). Over all splits of protein, kin8nm and naval (docs/benchmarks/pbp-sharded)
-the paired test LL difference from serial SEP for K = 2 / 4 / 8 is protein -0.004 / +0.001 /
--0.001, kin8nm -0.003 / +0.003 / +0.011 (SE 0.009-0.011), naval -0.09 / -0.13 / -0.18 (the first
-default: protein -0.005 / -0.012 / -0.010, kin8nm -0.009 / -0.012 / -0.014, naval -0.13 / -0.26 /
--0.35). Naval, where single updates are strong, still converges more slowly per epoch.
+kin8nm and naval and the five of protein (a paired comparison with serial SEP, ad hoc), ``64 K``
+rounds damped by δ = K^(-1/4) were closer to serial SEP than the first default at every K on
+protein, kin8nm and naval, and ``64 K`` undamped rounds were better on naval but worse on kin8nm.
+But a fit's first epoch, which moves the posterior from the prior, needs the stronger damping:
+one epoch over Friedman-1 rows (``probprop bench sharded``'s problem, K = 8, in process, ad hoc)
+lost 0.012 / 0.014 / 0.010 nats to serial SEP over 4 x 10^5 / 2 x 10^6 / 10^7 rows damped by
+K^(-1/4), and gained 0.006 / 0.007 or lost 0.002 damped by 1/sqrt(K). So the default is
+``syncs = 64 K`` rounds per epoch (:data:`SYNCS_PER_SHARD`), damping δ = K^(-1/4)
+(:data:`DAMPING_EXPONENT`) but δ = 1/sqrt(K) in a fit's first epoch
+(:data:`FIRST_EPOCH_DAMPING_EXPONENT`), and in that first epoch rounds that grow from one row,
+each at most :data:`WARMUP_GROWTH` of the rows already seen (:func:`round_bounds`; one shard has
+nothing to merge and never warms up, :func:`warms_up`). Over all splits of protein, kin8nm and
+naval (docs/benchmarks/pbp-sharded) the paired test LL difference from serial SEP for K = 2 / 4 /
+8 is protein -0.002 / -0.004 / -0.004, kin8nm +0.008 / +0.004 / +0.023 (SE 0.009-0.010), naval
+-0.09 / -0.15 / -0.19 (K^(-1/4) in every epoch: protein -0.004 / +0.001 / -0.001, kin8nm -0.003
+/ +0.003 / +0.011, naval -0.09 / -0.13 / -0.18; the first default: protein -0.005 / -0.012 /
+-0.010, kin8nm -0.009 / -0.012 / -0.014, naval -0.13 / -0.26 / -0.35); one epoch over 10^7 rows
+on Ray (docs/benchmarks/sharded) +0.005 / -0.001 / -0.002. Naval, where single updates are
+strong, still converges more slowly per epoch.
 
 In one process the K local passes of a round run as one vmapped program over the shards (padded
 to a common length and masked; the masked shuffle reproduces each shard's unpadded order), which
@@ -67,8 +75,10 @@ from probprop.learners.base import float64
 
 #: Rounds per epoch per shard by default: ``syncs = SYNCS_PER_SHARD * K`` (module docstring).
 SYNCS_PER_SHARD = 64
-#: The default damping is δ = K ** -DAMPING_EXPONENT (module docstring).
+#: The default damping is δ = K ** -DAMPING_EXPONENT (module docstring) ...
 DAMPING_EXPONENT = 0.25
+#: ... but δ = K ** -FIRST_EPOCH_DAMPING_EXPONENT in a fit's first epoch (the warm-up's epoch).
+FIRST_EPOCH_DAMPING_EXPONENT = 0.5
 
 #: In the first epoch of a fit a round takes at most this share of the rows already seen, until
 #: the rounds reach their full size (module docstring).
@@ -120,9 +130,10 @@ def init_sites(state: pbp.PBPState, n_shards: int) -> pbp.TiedSites:
     return pbp.TiedSites(zeros, zeros)
 
 
-def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int, float]:
+def schedule(n_shards: int, n_rows: int, syncs=None, damping=None, first: bool = False) -> tuple[int, float]:
     """``(syncs, damping)`` checked, with the defaults of the module docstring filled in
-    (``64 K`` rounds, δ = K^(-1/4); one shard: δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
+    (``64 K`` rounds, δ = K^(-1/4), in a fit's first epoch (``first``) δ = K^(-1/2); one shard:
+    δ = 1). An epoch has ``ceil(n / ceil(n / syncs))``
     rounds of ``ceil(n / syncs)`` rows (at most ``syncs``; n: the rows of the largest shard), plus
     the warm-up's small rounds in a fit's first epoch with more than one shard (:func:`round_bounds`,
     :func:`warms_up`)."""
@@ -131,7 +142,9 @@ def schedule(n_shards: int, n_rows: int, syncs=None, damping=None) -> tuple[int,
         syncs = 1 if n_shards == 1 else SYNCS_PER_SHARD * n_shards
     elif isinstance(syncs, bool) or not isinstance(syncs, (int, np.integer)) or syncs < 1:
         raise ValueError(f"syncs (rounds per epoch) must be a positive integer, got {syncs!r}")
-    damping = float(n_shards) ** -DAMPING_EXPONENT if damping is None else float(damping)
+    if damping is None:
+        damping = float(n_shards) ** -(FIRST_EPOCH_DAMPING_EXPONENT if first else DAMPING_EXPONENT)
+    damping = float(damping)
     if not 0.0 < damping <= 1.0:
         raise ValueError(f"damping must lie in (0, 1], got {damping!r}")
     if n_shards == 1:
@@ -317,7 +330,7 @@ def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int 
     one shard never does, :func:`warms_up`).
     ``sequential``: run the shards one after another instead of as one vmapped program (the
     same numbers to rounding)."""
-    syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping)
+    syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping, first=warmup)
     state, sites, key = _rounds(state, sites, jnp.asarray(shards.X), jnp.asarray(shards.y), jnp.asarray(shards.mask),
                                 jnp.asarray(damping, jnp.float64), syncs=syncs,
                                 warmup=warms_up(shards.n_shards, warmup),

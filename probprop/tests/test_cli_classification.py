@@ -88,6 +88,15 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
     table = pd.read_csv(StringIO(result.output))
     np.testing.assert_allclose(table[["p_=cat", "p_dog", "p_eel"]].to_numpy(),
                                loaded.predict_proba(frame[["a", "b"]].iloc[:4]), rtol=1e-9)
+    info = json.loads(runner.invoke(main, ["info", str(out), "--json"]).output)
+    if model == "laplace":  # the posterior's prior precision, as given; 100 draws over (6 + 1) x 3 parameters
+        assert info["posterior"] == {"kind": "last-layer Laplace", "prior_precision": 3.0, "how": "as given",
+                                     "parameters": 21, "draws": 100}
+        text = runner.invoke(main, ["info", str(out)]).output
+        assert ("posterior      last-layer Laplace over 21 parameters, prior precision 3 (as given), 100 draws of it "
+                "per prediction") in text
+    else:
+        assert info["posterior"] is None
 
 
 def test_classification_errors_are_one_line(files, tmp_path):

@@ -267,6 +267,10 @@ def test_info_describes_every_model(runner, fitted, name):
         assert lines["noise"].startswith("heteroscedastic: ")
     else:
         assert "variance" in lines["noise"]
+    if name == "laplace":  # given as 2.5 (CASES); 4 hidden units + 1 bias, one output
+        assert lines["posterior"] == "last-layer Laplace over 5 parameters, prior precision 2.5 (as given)"
+    else:
+        assert "posterior" not in lines
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -288,6 +292,11 @@ def test_info_json(runner, fitted, data, name):
     assert info["standardisation"]["y_mean"] == model.y_mean_ and info["standardisation"]["y_scale"] == model.y_scale_
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params().items()}
     assert info["parameters"] == params
+    if name == "laplace":
+        assert info["posterior"]["prior_precision"] == model.prior_precision_ == 2.5
+        assert info["posterior"]["parameters"] == 5 and info["posterior"]["draws"] is None
+    else:
+        assert info["posterior"] is None
     # the noise info reports is the one the model predicts with
     noise_var = model.predict_dist(pd.read_csv(data["new"])).noise_var
     if name in HETEROSCEDASTIC:

@@ -110,6 +110,11 @@ def test_the_default_schedule_and_its_limit():
     assert pbp_sharded.schedule(8, 20) == (20, 8 ** -0.25)  # never more rounds than rows in a shard
     assert pbp_sharded.schedule(2, 50, syncs=3, damping=0.5) == (3, 0.5)
     assert pbp_sharded.schedule(1, 50, syncs=3, damping=0.5) == (3, 1.0)  # one shard: nothing to damp
+    # a fit's first epoch is damped by K^(-1/2) (module docstring); a given damping is kept
+    assert pbp_sharded.schedule(4, 1000, first=True) == (256, 0.5)
+    assert pbp_sharded.schedule(16, 10_000, first=True) == (1024, 0.25)
+    assert pbp_sharded.schedule(2, 50, syncs=3, damping=0.9, first=True) == (3, 0.9)
+    assert pbp_sharded.schedule(1, 50, first=True) == (1, 1.0)
 
 
 @pytest.mark.parametrize("n, syncs", [(1000, 8), (37, 4), (5, 16)])
@@ -175,3 +180,17 @@ def test_one_shard_never_warms_up():
     assert pbp_sharded.warms_up(1, True) is False
     assert pbp_sharded.warms_up(2, True) is True
     assert pbp_sharded.warms_up(8, False) is False
+
+
+def test_a_fit_damps_its_first_epoch_by_one_over_sqrt_k_and_the_rest_by_k_to_minus_a_quarter():
+    X, y, start = _network_problem(n=80)
+    default, _ = pbp_sharded.fit(start, X, y, n_shards=4, epochs=2, syncs=5)
+    shards = pbp_sharded.split_rows(X, y, 4)
+    state, sites = pbp_sharded.epoch(start, pbp_sharded.init_sites(start, 4), shards, syncs=5, damping=0.5,
+                                     warmup=True)
+    by_hand, _ = pbp_sharded.epoch(state, sites, shards, syncs=5, damping=4 ** -0.25)
+    _equal(default.means, by_hand.means)
+    _equal(default.variances, by_hand.variances)
+    swapped, _ = pbp_sharded.epoch(start, pbp_sharded.init_sites(start, 4), shards, syncs=5, damping=4 ** -0.25,
+                                   warmup=True)
+    assert not np.allclose(np.asarray(swapped.means[0]), np.asarray(state.means[0]))
