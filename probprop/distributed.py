@@ -241,9 +241,9 @@ class RayShards:
 
     def epoch(self, state, syncs: int | None = None, damping: float | None = None, warmup: bool = False):
         """One epoch: ``syncs`` rounds (default as :func:`~probprop.learners.pbp_sharded.schedule`;
-        ``warmup``: small rounds first with more than one shard,
-        :func:`~probprop.learners.pbp_sharded.round_bounds`), then
-        the EP prior step. Returns the new state (the sites are kept in ``self.sites``)."""
+        ``warmup``: a fit's first epoch: small rounds first with more than one shard,
+        :func:`~probprop.learners.pbp_sharded.round_bounds`, and the first epoch's default
+        damping), then the EP prior step. Returns the new state (the sites are kept in ``self.sites``)."""
         import jax
 
         from probprop.learners import pbp_sharded
@@ -318,7 +318,7 @@ def fit_sharded(state, X, y, n_shards: int, epochs: int, syncs: int | None = Non
     (X, y) (standardised units) in ``n_shards`` contiguous shards, in this process
     (``backend="local"``: one vmapped program per epoch) or one Ray actor per shard
     (``backend="ray"``); with more than one shard the first epoch starts with small rounds
-    (``warmup``). ``callback(epoch,
+    (``warmup``) and is damped by 1/sqrt(K) unless ``damping`` is given. ``callback(epoch,
     state)`` after every epoch. Returns ``(state, sites)``."""
     from probprop.learners import pbp_sharded
 

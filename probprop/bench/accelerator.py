@@ -172,7 +172,7 @@ def serial_reference(rows: int, path: Path = SERIAL_RESULTS) -> float | None:
 
 def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: float | None) -> list[str]:
     """The two sharded sections of the report (module docstring), as lines."""
-    from probprop.learners.pbp_sharded import FIRST_EPOCH_DAMPING_EXPONENT, SYNCS_PER_SHARD
+    from probprop.learners.pbp_sharded import DAMPING_EXPONENT, FIRST_EPOCH_DAMPING_EXPONENT, SYNCS_PER_SHARD
 
     name = platform.upper()
     lines = [
@@ -198,7 +198,7 @@ def sharded_report(cpu: list, acc: list, scale: list, platform: str, serial_ll: 
         return lines
     serial = next((c for c in cpu if c["shards"] == 1), None)
     rows = scale[0]["rows"]
-    text = [(f"Epochs as above (the first with its warm-up rounds) over {rows:,} Friedman-1 rows (`probprop bench "
+    text = [(f"Epochs as above (the first with its warm-up rounds; the later ones damped K^(-{DAMPING_EXPONENT:g})) over {rows:,} Friedman-1 rows (`probprop bench "
              f"sharded`'s problem and start), {name} only; fit: seconds of a second call.")]
     if serial:
         text.append(f"Speed-up: rows per second (rows x epochs / fit) against serial SEP on this machine's CPU in "

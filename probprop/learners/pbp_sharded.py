@@ -325,9 +325,10 @@ def epoch(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, syncs: int 
     """One epoch over the shards (module docstring) in two compiled programs, the rounds and the
     EP prior step (:func:`finish_epoch`): returns ``(state, sites)``, the posterior after the EP
     prior step and every shard's tied site.
-    ``syncs``: rounds per epoch (default ``64 K``; one shard: 1); ``damping``: δ (default K^(-1/4));
-    ``warmup``: start with small rounds (:func:`round_bounds`; :func:`fit` does in its first epoch;
-    one shard never does, :func:`warms_up`).
+    ``syncs``: rounds per epoch (default ``64 K``; one shard: 1); ``damping``: δ (default K^(-1/4),
+    with ``warmup`` 1/sqrt(K): :func:`schedule`); ``warmup``: a fit's first epoch, which starts
+    with small rounds (:func:`round_bounds`; one shard never does, :func:`warms_up`) and is damped
+    more by default (:func:`fit` says so for its first epoch).
     ``sequential``: run the shards one after another instead of as one vmapped program (the
     same numbers to rounding)."""
     syncs, damping = schedule(shards.n_shards, shards.X.shape[1], syncs, damping, first=warmup)
@@ -350,7 +351,8 @@ def fit(state: pbp.PBPState, X, y, n_shards: int, epochs: int, syncs: int | None
 def run_epochs(state: pbp.PBPState, sites: pbp.TiedSites, shards: Shards, epochs: int, syncs: int | None = None,
                damping: float | None = None, sequential: bool = False, callback=None):
     """A fit's ``epochs`` epochs (:func:`epoch`) over split ``shards``, the first with the warm-up
-    rounds; ``callback(epoch, state)`` after each. Returns ``(state, sites)``."""
+    rounds and (by default) its stronger damping; ``callback(epoch, state)`` after each. Returns
+    ``(state, sites)``."""
     for e in range(int(epochs)):
         state, sites = epoch(state, sites, shards, syncs, damping, sequential, warmup=e == 0)
         if callback is not None:

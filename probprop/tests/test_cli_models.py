@@ -383,6 +383,24 @@ def test_info_refuses_a_bad_file_in_one_line(runner, fitted, data, case, needle)
         assert line.startswith("Error: cannot read the model: ") and str(path) in line
 
 
+def test_info_shows_a_laplace_prior_precision_chosen_by_the_evidence_and_refuses_a_broken_posterior(runner, data):
+    train = pd.read_csv(data["train"])
+    model = estimators.LaplaceRegressor(hidden=(4,), epochs=3, random_state=0)
+    model.fit(train[FEATURES], train["target"])
+    path = data["folder"] / "laplace-evidence.probprop"
+    model.save(path)
+    info = json.loads(runner.invoke(main, ["info", "--json", str(path)]).output)
+    assert info["posterior"]["how"] == "chosen by the Laplace evidence"
+    assert info["posterior"]["prior_precision"] == model.prior_precision_
+    lines = runner.invoke(main, ["info", str(path)]).output
+    assert f"prior precision {model.prior_precision_:.4g} (chosen by the Laplace evidence)" in lines
+    broken = _rewrite(path, data["folder"] / "laplace-broken.probprop",
+                      change_arrays=lambda arrays: arrays.update({"state/.prior_precision": np.array(-1.0)}))
+    for args in (["info", str(broken)], ["info", "--json", str(broken)]):
+        line = _one_line_error(runner.invoke(main, args), "prior precision must be positive")
+        assert line.startswith("Error: cannot read the model: ") and str(broken) in line
+
+
 def test_info_on_a_missing_file(runner, data):
     result = runner.invoke(main, ["info", str(data["folder"] / "none.probprop")])
     assert result.exit_code == 2 and "does not exist" in result.output
