@@ -325,10 +325,11 @@ CLASSIFIERS = {
 }
 
 #: The classifiers whose outputs are read through a softmax (the others: the probit likelihoods).
-SOFTMAX_CLASSIFIERS = ("MAPClassifier", "LaplaceClassifier", "MCDropoutClassifier", "DeepEnsembleClassifier")
+SOFTMAX_CLASSIFIERS = ("MAPClassifier", "LaplaceClassifier", "LaplaceEnsembleClassifier", "MCDropoutClassifier",
+                       "DeepEnsembleClassifier")
 
 #: The estimators with a last-layer Laplace posterior (``info`` shows its prior precision).
-LAPLACE_ESTIMATORS = ("LaplaceRegressor", "LaplaceClassifier")
+LAPLACE_ESTIMATORS = ("LaplaceRegressor", "LaplaceClassifier", "LaplaceEnsembleClassifier")
 
 #: The estimators whose every network has a noise-variance output (besides their
 #: ``heteroscedastic=True`` ones).
@@ -961,7 +962,10 @@ def _laplace_summary(model) -> dict:
     """A last-layer Laplace model's posterior: its prior precision and how it was set, and the
     number of parameters and of stored draws."""
     spec = model.state_.spec
-    return {"kind": "last-layer Laplace", "prior_precision": model.prior_precision_,
+    precision = model.prior_precision_  # a float, or one per member of a Laplace ensemble
+    members = getattr(spec, "n_members", None)
+    return {"kind": "last-layer Laplace" if members is None else f"last-layer Laplace, one per member ({members})",
+            "prior_precision": precision if members is None else [float(p) for p in precision],
             "how": "chosen by the Laplace evidence" if spec.prior_precision is None else "as given",
             "parameters": spec.n_parameters, "draws": spec.n_samples if spec.n_classes else None}
 
@@ -1070,9 +1074,12 @@ def _info_lines(summary: dict):
                         f"units): {noise['how']}")
     posterior = summary.get("posterior")
     if posterior:
-        draws = f", {posterior['draws']:,} draws of it per prediction" if posterior["draws"] else ""
-        yield "posterior", (f"{posterior['kind']} over {posterior['parameters']:,} parameters, prior precision "
-                            f"{posterior['prior_precision']:.4g} ({posterior['how']}){draws}")
+        precision, each = posterior["prior_precision"], isinstance(posterior["prior_precision"], list)
+        draws = f", {posterior['draws']:,} draws of {'each' if each else 'it'} per prediction" if posterior["draws"] else ""
+        precision = (f"prior precisions {min(precision):.4g} to {max(precision):.4g}" if each else
+                     f"prior precision {precision:.4g}")
+        yield "posterior", (f"{posterior['kind']} over {posterior['parameters']:,} parameters{' each' if each else ''}, "
+                            f"{precision} ({posterior['how']}){draws}")
     if summary["chosen"]:
         yield "chosen", ", ".join(f"{k} {v:.4g}" for k, v in summary["chosen"].items()) + " (on a validation split)"
     names = summary["feature_names"]
@@ -1215,14 +1222,15 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
               help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
                    "tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
-                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), pytagi (needs `make pytagi`).")
+                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-ensemble-cnn (deep-ensemble-cnn "
+                   "with a last-layer Laplace posterior per member), pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")
 @click.option("--hidden", multiple=True, default=("100,100",), show_default=True, callback=_parse_hidden,
               metavar="UNITS", help="Hidden units per layer (one to three layers) of all but the CNN methods.")
 @click.option("--members", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn).")
+              help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn, laplace-ensemble-cnn).")
 @click.option("--train-rows", type=click.IntRange(min=100), default=None, help="Use only the first N training images.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -47,6 +47,10 @@ but the CNN methods):
   layers of ``--hidden`` trained as ``deep-ensemble``'s members are (Adam, step 1e-3, batch 200,
   ``--epochs`` x 5 epochs) but with a prior variance of 1; ``laplace-cnn`` exactly ``map-cnn``'s
   network (the same parameters and seed: the same trained weights).
+- ``laplace-ensemble-cnn``: :class:`probprop.LaplaceEnsembleClassifier`, ``--members`` (five by
+  default) of ``map-cnn``'s networks (prior variance 1) trained together as ``deep-ensemble-cnn``'s
+  are, each with ``laplace-cnn``'s last-layer posterior (its own prior precision, :data:`LAPLACE_SAMPLES`
+  draws per member): a mixture of Laplace approximations (Eschenhagen et al. 2021).
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`
@@ -71,9 +75,9 @@ from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
 METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
-           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "pytagi")
+           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn")
+CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
@@ -82,18 +86,18 @@ CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
 FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
-                  "deep-ensemble-cnn", "laplace", "laplace-cnn")
+                  "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-ensemble-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
 ENSEMBLE_MEMBERS = 5
-ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn")
+ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn", "laplace-ensemble-cnn")
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
 TAGI_BATCH = 10
 #: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
 MC_DROPOUT_SAMPLES = 100
-#: Draws of the last layer per prediction of ``laplace`` and ``laplace-cnn``.
+#: Draws of the last layer per prediction of ``laplace`` and ``laplace-cnn`` (per member: ``laplace-ensemble-cnn``).
 LAPLACE_SAMPLES = 100
 #: ``pytagi``: the mini-batch of the ``tagi`` rows (pytagi's MNIST tutorial, cuTAGI
 #: ``examples/classification.py``, uses 128: 4.35 % MNIST error after three passes against 2.68 %
@@ -131,6 +135,7 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     from probprop.estimators import (
         DeepEnsembleClassifier,
         LaplaceClassifier,
+        LaplaceEnsembleClassifier,
         MAPClassifier,
         MCDropoutClassifier,
         PBPClassifier,
@@ -162,6 +167,8 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
         return DeepEnsembleClassifier(**cnn, n_members=members, **common)
     if method == "laplace-cnn":
         return LaplaceClassifier(**cnn, n_samples=LAPLACE_SAMPLES, **common)
+    if method == "laplace-ensemble-cnn":
+        return LaplaceEnsembleClassifier(**cnn, n_members=members, n_samples=LAPLACE_SAMPLES, **common)
     return None
 
 

@@ -5,7 +5,7 @@
 | :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
 | :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
 | :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
-| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``LaplaceClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
+| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``LaplaceClassifier``, ``LaplaceEnsembleClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
 | :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``LaplaceRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
 
 Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
@@ -16,6 +16,7 @@ from probprop.estimators.base import DivergedError, DriftWarning, MomentEstimato
 from probprop.estimators.classifier import (
     DeepEnsembleClassifier,
     LaplaceClassifier,
+    LaplaceEnsembleClassifier,
     MAPClassifier,
     MCDropoutClassifier,
     MomentClassifier,
@@ -40,6 +41,7 @@ __all__ = [
     "DivergedError",
     "DriftWarning",
     "LaplaceClassifier",
+    "LaplaceEnsembleClassifier",
     "LaplaceRegressor",
     "MAPClassifier",
     "MAPRegressor",

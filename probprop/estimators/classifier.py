@@ -611,6 +611,78 @@ class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
                                    prior_precision=params["prior_precision"], n_samples=params["n_samples"])
 
 
+class _LaplaceEnsembleNetworks(_SoftmaxNetwork):
+    """The networks' parameters of :class:`LaplaceEnsembleClassifier` (its posterior's are
+    :class:`LastLayerLaplace`'s)."""
+
+    def _validated_params(self) -> dict:
+        return {**_softmax_network_params(self),
+                "learning_rate": _checks.positive_float("learning_rate", self.learning_rate),
+                "n_members": _checks.positive_int("n_members", self.n_members),
+                "n_samples": _checks.positive_int("n_samples", self.n_samples)}
+
+
+@register_estimator
+class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
+    """A mixture of last-layer Laplace approximations (Eschenhagen et al. 2021, "MoLA"): a deep
+    ensemble of ``n_members`` softmax networks (as :class:`DeepEnsembleClassifier` trains them,
+    but with the Gaussian prior of ``prior_var`` on the weights, as :class:`LaplaceClassifier`'s
+    network), each given the last-layer Laplace posterior of :class:`LaplaceClassifier` after
+    training (its own prior precision, chosen by its evidence unless given). Class probabilities
+    average the softmax over ``n_samples`` draws of every member's last layer; the uncertainty
+    scores (mutual information, probability variance) are the spread of all of them: the members'
+    disagreement and each member's last-layer uncertainty. See
+    :mod:`probprop.learners.laplace_ensemble`. The members' posteriors together may hold at most
+    as many numbers as one posterior of :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters.
+
+    Parameters
+    ----------
+    hidden, epochs, conv, image_shape, pooling, batch_size, input_scaling, constant_tol, random_state, verbose :
+        as in :class:`MAPClassifier`.
+    n_members : int, default=5
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    prior_var : float or None, default=1.0
+        As in :class:`MAPClassifier`.
+    prior_precision : float or None, default=None
+        As in :class:`LaplaceClassifier`, for every member (``prior_precision_``: one per member).
+    n_samples : int, default=100
+        Draws of each member's last layer a prediction averages (at most 10,000).
+    """
+
+    _learner_name = "laplace_ensemble"
+    _progress_label = "ensemble epochs"
+    _point_estimate = False
+
+    def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", n_members=5,
+                 learning_rate=1e-3, batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100,
+                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.conv = conv
+        self.image_shape = image_shape
+        self.pooling = pooling
+        self.n_members = n_members
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.prior_var = prior_var
+        self.prior_precision = prior_precision
+        self.n_samples = n_samples
+        self.input_scaling = input_scaling
+        self.constant_tol = constant_tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_spec(self, n_in, params):
+        from probprop.learners import laplace_ensemble
+
+        return laplace_ensemble.LaplaceEnsembleSpec(
+            n_in=n_in, hidden=params["hidden"], n_members=params["n_members"], learning_rate=params["learning_rate"],
+            batch_size=params["batch_size"], prior_var=params["prior_var"], n_classes=len(self.classes_),
+            conv=_conv_pieces(self, n_in, params["conv"]), prior_precision=params["prior_precision"],
+            n_samples=params["n_samples"])
+
+
 @register_estimator
 class DeepEnsembleClassifier(EnsembleStepSize, _SoftmaxNetwork):
     """Deep ensembles for classification (Lakshminarayanan, Pritzel & Blundell 2017): ``n_members``

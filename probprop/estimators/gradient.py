@@ -104,16 +104,21 @@ class LastLayerLaplace:
         return {**super()._validated_params(), "prior_precision": precision}
 
     @property
-    def prior_precision_(self) -> float:
-        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence)."""
+    def prior_precision_(self):
+        """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence):
+        a float, or an array of one per member for a Laplace ensemble."""
         check_is_fitted(self, "state_")
-        return float(self.state_.prior_precision)
+        value = np.asarray(self.state_.prior_precision, np.float64)
+        return float(value) if value.ndim == 0 else value
 
     @classmethod
     def _restore(cls, params, spec, state, scaling, feature_names, fitted):
-        from probprop.learners import laplace
+        from probprop.learners import laplace, laplace_ensemble
 
-        laplace.check_state(state)
+        if isinstance(state, laplace_ensemble.LaplaceEnsembleState):
+            laplace_ensemble.check_state(state)
+        else:
+            laplace.check_state(state)
         return super()._restore(params, spec, state, scaling, feature_names, fitted)
 
 

@@ -11,7 +11,7 @@ A new learning rule is one new module that defines ``learner = Learner(...)`` pl
 :data:`REGISTRY` below.
 """
 
-from probprop.learners import dvi, ensemble, laplace, mapnet, mcdropout, pbp, pbp_ensemble, tagi
+from probprop.learners import dvi, ensemble, laplace, laplace_ensemble, mapnet, mcdropout, pbp, pbp_ensemble, tagi
 from probprop.learners.base import Learner, Moments, Selection, float64
 
 #: Learner name -> learner: every learning rule probprop has (one line each).
@@ -25,6 +25,7 @@ REGISTRY: dict[str, Learner] = {
         mapnet.learner,
         laplace.learner,
         ensemble.learner,
+        laplace_ensemble.learner,
         mcdropout.learner,
     )
 }
@@ -46,5 +47,5 @@ def for_spec(spec) -> Learner:
     raise ValueError(f"no learner takes a {type(spec).__name__}")
 
 
-__all__ = ["REGISTRY", "Learner", "Moments", "Selection", "dvi", "ensemble", "float64", "for_spec", "get", "laplace", "mapnet",
-           "mcdropout", "pbp", "pbp_ensemble", "tagi"]
+__all__ = ["REGISTRY", "Learner", "Moments", "Selection", "dvi", "ensemble", "float64", "for_spec", "get", "laplace",
+           "laplace_ensemble", "mapnet", "mcdropout", "pbp", "pbp_ensemble", "tagi"]

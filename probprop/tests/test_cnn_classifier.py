@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from probprop import DeepEnsembleClassifier, MAPClassifier, PBPClassifier, TAGIClassifier
+from probprop import DeepEnsembleClassifier, LaplaceEnsembleClassifier, MAPClassifier, PBPClassifier, TAGIClassifier
 from probprop.io import ModelFileError
 from probprop.layers import Conv2D, Dense
 
@@ -111,13 +111,15 @@ def test_a_tagi_cnn_learns_the_digits_continues_and_round_trips(digits, tmp_path
         TAGIClassifier(epochs=1, conv=((6, 3, 2),), variance_update="precision").fit(X[:50], y[:50])
 
 
-@pytest.fixture(scope="module", params=["map", "ensemble"])
+@pytest.fixture(scope="module", params=["map", "ensemble", "laplace-ensemble"])
 def softmax_cnn(request, digits):
     X, y, _, _ = digits
     common = {"hidden": (30,), "conv": ((6, 3, 2),), "epochs": 15, "batch_size": 32, "input_scaling": "global",
               "random_state": 0}
     if request.param == "map":
         return MAPClassifier(learning_rate=3e-3, **common).fit(X, y)
+    if request.param == "laplace-ensemble":  # last-layer posteriors over convolutional members
+        return LaplaceEnsembleClassifier(n_members=2, learning_rate=3e-3, n_samples=30, **common).fit(X, y)
     return DeepEnsembleClassifier(n_members=3, learning_rate=3e-3, **common).fit(X, y)
 
 
@@ -142,7 +144,7 @@ def test_softmax_cnns_learn_the_digits_and_round_trip(softmax_cnn, digits, tmp_p
         type(softmax_cnn).load(path)
 
 
-@pytest.mark.parametrize("cls", [MAPClassifier, DeepEnsembleClassifier])
+@pytest.mark.parametrize("cls", [MAPClassifier, DeepEnsembleClassifier, LaplaceEnsembleClassifier])
 def test_softmax_cnn_shapes_that_do_not_fit_are_clear_errors(cls):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20, 60)), np.arange(20) % 2

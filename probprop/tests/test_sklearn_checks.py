@@ -29,6 +29,7 @@ from probprop import (
     DeepEnsembleRegressor,
     DVIRegressor,
     LaplaceClassifier,
+    LaplaceEnsembleClassifier,
     LaplaceRegressor,
     MAPClassifier,
     MAPRegressor,
@@ -67,6 +68,7 @@ ESTIMATORS = [
     MAPClassifier(hidden=(), epochs=20, learning_rate=1e-2, random_state=0),
     LaplaceClassifier(hidden=(), epochs=20, learning_rate=1e-2, n_samples=20, random_state=0),
     DeepEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, random_state=0),
+    LaplaceEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, n_samples=20, random_state=0),
     TAGIClassifier(hidden=(), epochs=10, random_state=0),
     MCDropoutClassifier(hidden=(), epochs=20, dropout=0.05, n_samples=10, learning_rate=1e-2, random_state=0),
 ]
@@ -75,7 +77,8 @@ ESTIMATORS = [
 def _expected_failed(estimator) -> dict:
     """The R^2 threshold fails for every estimator whose score is a log density; the conformal
     wrapper's score is R^2 (it has no density), so the check applies to it as written."""
-    classifiers = (PBPClassifier, MAPClassifier, LaplaceClassifier, DeepEnsembleClassifier, TAGIClassifier, MCDropoutClassifier)
+    classifiers = (PBPClassifier, MAPClassifier, LaplaceClassifier, LaplaceEnsembleClassifier, DeepEnsembleClassifier,
+                   TAGIClassifier, MCDropoutClassifier)
     return {} if isinstance(estimator, (ConformalRegressor, *classifiers)) else EXPECTED_FAILED
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from probprop import learners
-from probprop.learners import dvi, ensemble, laplace, mapnet, mcdropout, pbp, pbp_ensemble, tagi
+from probprop.learners import dvi, ensemble, laplace, laplace_ensemble, mapnet, mcdropout, pbp, pbp_ensemble, tagi
 from probprop.learners.base import Learner, Moments
 
 #: A small spec per registered learner: a new learner must add one here to be tested.
@@ -21,6 +21,11 @@ SPECS = {
     "ensemble": ensemble.EnsembleSpec(n_in=3, hidden=(6,), n_members=2),
     "mcdropout": mcdropout.MCDropoutSpec(n_in=3, hidden=(6,), n_samples=30),
 }
+#: Learners that only classify, with a small spec each (their own protocol test below).
+CLASSIFIER_SPECS = {
+    "laplace_ensemble": laplace_ensemble.LaplaceEnsembleSpec(n_in=3, hidden=(6,), n_members=2, n_classes=3,
+                                                             learning_rate=1e-2, n_samples=20),
+}
 
 
 def data(n=40, seed=0):
@@ -30,11 +35,12 @@ def data(n=40, seed=0):
 
 
 def test_every_registered_learner_has_a_spec_here_and_a_consistent_entry():
-    assert set(SPECS) == set(learners.REGISTRY)
+    specs = {**SPECS, **CLASSIFIER_SPECS}
+    assert len(specs) == len(SPECS) + len(CLASSIFIER_SPECS) and set(specs) == set(learners.REGISTRY)
     for name, learner in learners.REGISTRY.items():
         assert isinstance(learner, Learner) and learner.name == name
-        assert type(SPECS[name]) is learner.spec_class
-        assert learners.get(name) is learner and learners.for_spec(SPECS[name]) is learner
+        assert type(specs[name]) is learner.spec_class
+        assert learners.get(name) is learner and learners.for_spec(specs[name]) is learner
     assert {n for n, lr in learners.REGISTRY.items() if lr.online} == {"pbp", "pbp_ensemble", "tagi"}
     with pytest.raises(ValueError, match="unknown learner 'nope'"):
         learners.get("nope")
@@ -58,6 +64,34 @@ def test_init_update_predict(name):
     assert not np.allclose(moments.mean, before.mean)  # it learned something
     # learning made the predictions better than the prior's
     assert np.mean((np.asarray(moments.mean) - y) ** 2) < np.mean((np.asarray(before.mean) - y) ** 2)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIER_SPECS))
+def test_a_classification_learner_learns_and_predicts_each_row_alone(name):
+    """init / update (masked rows too) / finish / class_samples of a classify-only learner: class
+    probabilities that sum to one, better than the initial state's, and a row's the same alone."""
+    learner = learners.get(name)
+    X, _ = data(120)
+    y = (X[:, 0] > 0).astype(float) + (X[:, 1] > 0.5)
+    state = learner.init(jax.random.PRNGKey(0), CLASSIFIER_SPECS[name])
+
+    def log_loss(s):
+        p = np.asarray(learner.class_samples(s, X)).mean(0)
+        return -np.mean(np.log(p[np.arange(120), y.astype(int)]))
+
+    before = log_loss(state)
+    mask = np.arange(128) < 120
+    Xp, yp = np.vstack([X, np.full((8, 3), 7.0)]), np.concatenate([y, np.zeros(8)])
+    for _ in range(30):
+        state = learner.update(state, Xp, yp, mask)
+    state = learner.finish(state, X, y, None)
+    samples = np.asarray(learner.class_samples(state, X))
+    np.testing.assert_allclose(samples.sum(-1), 1.0, rtol=1e-12)
+    assert log_loss(state) < 0.7 * before
+    np.testing.assert_allclose(np.asarray(learner.class_samples(state, X[5:6])), samples[:, 5:6], rtol=1e-10, atol=1e-12)
+    moments = learner.predict(state, X)
+    assert isinstance(moments, Moments) and np.shape(moments.mean) == (120, 3)
+    assert np.all(np.asarray(moments.epistemic_var) > 0)
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

@@ -1,0 +1,174 @@
+"""A mixture of last-layer Laplace approximations: a deep ensemble whose every member gets the
+last-layer Laplace posterior of :mod:`probprop.learners.laplace` (Eschenhagen, Daxberger,
+Kristiadi, Hennig, Lakshminarayanan et al., "Mixtures of Laplace approximations for improved
+post-hoc uncertainty in deep learning", 2021: MoLA). Classification only.
+
+The members are :mod:`probprop.learners.ensemble`'s softmax networks (trained together, each
+from its own initialisation and shuffles, with the Gaussian prior of ``prior_var`` on the
+weights); after the last epoch :func:`finish` fits each member's last-layer posterior exactly as
+:func:`probprop.learners.laplace.finish` does for one network (the exact last-layer
+generalised Gauss-Newton matrix of its training loss, the prior precision chosen by that
+member's Laplace evidence or given, ``n_samples`` draws of its last layer from its own key).
+The predictive is the uniform mixture of the members' Laplace predictives:
+
+    p(y | x) = (1/M) sum_m (1/S) sum_s softmax(theta_{m,s}^T phi~_m(x)),
+
+so :func:`class_samples` returns all M S draws' class probabilities; their spread (mutual
+information, probability variance) holds both the members' disagreement and each member's
+last-layer uncertainty. Each member is the state of :mod:`probprop.learners.laplace` (its
+functions run on :meth:`LaplaceEnsembleState.member`), so every formula lives there.
+
+    state = init(key, spec)                  # the members' MAP networks; posteriors = the prior
+    state = update(state, X, y)              # one epoch for every member
+    state = finish(state, X, y)              # every member's last-layer posterior
+    probabilities = class_samples(state, X).mean(0)
+
+and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner` protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from probprop.learners import ensemble, laplace, mapnet
+from probprop.learners._sgd import check_positive
+from probprop.learners.base import Learner, Moments, float64
+from probprop.moments.mixture import mixture_moments
+
+
+@dataclass(frozen=True)
+class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
+    """An :class:`probprop.learners.ensemble.EnsembleSpec` of softmax networks (``n_classes`` >= 2)
+    with each member's last-layer posterior as in :class:`probprop.learners.laplace.LaplaceSpec`:
+    ``prior_precision`` (None: chosen per member by its evidence) and ``n_samples`` draws per
+    member."""
+
+    prior_var: float | None = 1.0
+    prior_precision: float | None = None
+    n_samples: int = 100
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.n_classes < 2:
+            raise ValueError("a Laplace ensemble classifies (n_classes >= 2); for regression take "
+                             "laplace.LaplaceSpec or ensemble.EnsembleSpec")
+        check_positive("prior_precision", self.prior_precision, allow_none=True)
+        d = self.laplace_spec.n_parameters  # validates n_samples and the last layer's size
+        if self.n_members * d * d > laplace.MAX_PARAMETERS**2:
+            raise ValueError(f"{self.n_members} members' dense last-layer posteriors of {d} parameters each hold more "
+                             f"numbers than one of {laplace.MAX_PARAMETERS} parameters (the largest probprop takes): "
+                             "take fewer members or a smaller last layer")
+
+    @property
+    def laplace_spec(self) -> laplace.LaplaceSpec:
+        """Each member's :class:`probprop.learners.laplace.LaplaceSpec` (its network is
+        :attr:`member_spec`)."""
+        network = self.member_spec
+        names = {f.name for f in dataclasses.fields(mapnet.MAPSpec)}
+        return laplace.LaplaceSpec(**{name: getattr(network, name) for name in names},
+                                   prior_precision=self.prior_precision, n_samples=self.n_samples)
+
+    @property
+    def n_parameters(self) -> int:
+        """D: the parameters of one member's last layer."""
+        return self.laplace_spec.n_parameters
+
+
+@partial(jax.tree_util.register_dataclass, data_fields=["network", "eigenvectors", "posterior_variances",
+                                                          "prior_precision", "deviations"], meta_fields=["spec"])
+@dataclass(frozen=True)
+class LaplaceEnsembleState:
+    """The members' networks (:class:`probprop.learners.ensemble.EnsembleState`) and each member's
+    posterior, stacked on a leading axis of size M: eigenvectors (M, D, D), variances (M, D),
+    prior precisions (M,), the draws' deviations (M, S, D) (fields of
+    :class:`probprop.learners.laplace.LaplaceState`)."""
+
+    network: ensemble.EnsembleState
+    eigenvectors: jax.Array
+    posterior_variances: jax.Array
+    prior_precision: jax.Array
+    deviations: jax.Array
+    spec: LaplaceEnsembleSpec
+
+    def replace(self, **changes) -> LaplaceEnsembleState:
+        return dataclasses.replace(self, **changes)
+
+    def member(self, m: int) -> laplace.LaplaceState:
+        """Member m as a stand-alone :class:`probprop.learners.laplace.LaplaceState`."""
+        return laplace.LaplaceState(self.network.member(m), self.eigenvectors[m], self.posterior_variances[m],
+                                    self.prior_precision[m], self.deviations[m], self.spec.laplace_spec)
+
+
+def _stacked(members: list[laplace.LaplaceState]) -> dict:
+    """The posterior fields of ``members`` stacked on a leading axis."""
+    names = ("eigenvectors", "posterior_variances", "prior_precision", "deviations")
+    return {name: jnp.stack([getattr(s, name) for s in members]) for name in names}
+
+
+@float64
+def init(key: jax.Array, spec: LaplaceEnsembleSpec) -> LaplaceEnsembleState:
+    """The ensemble's initial networks; every member's posterior is the prior until :func:`finish`."""
+    if not isinstance(spec, LaplaceEnsembleSpec):
+        raise TypeError(f"init takes a LaplaceEnsembleSpec, got {type(spec).__name__}")
+    network = ensemble.init(key, spec)
+    lspec = spec.laplace_spec
+    lam = laplace._initial_precision(lspec)
+    Q, c = jnp.eye(lspec.n_parameters, dtype=jnp.float64), jnp.full((lspec.n_parameters,), 1.0 / lam, jnp.float64)
+    members = [laplace.LaplaceState(network.member(m), Q, c, jnp.asarray(lam, jnp.float64),
+                                    laplace.draw_deviations(network.keys[m], Q, c, lspec.n_samples), lspec)
+               for m in range(spec.n_members)]
+    return LaplaceEnsembleState(network, **_stacked(members), spec=spec)
+
+
+@float64
+def update(state: LaplaceEnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None):
+    """One epoch for every member (:func:`probprop.learners.ensemble.update`); the posteriors are
+    refitted by :func:`finish`."""
+    return state.replace(network=ensemble.update(state.network, X, y, mask))
+
+
+@float64
+def finish(state: LaplaceEnsembleState, X: jax.Array, y: jax.Array, mask: jax.Array | None = None):
+    """Every member's last-layer posterior at its current weights
+    (:func:`probprop.learners.laplace.finish`, member by member)."""
+    members = [laplace.finish(state.member(m), X, y, mask) for m in range(state.spec.n_members)]
+    return state.replace(**_stacked(members))
+
+
+def check_state(state: LaplaceEnsembleState) -> None:
+    """:func:`probprop.learners.laplace.check_state` for every member (a model file's posterior)."""
+    for m in range(state.spec.n_members):
+        try:
+            laplace.check_state(state.member(m))
+        except ValueError as err:
+            raise ValueError(f"member {m}: {err}") from None
+
+
+@float64
+def class_samples(state: LaplaceEnsembleState, X: jax.Array) -> jax.Array:
+    """The class probabilities under every member's draws, shape (M S, n, K) (member by member,
+    :func:`probprop.learners.laplace.class_samples`); their average is the mixture's prediction."""
+    X = jnp.asarray(X)
+    return jnp.concatenate([laplace.class_samples(state.member(m), X) for m in range(state.spec.n_members)])
+
+
+@float64
+def predict(state: LaplaceEnsembleState, X: jax.Array, X_var: jax.Array | None = None) -> Moments:
+    """The logits' moments under the mixture: per member the Laplace means and variances
+    (:func:`probprop.learners.laplace.predict`), mixed uniformly
+    (:func:`probprop.moments.mixture.mixture_moments`: the mean, and as the epistemic part the
+    members' spread plus their average variance); no observation noise (zeros)."""
+    moments = [laplace.predict(state.member(m), X, X_var) for m in range(state.spec.n_members)]
+    means = jnp.stack([mo.mean for mo in moments])
+    mean, epistemic, _ = mixture_moments(means, means, jnp.stack([mo.epistemic_var for mo in moments]))
+    return Moments(mean, epistemic, jnp.zeros_like(mean))
+
+
+#: The mixture of last-layer Laplace networks behind the learner protocol (:mod:`probprop.learners.base`).
+learner = Learner(name="laplace_ensemble", spec_class=LaplaceEnsembleSpec, init=init, update=update, predict=predict,
+                  class_samples=class_samples, finish=finish)
