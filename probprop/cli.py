@@ -1222,8 +1222,8 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
               help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
                    "tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
-                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-ensemble-cnn (deep-ensemble-cnn "
-                   "with a last-layer Laplace posterior per member), pytagi (needs `make pytagi`).")
+                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-ensemble-cnn (deep-ensemble-cnn's "
+                   "networks with a last-layer Laplace posterior each), pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")

@@ -47,9 +47,9 @@ but the CNN methods):
   layers of ``--hidden`` trained as ``deep-ensemble``'s members are (Adam, step 1e-3, batch 200,
   ``--epochs`` x 5 epochs) but with a prior variance of 1; ``laplace-cnn`` exactly ``map-cnn``'s
   network (the same parameters and seed: the same trained weights).
-- ``laplace-ensemble-cnn``: :class:`probprop.LaplaceEnsembleClassifier`, ``--members`` (five by
-  default) of ``map-cnn``'s networks (prior variance 1) trained together as ``deep-ensemble-cnn``'s
-  are, each with ``laplace-cnn``'s last-layer posterior (its own prior precision, :data:`LAPLACE_SAMPLES`
+- ``laplace-ensemble-cnn``: :class:`probprop.LaplaceEnsembleClassifier`, exactly ``deep-ensemble-cnn``'s
+  networks (``--members``, no weight decay; the same parameters and seed: the same trained weights),
+  each with ``laplace-cnn``'s last-layer posterior (its own prior precision, :data:`LAPLACE_SAMPLES`
   draws per member): a mixture of Laplace approximations (Eschenhagen et al. 2021).
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
@@ -168,7 +168,7 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     if method == "laplace-cnn":
         return LaplaceClassifier(**cnn, n_samples=LAPLACE_SAMPLES, **common)
     if method == "laplace-ensemble-cnn":
-        return LaplaceEnsembleClassifier(**cnn, n_members=members, n_samples=LAPLACE_SAMPLES, **common)
+        return LaplaceEnsembleClassifier(**cnn, n_members=members, prior_var=None, n_samples=LAPLACE_SAMPLES, **common)
     return None
 
 

@@ -36,7 +36,8 @@ def test_laplace_cnn_is_map_cnns_network_with_a_last_layer_posterior():
     assert {k: v for k, v in la.get_params().items() if k in point.get_params()} == point.get_params()
     assert la.n_samples == images.LAPLACE_SAMPLES and la.prior_precision is None
     mola = images._probprop_model("laplace-ensemble-cnn", 1, 0, members=3)
-    assert {k: v for k, v in mola.get_params().items() if k in point.get_params()} == point.get_params()
+    ensemble = images._probprop_model("deep-ensemble-cnn", 1, 0, members=3)
+    assert {k: v for k, v in mola.get_params().items() if k in ensemble.get_params()} == ensemble.get_params()
     assert mola.n_members == 3 and mola.n_samples == images.LAPLACE_SAMPLES and mola.prior_precision is None
 
 
