@@ -1076,8 +1076,11 @@ def _info_lines(summary: dict):
     if posterior:
         precision, each = posterior["prior_precision"], isinstance(posterior["prior_precision"], list)
         draws = f", {posterior['draws']:,} draws of {'each' if each else 'it'} per prediction" if posterior["draws"] else ""
-        precision = (f"prior precisions {min(precision):.4g} to {max(precision):.4g}" if each else
-                     f"prior precision {precision:.4g}")
+        if each and min(precision) == max(precision):
+            precision = f"prior precision {precision[0]:.4g} for every member"
+        else:
+            precision = (f"prior precisions {min(precision):.4g} to {max(precision):.4g}" if each else
+                         f"prior precision {precision:.4g}")
         yield "posterior", (f"{posterior['kind']} over {posterior['parameters']:,} parameters{' each' if each else ''}, "
                             f"{precision} ({posterior['how']}){draws}")
     if summary["chosen"]:

@@ -183,9 +183,10 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         return mean, var
 
     def _networks(self) -> int:
-        """How many networks a sampling learner averages (dropout samples or ensemble members)."""
+        """How many networks a sampling learner averages: dropout samples, ensemble members, draws of
+        a Laplace posterior's last layer, or members x draws for a Laplace ensemble."""
         spec = self.spec_
-        return int(getattr(spec, "n_samples", 0) or getattr(spec, "n_members", 1))
+        return int(getattr(spec, "n_samples", None) or 1) * int(getattr(spec, "n_members", None) or 1)
 
     def _sample_summaries(self, X):
         """For learners that average networks (``Learner.class_samples``: ensembles, MC dropout):
@@ -633,7 +634,9 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
     scores (mutual information, probability variance) are the spread of all of them: the members'
     disagreement and each member's last-layer uncertainty. See
     :mod:`probprop.learners.laplace_ensemble`. The members' posteriors together may hold at most
-    as many numbers as one posterior of :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters.
+    as many numbers as one posterior of :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters,
+    and their draws as many as 10,000 draws of one; at most
+    :data:`probprop.learners.ensemble.MAX_MEMBERS` members.
 
     Parameters
     ----------

@@ -108,7 +108,7 @@ class LastLayerLaplace:
         """The prior precision of the fitted last-layer posterior (given, or chosen by the evidence):
         a float, or an array of one per member for a Laplace ensemble."""
         check_is_fitted(self, "state_")
-        value = np.asarray(self.state_.prior_precision, np.float64)
+        value = np.array(self.state_.prior_precision, np.float64)  # a copy: never a view of the state
         return float(value) if value.ndim == 0 else value
 
     @classmethod

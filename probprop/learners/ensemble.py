@@ -53,6 +53,8 @@ from probprop.learners.base import Learner, Moments, Selection, float64
 from probprop.likelihoods.classification import log_mean_probability_of
 from probprop.moments.mixture import mixture_moments
 
+#: At most this many members (a model file declaring more is refused before its state is built).
+MAX_MEMBERS = 256
 #: Adam step sizes :func:`select_learning_rate` tries by default.
 GRID_LEARNING_RATE = (1e-3, 3e-3, 1e-2, 3e-2)
 
@@ -75,8 +77,8 @@ class EnsembleSpec:
     conv: tuple = ()
 
     def __post_init__(self):
-        if not (isinstance(self.n_members, int) and self.n_members >= 1):
-            raise ValueError(f"n_members must be a positive int, got {self.n_members!r}")
+        if isinstance(self.n_members, bool) or not (isinstance(self.n_members, int) and 1 <= self.n_members <= MAX_MEMBERS):
+            raise ValueError(f"n_members must be an int from 1 to {MAX_MEMBERS}, got {self.n_members!r}")
         object.__setattr__(self, "conv", self.member_spec.conv)  # validates the remaining fields
 
     @property

@@ -63,6 +63,10 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
             raise ValueError(f"{self.n_members} members' dense last-layer posteriors of {d} parameters each hold more "
                              f"numbers than one of {laplace.MAX_PARAMETERS} parameters (the largest probprop takes): "
                              "take fewer members or a smaller last layer")
+        if self.n_members * self.n_samples * d > laplace.MAX_SAMPLES * laplace.MAX_PARAMETERS:
+            raise ValueError(f"{self.n_members} members x {self.n_samples} draws (n_samples) of {d} last-layer parameters "
+                             f"are more numbers than {laplace.MAX_SAMPLES} draws of {laplace.MAX_PARAMETERS} (the most "
+                             "probprop keeps): take fewer members or fewer draws")
 
     @property
     def laplace_spec(self) -> laplace.LaplaceSpec:
@@ -116,13 +120,12 @@ def init(key: jax.Array, spec: LaplaceEnsembleSpec) -> LaplaceEnsembleState:
     if not isinstance(spec, LaplaceEnsembleSpec):
         raise TypeError(f"init takes a LaplaceEnsembleSpec, got {type(spec).__name__}")
     network = ensemble.init(key, spec)
-    lspec = spec.laplace_spec
+    lspec, m = spec.laplace_spec, spec.n_members
     lam = laplace._initial_precision(lspec)
     Q, c = jnp.eye(lspec.n_parameters, dtype=jnp.float64), jnp.full((lspec.n_parameters,), 1.0 / lam, jnp.float64)
-    members = [laplace.LaplaceState(network.member(m), Q, c, jnp.asarray(lam, jnp.float64),
-                                    laplace.draw_deviations(network.keys[m], Q, c, lspec.n_samples), lspec)
-               for m in range(spec.n_members)]
-    return LaplaceEnsembleState(network, **_stacked(members), spec=spec)
+    deviations = jax.vmap(lambda k: laplace.draw_deviations(k, Q, c, lspec.n_samples))(network.keys)
+    return LaplaceEnsembleState(network, jnp.broadcast_to(Q, (m, *Q.shape)), jnp.broadcast_to(c, (m, *c.shape)),
+                                jnp.full((m,), lam, jnp.float64), deviations, spec)
 
 
 @float64
@@ -162,11 +165,14 @@ def predict(state: LaplaceEnsembleState, X: jax.Array, X_var: jax.Array | None =
     """The logits' moments under the mixture: per member the Laplace means and variances
     (:func:`probprop.learners.laplace.predict`), mixed uniformly
     (:func:`probprop.moments.mixture.mixture_moments`: the mean, and as the epistemic part the
-    members' spread plus their average variance); no observation noise (zeros)."""
+    members' spread plus their average variance); no observation noise (the members' zeros).
+    With ``X_var`` each member draws its input noise from its own key
+    (:func:`probprop.learners.laplace.predict`)."""
     moments = [laplace.predict(state.member(m), X, X_var) for m in range(state.spec.n_members)]
     means = jnp.stack([mo.mean for mo in moments])
-    mean, epistemic, _ = mixture_moments(means, means, jnp.stack([mo.epistemic_var for mo in moments]))
-    return Moments(mean, epistemic, jnp.zeros_like(mean))
+    mean, epistemic, noise = mixture_moments(means, jnp.stack([mo.noise_var for mo in moments]),
+                                             jnp.stack([mo.epistemic_var for mo in moments]))
+    return Moments(mean, epistemic, noise)
 
 
 #: The mixture of last-layer Laplace networks behind the learner protocol (:mod:`probprop.learners.base`).

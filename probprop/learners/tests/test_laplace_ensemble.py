@@ -39,11 +39,19 @@ def test_each_member_is_the_ensembles_network_with_its_own_laplace_posterior():
         mine = state.member(m)
         for name in ("eigenvectors", "posterior_variances", "prior_precision", "deviations"):
             np.testing.assert_allclose(getattr(mine, name), getattr(alone, name), rtol=1e-12, atol=1e-14)
-    # the mixture's probabilities are the average of the members' Laplace predictives
-    members = [np.asarray(laplace.class_samples(state.member(m), X)).mean(0) for m in range(3)]
-    np.testing.assert_allclose(samples.mean(0), np.mean(members, 0), rtol=1e-12)
+    # the mixture's draws by hand: member m's features under its own MAP last layer plus its own draws
+    by_hand = []
+    for m in range(3):
+        params = plain.member(m).params
+        h = np.maximum(X @ np.asarray(params["layers"][0][0]) + np.asarray(params["layers"][0][1]), 0.0)
+        W, b = (np.asarray(a) for a in params["layers"][1])
+        theta = np.vstack([W, b[None]])[None] + np.asarray(state.deviations[m]).reshape(40, 7, 3)
+        logits = np.einsum("ni,sik->snk", np.hstack([h, np.ones((150, 1))]), theta)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        by_hand.append(e / e.sum(-1, keepdims=True))
+    np.testing.assert_allclose(samples, np.concatenate(by_hand), rtol=1e-9, atol=1e-12)
     assert len({float(state.prior_precision[m]) for m in range(3)}) > 1  # each member's own evidence
-    assert not np.allclose(members[0], members[1])
+    assert not np.allclose(by_hand[0].mean(0), by_hand[1].mean(0))
 
 
 def test_the_mixtures_logit_moments_against_monte_carlo_over_its_draws():
@@ -103,10 +111,13 @@ def test_the_estimator_keeps_its_posteriors_in_its_file_and_refuses_broken_ones(
             f"{low:.4g} to {high:.4g} (chosen by the Laplace evidence), 20 draws of each per prediction") in text
     state = model.state_
     c = np.asarray(state.posterior_variances).copy()
-    c[1] = -c[1]
+    c[1] *= 10  # above 1 / lambda somewhere: not a posterior of this prior
+    lam = np.asarray(state.prior_precision).copy()
+    lam[1] = 0.0
     deviations = np.asarray(state.deviations).copy()
     deviations[0] *= 1.01
-    for changes, message in (({"posterior_variances": c}, "non-positive variances|member 1"),
+    for changes, message in (({"posterior_variances": c}, "member 1: the last-layer posterior's variances must lie"),
+                             ({"prior_precision": lam}, "member 1: the last-layer posterior's prior precision must be"),
                              ({"deviations": deviations}, "member 0: the last layer's draws are not those")):
         model.state_ = state.replace(**changes)
         model.save(path)
@@ -128,3 +139,46 @@ def test_bad_specs_are_refused_with_the_reason():
         laplace_ensemble.init(jax.random.PRNGKey(0), ensemble.EnsembleSpec(n_in=3, n_classes=2))
     with pytest.raises(ValueError, match="n_members"):
         LaplaceEnsembleClassifier(n_members=0).fit(*_classes(20))
+    with pytest.raises(ValueError, match="fewer members or fewer draws"):  # 200 x 10,000 x 44 numbers
+        laplace_ensemble.LaplaceEnsembleSpec(n_in=3, hidden=(10,), n_classes=4, n_members=200, n_samples=10_000)
+    with pytest.raises(ValueError, match="n_members must be an int from 1 to 256"):
+        ensemble.EnsembleSpec(n_in=3, n_members=257)
+
+
+def test_a_fixed_prior_precision_is_every_members_and_one_draw_each_still_has_epistemic_scores(tmp_path):
+    X, y = _classes(100, seed=4)
+    model = LaplaceEnsembleClassifier(hidden=(5,), epochs=10, learning_rate=1e-2, n_members=3, n_samples=1,
+                                      prior_precision=2.0, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(model.prior_precision_, [2.0, 2.0, 2.0])
+    model.prior_precision_[0] = 5.0  # a copy: the state keeps its own
+    assert float(model.state_.prior_precision[0]) == 2.0
+    scores = model.predict_dist(X).scores()  # three networks of one draw each disagree
+    assert np.median(scores["mutual_information"]) > 0 and "epistemic_variance" in scores
+    state = model.state_
+    lam = np.asarray(state.prior_precision).copy()
+    lam[0] = 1.0
+    model.state_ = state.replace(prior_precision=lam,
+                                 posterior_variances=np.minimum(np.asarray(state.posterior_variances), 1.0))
+    model.save(tmp_path / "fixed.npz")
+    with pytest.raises((ModelFileError, ValueError), match="member 0: the posterior's prior precision 1.0 is not the spec's"):
+        load_model(tmp_path / "fixed.npz")
+
+
+def test_a_file_declaring_too_many_members_is_refused_before_its_state_is_built(tmp_path):
+    import json
+    import time
+
+    X, y = _classes(60, seed=9)
+    model = LaplaceEnsembleClassifier(hidden=(1,), epochs=2, n_members=2, n_samples=1, random_state=0).fit(X, y)
+    path = tmp_path / "many.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = dict(archive)
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["params"]["n_members"] = 100_000
+    meta["spec"]["fields"]["n_members"] = 100_000
+    np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+    start = time.perf_counter()
+    with pytest.raises((ModelFileError, ValueError), match="n_members must be an int from 1 to 256"):
+        load_model(path)
+    assert time.perf_counter() - start < 10

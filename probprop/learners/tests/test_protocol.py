@@ -92,6 +92,9 @@ def test_a_classification_learner_learns_and_predicts_each_row_alone(name):
     moments = learner.predict(state, X)
     assert isinstance(moments, Moments) and np.shape(moments.mean) == (120, 3)
     assert np.all(np.asarray(moments.epistemic_var) > 0)
+    for a, b in zip(moments, learner.predict(state, X, np.zeros_like(X))):  # input variances: none, then some
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12)
+    assert np.all(np.asarray(learner.predict(state, X, np.full_like(X, 0.5)).epistemic_var) > np.asarray(moments.epistemic_var))
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
