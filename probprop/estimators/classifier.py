@@ -643,6 +643,7 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
     hidden, epochs, conv, image_shape, pooling, batch_size, input_scaling, constant_tol, random_state, verbose :
         as in :class:`MAPClassifier`.
     n_members : int, default=5
+        At most :data:`probprop.learners.ensemble.MAX_MEMBERS` (256).
     learning_rate : float, default=1e-3
         Adam's step size.
     prior_var : float or None, default=1.0
@@ -700,6 +701,7 @@ class DeepEnsembleClassifier(EnsembleStepSize, _SoftmaxNetwork):
     hidden, epochs, conv, image_shape, pooling, batch_size, input_scaling, constant_tol, random_state, verbose :
         as in :class:`MAPClassifier`.
     n_members : int, default=5
+        At most :data:`probprop.learners.ensemble.MAX_MEMBERS` (256).
     learning_rate : float, sequence of floats, or "select", default=1e-3
         Adam's step size; a sequence (or ``"select"``: 1e-3, 3e-3, 1e-2, 3e-2) is searched on an
         80/20 split of the training data by held-out log probability, as the regressor does.

@@ -182,7 +182,8 @@ class EnsembleStepSize:
 class DeepEnsembleRegressor(EnsembleStepSize, _NetworkParams, MomentRegressor):
     """Deep ensembles (Lakshminarayanan et al. 2017): ``n_members`` heteroscedastic networks
     trained on the NLL from different initialisations, combined as a Gaussian mixture;
-    epistemic = variance of the member means, noise = mean member variance.
+    epistemic = variance of the member means, noise = mean member variance. At most
+    :data:`probprop.learners.ensemble.MAX_MEMBERS` (256) members.
 
     ``learning_rate`` is Adam's step size: a number, a sequence of them (a grid), or
     ``"select"`` (the grid 1e-3, 3e-3, 1e-2, 3e-2). A grid is searched on an 80/20 split of the
