@@ -40,6 +40,7 @@ bench-all: bench
 	$(UCI) --datasets naval --methods pbp,pbp-refscale --out docs/benchmarks/naval-scaling
 	$(UCI) --datasets all --methods pbp,tagi,dvi,map,mcdropout,ensemble,bayesridge,ngboost --out docs/benchmarks/family
 	$(UCI) --datasets all --methods pbp,pbp2,pbp-ensemble,dvi-het --out docs/benchmarks/family-variants
+	$(UCI) --datasets all --methods map,laplace --out docs/benchmarks/uci-laplace
 	$(UCI) --datasets boston,yacht --methods pbp2,pbp3,pbp2-single,pbp3-single --out docs/benchmarks/pbp-deep
 	$(UCI) --datasets all --methods pbp,pbp-sep --out docs/benchmarks/pbp-sep
 	$(UCI) --datasets all --methods pbp,pbp-het,pbp-sep,pbp-sep-het --out docs/benchmarks/pbp-het

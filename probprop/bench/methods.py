@@ -621,6 +621,7 @@ METHODS: dict[str, Callable] = {
     "dvi": _estimator("DVIRegressor", heteroscedastic=False),
     "dvi-het": _estimator("DVIRegressor", heteroscedastic=True),
     "map": _estimator("MAPRegressor"),
+    "laplace": _estimator("LaplaceRegressor"),
     "mcdropout": mcdropout,
     "ensemble": _estimator("DeepEnsembleRegressor"),
     "ensemble-select": _estimator("DeepEnsembleRegressor", learning_rate="select"),
@@ -655,6 +656,7 @@ LABELS: dict[str, str] = {
     "dvi": "probprop DVI (homosc.)",
     "dvi-het": "probprop DVI (heterosc.)",
     "map": "probprop MAP net",
+    "laplace": "probprop last-layer Laplace (on the MAP net)",
     "mcdropout": "probprop MC dropout",
     "ensemble": "probprop deep ensemble (5)",
     "ensemble-select": "probprop deep ensemble (5), step size selected",
@@ -734,7 +736,7 @@ def estimated_seconds(name: str, info: DatasetInfo) -> float:
         return 2.4 * n * 1000 * 4e-7 * 5 + 8.0
     if name == "ensemble-select":  # 4 step sizes on 80 % of the rows, then the final fit
         return 4.2 * n * 100 * 3e-7 * 5 + 8.0
-    if name in ("dvi", "dvi-het", "map", "ensemble"):
+    if name in ("dvi", "dvi-het", "map", "laplace", "ensemble"):
         return n * 100 * 3e-7 * (5 if name == "ensemble" else 1) + 5.0
     if name == "ngboost":
         return 10.0 + 500 * n * d * 4e-7  # 500 boosting rounds with a fixed per-round overhead
