@@ -607,9 +607,8 @@ class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
     def _make_spec(self, n_in, params):
         from probprop.learners import laplace
 
-        network = super()._make_spec(n_in, params)
-        return laplace.LaplaceSpec(**{f: getattr(network, f) for f in network.__dataclass_fields__},
-                                   prior_precision=params["prior_precision"], n_samples=params["n_samples"])
+        return laplace.LaplaceSpec.from_network(super()._make_spec(n_in, params), params["prior_precision"],
+                                                params["n_samples"])
 
 
 class _LaplaceEnsembleNetworks(_SoftmaxNetwork):

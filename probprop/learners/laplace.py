@@ -98,6 +98,15 @@ class LaplaceSpec(mapnet.MAPSpec):
         """F: the last layer's inputs plus one (the bias)."""
         return self.layer_sizes[-2] + 1
 
+    @classmethod
+    def from_network(cls, network: mapnet.MAPSpec, prior_precision: float | None = None,
+                     n_samples: int = 100) -> LaplaceSpec:
+        """The spec of ``network`` (a :class:`probprop.learners.mapnet.MAPSpec`) with a last-layer
+        posterior (the inverse of :attr:`network`)."""
+        names = {f.name for f in dataclasses.fields(mapnet.MAPSpec)}
+        return cls(**{name: getattr(network, name) for name in names}, prior_precision=prior_precision,
+                   n_samples=n_samples)
+
     @property
     def n_parameters(self) -> int:
         """D = F K: the parameters the posterior covers."""
@@ -141,16 +150,22 @@ def _initial_precision(spec: LaplaceSpec) -> float:
     return 1.0 if spec.prior_var is None else 1.0 / float(spec.prior_var)
 
 
+def prior_posterior(spec: LaplaceSpec) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The posterior before :func:`finish`, the prior N(0, I / lambda): eigenvectors I (D, D),
+    variances 1 / lambda (D,) and lambda (:func:`_initial_precision`)."""
+    d, dtype = spec.n_parameters, jnp.float64
+    lam = _initial_precision(spec)
+    return jnp.eye(d, dtype=dtype), jnp.full((d,), 1.0 / lam, dtype), jnp.asarray(lam, dtype)
+
+
 @float64
 def init(key: jax.Array, spec: LaplaceSpec) -> LaplaceState:
     """The MAP network's initial state; the posterior is the prior N(0, I / lambda) until :func:`finish`."""
     if not isinstance(spec, LaplaceSpec):
         raise TypeError(f"init takes a LaplaceSpec, got {type(spec).__name__}")
     network = mapnet.init(key, spec.network)
-    d, dtype = spec.n_parameters, jnp.float64
-    lam = _initial_precision(spec)
-    Q, c = jnp.eye(d, dtype=dtype), jnp.full((d,), 1.0 / lam, dtype)
-    return LaplaceState(network, Q, c, jnp.asarray(lam, dtype), draw_deviations(network.key, Q, c, spec.n_samples), spec)
+    Q, c, lam = prior_posterior(spec)
+    return LaplaceState(network, Q, c, lam, draw_deviations(network.key, Q, c, spec.n_samples), spec)
 
 
 @float64

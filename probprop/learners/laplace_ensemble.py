@@ -29,13 +29,14 @@ and :data:`learner`, the same behind the :class:`probprop.learners.base.Learner`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 
-from probprop.learners import ensemble, laplace, mapnet
+from probprop.learners import ensemble, laplace
 from probprop.learners._sgd import check_positive
 from probprop.learners.base import Learner, Moments, float64
 from probprop.moments.mixture import mixture_moments
@@ -68,14 +69,11 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
                              f"are more numbers than {laplace.MAX_SAMPLES} draws of {laplace.MAX_PARAMETERS} (the most "
                              "probprop keeps): take fewer members or fewer draws")
 
-    @property
+    @functools.cached_property
     def laplace_spec(self) -> laplace.LaplaceSpec:
         """Each member's :class:`probprop.learners.laplace.LaplaceSpec` (its network is
-        :attr:`member_spec`)."""
-        network = self.member_spec
-        names = {f.name for f in dataclasses.fields(mapnet.MAPSpec)}
-        return laplace.LaplaceSpec(**{name: getattr(network, name) for name in names},
-                                   prior_precision=self.prior_precision, n_samples=self.n_samples)
+        :attr:`member_spec`), built once per spec."""
+        return laplace.LaplaceSpec.from_network(self.member_spec, self.prior_precision, self.n_samples)
 
     @property
     def n_parameters(self) -> int:
@@ -121,11 +119,10 @@ def init(key: jax.Array, spec: LaplaceEnsembleSpec) -> LaplaceEnsembleState:
         raise TypeError(f"init takes a LaplaceEnsembleSpec, got {type(spec).__name__}")
     network = ensemble.init(key, spec)
     lspec, m = spec.laplace_spec, spec.n_members
-    lam = laplace._initial_precision(lspec)
-    Q, c = jnp.eye(lspec.n_parameters, dtype=jnp.float64), jnp.full((lspec.n_parameters,), 1.0 / lam, jnp.float64)
+    Q, c, lam = laplace.prior_posterior(lspec)
     deviations = jax.vmap(lambda k: laplace.draw_deviations(k, Q, c, lspec.n_samples))(network.keys)
     return LaplaceEnsembleState(network, jnp.broadcast_to(Q, (m, *Q.shape)), jnp.broadcast_to(c, (m, *c.shape)),
-                                jnp.full((m,), lam, jnp.float64), deviations, spec)
+                                jnp.broadcast_to(lam, (m,)), deviations, spec)
 
 
 @float64
