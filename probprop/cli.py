@@ -24,8 +24,9 @@ has no feature names: ``predict`` and ``evaluate`` then refuse it unless ``--by-
 that the CSV's feature columns are in the order the model was fitted with (and then says on
 standard error that it matches them by position).
 
-``fit --model`` chooses the network (pbp, pbp-ensemble, tagi, dvi, map, laplace, mcdropout, ensemble);
-the options that set one model's parameters (:data:`MODEL_OPTIONS`) are errors with the others.
+``fit --model`` chooses the network (pbp, pbp-ensemble, tagi, dvi, map, laplace, mcdropout, ensemble;
+laplace-ensemble classifies only); the options that set one model's parameters
+(:data:`MODEL_OPTIONS`) are errors with the others, and with a task its estimator lacks them for.
 
 Text cells of output CSV files (the index labels, column names) that start with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return get a leading single quote, so that a spreadsheet shows
@@ -322,7 +323,11 @@ CLASSIFIERS = {
     "laplace": ("LaplaceClassifier", "a last-layer Laplace"),
     "mcdropout": ("MCDropoutClassifier", "an MC dropout"),
     "ensemble": ("DeepEnsembleClassifier", "a deep-ensemble"),
+    "laplace-ensemble": ("LaplaceEnsembleClassifier", "a Laplace-ensemble"),
 }
+
+#: Every ``fit --model`` choice: the regressors' names, then those that only classify.
+MODEL_NAMES = (*MODELS, *(name for name in CLASSIFIERS if name not in MODELS))
 
 #: The classifiers whose outputs are read through a softmax (the others: the probit likelihoods).
 SOFTMAX_CLASSIFIERS = ("MAPClassifier", "LaplaceClassifier", "LaplaceEnsembleClassifier", "MCDropoutClassifier",
@@ -391,7 +396,7 @@ MODEL_OPTIONS = (
                 {"type": click.Choice(PBP_INFERENCE)}),
     ModelOption(("--activation",), "activation", ("pbp", "pbp-ensemble", "tagi"),
                 "Hidden-unit nonlinearity. [default: relu]", {"type": click.Choice(ACTIVATION_NAMES)}),
-    ModelOption(("--members",), "n_members", ("pbp-ensemble", "ensemble"),
+    ModelOption(("--members",), "n_members", ("pbp-ensemble", "ensemble", "laplace-ensemble"),
                 "Networks in the ensemble. [default: 5]", {"type": click.IntRange(min=1)}),
     ModelOption(("--sigma-v",), "sigma_v", ("tagi",),
                 "Observation-noise std in standardised target units, or 'select' (chosen on a validation tenth "
@@ -405,15 +410,20 @@ MODEL_OPTIONS = (
                 "(they learn from the mean output only). [default: noise-feedback]"),
     ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
                 "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
-    ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "laplace", "ensemble"),
-                "Rows per update. [default: 10 for tagi, 32 for dvi, map, laplace and ensemble]",
+    ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "laplace", "mcdropout", "ensemble",
+                                                   "laplace-ensemble"),
+                "Rows per update (mcdropout: classification only). [default: 10 for tagi, 32 for the others]",
                 {"type": click.IntRange(min=1)}),
-    ModelOption(("--learning-rate",), "learning_rate", ("dvi", "map", "laplace", "ensemble"),
-                "Adam's step size; for ensemble also a comma list or 'select' (chosen on a validation split). "
-                "[default: 0.003 for dvi, 0.01 for map, laplace and ensemble]",
-                {"callback": _parse_positive("a step size"), "metavar": "RATE"}, one_value=("dvi", "map", "laplace")),
-    ModelOption(("--prior-precision",), "prior_precision", ("laplace",),
-                "Prior precision of the last-layer posterior; not given: chosen by the Laplace evidence.",
+    ModelOption(("--learning-rate",), "learning_rate", ("dvi", "map", "laplace", "mcdropout", "ensemble",
+                                                         "laplace-ensemble"),
+                "Adam's step size (mcdropout: classification only); for ensemble also a comma list or 'select' "
+                "(chosen on a validation split). [default: 0.003 for dvi, 0.01 for map, laplace and ensemble "
+                "regression, 0.001 for classification]",
+                {"callback": _parse_positive("a step size"), "metavar": "RATE"},
+                one_value=("dvi", "map", "laplace", "mcdropout", "laplace-ensemble")),
+    ModelOption(("--prior-precision",), "prior_precision", ("laplace", "laplace-ensemble"),
+                "Prior precision of the last-layer posterior (of every member's); not given: chosen by the "
+                "Laplace evidence (member by member).",
                 {"callback": _parse_positive("a precision", grid=False), "metavar": "PRECISION"}),
     ModelOption(("--dropout",), "dropout", ("mcdropout",),
                 "Dropout rate, a comma list to choose from, or 'select' (the authors' grid). [default: select]",
@@ -421,8 +431,9 @@ MODEL_OPTIONS = (
     ModelOption(("--tau",), "tau", ("mcdropout",),
                 "Model precision (1 / noise variance, in units of 1 / target squared), a comma list, or 'select'. "
                 "[default: select]", {"callback": _parse_positive("a precision"), "metavar": "select|TAU"}),
-    ModelOption(("--samples",), "n_samples", ("mcdropout",),
-                "Stochastic forward passes per prediction. [default: 100]", {"type": click.IntRange(min=1)}),
+    ModelOption(("--samples",), "n_samples", ("mcdropout", "laplace", "laplace-ensemble"),
+                "Stochastic forward passes per prediction (laplace, laplace-ensemble: draws of the last layer, "
+                "of each member's; classification only). [default: 100]", {"type": click.IntRange(min=1)}),
 )
 
 
@@ -449,8 +460,7 @@ def _model_params(ctx: click.Context, model: str, options: dict) -> dict:
         if value is None:
             continue
         option = by_param[name]
-        flag = next(p for p in ctx.command.params if p.name == name)
-        typed = flag.secondary_opts[0] if value is False and flag.secondary_opts else flag.opts[0]
+        typed = _typed_flag(ctx, name, value)
         if model not in option.models:
             problems.append(f"{typed} applies to --model {' or '.join(option.models)} only")
         elif model in option.one_value and not isinstance(value, float):
@@ -461,6 +471,12 @@ def _model_params(ctx: click.Context, model: str, options: dict) -> dict:
     if problems:
         raise _OptionError(f"{'; '.join(problems)} (this is --model {model})")
     return params
+
+
+def _typed_flag(ctx: click.Context, name: str, value) -> str:
+    """The flag that gave the parameter ``name`` its ``value`` (``--homoscedastic`` for False)."""
+    flag = next(p for p in ctx.command.params if p.name == name)
+    return flag.secondary_opts[0] if value is False and flag.secondary_opts else flag.opts[0]
 
 
 def _heteroscedastic(estimator: str, params: dict) -> bool:
@@ -577,8 +593,9 @@ def demo(out, epochs):
 @main.command()
 @click.argument("data", type=_EXISTING_FILE)
 @click.option("--target", "-t", required=True, help="Name of the column to predict.")
-@click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="pbp", show_default=True,
-              help="The network to fit; the options marked [name] below set its parameters.")
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default="pbp", show_default=True,
+              help="The network to fit (laplace-ensemble: classification only); the options marked [name] below set "
+                   "its parameters.")
 @click.option("--hidden", multiple=True, callback=_parse_hidden, metavar="UNITS",
               help="Hidden units per layer: repeat or comma-separate (--hidden 50,50); --hidden \"\" for none. "
                    "[default: 50]")
@@ -599,7 +616,7 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
     Every column other than --target (and --index-col) is a feature. The options marked with
     model names set those models' parameters; given with another --model they are an error.
     A target of text or booleans (or --task classification) fits the model's classifier (pbp, tagi,
-    map, laplace, mcdropout, ensemble).
+    map, laplace, mcdropout, ensemble, laplace-ensemble).
     """
     import numpy as np
 
@@ -619,11 +636,15 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
                                        f"--model {', '.join(CLASSIFIERS)}")
         _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, output, quiet, settings)
         return
+    if model_name not in MODELS:
+        raise click.ClickException(f"--model {model_name} classifies only, and the target column {target!r} holds "
+                                   "numbers (--task classification reads them as class labels)")
+    class_name, label = MODELS[model_name]
+    _check_applies(getattr(estimators, class_name), settings, f"regression with --model {model_name}")
     y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
     if len(y) < 2:
         raise click.ClickException(f"{data}: need at least 2 data rows to fit, got {len(y)}")
     output = output or Path(data).with_suffix(".probprop")
-    class_name, label = MODELS[model_name]
     if epochs is not None:
         settings["epochs"] = epochs
     model = getattr(estimators, class_name)(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
@@ -661,6 +682,15 @@ def _fit_and_save(model, X, y, output: Path) -> None:
         raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
 
 
+def _check_applies(cls, settings: dict, task: str) -> None:
+    """A one-line error when a given model option sets a parameter that the estimator ``cls`` lacks
+    (an option for the same model's other task)."""
+    unsupported = sorted(set(settings) - set(cls().get_params()))
+    if unsupported:
+        flag = _typed_flag(click.get_current_context(), unsupported[0], settings[unsupported[0]])
+        raise click.ClickException(f"{flag} does not apply to {task}")
+
+
 def _is_label_column(values) -> bool:
     """A column of class labels: text (object or string dtype) or booleans."""
     pd = _pandas()
@@ -690,10 +720,7 @@ def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, ou
 
     class_name, label = CLASSIFIERS[model_name]
     cls = getattr(estimators, class_name)
-    unsupported = sorted(set(settings) - set(cls().get_params()))
-    if unsupported:
-        raise click.ClickException(f"--{unsupported[0].replace('_', '-')} does not apply to classification "
-                                   f"with --model {model_name}")
+    _check_applies(cls, settings, f"classification with --model {model_name}")
     y = _labels(frame, target, data)
     output = output or Path(data).with_suffix(".probprop")
     model = cls(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
@@ -912,7 +939,8 @@ def _model_summary(path: Path) -> dict:
         "file": str(path),
         "size_bytes": path.stat().st_size,
         "estimator": estimator,
-        "model": next((key for key, (name, _) in MODELS.items() if name == estimator), None),
+        "model": next((key for table in (MODELS, CLASSIFIERS) for key, (name, _) in table.items()
+                       if name == estimator), None),
         "probprop_version": version if isinstance(version, str) else None,
         "format": meta["format"],
         "format_version": meta["version"],

@@ -66,8 +66,11 @@ def test_evaluate_and_info_describe_a_classifier(files):
 
 @pytest.mark.parametrize(("model", "options", "name", "epochs"), [
     ("tagi", ["--batch-size", "5"], "TAGIClassifier", "20"),
-    ("mcdropout", ["--dropout", "0.05"], "MCDropoutClassifier", "150"),
-    ("laplace", ["--prior-precision", "3", "--batch-size", "16"], "LaplaceClassifier", "150"),
+    ("mcdropout", ["--dropout", "0.05", "--batch-size", "16", "--learning-rate", "0.003"], "MCDropoutClassifier",
+     "150"),
+    ("laplace", ["--prior-precision", "3", "--batch-size", "16", "--samples", "50"], "LaplaceClassifier", "150"),
+    ("laplace-ensemble", ["--prior-precision", "3", "--members", "2", "--samples", "20", "--learning-rate", "0.003"],
+     "LaplaceEnsembleClassifier", "150"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
     """--model picks the family member's classifier, its options reach it, and predict reads
@@ -81,20 +84,33 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
                                   "--hidden", "6", "--epochs", epochs, "-o", str(out), "-q", *options])
     assert result.exit_code == 0, result.output
     assert "3 classes" in result.output and float(result.output.split("training accuracy ")[1].split(",")[0]) > 0.9
+    fitted = result.output
     loaded = getattr(probprop, name).load(out)
-    assert loaded.get_params()[options[0][2:].replace("-", "_")] == float(options[1])
     result = runner.invoke(main, ["predict", str(out), str(folder / "new.csv")])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(StringIO(result.output))
     np.testing.assert_allclose(table[["p_=cat", "p_dog", "p_eel"]].to_numpy(),
                                loaded.predict_proba(frame[["a", "b"]].iloc[:4]), rtol=1e-9)
     info = json.loads(runner.invoke(main, ["info", str(out), "--json"]).output)
-    if model == "laplace":  # the posterior's prior precision, as given; 100 draws over (6 + 1) x 3 parameters
+    # every option given reached the estimator
+    given = dict(zip(options[::2], options[1::2]))
+    flags = {"--members": "n_members", "--samples": "n_samples"}
+    for flag, value in given.items():
+        assert loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))] == float(value), flag
+    assert info["estimator"] == name and info["model"] == model
+    text = runner.invoke(main, ["info", str(out)]).output
+    assert f"estimator      {name} (fit --model {model})" in text
+    if model == "laplace":  # the posterior's prior precision, as given; 50 draws over (6 + 1) x 3 parameters
         assert info["posterior"] == {"kind": "last-layer Laplace", "prior_precision": 3.0, "how": "as given",
-                                     "parameters": 21, "draws": 100}
-        text = runner.invoke(main, ["info", str(out)]).output
-        assert ("posterior      last-layer Laplace over 21 parameters, prior precision 3 (as given), 100 draws of it "
+                                     "parameters": 21, "draws": 50}
+        assert ("posterior      last-layer Laplace over 21 parameters, prior precision 3 (as given), 50 draws of it "
                 "per prediction") in text
+    elif model == "laplace-ensemble":  # each member's posterior over (6 + 1) x 3 parameters, 20 draws each
+        assert info["posterior"] == {"kind": "last-layer Laplace, one per member (2)", "prior_precision": [3.0, 3.0],
+                                     "how": "as given", "parameters": 21, "draws": 20}
+        assert "fitted a Laplace-ensemble classifier 2 x 2-6-3 on 150 rows" in fitted
+        assert ("posterior      last-layer Laplace, one per member (2) over 21 parameters each, prior precision 3 for "
+                "every member (as given), 20 draws of each per prediction") in text
     else:
         assert info["posterior"] is None
 

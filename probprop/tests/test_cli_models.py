@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from probprop import estimators
 from probprop._version import __version__
-from probprop.cli import ACTIVATION_NAMES, MODEL_OPTIONS, MODELS, PBP_INFERENCE, main
+from probprop.cli import ACTIVATION_NAMES, CLASSIFIERS, MODEL_NAMES, MODEL_OPTIONS, MODELS, PBP_INFERENCE, main
 from probprop.data import make_linear_gaussian
 from probprop.io import VERSION, load_model
 
@@ -185,7 +185,7 @@ def test_hyperparameters_chosen_on_a_validation_split_are_reported(runner, data)
     "args, message",
     [
         (["--model", "tagi", "--noise", "0.1"], "--noise applies to --model pbp only (this is --model tagi)"),
-        (["--members", "3"], "--members applies to --model pbp-ensemble or ensemble only (this is --model pbp)"),
+        (["--members", "3"], "--members applies to --model pbp-ensemble or ensemble or laplace-ensemble only (this is --model pbp)"),
         (["--model", "mcdropout", "--homoscedastic"], "--homoscedastic applies to --model pbp or tagi or dvi or map only"),
         (["--model", "tagi", "--no-empirical-bayes"], "--no-empirical-bayes applies to --model dvi only"),
         (["--model", "ensemble", "--dropout", "0.1"], "--dropout applies to --model mcdropout only"),
@@ -204,10 +204,26 @@ def test_an_option_of_another_model_is_a_one_line_error(runner, data, args, mess
 
 
 def test_two_inapplicable_options_are_named_together(runner, data):
-    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "mcdropout",
-                                          "--noise", "0.1", "--batch-size", "8"])
-    _one_line_error(result, "--noise applies to --model pbp only; --batch-size applies to --model tagi or dvi or map "
-                            "or laplace or ensemble only (this is --model mcdropout)", exit_code=2)
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", "--model", "tagi",
+                                  "--noise", "0.1", "--learning-rate", "0.1"])
+    _one_line_error(result, "--noise applies to --model pbp only; --learning-rate applies to --model dvi or map or "
+                            "laplace or mcdropout or ensemble or laplace-ensemble only (this is --model tagi)",
+                    exit_code=2)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "laplace-ensemble"],
+     "--model laplace-ensemble classifies only, and the target column 'target' holds numbers (--task classification"),
+    (["--model", "laplace", "--samples", "10"], "--samples does not apply to regression with --model laplace"),
+    (["--model", "mcdropout", "--batch-size", "8"], "--batch-size does not apply to regression with --model mcdropout"),
+    (["--model", "mcdropout", "--learning-rate", "0.1"],
+     "--learning-rate does not apply to regression with --model mcdropout"),
+])
+def test_a_classification_only_model_or_option_with_a_numeric_target_is_a_one_line_error(runner, data, args, message):
+    out = data["folder"] / "never.probprop"
+    result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", *args, "-o", str(out)])
+    _one_line_error(result, message)
+    assert not out.exists()
 
 
 def test_unknown_model_and_bad_values(runner, data):
@@ -224,16 +240,22 @@ def test_unknown_model_and_bad_values(runner, data):
 
 
 def test_the_option_table_matches_the_estimators():
-    """Each model option applies to exactly the models whose estimator has its parameter, and
-    the hard-coded choices are the library's (the command line module may not import them)."""
+    """Each model option applies to exactly the models whose regressor or classifier has its
+    parameter, and the hard-coded choices are the library's (the command line module may not
+    import them)."""
     from probprop.learners import pbp
     from probprop.moments import ACTIVATIONS
 
-    signatures = {name: inspect.signature(getattr(estimators, cls)).parameters for name, (cls, _) in MODELS.items()}
+    assert MODEL_NAMES == (*MODELS, "laplace-ensemble") and set(CLASSIFIERS) <= set(MODEL_NAMES)
+    either = {name: {**({} if name not in MODELS else inspect.signature(getattr(estimators, MODELS[name][0])).parameters),
+                     **({} if name not in CLASSIFIERS
+                        else inspect.signature(getattr(estimators, CLASSIFIERS[name][0])).parameters)}
+              for name in MODEL_NAMES}
     for option in MODEL_OPTIONS:
-        having = {name for name, params in signatures.items() if option.param in params}
+        having = {name for name, params in either.items() if option.param in params}
         assert set(option.models) == having, option.decls
         assert set(option.one_value) <= set(option.models)
+    signatures = {name: inspect.signature(getattr(estimators, cls)).parameters for name, (cls, _) in MODELS.items()}
     for name, params in signatures.items():
         assert {"hidden", "epochs", "random_state", "verbose"} <= set(params), name
     assert sorted(ACTIVATION_NAMES) == sorted(ACTIVATIONS)
