@@ -346,17 +346,17 @@ ACTIVATION_NAMES = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh")
 PBP_INFERENCE = ("adf", "sep")
 
 
-def _parse_positive(kind: str, upper: float = math.inf, grid: bool = True):
-    """Callback: 'select', one number in (0, upper) or (``grid``) a comma list of them: a float,
-    a tuple of floats or 'select'; None when the option is not given."""
-    accepted = f"'select', {kind}" + (" or a comma list of them" if grid else "")
+def _parse_positive(kind: str, upper: float = math.inf, grid: bool = True, select: bool = True):
+    """Callback: ('select' where ``select``) one number in (0, upper) or (``grid``) a comma list
+    of them: a float, a tuple of floats or 'select'; None when the option is not given."""
+    accepted = ("'select', " if select else "") + kind + (" or a comma list of them" if grid else "")
     bound = f"in (0, {upper:g})" if math.isfinite(upper) else "positive and finite"
 
     def parse(ctx, param, value):
         if value is None:
             return None
         text = str(value).strip()
-        if text.lower() == "select":
+        if select and text.lower() == "select":
             return "select"
         parts = [part.strip() for part in text.split(",")]
         if len(parts) > 1 and not grid:
@@ -390,7 +390,7 @@ class ModelOption:
 MODEL_OPTIONS = (
     ModelOption(("--noise",), "noise", ("pbp",),
                 "'learn' (Gamma prior on the noise precision) or a fixed noise variance in units of the target "
-                "squared. [default: learn]", {"callback": _parse_noise, "metavar": "learn|VARIANCE"}),
+                "squared; regression only. [default: learn]", {"callback": _parse_noise, "metavar": "learn|VARIANCE"}),
     ModelOption(("--inference",), "inference", ("pbp",),
                 "'adf': PBP as published; 'sep': stochastic expectation propagation. [default: adf]",
                 {"type": click.Choice(PBP_INFERENCE)}),
@@ -400,14 +400,15 @@ MODEL_OPTIONS = (
                 "Networks in the ensemble. [default: 5]", {"type": click.IntRange(min=1)}),
     ModelOption(("--sigma-v",), "sigma_v", ("tagi",),
                 "Observation-noise std in standardised target units, or 'select' (chosen on a validation tenth "
-                "of the training data). [default: select]",
+                "of the training data); regression only. [default: select]",
                 {"callback": _parse_positive("a noise std", grid=False), "metavar": "select|STD"}),
     ModelOption(("--heteroscedastic/--homoscedastic",), "heteroscedastic", ("pbp", "tagi", "dvi", "map"),
-                "Learn an input-dependent noise variance (a second output unit), or one noise level. "
+                "Learn an input-dependent noise variance (a second output unit), or one noise level; regression "
+                "only. "
                 "[default: heteroscedastic for dvi, homoscedastic for pbp, tagi and map]"),
     ModelOption(("--noise-feedback/--cut-noise-feedback",), "noise_feedback", ("pbp",),
                 "With --heteroscedastic: the noise output's gradient also trains the hidden layers, or it is cut "
-                "(they learn from the mean output only). [default: noise-feedback]"),
+                "(they learn from the mean output only); regression only. [default: noise-feedback]"),
     ModelOption(("--empirical-bayes/--no-empirical-bayes",), "empirical_bayes", ("dvi",),
                 "Set each layer's prior variance under an InvGamma(1, 10) hyper-prior. [default: on]"),
     ModelOption(("--batch-size",), "batch_size", ("tagi", "dvi", "map", "laplace", "mcdropout", "ensemble",
@@ -424,13 +425,13 @@ MODEL_OPTIONS = (
     ModelOption(("--prior-precision",), "prior_precision", ("laplace", "laplace-ensemble"),
                 "Prior precision of the last-layer posterior (of every member's); not given: chosen by the "
                 "Laplace evidence (member by member).",
-                {"callback": _parse_positive("a precision", grid=False), "metavar": "PRECISION"}),
+                {"callback": _parse_positive("a precision", grid=False, select=False), "metavar": "PRECISION"}),
     ModelOption(("--dropout",), "dropout", ("mcdropout",),
                 "Dropout rate, a comma list to choose from, or 'select' (the authors' grid). [default: select]",
                 {"callback": _parse_positive("a rate", upper=1.0), "metavar": "select|RATE"}),
     ModelOption(("--tau",), "tau", ("mcdropout",),
-                "Model precision (1 / noise variance, in units of 1 / target squared), a comma list, or 'select'. "
-                "[default: select]", {"callback": _parse_positive("a precision"), "metavar": "select|TAU"}),
+                "Model precision (1 / noise variance, in units of 1 / target squared), a comma list, or 'select'; "
+                "regression only. [default: select]", {"callback": _parse_positive("a precision"), "metavar": "select|TAU"}),
     ModelOption(("--samples",), "n_samples", ("mcdropout", "laplace", "laplace-ensemble"),
                 "Stochastic forward passes per prediction (laplace, laplace-ensemble: draws of the last layer, "
                 "of each member's; classification only). [default: 100]", {"type": click.IntRange(min=1)}),
@@ -451,10 +452,13 @@ class _OptionError(click.ClickException):
     exit_code = 2
 
 
-def _model_params(ctx: click.Context, model: str, options: dict) -> dict:
-    """The estimator parameters that the given model options set; an option that does not apply
-    to ``model`` (or a grid where it takes one value) is a one-line error naming the flag typed."""
+def _model_params(ctx: click.Context, model: str, options: dict, estimator: type, task: str) -> dict:
+    """The parameters of ``estimator`` (``model``'s regressor or classifier, as ``task`` says)
+    that the given model options set; an option that does not apply to ``model``, one that only
+    the model's other task has, or a grid where it takes one value, is a one-line error naming
+    the flags typed."""
     by_param = {option.param: option for option in MODEL_OPTIONS}
+    accepted = estimator().get_params()
     params, problems = {}, []
     for name, value in options.items():
         if value is None:
@@ -463,6 +467,8 @@ def _model_params(ctx: click.Context, model: str, options: dict) -> dict:
         typed = _typed_flag(ctx, name, value)
         if model not in option.models:
             problems.append(f"{typed} applies to --model {' or '.join(option.models)} only")
+        elif name not in accepted:
+            problems.append(f"{typed} does not apply to {task}")
         elif model in option.one_value and not isinstance(value, float):
             others = [m for m in option.models if m not in option.one_value]
             problems.append(f"{typed} takes one number with --model {model} (a comma list or 'select' only with "
@@ -622,7 +628,6 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
 
     from probprop import estimators
 
-    settings = _model_params(ctx, model_name, options)
     frame = read_csv(data, index_col)
     if target not in frame.columns:
         raise click.ClickException(f"{data}: no target column {target!r}; columns: {_names(frame.columns)}")
@@ -634,13 +639,16 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
         if model_name not in CLASSIFIERS:
             raise click.ClickException(f"--model {model_name} has no classifier; classification is available with "
                                        f"--model {', '.join(CLASSIFIERS)}")
+        settings = _model_params(ctx, model_name, options, getattr(estimators, CLASSIFIERS[model_name][0]),
+                                 "classification")
         _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, output, quiet, settings)
         return
     if model_name not in MODELS:
-        raise click.ClickException(f"--model {model_name} classifies only, and the target column {target!r} holds "
-                                   "numbers (--task classification reads them as class labels)")
+        why = ("--task regression asks for a regressor" if task == "regression"
+               else f"the target column {target!r} holds numbers; --task classification reads them as class labels")
+        raise click.ClickException(f"--model {model_name} classifies only ({why})")
     class_name, label = MODELS[model_name]
-    _check_applies(getattr(estimators, class_name), settings, f"regression with --model {model_name}")
+    settings = _model_params(ctx, model_name, options, getattr(estimators, class_name), "regression")
     y = numeric_columns(frame, [target], data)[str(target)].to_numpy()
     if len(y) < 2:
         raise click.ClickException(f"{data}: need at least 2 data rows to fit, got {len(y)}")
@@ -663,11 +671,16 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
         f"fitted {label} {network} on {len(y)} rows x {X.shape[1]} features of {data} ({model.epochs} epochs); "
         f"training RMSE {float(np.sqrt(np.mean((y - dist.mean) ** 2))):.4g}, {noise}"
     )
+    _echo_chosen(model)
+    click.echo(f"saved {output}")
+
+
+def _echo_chosen(model) -> None:
+    """Print the hyperparameters ``model`` chose on a validation split, if any."""
     chosen = _chosen(model.get_params(), vars(model), lambda scores: hasattr(model, scores))
     if chosen:
         click.echo("chosen on a validation split of the training data: "
                    + ", ".join(f"{name} {value:.4g}" for name, value in chosen.items()))
-    click.echo(f"saved {output}")
 
 
 def _fit_and_save(model, X, y, output: Path) -> None:
@@ -680,15 +693,6 @@ def _fit_and_save(model, X, y, output: Path) -> None:
         model.save(output)
     except (OSError, ValueError) as err:
         raise click.ClickException(f"cannot write the model to {output}: {_first_line(err)}") from None
-
-
-def _check_applies(cls, settings: dict, task: str) -> None:
-    """A one-line error when a given model option sets a parameter that the estimator ``cls`` lacks
-    (an option for the same model's other task)."""
-    unsupported = sorted(set(settings) - set(cls().get_params()))
-    if unsupported:
-        flag = _typed_flag(click.get_current_context(), unsupported[0], settings[unsupported[0]])
-        raise click.ClickException(f"{flag} does not apply to {task}")
 
 
 def _is_label_column(values) -> bool:
@@ -720,7 +724,6 @@ def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, ou
 
     class_name, label = CLASSIFIERS[model_name]
     cls = getattr(estimators, class_name)
-    _check_applies(cls, settings, f"classification with --model {model_name}")
     y = _labels(frame, target, data)
     output = output or Path(data).with_suffix(".probprop")
     model = cls(hidden=hidden, random_state=seed, verbose=not quiet, **settings)
@@ -737,6 +740,7 @@ def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, ou
     click.echo(f"fitted {label} classifier {network} on {len(y)} rows x {X.shape[1]} features of {data} "
                f"({model.epochs} epochs, {len(model.classes_)} classes); training accuracy "
                f"{float(np.mean(proba.argmax(1) == index)):.4g}, log loss {nll(index, proba):.4g}")
+    _echo_chosen(model)
     click.echo(f"saved {output}")
 
 

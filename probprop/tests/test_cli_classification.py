@@ -71,6 +71,7 @@ def test_evaluate_and_info_describe_a_classifier(files):
     ("laplace", ["--prior-precision", "3", "--batch-size", "16", "--samples", "50"], "LaplaceClassifier", "150"),
     ("laplace-ensemble", ["--prior-precision", "3", "--members", "2", "--samples", "20", "--learning-rate", "0.003"],
      "LaplaceEnsembleClassifier", "150"),
+    ("ensemble", ["--members", "2", "--learning-rate", "0.003,0.03"], "DeepEnsembleClassifier", "60"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
     """--model picks the family member's classifier, its options reach it, and predict reads
@@ -96,7 +97,15 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
     given = dict(zip(options[::2], options[1::2]))
     flags = {"--members": "n_members", "--samples": "n_samples"}
     for flag, value in given.items():
-        assert loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))] == float(value), flag
+        numbers = tuple(float(v) for v in value.split(","))
+        assert loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))] == (
+            numbers if len(numbers) > 1 else numbers[0]), flag
+    # a rate chosen on a validation split is printed, as for a regressor
+    if model == "ensemble":
+        assert f"chosen on a validation split of the training data: learning_rate {loaded.learning_rate_:.4g}" in fitted
+        assert loaded.learning_rate_ in (0.003, 0.03)
+    else:
+        assert "chosen on a validation split" not in fitted
     assert info["estimator"] == name and info["model"] == model
     text = runner.invoke(main, ["info", str(out)]).output
     assert f"estimator      {name} (fit --model {model})" in text
@@ -125,7 +134,15 @@ def test_classification_errors_are_one_line(files, tmp_path):
     assert "--noise does not apply to classification" in result.output
     result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "tagi",
                                   "--sigma-v", "0.3"])
-    assert "--sigma-v does not apply to classification with --model tagi" in result.output
+    assert "--sigma-v does not apply to classification (this is --model tagi)" in result.output
+    # the flag as typed, every one named, exit status 2 as for other option conflicts
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--homoscedastic",
+                                  "--cut-noise-feedback"])
+    assert result.exit_code == 2 and ("--homoscedastic does not apply to classification; --cut-noise-feedback does "
+                                      "not apply to classification (this is --model pbp)") in result.output
+    result = runner.invoke(main, ["fit", str(folder / "train.csv"), "--target", "kind", "--model", "laplace-ensemble",
+                                  "--learning-rate", "select"])
+    assert result.exit_code == 2 and "--learning-rate takes one number with --model laplace-ensemble" in result.output
     frame.assign(kind=frame["kind"].where(frame.index != 7)).to_csv(tmp_path / "gap.csv", index=False)
     result = runner.invoke(main, ["fit", str(tmp_path / "gap.csv"), "--target", "kind"])
     assert "1 missing label(s), first in data row 8" in result.output

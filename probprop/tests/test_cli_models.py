@@ -211,19 +211,42 @@ def test_two_inapplicable_options_are_named_together(runner, data):
                     exit_code=2)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "laplace-ensemble"],
-     "--model laplace-ensemble classifies only, and the target column 'target' holds numbers (--task classification"),
-    (["--model", "laplace", "--samples", "10"], "--samples does not apply to regression with --model laplace"),
-    (["--model", "mcdropout", "--batch-size", "8"], "--batch-size does not apply to regression with --model mcdropout"),
-    (["--model", "mcdropout", "--learning-rate", "0.1"],
-     "--learning-rate does not apply to regression with --model mcdropout"),
+@pytest.mark.parametrize(("args", "message", "exit_code"), [
+    (["--model", "laplace-ensemble"], ("--model laplace-ensemble classifies only (the target column 'target' holds "
+                                       "numbers; --task classification reads them as class labels)"), 1),
+    (["--model", "laplace-ensemble", "--task", "regression"],
+     "--model laplace-ensemble classifies only (--task regression asks for a regressor)", 1),
+    (["--model", "laplace", "--samples", "10"], "--samples does not apply to regression (this is --model laplace)", 2),
+    (["--model", "mcdropout", "--batch-size", "8", "--learning-rate", "0.1"],
+     ("--batch-size does not apply to regression; --learning-rate does not apply to regression (this is --model "
+      "mcdropout)"), 2),
+    # not "takes one number": no number would do
+    (["--model", "mcdropout", "--learning-rate", "select"], "--learning-rate does not apply to regression", 2),
+    (["--model", "mcdropout", "--noise", "0.1", "--samples", "10", "--batch-size", "8"],
+     "--noise applies to --model pbp only; --batch-size does not apply to regression (this is --model mcdropout)", 2),
 ])
-def test_a_classification_only_model_or_option_with_a_numeric_target_is_a_one_line_error(runner, data, args, message):
+def test_a_classification_only_model_or_option_with_a_numeric_target_is_a_one_line_error(runner, data, args, message,
+                                                                                         exit_code):
     out = data["folder"] / "never.probprop"
     result = runner.invoke(main, ["fit", str(data["train"]), "-t", "target", *args, "-o", str(out)])
-    _one_line_error(result, message)
+    _one_line_error(result, message, exit_code=exit_code)
     assert not out.exists()
+
+
+def test_the_help_marks_options_of_one_task():
+    """An option that the regressor (classifier) of a model with both lacks says 'classification
+    only' ('regression only') in its help; a Laplace prior precision is a number, never 'select'."""
+    def having(table, name, param):
+        return param in inspect.signature(getattr(estimators, table[name][0])).parameters
+
+    both = set(MODELS) & set(CLASSIFIERS)
+    for option in MODEL_OPTIONS:
+        regression_only = any(not having(CLASSIFIERS, name, option.param) for name in both & set(option.models))
+        classification_only = any(not having(MODELS, name, option.param) for name in both & set(option.models))
+        assert ("regression only" in option.help) == regression_only, option.decls
+        assert ("classification only" in option.help) == classification_only, option.decls
+    result = CliRunner().invoke(main, ["fit", "x.csv", "-t", "y", "--model", "laplace", "--prior-precision", "select"])
+    assert result.exit_code == 2 and "'select': expected a precision" in result.output
 
 
 def test_unknown_model_and_bad_values(runner, data):
