@@ -342,6 +342,8 @@ ALWAYS_HETEROSCEDASTIC = ("DeepEnsembleRegressor",)
 
 #: Hidden-unit nonlinearities: the keys of ``probprop.moments.ACTIVATIONS`` (which loads JAX).
 ACTIVATION_NAMES = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh")
+#: The Laplace classifiers' link approximations: ``probprop.moments.softmax.LINKS``.
+LINK_NAMES = ("mc", "probit", "bridge", "bridge_norm")
 #: PBP's inference rules: ``probprop.learners.pbp.INFERENCE``.
 PBP_INFERENCE = ("adf", "sep")
 
@@ -426,6 +428,10 @@ MODEL_OPTIONS = (
                 "Prior precision of the last-layer posterior (of every member's); not given: chosen by the "
                 "Laplace evidence (member by member).",
                 {"callback": _parse_positive("a precision", grid=False, select=False), "metavar": "PRECISION"}),
+    ModelOption(("--link-approx",), "link_approx", ("laplace", "laplace-ensemble"),
+                "How predictions read the logits' Gaussian: mc (the draws of --samples), or without draws probit, "
+                "bridge or bridge_norm (the Laplace bridge); classification only. [default: mc]",
+                {"type": click.Choice(LINK_NAMES)}),
     ModelOption(("--dropout",), "dropout", ("mcdropout",),
                 "Dropout rate, a comma list to choose from, or 'select' (the authors' grid). [default: select]",
                 {"callback": _parse_positive("a rate", upper=1.0), "metavar": "select|RATE"}),
@@ -999,7 +1005,8 @@ def _laplace_summary(model) -> dict:
     return {"kind": "last-layer Laplace" if members is None else f"last-layer Laplace, one per member ({members})",
             "prior_precision": precision if members is None else [float(p) for p in precision],
             "how": "chosen by the Laplace evidence" if spec.prior_precision is None else "as given",
-            "parameters": spec.n_parameters, "draws": spec.n_samples if spec.n_classes else None}
+            "parameters": spec.n_parameters, "draws": spec.n_samples if spec.n_classes else None,
+            "link_approx": getattr(model, "link_approx", None) if spec.n_classes else None}
 
 
 def _noise_summary(path: Path, estimator: str, params: dict, fitted: dict, y_scale: float,
@@ -1108,6 +1115,8 @@ def _info_lines(summary: dict):
     if posterior:
         precision, each = posterior["prior_precision"], isinstance(posterior["prior_precision"], list)
         draws = f", {posterior['draws']:,} draws of {'each' if each else 'it'} per prediction" if posterior["draws"] else ""
+        if posterior.get("link_approx") not in (None, "mc"):
+            draws = f", read in closed form by link_approx={posterior['link_approx']} (no draws)"
         if each and min(precision) == max(precision):
             precision = f"prior precision {precision[0]:.4g} for every member"
         else:
@@ -1266,6 +1275,9 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
               metavar="UNITS", help="Hidden units per layer (one to three layers) of all but the CNN methods.")
 @click.option("--members", type=click.IntRange(min=2), default=5, show_default=True,
               help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn, laplace-ensemble-cnn).")
+@click.option("--links", default="mc", show_default=True,
+              help="Comma-separated: how the Laplace methods' predictions read the logits' Gaussian (mc: the draws; "
+                   "probit, bridge, bridge_norm: closed forms), one row each from the same fit.")
 @click.option("--train-rows", type=click.IntRange(min=100), default=None, help="Use only the first N training images.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Pinned worker processes.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -1273,14 +1285,15 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/images"),
               show_default=True, help="Folder for report.md, results.csv and the figures.")
 @click.pass_context
-def bench_images(ctx, datasets, methods, seeds, epochs, hidden, members, train_rows, workers, data_dir, out):
+def bench_images(ctx, datasets, methods, seeds, epochs, hidden, members, links, train_rows, workers, data_dir, out):
     """MNIST / Fashion-MNIST: error, NLL, calibration, OOD detection and speed of the classifiers."""
     from probprop.bench import images
 
     try:
         path = images.run(out=out, datasets=datasets.split(","), methods=methods.split(","), seeds=seeds,
                           epochs=epochs, train_rows=train_rows, data_dir=data_dir, workers=workers, hidden=hidden,
-                          members=members, command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+                          members=members, links=[link.strip() for link in links.split(",")],
+                          command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")

@@ -51,6 +51,9 @@ but the CNN methods):
   networks (``--members``, no weight decay; the same parameters and seed: the same trained weights),
   each with ``laplace-cnn``'s last-layer posterior (its own prior precision, :data:`LAPLACE_SAMPLES`
   draws per member): a mixture of Laplace approximations (Eschenhagen et al. 2021).
+- ``--links``: the Laplace methods' predictions read each way named (``link_approx``: "mc" the
+  draws, "probit", "bridge", "bridge_norm" the closed forms of :mod:`probprop.moments.softmax`)
+  from the same fit, one row each; a row other than "mc" is named ``METHOD+LINK``.
 - ``pytagi``: TAGI by its authors' library (``make pytagi``), their MNIST tutorial's classifier on
   the same network: MixtureReLU, a hierarchical-softmax output (a binary tree of 11
   units observed through noise of sd :data:`PYTAGI_SIGMA_V`), mini-batches of :data:`PYTAGI_BATCH`
@@ -64,6 +67,7 @@ methods are probprop's classifiers through the same learner protocol.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -104,6 +108,15 @@ LAPLACE_SAMPLES = 100
 #: with 10, one seed) and the tutorial's sigma_v.
 PYTAGI_BATCH = TAGI_BATCH
 PYTAGI_SIGMA_V = 0.1
+
+
+#: The methods whose predictions ``--links`` reads several ways (their ``link_approx``).
+LAPLACE_METHODS = ("laplace", "laplace-cnn", "laplace-ensemble-cnn")
+
+
+def base_method(name: str) -> str:
+    """The method of a result row: ``laplace-cnn+bridge`` -> ``laplace-cnn``."""
+    return name.split("+", 1)[0]
 
 
 #: The methods that do not run on JAX (their rows' device is the CPU whatever JAX's default).
@@ -172,8 +185,9 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     return None
 
 
-def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEMBERS):
-    """(predict_proba, predict_scores) callables after fitting, and the fit's seconds."""
+def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, links=("mc",)):
+    """A list of (link, predict_proba, predict_scores) after fitting (one per link of ``links``
+    for a Laplace method, else one "mc"), and the fit's seconds."""
     from sklearn.neural_network import MLPClassifier
 
     start = time.perf_counter()
@@ -182,13 +196,23 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEM
         model.fit(X, y)
         fit_seconds = time.perf_counter() - start
 
-        def scores(Z):  # a point estimate's (map-cnn's) leave out the epistemic scores
-            dist = model.predict_dist(Z)
-            return dist.probabilities, dist.scores()
+        def reader(link):
+            def read():  # the Laplace models read with ``link``; the others as they are
+                return model.set_params(link_approx=link) if method in LAPLACE_METHODS else model
 
-        return model.predict_proba, scores, fit_seconds
+            def proba(Z):
+                return read().predict_proba(Z)
+
+            def scores(Z):  # a point estimate's (map-cnn's) leave out the epistemic scores
+                dist = read().predict_dist(Z)
+                return dist.probabilities, dist.scores()
+
+            return link, proba, scores
+
+        return [reader(link) for link in (links if method in LAPLACE_METHODS else ("mc",))], fit_seconds
     if method == "pytagi":
-        return _pytagi_fit_predict(X, y, seed, epochs, start, hidden)
+        proba, scores, fit_seconds = _pytagi_fit_predict(X, y, seed, epochs, start, hidden)
+        return [("mc", proba, scores)], fit_seconds
     mean, std = X.mean(), X.std()
     nets = []
     for m in range(members if method == "ensemble" else 1):
@@ -213,7 +237,7 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEM
         dist = ClassPrediction.from_members(member_proba(Z), nets[0].classes_)
         return dist.probabilities, dist.scores()
 
-    return proba, scores, fit_seconds
+    return [("mc", proba, scores)], fit_seconds
 
 
 def _pytagi_fit_predict(X, y, seed, epochs, start, hidden=HIDDEN):
@@ -267,9 +291,9 @@ def _pytagi_fit_predict(X, y, seed, epochs, start, hidden=HIDDEN):
 
 
 def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, core=None,
-        test_rows=None):
-    """One (dataset, method, seed): a dict of results, and the arrays the figures need
-    (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
+        test_rows=None, links=("mc",)):
+    """One (dataset, method, seed): a list of dicts of results (one per link of ``links`` for a
+    Laplace method, else one), and a list of the arrays each row's figures need (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
     ``hidden``: the hidden layers of all but the CNN methods; ``members``: of the ensemble methods)."""
     if core is not None:
         from probprop.bench.machine import pin
@@ -277,7 +301,6 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, memb
         pin(core)
     from probprop.data.images import load_images
     from probprop.learners.base import float64_process
-    from probprop.metrics.classification import classification_metrics, detection_metrics
 
     float64_process()
     X, y, Xt, yt = load_images(dataset, data_dir, flat=True, scale=True)
@@ -289,18 +312,32 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, memb
         Xt, yt = Xt[:test_rows], yt[:test_rows]
         ood = {name: Z[:test_rows] for name, Z in ood.items()}
     hidden = tuple(int(h) for h in hidden)
-    proba_fn, scores_fn, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden, members)
+    readers, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden, members, links)
+    rows, figures = [], []
+    for link, proba_fn, scores_fn in readers:
+        metrics, arrays = _evaluate(proba_fn, scores_fn, Xt, yt, ood)
+        rows.append({"dataset": dataset, "method": method if link == "mc" else f"{method}+{link}", "seed": seed,
+                     "epochs": 1 if method.endswith("-1pass") else epochs,
+                     "network": "cnn" if method in CNN_METHODS else "-".join(map(str, (X.shape[1], *hidden, 10))),
+                     "members": members if method in ENSEMBLE_METHODS else 1, "device": _device_name(method),
+                     "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
+                     **metrics})
+        figures.append(arrays)
+    return rows, figures
+
+
+def _evaluate(proba_fn, scores_fn, Xt, yt, ood):
+    """A fitted model's speed of prediction and metrics on the test and OOD images (a dict), and
+    the arrays the figures need."""
+    from probprop.metrics.classification import classification_metrics, detection_metrics
+
     start = time.perf_counter()
     proba_fn(Xt)
     proba_seconds = time.perf_counter() - start
     start = time.perf_counter()
     proba, scores_in = scores_fn(Xt)
     scores_seconds = time.perf_counter() - start
-    row = {"dataset": dataset, "method": method, "seed": seed, "epochs": 1 if method.endswith("-1pass") else epochs,
-           "network": "cnn" if method in CNN_METHODS else "-".join(map(str, (X.shape[1], *hidden, 10))),
-           "members": members if method in ENSEMBLE_METHODS else 1, "device": _device_name(method),
-           "n_train": len(X), "fit_seconds": fit_seconds, "train_images_per_s": len(X) / fit_seconds,
-           "predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
+    row = {"predict_images_per_s": len(Xt) / proba_seconds, "scores_images_per_s": len(Xt) / scores_seconds,
            **classification_metrics(yt, proba)}
     wrong = proba.argmax(1) != yt
     row["misclassification_auroc"] = detection_metrics(scores_in["max_probability"][~wrong],
@@ -318,7 +355,7 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, memb
 
 def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
         data_dir=None, workers: int = 2, command: str | None = None, log=print, hidden=HIDDEN,
-        members: int = ENSEMBLE_MEMBERS) -> Path:
+        members: int = ENSEMBLE_MEMBERS, links=("mc",)) -> Path:
     """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures
     (``hidden``: the hidden layers of all but the CNN methods, at most three; ``members``: of the
     ensemble methods, at least two)."""
@@ -341,6 +378,11 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     if isinstance(members, bool) or not isinstance(members, (int, np.integer)) or members < 2:
         raise ValueError(f"members must be an integer of at least 2, got {members!r}")
     members = int(members)
+    from probprop.moments.softmax import LINKS
+
+    links = tuple(link.strip() for link in links.split(",")) if isinstance(links, str) else tuple(links)
+    if not links or len(set(links)) != len(links) or not set(links) <= set(LINKS):
+        raise ValueError(f"links must be distinct names among {list(LINKS)}, got {list(links)}")
     from probprop.data.images import find_images_dir
 
     for name in datasets:
@@ -350,12 +392,13 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     calls = [(d, m, s, epochs, train_rows, data_dir, hidden, members) for s in range(seeds) for d in datasets for m in methods]
     start = time.perf_counter()
     rows, figures = [], {}
-    for (d, m, s, *_), (row, arrays) in pinned_results(job, calls, workers):
-        rows.append(row)
-        log(f"{d} {m} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
-            f"fit {row['fit_seconds']:.0f} s")
+    for (d, m, s, *_), (job_rows, arrays) in pinned_results(functools.partial(job, links=links), calls, workers):
+        rows += job_rows
+        for row in job_rows:
+            log(f"{d} {row['method']} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
+                f"fit {row['fit_seconds']:.0f} s")
         if s == 0:
-            figures[(d, m)] = arrays
+            figures.update({(d, row["method"]): row_arrays for row, row_arrays in zip(job_rows, arrays, strict=True)})
     wall = time.perf_counter() - start
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
@@ -368,7 +411,7 @@ def _figures(figures, out: Path) -> None:
     from probprop.plots import plot_reliability, plot_score_histograms
 
     for (dataset, method), arrays in figures.items():
-        if method not in FIGURE_METHODS:
+        if base_method(method) not in FIGURE_METHODS:
             continue
         plot_reliability(arrays["labels"], arrays["proba"], path=out / f"reliability-{dataset}-{method}.png",
                          title=f"{method}, {dataset} test set")
@@ -394,8 +437,9 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     from probprop.bench.machine import cpu_name, jobs_at_a_time
 
     seeds = frame["seed"].nunique()
-    cnns = [m for m in CNN_METHODS if (frame["method"] == m).any()]
-    dense = frame["method"][~frame["method"].isin(CNN_METHODS)]
+    base = frame["method"].map(base_method)
+    cnns = [m for m in CNN_METHODS if (base == m).any()]
+    dense = frame["method"][~base.isin(CNN_METHODS)]
     mlps = sorted(set(frame.loc[dense.index, "network"].dropna())) if "network" in frame else []
     mlps = mlps or ["784-100-100-10"]  # results from before the network column: the default
     mlp_text = f"Networks {' and '.join(mlps)} (ReLU)"
@@ -407,7 +451,7 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
         networks = f"{mlp_text};"
     devices = sorted(set(frame["device"].dropna()) - {"cpu"}) if "device" in frame else []
     on = f"; the probprop methods on JAX's default device, {', '.join(devices)}" if devices else ""
-    ensembles = frame[frame["method"].isin(ENSEMBLE_METHODS)]
+    ensembles = frame[base.isin(ENSEMBLE_METHODS)]
     if len(ensembles):  # results from before the members column: the default
         counts = ensembles["members"].fillna(ENSEMBLE_MEMBERS) if "members" in ensembles else [ENSEMBLE_MEMBERS]
         networks += f" ensembles of {' / '.join(str(n) for n in sorted({int(n) for n in counts}))} members;"
@@ -450,8 +494,8 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
                      f"{g['fit_seconds'].mean():.1f} |")
     lines += ["", "## Figures", ""]
     for dataset in frame["dataset"].unique():
-        for method in FIGURE_METHODS:
-            if ((frame["dataset"] == dataset) & (frame["method"] == method)).any():
+        for method in frame.loc[frame["dataset"] == dataset, "method"].unique():
+            if base_method(method) in FIGURE_METHODS:
                 lines += [f"![reliability {dataset} {method}](reliability-{dataset}-{method}.png)",
                           f"![confidence {dataset} {method}](confidence-{dataset}-{method}.png)", ""]
     return "\n".join(lines) + "\n"

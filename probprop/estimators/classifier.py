@@ -188,6 +188,10 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         spec = self.spec_
         return int(getattr(spec, "n_samples", None) or 1) * int(getattr(spec, "n_members", None) or 1)
 
+    def _has_spread(self) -> bool:
+        """Whether the sampling learner's scores hold an epistemic part (more than one network)."""
+        return self._networks() > 1 and not self._point_estimate
+
     def _sample_summaries(self, X):
         """For learners that average networks (``Learner.class_samples``: ensembles, MC dropout):
         the S networks' mean class probabilities (n, K), their variance across networks (n, K)
@@ -250,7 +254,7 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         summaries = self._sample_summaries(X)
         if summaries is not None:
             probs, variance, expected = summaries
-            epistemic = self._networks() > 1 and not self._point_estimate
+            epistemic = self._has_spread()
             return ClassPrediction(normalise_rows(probs), variance, expected, self.classes_, epistemic=epistemic)
         mean, var = self._output_moments(X)
         likelihood = self.spec_.output_likelihood
@@ -563,15 +567,53 @@ class MAPClassifier(_SoftmaxNetwork):
                               n_classes=len(self.classes_), conv=_conv_pieces(self, n_in, params["conv"]))
 
 
+class LaplaceLink:
+    """The Laplace classifiers' ``link_approx``: how a prediction reads the logits' Gaussian. "mc"
+    averages the softmax over the stored draws of the last layer (the learner's
+    ``class_samples``); "probit", "bridge" and "bridge_norm" are the closed forms of
+    :mod:`probprop.moments.softmax` (the learner's ``class_moments``), one deterministic pass with
+    no draws. Read at prediction time, so one fitted model can be read every way
+    (``set_params(link_approx=...)``). Blocks of rows are sized so that one member's logit
+    Jacobians (rows x K x D numbers) stay below :data:`SAMPLES_BLOCK_NUMBERS`."""
+
+    def _link(self) -> str:
+        from probprop.moments.softmax import LINKS
+
+        link = getattr(self, "link_approx", "mc")
+        if not isinstance(link, str) or link not in LINKS:
+            raise ValueError(f"link_approx must be one of {list(LINKS)}, got {link!r}")
+        return link
+
+    def _validated_params(self) -> dict:
+        self._link()
+        return super()._validated_params()
+
+    def _has_spread(self) -> bool:
+        return True if self._link() != "mc" else super()._has_spread()
+
+    def _sample_summaries(self, X):
+        link = self._link()
+        if link == "mc":
+            return super()._sample_summaries(X)
+        Xs = self._standardise(self._validate_X(X))
+        # one member at a time: its J (K x D) and the K x K covariance per row
+        per_row = len(self.classes_) * (self.spec_.n_parameters + len(self.classes_))
+        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // per_row)))
+        out = _blocked(partial(self._learner().class_moments, self.state_, link=link), rows, Xs)
+        _refuse_non_finite_rows(*out)
+        return out
+
+
 @register_estimator
-class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
+class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
     """A MAP softmax network with a last-layer Laplace approximation (Kristiadi, Hein & Hennig 2020;
     laplace-torch's ``last_layer`` posterior with the full Hessian): after training, a Gaussian
     posterior over the last layer's weights and biases from the exact Hessian of the
     cross-entropy there, with a prior precision chosen by the Laplace evidence. Class
     probabilities average the softmax over ``n_samples`` draws of the last layer (shared by every
     row, fixed by the fitted state); the uncertainty scores are their spread (mutual information,
-    probability variance). See :mod:`probprop.learners.laplace`. The last layer may have at most
+    probability variance); ``link_approx`` reads the logits' Gaussian in closed form instead
+    (:class:`LaplaceLink`). See :mod:`probprop.learners.laplace`. The last layer may have at most
     :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters ((units of the last hidden layer +
     1) x classes): its posterior is a dense matrix.
 
@@ -584,7 +626,11 @@ class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
         the value of :data:`probprop.learners.laplace.PRIOR_PRECISION_GRID` with the largest
         Laplace evidence (``prior_precision_``).
     n_samples : int, default=100
-        Draws of the last layer a prediction averages (at most 10,000).
+        Draws of the last layer a prediction averages (at most 10,000; with ``link_approx="mc"``).
+    link_approx : {"mc", "probit", "bridge", "bridge_norm"}, default="mc"
+        How a prediction reads the logits' Gaussian: the average over the draws, or a closed form
+        without them (:class:`LaplaceLink`; laplace-torch's ``link_approx``). Read when
+        predicting.
     """
 
     _learner_name = "laplace"
@@ -592,14 +638,15 @@ class LaplaceClassifier(LastLayerLaplace, MAPClassifier):
     _point_estimate = False
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", learning_rate=1e-3,
-                 batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100, input_scaling="features",
-                 constant_tol=1e-9, random_state=None, verbose=False):
+                 batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100, link_approx="mc",
+                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
         super().__init__(hidden=hidden, epochs=epochs, conv=conv, image_shape=image_shape, pooling=pooling,
                          learning_rate=learning_rate, batch_size=batch_size, prior_var=prior_var,
                          input_scaling=input_scaling, constant_tol=constant_tol, random_state=random_state,
                          verbose=verbose)
         self.prior_precision = prior_precision
         self.n_samples = n_samples
+        self.link_approx = link_approx
 
     def _validated_params(self) -> dict:
         return {**super()._validated_params(), "n_samples": _checks.positive_int("n_samples", self.n_samples)}
@@ -623,7 +670,7 @@ class _LaplaceEnsembleNetworks(_SoftmaxNetwork):
 
 
 @register_estimator
-class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
+class LaplaceEnsembleClassifier(LaplaceLink, LastLayerLaplace, _LaplaceEnsembleNetworks):
     """A mixture of last-layer Laplace approximations (Eschenhagen et al. 2021, "MoLA"): a deep
     ensemble of ``n_members`` softmax networks (as :class:`DeepEnsembleClassifier` trains them,
     but with the Gaussian prior of ``prior_var`` on the weights, as :class:`LaplaceClassifier`'s
@@ -631,8 +678,8 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
     training (its own prior precision, chosen by its evidence unless given). Class probabilities
     average the softmax over ``n_samples`` draws of every member's last layer; the uncertainty
     scores (mutual information, probability variance) are the spread of all of them: the members'
-    disagreement and each member's last-layer uncertainty. See
-    :mod:`probprop.learners.laplace_ensemble`. The members' posteriors together may hold at most
+    disagreement and each member's last-layer uncertainty (``link_approx``: each member's closed
+    form, mixed). See :mod:`probprop.learners.laplace_ensemble`. The members' posteriors together may hold at most
     as many numbers as one posterior of :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters,
     and their draws as many as 10,000 draws of one; at most
     :data:`probprop.learners.ensemble.MAX_MEMBERS` members.
@@ -650,7 +697,10 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
     prior_precision : float or None, default=None
         As in :class:`LaplaceClassifier`, for every member (``prior_precision_``: one per member).
     n_samples : int, default=100
-        Draws of each member's last layer a prediction averages (at most 10,000).
+        Draws of each member's last layer a prediction averages (at most 10,000; with
+        ``link_approx="mc"``).
+    link_approx : {"mc", "probit", "bridge", "bridge_norm"}, default="mc"
+        As in :class:`LaplaceClassifier`; a closed form is each member's, mixed uniformly.
     """
 
     _learner_name = "laplace_ensemble"
@@ -659,7 +709,7 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", n_members=5,
                  learning_rate=1e-3, batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100,
-                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+                 link_approx="mc", input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.conv = conv
@@ -671,6 +721,7 @@ class LaplaceEnsembleClassifier(LastLayerLaplace, _LaplaceEnsembleNetworks):
         self.prior_var = prior_var
         self.prior_precision = prior_precision
         self.n_samples = n_samples
+        self.link_approx = link_approx
         self.input_scaling = input_scaling
         self.constant_tol = constant_tol
         self.random_state = random_state

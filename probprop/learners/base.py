@@ -10,6 +10,7 @@ A learner is a :class:`Learner`, a named tuple of pure functions over an immutab
     moments = learner.predict(state, X, X_var)      # the same for uncertain inputs x ~ N(X, X_var)
     choice = learner.select(X, y, spec, epochs=..., key=...)   # optional: a Selection
     probs = learner.class_samples(state, X)         # optional, classifiers: (S, n, K)
+    probs, var, ent = learner.class_moments(state, X, link)   # optional, closed-form classifiers
     state = learner.step(state, X, y, keep)         # optional, online learners: learn rows in order
     state = learner.finish(state, X, y, mask)       # optional: once after a fit's last epoch
 
@@ -44,6 +45,12 @@ dropout masks) gives the class probabilities of each of its S equally weighted n
 (S, n, K); a classifier then averages them, and its uncertainty scores are their spread (mutual
 information, probability variance). Learners without it give output moments that the spec's
 ``output_likelihood`` turns into probabilities.
+
+``class_moments`` (optional, classification learners with a Gaussian over their logits that
+can also be read without sampling: the last-layer Laplace ones) gives, for the closed-form
+approximation ``link`` it names (:data:`probprop.moments.softmax.LINKS`), the class
+probabilities (n, K), each one's variance under the posterior (n, K) and the expected entropy
+(n,): what a classifier's scores are built from, in one deterministic pass.
 
 ``finish`` (optional) runs once after the last epoch of a fit (``fit``, not ``partial_fit``), on
 the training rows: a posterior fitted after training (the last-layer Laplace approximation, :mod:`probprop.learners.laplace`,
@@ -112,6 +119,7 @@ class Learner(NamedTuple):
     class_samples: Callable | None = None
     step: Callable | None = None
     finish: Callable | None = None
+    class_moments: Callable | None = None
 
 
 def float64(fn):

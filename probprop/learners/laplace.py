@@ -27,7 +27,9 @@ Predictions: the logits f(x) = theta^T phi~(x) are Gaussian, mean the MAP logits
 J Sigma J^T with J = I_K (x) phi~(x)^T; :func:`predict` returns their means and variances
 (regression: the mean, the variance of f and sigma^2). A classifier's class probabilities average
 the softmax over :attr:`LaplaceSpec.n_samples` draws of the last layer theta_s ~ N(theta*, Sigma)
-(:func:`class_samples`; laplace-torch's ``link_approx="mc"``). :func:`finish` draws them once, from
+(:func:`class_samples`; laplace-torch's ``link_approx="mc"``), or, without draws, a closed form
+of the logits' Gaussian (:func:`class_moments`: the probit approximation or the Laplace bridge of
+:mod:`probprop.moments.softmax`). :func:`finish` draws them once, from
 a key derived from the state's, and the state keeps their deviations theta_s - theta* (S, D): every
 row and every call uses the same draws, and a model file's draws are checked against the
 posterior and the key they come from (:func:`check_state`).
@@ -55,6 +57,7 @@ from probprop.learners import mapnet
 from probprop.learners._sgd import GradientState, check_positive
 from probprop.learners.base import Learner, Moments, float64
 from probprop.moments.mixture import mixture_moments
+from probprop.moments.softmax import LINKS, link_summaries
 
 #: Prior precisions the evidence is maximised over (log-spaced); the ends are kept when the
 #: maximum lies beyond them.
@@ -376,7 +379,40 @@ def class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
     return _class_samples(state, jnp.asarray(X))
 
 
+def _logit_moments(state: LaplaceState, X: jax.Array):
+    phi = features(state.network.params, state.spec.network, X)
+    f_dim, k_dim = state.spec_shape
+    mean = phi @ last_layer(state.network.params)
+    Q = state.eigenvectors.reshape(f_dim, k_dim, -1)
+    J = jnp.einsum("ni,ikd->nkd", phi, Q) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
+    return mean, jnp.einsum("nkd,nld->nkl", J, J)
+
+
+@float64
+def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The logits' Gaussian under the last-layer posterior per row: the MAP logits (n, K) and
+    their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T."""
+    return _logit_moments(state, jnp.asarray(X))
+
+
+@partial(jax.jit, static_argnums=2)
+def _class_moments(state: LaplaceState, X: jax.Array, link: str):
+    return link_summaries(link, *_logit_moments(state, X))
+
+
+@float64
+def class_moments(state: LaplaceState, X: jax.Array, link: str):
+    """Classification without draws: (probabilities (n, K), their variances (n, K), expected
+    entropy (n,)) of the logits' Gaussian (:func:`logit_moments`) under the closed-form ``link``
+    ("probit", "bridge", "bridge_norm": :mod:`probprop.moments.softmax`)."""
+    if not state.spec.n_classes:
+        raise ValueError("class_moments is for a Laplace classifier (n_classes >= 2)")
+    if link not in LINKS[1:]:
+        raise ValueError(f"link must be one of {list(LINKS[1:])}, got {link!r}")
+    return _class_moments(state, jnp.asarray(X), link)
+
+
 #: The last-layer Laplace network behind the learner protocol (:mod:`probprop.learners.base`).
 learner = Learner(name="laplace", spec_class=LaplaceSpec, init=init, update=update, predict=predict,
-                  class_samples=class_samples, finish=finish)
+                  class_samples=class_samples, finish=finish, class_moments=class_moments)
 

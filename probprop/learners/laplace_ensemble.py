@@ -15,7 +15,8 @@ The predictive is the uniform mixture of the members' Laplace predictives:
 
 so :func:`class_samples` returns all M S draws' class probabilities; their spread (mutual
 information, probability variance) holds both the members' disagreement and each member's
-last-layer uncertainty. Each member is the state of :mod:`probprop.learners.laplace` (its
+last-layer uncertainty. :func:`class_moments` mixes the members' closed forms instead (the
+probit approximation or the Laplace bridge, without draws). Each member is the state of :mod:`probprop.learners.laplace` (its
 functions run on :meth:`LaplaceEnsembleState.member`), so every formula lives there.
 
     state = init(key, spec)                  # the members' MAP networks; posteriors = the prior
@@ -172,6 +173,20 @@ def predict(state: LaplaceEnsembleState, X: jax.Array, X_var: jax.Array | None =
     return Moments(mean, epistemic, noise)
 
 
+@float64
+def class_moments(state: LaplaceEnsembleState, X: jax.Array, link: str):
+    """The mixture's (probabilities, their variances, expected entropy) without draws: each
+    member's closed form (:func:`probprop.learners.laplace.class_moments` with ``link``), mixed
+    uniformly: the mean probabilities, the members' average variance plus their spread
+    (:func:`probprop.moments.mixture.mixture_moments`), the average expected entropy."""
+    X = jnp.asarray(X)
+    members = [laplace.class_moments(state.member(m), X, link) for m in range(state.spec.n_members)]
+    probs, variances, expected = (jnp.stack(parts) for parts in zip(*members, strict=True))
+    # mixture_moments' "noise" slot averages its argument: here the members' expected entropies
+    mean, variance, expected_entropy = mixture_moments(probs, expected, variances)
+    return mean, variance, expected_entropy
+
+
 #: The mixture of last-layer Laplace networks behind the learner protocol (:mod:`probprop.learners.base`).
 learner = Learner(name="laplace_ensemble", spec_class=LaplaceEnsembleSpec, init=init, update=update, predict=predict,
-                  class_samples=class_samples, finish=finish)
+                  class_samples=class_samples, finish=finish, class_moments=class_moments)

@@ -61,6 +61,7 @@ import numpy as np
 from jax.scipy.special import log_ndtr, logsumexp
 
 from probprop.likelihoods.base import Likelihood
+from probprop.moments.softmax import cubature_points, diagonal_root, entropy
 
 #: Nodes of the trapezoid rule for the multinomial probit's Z, over x in [-RANGE, RANGE].
 N_NODES = 96
@@ -90,10 +91,6 @@ _GRID = _grid()
 def _inverse_mills(z):
     """phi(z) / Phi(z), stable in both tails."""
     return jnp.exp(-0.5 * z * z - _LOG_SQRT_2PI - log_ndtr(z))
-
-
-def _entropy(p, axis=-1):
-    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=axis)
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ class Probit(Likelihood):
         probs = self.probabilities(mean, var)
         second = jnp.sum(w * p1 * p1, axis=-1)
         variance = jnp.maximum(second - probs[..., 1] ** 2, 0.0)
-        expected_entropy = jnp.sum(w * _entropy(jnp.stack([p0, p1], axis=-1)), axis=-1)
+        expected_entropy = jnp.sum(w * entropy(jnp.stack([p0, p1], axis=-1)), axis=-1)
         return probs, jnp.stack([variance, variance], axis=-1), expected_entropy
 
 
@@ -176,19 +173,15 @@ class MultinomialProbit(Likelihood):
     def probability_moments(self, mean, var):
         """Mean probabilities (n, K), their variance under f (n, K) and E_f H[p(. | f)] (n,); the
         last two by the spherical cubature rule over f (see the module docstring)."""
-        k = self.n_outputs
         probs = self.probabilities(mean, var)
-        spread = jnp.sqrt(k * var)  # (n, K)
-        eye = jnp.eye(k, dtype=mean.dtype)
-        points = jnp.concatenate([mean[:, None, :] + spread[:, None, :] * eye, mean[:, None, :] - spread[:, None, :] * eye],
-                                 axis=1)  # (n, 2K, K)
+        points = cubature_points(mean, diagonal_root(var))  # (n, 2K, K)
         # p(. | f) at each point; with v = 0 the grid spans 18 units, and 48 nodes (a step of 0.38)
         # agree with 160 to 1e-12
         at = _probabilities_shared(points, jnp.zeros_like(points), N_GIVEN)
         second = jnp.mean(at * at, axis=1)
         first = jnp.mean(at, axis=1)
         variance = jnp.maximum(second - first * first, 0.0)
-        expected_entropy = jnp.mean(_entropy(at), axis=1)
+        expected_entropy = jnp.mean(entropy(at), axis=1)
         return probs, variance, expected_entropy
 
 
@@ -239,7 +232,7 @@ class Softmax(Likelihood):
         """Probabilities, zero variance, and their own entropy as the expected one (a point
         estimate has no epistemic part)."""
         probs = self.probabilities(mean, var)
-        return probs, jnp.zeros_like(probs), _entropy(probs)
+        return probs, jnp.zeros_like(probs), entropy(probs)
 
 
 def softmax_nll(logits, y):

@@ -69,8 +69,8 @@ def test_evaluate_and_info_describe_a_classifier(files):
     ("mcdropout", ["--dropout", "0.05", "--batch-size", "16", "--learning-rate", "0.003"], "MCDropoutClassifier",
      "150"),
     ("laplace", ["--prior-precision", "3", "--batch-size", "16", "--samples", "50"], "LaplaceClassifier", "150"),
-    ("laplace-ensemble", ["--prior-precision", "3", "--members", "2", "--samples", "20", "--learning-rate", "0.003"],
-     "LaplaceEnsembleClassifier", "150"),
+    ("laplace-ensemble", ["--prior-precision", "3", "--members", "2", "--samples", "20", "--learning-rate", "0.003",
+                          "--link-approx", "bridge_norm"], "LaplaceEnsembleClassifier", "150"),
     ("ensemble", ["--members", "2", "--learning-rate", "0.003,0.03"], "DeepEnsembleClassifier", "60"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
@@ -97,9 +97,12 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
     given = dict(zip(options[::2], options[1::2]))
     flags = {"--members": "n_members", "--samples": "n_samples"}
     for flag, value in given.items():
+        param = loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))]
+        if flag == "--link-approx":
+            assert param == value
+            continue
         numbers = tuple(float(v) for v in value.split(","))
-        assert loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))] == (
-            numbers if len(numbers) > 1 else numbers[0]), flag
+        assert param == (numbers if len(numbers) > 1 else numbers[0]), flag
     # a rate chosen on a validation split is printed, as for a regressor
     if model == "ensemble":
         assert f"chosen on a validation split of the training data: learning_rate {loaded.learning_rate_:.4g}" in fitted
@@ -111,15 +114,15 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
     assert f"estimator      {name} (fit --model {model})" in text
     if model == "laplace":  # the posterior's prior precision, as given; 50 draws over (6 + 1) x 3 parameters
         assert info["posterior"] == {"kind": "last-layer Laplace", "prior_precision": 3.0, "how": "as given",
-                                     "parameters": 21, "draws": 50}
+                                     "parameters": 21, "draws": 50, "link_approx": "mc"}
         assert ("posterior      last-layer Laplace over 21 parameters, prior precision 3 (as given), 50 draws of it "
                 "per prediction") in text
     elif model == "laplace-ensemble":  # each member's posterior over (6 + 1) x 3 parameters, 20 draws each
         assert info["posterior"] == {"kind": "last-layer Laplace, one per member (2)", "prior_precision": [3.0, 3.0],
-                                     "how": "as given", "parameters": 21, "draws": 20}
+                                     "how": "as given", "parameters": 21, "draws": 20, "link_approx": "bridge_norm"}
         assert "fitted a Laplace-ensemble classifier 2 x 2-6-3 on 150 rows" in fitted
         assert ("posterior      last-layer Laplace, one per member (2) over 21 parameters each, prior precision 3 for "
-                "every member (as given), 20 draws of each per prediction") in text
+                "every member (as given), read in closed form by link_approx=bridge_norm (no draws)") in text
     else:
         assert info["posterior"] is None
 

@@ -217,6 +217,8 @@ def test_two_inapplicable_options_are_named_together(runner, data):
     (["--model", "laplace-ensemble", "--task", "regression"],
      "--model laplace-ensemble classifies only (--task regression asks for a regressor)", 1),
     (["--model", "laplace", "--samples", "10"], "--samples does not apply to regression (this is --model laplace)", 2),
+    (["--model", "laplace", "--link-approx", "probit"],
+     "--link-approx does not apply to regression (this is --model laplace)", 2),
     (["--model", "mcdropout", "--batch-size", "8", "--learning-rate", "0.1"],
      ("--batch-size does not apply to regression; --learning-rate does not apply to regression (this is --model "
       "mcdropout)"), 2),
@@ -283,6 +285,10 @@ def test_the_option_table_matches_the_estimators():
         assert {"hidden", "epochs", "random_state", "verbose"} <= set(params), name
     assert sorted(ACTIVATION_NAMES) == sorted(ACTIVATIONS)
     assert tuple(PBP_INFERENCE) == tuple(pbp.INFERENCE)
+    from probprop.cli import LINK_NAMES
+    from probprop.moments.softmax import LINKS
+
+    assert tuple(LINK_NAMES) == tuple(LINKS)
     # the defaults `fit --help` states
     epochs = {name: params["epochs"].default for name, params in signatures.items()}
     assert epochs == {"pbp": 40, "pbp-ensemble": 40, "tagi": 40, "dvi": 100, "map": 40, "laplace": 40, "mcdropout": 400,

@@ -18,7 +18,7 @@ def have_images():
 
 @pytest.mark.parametrize("method", ["pbp-1pass", "map", "ensemble", "tagi-1pass", "mcdropout", "laplace"])
 def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
-    row, arrays = images.job("mnist", method, 0, 1, 300, None, test_rows=400)
+    (row,), (arrays,) = images.job("mnist", method, 0, 1, 300, None, test_rows=400)
     assert row["error"] < 0.5  # chance is 0.9
     for name in ("fashion-mnist", "gaussian-noise", "uniform-noise"):
         assert 0 <= row[f"ood_{name}_max_probability_auroc"] <= 1
@@ -28,6 +28,38 @@ def test_a_job_reports_every_metric_and_beats_chance(have_images, method):
     assert np.allclose(arrays["proba"].sum(1), 1)
     text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
     assert f"| mnist | {method} |" in text
+
+
+def test_links_read_one_laplace_fit_several_ways(have_images):
+    """``--links``: one fit of a Laplace method gives a row per link (named METHOD+LINK past "mc"),
+    each the model read with that link_approx; other methods ignore them; a bad name is refused."""
+    from probprop import LaplaceClassifier
+
+    links = ("mc", "bridge_norm", "probit")
+    rows, arrays = images.job("mnist", "laplace", 0, 3, 300, None, hidden=(20,), test_rows=200, links=links)
+    assert [r["method"] for r in rows] == ["laplace", "laplace+bridge_norm", "laplace+probit"]
+    assert len({r["nll"] for r in rows}) == 3 and all(r["error"] < 0.7 for r in rows)  # chance: 0.9
+    # the rows are the same fitted model read each way (refitted here with the job's settings)
+    from probprop.data.images import load_images
+
+    X, y, Xt, yt = load_images("mnist", None, flat=True, scale=True)
+    model = images._probprop_model("laplace", 3, 0, (20,))
+    assert isinstance(model, LaplaceClassifier)
+    model.fit(X[:300], y[:300])
+    from probprop.metrics.classification import classification_metrics
+
+    for row, row_arrays, link in zip(rows, arrays, links, strict=True):
+        proba = model.set_params(link_approx=link).predict_proba(Xt[:200])
+        assert abs(row["nll"] - classification_metrics(yt[:200], proba)["nll"]) < 1e-9, link
+        np.testing.assert_allclose(row_arrays["proba"], proba, rtol=1e-12)  # each row's figures are its own
+    (row,), _ = images.job("mnist", "tagi-1pass", 0, 1, 200, None, hidden=(10,), test_rows=100, links=links)
+    assert row["method"] == "tagi-1pass"
+    text = images.report(__import__("pandas").DataFrame(rows), "probprop bench images", 1.0)
+    assert "| mnist | laplace+bridge_norm |" in text and "Networks 784-20-10 (ReLU);" in text
+    assert "![reliability mnist laplace+probit](reliability-mnist-laplace+probit.png)" in text
+    for bad in ((), ("mc", "mc"), ("softmax",), "mc,probit,mc"):
+        with pytest.raises(ValueError, match="links must be distinct names among"):
+            images.run(out=None, datasets=["mnist"], methods=["laplace"], links=bad)
 
 
 def test_laplace_cnn_is_map_cnns_network_with_a_last_layer_posterior():
@@ -50,7 +82,7 @@ def test_the_pytagi_job_where_pytagi_is_installed(have_images):
         check_available("pytagi")
     except MethodUnavailable as err:
         pytest.skip(str(err))
-    row, arrays = images.job("mnist", "pytagi", 0, 2, 2000, None, test_rows=400)
+    (row,), (arrays,) = images.job("mnist", "pytagi", 0, 2, 2000, None, test_rows=400)
     assert row["error"] < 0.5
     assert np.allclose(arrays["proba"].sum(1), 1) and np.all(arrays["proba"] >= 0)
     assert "ood_fashion-mnist_mutual_information_auroc" not in row
@@ -59,7 +91,7 @@ def test_the_pytagi_job_where_pytagi_is_installed(have_images):
 def test_hidden_sets_the_dense_networks_and_the_report_names_them(have_images):
     """``--hidden``: the MLP methods get those layers, the CNN methods keep theirs, the row and the
     report name the network; a fourth layer or a zero width is refused before any work."""
-    row, _ = images.job("mnist", "tagi-1pass", 0, 1, 200, None, hidden=(20, 30), test_rows=100)
+    (row,), _ = images.job("mnist", "tagi-1pass", 0, 1, 200, None, hidden=(20, 30), test_rows=100)
     assert row["network"] == "784-20-30-10" and row["error"] < 0.85  # chance: 0.9
     model = images._probprop_model("tagi", 1, 0, (20, 30))
     assert model.hidden == (20, 30)
@@ -99,7 +131,7 @@ def test_members_reach_the_ensembles_and_the_rows(have_images, monkeypatch):
     fits = []
     fit = MLPClassifier.fit
     monkeypatch.setattr(MLPClassifier, "fit", lambda self, X, y: fits.append(1) or fit(self, X, y))
-    row, _ = images.job("mnist", "ensemble", 0, 1, 200, None, hidden=(20,), members=3, test_rows=100)
+    (row,), _ = images.job("mnist", "ensemble", 0, 1, 200, None, hidden=(20,), members=3, test_rows=100)
     assert len(fits) == 3  # one network per member
     assert (row["members"], row["device"]) == (3, "cpu")  # scikit-learn's: on the CPU whatever JAX's default
 
@@ -149,3 +181,6 @@ def test_the_cli_passes_members_to_the_run(monkeypatch, tmp_path):
     assert seen["members"] == 7
     result = CliRunner().invoke(main, ["bench", "images", "--out", str(tmp_path)])
     assert seen["members"] == images.ENSEMBLE_MEMBERS  # the CLI's default is the module's
+    assert seen["links"] == ["mc"]
+    CliRunner().invoke(main, ["bench", "images", "--links", "mc, bridge_norm", "--out", str(tmp_path)])
+    assert seen["links"] == ["mc", "bridge_norm"]

@@ -113,6 +113,97 @@ def test_the_logit_moments_and_the_draws_match_monte_carlo():
     np.testing.assert_allclose(laplace.last_layer_draws(state, 10_000), thetas, rtol=1e-12, atol=1e-14)
 
 
+def test_the_logit_covariance_is_j_sigma_jt_and_the_draws_covariance():
+    """logit_moments' covariance against the dense posterior (J Sigma J^T, J = I_K (x) phi~^T) and
+    against the logits of 20,000 draws; class_moments reads it through moments.softmax."""
+    from probprop.moments import softmax
+
+    X, y = _classes(100, seed=8)
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=3, learning_rate=1e-2, prior_precision=0.5,
+                               n_samples=100)
+    state = laplace.finish(_trained(spec, X, y, epochs=10), X, y)
+    Xt = np.random.default_rng(9).normal(size=(5, 3)) * 2
+    mean, cov = (np.asarray(a) for a in laplace.logit_moments(state, Xt))
+    phi = np.asarray(laplace.features(state.network.params, spec.network, Xt))
+    Sigma = np.asarray(laplace.covariance(state))  # theta indexed (i, k) -> i K + k
+    J = np.einsum("ni,kl->nkil", phi, np.eye(3)).reshape(len(Xt), 3, -1)  # d f_k / d theta_(i, l)
+    np.testing.assert_allclose(cov, J @ Sigma @ J.transpose(0, 2, 1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2), laplace.predict(state, Xt).epistemic_var,
+                               rtol=1e-9)
+    thetas = np.asarray(laplace.last_layer_draws(state, 20_000))
+    logits = np.einsum("ni,sik->snk", phi, thetas)
+    for n in range(len(Xt)):
+        np.testing.assert_allclose(np.cov(logits[:, n].T), cov[n], atol=0.05 * np.abs(cov[n]).max())
+    np.testing.assert_allclose(mean, logits.mean(0), atol=0.05 * np.sqrt(np.max(cov)))
+    for link in ("probit", "bridge", "bridge_norm"):
+        got = laplace.class_moments(state, Xt, link)
+        want = jax.jit(softmax.link_summaries, static_argnums=0)(link, jnp.asarray(mean), jnp.asarray(cov))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-15)
+    with pytest.raises(ValueError, match="link must be one of"):
+        laplace.class_moments(state, Xt, "mc")
+
+
+def test_the_classifiers_read_the_posterior_through_the_link_they_are_given(tmp_path):
+    """link_approx is read when predicting: "mc" the draws, the others the learner's class_moments;
+    a Laplace ensemble mixes its members' closed forms; files keep it; a bad value is refused."""
+    from probprop import LaplaceEnsembleClassifier
+    from probprop.learners import laplace_ensemble
+
+    X, y = _classes(150, seed=10)
+    model = LaplaceClassifier(hidden=(8,), epochs=20, learning_rate=1e-2, n_samples=50, random_state=0).fit(X, y)
+    draws = model.predict_proba(X)
+    Xs = (X - model.x_mean_) / model.x_scale_
+    for link in ("probit", "bridge", "bridge_norm"):
+        model.set_params(link_approx=link)
+        dist = model.predict_dist(X)
+        probs, var, expected = (np.asarray(a) for a in laplace.class_moments(model.state_, Xs, link))
+        np.testing.assert_allclose(dist.probabilities, probs / probs.sum(1, keepdims=True), rtol=1e-9)
+        np.testing.assert_allclose(dist.variance, var, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(dist.expected_entropy, expected, rtol=1e-9, atol=1e-15)
+        assert dist.epistemic and np.median(dist.mutual_information) > 0
+        assert np.mean(np.argmax(dist.probabilities, 1) == np.argmax(draws, 1)) > 0.9
+    model.set_params(link_approx="mc")
+    np.testing.assert_array_equal(model.predict_proba(X), draws)
+    model.set_params(link_approx="bridge").save(tmp_path / "la.npz")
+    back = load_model(tmp_path / "la.npz")
+    assert back.link_approx == "bridge"
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    model.set_params(link_approx="laplace")
+    with pytest.raises(ValueError, match=r"link_approx must be one of \['mc', 'probit', 'bridge', 'bridge_norm'\]"):
+        model.predict_proba(X)
+    with pytest.raises(ValueError, match="link_approx must be one of"):
+        LaplaceClassifier(hidden=(4,), epochs=1, link_approx=None).fit(X, y)
+    # the mixture of the members' closed forms
+    ens = LaplaceEnsembleClassifier(hidden=(8,), epochs=10, n_members=3, learning_rate=1e-2, n_samples=10,
+                                    link_approx="probit", random_state=0).fit(X, y)
+    dist = ens.predict_dist(X[:30])
+    parts = [laplace.class_moments(ens.state_.member(m), Xs[:30], "probit") for m in range(3)]
+    probs = np.mean([np.asarray(p[0]) for p in parts], axis=0)
+    second = np.mean([np.asarray(p[1]) + np.asarray(p[0]) ** 2 for p in parts], axis=0)
+    np.testing.assert_allclose(dist.probabilities, probs / probs.sum(1, keepdims=True), rtol=1e-9)
+    np.testing.assert_allclose(dist.variance, second - probs**2, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(dist.expected_entropy, np.mean([np.asarray(p[2]) for p in parts], axis=0), rtol=1e-9)
+    np.testing.assert_allclose(laplace_ensemble.class_moments(ens.state_, Xs[:30], "probit")[0], probs, rtol=1e-12)
+    for link in ("bridge", "bridge_norm"):  # the bridge's Dirichlets mix the same way
+        got = ens.set_params(link_approx=link).predict_proba(X[:30])
+        mean = np.mean([np.asarray(laplace.class_moments(ens.state_.member(m), Xs[:30], link)[0]) for m in range(3)], 0)
+        np.testing.assert_allclose(got, mean / mean.sum(1, keepdims=True), rtol=1e-9)
+
+
+def test_the_closed_forms_predict_block_by_block(monkeypatch):
+    """Blocks small enough for one row each give the same closed-form predictions as one block."""
+    from probprop.estimators import classifier
+
+    X, y = _classes(60, seed=11)
+    model = LaplaceClassifier(hidden=(6,), epochs=10, learning_rate=1e-2, link_approx="bridge", random_state=0).fit(X, y)
+    whole = model.predict_dist(X)
+    monkeypatch.setattr(classifier, "SAMPLES_BLOCK_NUMBERS", 1)
+    parts = model.predict_dist(X)
+    for name in ("probabilities", "variance", "expected_entropy"):
+        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-12, atol=1e-15)
+
+
 def test_far_from_the_data_the_laplace_network_is_less_confident_than_its_map_network():
     # Kristiadi, Hein & Hennig (2020), theorem 2.4: a ReLU network's MAP confidence tends to one
     # along a ray away from the data; the last-layer Laplace approximation's stays below it
