@@ -66,6 +66,9 @@ bench-all: bench
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods map-cnn,laplace-cnn --epochs 1 --out docs/benchmarks/images-laplace
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-ensemble-cnn --epochs 1 --out docs/benchmarks/images-laplace-ensemble
+	$(BIN)/probprop bench images --datasets mnist --methods laplace-ensemble-cnn --members 10 --epochs 1 --workers 2 --out docs/benchmarks/images-laplace-ensemble10
+	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-cnn --links mc,probit,bridge,bridge_norm --epochs 1 --workers 1 --out docs/benchmarks/images-laplace-links
+	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-ensemble-cnn --links mc,probit,bridge,bridge_norm --epochs 1 --out docs/benchmarks/images-laplace-ensemble-links
 	$(BIN)/probprop bench images --datasets mnist --methods deep-ensemble-cnn --members 15 --epochs 1 --out docs/benchmarks/images-cnn-ensemble15
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
