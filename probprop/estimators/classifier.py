@@ -201,15 +201,19 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         sample = self._learner().class_samples
         if sample is None:
             return None
-        Xs = self._standardise(self._validate_X(X))
-        networks = self._networks()
-        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // (networks * len(self.classes_)))))
 
         def summaries(Xp):
             probs = sample(self.state_, Xp)  # (S, rows, K)
             with np.errstate(invalid="ignore"):  # a non-finite network output stays NaN here, refused below
                 return member_summaries(probs)
 
+        return self._summaries_in_blocks(summaries, self._networks() * len(self.classes_), X)
+
+    def _summaries_in_blocks(self, summaries, numbers_per_row: int, X):
+        """``summaries`` (standardised rows -> arrays per row) over X's rows in blocks of at most
+        :data:`SAMPLES_BLOCK_NUMBERS` // ``numbers_per_row`` rows, non-finite rows refused."""
+        Xs = self._standardise(self._validate_X(X))
+        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // numbers_per_row)))
         out = _blocked(summaries, rows, Xs)
         _refuse_non_finite_rows(*out)
         return out
@@ -595,13 +599,9 @@ class LaplaceLink:
         link = self._link()
         if link == "mc":
             return super()._sample_summaries(X)
-        Xs = self._standardise(self._validate_X(X))
         # one member at a time: its J (K x D) and the K x K covariance per row
         per_row = len(self.classes_) * (self.spec_.n_parameters + len(self.classes_))
-        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // per_row)))
-        out = _blocked(partial(self._learner().class_moments, self.state_, link=link), rows, Xs)
-        _refuse_non_finite_rows(*out)
-        return out
+        return self._summaries_in_blocks(partial(self._learner().class_moments, self.state_, link=link), per_row, X)
 
 
 @register_estimator

@@ -312,13 +312,15 @@ def covariance(state: LaplaceState) -> jax.Array:
     return (Q * state.posterior_variances) @ Q.T
 
 
+def _last_layer_inputs(state: LaplaceState, X: jax.Array):
+    """phi~(x) (n, F), the MAP outputs (n, K) and the eigenvectors indexed (F, K, D)."""
+    phi = features(state.network.params, state.spec.network, X)
+    return phi, phi @ last_layer(state.network.params), state.eigenvectors.reshape(*state.spec_shape, -1)
+
+
 def _output_moments(state: LaplaceState, X: jax.Array):
     """Per row: the outputs' means (n, K) and variances (n, K) under the last-layer posterior."""
-    spec = state.spec
-    phi = features(state.network.params, spec.network, X)
-    f_dim, k_dim = spec.n_features, spec.n_out
-    mean = phi @ last_layer(state.network.params)
-    Q = state.eigenvectors.reshape(f_dim, k_dim, -1)
+    phi, mean, Q = _last_layer_inputs(state, X)
     diagonal = jnp.einsum("ikd,d,jkd->kij", Q, state.posterior_variances, Q)  # Cov(theta_ik, theta_jk) per output k
     var = jnp.einsum("ni,kij,nj->nk", phi, diagonal, phi)
     return mean, jnp.maximum(var, 0.0)
@@ -380,10 +382,7 @@ def class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
 
 
 def _logit_moments(state: LaplaceState, X: jax.Array):
-    phi = features(state.network.params, state.spec.network, X)
-    f_dim, k_dim = state.spec_shape
-    mean = phi @ last_layer(state.network.params)
-    Q = state.eigenvectors.reshape(f_dim, k_dim, -1)
+    phi, mean, Q = _last_layer_inputs(state, X)
     J = jnp.einsum("ni,ikd->nkd", phi, Q) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
     return mean, jnp.einsum("nkd,nld->nkl", J, J)
 

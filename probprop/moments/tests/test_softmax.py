@@ -13,6 +13,7 @@ from scipy.special import digamma
 from probprop.learners.base import float64
 from probprop.moments import softmax
 
+
 def _run(fn, *args, **kwargs):
     return jax.tree_util.tree_map(np.asarray, float64(fn)(*args, **kwargs))
 
