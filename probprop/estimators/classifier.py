@@ -207,13 +207,14 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
             with np.errstate(invalid="ignore"):  # a non-finite network output stays NaN here, refused below
                 return member_summaries(probs)
 
-        return self._summaries_in_blocks(summaries, self._networks() * len(self.classes_), X)
+        return self._summaries_in_blocks(summaries, lambda: self._networks() * len(self.classes_), X)
 
-    def _summaries_in_blocks(self, summaries, numbers_per_row: int, X):
+    def _summaries_in_blocks(self, summaries, numbers_per_row, X):
         """``summaries`` (standardised rows -> arrays per row) over X's rows in blocks of at most
-        :data:`SAMPLES_BLOCK_NUMBERS` // ``numbers_per_row`` rows, non-finite rows refused."""
+        :data:`SAMPLES_BLOCK_NUMBERS` // ``numbers_per_row()`` rows (called once X is validated,
+        so an unfitted model fails there), non-finite rows refused."""
         Xs = self._standardise(self._validate_X(X))
-        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // numbers_per_row)))
+        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // numbers_per_row())))
         out = _blocked(summaries, rows, Xs)
         _refuse_non_finite_rows(*out)
         return out
@@ -599,9 +600,11 @@ class LaplaceLink:
         link = self._link()
         if link == "mc":
             return super()._sample_summaries(X)
-        # one member at a time: its J (K x D) and the K x K covariance per row
-        per_row = len(self.classes_) * (self.spec_.n_parameters + len(self.classes_))
-        return self._summaries_in_blocks(partial(self._learner().class_moments, self.state_, link=link), per_row, X)
+        def per_row():  # one member at a time: its J (K x D) and the K x K covariance per row
+            return len(self.classes_) * (self.spec_.n_parameters + len(self.classes_))
+
+        return self._summaries_in_blocks(lambda Xp: self._learner().class_moments(self.state_, Xp, link=link),
+                                         per_row, X)
 
 
 @register_estimator
