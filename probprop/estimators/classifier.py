@@ -212,10 +212,14 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
     def _summaries_in_blocks(self, summaries, numbers_per_row, X):
         """``summaries`` (standardised rows -> arrays per row) over X's rows in blocks of at most
         :data:`SAMPLES_BLOCK_NUMBERS` // ``numbers_per_row()`` rows (called once X is validated,
-        so an unfitted model fails there), non-finite rows refused."""
+        so an unfitted model fails there), or over all rows at once where ``numbers_per_row`` is
+        None (``summaries`` blocks them itself); non-finite rows refused."""
         Xs = self._standardise(self._validate_X(X))
-        rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // numbers_per_row())))
-        out = _blocked(summaries, rows, Xs)
+        if numbers_per_row is None:
+            out = tuple(np.asarray(part, np.float64) for part in summaries(Xs))
+        else:
+            rows = int(max(1, min(PROBA_BLOCK, SAMPLES_BLOCK_NUMBERS // numbers_per_row())))
+            out = _blocked(summaries, rows, Xs)
         _refuse_non_finite_rows(*out)
         return out
 
@@ -578,8 +582,9 @@ class LaplaceLink:
     ``class_samples``); "probit", "bridge" and "bridge_norm" are the closed forms of
     :mod:`probprop.moments.softmax` (the learner's ``class_moments``), one deterministic pass with
     no draws. Read at prediction time, so one fitted model can be read every way
-    (``set_params(link_approx=...)``). Blocks of rows are sized so that one member's logit
-    Jacobians (rows x K x D numbers) stay below :data:`SAMPLES_BLOCK_NUMBERS`."""
+    (``set_params(link_approx=...)``). The learner takes all rows at once, forms each member's
+    posterior covariance blocks once and passes the rows in blocks
+    (:func:`probprop.learners.laplace.class_moments`)."""
 
     def _link(self) -> str:
         from probprop.moments.softmax import LINKS
@@ -600,11 +605,9 @@ class LaplaceLink:
         link = self._link()
         if link == "mc":
             return super()._sample_summaries(X)
-        def per_row():  # one member at a time: its J (K x D) and the K x K covariance per row
-            return len(self.classes_) * (self.spec_.n_parameters + len(self.classes_))
-
-        return self._summaries_in_blocks(lambda Xp: self._learner().class_moments(self.state_, Xp, link=link),
-                                         per_row, X)
+        # all rows in one call: the learner forms the posterior's blocks once and blocks the rows itself
+        return self._summaries_in_blocks(lambda Xs: self._learner().class_moments(self.state_, Xs, link=link),
+                                         None, X)
 
 
 @register_estimator

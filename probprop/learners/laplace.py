@@ -381,34 +381,80 @@ def class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
     return _class_samples(state, jnp.asarray(X))
 
 
-def _logit_moments(state: LaplaceState, X: jax.Array):
-    phi, mean, Q = _last_layer_inputs(state, X)
-    J = jnp.einsum("ni,ikd->nkd", phi, Q) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
-    return mean, jnp.einsum("nkd,nld->nkl", J, J)
+#: Rows per block of the closed forms (:func:`class_moments`), fewer where a block's K (K + 1) / 2
+#: F products per row would exceed :data:`CLOSED_FORM_BLOCK_NUMBERS`.
+CLOSED_FORM_BLOCK_ROWS = 512
+CLOSED_FORM_BLOCK_NUMBERS = 4_000_000
+
+
+@jax.jit
+def covariance_blocks(state: LaplaceState) -> jax.Array:
+    """Sigma's F x F blocks Cov(theta_{.k}, theta_{.l}) for the pairs k <= l (``np.triu_indices(K)``
+    order), laid out (F, P, F) with P = K (K + 1) / 2: Sigma = Q diag(1 / (g + lambda)) Q^T formed
+    once (D^3 products), so that a row's logit covariance phi~^T Sigma_kl phi~ costs K (K + 1) F^2 / 2
+    products in one matrix product over a block of rows (:func:`logit_moments`)."""
+    f, k = state.spec_shape
+    sigma = (state.eigenvectors * state.posterior_variances) @ state.eigenvectors.T
+    upper, lower = np.triu_indices(k)
+    return jnp.swapaxes(sigma.reshape(f, k, f, k)[:, upper, :, lower], 0, 1)  # [i, p, j] = Sigma[(i, k_p), (j, l_p)]
+
+
+def _logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array):
+    phi, mean, _ = _last_layer_inputs(state, X)
+    f, k = state.spec_shape
+    upper, lower = np.triu_indices(k)
+    pairs = jnp.einsum("npj,nj->np", (phi @ blocks.reshape(f, -1)).reshape(len(phi), len(upper), f), phi)
+    cov = jnp.zeros((len(phi), k, k), pairs.dtype).at[:, upper, lower].set(pairs).at[:, lower, upper].set(pairs)
+    return mean, cov
+
+
+_compiled_logit_moments = jax.jit(_logit_moments)
 
 
 @float64
 def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The logits' Gaussian under the last-layer posterior per row: the MAP logits (n, K) and
-    their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T."""
-    return _logit_moments(state, jnp.asarray(X))
+    their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T (from :func:`covariance_blocks`)."""
+    return _compiled_logit_moments(state, covariance_blocks(state), jnp.asarray(X))
 
 
-@partial(jax.jit, static_argnums=2)
-def _class_moments(state: LaplaceState, X: jax.Array, link: str):
-    return link_summaries(link, *_logit_moments(state, X))
+@partial(jax.jit, static_argnums=3)
+def _class_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array, link: str):
+    return link_summaries(link, *_logit_moments(state, blocks, X))
+
+
+def closed_form_rows(spec: LaplaceSpec) -> int:
+    """Rows per block of :func:`class_moments` (:data:`CLOSED_FORM_BLOCK_ROWS`, fewer for a wide
+    last layer)."""
+    k = spec.n_out
+    per_row = k * (k + 1) // 2 * spec.n_features + k * k
+    return int(max(1, min(CLOSED_FORM_BLOCK_ROWS, CLOSED_FORM_BLOCK_NUMBERS // per_row)))
 
 
 @float64
 def class_moments(state: LaplaceState, X: jax.Array, link: str):
     """Classification without draws: (probabilities (n, K), their variances (n, K), expected
     entropy (n,)) of the logits' Gaussian (:func:`logit_moments`) under the closed-form ``link``
-    ("probit", "bridge", "bridge_norm": :mod:`probprop.moments.softmax`)."""
+    ("probit", "bridge", "bridge_norm": :mod:`probprop.moments.softmax`). Sigma's blocks are formed
+    once per call; the rows go through in padded blocks of :func:`closed_form_rows` (one compiled
+    shape)."""
     if not state.spec.n_classes:
         raise ValueError("class_moments is for a Laplace classifier (n_classes >= 2)")
     if link not in LINKS[1:]:
         raise ValueError(f"link must be one of {list(LINKS[1:])}, got {link!r}")
-    return _class_moments(state, jnp.asarray(X), link)
+    X = np.asarray(X)
+    blocks = covariance_blocks(state)
+    rows = closed_form_rows(state.spec)
+    outs = []
+    for start in range(0, len(X), rows):
+        chunk = X[start : start + rows]
+        padded = np.zeros((rows, *X.shape[1:]), X.dtype)
+        padded[: len(chunk)] = chunk
+        outs.append([part[: len(chunk)] for part in _class_moments(state, blocks, jnp.asarray(padded), link)])
+    if not outs:
+        k = state.spec.n_out
+        return jnp.zeros((0, k)), jnp.zeros((0, k)), jnp.zeros((0,))
+    return tuple(jnp.concatenate(column) for column in zip(*outs, strict=True))
 
 
 #: The last-layer Laplace network behind the learner protocol (:mod:`probprop.learners.base`).

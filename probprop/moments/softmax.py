@@ -18,9 +18,14 @@ sum to one), each probability's variance under f, and the expected entropy E_f H
   expected entropy are the softmax's under the third-degree spherical cubature rule over the same
   Gaussian (:func:`cubature_points`: 2K equally weighted points m +- sqrt(K) r_j, r_j the columns
   of a square root of the covariance, sqrt(w_j) u_j from its eigenvectors; exact for the mean and
-  covariance of f, correlations included), so the mutual information (the entropy of the probit
-  probabilities minus the cubature's expected entropy) mixes two approximations of one
-  distribution.
+  covariance of f, correlations included). The mutual information is the cubature's own, the
+  entropy of its mean less its expected entropy (its Jensen gap), and the expected entropy
+  reported is the probit probabilities' entropy less that (at least zero), so that entropy minus
+  expected entropy is the cubature's mutual information, capped at the probit entropy. Taking
+  the cubature's expected entropy as it is would subtract one approximation's expected entropy
+  from another's entropy: with two classes the probit entropy is below the cubature's expected
+  entropy at every input and the mutual information came out zero (MNIST -> Fashion-MNIST AUROC
+  0.755 by it, before this was mended).
 * **Laplace bridge** (:func:`laplace_bridge`; Hobbhahn, Kristiadi & Hennig, UAI 2022): the
   Dirichlet whose Laplace approximation in the softmax basis is the Gaussian. First the Gaussian
   is conditioned on sum_k f_k = 0 (:func:`sum_zero`: the softmax basis has that constraint;
@@ -116,14 +121,17 @@ def drop_shift(mean, cov):
 def probit_summaries(mean, cov):
     """(probabilities, their variances, expected entropy) for logits N(mean, cov) (..., K) /
     (..., K, K), their common shift dropped (:func:`drop_shift`): the probit probabilities (from
-    the diagonal); the variance and expected entropy of softmax(f) by the cubature rule over the
-    full covariance (module docstring)."""
+    the diagonal); the variance of softmax(f) and its mutual information by the cubature rule over
+    the full covariance, the expected entropy being the probit entropy less that mutual
+    information (module docstring)."""
     mean, cov = drop_shift(mean, cov)
     at = jax.nn.softmax(cubature_points(mean, symmetric_root(cov)), axis=-1)  # (..., 2K, K)
     first = jnp.mean(at, axis=-2)
     variance = jnp.maximum(jnp.mean(at * at, axis=-2) - first * first, 0.0)
-    var = jnp.diagonal(cov, axis1=-2, axis2=-1)
-    return probit_probabilities(mean, var), variance, jnp.mean(entropy(at), axis=-1)
+    probs = probit_probabilities(mean, jnp.diagonal(cov, axis1=-2, axis2=-1))
+    mutual = jnp.maximum(entropy(first) - jnp.mean(entropy(at), axis=-1), 0.0)  # the cubature's Jensen gap
+    total = entropy(probs)
+    return probs, variance, total - jnp.minimum(mutual, total)
 
 
 def sum_zero(mean, cov):

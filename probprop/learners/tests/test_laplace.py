@@ -144,6 +144,36 @@ def test_the_logit_covariance_is_j_sigma_jt_and_the_draws_covariance():
         laplace.class_moments(state, Xt, "mc")
 
 
+def test_the_closed_forms_block_the_rows_and_form_sigmas_blocks_once(monkeypatch):
+    """covariance_blocks holds Sigma's F x F blocks for the pairs k <= l; class_moments over rows in
+    padded blocks (two and a half here) equals the summaries of the whole logit Gaussian, and an
+    empty X gives empty arrays."""
+    from probprop.moments import softmax
+
+    X, y = _classes(90, seed=12)
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(5,), n_classes=4, learning_rate=1e-2, n_samples=10)
+    state = laplace.finish(_trained(spec, X, y, epochs=5), X, y)
+    f, k = state.spec_shape
+    Sigma = np.asarray(laplace.covariance(state)).reshape(f, k, f, k)
+    blocks = np.asarray(laplace.covariance_blocks(state))
+    upper, lower = np.triu_indices(k)
+    assert blocks.shape == (f, len(upper), f)
+    for p, (a, b) in enumerate(zip(upper, lower, strict=True)):
+        np.testing.assert_allclose(blocks[:, p, :], Sigma[:, a, :, b], rtol=1e-12, atol=1e-15)
+    Xt = np.random.default_rng(13).normal(size=(5, 3))
+    mean, cov = laplace.logit_moments(state, Xt)
+    monkeypatch.setattr(laplace, "CLOSED_FORM_BLOCK_ROWS", 2)
+    assert laplace.closed_form_rows(spec) == 2
+    for link in ("probit", "bridge"):
+        got = laplace.class_moments(state, Xt, link)
+        want = jax.jit(softmax.link_summaries, static_argnums=0)(link, mean, cov)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-15)
+    empty = laplace.class_moments(state, Xt[:0], "bridge")
+    assert [e.shape for e in empty] == [(0, k), (0, k), (0,)]
+
+
 def test_the_classifiers_read_the_posterior_through_the_link_they_are_given(tmp_path):
     """link_approx is read when predicting: "mc" the draws, the others the learner's class_moments;
     a Laplace ensemble mixes its members' closed forms; files keep it; a bad value is refused."""

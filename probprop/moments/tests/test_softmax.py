@@ -184,16 +184,50 @@ def test_an_unknown_link_is_refused():
 
 
 def test_probit_scores_use_the_correlations():
-    """Correlated logits: the cubature over the full covariance gives the softmax's variance and
-    expected entropy near Monte Carlo; one that dropped the correlations would not."""
+    """Correlated logits: the cubature over the full covariance gives the softmax's variances and
+    mutual information near Monte Carlo; one that dropped the correlations would not give the
+    variances."""
     k = 5
     rng = np.random.default_rng(5)
     shared = rng.normal(0.0, 1.0, k)
     cov = 0.8 * np.outer(shared, shared) / k + 0.02 * np.eye(k)  # one strong common direction
     mean = rng.normal(0.0, 1.5, k)
-    _, var, expected = _run(softmax.probit_summaries, mean[None], cov[None])
+    probs, var, expected = _run(softmax.probit_summaries, mean[None], cov[None])
     s = _softmax_np(rng.multivariate_normal(mean, cov, size=400_000))
     np.testing.assert_allclose(var[0], s.var(axis=0), rtol=0.3, atol=5e-4)
     np.testing.assert_allclose(expected[0], _entropy_np(s).mean(), rtol=0.03)
-    _, _, expected_diag = _run(softmax.probit_summaries, mean[None], np.diag(np.diag(cov))[None])
-    assert np.abs(expected_diag[0] - _entropy_np(s).mean()) > 3 * np.abs(expected[0] - _entropy_np(s).mean())
+    truth = _entropy_np(s.mean(axis=0)) - _entropy_np(s).mean()
+    np.testing.assert_allclose(_entropy_np(probs[0]) - expected[0], truth, rtol=0.1)
+    _, var_diag, _ = _run(softmax.probit_summaries, mean[None], np.diag(np.diag(cov))[None])
+    assert np.abs(var_diag[0] - s.var(axis=0)).max() > 3 * np.abs(var[0] - s.var(axis=0)).max()
+
+
+@pytest.mark.parametrize("k", [2, 3, 6])
+def test_probit_mutual_information_is_the_cubatures_and_near_monte_carlo(k):
+    """entropy(probit probabilities) - expected entropy is the cubature's own Jensen gap,
+    H(mean of the 2K softmaxes) - mean of their entropies, and near the Monte Carlo mutual
+    information H(E softmax(f)) - E H(softmax(f)). With two classes it is positive (taking the
+    cubature's expected entropy as it is, it came out zero: the probit entropy lies below it)."""
+    rng = np.random.default_rng(20 + k)
+    for scale in (0.3, 1.0):
+        mean, cov = _random_gaussian(k, rng, scale=scale)
+        mean = 0.5 * mean
+        probs, _, expected = _run(softmax.probit_summaries, mean[None], cov[None])
+        mutual = _entropy_np(probs[0]) - expected[0]
+        p = np.eye(k) - np.ones((k, k)) / k
+        points = _run(softmax.cubature_points, p @ mean, _run(softmax.symmetric_root, p @ cov @ p))
+        at = _softmax_np(points)
+        np.testing.assert_allclose(mutual, _entropy_np(at.mean(axis=0)) - _entropy_np(at).mean(), rtol=1e-9, atol=1e-12)
+        s = _softmax_np(rng.multivariate_normal(mean, cov, size=400_000))
+        truth = _entropy_np(s.mean(axis=0)) - _entropy_np(s).mean()
+        assert truth > 1e-3 and mutual > 0
+        np.testing.assert_allclose(mutual, truth, rtol=0.35)
+
+
+def test_probit_mutual_information_is_capped_at_the_probit_entropy():
+    """Nearly certain logits with a large spread: the cubature's mutual information may exceed the
+    probit probabilities' entropy; the expected entropy is then zero, never negative."""
+    mean = np.array([[30.0, -30.0, 0.0]])
+    cov = np.diag([400.0, 400.0, 1e-6])[None]
+    probs, _, expected = _run(softmax.probit_summaries, mean, cov)
+    assert expected[0] >= 0.0 and expected[0] <= _entropy_np(probs[0]) + 1e-15
