@@ -381,8 +381,9 @@ def class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
     return _class_samples(state, jnp.asarray(X))
 
 
-#: Rows per block of the closed forms (:func:`class_moments`), fewer where a block's K (K + 1) / 2
-#: F products per row would exceed :data:`CLOSED_FORM_BLOCK_NUMBERS`.
+#: Rows per block of the closed forms (:func:`class_moments`), fewer where a block's numbers per
+#: row (K (K + 1) F / 2 products, or a row's Jacobian of K x D) would exceed
+#: :data:`CLOSED_FORM_BLOCK_NUMBERS`.
 CLOSED_FORM_BLOCK_ROWS = 512
 CLOSED_FORM_BLOCK_NUMBERS = 4_000_000
 
@@ -399,7 +400,8 @@ def covariance_blocks(state: LaplaceState) -> jax.Array:
     return jnp.swapaxes(sigma.reshape(f, k, f, k)[:, upper, :, lower], 0, 1)  # [i, p, j] = Sigma[(i, k_p), (j, l_p)]
 
 
-def _logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array):
+def _blocked_logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array):
+    """(MAP logits, J Sigma J^T) from Sigma's blocks (:func:`covariance_blocks`)."""
     phi, mean, _ = _last_layer_inputs(state, X)
     f, k = state.spec_shape
     upper, lower = np.triu_indices(k)
@@ -408,49 +410,78 @@ def _logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array):
     return mean, cov
 
 
-_compiled_logit_moments = jax.jit(_logit_moments)
+def _jacobian_logit_moments(state: LaplaceState, X: jax.Array):
+    """(MAP logits, J Sigma J^T) from each row's J Q diag(sqrt(c)) (K x D per row, no D^3 set-up)."""
+    phi, mean, Q = _last_layer_inputs(state, X)
+    J = jnp.einsum("ni,ikd->nkd", phi, Q) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
+    return mean, jnp.einsum("nkd,nld->nkl", J, J)
 
 
-@float64
-def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The logits' Gaussian under the last-layer posterior per row: the MAP logits (n, K) and
-    their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T (from :func:`covariance_blocks`)."""
-    return _compiled_logit_moments(state, covariance_blocks(state), jnp.asarray(X))
+def _uses_blocks(spec: LaplaceSpec, n_rows: int) -> bool:
+    """Sigma's blocks pay for their D^3 set-up from about D / 2 rows on (a row's Jacobian costs about
+    2 K F D products where a row through the blocks costs K (K + 1) F^2 / 2)."""
+    return 2 * n_rows >= spec.n_parameters
 
 
-@partial(jax.jit, static_argnums=3)
-def _class_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array, link: str):
-    return link_summaries(link, *_logit_moments(state, blocks, X))
+@partial(jax.jit, static_argnames=("link",))
+def _class_moments(state: LaplaceState, blocks: jax.Array | None, X: jax.Array, link: str):
+    moments = _jacobian_logit_moments(state, X) if blocks is None else _blocked_logit_moments(state, blocks, X)
+    return link_summaries(link, *moments)
 
 
-def closed_form_rows(spec: LaplaceSpec) -> int:
+def closed_form_rows(spec: LaplaceSpec, blocks: bool = True) -> int:
     """Rows per block of :func:`class_moments` (:data:`CLOSED_FORM_BLOCK_ROWS`, fewer for a wide
-    last layer)."""
+    last layer): through Sigma's blocks (``blocks``) or per-row Jacobians."""
     k = spec.n_out
-    per_row = k * (k + 1) // 2 * spec.n_features + k * k
+    per_row = (k * (k + 1) // 2 * spec.n_features if blocks else k * spec.n_parameters) + k * k
     return int(max(1, min(CLOSED_FORM_BLOCK_ROWS, CLOSED_FORM_BLOCK_NUMBERS // per_row)))
 
 
-@float64
-def class_moments(state: LaplaceState, X: jax.Array, link: str):
-    """Classification without draws: (probabilities (n, K), their variances (n, K), expected
-    entropy (n,)) of the logits' Gaussian (:func:`logit_moments`) under the closed-form ``link``
-    ("probit", "bridge", "bridge_norm": :mod:`probprop.moments.softmax`). Sigma's blocks are formed
-    once per call; the rows go through in padded blocks of :func:`closed_form_rows` (one compiled
-    shape)."""
-    if not state.spec.n_classes:
-        raise ValueError("class_moments is for a Laplace classifier (n_classes >= 2)")
-    if link not in LINKS[1:]:
-        raise ValueError(f"link must be one of {list(LINKS[1:])}, got {link!r}")
+def _in_blocks(state: LaplaceState, X, fn):
+    """``fn(state, blocks or None, X block)`` over X's rows in padded blocks, through Sigma's
+    blocks where :func:`_uses_blocks` says they pay; a block holds :func:`closed_form_rows` rows,
+    or the power of two at or above the row count where that is fewer (a few compiled shapes)."""
     X = np.asarray(X)
-    blocks = covariance_blocks(state)
-    rows = closed_form_rows(state.spec)
+    blocks = covariance_blocks(state) if _uses_blocks(state.spec, len(X)) else None
+    rows = min(closed_form_rows(state.spec, blocks is not None), 1 << max(len(X) - 1, 0).bit_length())
     outs = []
     for start in range(0, len(X), rows):
         chunk = X[start : start + rows]
         padded = np.zeros((rows, *X.shape[1:]), X.dtype)
         padded[: len(chunk)] = chunk
-        outs.append([part[: len(chunk)] for part in _class_moments(state, blocks, jnp.asarray(padded), link)])
+        outs.append([part[: len(chunk)] for part in fn(state, blocks, jnp.asarray(padded))])
+    return outs
+
+
+@float64
+def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The logits' Gaussian under the last-layer posterior per row: the MAP logits (n, K) and
+    their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T: from each row's Jacobian for
+    fewer than D / 2 rows, else from Sigma's blocks formed once (:func:`covariance_blocks`)."""
+    k = state.spec.n_out
+    outs = _in_blocks(state, X, _compiled_logit_moments)
+    if not outs:
+        return jnp.zeros((0, k)), jnp.zeros((0, k, k))
+    return tuple(jnp.concatenate(column) for column in zip(*outs, strict=True))
+
+
+@jax.jit
+def _compiled_logit_moments(state, blocks, X):
+    return _jacobian_logit_moments(state, X) if blocks is None else _blocked_logit_moments(state, blocks, X)
+
+
+@float64
+def class_moments(state: LaplaceState, X: jax.Array, link: str):
+    """Classification without draws: (probabilities (n, K), their variances (n, K), expected
+    entropy (n,)) of the logits' Gaussian (:func:`logit_moments`, the same choice of Jacobians or
+    Sigma's blocks, formed once per call) under the closed-form ``link`` ("probit", "bridge",
+    "bridge_norm": :mod:`probprop.moments.softmax`), the rows in padded blocks of
+    :func:`closed_form_rows` (one compiled shape)."""
+    if not state.spec.n_classes:
+        raise ValueError("class_moments is for a Laplace classifier (n_classes >= 2)")
+    if link not in LINKS[1:]:
+        raise ValueError(f"link must be one of {list(LINKS[1:])}, got {link!r}")
+    outs = _in_blocks(state, X, partial(_class_moments, link=link))
     if not outs:
         k = state.spec.n_out
         return jnp.zeros((0, k)), jnp.zeros((0, k)), jnp.zeros((0,))

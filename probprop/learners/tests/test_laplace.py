@@ -144,10 +144,12 @@ def test_the_logit_covariance_is_j_sigma_jt_and_the_draws_covariance():
         laplace.class_moments(state, Xt, "mc")
 
 
-def test_the_closed_forms_block_the_rows_and_form_sigmas_blocks_once(monkeypatch):
-    """covariance_blocks holds Sigma's F x F blocks for the pairs k <= l; class_moments over rows in
-    padded blocks (two and a half here) equals the summaries of the whole logit Gaussian, and an
-    empty X gives empty arrays."""
+@pytest.mark.parametrize("through_blocks", [False, True])
+def test_the_closed_forms_block_the_rows_and_form_sigmas_blocks_once(monkeypatch, through_blocks):
+    """covariance_blocks holds Sigma's F x F blocks for the pairs k <= l; the logit covariance
+    through them or through each row's Jacobian is the dense J Sigma J^T; class_moments over rows
+    in padded blocks (two and a half here) equals the summaries of the whole logit Gaussian, and
+    an empty X gives empty arrays."""
     from probprop.moments import softmax
 
     X, y = _classes(90, seed=12)
@@ -161,9 +163,14 @@ def test_the_closed_forms_block_the_rows_and_form_sigmas_blocks_once(monkeypatch
     for p, (a, b) in enumerate(zip(upper, lower, strict=True)):
         np.testing.assert_allclose(blocks[:, p, :], Sigma[:, a, :, b], rtol=1e-12, atol=1e-15)
     Xt = np.random.default_rng(13).normal(size=(5, 3))
+    assert not laplace._uses_blocks(spec, len(Xt)) and laplace._uses_blocks(spec, 12)
+    monkeypatch.setattr(laplace, "_uses_blocks", lambda spec, n: through_blocks)
     mean, cov = laplace.logit_moments(state, Xt)
+    phi = np.asarray(laplace.features(state.network.params, spec.network, Xt))
+    J = np.einsum("ni,kl->nkil", phi, np.eye(k)).reshape(len(Xt), k, -1)
+    np.testing.assert_allclose(cov, J @ Sigma.reshape(f * k, f * k) @ J.transpose(0, 2, 1), rtol=1e-9, atol=1e-12)
     monkeypatch.setattr(laplace, "CLOSED_FORM_BLOCK_ROWS", 2)
-    assert laplace.closed_form_rows(spec) == 2
+    assert laplace.closed_form_rows(spec) == laplace.closed_form_rows(spec, blocks=False) == 2
     for link in ("probit", "bridge"):
         got = laplace.class_moments(state, Xt, link)
         want = jax.jit(softmax.link_summaries, static_argnums=0)(link, mean, cov)
