@@ -582,9 +582,9 @@ class LaplaceLink:
     ``class_samples``); "probit", "bridge" and "bridge_norm" are the closed forms of
     :mod:`probprop.moments.softmax` (the learner's ``class_moments``), one deterministic pass with
     no draws. Read at prediction time, so one fitted model can be read every way
-    (``set_params(link_approx=...)``). The learner takes all rows at once, forms each member's
-    posterior covariance blocks once and passes the rows in blocks
-    (:func:`probprop.learners.laplace.class_moments`)."""
+    (``set_params(link_approx=...)``). The learner takes all rows at once and passes them in
+    blocks, from each row's Jacobian or, from about D / 2 rows on, through each member's
+    posterior covariance blocks formed once per call (:func:`probprop.learners.laplace.class_moments`)."""
 
     def _link(self) -> str:
         from probprop.moments.softmax import LINKS

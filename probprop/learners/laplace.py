@@ -388,12 +388,18 @@ CLOSED_FORM_BLOCK_ROWS = 512
 CLOSED_FORM_BLOCK_NUMBERS = 4_000_000
 
 
-@jax.jit
+@float64
 def covariance_blocks(state: LaplaceState) -> jax.Array:
     """Sigma's F x F blocks Cov(theta_{.k}, theta_{.l}) for the pairs k <= l (``np.triu_indices(K)``
     order), laid out (F, P, F) with P = K (K + 1) / 2: Sigma = Q diag(1 / (g + lambda)) Q^T formed
     once (D^3 products), so that a row's logit covariance phi~^T Sigma_kl phi~ costs K (K + 1) F^2 / 2
-    products in one matrix product over a block of rows (:func:`logit_moments`)."""
+    products in one matrix product over a block of rows (:func:`logit_moments`). While it is formed,
+    about three D x D matrices more than Q are held (at :data:`MAX_PARAMETERS`, about 0.9 GB)."""
+    return _covariance_blocks(state)
+
+
+@jax.jit
+def _covariance_blocks(state: LaplaceState) -> jax.Array:
     f, k = state.spec_shape
     sigma = (state.eigenvectors * state.posterior_variances) @ state.eigenvectors.T
     upper, lower = np.triu_indices(k)
@@ -442,14 +448,14 @@ def _in_blocks(state: LaplaceState, X, fn):
     blocks where :func:`_uses_blocks` says they pay; a block holds :func:`closed_form_rows` rows,
     or the power of two at or above the row count where that is fewer (a few compiled shapes)."""
     X = np.asarray(X)
-    blocks = covariance_blocks(state) if _uses_blocks(state.spec, len(X)) else None
+    blocks = _covariance_blocks(state) if _uses_blocks(state.spec, len(X)) else None
     rows = min(closed_form_rows(state.spec, blocks is not None), 1 << max(len(X) - 1, 0).bit_length())
     outs = []
     for start in range(0, len(X), rows):
         chunk = X[start : start + rows]
         padded = np.zeros((rows, *X.shape[1:]), X.dtype)
         padded[: len(chunk)] = chunk
-        outs.append([part[: len(chunk)] for part in fn(state, blocks, jnp.asarray(padded))])
+        outs.append([np.asarray(part)[: len(chunk)] for part in fn(state, blocks, jnp.asarray(padded))])
     return outs
 
 
@@ -461,8 +467,8 @@ def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Arr
     k = state.spec.n_out
     outs = _in_blocks(state, X, _compiled_logit_moments)
     if not outs:
-        return jnp.zeros((0, k)), jnp.zeros((0, k, k))
-    return tuple(jnp.concatenate(column) for column in zip(*outs, strict=True))
+        return np.zeros((0, k)), np.zeros((0, k, k))
+    return tuple(np.concatenate(column) for column in zip(*outs, strict=True))
 
 
 @jax.jit
@@ -484,8 +490,8 @@ def class_moments(state: LaplaceState, X: jax.Array, link: str):
     outs = _in_blocks(state, X, partial(_class_moments, link=link))
     if not outs:
         k = state.spec.n_out
-        return jnp.zeros((0, k)), jnp.zeros((0, k)), jnp.zeros((0,))
-    return tuple(jnp.concatenate(column) for column in zip(*outs, strict=True))
+        return np.zeros((0, k)), np.zeros((0, k)), np.zeros((0,))
+    return tuple(np.concatenate(column) for column in zip(*outs, strict=True))
 
 
 #: The last-layer Laplace network behind the learner protocol (:mod:`probprop.learners.base`).

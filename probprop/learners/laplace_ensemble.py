@@ -36,6 +36,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from probprop.learners import ensemble, laplace
 from probprop.learners._sgd import check_positive
@@ -179,7 +180,7 @@ def class_moments(state: LaplaceEnsembleState, X: jax.Array, link: str):
     member's closed form (:func:`probprop.learners.laplace.class_moments` with ``link``), mixed
     uniformly: the mean probabilities, the members' average variance plus their spread
     (:func:`probprop.moments.mixture.mixture_moments`), the average expected entropy."""
-    X = jnp.asarray(X)
+    X = np.asarray(X)  # each member blocks the rows itself (laplace.class_moments)
     members = [laplace.class_moments(state.member(m), X, link) for m in range(state.spec.n_members)]
     probs, variances, expected = (jnp.stack(parts) for parts in zip(*members, strict=True))
     # mixture_moments' "noise" slot averages its argument: here the members' expected entropies

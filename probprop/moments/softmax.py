@@ -14,8 +14,8 @@ sum to one), each probability's variance under f, and the expected entropy E_f H
   since softmax(f) = softmax(Pf)). laplace-torch applies it to f itself, where the variance of
   a shift of every logit, which a last-layer Laplace posterior keeps at its prior's size (the
   likelihood is flat along it), shrinks every logit and inflates the entropy; here it changes
-  nothing, as it changes nothing in E[softmax(f)]. It gives only a mean; the variance and
-  expected entropy are the softmax's under the third-degree spherical cubature rule over the same
+  nothing, as it changes nothing in E[softmax(f)]. It gives only a mean; the variance and the
+  mutual information are the softmax's under the third-degree spherical cubature rule over the same
   Gaussian (:func:`cubature_points`: 2K equally weighted points m +- sqrt(K) r_j, r_j the columns
   of a square root of the covariance, sqrt(w_j) u_j from its eigenvectors; exact for the mean and
   covariance of f, correlations included). The mutual information is the cubature's own, the
@@ -52,7 +52,8 @@ What the tests (``probprop/moments/tests/test_softmax.py``) check: the condition
 rejection sampling, the Dirichlet summaries against Monte Carlo, the bridge against laplace-torch's
 formula and against its inverse (the Dirichlet's own Laplace approximation maps back to the same
 alpha), the probit against its formula (and Monte Carlo of E[softmax(f)] for independent logits of
-small variance, within 0.01) and its invariance to a common shift's variance. The bridge's mean is
+small variance, within 0.01) and its invariance to a common shift's variance, its mutual information
+the cubature's and near Monte Carlo's (two, three and six classes), capped at its entropy. The bridge's mean is
 a different distribution's (it does not reduce to softmax(m) as Sigma -> 0); its appeal is its
 spread, a full Dirichlet per row. docs/guide/classification.md shows what each gives on MNIST.
 """
