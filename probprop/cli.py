@@ -346,6 +346,8 @@ ACTIVATION_NAMES = ("relu", "leaky_relu", "gelu", "sigmoid", "tanh")
 LINK_NAMES = ("mc", "probit", "bridge", "bridge_norm")
 #: PBP's inference rules: ``probprop.learners.pbp.INFERENCE``.
 PBP_INFERENCE = ("adf", "sep")
+#: The last-layer Laplace curvature structures: ``probprop.learners.laplace.HESSIAN_STRUCTURES``.
+HESSIAN_NAMES = ("full", "kron")
 
 
 def _parse_positive(kind: str, upper: float = math.inf, grid: bool = True, select: bool = True):
@@ -428,6 +430,9 @@ MODEL_OPTIONS = (
                 "Prior precision of the last-layer posterior (of every member's); not given: chosen by the "
                 "Laplace evidence (member by member).",
                 {"callback": _parse_positive("a precision", grid=False, select=False), "metavar": "PRECISION"}),
+    ModelOption(("--hessian-structure",), "hessian_structure", ("laplace", "laplace-ensemble"),
+                "The last layer's curvature: full (the exact matrix) or kron (its Kronecker factorisation, for "
+                "wide last layers). [default: full]", {"type": click.Choice(HESSIAN_NAMES)}),
     ModelOption(("--link-approx",), "link_approx", ("laplace", "laplace-ensemble"),
                 "How predictions read the logits' Gaussian: mc (the draws of --samples), or without draws probit, "
                 "bridge or bridge_norm (the Laplace bridge); classification only. [default: mc]",
@@ -1002,7 +1007,8 @@ def _laplace_summary(model) -> dict:
     spec = model.state_.spec
     precision = model.prior_precision_  # a float, or one per member of a Laplace ensemble
     members = getattr(spec, "n_members", None)
-    return {"kind": "last-layer Laplace" if members is None else f"last-layer Laplace, one per member ({members})",
+    kind = "last-layer Laplace" + (" (Kronecker-factored)" if getattr(spec, "hessian_structure", "full") == "kron" else "")
+    return {"kind": kind if members is None else f"{kind}, one per member ({members})",
             "prior_precision": precision if members is None else [float(p) for p in precision],
             "how": "chosen by the Laplace evidence" if spec.prior_precision is None else "as given",
             "parameters": spec.n_parameters, "draws": spec.n_samples if spec.n_classes else None,
@@ -1266,7 +1272,8 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
               help="Comma-separated: pbp-1pass, pbp, pbp-cnn, map, ensemble (scikit-learn's networks), tagi-1pass, "
                    "tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
-                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-ensemble-cnn (deep-ensemble-cnn's "
+                   "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-kron, laplace-kron-cnn (the "
+                   "same with the Kronecker-factored posterior), laplace-ensemble-cnn (deep-ensemble-cnn's "
                    "networks with a last-layer Laplace posterior each), pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,

@@ -47,6 +47,9 @@ but the CNN methods):
   layers of ``--hidden`` trained as ``deep-ensemble``'s members are (Adam, step 1e-3, batch 200,
   ``--epochs`` x 5 epochs) but with a prior variance of 1; ``laplace-cnn`` exactly ``map-cnn``'s
   network (the same parameters and seed: the same trained weights).
+- ``laplace-kron`` and ``laplace-kron-cnn``: the same networks (the same trained weights) with the
+  Kronecker-factored last-layer posterior (``hessian_structure="kron"``), which also takes last
+  layers wider than the full posterior's 6,144 parameters (e.g. ``--hidden 1024,1024``).
 - ``laplace-ensemble-cnn``: :class:`probprop.LaplaceEnsembleClassifier`, exactly ``deep-ensemble-cnn``'s
   networks (``--members``, no weight decay; the same parameters and seed: the same trained weights),
   each with ``laplace-cnn``'s last-layer posterior (its own prior precision, :data:`LAPLACE_SAMPLES`
@@ -79,9 +82,11 @@ from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
 METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
-           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-ensemble-cnn", "pytagi")
+           "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn",
+           "laplace-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-ensemble-cnn")
+CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-kron-cnn",
+               "laplace-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
 HIDDEN = (100, 100)
@@ -90,7 +95,7 @@ CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
 FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
-                  "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-ensemble-cnn")
+                  "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn", "laplace-ensemble-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
 ENSEMBLE_MEMBERS = 5
@@ -111,7 +116,7 @@ PYTAGI_SIGMA_V = 0.1
 
 
 #: The methods whose predictions ``--links`` reads several ways (their ``link_approx``).
-LAPLACE_METHODS = ("laplace", "laplace-cnn", "laplace-ensemble-cnn")
+LAPLACE_METHODS = ("laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn", "laplace-ensemble-cnn")
 
 
 def base_method(name: str) -> str:
@@ -169,17 +174,18 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     if method == "deep-ensemble":
         return DeepEnsembleClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, n_members=members,
                                       learning_rate=1e-3, batch_size=200, **common)
-    if method == "laplace":
+    structure = "kron" if method in ("laplace-kron", "laplace-kron-cnn") else "full"
+    if method in ("laplace", "laplace-kron"):
         return LaplaceClassifier(hidden=hidden, epochs=epochs * MAP_EPOCHS_PER_EPOCH, learning_rate=1e-3, batch_size=200,
-                                 n_samples=LAPLACE_SAMPLES, **common)
+                                 n_samples=LAPLACE_SAMPLES, hessian_structure=structure, **common)
     cnn = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "epochs": epochs * MAP_EPOCHS_PER_EPOCH, "learning_rate": 1e-3,
            "batch_size": 128}
     if method == "map-cnn":
         return MAPClassifier(**cnn, **common)
     if method == "deep-ensemble-cnn":
         return DeepEnsembleClassifier(**cnn, n_members=members, **common)
-    if method == "laplace-cnn":
-        return LaplaceClassifier(**cnn, n_samples=LAPLACE_SAMPLES, **common)
+    if method in ("laplace-cnn", "laplace-kron-cnn"):
+        return LaplaceClassifier(**cnn, n_samples=LAPLACE_SAMPLES, hessian_structure=structure, **common)
     if method == "laplace-ensemble-cnn":
         return LaplaceEnsembleClassifier(**cnn, n_members=members, prior_var=None, n_samples=LAPLACE_SAMPLES, **common)
     return None

@@ -621,7 +621,7 @@ class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
     probability variance); ``link_approx`` reads the logits' Gaussian in closed form instead
     (:class:`LaplaceLink`). See :mod:`probprop.learners.laplace`. The last layer may have at most
     :data:`probprop.learners.laplace.MAX_PARAMETERS` parameters ((units of the last hidden layer +
-    1) x classes): its posterior is a dense matrix.
+    1) x classes) for the full posterior, a dense matrix; ``hessian_structure="kron"`` takes wider ones.
 
     Parameters
     ----------
@@ -631,6 +631,11 @@ class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
         Precision of the Gaussian prior on the last layer's parameters in the posterior; None:
         the value of :data:`probprop.learners.laplace.PRIOR_PRECISION_GRID` with the largest
         Laplace evidence (``prior_precision_``).
+    hessian_structure : {"full", "kron"}, default="full"
+        The last layer's curvature: "full", the exact D x D matrix (D = (units of the last hidden
+        layer + 1) x outputs, at most :data:`probprop.learners.laplace.MAX_PARAMETERS`), or "kron",
+        its Kronecker factorisation (KFAC; laplace-torch's names), which never forms a D x D matrix
+        and takes layers with up to 4,096 units and outputs (:data:`probprop.learners.laplace.MAX_KRON_FACTOR`); the softmax's curvature is then averaged over the rows (B = mean of diag(p) - p p^T).
     n_samples : int, default=100
         Draws of the last layer a prediction averages (at most 10,000; with ``link_approx="mc"``).
     link_approx : {"mc", "probit", "bridge", "bridge_norm"}, default="mc"
@@ -644,13 +649,14 @@ class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
     _point_estimate = False
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", learning_rate=1e-3,
-                 batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100, link_approx="mc",
-                 input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+                 batch_size=32, prior_var=1.0, prior_precision=None, hessian_structure="full", n_samples=100,
+                 link_approx="mc", input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
         super().__init__(hidden=hidden, epochs=epochs, conv=conv, image_shape=image_shape, pooling=pooling,
                          learning_rate=learning_rate, batch_size=batch_size, prior_var=prior_var,
                          input_scaling=input_scaling, constant_tol=constant_tol, random_state=random_state,
                          verbose=verbose)
         self.prior_precision = prior_precision
+        self.hessian_structure = hessian_structure
         self.n_samples = n_samples
         self.link_approx = link_approx
 
@@ -661,7 +667,7 @@ class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
         from probprop.learners import laplace
 
         return laplace.LaplaceSpec.from_network(super()._make_spec(n_in, params), params["prior_precision"],
-                                                params["n_samples"])
+                                                params["n_samples"], params["hessian_structure"])
 
 
 class _LaplaceEnsembleNetworks(_SoftmaxNetwork):
@@ -702,6 +708,8 @@ class LaplaceEnsembleClassifier(LaplaceLink, LastLayerLaplace, _LaplaceEnsembleN
         As in :class:`MAPClassifier`.
     prior_precision : float or None, default=None
         As in :class:`LaplaceClassifier`, for every member (``prior_precision_``: one per member).
+    hessian_structure : {"full", "kron"}, default="full"
+        As in :class:`LaplaceClassifier`, for every member.
     n_samples : int, default=100
         Draws of each member's last layer a prediction averages (at most 10,000; with
         ``link_approx="mc"``).
@@ -714,8 +722,9 @@ class LaplaceEnsembleClassifier(LaplaceLink, LastLayerLaplace, _LaplaceEnsembleN
     _point_estimate = False
 
     def __init__(self, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg", n_members=5,
-                 learning_rate=1e-3, batch_size=32, prior_var=1.0, prior_precision=None, n_samples=100,
-                 link_approx="mc", input_scaling="features", constant_tol=1e-9, random_state=None, verbose=False):
+                 learning_rate=1e-3, batch_size=32, prior_var=1.0, prior_precision=None, hessian_structure="full",
+                 n_samples=100, link_approx="mc", input_scaling="features", constant_tol=1e-9, random_state=None,
+                 verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.conv = conv
@@ -726,6 +735,7 @@ class LaplaceEnsembleClassifier(LaplaceLink, LastLayerLaplace, _LaplaceEnsembleN
         self.batch_size = batch_size
         self.prior_var = prior_var
         self.prior_precision = prior_precision
+        self.hessian_structure = hessian_structure
         self.n_samples = n_samples
         self.link_approx = link_approx
         self.input_scaling = input_scaling
@@ -740,7 +750,7 @@ class LaplaceEnsembleClassifier(LaplaceLink, LastLayerLaplace, _LaplaceEnsembleN
             n_in=n_in, hidden=params["hidden"], n_members=params["n_members"], learning_rate=params["learning_rate"],
             batch_size=params["batch_size"], prior_var=params["prior_var"], n_classes=len(self.classes_),
             conv=_conv_pieces(self, n_in, params["conv"]), prior_precision=params["prior_precision"],
-            n_samples=params["n_samples"])
+            n_samples=params["n_samples"], hessian_structure=params["hessian_structure"])
 
 
 @register_estimator

@@ -95,13 +95,18 @@ class MAPRegressor(_NetworkParams, MomentRegressor):
 
 class LastLayerLaplace:
     """What the last-layer Laplace estimators share (regressor and classifier): the
-    ``prior_precision`` parameter's check, the fitted ``prior_precision_``, and the check of a
+    ``prior_precision`` and ``hessian_structure`` parameters' checks, the fitted ``prior_precision_``, and the check of a
     model file's posterior (:func:`probprop.learners.laplace.check_state`)."""
 
     def _validated_params(self) -> dict:
+        from probprop.learners.laplace import HESSIAN_STRUCTURES
+
         precision = None if self.prior_precision is None else _checks.positive_float("prior_precision",
                                                                                        self.prior_precision)
-        return {**super()._validated_params(), "prior_precision": precision}
+        structure = getattr(self, "hessian_structure", "full")
+        if not isinstance(structure, str) or structure not in HESSIAN_STRUCTURES:
+            raise ValueError(f"hessian_structure must be one of {list(HESSIAN_STRUCTURES)}, got {structure!r}")
+        return {**super()._validated_params(), "prior_precision": precision, "hessian_structure": structure}
 
     @property
     def prior_precision_(self):
@@ -137,17 +142,23 @@ class LaplaceRegressor(LastLayerLaplace, MAPRegressor):
     prior_precision : float or None, default=None
         Precision of the Gaussian prior on the last layer's parameters in the posterior; None:
         chosen by the evidence (``prior_precision_``).
+    hessian_structure : {"full", "kron"}, default="full"
+        The last layer's curvature: "full", the exact D x D matrix (D = (units of the last hidden
+        layer + 1) x outputs, at most :data:`probprop.learners.laplace.MAX_PARAMETERS`), or "kron",
+        its Kronecker factorisation (KFAC; laplace-torch's names), which never forms a D x D matrix
+        and takes layers with up to 4,096 units and outputs (:data:`probprop.learners.laplace.MAX_KRON_FACTOR`); for regression both give the same posterior (the Gaussian likelihood's curvature is the same for every row).
     """
 
     _learner_name = "laplace"
 
     def __init__(self, hidden=(50,), epochs=40, learning_rate=1e-2, batch_size=32, prior_precision=None,
-                 random_state=None, verbose=False):
+                 hessian_structure="full", random_state=None, verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.prior_precision = prior_precision
+        self.hessian_structure = hessian_structure
         self.random_state = random_state
         self.verbose = verbose
 
@@ -156,7 +167,8 @@ class LaplaceRegressor(LastLayerLaplace, MAPRegressor):
 
         return laplace.LaplaceSpec(n_in=n_in, hidden=params["hidden"], learning_rate=float(self.learning_rate),
                                    batch_size=_checks.positive_int("batch_size", self.batch_size),
-                                   prior_precision=params["prior_precision"])
+                                   prior_precision=params["prior_precision"],
+                                   hessian_structure=params["hessian_structure"])
 
 
 class EnsembleStepSize:

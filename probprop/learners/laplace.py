@@ -23,6 +23,15 @@ g_d the eigenvalues of G (D = F K), over the grid :data:`PRIOR_PRECISION_GRID`. 
 G's eigenvectors and the posterior's eigen-variances 1 / (g_d + lambda), so the covariance
 Sigma = Q diag(1 / (g + lambda)) Q^T is positive definite by construction.
 
+``hessian_structure="kron"`` (laplace-torch's KFAC, Ritter, Botev & Barber 2018, for the last
+layer) replaces G by kron(A, B), A = sum_n phi~_n phi~_n^T (F x F) and B the mean of Lambda_n
+(K x K) (:func:`kron_factors`; Martens & Grosse 2015's expectation approximation, exact where
+Lambda_n does not depend on the row, as for the Gaussian likelihood): the eigenvectors are
+U_A (x) U_B, the eigenvalues a_i b_k, the evidence and the variances as above, and nothing of
+size D x D is formed, so the last layer may be far wider (:data:`MAX_KRON_FACTOR` per factor);
+a row's logit covariance is U_B diag(s) U_B^T with s_k = sum_i (phi~^T u_i)^2 / (a_i b_k + lambda)
+(F^2 + F K + K^3 products).
+
 Predictions: the logits f(x) = theta^T phi~(x) are Gaussian, mean the MAP logits, covariance
 J Sigma J^T with J = I_K (x) phi~(x)^T; :func:`predict` returns their means and variances
 (regression: the mean, the variance of f and sigma^2). A classifier's class probabilities average
@@ -62,8 +71,13 @@ from probprop.moments.softmax import LINKS, link_summaries
 #: Prior precisions the evidence is maximised over (log-spaced); the ends are kept when the
 #: maximum lies beyond them.
 PRIOR_PRECISION_GRID = np.logspace(-6.0, 6.0, 1201)
-#: At most this many last-layer parameters (the posterior is a dense D x D matrix, decomposed once).
+#: At most this many last-layer parameters for the full posterior (a dense D x D matrix, decomposed once).
 MAX_PARAMETERS = 6144
+#: How the last layer's curvature is approximated: "full" (the exact D x D matrix) or "kron" (its
+#: Kronecker factorisation, laplace-torch's ``hessian_structure`` names).
+HESSIAN_STRUCTURES = ("full", "kron")
+#: At most this many rows and columns in each Kronecker factor (F = units + 1, or K outputs).
+MAX_KRON_FACTOR = 4097
 #: At most this many draws of the last layer (a model file declaring more is refused), as MC dropout's passes.
 MAX_SAMPLES = 10_000
 #: Rows per block of the curvature's sum (a block's products hold rows x F x F x K numbers at most).
@@ -80,6 +94,7 @@ class LaplaceSpec(mapnet.MAPSpec):
 
     prior_precision: float | None = None
     n_samples: int = 100
+    hessian_structure: str = "full"
 
     def __post_init__(self):
         super().__post_init__()
@@ -89,12 +104,29 @@ class LaplaceSpec(mapnet.MAPSpec):
         if (isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int)
                 or not 1 <= self.n_samples <= MAX_SAMPLES):
             raise ValueError(f"n_samples must be an int from 1 to {MAX_SAMPLES}, got {self.n_samples!r}")
-        if self.n_parameters > MAX_PARAMETERS:
+        if not isinstance(self.hessian_structure, str) or self.hessian_structure not in HESSIAN_STRUCTURES:
+            raise ValueError(f"hessian_structure must be one of {list(HESSIAN_STRUCTURES)}, got {self.hessian_structure!r}")
+        if self.kron:
+            if max(self.n_features, self.n_out) > MAX_KRON_FACTOR:
+                raise ValueError(
+                    f"the last layer's Kronecker factors are {self.n_features} x {self.n_features} (its inputs with "
+                    f"the bias) and {self.n_out} x {self.n_out} (its outputs); each may have at most "
+                    f"{MAX_KRON_FACTOR} rows here")
+            if self.n_samples * self.n_parameters > MAX_SAMPLES * MAX_PARAMETERS:
+                raise ValueError(f"{self.n_samples} draws (n_samples) of {self.n_parameters} last-layer parameters are "
+                                 f"more numbers than {MAX_SAMPLES} draws of {MAX_PARAMETERS} (the most probprop keeps): "
+                                 "take fewer draws")
+        elif self.n_parameters > MAX_PARAMETERS:
             raise ValueError(
                 f"the last layer has {self.n_parameters} parameters ({self.n_features} inputs with its bias x "
                 f"{self.n_out} outputs), more than the {MAX_PARAMETERS} a dense last-layer posterior takes here; "
                 "the last layer's inputs are the last hidden layer's units (or the convolutions' outputs, or the "
-                "features without hidden layers)")
+                "features without hidden layers); hessian_structure='kron' takes wider layers")
+
+    @property
+    def kron(self) -> bool:
+        """Whether the posterior is Kronecker-factored (``hessian_structure="kron"``)."""
+        return self.hessian_structure == "kron"
 
     @property
     def n_features(self) -> int:
@@ -103,12 +135,12 @@ class LaplaceSpec(mapnet.MAPSpec):
 
     @classmethod
     def from_network(cls, network: mapnet.MAPSpec, prior_precision: float | None = None,
-                     n_samples: int = 100) -> LaplaceSpec:
+                     n_samples: int = 100, hessian_structure: str = "full") -> LaplaceSpec:
         """The spec of ``network`` (a :class:`probprop.learners.mapnet.MAPSpec`) with a last-layer
         posterior (the inverse of :attr:`network`)."""
         names = {f.name for f in dataclasses.fields(mapnet.MAPSpec)}
         return cls(**{name: getattr(network, name) for name in names}, prior_precision=prior_precision,
-                   n_samples=n_samples)
+                   n_samples=n_samples, hessian_structure=hessian_structure)
 
     @property
     def n_parameters(self) -> int:
@@ -127,8 +159,10 @@ class LaplaceSpec(mapnet.MAPSpec):
 @dataclass(frozen=True)
 class LaplaceState:
     """The MAP network's state (:class:`GradientState`), the eigenvectors Q (D, D) of the data's
-    curvature G, the posterior's variances along them 1 / (g + lambda) (D,), the prior precision
-    lambda, the draws' deviations theta_s - theta* (S, D) (:func:`draw_deviations`), and the spec."""
+    curvature G (Kronecker-factored: the pair (U_A (F, F), U_G (K, K)), Q = U_A (x) U_G), the
+    posterior's variances along them 1 / (g + lambda) (D,; Kronecker-factored, indexed (a, g) ->
+    a K + g with eigenvalues a_a g_g), the prior precision lambda, the draws' deviations
+    theta_s - theta* (S, D) (:func:`draw_deviations`), and the spec."""
 
     network: GradientState
     eigenvectors: jax.Array
@@ -153,12 +187,14 @@ def _initial_precision(spec: LaplaceSpec) -> float:
     return 1.0 if spec.prior_var is None else 1.0 / float(spec.prior_var)
 
 
-def prior_posterior(spec: LaplaceSpec) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The posterior before :func:`finish`, the prior N(0, I / lambda): eigenvectors I (D, D),
-    variances 1 / lambda (D,) and lambda (:func:`_initial_precision`)."""
+def prior_posterior(spec: LaplaceSpec) -> tuple:
+    """The posterior before :func:`finish`, the prior N(0, I / lambda): eigenvectors I (D, D) (or
+    the pair I (F, F), I (K, K)), variances 1 / lambda (D,) and lambda (:func:`_initial_precision`)."""
     d, dtype = spec.n_parameters, jnp.float64
     lam = _initial_precision(spec)
-    return jnp.eye(d, dtype=dtype), jnp.full((d,), 1.0 / lam, dtype), jnp.asarray(lam, dtype)
+    eigenvectors = ((jnp.eye(spec.n_features, dtype=dtype), jnp.eye(spec.n_out, dtype=dtype)) if spec.kron
+                    else jnp.eye(d, dtype=dtype))
+    return eigenvectors, jnp.full((d,), 1.0 / lam, dtype), jnp.asarray(lam, dtype)
 
 
 @float64
@@ -239,6 +275,41 @@ def _curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array
     return 0.5 * (G + G.T)
 
 
+@float64
+def kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None = None,
+                 block: int = CURVATURE_BLOCK) -> tuple[jax.Array, jax.Array]:
+    """The Kronecker factors of G (Martens & Grosse 2015's expectation approximation for the last
+    layer): A = sum_n mask_n phi~_n phi~_n^T (F, F) and B = the mean of Lambda_n over the rows kept
+    (K, K), so that G ~ kron(A, B), exact where Lambda_n is the same for every row (a Gaussian
+    likelihood's 1 / sigma^2)."""
+    return _kron_factors(params, spec, jnp.asarray(X), None if mask is None else jnp.asarray(mask), block)
+
+
+@partial(jax.jit, static_argnames=("spec", "block"))
+def _kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int):
+    n = X.shape[0]
+    keep = jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
+    blocks = -(-n // block)
+    pad = blocks * block - n
+    Xb = jnp.pad(X, ((0, pad),) + ((0, 0),) * (X.ndim - 1)).reshape(blocks, block, *X.shape[1:])
+    kb = jnp.pad(keep, (0, pad)).reshape(blocks, block)
+    W, b = params["layers"][-1]
+    f_dim, k_dim = W.shape[0] + 1, W.shape[1]
+
+    def add(carry, xs):
+        A, B = carry
+        Xi, ki = xs
+        phi = features(params, spec, Xi) * ki[:, None]  # a masked row adds nothing
+        logits = phi[:, :-1].astype(W.dtype) @ W + b
+        lam = output_curvature(spec, logits, params) * ki[:, None, None]
+        return (A + phi.T @ phi, B + jnp.sum(lam, axis=0)), None
+
+    start = (jnp.zeros((f_dim, f_dim), jnp.float64), jnp.zeros((k_dim, k_dim), jnp.float64))
+    (A, B), _ = jax.lax.scan(add, start, (Xb, kb))
+    B = B / jnp.maximum(jnp.sum(keep), 1)
+    return 0.5 * (A + A.T), 0.5 * (B + B.T)
+
+
 def log_evidence(eigenvalues, theta_sq: float, precisions) -> np.ndarray:
     """The Laplace evidence's terms that depend on lambda (module docstring) for each of ``precisions``."""
     g = np.clip(np.asarray(eigenvalues, np.float64), 0.0, None)
@@ -258,16 +329,24 @@ def finish(state: LaplaceState, X: jax.Array, y: jax.Array, mask: jax.Array | No
     evidence unless the spec fixes it."""
     del y
     spec, params = state.spec, state.network.params
-    G = np.asarray(curvature(params, spec.network, X, mask))
+    if spec.kron:  # G ~ kron(A, B): eigenvectors U_A (x) U_B, eigenvalues a_i b_k
+        factors = [np.asarray(f) for f in kron_factors(params, spec.network, X, mask)]
+    else:
+        factors = [np.asarray(curvature(params, spec.network, X, mask))]
     theta = np.asarray(last_layer(params))
-    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(theta))):  # a diverged network: no posterior
+    if not (all(np.all(np.isfinite(f)) for f in factors) and np.all(np.isfinite(theta))):  # diverged: no posterior
         nan = jnp.full_like(state.posterior_variances, jnp.nan)
         return state.replace(posterior_variances=nan, deviations=jnp.full_like(state.deviations, jnp.nan))
-    g, Q = np.linalg.eigh(G)
-    g = np.clip(g, 0.0, None)  # rounding can leave the null directions slightly negative
+    decomposed = [np.linalg.eigh(f) for f in factors]
+    # rounding can leave the null directions slightly negative
+    g = np.clip(decomposed[0][0], 0.0, None)
+    Q = decomposed[0][1]
+    if spec.kron:
+        g = np.outer(g, np.clip(decomposed[1][0], 0.0, None)).ravel()
+        Q = (jnp.asarray(Q), jnp.asarray(decomposed[1][1]))
     theta_sq = float(np.sum(theta**2))
     lam = float(spec.prior_precision) if spec.prior_precision is not None else choose_prior_precision(g, theta_sq)
-    Q, c = jnp.asarray(Q), jnp.asarray(1.0 / (g + lam))
+    Q, c = (Q if spec.kron else jnp.asarray(Q)), jnp.asarray(1.0 / (g + lam))
     return state.replace(eigenvectors=Q, posterior_variances=c, prior_precision=jnp.asarray(lam, jnp.float64),
                          deviations=draw_deviations(state.network.key, Q, c, spec.n_samples))
 
@@ -275,14 +354,25 @@ def finish(state: LaplaceState, X: jax.Array, y: jax.Array, mask: jax.Array | No
 @float64
 def draw_deviations(key: jax.Array, eigenvectors: jax.Array, variances: jax.Array, n_samples: int) -> jax.Array:
     """``n_samples`` draws of theta_s - theta* ~ N(0, Q diag(c) Q^T), shape (S, D), from a key
-    derived from ``key`` (the network's: the same state gives the same draws)."""
+    derived from ``key`` (the network's: the same state gives the same draws); ``eigenvectors`` Q
+    or the pair (U_A, U_B) of a Kronecker-factored posterior."""
     return _draw_deviations(key, eigenvectors, variances, int(n_samples))
 
 
 @partial(jax.jit, static_argnums=3)
 def _draw_deviations(key, eigenvectors, variances, n_samples):
     z = jax.random.normal(jax.random.fold_in(key, _DRAW_SALT), (n_samples, variances.shape[0]), jnp.float64)
-    return (z * jnp.sqrt(variances)) @ eigenvectors.T
+    return _from_eigenbasis(eigenvectors, z * jnp.sqrt(variances))
+
+
+def _from_eigenbasis(eigenvectors, z: jax.Array) -> jax.Array:
+    """z Q^T for coordinates z (..., D) in the posterior's eigenbasis; for a Kronecker-factored Q =
+    U_A (x) U_B, U_A Z U_B^T per row with Z = z as (F, K), never forming Q."""
+    if isinstance(eigenvectors, tuple):
+        ua, ub = eigenvectors
+        zz = z.reshape(*z.shape[:-1], ua.shape[0], ub.shape[0])
+        return jnp.einsum("ia,...ag,kg->...ik", ua, zz, ub).reshape(z.shape)
+    return z @ eigenvectors.T
 
 
 def check_state(state: LaplaceState) -> None:
@@ -307,22 +397,39 @@ def check_state(state: LaplaceState) -> None:
 
 @float64
 def covariance(state: LaplaceState) -> jax.Array:
-    """Sigma = Q diag(1 / (g + lambda)) Q^T, shape (D, D)."""
-    Q = state.eigenvectors
+    """Sigma = Q diag(1 / (g + lambda)) Q^T, shape (D, D) (Kronecker-factored: Q = U_A (x) U_B
+    formed, for checks on small layers)."""
+    Q = jnp.kron(*state.eigenvectors) if state.spec.kron else state.eigenvectors
     return (Q * state.posterior_variances) @ Q.T
 
 
 def _last_layer_inputs(state: LaplaceState, X: jax.Array):
-    """phi~(x) (n, F), the MAP outputs (n, K) and the eigenvectors indexed (F, K, D)."""
+    """phi~(x) (n, F) and the MAP outputs (n, K)."""
     phi = features(state.network.params, state.spec.network, X)
-    return phi, phi @ last_layer(state.network.params), state.eigenvectors.reshape(*state.spec_shape, -1)
+    return phi, phi @ last_layer(state.network.params)
+
+
+def _eigenvectors_fkd(state: LaplaceState) -> jax.Array:
+    """A full posterior's eigenvectors indexed (F, K, D)."""
+    return state.eigenvectors.reshape(*state.spec_shape, -1)
+
+
+def _kron_spread(state: LaplaceState, phi: jax.Array) -> jax.Array:
+    """A Kronecker-factored posterior's J Sigma J^T = U_B diag(s) U_B^T per row: s (n, K) with
+    s_g = sum_a (phi~^T u_a)^2 c_(a, g), where J (U_A (x) U_B) = (phi~^T U_A) (x) U_B."""
+    ua, _ = state.eigenvectors
+    return ((phi @ ua) ** 2) @ state.posterior_variances.reshape(state.spec_shape)
 
 
 def _output_moments(state: LaplaceState, X: jax.Array):
     """Per row: the outputs' means (n, K) and variances (n, K) under the last-layer posterior."""
-    phi, mean, Q = _last_layer_inputs(state, X)
-    diagonal = jnp.einsum("ikd,d,jkd->kij", Q, state.posterior_variances, Q)  # Cov(theta_ik, theta_jk) per output k
-    var = jnp.einsum("ni,kij,nj->nk", phi, diagonal, phi)
+    phi, mean = _last_layer_inputs(state, X)
+    if state.spec.kron:
+        var = _kron_spread(state, phi) @ (state.eigenvectors[1] ** 2).T
+    else:
+        Q = _eigenvectors_fkd(state)
+        diagonal = jnp.einsum("ikd,d,jkd->kij", Q, state.posterior_variances, Q)  # Cov(theta_ik, theta_jk) per output k
+        var = jnp.einsum("ni,kij,nj->nk", phi, diagonal, phi)
     return mean, jnp.maximum(var, 0.0)
 
 
@@ -395,6 +502,8 @@ def covariance_blocks(state: LaplaceState) -> jax.Array:
     once (D^3 products), so that a row's logit covariance phi~^T Sigma_kl phi~ costs K (K + 1) F^2 / 2
     products in one matrix product over a block of rows (:func:`logit_moments`). While it is formed,
     about three D x D matrices more than Q are held (at :data:`MAX_PARAMETERS`, about 0.9 GB)."""
+    if state.spec.kron:
+        raise ValueError("covariance_blocks is for a full posterior (a Kronecker-factored one needs no blocks)")
     return _covariance_blocks(state)
 
 
@@ -408,7 +517,7 @@ def _covariance_blocks(state: LaplaceState) -> jax.Array:
 
 def _blocked_logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array):
     """(MAP logits, J Sigma J^T) from Sigma's blocks (:func:`covariance_blocks`)."""
-    phi, mean, _ = _last_layer_inputs(state, X)
+    phi, mean = _last_layer_inputs(state, X)
     f, k = state.spec_shape
     upper, lower = np.triu_indices(k)
     pairs = jnp.einsum("npj,nj->np", (phi @ blocks.reshape(f, -1)).reshape(len(phi), len(upper), f), phi)
@@ -417,16 +526,21 @@ def _blocked_logit_moments(state: LaplaceState, blocks: jax.Array, X: jax.Array)
 
 
 def _jacobian_logit_moments(state: LaplaceState, X: jax.Array):
-    """(MAP logits, J Sigma J^T) from each row's J Q diag(sqrt(c)) (K x D per row, no D^3 set-up)."""
-    phi, mean, Q = _last_layer_inputs(state, X)
-    J = jnp.einsum("ni,ikd->nkd", phi, Q) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
+    """(MAP logits, J Sigma J^T) from each row's J Q diag(sqrt(c)) (K x D per row, no D^3 set-up);
+    Kronecker-factored, U_B diag(s) U_B^T (:func:`_kron_spread`)."""
+    phi, mean = _last_layer_inputs(state, X)
+    if state.spec.kron:
+        ub = state.eigenvectors[1]
+        return mean, jnp.einsum("kg,ng,lg->nkl", ub, _kron_spread(state, phi), ub)
+    J = jnp.einsum("ni,ikd->nkd", phi, _eigenvectors_fkd(state)) * jnp.sqrt(state.posterior_variances)  # (n, K, D)
     return mean, jnp.einsum("nkd,nld->nkl", J, J)
 
 
 def _uses_blocks(spec: LaplaceSpec, n_rows: int) -> bool:
     """Sigma's blocks pay for their D^3 set-up from about D / 2 rows on (a row's Jacobian costs about
-    2 K F D products where a row through the blocks costs K (K + 1) F^2 / 2)."""
-    return 2 * n_rows >= spec.n_parameters
+    2 K F D products where a row through the blocks costs K (K + 1) F^2 / 2); a Kronecker-factored
+    posterior needs neither (F^2 + F K + K^3 per row)."""
+    return not spec.kron and 2 * n_rows >= spec.n_parameters
 
 
 @partial(jax.jit, static_argnames=("link",))
@@ -439,7 +553,10 @@ def closed_form_rows(spec: LaplaceSpec, blocks: bool = True) -> int:
     """Rows per block of :func:`class_moments` (:data:`CLOSED_FORM_BLOCK_ROWS`, fewer for a wide
     last layer): through Sigma's blocks (``blocks``) or per-row Jacobians."""
     k = spec.n_out
-    per_row = (k * (k + 1) // 2 * spec.n_features if blocks else k * spec.n_parameters) + k * k
+    if spec.kron:
+        per_row = spec.n_features + 2 * k * k
+    else:
+        per_row = (k * (k + 1) // 2 * spec.n_features if blocks else k * spec.n_parameters) + k * k
     return int(max(1, min(CLOSED_FORM_BLOCK_ROWS, CLOSED_FORM_BLOCK_NUMBERS // per_row)))
 
 

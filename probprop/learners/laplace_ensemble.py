@@ -54,6 +54,7 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
     prior_var: float | None = 1.0
     prior_precision: float | None = None
     n_samples: int = 100
+    hessian_structure: str = "full"
 
     def __post_init__(self):
         super().__post_init__()
@@ -61,11 +62,14 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
             raise ValueError("a Laplace ensemble classifies (n_classes >= 2); for regression take "
                              "laplace.LaplaceSpec or ensemble.EnsembleSpec")
         check_positive("prior_precision", self.prior_precision, allow_none=True)
-        d = self.laplace_spec.n_parameters  # validates n_samples and the last layer's size
-        if self.n_members * d * d > laplace.MAX_PARAMETERS**2:
-            raise ValueError(f"{self.n_members} members' dense last-layer posteriors of {d} parameters each hold more "
-                             f"numbers than one of {laplace.MAX_PARAMETERS} parameters (the largest probprop takes): "
-                             "take fewer members or a smaller last layer")
+        lspec = self.laplace_spec  # validates n_samples, hessian_structure and the last layer's size
+        d = lspec.n_parameters
+        posterior = lspec.n_features**2 + lspec.n_out**2 if lspec.kron else d * d
+        if self.n_members * posterior > laplace.MAX_PARAMETERS**2:
+            kind = "Kronecker-factored" if lspec.kron else "dense"
+            raise ValueError(f"{self.n_members} members' {kind} last-layer posteriors of {d} parameters each hold more "
+                             f"numbers than one dense posterior of {laplace.MAX_PARAMETERS} parameters (the largest "
+                             "probprop takes): take fewer members or a smaller last layer")
         if self.n_members * self.n_samples * d > laplace.MAX_SAMPLES * laplace.MAX_PARAMETERS:
             raise ValueError(f"{self.n_members} members x {self.n_samples} draws (n_samples) of {d} last-layer parameters "
                              f"are more numbers than {laplace.MAX_SAMPLES} draws of {laplace.MAX_PARAMETERS} (the most "
@@ -75,7 +79,8 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
     def laplace_spec(self) -> laplace.LaplaceSpec:
         """Each member's :class:`probprop.learners.laplace.LaplaceSpec` (its network is
         :attr:`member_spec`), built once per spec."""
-        return laplace.LaplaceSpec.from_network(self.member_spec, self.prior_precision, self.n_samples)
+        return laplace.LaplaceSpec.from_network(self.member_spec, self.prior_precision, self.n_samples,
+                                                self.hessian_structure)
 
     @property
     def n_parameters(self) -> int:
@@ -88,7 +93,8 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
 @dataclass(frozen=True)
 class LaplaceEnsembleState:
     """The members' networks (:class:`probprop.learners.ensemble.EnsembleState`) and each member's
-    posterior, stacked on a leading axis of size M: eigenvectors (M, D, D), variances (M, D),
+    posterior, stacked on a leading axis of size M: eigenvectors (M, D, D) (Kronecker-factored: the
+    pair (M, F, F), (M, K, K)), variances (M, D),
     prior precisions (M,), the draws' deviations (M, S, D) (fields of
     :class:`probprop.learners.laplace.LaplaceState`)."""
 
@@ -104,14 +110,16 @@ class LaplaceEnsembleState:
 
     def member(self, m: int) -> laplace.LaplaceState:
         """Member m as a stand-alone :class:`probprop.learners.laplace.LaplaceState`."""
-        return laplace.LaplaceState(self.network.member(m), self.eigenvectors[m], self.posterior_variances[m],
-                                    self.prior_precision[m], self.deviations[m], self.spec.laplace_spec)
+        return laplace.LaplaceState(self.network.member(m), jax.tree_util.tree_map(lambda a: a[m], self.eigenvectors),
+                                    self.posterior_variances[m], self.prior_precision[m], self.deviations[m],
+                                    self.spec.laplace_spec)
 
 
 def _stacked(members: list[laplace.LaplaceState]) -> dict:
     """The posterior fields of ``members`` stacked on a leading axis."""
     names = ("eigenvectors", "posterior_variances", "prior_precision", "deviations")
-    return {name: jnp.stack([getattr(s, name) for s in members]) for name in names}
+    return {name: jax.tree_util.tree_map(lambda *parts: jnp.stack(parts), *[getattr(s, name) for s in members])
+            for name in names}
 
 
 @float64
@@ -123,7 +131,8 @@ def init(key: jax.Array, spec: LaplaceEnsembleSpec) -> LaplaceEnsembleState:
     lspec, m = spec.laplace_spec, spec.n_members
     Q, c, lam = laplace.prior_posterior(lspec)
     deviations = jax.vmap(lambda k: laplace.draw_deviations(k, Q, c, lspec.n_samples))(network.keys)
-    return LaplaceEnsembleState(network, jnp.broadcast_to(Q, (m, *Q.shape)), jnp.broadcast_to(c, (m, *c.shape)),
+    stacked = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (m, *a.shape)), Q)
+    return LaplaceEnsembleState(network, stacked, jnp.broadcast_to(c, (m, *c.shape)),
                                 jnp.broadcast_to(lam, (m,)), deviations, spec)
 
 

@@ -70,7 +70,8 @@ def test_evaluate_and_info_describe_a_classifier(files):
      "150"),
     ("laplace", ["--prior-precision", "3", "--batch-size", "16", "--samples", "50"], "LaplaceClassifier", "150"),
     ("laplace-ensemble", ["--prior-precision", "3", "--members", "2", "--samples", "20", "--learning-rate", "0.003",
-                          "--link-approx", "bridge_norm"], "LaplaceEnsembleClassifier", "150"),
+                          "--link-approx", "bridge_norm", "--hessian-structure", "kron"], "LaplaceEnsembleClassifier",
+     "150"),
     ("ensemble", ["--members", "2", "--learning-rate", "0.003,0.03"], "DeepEnsembleClassifier", "60"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
@@ -98,7 +99,7 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
     flags = {"--members": "n_members", "--samples": "n_samples"}
     for flag, value in given.items():
         param = loaded.get_params()[flags.get(flag, flag[2:].replace("-", "_"))]
-        if flag == "--link-approx":
+        if flag in ("--link-approx", "--hessian-structure"):
             assert param == value
             continue
         numbers = tuple(float(v) for v in value.split(","))
@@ -118,10 +119,12 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
         assert ("posterior      last-layer Laplace over 21 parameters, prior precision 3 (as given), 50 draws of it "
                 "per prediction") in text
     elif model == "laplace-ensemble":  # each member's posterior over (6 + 1) x 3 parameters, 20 draws each
-        assert info["posterior"] == {"kind": "last-layer Laplace, one per member (2)", "prior_precision": [3.0, 3.0],
+        assert info["posterior"] == {"kind": "last-layer Laplace (Kronecker-factored), one per member (2)",
+                                     "prior_precision": [3.0, 3.0],
                                      "how": "as given", "parameters": 21, "draws": 20, "link_approx": "bridge_norm"}
         assert "fitted a Laplace-ensemble classifier 2 x 2-6-3 on 150 rows" in fitted
-        assert ("posterior      last-layer Laplace, one per member (2) over 21 parameters each, prior precision 3 for "
+        assert ("posterior      last-layer Laplace (Kronecker-factored), one per member (2) over 21 parameters each, "
+                "prior precision 3 for "
                 "every member (as given), read in closed form by link_approx=bridge_norm (no draws)") in text
     else:
         assert info["posterior"] is None

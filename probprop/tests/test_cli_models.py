@@ -289,6 +289,10 @@ def test_the_option_table_matches_the_estimators():
     from probprop.moments.softmax import LINKS
 
     assert tuple(LINK_NAMES) == tuple(LINKS)
+    from probprop.cli import HESSIAN_NAMES
+    from probprop.learners.laplace import HESSIAN_STRUCTURES
+
+    assert tuple(HESSIAN_NAMES) == tuple(HESSIAN_STRUCTURES)
     # the defaults `fit --help` states
     epochs = {name: params["epochs"].default for name, params in signatures.items()}
     assert epochs == {"pbp": 40, "pbp-ensemble": 40, "tagi": 40, "dvi": 100, "map": 40, "laplace": 40, "mcdropout": 400,

@@ -66,7 +66,11 @@ def test_laplace_cnn_is_map_cnns_network_with_a_last_layer_posterior():
     """The Laplace rows' networks are trained exactly as the MAP rows' (same parameters and seed)."""
     la, point = images._probprop_model("laplace-cnn", 1, 0), images._probprop_model("map-cnn", 1, 0)
     assert {k: v for k, v in la.get_params().items() if k in point.get_params()} == point.get_params()
-    assert la.n_samples == images.LAPLACE_SAMPLES and la.prior_precision is None
+    assert la.n_samples == images.LAPLACE_SAMPLES and la.prior_precision is None and la.hessian_structure == "full"
+    kron = images._probprop_model("laplace-kron-cnn", 1, 0)
+    assert kron.get_params() == {**la.get_params(), "hessian_structure": "kron"}
+    assert images._probprop_model("laplace-kron", 1, 0, (30,)).get_params() == {
+        **images._probprop_model("laplace", 1, 0, (30,)).get_params(), "hessian_structure": "kron"}
     mola = images._probprop_model("laplace-ensemble-cnn", 1, 0, members=3)
     ensemble = images._probprop_model("deep-ensemble-cnn", 1, 0, members=3)
     assert {k: v for k, v in mola.get_params().items() if k in ensemble.get_params()} == ensemble.get_params()

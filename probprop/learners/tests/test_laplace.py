@@ -229,13 +229,13 @@ def test_the_classifiers_read_the_posterior_through_the_link_they_are_given(tmp_
 
 
 def test_the_closed_forms_predict_block_by_block(monkeypatch):
-    """Blocks small enough for one row each give the same closed-form predictions as one block."""
-    from probprop.estimators import classifier
-
+    """Blocks of one row each give the same closed-form predictions as one block (the learner
+    blocks the rows: laplace.CLOSED_FORM_BLOCK_ROWS)."""
     X, y = _classes(60, seed=11)
     model = LaplaceClassifier(hidden=(6,), epochs=10, learning_rate=1e-2, link_approx="bridge", random_state=0).fit(X, y)
     whole = model.predict_dist(X)
-    monkeypatch.setattr(classifier, "SAMPLES_BLOCK_NUMBERS", 1)
+    monkeypatch.setattr(laplace, "CLOSED_FORM_BLOCK_ROWS", 1)
+    assert laplace.closed_form_rows(model.spec_) == 1
     parts = model.predict_dist(X)
     for name in ("probabilities", "variance", "expected_entropy"):
         np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-12, atol=1e-15)
