@@ -106,7 +106,8 @@ TAGI_BATCH = 10
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
 MC_DROPOUT_SAMPLES = 100
-#: Draws of the last layer per prediction of ``laplace`` and ``laplace-cnn`` (per member: ``laplace-ensemble-cnn``).
+#: Draws of the last layer per prediction of ``laplace``, ``laplace-cnn`` and their ``-kron`` forms (per member:
+#: ``laplace-ensemble-cnn``).
 LAPLACE_SAMPLES = 100
 #: ``pytagi``: the mini-batch of the ``tagi`` rows (pytagi's MNIST tutorial, cuTAGI
 #: ``examples/classification.py``, uses 128: 4.35 % MNIST error after three passes against 2.68 %

@@ -418,7 +418,7 @@ class MomentEstimator(Estimator):
 
     #: Hyperparameters that reach the learner's spec unchanged under the same name.
     _SPEC_PARAMS = ("hidden", "activation", "dtype", "n_members", "batch_size", "heteroscedastic", "n_samples",
-                    "variance_update", "prior_precision")
+                    "variance_update", "prior_precision", "hessian_structure")
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """The hyperparameters that a spec contradicts (a model file's parameters are checked

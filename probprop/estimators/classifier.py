@@ -613,9 +613,10 @@ class LaplaceLink:
 @register_estimator
 class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
     """A MAP softmax network with a last-layer Laplace approximation (Kristiadi, Hein & Hennig 2020;
-    laplace-torch's ``last_layer`` posterior with the full Hessian): after training, a Gaussian
-    posterior over the last layer's weights and biases from the exact Hessian of the
-    cross-entropy there, with a prior precision chosen by the Laplace evidence. Class
+    laplace-torch's ``last_layer`` posterior with the full Hessian, or its Kronecker factorisation):
+    after training, a Gaussian posterior over the last layer's weights and biases from the exact
+    Hessian of the cross-entropy there (``hessian_structure``), with a prior precision chosen by
+    the Laplace evidence. Class
     probabilities average the softmax over ``n_samples`` draws of the last layer (shared by every
     row, fixed by the fitted state); the uncertainty scores are their spread (mutual information,
     probability variance); ``link_approx`` reads the logits' Gaussian in closed form instead
@@ -635,7 +636,9 @@ class LaplaceClassifier(LaplaceLink, LastLayerLaplace, MAPClassifier):
         The last layer's curvature: "full", the exact D x D matrix (D = (units of the last hidden
         layer + 1) x outputs, at most :data:`probprop.learners.laplace.MAX_PARAMETERS`), or "kron",
         its Kronecker factorisation (KFAC; laplace-torch's names), which never forms a D x D matrix
-        and takes layers with up to 4,096 units and outputs (:data:`probprop.learners.laplace.MAX_KRON_FACTOR`); the softmax's curvature is then averaged over the rows (B = mean of diag(p) - p p^T).
+        and takes layers of up to 4,096 units and 4,097 outputs
+        (:data:`probprop.learners.laplace.MAX_KRON_FACTOR` rows per factor); the softmax's
+        curvature is then averaged over the rows (B = mean of diag(p) - p p^T).
     n_samples : int, default=100
         Draws of the last layer a prediction averages (at most 10,000; with ``link_approx="mc"``).
     link_approx : {"mc", "probit", "bridge", "bridge_norm"}, default="mc"

@@ -145,8 +145,10 @@ class LaplaceRegressor(LastLayerLaplace, MAPRegressor):
     hessian_structure : {"full", "kron"}, default="full"
         The last layer's curvature: "full", the exact D x D matrix (D = (units of the last hidden
         layer + 1) x outputs, at most :data:`probprop.learners.laplace.MAX_PARAMETERS`), or "kron",
-        its Kronecker factorisation (KFAC; laplace-torch's names), which never forms a D x D matrix
-        and takes layers with up to 4,096 units and outputs (:data:`probprop.learners.laplace.MAX_KRON_FACTOR`); for regression both give the same posterior (the Gaussian likelihood's curvature is the same for every row).
+        its Kronecker factorisation (KFAC; laplace-torch's names), which never forms a D x D matrix.
+        For regression both give the same posterior (the Gaussian likelihood's curvature is the
+        same for every row; "kron" takes at most 4,096 units,
+        :data:`probprop.learners.laplace.MAX_KRON_FACTOR` rows per factor).
     """
 
     _learner_name = "laplace"

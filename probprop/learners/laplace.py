@@ -80,8 +80,11 @@ HESSIAN_STRUCTURES = ("full", "kron")
 MAX_KRON_FACTOR = 4097
 #: At most this many draws of the last layer (a model file declaring more is refused), as MC dropout's passes.
 MAX_SAMPLES = 10_000
-#: Rows per block of the curvature's sum (a block's products hold rows x F x F x K numbers at most).
+#: Rows per block of the curvature's sum (a block's products hold rows x F x F x K numbers at most; of the
+#: Kronecker factors', rows x F and rows x K).
 CURVATURE_BLOCK = 256
+#: At most this many numbers in one chunk of the evidence's grid (precisions x eigenvalues).
+_EVIDENCE_NUMBERS = 8_000_000
 #: Salt that separates the draws of the last layer from the shuffling key carried in the state.
 _DRAW_SALT = 0x1A91A
 
@@ -89,8 +92,9 @@ _DRAW_SALT = 0x1A91A
 @dataclass(frozen=True)
 class LaplaceSpec(mapnet.MAPSpec):
     """A :class:`probprop.learners.mapnet.MAPSpec` (homoscedastic head) with the last layer's
-    posterior: ``prior_precision`` (None: chosen by the evidence) and ``n_samples``, the draws of
-    the last layer a classifier's probabilities average."""
+    posterior: ``prior_precision`` (None: chosen by the evidence), ``n_samples``, the draws of
+    the last layer a classifier's probabilities average, and ``hessian_structure`` ("full" or
+    "kron": :data:`HESSIAN_STRUCTURES`)."""
 
     prior_precision: float | None = None
     n_samples: int = 100
@@ -117,11 +121,13 @@ class LaplaceSpec(mapnet.MAPSpec):
                                  f"more numbers than {MAX_SAMPLES} draws of {MAX_PARAMETERS} (the most probprop keeps): "
                                  "take fewer draws")
         elif self.n_parameters > MAX_PARAMETERS:
+            wider = (self.n_out > 1 and max(self.n_features, self.n_out) <= MAX_KRON_FACTOR
+                     and self.n_samples * self.n_parameters <= MAX_SAMPLES * MAX_PARAMETERS)
             raise ValueError(
                 f"the last layer has {self.n_parameters} parameters ({self.n_features} inputs with its bias x "
                 f"{self.n_out} outputs), more than the {MAX_PARAMETERS} a dense last-layer posterior takes here; "
                 "the last layer's inputs are the last hidden layer's units (or the convolutions' outputs, or the "
-                "features without hidden layers); hessian_structure='kron' takes wider layers")
+                "features without hidden layers)" + ("; hessian_structure='kron' takes this layer" if wider else ""))
 
     @property
     def kron(self) -> bool:
@@ -159,9 +165,9 @@ class LaplaceSpec(mapnet.MAPSpec):
 @dataclass(frozen=True)
 class LaplaceState:
     """The MAP network's state (:class:`GradientState`), the eigenvectors Q (D, D) of the data's
-    curvature G (Kronecker-factored: the pair (U_A (F, F), U_G (K, K)), Q = U_A (x) U_G), the
-    posterior's variances along them 1 / (g + lambda) (D,; Kronecker-factored, indexed (a, g) ->
-    a K + g with eigenvalues a_a g_g), the prior precision lambda, the draws' deviations
+    curvature G (Kronecker-factored: the pair (U_A (F, F), U_B (K, K)), Q = U_A (x) U_B), the
+    posterior's variances along them 1 / (g + lambda) (D,; Kronecker-factored, indexed (a, k) ->
+    a K + k with eigenvalues a_a b_k), the prior precision lambda, the draws' deviations
     theta_s - theta* (S, D) (:func:`draw_deviations`), and the spec."""
 
     network: GradientState
@@ -243,6 +249,18 @@ def output_curvature(spec: mapnet.MAPSpec, logits: jax.Array, params: dict) -> j
     return jnp.broadcast_to(precision, (logits.shape[0], 1, 1))
 
 
+def curvature_sum(spec: mapnet.MAPSpec, logits: jax.Array, params: dict, weights: jax.Array) -> jax.Array:
+    """sum_n w_n Lambda_n (K, K) (:func:`output_curvature`) without the rows' K x K matrices:
+    diag(sum_n w_n p_n) - P^T diag(w) P for the softmax (P the rows' probabilities), sum_n w_n /
+    sigma^2 for the Gaussian."""
+    w = weights.astype(jnp.float64)
+    if spec.n_classes:
+        p = jax.nn.softmax(logits.astype(jnp.float64), axis=-1)
+        return jnp.diag(w @ p) - (p * w[:, None]).T @ p
+    precision = jnp.exp(-params["log_noise"]).astype(jnp.float64)
+    return jnp.reshape(precision * jnp.sum(w), (1, 1))
+
+
 @float64
 def curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None = None,
               block: int = CURVATURE_BLOCK) -> jax.Array:
@@ -301,8 +319,7 @@ def _kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Ar
         Xi, ki = xs
         phi = features(params, spec, Xi) * ki[:, None]  # a masked row adds nothing
         logits = phi[:, :-1].astype(W.dtype) @ W + b
-        lam = output_curvature(spec, logits, params) * ki[:, None, None]
-        return (A + phi.T @ phi, B + jnp.sum(lam, axis=0)), None
+        return (A + phi.T @ phi, B + curvature_sum(spec, logits, params, ki)), None
 
     start = (jnp.zeros((f_dim, f_dim), jnp.float64), jnp.zeros((k_dim, k_dim), jnp.float64))
     (A, B), _ = jax.lax.scan(add, start, (Xb, kb))
@@ -312,9 +329,12 @@ def _kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Ar
 
 def log_evidence(eigenvalues, theta_sq: float, precisions) -> np.ndarray:
     """The Laplace evidence's terms that depend on lambda (module docstring) for each of ``precisions``."""
-    g = np.clip(np.asarray(eigenvalues, np.float64), 0.0, None)
-    lam = np.asarray(precisions, np.float64)
-    return -0.5 * lam * theta_sq + 0.5 * g.size * np.log(lam) - 0.5 * np.log(g[None, :] + lam[:, None]).sum(axis=1)
+    g = np.clip(np.asarray(eigenvalues, np.float64), 0.0, None).ravel()
+    lam = np.asarray(precisions, np.float64).ravel()
+    chunk = max(1, _EVIDENCE_NUMBERS // max(g.size, 1))  # a Kronecker-factored D may be far above the full one's
+    log_det = np.concatenate([np.log(g[None, :] + lam[i : i + chunk, None]).sum(axis=1)
+                              for i in range(0, lam.size, chunk)]) if lam.size else np.zeros(0)
+    return -0.5 * lam * theta_sq + 0.5 * g.size * np.log(lam) - 0.5 * log_det
 
 
 def choose_prior_precision(eigenvalues, theta_sq: float, grid=PRIOR_PRECISION_GRID) -> float:
@@ -489,8 +509,8 @@ def class_samples(state: LaplaceState, X: jax.Array) -> jax.Array:
 
 
 #: Rows per block of the closed forms (:func:`class_moments`), fewer where a block's numbers per
-#: row (K (K + 1) F / 2 products, or a row's Jacobian of K x D) would exceed
-#: :data:`CLOSED_FORM_BLOCK_NUMBERS`.
+#: row (K (K + 1) F / 2 products, or a row's Jacobian of K x D; Kronecker-factored, F + 2 K^2)
+#: would exceed :data:`CLOSED_FORM_BLOCK_NUMBERS`.
 CLOSED_FORM_BLOCK_ROWS = 512
 CLOSED_FORM_BLOCK_NUMBERS = 4_000_000
 

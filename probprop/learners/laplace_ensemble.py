@@ -7,7 +7,8 @@ The members are :mod:`probprop.learners.ensemble`'s softmax networks (trained to
 from its own initialisation and shuffles, with the Gaussian prior of ``prior_var`` on the
 weights); after the last epoch :func:`finish` fits each member's last-layer posterior exactly as
 :func:`probprop.learners.laplace.finish` does for one network (the exact last-layer
-generalised Gauss-Newton matrix of its training loss, the prior precision chosen by that
+generalised Gauss-Newton matrix of its training loss, or its Kronecker factorisation with
+``hessian_structure="kron"``, the prior precision chosen by that
 member's Laplace evidence or given, ``n_samples`` draws of its last layer from its own key).
 The predictive is the uniform mixture of the members' Laplace predictives:
 
@@ -48,8 +49,8 @@ from probprop.moments.mixture import mixture_moments
 class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
     """An :class:`probprop.learners.ensemble.EnsembleSpec` of softmax networks (``n_classes`` >= 2)
     with each member's last-layer posterior as in :class:`probprop.learners.laplace.LaplaceSpec`:
-    ``prior_precision`` (None: chosen per member by its evidence) and ``n_samples`` draws per
-    member."""
+    ``prior_precision`` (None: chosen per member by its evidence), ``n_samples`` draws per
+    member and ``hessian_structure``."""
 
     prior_var: float | None = 1.0
     prior_precision: float | None = None
@@ -66,10 +67,11 @@ class LaplaceEnsembleSpec(ensemble.EnsembleSpec):
         d = lspec.n_parameters
         posterior = lspec.n_features**2 + lspec.n_out**2 if lspec.kron else d * d
         if self.n_members * posterior > laplace.MAX_PARAMETERS**2:
-            kind = "Kronecker-factored" if lspec.kron else "dense"
-            raise ValueError(f"{self.n_members} members' {kind} last-layer posteriors of {d} parameters each hold more "
-                             f"numbers than one dense posterior of {laplace.MAX_PARAMETERS} parameters (the largest "
-                             "probprop takes): take fewer members or a smaller last layer")
+            held = (f"Kronecker factors of {lspec.n_features} x {lspec.n_features} and {lspec.n_out} x {lspec.n_out}"
+                    if lspec.kron else f"dense last-layer posteriors of {d} parameters")
+            raise ValueError(f"{self.n_members} members' {held} each hold more numbers than one dense posterior of "
+                             f"{laplace.MAX_PARAMETERS} parameters (the largest probprop takes): take fewer members or "
+                             "a smaller last layer")
         if self.n_members * self.n_samples * d > laplace.MAX_SAMPLES * laplace.MAX_PARAMETERS:
             raise ValueError(f"{self.n_members} members x {self.n_samples} draws (n_samples) of {d} last-layer parameters "
                              f"are more numbers than {laplace.MAX_SAMPLES} draws of {laplace.MAX_PARAMETERS} (the most "

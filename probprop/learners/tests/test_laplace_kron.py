@@ -79,12 +79,19 @@ def test_the_classifiers_kron_posterior_against_its_definition():
     dense = J @ Sigma @ J.transpose(0, 2, 1)
     mean, cov = laplace.logit_moments(state, Xt)
     np.testing.assert_allclose(cov, dense, rtol=1e-7, atol=1e-12)
+    with pytest.MonkeyPatch.context() as patch:  # in blocks of two rows (three and a padded fourth)
+        patch.setattr(laplace, "CLOSED_FORM_BLOCK_ROWS", 2)
+        np.testing.assert_allclose(laplace.logit_moments(state, Xt)[1], dense, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(mean, phit @ np.asarray(laplace.last_layer(params)), rtol=1e-12)
     np.testing.assert_allclose(laplace.predict(state, Xt).epistemic_var, np.diagonal(dense, axis1=1, axis2=2),
                                rtol=1e-7)
     # the draws: their covariance is Sigma's (2,000 draws: a loose check), and check_state accepts them
     dev = np.asarray(state.deviations)
     np.testing.assert_allclose(np.cov(dev.T), Sigma, atol=0.15 * np.abs(Sigma).max())
+    # exactly the draws of the dense eigenvectors kron(U_A, U_B) from the same key
+    dense_q = jax.numpy.kron(*state.eigenvectors)
+    np.testing.assert_allclose(dev, laplace.draw_deviations(state.network.key, dense_q, state.posterior_variances,
+                                                            spec.n_samples), rtol=1e-10, atol=1e-13)
     laplace.check_state(state)
     broken = state.replace(deviations=state.deviations * 1.01)
     with pytest.raises(ValueError, match="draws"):
@@ -92,7 +99,7 @@ def test_the_classifiers_kron_posterior_against_its_definition():
 
 
 def test_kron_takes_a_layer_wider_than_the_full_posterior():
-    with pytest.raises(ValueError, match="hessian_structure='kron' takes wider layers"):
+    with pytest.raises(ValueError, match="hessian_structure='kron' takes this layer"):
         laplace.LaplaceSpec(n_in=3, hidden=(700,), n_classes=10)
     spec = laplace.LaplaceSpec(n_in=3, hidden=(700,), n_classes=10, hessian_structure="kron", n_samples=10)
     assert spec.n_parameters == 7010 > laplace.MAX_PARAMETERS
@@ -115,8 +122,12 @@ def test_the_estimators_take_kron_keep_it_in_their_files_and_refuse_unknown_stru
     full = LaplaceRegressor(hidden=(6,), epochs=10, random_state=0).fit(X, y)
     kron = LaplaceRegressor(hidden=(6,), epochs=10, hessian_structure="kron", random_state=0).fit(X, y)
     a, b = full.predict_dist(X), kron.predict_dist(X)  # regression: the same posterior
+    assert isinstance(kron.state_.eigenvectors, tuple) and not isinstance(full.state_.eigenvectors, tuple)
     np.testing.assert_allclose(b.mean, a.mean, rtol=1e-12)
     np.testing.assert_allclose(b.epistemic_var, a.epistemic_var, rtol=1e-7)
+    kron.save(tmp_path / "kron-regressor.npz")
+    np.testing.assert_array_equal(load_model(tmp_path / "kron-regressor.npz").predict_dist(X).epistemic_var,
+                                  b.epistemic_var)
     X, y = _data(3, n=120, seed=7)
     for model in (LaplaceClassifier(hidden=(6,), epochs=10, learning_rate=1e-2, hessian_structure="kron",
                                     n_samples=30, random_state=0),
@@ -140,3 +151,54 @@ def test_the_estimators_take_kron_keep_it_in_their_files_and_refuse_unknown_stru
             load_model(path)
     with pytest.raises(ValueError, match=r"hessian_structure must be one of \['full', 'kron'\], got 'diag'"):
         LaplaceClassifier(hessian_structure="diag").fit(X, y)
+
+
+def test_files_written_before_kron_read_as_full_and_params_must_agree_with_the_spec(tmp_path):
+    """A file whose spec and parameters lack hessian_structure (written before it existed) loads as
+    "full"; a file whose parameters and spec disagree on it is refused."""
+    import json
+
+    from probprop import LaplaceClassifier
+    from probprop.io import ModelFileError, load_model
+
+    X, y = _data(3, n=90, seed=8)
+    model = LaplaceClassifier(hidden=(5,), epochs=5, learning_rate=1e-2, n_samples=10, random_state=0).fit(X, y)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = dict(f)
+    meta = json.loads(str(arrays["__meta__"]))
+    assert meta["spec"]["fields"]["hessian_structure"] == "full" and meta["params"]["hessian_structure"] == "full"
+    old = json.loads(json.dumps(meta))
+    del old["spec"]["fields"]["hessian_structure"], old["params"]["hessian_structure"]
+    np.savez(tmp_path / "old.npz", **{**arrays, "__meta__": np.array(json.dumps(old))})
+    back = load_model(tmp_path / "old.npz")
+    assert back.hessian_structure == "full" and back.state_.spec.hessian_structure == "full"
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    mixed = json.loads(json.dumps(meta))
+    mixed["params"]["hessian_structure"] = "kron"
+    np.savez(tmp_path / "mixed.npz", **{**arrays, "__meta__": np.array(json.dumps(mixed))})
+    with pytest.raises(ModelFileError, match="hessian_structure 'kron' against 'full'"):
+        load_model(tmp_path / "mixed.npz")
+
+
+def test_kron_specs_refuse_what_they_cannot_hold_and_a_diverged_network_has_no_posterior():
+    with pytest.raises(ValueError, match="more numbers than 10000 draws"):
+        laplace.LaplaceSpec(n_in=3, hidden=(4000,), n_classes=20, hessian_structure="kron", n_samples=1000)
+    with pytest.raises(ValueError, match="Kronecker factors of 3001 x 3001 and 10 x 10"):
+        from probprop.learners import laplace_ensemble
+
+        laplace_ensemble.LaplaceEnsembleSpec(n_in=3, hidden=(3000,), n_members=6, n_classes=10,
+                                             hessian_structure="kron", n_samples=10)
+    # no hint towards kron where kron would refuse too (a regression layer wider than a factor)
+    with pytest.raises(ValueError) as err:
+        laplace.LaplaceSpec(n_in=3, hidden=(6200,))
+    assert "kron" not in str(err.value)
+    X, y = _data(3, n=60, seed=9)
+    spec = laplace.LaplaceSpec(n_in=3, hidden=(4,), n_classes=3, hessian_structure="kron", n_samples=5)
+    state = _trained(spec, X, y, epochs=1)
+    W, b = state.network.params["layers"][-1]
+    broken = state.replace(network=state.network.replace(
+        params={**state.network.params, "layers": (*state.network.params["layers"][:-1], (W * np.nan, b))}))
+    done = laplace.finish(broken, X, y)
+    assert np.all(np.isnan(done.posterior_variances)) and np.all(np.isnan(done.deviations))
