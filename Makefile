@@ -69,6 +69,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets mnist --methods laplace-ensemble-cnn --members 10 --epochs 1 --workers 2 --out docs/benchmarks/images-laplace-ensemble10
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-cnn --links mc,probit,bridge,bridge_norm --epochs 1 --workers 1 --out docs/benchmarks/images-laplace-links
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-ensemble-cnn --links mc,probit,bridge,bridge_norm --epochs 1 --out docs/benchmarks/images-laplace-ensemble-links
+	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods laplace-kron-cnn,laplace-kron --hidden 1024 --links mc,probit,bridge,bridge_norm --epochs 1 --out docs/benchmarks/images-laplace-kron
 	$(BIN)/probprop bench images --datasets mnist --methods deep-ensemble-cnn --members 15 --epochs 1 --out docs/benchmarks/images-cnn-ensemble15
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
