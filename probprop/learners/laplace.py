@@ -269,8 +269,10 @@ def curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array 
     return _curvature(params, spec, jnp.asarray(X), None if mask is None else jnp.asarray(mask), block)
 
 
-@partial(jax.jit, static_argnames=("spec", "block"))
-def _curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int) -> jax.Array:
+def _sum_over_rows(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int, term,
+                   start):
+    """start + the sum of ``term(phi~, logits, keep)`` over X's rows in padded blocks of ``block``
+    (one compiled loop; a masked or padded row's phi~ is zero and its keep False)."""
     n = X.shape[0]
     keep = jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
     blocks = -(-n // block)
@@ -278,17 +280,25 @@ def _curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array
     Xb = jnp.pad(X, ((0, pad),) + ((0, 0),) * (X.ndim - 1)).reshape(blocks, block, *X.shape[1:])
     kb = jnp.pad(keep, (0, pad)).reshape(blocks, block)
     W, b = params["layers"][-1]
-    f_dim, k_dim = W.shape[0] + 1, W.shape[1]
 
-    def add(G, xs):
+    def add(total, xs):
         Xi, ki = xs
         phi = features(params, spec, Xi) * ki[:, None]  # a masked row adds nothing
         logits = phi[:, :-1].astype(W.dtype) @ W + b
-        lam = output_curvature(spec, logits, params)
-        return G + jnp.einsum("ni,nkl,nj->ikjl", phi, lam, phi), None
+        return jax.tree_util.tree_map(jnp.add, total, term(phi, logits, ki)), None
 
-    G0 = jnp.zeros((f_dim, k_dim, f_dim, k_dim), jnp.float64)
-    G, _ = jax.lax.scan(add, G0, (Xb, kb))
+    return jax.lax.scan(add, start, (Xb, kb))[0]
+
+
+@partial(jax.jit, static_argnames=("spec", "block"))
+def _curvature(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int) -> jax.Array:
+    W = params["layers"][-1][0]
+    f_dim, k_dim = W.shape[0] + 1, W.shape[1]
+
+    def term(phi, logits, keep):
+        return jnp.einsum("ni,nkl,nj->ikjl", phi, output_curvature(spec, logits, params), phi)
+
+    G = _sum_over_rows(params, spec, X, mask, block, term, jnp.zeros((f_dim, k_dim, f_dim, k_dim), jnp.float64))
     G = G.reshape(f_dim * k_dim, f_dim * k_dim)
     return 0.5 * (G + G.T)
 
@@ -305,24 +315,15 @@ def kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Arr
 
 @partial(jax.jit, static_argnames=("spec", "block"))
 def _kron_factors(params: dict, spec: mapnet.MAPSpec, X: jax.Array, mask: jax.Array | None, block: int):
-    n = X.shape[0]
-    keep = jnp.ones(n, bool) if mask is None else jnp.asarray(mask, bool)
-    blocks = -(-n // block)
-    pad = blocks * block - n
-    Xb = jnp.pad(X, ((0, pad),) + ((0, 0),) * (X.ndim - 1)).reshape(blocks, block, *X.shape[1:])
-    kb = jnp.pad(keep, (0, pad)).reshape(blocks, block)
-    W, b = params["layers"][-1]
+    W = params["layers"][-1][0]
     f_dim, k_dim = W.shape[0] + 1, W.shape[1]
+    keep = jnp.ones(X.shape[0], bool) if mask is None else jnp.asarray(mask, bool)
 
-    def add(carry, xs):
-        A, B = carry
-        Xi, ki = xs
-        phi = features(params, spec, Xi) * ki[:, None]  # a masked row adds nothing
-        logits = phi[:, :-1].astype(W.dtype) @ W + b
-        return (A + phi.T @ phi, B + curvature_sum(spec, logits, params, ki)), None
+    def term(phi, logits, kept):
+        return phi.T @ phi, curvature_sum(spec, logits, params, kept)
 
     start = (jnp.zeros((f_dim, f_dim), jnp.float64), jnp.zeros((k_dim, k_dim), jnp.float64))
-    (A, B), _ = jax.lax.scan(add, start, (Xb, kb))
+    A, B = _sum_over_rows(params, spec, X, mask, block, term, start)
     B = B / jnp.maximum(jnp.sum(keep), 1)
     return 0.5 * (A + A.T), 0.5 * (B + B.T)
 

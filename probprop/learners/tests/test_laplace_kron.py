@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 
 from probprop.learners import laplace
-
-
-def _trained(spec, X, y, epochs=20, seed=0):
-    state = laplace.init(jax.random.PRNGKey(seed), spec)
-    for _ in range(epochs):
-        state = laplace.update(state, X, y)
-    return state
+from probprop.learners.tests.test_laplace import _trained
 
 
 def _data(classes, n=150, seed=0):
@@ -35,7 +29,7 @@ def test_for_regression_kron_is_the_full_posterior(prior_precision):
     for structure in ("full", "kron"):
         spec = laplace.LaplaceSpec(n_in=3, hidden=(6,), learning_rate=1e-2, prior_precision=prior_precision,
                                    hessian_structure=structure)
-        states[structure] = laplace.finish(_trained(spec, X, y), X, y)
+        states[structure] = laplace.finish(_trained(spec, X, y, epochs=20), X, y)
     full, kron = states["full"], states["kron"]
     assert isinstance(kron.eigenvectors, tuple) and kron.eigenvectors[0].shape == (7, 7)
     np.testing.assert_allclose(float(kron.prior_precision), float(full.prior_precision), rtol=1e-12)
@@ -50,7 +44,7 @@ def test_the_classifiers_kron_posterior_against_its_definition():
     X, y = _data(4, seed=3)
     spec = laplace.LaplaceSpec(n_in=3, hidden=(5,), n_classes=4, learning_rate=1e-2, n_samples=2000,
                                hessian_structure="kron")
-    state = laplace.finish(_trained(spec, X, y), X, y)
+    state = laplace.finish(_trained(spec, X, y, epochs=20), X, y)
     params = state.network.params
     phi = np.asarray(laplace.features(params, spec.network, X))
     logits = phi @ np.asarray(laplace.last_layer(params))
