@@ -409,11 +409,25 @@ def check_state(state: LaplaceState) -> None:
     c = np.asarray(state.posterior_variances)
     if not (np.all(c > 0) and np.all(c <= (1.0 + 1e-9) / lam)):
         raise ValueError("the last-layer posterior's variances must lie in (0, 1 / prior precision]")
+    if spec.kron and not _is_outer_product(1.0 / c.reshape(state.spec_shape) - lam, lam):
+        raise ValueError("the Kronecker-factored posterior's variances are not 1 / (a_i b_k + prior precision) "
+                         "for any two factors' eigenvalues a, b")
     expected = np.asarray(draw_deviations(state.network.key, state.eigenvectors, state.posterior_variances,
                                           spec.n_samples))
     scale = float(np.sqrt(np.max(c)))
     if not np.allclose(np.asarray(state.deviations), expected, rtol=1e-9, atol=1e-9 * scale):
         raise ValueError("the last layer's draws are not those of the posterior and the network's key")
+
+
+def _is_outer_product(r: np.ndarray, lam: float) -> bool:
+    """Whether r (F, K) is a b^T for some a, b >= 0, to rounding (r = 1 / c - lambda: its entries
+    carry errors of about 1e-16 (r + lambda)): the outer product of r's largest row and column
+    over their common entry."""
+    tol = 1e-8 * (float(np.max(r)) + lam)
+    i, k = np.unravel_index(int(np.argmax(r)), r.shape)
+    if r[i, k] <= tol:  # no curvature anywhere: the prior
+        return bool(np.all(np.abs(r) <= tol))
+    return bool(np.all(np.abs(np.outer(r[:, k], r[i, :]) / r[i, k] - r) <= tol))
 
 
 @float64

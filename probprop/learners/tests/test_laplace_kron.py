@@ -90,6 +90,13 @@ def test_the_classifiers_kron_posterior_against_its_definition():
     broken = state.replace(deviations=state.deviations * 1.01)
     with pytest.raises(ValueError, match="draws"):
         laplace.check_state(broken)
+    # variances that no pair of factors gives (one entry's curvature halved) are refused before the draws
+    c = np.asarray(state.posterior_variances).copy()
+    j = int(np.argmin(c))
+    c[j] = 1.0 / (0.5 * (1.0 / c[j] - lam) + lam)
+    with pytest.raises(ValueError, match="not 1 / \\(a_i b_k \\+ prior precision\\)"):
+        laplace.check_state(state.replace(posterior_variances=jax.numpy.asarray(c)))
+    laplace.check_state(laplace.init(jax.random.PRNGKey(3), spec))  # the prior passes
 
 
 def test_kron_takes_a_layer_wider_than_the_full_posterior():
