@@ -578,10 +578,17 @@ def _uses_blocks(spec: LaplaceSpec, n_rows: int) -> bool:
     return not spec.kron and 2 * n_rows >= spec.n_parameters
 
 
+def _logit_moments(state: LaplaceState, blocks: jax.Array | None, X: jax.Array):
+    """(MAP logits, J Sigma J^T) through Sigma's blocks, or each row's Jacobian where ``blocks`` is None."""
+    return _jacobian_logit_moments(state, X) if blocks is None else _blocked_logit_moments(state, blocks, X)
+
+
+_compiled_logit_moments = jax.jit(_logit_moments)
+
+
 @partial(jax.jit, static_argnames=("link",))
 def _class_moments(state: LaplaceState, blocks: jax.Array | None, X: jax.Array, link: str):
-    moments = _jacobian_logit_moments(state, X) if blocks is None else _blocked_logit_moments(state, blocks, X)
-    return link_summaries(link, *moments)
+    return link_summaries(link, *_logit_moments(state, blocks, X))
 
 
 def closed_form_rows(spec: LaplaceSpec, blocks: bool = True) -> int:
@@ -597,18 +604,19 @@ def closed_form_rows(spec: LaplaceSpec, blocks: bool = True) -> int:
 
 def _in_blocks(state: LaplaceState, X, fn):
     """``fn(state, blocks or None, X block)`` over X's rows in padded blocks, through Sigma's
-    blocks where :func:`_uses_blocks` says they pay; a block holds :func:`closed_form_rows` rows,
-    or the power of two at or above the row count where that is fewer (a few compiled shapes)."""
+    blocks where :func:`_uses_blocks` says they pay, its outputs concatenated (an empty X gives
+    empty outputs of their shapes); a block holds :func:`closed_form_rows` rows, or the power of
+    two at or above the row count where that is fewer (a few compiled shapes)."""
     X = np.asarray(X)
     blocks = _covariance_blocks(state) if _uses_blocks(state.spec, len(X)) else None
     rows = min(closed_form_rows(state.spec, blocks is not None), 1 << max(len(X) - 1, 0).bit_length())
     outs = []
-    for start in range(0, len(X), rows):
+    for start in range(0, max(len(X), 1), rows):
         chunk = X[start : start + rows]
         padded = np.zeros((rows, *X.shape[1:]), X.dtype)
         padded[: len(chunk)] = chunk
         outs.append([np.asarray(part)[: len(chunk)] for part in fn(state, blocks, jnp.asarray(padded))])
-    return outs
+    return tuple(np.concatenate(column) for column in zip(*outs, strict=True))
 
 
 @float64
@@ -616,16 +624,7 @@ def logit_moments(state: LaplaceState, X: jax.Array) -> tuple[jax.Array, jax.Arr
     """The logits' Gaussian under the last-layer posterior per row: the MAP logits (n, K) and
     their covariance J Sigma J^T (n, K, K), J = I_K (x) phi~(x)^T: from each row's Jacobian for
     fewer than D / 2 rows, else from Sigma's blocks formed once (:func:`covariance_blocks`)."""
-    k = state.spec.n_out
-    outs = _in_blocks(state, X, _compiled_logit_moments)
-    if not outs:
-        return np.zeros((0, k)), np.zeros((0, k, k))
-    return tuple(np.concatenate(column) for column in zip(*outs, strict=True))
-
-
-@jax.jit
-def _compiled_logit_moments(state, blocks, X):
-    return _jacobian_logit_moments(state, X) if blocks is None else _blocked_logit_moments(state, blocks, X)
+    return _in_blocks(state, X, _compiled_logit_moments)
 
 
 @float64
@@ -634,16 +633,12 @@ def class_moments(state: LaplaceState, X: jax.Array, link: str):
     entropy (n,)) of the logits' Gaussian (:func:`logit_moments`, the same choice of Jacobians or
     Sigma's blocks, formed once per call) under the closed-form ``link`` ("probit", "bridge",
     "bridge_norm": :mod:`probprop.moments.softmax`), the rows in padded blocks of
-    :func:`closed_form_rows` (one compiled shape)."""
+    :func:`closed_form_rows`."""
     if not state.spec.n_classes:
         raise ValueError("class_moments is for a Laplace classifier (n_classes >= 2)")
     if link not in LINKS[1:]:
         raise ValueError(f"link must be one of {list(LINKS[1:])}, got {link!r}")
-    outs = _in_blocks(state, X, partial(_class_moments, link=link))
-    if not outs:
-        k = state.spec.n_out
-        return np.zeros((0, k)), np.zeros((0, k)), np.zeros((0,))
-    return tuple(np.concatenate(column) for column in zip(*outs, strict=True))
+    return _in_blocks(state, X, partial(_class_moments, link=link))
 
 
 #: The last-layer Laplace network behind the learner protocol (:mod:`probprop.learners.base`).
