@@ -39,10 +39,12 @@ plain and squared entrywise, applied to the output innovations (average pooling 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from probprop.moments.maximum import max_pool_moments
@@ -57,10 +59,37 @@ MAX_CHANNELS = 4096
 _DIMS = ("NCHW", "OIHW", "NCHW")
 
 
+#: Largest patch matrix (rows x C k^2 x output positions) that :func:`_conv` gathers; above it,
+#: XLA's convolution.
+GATHER_MAX = 1 << 18
+
+
+@functools.lru_cache(maxsize=64)
+def _patch_index(c: int, h: int, w: int, k: int, stride: int) -> np.ndarray:
+    """Flat (channel-major) pixel index of every patch entry: (C k^2, output positions), the
+    entries ordered as a kernel (C, k, k) is flattened."""
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    ci, a, b, p, q = np.ix_(np.arange(c), np.arange(k), np.arange(k), np.arange(oh), np.arange(ow))
+    index = ci * (h * w) + (stride * p + a) * w + stride * q + b
+    return index.reshape(c * k * k, oh * ow).astype(np.int32)
+
+
 def _conv(x, kernel, stride: int):
-    """Valid cross-correlation of images x (N, C, H, W) with kernel (O, C, k, k) at ``stride``."""
-    return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DIMS,
-                                    precision=lax.Precision.HIGHEST)
+    """Valid cross-correlation of images x (N, C, H, W) with kernel (O, C, k, k) at ``stride``.
+
+    Few rows (a per-image update, a small batch: patch matrices of up to :data:`GATHER_MAX`
+    entries) take the gathered patches times the kernel (one gather and one matrix product, whose
+    transposes are a scatter-add and matrix products): XLA:CPU runs a single image's convolution,
+    and most of all its strided transposes, several times slower than that (docs/engine.md)."""
+    n, c, h, w = x.shape
+    o, _, k, _ = kernel.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    if n * c * k * k * oh * ow > GATHER_MAX:
+        return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DIMS,
+                                        precision=lax.Precision.HIGHEST)
+    patches = x.reshape(n, c * h * w)[:, _patch_index(c, h, w, k, stride)]
+    out = jnp.einsum("ok,nkp->nop", kernel.reshape(o, c * k * k), patches, precision=lax.Precision.HIGHEST)
+    return out.reshape(n, o, oh, ow)
 
 
 def _spread(kernel, pool: int):

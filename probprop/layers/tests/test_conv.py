@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from probprop.layers import LAYERS, Conv2D, Dense
+from probprop.layers import conv as conv_module
 from probprop.layers.conv import conv_stack
 from probprop.learners import pbp
 from probprop.moments.maximum import max_moments, max_pool_moments
@@ -195,9 +196,18 @@ def _direct_point(layer, K, b, x):
     return a.reshape(len(x), -1)
 
 
+@pytest.fixture(params=["gathered", "xla"])
+def conv_form(request, monkeypatch):
+    """Both forms of the correlation: gathered patches (what small inputs take) and XLA's
+    convolution (``GATHER_MAX`` 0: what large ones take)."""
+    if request.param == "xla":
+        monkeypatch.setattr(conv_module, "GATHER_MAX", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("pooling", ["avg", "max"])
 @pytest.mark.parametrize("pool", [1, 2, 3])
-def test_point_estimate_forward_matches_a_direct_convolution(pooling, pool):
+def test_point_estimate_forward_matches_a_direct_convolution(pooling, pool, conv_form):
     rng = np.random.default_rng(10 * pool + (pooling == "max"))
     layer = Conv2D((2, 8, 7), 3, kernel=3, pool=pool, pooling=pooling)
     K, b = rng.normal(size=layer.kernel_shape), rng.normal(size=layer.channels)
@@ -278,3 +288,25 @@ def test_tagi_pullback_refuses_max_pooling():
     M = np.zeros(layer.weight_shape(layer.n_in, layer.n_out, True))
     with pytest.raises(ValueError, match="pool by average"):
         layer.tagi_pullback(M, np.zeros((1, 36)), np.zeros((1, 8)), np.zeros((1, 8)))
+
+
+@pytest.mark.parametrize(("shape", "kernel", "stride"), [
+    ((1, 28, 28), 6, 2), ((16, 12, 12), 6, 2), ((3, 9, 7), 3, 1), ((2, 10, 11), 4, 3), ((2, 5, 5), 5, 1),
+])
+def test_gathered_correlation_and_its_transposes_equal_xlas(shape, kernel, stride, monkeypatch):
+    """The gathered-patch correlation (few rows) against XLA's convolution (many rows): values,
+    and the transposes in the kernel and in the images (what the pullbacks take)."""
+    rng = np.random.default_rng(kernel + 10 * stride)
+    x = jnp.asarray(rng.normal(size=(2, *shape)))
+    K = jnp.asarray(rng.normal(size=(3, shape[0], kernel, kernel)))
+    out, vjp = jax.vjp(lambda x, K: conv_module._conv(x, K, stride), x, K)
+    g = jnp.asarray(rng.normal(size=out.shape))
+    grads = vjp(g)
+    program = lambda x: str(jax.make_jaxpr(lambda x: conv_module._conv(x, K, stride))(x))
+    assert "gather" in program(x) and "conv_general_dilated" not in program(x)
+    monkeypatch.setattr(conv_module, "GATHER_MAX", 0)
+    assert "conv_general_dilated" in program(x)
+    out_xla, vjp_xla = jax.vjp(lambda x, K: conv_module._conv(x, K, stride), x, K)
+    np.testing.assert_allclose(out, out_xla, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads, vjp_xla(g)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
