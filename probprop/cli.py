@@ -1380,6 +1380,24 @@ def bench_tagi_speed(ctx, datasets, epochs, data_dir, out):
     click.echo(f"wrote {path}/report.md and {path}/results.csv")
 
 
+@bench.command("conv-speed")
+@click.option("--rows", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Training images of every fit (one pass).")
+@click.option("--test-rows", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Test images predicted by every fitted model.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding mnist/ (default: $PROBPROP_IMAGES_DIR or a shared/data folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/conv-speed"),
+              show_default=True, help="Folder for report.md and results.csv.")
+@click.pass_context
+def bench_conv_speed(ctx, rows, test_rows, data_dir, out):
+    """The CNN learners' convolutions, gathered patches against XLA's convolution: ms per image, one core."""
+    from probprop.bench import conv_speed
+
+    path = _run_report(ctx, conv_speed.run, out=out, rows=rows, test_rows=test_rows, data_dir=data_dir)
+    click.echo(f"wrote {path}/report.md and {path}/results.csv")
+
+
 @bench.command("active")
 @click.option("--datasets", default="boston,concrete,energy,kin8nm,naval,power,protein,wine,yacht", show_default=True,
               help="Comma-separated UCI datasets.")

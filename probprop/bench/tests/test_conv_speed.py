@@ -1,0 +1,41 @@
+"""The convolution-form benchmark on a few images (the full run is `probprop bench conv-speed`)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probprop.bench import conv_speed
+from probprop.data.images import find_images_dir
+from probprop.layers import conv
+
+
+@pytest.fixture(scope="module")
+def have_images():
+    try:
+        find_images_dir("mnist")
+    except FileNotFoundError:
+        pytest.skip("no shared/data image sets here")
+
+
+def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_images):
+    shipped = conv.GATHER_MAX
+    rows = [conv_speed.measure("pbp", "avg", form, 24, 40) for form in conv_speed.FORMS]
+    assert conv.GATHER_MAX == shipped  # restored after each job
+    gathered, xla = (row["proba"] for row in rows)
+    assert gathered.shape == (40, 10) and np.allclose(gathered.sum(1), 1)
+    np.testing.assert_allclose(xla, gathered, rtol=0, atol=1e-10)  # the same model, to rounding
+    assert np.abs(gathered - 0.1).max() > 1e-3  # and one that learned something from its 24 images
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k != "proba"} for row in rows])
+    frame["steady_seconds"] = [1.0, 3.0]
+    frame["proba_max_diff"] = [0.0, float(np.abs(xla - gathered).max())]
+    text = conv_speed.report(frame, "probprop bench conv-speed", 1.0)
+    assert "| pbp | avg | gathered | 24 |" in text and "| 3.00x |" in text
+
+
+def test_unknown_learner_and_form_are_refused(have_images):
+    with pytest.raises(ValueError, match="unknown learner"):
+        conv_speed._model("dvi", "avg")
+    with pytest.raises(ValueError, match="unknown form"):
+        conv_speed.measure("pbp", "avg", "fft", 4, 4)
+    with pytest.raises(ValueError, match="at least 1"):
+        conv_speed.run(rows=0)
