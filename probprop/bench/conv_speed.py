@@ -87,7 +87,7 @@ def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, da
         predict = time.perf_counter() - start
     finally:
         conv.GATHER_MAX = shipped
-    return {"learner": learner, "pooling": pooling, "form": form, "rows": int(len(y)), "test_rows": int(len(Xt)),
+    return {"learner": learner, "pooling": pooling, "form": form, "rows": len(y), "test_rows": len(Xt),
             "first_seconds": seconds[0], "steady_seconds": seconds[1], "predict_seconds": predict,
             "proba": np.asarray(proba, np.float64)}
 
