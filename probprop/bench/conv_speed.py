@@ -19,8 +19,8 @@ threshold as shipped ("gathered") and once with every correlation on XLA's convo
 Cases: PBP with average pooling and with max pooling (one image per update), TAGI (batches of
 :data:`~probprop.bench.images.TAGI_BATCH`), MAP (Adam, batches of 128: above the threshold, so the
 forms should time alike; the control). Every case and form runs in its own pinned worker process,
-one at a time (``jax.clear_caches()`` between jobs of a worker, so no program compiled for one form
-serves the other).
+one at a time, without the persistent compilation cache (every first fit compiles its programs;
+no program compiled for one form serves the other).
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, da
     """One case in one form, in this (worker) process: fit times, prediction time, probabilities."""
     import os
 
+    from probprop._cache import CACHE_ENV
     from probprop.bench.machine import pin, thread_environment
 
-    if core is not None:  # a pinned worker (not a caller's process: its environment is left alone)
+    if core is not None:  # a pinned worker of its own (not a caller's process: its environment is left alone)
         pin(core)
         os.environ.update(thread_environment())
+        os.environ[CACHE_ENV] = "off"  # every first fit compiles: nothing from the other form's run on disk
     import jax
 
+    if core is not None:
+        jax.config.update("jax_enable_compilation_cache", False)  # whatever cache the environment names
     from probprop.data.images import load_images
     from probprop.layers import conv
 
@@ -87,6 +91,7 @@ def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, da
         predict = time.perf_counter() - start
     finally:
         conv.GATHER_MAX = shipped
+        jax.clear_caches()  # nor does what this form compiled serve a later call
     return {"learner": learner, "pooling": pooling, "form": form, "rows": len(y), "test_rows": len(Xt),
             "first_seconds": seconds[0], "steady_seconds": seconds[1], "predict_seconds": predict,
             "proba": np.asarray(proba, np.float64)}
@@ -110,7 +115,8 @@ def run(out="docs/benchmarks/conv-speed", rows: int = 2048, test_rows: int = 100
     calls = [(learner, pooling, form, int(rows), int(test_rows), data_dir) for learner, pooling in cases
              for form in FORMS]
     rows_out, probas = [], {}
-    for args, result in pinned_results(measure, calls, workers=1):
+    for call in calls:  # each job in a fresh worker process
+        ((args, result),) = pinned_results(measure, [call], workers=1)
         probas[args[:3]] = result.pop("proba")
         log(f"{args[0]} {args[1]} {args[2]}: steady {1e3 * result['steady_seconds'] / result['rows']:.3f} ms/image")
         rows_out.append(result)
@@ -138,8 +144,8 @@ def report(frame, command: str, wall: float, started: str = "?", machine: dict |
                    "10 classes; float64); one pass over the first training images. \"gathered\": the engine as "
                    f"shipped (correlations over patch matrices of up to {GATHER_MAX:,} entries by one gather and a "
                    "matrix product); \"xla\": every correlation by `lax.conv_general_dilated`. Each case and form in "
-                   "its own process pinned to one core, one at a time. First fit: includes compiling (with the "
-                   "persistent cache as found); steady: a second fit of the same shape in the same process. "
+                   "its own process pinned to one core, one at a time. First fit: includes compiling (no "
+                   "persistent cache); steady: a second fit of the same shape in the same process. "
                    f"PBP: one image per update; TAGI: batches of {TAGI_BATCH}; MAP: Adam, batches of {MAP_BATCH}. "
                    "Speed-up = xla's steady time / gathered's. Probability difference: the largest absolute "
                    "difference of `predict_proba` from the gathered form's, on the test images."), "",

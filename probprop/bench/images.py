@@ -21,6 +21,9 @@ but the CNN methods):
 
 - ``pbp-1pass``: :class:`probprop.PBPClassifier`, ONE pass of ADF (one update per image);
 - ``pbp``: the same for ``--epochs`` passes;
+- ``pbp-sep`` and ``pbp-sep-cnn``: ``pbp`` and ``pbp-cnn`` by stochastic EP (``inference="sep"``: one
+  tied site per weight, removed before each image's update, so that passes over the same images
+  do not keep shrinking the variances as ADF's do);
 - ``pbp-cnn``: a PBP CNN for ``--epochs`` passes, every weight Gaussian and learned by the same
   per-image ADF: two 5x5 convolutions (16 and 32 maps) each followed by 2x2 average pooling, one
   dense layer of 100 units (:data:`CNN_CONV`, :data:`CNN_HIDDEN`);
@@ -81,11 +84,11 @@ import numpy as np
 from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "pbp-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
+METHODS = ("pbp-1pass", "pbp", "pbp-sep", "pbp-cnn", "pbp-sep-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
            "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn",
            "laplace-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-kron-cnn",
+CNN_METHODS = ("pbp-cnn", "pbp-sep-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-kron-cnn",
                "laplace-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
@@ -94,7 +97,7 @@ HIDDEN = (100, 100)
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
+FIGURE_METHODS = ("pbp", "pbp-sep", "pbp-cnn", "pbp-sep-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
                   "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn", "laplace-ensemble-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
@@ -163,9 +166,10 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
 
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
-    if method in ("pbp-1pass", "pbp", "pbp-cnn"):
-        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "pbp-cnn" else {"hidden": hidden}
-        return PBPClassifier(**shape, epochs=passes, **common)
+    if method in ("pbp-1pass", "pbp", "pbp-cnn", "pbp-sep", "pbp-sep-cnn"):
+        shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method.endswith("-cnn") else {"hidden": hidden}
+        inference = "sep" if method.startswith("pbp-sep") else "adf"
+        return PBPClassifier(**shape, epochs=passes, inference=inference, **common)
     if method in ("tagi-1pass", "tagi", "tagi-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "tagi-cnn" else {"hidden": hidden}
         return TAGIClassifier(**shape, epochs=passes, batch_size=TAGI_BATCH, **common)

@@ -28,7 +28,8 @@ follows; for max pooling relu(max a) = max relu(a), so the order does not matter
 
 The pullback (what ADF needs: d/dM, d/dV of a scalar through the output moments, and the input
 cotangents) is the vector-Jacobian product of these maps (``jax.vjp``): the moments are a few
-convolutions, whose transposes XLA forms itself. Inputs that are the data (``var`` None) skip
+correlations, whose transposes are those of a gather and a matrix product (few rows) or XLA's
+own (:func:`_conv`). Inputs that are the data (``var`` None) skip
 every variance-of-input term.
 
 TAGI (:mod:`probprop.learners.tagi`) uses the piece unscaled (``scaled=False``: a = K * x + b) and
@@ -70,8 +71,9 @@ def _patch_index(c: int, h: int, w: int, k: int, stride: int) -> np.ndarray:
     entries ordered as a kernel (C, k, k) is flattened."""
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
     ci, a, b, p, q = np.ix_(np.arange(c), np.arange(k), np.arange(k), np.arange(oh), np.arange(ow))
-    index = ci * (h * w) + (stride * p + a) * w + stride * q + b
-    return index.reshape(c * k * k, oh * ow).astype(np.int32)
+    index = (ci * (h * w) + (stride * p + a) * w + stride * q + b).reshape(c * k * k, oh * ow).astype(np.int32)
+    index.setflags(write=False)  # shared by every caller (cached)
+    return index
 
 
 def _conv(x, kernel, stride: int):
@@ -80,11 +82,15 @@ def _conv(x, kernel, stride: int):
     Few rows (a per-image update, a small batch: patch matrices of up to :data:`GATHER_MAX`
     entries) take the gathered patches times the kernel (one gather and one matrix product, whose
     transposes are a scatter-add and matrix products): XLA:CPU runs a single image's convolution,
-    and most of all its strided transposes, several times slower than that (docs/engine.md)."""
+    and most of all its strided transposes, several times slower than that (docs/engine.md). Under
+    ``vmap`` the threshold sees one member's rows. Both forms take one dtype for x and kernel."""
+    if x.dtype != kernel.dtype:
+        raise TypeError(f"a correlation of {x.dtype} images with a {kernel.dtype} kernel: cast one to the other")
     n, c, h, w = x.shape
     o, _, k, _ = kernel.shape
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
-    if n * c * k * k * oh * ow > GATHER_MAX:
+    # at least one row counted (no unbounded index for an empty batch) and pixel indices in int32
+    if max(n, 1) * c * k * k * oh * ow > GATHER_MAX or c * h * w >= 2**31:
         return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_DIMS,
                                         precision=lax.Precision.HIGHEST)
     patches = x.reshape(n, c * h * w)[:, _patch_index(c, h, w, k, stride)]

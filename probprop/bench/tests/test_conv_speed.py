@@ -17,12 +17,20 @@ def have_images():
         pytest.skip("no shared/data image sets here")
 
 
-def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_images):
-    shipped = conv.GATHER_MAX
-    rows = [conv_speed.measure("pbp", "avg", form, 24, 40) for form in conv_speed.FORMS]
-    assert conv.GATHER_MAX == shipped  # restored after each job
+def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_images, monkeypatch):
+    shipped, xla_calls = conv.GATHER_MAX, []
+    xla_conv = conv.lax.conv_general_dilated
+    monkeypatch.setattr(conv.lax, "conv_general_dilated", lambda *a, **k: xla_calls.append(1) or xla_conv(*a, **k))
+    rows = []
+    for form in conv_speed.FORMS:
+        xla_calls.clear()
+        conv._patch_index.cache_clear()
+        rows.append(conv_speed.measure("pbp", "avg", form, 24, 16))  # 16 test rows: all gathered
+        assert conv.GATHER_MAX == shipped  # restored after each job
+        # each form traced its own programs: the gathered one never convolves, the other never gathers
+        assert (len(xla_calls) > 0, conv._patch_index.cache_info().misses > 0) == (form == "xla", form == "gathered")
     gathered, xla = (row["proba"] for row in rows)
-    assert gathered.shape == (40, 10) and np.allclose(gathered.sum(1), 1)
+    assert gathered.shape == (16, 10) and np.allclose(gathered.sum(1), 1)
     np.testing.assert_allclose(xla, gathered, rtol=0, atol=1e-10)  # the same model, to rounding
     assert np.abs(gathered - 0.1).max() > 1e-3  # and one that learned something from its 24 images
     frame = pd.DataFrame([{k: v for k, v in row.items() if k != "proba"} for row in rows])
@@ -32,7 +40,7 @@ def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_image
     assert "| pbp | avg | gathered | 24 |" in text and "| 3.00x |" in text
 
 
-def test_unknown_learner_and_form_are_refused(have_images):
+def test_unknown_learner_and_form_are_refused():
     with pytest.raises(ValueError, match="unknown learner"):
         conv_speed._model("dvi", "avg")
     with pytest.raises(ValueError, match="unknown form"):

@@ -293,20 +293,33 @@ def test_tagi_pullback_refuses_max_pooling():
 @pytest.mark.parametrize(("shape", "kernel", "stride"), [
     ((1, 28, 28), 6, 2), ((16, 12, 12), 6, 2), ((3, 9, 7), 3, 1), ((2, 10, 11), 4, 3), ((2, 5, 5), 5, 1),
 ])
-def test_gathered_correlation_and_its_transposes_equal_xlas(shape, kernel, stride, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_gathered_correlation_and_its_transposes_equal_xlas(shape, kernel, stride, dtype, monkeypatch):
     """The gathered-patch correlation (few rows) against XLA's convolution (many rows): values,
-    and the transposes in the kernel and in the images (what the pullbacks take)."""
+    and the transposes in the kernel and in the images (what the pullbacks take), in either dtype."""
     rng = np.random.default_rng(kernel + 10 * stride)
-    x = jnp.asarray(rng.normal(size=(2, *shape)))
-    K = jnp.asarray(rng.normal(size=(3, shape[0], kernel, kernel)))
+    x = jnp.asarray(rng.normal(size=(2, *shape)), dtype)
+    K = jnp.asarray(rng.normal(size=(3, shape[0], kernel, kernel)), dtype)
     out, vjp = jax.vjp(lambda x, K: conv_module._conv(x, K, stride), x, K)
-    g = jnp.asarray(rng.normal(size=out.shape))
+    g = jnp.asarray(rng.normal(size=out.shape), dtype)
     grads = vjp(g)
+    assert out.dtype == dtype and all(a.dtype == dtype for a in grads)
+    tol = 1e-12 if dtype == "float64" else 2e-5
     program = lambda x: str(jax.make_jaxpr(lambda x: conv_module._conv(x, K, stride))(x))
     assert "gather" in program(x) and "conv_general_dilated" not in program(x)
     monkeypatch.setattr(conv_module, "GATHER_MAX", 0)
     assert "conv_general_dilated" in program(x)
     out_xla, vjp_xla = jax.vjp(lambda x, K: conv_module._conv(x, K, stride), x, K)
-    np.testing.assert_allclose(out, out_xla, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, out_xla, rtol=tol, atol=tol)
     for a, b in zip(grads, vjp_xla(g)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_correlation_refuses_mixed_dtypes_and_bounds_an_empty_batchs_index():
+    x, K = jnp.zeros((1, 2, 6, 6)), jnp.zeros((3, 2, 3, 3), jnp.float32)
+    with pytest.raises(TypeError, match="float64 images with a float32 kernel"):
+        conv_module._conv(x, K, 1)
+    # no rows: the threshold counts one, so a layer too large to gather for one row is not gathered for none
+    conv_module._patch_index.cache_clear()
+    out = conv_module._conv(jnp.zeros((0, 64, 80, 80)), jnp.zeros((2, 64, 5, 5)), 1)
+    assert out.shape == (0, 2, 76, 76) and conv_module._patch_index.cache_info().misses == 0
