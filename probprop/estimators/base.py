@@ -57,6 +57,12 @@ class DivergedError(FloatingPointError, ValueError):
 #: Prediction runs in blocks of at most this many rows, each padded to a power of two so
 #: that a handful of compiled shapes serve every batch size.
 PREDICT_BLOCK = 8192
+#: A plain prediction's blocks hold about this many numbers per layer (rows x the widest layer),
+#: so that a block's intermediate arrays stay in the core's caches: on this machine's cores the
+#: MNIST CNN's moments took 0.16 ms per image in blocks of 32 rows against 0.74 in blocks of
+#: 8,192, a 784-100-100-10 network's 0.014 against 0.041 and a 784-400-400-10's 0.069 against
+#: 0.178 (blocks of 128; docs/engine.md).
+PREDICT_BLOCK_NUMBERS = 1 << 17
 
 
 class _Quiet:
@@ -315,6 +321,17 @@ class MomentEstimator(Estimator):
                              "units (variances, in the units of X squared)")
         return scaled
 
+    def _plain_block(self, n_features: int) -> int:
+        """Rows per block of a plain prediction: about :data:`PREDICT_BLOCK_NUMBERS` numbers per
+        layer of the widest layer (inputs, hidden units, convolution maps; a power of two, at
+        least 8, at most :data:`PREDICT_BLOCK`)."""
+        spec = getattr(self.spec_, "member", self.spec_)
+        widths = [n_features, *getattr(spec, "hidden", ())]
+        for piece in (*(getattr(spec, "conv", None) or ()), *(getattr(spec, "layers", None) or ())):
+            widths += [int(getattr(piece, "n_in", 0)), int(getattr(piece, "n_out", 0))]
+        rows = PREDICT_BLOCK_NUMBERS // max(1, *widths)
+        return int(min(PREDICT_BLOCK, max(8, 1 << max(0, rows.bit_length() - 1))))
+
     def _noisy_block(self, n_features: int) -> int:
         """Rows per block for uncertain inputs: every unit then carries an n_features-vector
         (:mod:`probprop.moments.input_noise`), so blocks hold at most about 2^23 such numbers per
@@ -337,7 +354,8 @@ class MomentEstimator(Estimator):
         plain = Vs is None and propagation == "moments"  # the plain compiled pass, unchanged
         options = {} if propagation == "moments" else {"propagation": propagation}
         # the sampling learners' passes cost what plain ones do; the moment learners' grow with X's width
-        rows = PREDICT_BLOCK if plain or len(self._propagations) == 1 else self._noisy_block(Xs.shape[1])
+        rows = self._plain_block(Xs.shape[1]) if plain or len(self._propagations) == 1 else self._noisy_block(
+            Xs.shape[1])
         parts = []
         for start in range(0, len(Xs), rows):
             block = Xs[start : start + rows]

@@ -193,3 +193,25 @@ def test_an_estimator_without_convolutions_refuses_a_network_with_them():
     disagreements = MAPRegressor(hidden=(5,))._spec_disagreements(spec, {"hidden": (5,)})
     assert disagreements == ["convolutions in the file's network, which a MAPRegressor does not build"]
     assert MAPRegressor(hidden=(5,))._spec_disagreements(mapnet.MAPSpec(n_in=64, hidden=(5,)), {"hidden": (5,)}) == []
+
+
+def test_plain_predictions_in_cache_sized_blocks_equal_one_block(cnn, digits, monkeypatch):
+    """Rows per block from the widest layer (``PREDICT_BLOCK_NUMBERS``): the blocked predictions
+    are those of one block over all rows, for a CNN (its maps counted) and a dense regressor."""
+    from probprop import PBPRegressor
+    from probprop.estimators import base
+
+    _, _, Xt, _ = digits
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    reg = PBPRegressor(hidden=(40,), epochs=2, random_state=0).fit(X, X[:, 0] + 0.1 * rng.normal(size=300))
+    # the widest layers: the CNN's maps (6 x 3 x 3 = 54 < its 64 pixels), the regressor's 40 units
+    assert cnn._plain_block(64) == 2048 and reg._plain_block(3) == 2048
+    want = cnn.predict_proba(Xt), cnn.predict_dist(Xt).mutual_information, reg.predict(X)
+    monkeypatch.setattr(base, "PREDICT_BLOCK_NUMBERS", 64 * 16)  # 16 rows a block: many padded blocks
+    assert cnn._plain_block(64) == 16 and reg._plain_block(3) == 16
+    got = cnn.predict_proba(Xt), cnn.predict_dist(Xt).mutual_information, reg.predict(X)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(base, "PREDICT_BLOCK_NUMBERS", 1)  # never below 8 rows
+    assert cnn._plain_block(64) == 8

@@ -47,3 +47,16 @@ def test_unknown_learner_and_form_are_refused():
         conv_speed.measure("pbp", "avg", "fft", 4, 4)
     with pytest.raises(ValueError, match="at least 1"):
         conv_speed.run(rows=0)
+
+
+def test_the_command_line_says_what_is_missing_without_a_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from probprop.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "conv-speed", "--data-dir", str(tmp_path / "nowhere"),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not a folder holding the mnist IDX files" in result.output and "--data-dir" in result.output
+    result = CliRunner().invoke(main, ["bench", "conv-speed", "--rows", "0", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--rows" in result.output
