@@ -1398,6 +1398,21 @@ def bench_conv_speed(ctx, rows, test_rows, data_dir, out):
     click.echo(f"wrote {path}/report.md and {path}/results.csv")
 
 
+@bench.command("predict-speed")
+@click.option("--rows", type=click.IntRange(min=1), default=8192, show_default=True, help="Rows every model predicts.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder holding mnist/ (default: $PROBPROP_IMAGES_DIR or a shared/data folder).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/predict-speed"),
+              show_default=True, help="Folder for report.md and results.csv.")
+@click.pass_context
+def bench_predict_speed(ctx, rows, data_dir, out):
+    """Prediction in cache-sized blocks against blocks of 8,192 rows: CNNs, MLPs, regressors, one core."""
+    from probprop.bench import predict_speed
+
+    path = _run_report(ctx, predict_speed.run, out=out, rows=rows, data_dir=data_dir)
+    click.echo(f"wrote {path}/report.md and {path}/results.csv")
+
+
 @bench.command("active")
 @click.option("--datasets", default="boston,concrete,energy,kin8nm,naval,power,protein,wine,yacht", show_default=True,
               help="Comma-separated UCI datasets.")
