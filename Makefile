@@ -65,6 +65,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets mnist --methods pbp-cnn --epochs 32 --out docs/benchmarks/images-cnn-32
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn,pbp-sep-cnn --epochs 12 --train-rows 10000 --workers 1 --out docs/benchmarks/images-sep-cnn
 	$(BIN)/probprop bench conv-speed --out docs/benchmarks/conv-speed
+	$(BIN)/probprop bench predict-speed --out docs/benchmarks/predict-speed
 	$(BIN)/probprop bench images --datasets mnist --methods tagi-cnn --epochs 5 --workers 1 --out docs/benchmarks/images-tagi-cnn
 	$(BIN)/probprop bench images --methods map-cnn,deep-ensemble-cnn --epochs 1 --out docs/benchmarks/images-cnn-baselines
 	$(BIN)/probprop bench images --datasets mnist,fashion-mnist --methods map-cnn,laplace-cnn --epochs 1 --out docs/benchmarks/images-laplace
