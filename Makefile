@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
 # Every report under docs/benchmarks except those run on the lent GPU (docs/benchmarks/accelerator,
-# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 15 hours on 2 cores.
+# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 18 hours on 2 cores.
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \

@@ -58,10 +58,9 @@ class DivergedError(FloatingPointError, ValueError):
 #: that a handful of compiled shapes serve every batch size.
 PREDICT_BLOCK = 8192
 #: A plain prediction's blocks hold about this many numbers per layer (rows x the widest layer),
-#: so that a block's intermediate arrays stay in the core's caches: on this machine's cores the
-#: MNIST CNN's moments took 0.16 ms per image in blocks of 32 rows against 0.74 in blocks of
-#: 8,192, a 784-100-100-10 network's 0.014 against 0.041 and a 784-400-400-10's 0.069 against
-#: 0.178 (blocks of 128; docs/engine.md).
+#: so that a block's intermediate arrays stay in the core's caches (`probprop bench predict-speed`,
+#: docs/benchmarks/predict-speed: the MNIST CNN's predict_proba 0.24 ms per image in blocks of 32
+#: rows against 0.79 in blocks of 8,192; PBP 13-50-1's predict 1.8 against 5.9 us per row).
 PREDICT_BLOCK_NUMBERS = 1 << 17
 
 
