@@ -37,7 +37,7 @@ def _fitted(model: str, data_dir=None):
         X = rng.normal(size=(455, 13))
         y = X[:, 0] + np.sin(X[:, 1]) + 0.1 * rng.normal(size=455)
         est = (PBPRegressor if model.startswith("pbp") else DVIRegressor)(hidden=(50,), epochs=2, random_state=0)
-        return est.fit(X, y), rng.normal(size=(1, 13)), "predict"
+        return est.fit(X, y), rng.normal(size=(10_000, 13)), "predict"
     from probprop.data.images import load_images
 
     X, y, Xt, _ = load_images("mnist", data_dir, flat=True, scale=True)

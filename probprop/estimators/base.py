@@ -322,14 +322,22 @@ class MomentEstimator(Estimator):
 
     def _plain_block(self, n_features: int) -> int:
         """Rows per block of a plain prediction: about :data:`PREDICT_BLOCK_NUMBERS` numbers per
-        layer of the widest layer (inputs, hidden units, convolution maps; a power of two, at
-        least 8, at most :data:`PREDICT_BLOCK`)."""
+        layer of the widest layer (inputs, hidden units, convolution maps; times the members of an
+        ensemble), at least the last-layer posterior's D parameters where there is one (a power of
+        two, at least 8, at most :data:`PREDICT_BLOCK`)."""
         spec = getattr(self.spec_, "member", self.spec_)
         widths = [n_features, *getattr(spec, "hidden", ())]
         for piece in (*(getattr(spec, "conv", None) or ()), *(getattr(spec, "layers", None) or ())):
             widths += [int(getattr(piece, "n_in", 0)), int(getattr(piece, "n_out", 0))]
-        rows = PREDICT_BLOCK_NUMBERS // max(1, *widths)
-        return int(min(PREDICT_BLOCK, max(8, 1 << max(0, rows.bit_length() - 1))))
+        members = int(getattr(self.spec_, "n_members", 1) or 1)  # ensembles run their members side by side
+        rows = PREDICT_BLOCK_NUMBERS // (max(1, *widths) * members)
+        rows = 1 << max(0, rows.bit_length() - 1)
+        # a last-layer posterior (Laplace) sets up about D^3 work per call for D^2 per row: blocks of
+        # at least D rows keep the set-up below the rows' own work
+        posterior = int(getattr(spec, "n_parameters", 0) or 0)
+        if posterior > 1:
+            rows = max(rows, 1 << (posterior - 1).bit_length())
+        return int(min(PREDICT_BLOCK, max(8, rows)))
 
     def _noisy_block(self, n_features: int) -> int:
         """Rows per block for uncertain inputs: every unit then carries an n_features-vector

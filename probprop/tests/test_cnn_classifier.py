@@ -207,11 +207,31 @@ def test_plain_predictions_in_cache_sized_blocks_equal_one_block(cnn, digits, mo
     reg = PBPRegressor(hidden=(40,), epochs=2, random_state=0).fit(X, X[:, 0] + 0.1 * rng.normal(size=300))
     # the widest layers: the CNN's maps (6 x 3 x 3 = 54 < its 64 pixels), the regressor's 40 units
     assert cnn._plain_block(64) == 2048 and reg._plain_block(3) == 2048
+    blocks, padded = [], base.padded
+    monkeypatch.setattr(base, "padded", lambda Xs, *a, **k: blocks.append(len(Xs)) or padded(Xs, *a, **k))
     want = cnn.predict_proba(Xt), cnn.predict_dist(Xt).mutual_information, reg.predict(X)
+    assert blocks == [len(Xt)] * 2 + [300]  # one block each (fewer rows than a block)
     monkeypatch.setattr(base, "PREDICT_BLOCK_NUMBERS", 64 * 16)  # 16 rows a block: many padded blocks
     assert cnn._plain_block(64) == 16 and reg._plain_block(3) == 16
+    blocks.clear()
     got = cnn.predict_proba(Xt), cnn.predict_dist(Xt).mutual_information, reg.predict(X)
+    assert max(blocks) == 16 and sum(blocks) == 2 * len(Xt) + 300  # the predictions really ran in blocks of 16
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     monkeypatch.setattr(base, "PREDICT_BLOCK_NUMBERS", 1)  # never below 8 rows
     assert cnn._plain_block(64) == 8
+
+
+def test_prediction_blocks_count_an_ensembles_members_and_a_last_layer_posterior():
+    """Members run side by side (their numbers add up); a last-layer Laplace posterior of D
+    parameters takes blocks of at least D rows (its D^3 set-up per call)."""
+    from probprop import LaplaceRegressor, PBPEnsembleRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=200)
+    ensemble = PBPEnsembleRegressor(hidden=(64,), n_members=4, epochs=1, random_state=0).fit(X, y)
+    single = PBPEnsembleRegressor(hidden=(64,), n_members=1, epochs=1, random_state=0).fit(X, y)
+    assert single._plain_block(3) == 2048 and ensemble._plain_block(3) == 512
+    laplace = LaplaceRegressor(hidden=(2000,), epochs=1, random_state=0).fit(X, y)  # D = 2001
+    assert laplace._plain_block(3) == 2048  # 2^17 / 2000 would give 64 rows

@@ -515,7 +515,7 @@ def test_predict_and_predict_dist_agree(small_data):
     assert np.all(dist.epistemic_var > 0)
     assert model.score(X, y) == pytest.approx(np.mean(dist.logpdf(y)), rel=1e-14)
     # a batch larger than one prediction block gives the same numbers row by row
-    big = np.repeat(X, 200, axis=0)  # 9600 rows > 8192
+    big = np.repeat(X, 200, axis=0)  # 9600 rows: several blocks
     np.testing.assert_allclose(model.predict(big), np.repeat(mean, 200), rtol=1e-12)
 
 
