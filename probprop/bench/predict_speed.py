@@ -29,7 +29,7 @@ REPEATS = 3
 
 def _fitted(model: str, data_dir=None):
     """The fitted model and the rows it predicts (images for the classifiers)."""
-    from probprop import DVIRegressor, PBPClassifier, PBPRegressor, TAGIClassifier
+    from probprop.estimators import DVIRegressor, PBPClassifier, PBPRegressor, TAGIClassifier
     from probprop.bench.images import CNN_CONV, CNN_HIDDEN
 
     if model.endswith("13-50-1"):
