@@ -37,19 +37,13 @@ MAP_BATCH = 128
 
 
 def _model(learner: str, pooling: str):
-    """The case's classifier: the image benchmark's CNN, one pass (one Adam epoch for MAP)."""
-    from probprop.bench.images import CNN_CONV, CNN_HIDDEN, TAGI_BATCH
-    from probprop.estimators import MAPClassifier, PBPClassifier, TAGIClassifier
+    """The case's classifier: the image benchmark's ``pbp-cnn``, ``tagi-cnn`` or ``map-cnn``
+    (:func:`probprop.bench.images._probprop_model`), one pass (one Adam epoch for MAP)."""
+    from probprop.bench.images import _probprop_model
 
-    common = {"hidden": CNN_HIDDEN, "conv": CNN_CONV, "pooling": pooling, "epochs": 1, "input_scaling": "global",
-              "random_state": 0}
-    if learner == "pbp":
-        return PBPClassifier(**common)
-    if learner == "tagi":
-        return TAGIClassifier(**common, batch_size=TAGI_BATCH)
-    if learner == "map":
-        return MAPClassifier(**common, learning_rate=1e-3, batch_size=MAP_BATCH)
-    raise ValueError(f"unknown learner {learner!r}; choose from pbp, tagi, map")
+    if learner not in ("pbp", "tagi", "map"):
+        raise ValueError(f"unknown learner {learner!r}; choose from pbp, tagi, map")
+    return _probprop_model(f"{learner}-cnn", 1, 0).set_params(pooling=pooling, epochs=1)
 
 
 def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, data_dir=None,

@@ -29,8 +29,8 @@ REPEATS = 3
 
 def _fitted(model: str, data_dir=None):
     """The fitted model and the rows it predicts (images for the classifiers)."""
-    from probprop.estimators import DVIRegressor, PBPClassifier, PBPRegressor, TAGIClassifier
-    from probprop.bench.images import CNN_CONV, CNN_HIDDEN
+    from probprop.bench.images import _probprop_model
+    from probprop.estimators import DVIRegressor, PBPRegressor
 
     if model.endswith("13-50-1"):
         rng = np.random.default_rng(0)
@@ -41,10 +41,10 @@ def _fitted(model: str, data_dir=None):
     from probprop.data.images import load_images
 
     X, y, Xt, _ = load_images("mnist", data_dir, flat=True, scale=True)
-    shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if model.endswith("-cnn") else {
-        "hidden": tuple(int(h) for h in model.split("-")[2:-1])}
-    cls = PBPClassifier if model.startswith("pbp") else TAGIClassifier
-    est = cls(**shape, epochs=1, input_scaling="global", random_state=0).fit(X[:300], y[:300])
+    # the image benchmark's networks, one pass
+    est = _probprop_model(model, 1, 0) if model.endswith("-cnn") else _probprop_model(
+        model.split("-")[0], 1, 0, hidden=tuple(int(h) for h in model.split("-")[2:-1]))
+    est.fit(X[:300], y[:300])
     return est, Xt, "predict_proba"
 
 

@@ -41,6 +41,9 @@ def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_image
 
 
 def test_unknown_learner_and_form_are_refused():
+    # the image benchmark's networks, one pass; MAP's batches as the report states them
+    assert conv_speed._model("map", "avg").get_params()["batch_size"] == conv_speed.MAP_BATCH
+    assert conv_speed._model("pbp", "max").get_params()["pooling"] == "max"
     with pytest.raises(ValueError, match="unknown learner"):
         conv_speed._model("dvi", "avg")
     with pytest.raises(ValueError, match="unknown form"):
