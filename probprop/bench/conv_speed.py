@@ -1,4 +1,5 @@
-"""The convolution engine, form against form: gathered patches against XLA's convolution.
+"""The convolution engine, form against form: gathered patches against XLA's convolution, and max
+pooling's hand-written pullback against autodiff's.
 
     probprop bench conv-speed [--rows 2048] [--test-rows 1000] [--out docs/benchmarks/conv-speed]
 
@@ -16,6 +17,10 @@ threshold as shipped ("gathered") and once with every correlation on XLA's convo
   difference between the two forms' probabilities (they must agree to rounding: a check that the
   forms compute the same model, not only a timing).
 
+Max pooling has a third form, "autodiff-pool": the gathered convolutions with max pooling's moments
+(:func:`probprop.moments.maximum.max_pool_moments`, Clark's matching) pulled back by autodiff
+(:func:`~probprop.moments.maximum.plain_max_pool_moments`) instead of by their closed-form slopes.
+
 Cases: PBP with average pooling and with max pooling (one image per update), TAGI (batches of
 :data:`~probprop.bench.images.TAGI_BATCH`), MAP (Adam, batches of 128: above the threshold, so the
 forms should time alike; the control). Every case and form runs in its own pinned worker process,
@@ -32,7 +37,12 @@ import numpy as np
 
 #: (learner, pooling) of the cases, in the report's order.
 CASES = (("pbp", "avg"), ("pbp", "max"), ("tagi", "avg"), ("map", "avg"))
-FORMS = ("gathered", "xla")
+FORMS = ("gathered", "xla", "autodiff-pool")
+
+
+def case_forms(pooling: str) -> tuple[str, ...]:
+    """The forms a case runs in: autodiff's pullback of the pooling only where it pools by max."""
+    return FORMS if pooling == "max" else FORMS[:2]
 MAP_BATCH = 128
 
 
@@ -64,11 +74,14 @@ def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, da
         jax.config.update("jax_enable_compilation_cache", False)  # whatever cache the environment names
     from probprop.data.images import load_images
     from probprop.layers import conv
+    from probprop.moments.maximum import plain_max_pool_moments
 
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; choose from {list(FORMS)}")
-    shipped = conv.GATHER_MAX
-    conv.GATHER_MAX = shipped if form == "gathered" else 0
+    if form not in case_forms(pooling):
+        raise ValueError(f"unknown form {form!r} with pooling={pooling!r}; choose from {list(case_forms(pooling))}")
+    shipped, shipped_pool = conv.GATHER_MAX, conv.max_pool_moments
+    conv.GATHER_MAX = 0 if form == "xla" else shipped
+    if form == "autodiff-pool":
+        conv.max_pool_moments = plain_max_pool_moments
     jax.clear_caches()  # nothing compiled for the other form (an earlier job of this worker) is reused
     try:
         X, y, Xt, _ = load_images("mnist", data_dir, flat=True, scale=True)
@@ -84,7 +97,7 @@ def measure(learner: str, pooling: str, form: str, rows: int, test_rows: int, da
         proba = model.predict_proba(Xt)
         predict = time.perf_counter() - start
     finally:
-        conv.GATHER_MAX = shipped
+        conv.GATHER_MAX, conv.max_pool_moments = shipped, shipped_pool
         jax.clear_caches()  # nor does what this form compiled serve a later call
     return {"learner": learner, "pooling": pooling, "form": form, "rows": len(y), "test_rows": len(Xt),
             "first_seconds": seconds[0], "steady_seconds": seconds[1], "predict_seconds": predict,
@@ -107,7 +120,7 @@ def run(out="docs/benchmarks/conv-speed", rows: int = 2048, test_rows: int = 100
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     calls = [(learner, pooling, form, int(rows), int(test_rows), data_dir) for learner, pooling in cases
-             for form in FORMS]
+             for form in case_forms(pooling)]
     rows_out, probas = [], {}
     for call in calls:  # each job in a fresh worker process
         ((args, result),) = pinned_results(measure, [call], workers=1)
@@ -132,16 +145,19 @@ def report(frame, command: str, wall: float, started: str = "?", machine: dict |
     from probprop.bench.machine import report_header
     from probprop.layers.conv import GATHER_MAX
 
-    lines = report_header("Convolutions: gathered patches against XLA's convolution", command, wall, started, machine)
+    lines = report_header("Convolutions: gathered patches against XLA's convolution; max pooling's pullback",
+                          command, wall, started, machine)
     conv = ", ".join(f"{c} maps of {k}x{k} pooled {p}x{p}" for c, k, p in CNN_CONV)
     lines += ["", (f"MNIST, the image benchmark's CNN ({conv}, then {', '.join(map(str, CNN_HIDDEN))} dense units, "
                    "10 classes; float64); one pass over the first training images. \"gathered\": the engine as "
                    f"shipped (correlations over patch matrices of up to {GATHER_MAX:,} entries by one gather and a "
-                   "matrix product); \"xla\": every correlation by `lax.conv_general_dilated`. Each case and form in "
+                   "matrix product); \"xla\": every correlation by `lax.conv_general_dilated`; \"autodiff-pool\" (max "
+                   "pooling): the gathered form with Clark's max-pooling moments pulled back by autodiff instead "
+                   "of by their closed-form slopes (the engine before that pullback was written). Each case and form in "
                    "its own process pinned to one core, one at a time. First fit: includes compiling (no "
                    "persistent cache); steady: a second fit of the same shape in the same process. "
                    f"PBP: one image per update; TAGI: batches of {TAGI_BATCH}; MAP: Adam, batches of {MAP_BATCH}. "
-                   "Speed-up = xla's steady time / gathered's. Probability difference: the largest absolute "
+                   "Speed-up = the other form's steady time / gathered's. Probability difference: the largest absolute "
                    "difference of `predict_proba` from the gathered form's, on the test images."), "",
               ("| learner | pooling | form | images | first fit (s) | steady ms / image | speed-up (steady) | "
                "predict ms / image | probability difference |"),

@@ -22,7 +22,7 @@ def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_image
     xla_conv = conv.lax.conv_general_dilated
     monkeypatch.setattr(conv.lax, "conv_general_dilated", lambda *a, **k: xla_calls.append(1) or xla_conv(*a, **k))
     rows = []
-    for form in conv_speed.FORMS:
+    for form in conv_speed.case_forms("avg"):
         xla_calls.clear()
         conv._patch_index.cache_clear()
         rows.append(conv_speed.measure("pbp", "avg", form, 24, 16))  # 16 test rows: all gathered
@@ -40,6 +40,23 @@ def test_both_forms_fit_the_same_pbp_cnn_and_the_report_compares_them(have_image
     assert "| pbp | avg | gathered | 24 |" in text and "| 3.00x |" in text
 
 
+def test_max_pooling_pulled_back_by_autodiff_fits_the_same_pbp_cnn(have_images, monkeypatch):
+    """The "autodiff-pool" form swaps in the plain chain (spied on) and restores the shipped one."""
+    from probprop.moments import maximum
+
+    shipped, plain_calls = conv.max_pool_moments, []
+    plain = maximum.plain_max_pool_moments
+    monkeypatch.setattr(maximum, "plain_max_pool_moments", lambda *a: plain_calls.append(1) or plain(*a))
+    rows = {}
+    for form in ("gathered", "autodiff-pool"):
+        plain_calls.clear()
+        rows[form] = conv_speed.measure("pbp", "max", form, 12, 8)
+        assert conv.max_pool_moments is shipped
+        assert (len(plain_calls) > 0) == (form == "autodiff-pool")
+    np.testing.assert_allclose(rows["autodiff-pool"]["proba"], rows["gathered"]["proba"], rtol=0, atol=1e-10)
+    assert np.abs(rows["gathered"]["proba"] - 0.1).max() > 1e-3
+
+
 def test_unknown_learner_and_form_are_refused():
     # the image benchmark's networks, one pass; MAP's batches as the report states them
     assert conv_speed._model("map", "avg").get_params()["batch_size"] == conv_speed.MAP_BATCH
@@ -48,6 +65,8 @@ def test_unknown_learner_and_form_are_refused():
         conv_speed._model("dvi", "avg")
     with pytest.raises(ValueError, match="unknown form"):
         conv_speed.measure("pbp", "avg", "fft", 4, 4)
+    with pytest.raises(ValueError, match="unknown form 'autodiff-pool' with pooling='avg'"):
+        conv_speed.measure("pbp", "avg", "autodiff-pool", 4, 4)
     with pytest.raises(ValueError, match="at least 1"):
         conv_speed.run(rows=0)
 
