@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from probprop.learners.base import float64
 from probprop.moments import maximum
 
-
 _plain_pool = maximum.plain_max_pool_moments  # the chain left to autodiff: the oracle
 
 
