@@ -198,3 +198,19 @@ def test_the_sep_methods_are_pbp_by_stochastic_ep_on_the_same_networks():
         assert a.inference == "adf" and b.inference == "sep"
         assert {**a.get_params(), "inference": "sep"} == b.get_params()
     assert "pbp-sep-cnn" in images.CNN_METHODS and "pbp-sep" not in images.CNN_METHODS
+
+
+def test_the_max_pooling_cnn_is_pbp_cnn_with_max_pooling():
+    a, b = images._probprop_model("pbp-cnn", 4, 0), images._probprop_model("pbp-cnn-max", 4, 0)
+    assert a.pooling == "avg" and b.pooling == "max"
+    assert {**a.get_params(), "pooling": "max"} == b.get_params()
+    assert "pbp-cnn-max" in images.CNN_METHODS and "pbp-cnn-max" in images.FIGURE_METHODS
+    import pandas as pd
+
+    row = {"dataset": "mnist", "method": "pbp-cnn-max", "seed": 0, "epochs": 1, "network": "cnn", "members": 1,
+           "device": "cpu", "error": 0.1, "nll": 0.3, "brier": 0.1, "ece": 0.01, "ece_adaptive": 0.01,
+           "misclassification_auroc": 0.9, "train_images_per_s": 1.0, "predict_images_per_s": 1.0,
+           "scores_images_per_s": 1.0, "fit_seconds": 1.0}
+    text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
+    assert "pbp-cnn-max pools by max instead" in text
+    assert "pools by max" not in images.report(pd.DataFrame([{**row, "method": "pbp-cnn"}]), "c", 1.0)

@@ -79,6 +79,7 @@ def test_max_pooling_pullback_equals_autodiff(shape, window):
     mean = rng.normal(size=shape)
     var = rng.uniform(0.01, 1.0, size=shape)
     var[..., 0, :] = 0.0  # pairs with s = 0 in the first row of windows
+    mean[..., 0, :] -= 3.0  # which never dominate far (else rounding may clip a variance, where autodiff differs)
     got, want = _pullbacks(mean, var, window, 2, jnp.float64)
     for g, w in zip(got, want):
         assert g.shape == w.shape and g.dtype == np.float64
@@ -98,8 +99,8 @@ def test_max_pooling_pullback_in_float32():
 @settings(max_examples=30, deadline=None, derandomize=True, database=None)
 @given(st.integers(0, 2**31 - 1), st.floats(-8.0, 8.0), st.floats(-12.0, 2.0))
 def test_max_pooling_pullback_equals_autodiff_over_scales(seed, shift, log_var):
-    """Means spread and shifted, variances from 1e-12 to 1e2 around exp(log_var) (b far in the
-    tails for some pairs)."""
+    """Means spread and shifted, variances spread around exp(log_var), from about 1e-8 to 1e3 (b far
+    in the tails for some pairs)."""
     rng = np.random.default_rng(seed)
     mean = shift + rng.normal(0, 3, size=(2, 4, 4))
     var = np.exp(log_var + rng.normal(0, 2, size=(2, 4, 4)))
