@@ -12,6 +12,7 @@ from scipy import stats
 
 from probprop.learners.base import float64
 from probprop.likelihoods.classification import MultinomialProbit, Probit, _log_class_probability
+from probprop.moments.softmax import cubature_points, diagonal_root
 
 
 def _reference_log_z(y, m, v):
@@ -140,6 +141,43 @@ def test_multiclass_uncertainty_scores_rank_like_monte_carlo():
     assert np.abs(probs - at.mean(0)).max() < 0.03
     assert stats.spearmanr(mi, mi_mc)[0] > 0.85
     assert stats.spearmanr(var.sum(1), at.var(0).sum(1))[0] > 0.7
+
+
+@float64
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_cubature_points_read_off_one_grid_equal_each_point_on_its_own(k):
+    """_cubature_probabilities (one grid for the 2K points, each moving one coordinate) against
+    each point on its own grid of 600 nodes: zero variances, spread and shifted outputs."""
+    from probprop.likelihoods import classification as cl
+
+    rng = np.random.default_rng(k)
+    m, v = rng.normal(0, 3, (200, k)) + rng.normal(0, 20, (200, 1)), rng.uniform(0, 5, (200, k))
+    v[:10] = 0.0
+    v[10:20, 0] = 0.0
+    points = cubature_points(jnp.asarray(m), diagonal_root(jnp.asarray(v)))
+    want = np.asarray(cl._probabilities_shared(points, jnp.zeros_like(points), 600))
+    got = np.asarray(jax.jit(cl._cubature_probabilities)(m, v))
+    assert got.shape == (200, 2 * k, k)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-13)
+
+
+@float64
+def test_cubature_on_outputs_too_spread_for_one_grid_goes_point_by_point(monkeypatch):
+    from probprop.likelihoods import classification as cl
+
+    rng = np.random.default_rng(7)
+    m, v = rng.normal(0, 3, (16, 10)), rng.uniform(0, 2, (16, 10))
+    v[3, 4] = 400.0  # one row's points' largest coordinates spread over ~66 units: the whole block per point
+    points = cubature_points(jnp.asarray(m), diagonal_root(jnp.asarray(v)))
+    per_point = np.asarray(cl._probabilities_shared(points, jnp.zeros_like(points), cl.N_GIVEN))
+    np.testing.assert_allclose(np.asarray(jax.jit(cl._cubature_probabilities)(m, v)), per_point, rtol=1e-13, atol=1e-16)
+    # forced onto the one grid (a step of 0.66 there), the same block reads differently: the branch above was per point
+    monkeypatch.setattr(cl, "CUBATURE_STEP", 1e9)
+    jax.clear_caches()  # the step is read when the program is traced
+    shared = np.asarray(jax.jit(cl._cubature_probabilities)(m, v))
+    assert np.max(np.abs(shared - per_point) / (per_point + 1e-16)) > 1e-11
+    np.testing.assert_allclose(shared, per_point, rtol=0, atol=1e-7)
 
 
 def test_n_classes_is_checked():
