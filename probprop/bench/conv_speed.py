@@ -17,7 +17,8 @@ threshold as shipped ("gathered") and once with every correlation on XLA's convo
 * ``predict_proba`` on ``--test-rows`` test images (a second call, compiled), and the largest
   difference between each form's probabilities and the gathered form's (they must agree to
   rounding: a check that the forms compute the same model, not only a timing; autodiff's pullback
-  of max pooling differs only where rounding clips a pooled variance to zero, where its slope is 0).
+  of max pooling differs only where rounding clips a pooled variance to zero, where its slope is 0,
+  or 1/2 at a tie).
 
 Max pooling has a third form, "autodiff-pool": the gathered convolutions with max pooling's moments
 (:func:`probprop.moments.maximum.max_pool_moments`, Clark's matching) pulled back by autodiff

@@ -163,8 +163,8 @@ def report(frame, command: str, wall: float, started: str = "?", machine: dict |
                    "time `predict_dist` (the probabilities and every uncertainty score; difference over all of "
                    "them): \"one-grid\" as shipped (the multinomial probit's 2K cubature points read off one "
                    "grid), \"per-point\" each point on a grid of its own (before); speed-up = per-point / one-grid, "
-                   "difference from one-grid's; the scores run in blocks of 32 rows after the network's blocks "
-                   "(the rows-per-block column)."),
+                   "difference from one-grid's; the rows-per-block column gives the network's blocks, after which "
+                   "the scores run in blocks of 32 rows."),
               "",
               "| model | way | rows per block | rows | ms per 1,000 rows | speed-up | difference |",
               "|---|---|---:|---:|---:|---:|---:|"]

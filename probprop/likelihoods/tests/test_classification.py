@@ -163,6 +163,25 @@ def test_cubature_points_read_off_one_grid_equal_each_point_on_its_own(k):
 
 
 @float64
+def test_cubature_at_the_widest_step_of_one_grid_stays_within_its_bound():
+    """Outputs whose cubature points spread nearly as far as one grid takes (a step just under
+    CUBATURE_STEP = 0.4): within 1e-10 of 600 nodes per point (measured: 2e-11 at steps up to 0.4)."""
+    from probprop.likelihoods import classification as cl
+
+    rng = np.random.default_rng(11)
+    m, v = rng.normal(0, 1, (64, 10)), np.full((64, 10), 0.01)
+    v[:, 0] = 100.0  # the point m_0 + sqrt(10 * 100) tops the others' maxima by ~30 units: a step of ~0.38-0.39
+    m[:, 0] = 0.0
+    points = cubature_points(jnp.asarray(m), diagonal_root(jnp.asarray(v)))
+    tops = np.asarray(points).max(-1)  # each point's largest coordinate, (64, 20)
+    step = (tops.max(-1) - tops.min(-1) + 18) / (cl.N_CUBATURE - 1)  # each row's
+    assert 0.37 < step.max() <= cl.CUBATURE_STEP  # the one grid, near its widest
+    want = np.asarray(cl._probabilities_shared(points, jnp.zeros_like(points), 600))
+    got = np.asarray(jax.jit(cl._cubature_probabilities)(m, v))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+@float64
 def test_cubature_on_outputs_too_spread_for_one_grid_goes_point_by_point(monkeypatch):
     from probprop.likelihoods import classification as cl
 
