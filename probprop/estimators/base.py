@@ -60,7 +60,7 @@ PREDICT_BLOCK = 8192
 #: A plain prediction's blocks hold about this many numbers per layer (rows x the widest layer),
 #: so that a block's intermediate arrays stay in the core's caches (`probprop bench predict-speed`,
 #: docs/benchmarks/predict-speed: the MNIST CNN's predict_proba 0.24 ms per image in blocks of 32
-#: rows against 0.76 in blocks of 8,192; PBP 13-50-1's predict 1.5 against 5.7 us per row).
+#: rows against 0.81 in blocks of 8,192; PBP 13-50-1's predict 1.6 against 5.8 us per row).
 PREDICT_BLOCK_NUMBERS = 1 << 17
 
 
