@@ -1391,7 +1391,8 @@ def bench_tagi_speed(ctx, datasets, epochs, data_dir, out):
               show_default=True, help="Folder for report.md and results.csv.")
 @click.pass_context
 def bench_conv_speed(ctx, rows, test_rows, data_dir, out):
-    """The CNN learners' convolutions, gathered patches against XLA's convolution: ms per image, one core."""
+    """The CNN learners' convolutions, gathered patches against XLA's convolution, and max pooling's
+    closed-form pullback against autodiff's: ms per image, one core."""
     from probprop.bench import conv_speed
 
     path = _run_report(ctx, conv_speed.run, out=out, rows=rows, test_rows=test_rows, data_dir=data_dir)
@@ -1406,7 +1407,8 @@ def bench_conv_speed(ctx, rows, test_rows, data_dir, out):
               show_default=True, help="Folder for report.md and results.csv.")
 @click.pass_context
 def bench_predict_speed(ctx, rows, data_dir, out):
-    """Prediction in cache-sized blocks against blocks of 8,192 rows: CNNs, MLPs, regressors, one core."""
+    """Prediction in cache-sized blocks against blocks of 8,192 rows (CNNs, MLPs, regressors), and the
+    uncertainty scores on one grid against a grid per cubature point; one core."""
     from probprop.bench import predict_speed
 
     path = _run_report(ctx, predict_speed.run, out=out, rows=rows, data_dir=data_dir)
