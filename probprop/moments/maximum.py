@@ -19,7 +19,11 @@ ADF pulls back through the pooling once per data point, and autodiff's pullback 
     d E[max^2] / d m1 = 2 m1 Phi(b) + s phi(b) + phi(b) (v1 - v2) / s       (m2: swap 1 and 2, Phi(-b))
     d E[max^2] / d v1 = Phi(b) + (m1 + m2) phi(b) / (2 s) - phi(b) (m1 - m2) (v1 - v2) / (2 s^3)
 
-and Var = E[max^2] - E[max]^2. :func:`max_pool_moments` keeps them from its forward pass and
+and Var = E[max^2] - E[max]^2. Both the variance and its slopes are computed centred on the
+means (Var = v1 Phi(b) + v2 Phi(-b) + s^2 [b^2 Phi(b) Phi(-b) + b phi(b) (Phi(-b) - Phi(b)) - phi(b)^2],
+m1 - E[max] = s (b Phi(-b) - phi(b)), m2 - E[max] = -s (b Phi(b) + phi(b))), so that they lose eps s^2
+rather than eps m^2 to rounding when the means are far from zero (float32 networks; the tests
+check shift invariance). :func:`max_pool_moments` keeps them from its forward pass and
 pulls back through the window's chain of pairs with them (a ``jax.custom_vjp``: reverse mode only,
 which is what ADF and the gradient learners use); the tests check it against autodiff of the plain
 formulas.
@@ -40,8 +44,8 @@ def max_moments_and_slopes(m1, v1, m2, v2):
     """Mean and variance of max(x1, x2) for independent Gaussians (exact, Clark 1961), and their
     partial derivatives ``(dmean/dm1, dmean/dm2, dmean/dv, dvar/dm1, dvar/dm2, dvar/dv1, dvar/dv2)``
     (dmean/dv1 = dmean/dv2 = dmean/dv). Where s = 0 the maximum is the larger mean with its
-    variance, whose derivatives are those of the selection. Where rounding makes the variance
-    negative (one variance zero, b far in a tail) it is 0 and its slopes are still the exact
+    variance, whose derivatives are those of the selection. Where rounding would make the variance
+    negative it is 0 and its slopes are still the exact
     function's (autodiff of the clipped form would give 0, or 1/2 at a tie)."""
     s2 = v1 + v2
     degenerate = s2 <= MIN_SCALE * MIN_SCALE
@@ -49,17 +53,17 @@ def max_moments_and_slopes(m1, v1, m2, v2):
     b = (m1 - m2) / s
     p, q, d = norm_cdf(b), norm_cdf(-b), norm_pdf(b)
     mean = m1 * p + m2 * q + s * d
-    second = (m1 * m1 + v1) * p + (m2 * m2 + v2) * q + (m1 + m2) * s * d
-    raw = second - mean * mean
-    var = jnp.maximum(raw, 0.0)
-    # slopes of the mean, then of the second moment, then of the variance (second - mean^2)
+    # centred forms (m1 - mean = s (b q - d), m2 - mean = -s (b p + d)): no m^2 to cancel
+    bq, bp = b * q - d, b * p + d
+    var = jnp.maximum(v1 * p + v2 * q + s2 * (b * b * p * q + b * d * (q - p) - d * d), 0.0)
+    # slopes of the mean, then of the variance (d E[max^2] - 2 E[max] d E[max], centred)
     dv = d / (2 * s)
     x = d * (v1 - v2) / s
-    common = (m1 + m2) * dv - x * (m1 - m2) / (2 * s * s)
-    cm1 = 2 * m1 * p + s * d + x - 2 * mean * p
-    cm2 = 2 * m2 * q + s * d - x - 2 * mean * q
-    cv1 = p + common - 2 * mean * dv
-    cv2 = q + common - 2 * mean * dv
+    common = s * (bq - bp) * dv - x * b / (2 * s)
+    cm1 = 2 * s * p * bq + s * d + x
+    cm2 = -2 * s * q * bp + s * d - x
+    cv1 = p + common
+    cv2 = q + common
     # s = 0: the larger of the two, passed through
     first = m1 >= m2
     one, zero = jnp.ones_like(p), jnp.zeros_like(p)
