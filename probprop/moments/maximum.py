@@ -20,10 +20,14 @@ ADF pulls back through the pooling once per data point, and autodiff's pullback 
     d E[max^2] / d v1 = Phi(b) + (m1 + m2) phi(b) / (2 s) - phi(b) (m1 - m2) (v1 - v2) / (2 s^3)
 
 and Var = E[max^2] - E[max]^2. Both the variance and its slopes are computed centred on the
-means (Var = v1 Phi(b) + v2 Phi(-b) + s^2 [b^2 Phi(b) Phi(-b) + b phi(b) (Phi(-b) - Phi(b)) - phi(b)^2],
-m1 - E[max] = s (b Phi(-b) - phi(b)), m2 - E[max] = -s (b Phi(b) + phi(b))), so that they lose eps s^2
-rather than eps m^2 to rounding when the means are far from zero (float32 networks; the tests
-check shift invariance). :func:`max_pool_moments` keeps them from its forward pass and
+means: m1 - E[max] = s (b Phi(-b) - phi(b)), m2 - E[max] = -s (b Phi(b) + phi(b)), and
+
+    Var = v1 Phi(b) + v2 Phi(-b) + s^2 [b^2 Phi(b) Phi(-b) + b phi(b) (Phi(-b) - Phi(b)) - phi(b)^2]
+        = v1 Phi(b) + v2 Phi(-b) + s^2 (b Phi(-b) - phi(b)) (b Phi(b) + phi(b))     (computed so),
+
+so that they depend on the means through b only: shifting both means leaves them unchanged, where
+E[max^2] - E[max]^2 lost about eps m^2 and the slopes eps m to rounding (float32 networks with
+outputs far from zero; the tests check shift invariance). :func:`max_pool_moments` keeps them from its forward pass and
 pulls back through the window's chain of pairs with them (a ``jax.custom_vjp``: reverse mode only,
 which is what ADF and the gradient learners use); the tests check it against autodiff of the plain
 formulas.
@@ -55,7 +59,7 @@ def max_moments_and_slopes(m1, v1, m2, v2):
     mean = m1 * p + m2 * q + s * d
     # centred forms (m1 - mean = s (b q - d), m2 - mean = -s (b p + d)): no m^2 to cancel
     bq, bp = b * q - d, b * p + d
-    var = jnp.maximum(v1 * p + v2 * q + s2 * (b * b * p * q + b * d * (q - p) - d * d), 0.0)
+    var = jnp.maximum(v1 * p + v2 * q + s2 * bq * bp, 0.0)   # the factored form: no b^2 to overflow
     # slopes of the mean, then of the variance (d E[max^2] - 2 E[max] d E[max], centred)
     dv = d / (2 * s)
     x = d * (v1 - v2) / s
