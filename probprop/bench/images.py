@@ -36,6 +36,11 @@ but the CNN methods):
   et al. 2017, without adversarial training); mutual information = the members' disagreement;
 - ``tagi-1pass`` and ``tagi``: :class:`probprop.TAGIClassifier` (multinomial-probit output, mini-batches
   of :data:`TAGI_BATCH`), ONE pass and ``--epochs`` passes;
+- ``pbp-shift`` and ``tagi-shift``: ``pbp`` and ``tagi`` whose every pass sees each training image
+  moved by a fresh random offset of up to :data:`AUGMENT_SHIFT` pixels in each direction
+  (:func:`probprop.data.images.random_shifts`, zero fill; a ``fit`` of one pass, then
+  ``partial_fit`` pass by pass): translation augmentation, a regulariser for the multi-pass MLPs
+  (the scikit-learn and gradient baselines train on the images as they are);
 - ``tagi-cnn``: :class:`probprop.TAGIClassifier` with ``pbp-cnn``'s network (Gaussian kernels,
   conditioned on by TAGI, each kernel's update summed over the positions of its maps) for
   ``--epochs`` passes in mini-batches of :data:`TAGI_BATCH`;
@@ -87,7 +92,8 @@ import numpy as np
 from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "ensemble", "tagi-1pass", "tagi", "tagi-cnn", "mcdropout",
+METHODS = ("pbp-1pass", "pbp", "pbp-shift", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "ensemble", "tagi-1pass", "tagi",
+           "tagi-shift", "tagi-cnn", "mcdropout",
            "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn",
            "laplace-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
@@ -100,7 +106,7 @@ HIDDEN = (100, 100)
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
+FIGURE_METHODS = ("pbp", "pbp-shift", "tagi-shift", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
                   "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn", "laplace-ensemble-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
@@ -108,6 +114,9 @@ ENSEMBLE_MEMBERS = 5
 ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn", "laplace-ensemble-cnn")
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
 TAGI_BATCH = 10
+#: The largest offset (pixels, each direction) of ``pbp-shift``'s and ``tagi-shift``'s training images.
+AUGMENT_SHIFT = 2
+SHIFT_METHODS = ("pbp-shift", "tagi-shift")
 #: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
@@ -169,13 +178,13 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
 
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
-    if method in ("pbp-1pass", "pbp", "pbp-cnn", "pbp-cnn-max", "pbp-sep", "pbp-sep-cnn"):
+    if method in ("pbp-1pass", "pbp", "pbp-shift", "pbp-cnn", "pbp-cnn-max", "pbp-sep", "pbp-sep-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method in CNN_METHODS else {"hidden": hidden}
         if method == "pbp-cnn-max":
             shape["pooling"] = "max"
         inference = "sep" if method.startswith("pbp-sep") else "adf"
         return PBPClassifier(**shape, epochs=passes, inference=inference, **common)
-    if method in ("tagi-1pass", "tagi", "tagi-cnn"):
+    if method in ("tagi-1pass", "tagi", "tagi-shift", "tagi-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "tagi-cnn" else {"hidden": hidden}
         return TAGIClassifier(**shape, epochs=passes, batch_size=TAGI_BATCH, **common)
     if method == "mcdropout":
@@ -209,7 +218,15 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEM
     start = time.perf_counter()
     model = _probprop_model(method, epochs, seed, hidden, members)
     if model is not None:
-        model.fit(X, y)
+        if method in SHIFT_METHODS:  # a fresh offset per image and pass
+            from probprop.data.images import random_shifts
+
+            rng = np.random.default_rng(seed)
+            model.set_params(epochs=1).fit(random_shifts(X, AUGMENT_SHIFT, rng), y)
+            for _ in range(epochs - 1):
+                model.partial_fit(random_shifts(X, AUGMENT_SHIFT, rng), y)
+        else:
+            model.fit(X, y)
         fit_seconds = time.perf_counter() - start
 
         def reader(link):
@@ -465,6 +482,10 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
         networks = f"Network of {', '.join(cnns)}:\n{_cnn_description()};"
     else:
         networks = f"{mlp_text};"
+    shifted = [m for m in SHIFT_METHODS if (base == m).any()]
+    if shifted:
+        networks += (f" {', '.join(shifted)} train on images moved by up to {AUGMENT_SHIFT} pixels each way, a fresh"
+                     " random offset per image and pass;")
     if "pbp-cnn-max" in cnns:
         networks += " pbp-cnn-max pools by max instead (2x2, Clark's moment matching of each window's maximum);"
     devices = sorted(set(frame["device"].dropna()) - {"cpu"}) if "device" in frame else []

@@ -100,3 +100,32 @@ def load_images(name: str = "mnist", data_dir=None, flat: bool = False, scale: b
         X = images.reshape(len(images), -1) if flat else images
         out += [X.astype(np.float64) / 255.0 if scale else X, labels.astype(np.int64)]
     return tuple(out)
+
+
+def random_shifts(images, max_shift: int, rng, image_shape=(28, 28)):
+    """Each image moved by its own random offset of -``max_shift`` to ``max_shift`` pixels (whole
+    pixels, drawn uniformly and independently per axis, 0 included), the uncovered border filled
+    with zeros: the translation augmentation of Simard et al. (2003) for MNIST-like images.
+    ``images`` is (n, H, W), or (n, H * W) with ``image_shape`` (H, W); the result has the same
+    shape and dtype. ``rng`` is a :class:`numpy.random.Generator` (or a seed)."""
+    images = np.asarray(images)
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+        raise ValueError(f"max_shift must be a non-negative integer, got {max_shift!r}")
+    h, w = (int(a) for a in image_shape)
+    flat = images.ndim == 2
+    if flat and images.shape[1] != h * w or not flat and (images.ndim != 3 or images.shape[1:] != (h, w)):
+        raise ValueError(f"images must be (n, {h}, {w}) or (n, {h * w}), got shape {images.shape}")
+    n = len(images)
+    stack = images.reshape(n, h, w)
+    if max_shift == 0 or n == 0:
+        return images.copy()
+    rng = np.random.default_rng(rng)
+    s = int(max_shift)
+    padded = np.pad(stack, ((0, 0), (s, s), (s, s)))
+    # the window at (s - dy, s - dx) of the padded image is the image moved by (dy, dx)
+    top = s - rng.integers(-s, s + 1, n)
+    left = s - rng.integers(-s, s + 1, n)
+    rows = top[:, None, None] + np.arange(h)[None, :, None]
+    cols = left[:, None, None] + np.arange(w)[None, None, :]
+    out = padded[np.arange(n)[:, None, None], rows, cols]
+    return out.reshape(images.shape)

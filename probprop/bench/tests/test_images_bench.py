@@ -214,3 +214,27 @@ def test_the_max_pooling_cnn_is_pbp_cnn_with_max_pooling():
     text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
     assert "pbp-cnn-max pools by max instead" in text
     assert "pools by max" not in images.report(pd.DataFrame([{**row, "method": "pbp-cnn"}]), "c", 1.0)
+
+
+def test_the_shift_methods_learn_every_pass_from_freshly_shifted_images(have_images, monkeypatch):
+    from probprop.data import images as data_images
+
+    for plain, shifted in (("pbp", "pbp-shift"), ("tagi", "tagi-shift")):
+        assert images._probprop_model(plain, 4, 0).get_params() == images._probprop_model(shifted, 4, 0).get_params()
+    seen = []
+    real = data_images.random_shifts
+
+    def spy(X, max_shift, rng, *args, **kwargs):
+        out = real(X, max_shift, rng, *args, **kwargs)
+        seen.append((max_shift, out))
+        return out
+
+    monkeypatch.setattr(data_images, "random_shifts", spy)
+    (row,), _ = images.job("mnist", "tagi-shift", 0, 3, 300, None, test_rows=400)
+    assert [s for s, _ in seen] == [images.AUGMENT_SHIFT] * 3  # one draw per pass
+    assert not np.array_equal(seen[0][1], seen[1][1])  # each pass its own offsets
+    assert row["epochs"] == 3 and row["error"] < 0.5  # chance is 0.9
+    import pandas as pd
+
+    text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
+    assert f"tagi-shift train on images moved by up to {images.AUGMENT_SHIFT} pixels" in text

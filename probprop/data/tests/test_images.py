@@ -49,3 +49,33 @@ def test_the_image_sets_load_with_their_shapes():
     assert X.shape == (60000, 784) and 0 <= X.min() and X.max() == 1.0 and np.all(np.bincount(yt) == 1000)
     with pytest.raises(ValueError, match="unknown image set"):
         load_images("cifar")
+
+
+def test_random_shifts_move_each_image_whole_and_fill_with_zeros():
+    from probprop.data.images import random_shifts
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (300, 6, 5)).astype(np.uint8)  # no zero pixels: the fill is visible
+    out = random_shifts(images, 2, np.random.default_rng(1), image_shape=(6, 5))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    seen = set()
+    for a, b in zip(images, out):
+        # exactly one offset (dy, dx) in [-2, 2]^2 explains the output: b[i, j] = a[i - dy, j - dx], else 0
+        matches = []
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                want = np.zeros_like(a)
+                want[max(dy, 0):6 + min(dy, 0), max(dx, 0):5 + min(dx, 0)] = a[max(-dy, 0):6 - max(dy, 0),
+                                                                               max(-dx, 0):5 - max(dx, 0)]
+                if np.array_equal(b, want):
+                    matches.append((dy, dx))
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 25  # every offset occurs among 300 images
+    flat = random_shifts(images.reshape(300, 30), 2, np.random.default_rng(1), image_shape=(6, 5))
+    np.testing.assert_array_equal(flat, out.reshape(300, 30))  # flat rows: the same draws, the same images
+    np.testing.assert_array_equal(random_shifts(images, 0, 0, image_shape=(6, 5)), images)
+    with pytest.raises(ValueError, match="max_shift"):
+        random_shifts(images, -1, 0, image_shape=(6, 5))
+    with pytest.raises(ValueError, match="images must be"):
+        random_shifts(images.reshape(300, 30), 1, 0)  # 30 pixels are not 28 x 28
