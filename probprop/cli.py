@@ -1277,7 +1277,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
                    "networks with a last-layer Laplace posterior each), pytagi (needs `make pytagi`).")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per method.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
-              help="ADF passes of `pbp` and `tagi` (the gradient-trained networks train 5x as many Adam epochs).")
+              help="ADF passes of `pbp`, `tagi` and their -shift, -sep and -cnn variants (the gradient-trained networks train 5x as many Adam epochs).")
 @click.option("--hidden", multiple=True, default=("100,100",), show_default=True, callback=_parse_hidden,
               metavar="UNITS", help="Hidden units per layer (one to three layers) of all but the CNN methods.")
 @click.option("--members", type=click.IntRange(min=2), default=5, show_default=True,

@@ -121,10 +121,12 @@ def random_shifts(images, max_shift: int, rng, image_shape=(28, 28)):
         return images.copy()
     rng = np.random.default_rng(rng)
     s = int(max_shift)
-    padded = np.pad(stack, ((0, 0), (s, s), (s, s)))
-    # the window at (s - dy, s - dx) of the padded image is the image moved by (dy, dx)
-    top = s - rng.integers(-s, s + 1, n)
-    left = s - rng.integers(-s, s + 1, n)
+    # an offset of H (W) or more leaves only zeros: pad by no more than that
+    sh, sw = min(s, h), min(s, w)
+    padded = np.pad(stack, ((0, 0), (sh, sh), (sw, sw)))
+    # the window at (sh - dy, sw - dx) of the padded image is the image moved by (dy, dx)
+    top = sh - np.clip(rng.integers(-s, s + 1, n), -sh, sh)
+    left = sw - np.clip(rng.integers(-s, s + 1, n), -sw, sw)
     rows = top[:, None, None] + np.arange(h)[None, :, None]
     cols = left[:, None, None] + np.arange(w)[None, None, :]
     out = padded[np.arange(n)[:, None, None], rows, cols]

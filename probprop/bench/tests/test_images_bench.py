@@ -230,9 +230,27 @@ def test_the_shift_methods_learn_every_pass_from_freshly_shifted_images(have_ima
         return out
 
     monkeypatch.setattr(data_images, "random_shifts", spy)
+    models, learned = [], []
+    make = images._probprop_model
+
+    def capture(*args, **kwargs):
+        model = make(*args, **kwargs)
+        for name in ("fit", "partial_fit"):
+            def call(X, y, _real=getattr(model, name), _name=name):
+                learned.append((_name, X))
+                return _real(X, y)
+            setattr(model, name, call)
+        models.append(model)
+        return model
+
+    monkeypatch.setattr(images, "_probprop_model", capture)
     (row,), _ = images.job("mnist", "tagi-shift", 0, 3, 300, None, test_rows=400)
     assert [s for s, _ in seen] == [images.AUGMENT_SHIFT] * 3  # one draw per pass
     assert not np.array_equal(seen[0][1], seen[1][1])  # each pass its own offsets
+    # one pass by fit, two by partial_fit, each on its own draw
+    assert [name for name, _ in learned] == ["fit", "partial_fit", "partial_fit"]
+    assert all(X is out for (_, X), (_, out) in zip(learned, seen))
+    assert len(models[0].rejected_per_epoch_) == 3
     assert row["epochs"] == 3 and row["error"] < 0.5  # chance is 0.9
     import pandas as pd
 

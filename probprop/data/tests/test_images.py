@@ -79,3 +79,11 @@ def test_random_shifts_move_each_image_whole_and_fill_with_zeros():
         random_shifts(images, -1, 0, image_shape=(6, 5))
     with pytest.raises(ValueError, match="images must be"):
         random_shifts(images.reshape(300, 30), 1, 0)  # 30 pixels are not 28 x 28
+    with pytest.raises(ValueError, match="images must be"):
+        random_shifts(images, 1, 0, image_shape=(5, 6))
+    with pytest.raises(ValueError, match="max_shift"):
+        random_shifts(images, 1.5, 0, image_shape=(6, 5))
+    assert random_shifts(images[:0], 2, 0, image_shape=(6, 5)).shape == (0, 6, 5)
+    # a numpy integer is taken; offsets past the image leave some images all zeros (padding bounded)
+    far = random_shifts(images, np.int64(10**6), 0, image_shape=(6, 5))
+    assert far.shape == images.shape and (far.reshape(300, -1).max(1) == 0).mean() > 0.99
