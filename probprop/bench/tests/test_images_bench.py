@@ -236,9 +236,12 @@ def test_the_shift_methods_learn_every_pass_from_freshly_shifted_images(have_ima
     def capture(*args, **kwargs):
         model = make(*args, **kwargs)
         for name in ("fit", "partial_fit"):
-            def call(X, y, _real=getattr(model, name), _name=name):
+            real = getattr(model, name)
+
+            def call(X, y, _real=real, _name=name):
                 learned.append((_name, X))
                 return _real(X, y)
+
             setattr(model, name, call)
         models.append(model)
         return model
