@@ -79,6 +79,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets mnist --methods deep-ensemble-cnn --members 15 --epochs 1 --out docs/benchmarks/images-cnn-ensemble15
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
+	$(BIN)/probprop bench images --datasets mnist --methods tagi-shift --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp-shift
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench streams --out docs/benchmarks/streams
 	$(BIN)/probprop bench active --rules random,variance,greedy,reduction --out docs/benchmarks/active
