@@ -1270,7 +1270,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @bench.command("images")
 @click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
-              help="Comma-separated: pbp-1pass, pbp, pbp-shift, tagi-shift (trained on randomly shifted images), pbp-cnn, pbp-cnn-max (max pooling), pbp-sep, pbp-sep-cnn (by stochastic EP), map, ensemble "
+              help="Comma-separated: pbp-1pass, pbp, pbp-shift, tagi-shift, pbp-cnn-shift, pbp-cnn-max-shift, tagi-cnn-shift (trained on randomly shifted images), pbp-cnn, pbp-cnn-max (max pooling), pbp-sep, pbp-sep-cnn (by stochastic EP), map, ensemble "
                    "(scikit-learn's networks), tagi-1pass, tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
                    "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-kron, laplace-kron-cnn (the "
                    "same with the Kronecker-factored posterior), laplace-ensemble-cnn (deep-ensemble-cnn's "

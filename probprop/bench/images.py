@@ -36,7 +36,8 @@ but the CNN methods):
   et al. 2017, without adversarial training); mutual information = the members' disagreement;
 - ``tagi-1pass`` and ``tagi``: :class:`probprop.TAGIClassifier` (multinomial-probit output, mini-batches
   of :data:`TAGI_BATCH`), ONE pass and ``--epochs`` passes;
-- ``pbp-shift`` and ``tagi-shift``: ``pbp`` and ``tagi`` whose every pass sees each training image
+- ``pbp-shift``, ``tagi-shift``, ``pbp-cnn-shift``, ``pbp-cnn-max-shift``, ``tagi-cnn-shift``: the
+  method before ``-shift`` (``pbp``, ``tagi``, ...) whose every pass sees each training image
   moved by a fresh random offset of up to :data:`AUGMENT_SHIFT` pixels in each direction
   (:func:`probprop.data.images.random_shifts`, zero fill; a ``fit`` of one pass, then
   ``partial_fit`` pass by pass): translation augmentation, a regulariser for the multi-pass MLPs
@@ -94,12 +95,12 @@ import numpy as np
 from probprop.distributions import ClassPrediction, normalise_rows
 
 DATASETS = ("mnist", "fashion-mnist")
-METHODS = ("pbp-1pass", "pbp", "pbp-shift", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "ensemble", "tagi-1pass", "tagi",
-           "tagi-shift", "tagi-cnn", "mcdropout",
+METHODS = ("pbp-1pass", "pbp", "pbp-shift", "pbp-sep", "pbp-cnn", "pbp-cnn-shift", "pbp-cnn-max", "pbp-cnn-max-shift", "pbp-sep-cnn",
+           "map", "ensemble", "tagi-1pass", "tagi", "tagi-shift", "tagi-cnn", "tagi-cnn-shift", "mcdropout",
            "deep-ensemble", "map-cnn", "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn",
            "laplace-ensemble-cnn", "pytagi")
 #: The methods whose network is the CNN (:data:`CNN_CONV`, :data:`CNN_HIDDEN`).
-CNN_METHODS = ("pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "tagi-cnn", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-kron-cnn",
+CNN_METHODS = ("pbp-cnn", "pbp-cnn-shift", "pbp-cnn-max", "pbp-cnn-max-shift", "pbp-sep-cnn", "tagi-cnn", "tagi-cnn-shift", "map-cnn", "deep-ensemble-cnn", "laplace-cnn", "laplace-kron-cnn",
                "laplace-ensemble-cnn")
 #: The methods of the default run (``pbp-cnn`` and the family rows have reports of their own).
 DEFAULT_METHODS = ("pbp-1pass", "pbp", "map", "ensemble")
@@ -108,7 +109,8 @@ HIDDEN = (100, 100)
 CNN_CONV = ((16, 5, 2), (32, 5, 2))
 CNN_HIDDEN = (100,)
 #: Methods whose reliability diagram and confidence histograms the report shows.
-FIGURE_METHODS = ("pbp", "pbp-shift", "tagi-shift", "pbp-sep", "pbp-cnn", "pbp-cnn-max", "pbp-sep-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
+FIGURE_METHODS = ("pbp", "pbp-shift", "tagi-shift", "pbp-cnn-shift", "pbp-cnn-max-shift", "tagi-cnn-shift", "pbp-sep", "pbp-cnn",
+                  "pbp-cnn-max", "pbp-sep-cnn", "map", "tagi", "tagi-cnn", "mcdropout", "deep-ensemble", "map-cnn",
                   "deep-ensemble-cnn", "laplace", "laplace-cnn", "laplace-kron", "laplace-kron-cnn", "laplace-ensemble-cnn")
 N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
@@ -118,7 +120,8 @@ MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheap
 TAGI_BATCH = 10
 #: The largest offset (pixels, each direction) of ``pbp-shift``'s and ``tagi-shift``'s training images.
 AUGMENT_SHIFT = 2
-SHIFT_METHODS = ("pbp-shift", "tagi-shift")
+#: The methods trained on shifted images: each is the method its name ends in ``-shift`` after.
+SHIFT_METHODS = ("pbp-shift", "tagi-shift", "pbp-cnn-shift", "pbp-cnn-max-shift", "tagi-cnn-shift")
 #: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
@@ -178,15 +181,17 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
         TAGIClassifier,
     )
 
+    if method in SHIFT_METHODS:  # the same model; the job shifts its images
+        return _probprop_model(method.removesuffix("-shift"), epochs, seed, hidden, members)
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
-    if method in ("pbp-1pass", "pbp", "pbp-shift", "pbp-cnn", "pbp-cnn-max", "pbp-sep", "pbp-sep-cnn"):
+    if method in ("pbp-1pass", "pbp", "pbp-cnn", "pbp-cnn-max", "pbp-sep", "pbp-sep-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method in CNN_METHODS else {"hidden": hidden}
         if method == "pbp-cnn-max":
             shape["pooling"] = "max"
         inference = "sep" if method.startswith("pbp-sep") else "adf"
         return PBPClassifier(**shape, epochs=passes, inference=inference, **common)
-    if method in ("tagi-1pass", "tagi", "tagi-shift", "tagi-cnn"):
+    if method in ("tagi-1pass", "tagi", "tagi-cnn"):
         shape = {"hidden": CNN_HIDDEN, "conv": CNN_CONV} if method == "tagi-cnn" else {"hidden": hidden}
         return TAGIClassifier(**shape, epochs=passes, batch_size=TAGI_BATCH, **common)
     if method == "mcdropout":
@@ -498,8 +503,10 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     if shifted:
         networks += (f" {', '.join(shifted)} train on images moved by up to {AUGMENT_SHIFT} pixels each way, a fresh"
                      " random offset per image and pass;")
-    if "pbp-cnn-max" in cnns:
-        networks += " pbp-cnn-max pools by max instead (2x2, Clark's moment matching of each window's maximum);"
+    by_max = [m for m in cnns if m.startswith("pbp-cnn-max")]
+    if by_max:
+        verb = "pools" if len(by_max) == 1 else "pool"
+        networks += f" {', '.join(by_max)} {verb} by max instead (2x2, Clark's moment matching of each window's maximum);"
     devices = sorted(set(frame["device"].dropna()) - {"cpu"}) if "device" in frame else []
     on = f"; the probprop methods on JAX's default device, {', '.join(devices)}" if devices else ""
     ensembles = frame[base.isin(ENSEMBLE_METHODS)]

@@ -219,8 +219,11 @@ def test_the_max_pooling_cnn_is_pbp_cnn_with_max_pooling():
 def test_the_shift_methods_learn_every_pass_from_freshly_shifted_images(have_images, monkeypatch):
     from probprop.data import images as data_images
 
-    for plain, shifted in (("pbp", "pbp-shift"), ("tagi", "tagi-shift")):
+    for shifted in images.SHIFT_METHODS:
+        plain = shifted.removesuffix("-shift")
         assert images._probprop_model(plain, 4, 0).get_params() == images._probprop_model(shifted, 4, 0).get_params()
+        assert shifted in images.METHODS and shifted in images.FIGURE_METHODS
+        assert (shifted in images.CNN_METHODS) == (plain in images.CNN_METHODS)
     seen = []
     real = data_images.random_shifts
 
