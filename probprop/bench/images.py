@@ -182,7 +182,7 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     )
 
     if method in SHIFT_METHODS:  # the same model; the job shifts its images
-        return _probprop_model(method.removesuffix("-shift"), epochs, seed, hidden, members)
+        method = method.removesuffix("-shift")
     passes = 1 if method.endswith("-1pass") else epochs
     common = {"input_scaling": "global", "random_state": seed}
     if method in ("pbp-1pass", "pbp", "pbp-cnn", "pbp-cnn-max", "pbp-sep", "pbp-sep-cnn"):
