@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
 # Every report under docs/benchmarks except those run on the lent GPU (docs/benchmarks/accelerator,
-# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 20 hours on 2 cores.
+# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 21 hours on 2 cores.
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \
@@ -80,6 +80,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --methods tagi-1pass,tagi,mcdropout,deep-ensemble --out docs/benchmarks/images-family
 	$(BIN)/probprop bench images --datasets mnist --methods tagi --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp
 	$(BIN)/probprop bench images --datasets mnist --methods tagi-shift --epochs 20 --hidden 400,400 --seeds 4 --out docs/benchmarks/images-mlp-shift
+	$(BIN)/probprop bench images --datasets mnist --methods pbp-shift --epochs 10 --hidden 400,400 --out docs/benchmarks/images-mlp-shift-pbp
 	$(BIN)/probprop bench images --methods tagi,pytagi --out docs/benchmarks/images-pytagi  # pytagi: see `make pytagi`
 	$(BIN)/probprop bench streams --out docs/benchmarks/streams
 	$(BIN)/probprop bench active --rules random,variance,greedy,reduction --out docs/benchmarks/active
