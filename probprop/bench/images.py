@@ -40,7 +40,7 @@ but the CNN methods):
   method before ``-shift`` (``pbp``, ``tagi``, ...) whose every pass sees each training image
   moved by a fresh random offset of up to :data:`AUGMENT_SHIFT` pixels in each direction
   (:func:`probprop.data.images.random_shifts`, zero fill; a ``fit`` of one pass, then
-  ``partial_fit`` pass by pass): translation augmentation, a regulariser for the multi-pass MLPs
+  ``partial_fit`` pass by pass): translation augmentation, a regulariser for the multi-pass MLPs and CNNs
   (the scikit-learn and gradient baselines train on the images as they are). Their fit seconds
   leave out drawing the shifts; ``partial_fit`` pads the 60,000 rows to 65,536 where ``fit`` pads
   to 61,440 (masked rows, about 7 % more steps per pass after the first);
@@ -118,7 +118,7 @@ ENSEMBLE_MEMBERS = 5
 ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn", "laplace-ensemble-cnn")
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
 TAGI_BATCH = 10
-#: The largest offset (pixels, each direction) of ``pbp-shift``'s and ``tagi-shift``'s training images.
+#: The largest offset (pixels, each direction) of the :data:`SHIFT_METHODS`' training images.
 AUGMENT_SHIFT = 2
 #: The methods trained on shifted images: each is the method its name ends in ``-shift`` after.
 SHIFT_METHODS = ("pbp-shift", "tagi-shift", "pbp-cnn-shift", "pbp-cnn-max-shift", "tagi-cnn-shift")
