@@ -121,7 +121,7 @@ TAGI_BATCH = 10
 #: The largest offset (pixels, each direction) of the :data:`SHIFT_METHODS`' training images.
 AUGMENT_SHIFT = 2
 #: The methods trained on shifted images: each is the method its name ends in ``-shift`` after.
-SHIFT_METHODS = ("pbp-shift", "tagi-shift", "pbp-cnn-shift", "pbp-cnn-max-shift", "tagi-cnn-shift")
+SHIFT_METHODS = tuple(m for m in METHODS if m.endswith("-shift"))
 #: Chosen by MCDropoutClassifier's own search (held-out fifth of the first 10,000 MNIST training
 #: images, 15 epochs, over 0.01, 0.05, 0.1, 0.2), not on test data.
 MC_DROPOUT_RATE = 0.1
