@@ -70,11 +70,12 @@ def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
     (:data:`ROUND_LIMITS`; ``fit``'s row buckets never straddle one). So a padded fit
     reproduces an unpadded one. (``partial_fit`` pads to powers of two, which do straddle them: a
     batch of 1,025-1,625 rows padded to 2,048, or of 2,097,153-2,642,245 padded to 4,194,304, takes
-    one more sorting round than unpadded, so its order differs from :func:`permutation`'s, as uniform.) Each round sorts the real rows' words as :func:`permutation`
-    does and gives the padding the largest key, so it sorts after every real row that does
-    not draw that key itself (with a prefix mask: after every real row). Without 64-bit types
-    (and from 2**32 rows) it argsorts uniform draws instead: still uniform, padding still last,
-    but not :func:`permutation`'s order.
+    one more sorting round than unpadded, so its order differs from :func:`permutation`'s, as
+    uniform.) Each round sorts the real rows' words as :func:`permutation` does and gives the
+    padding the largest key, so it sorts after every real row that does not draw that key itself
+    (with a prefix mask: after every real row). Without 64-bit types (and from 2**32 rows) it
+    argsorts uniform draws instead: still uniform, padding still last, but not
+    :func:`permutation`'s order.
     """
     size = mask.shape[0]
     if size >= 2**32 or not jax.config.jax_enable_x64:  # positions would not fit, or no 64-bit words
