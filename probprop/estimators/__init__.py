@@ -5,7 +5,7 @@
 | :mod:`~probprop.estimators.base` | validation, standardisation, the one fit loop, ``partial_fit``, prediction, files |
 | :mod:`~probprop.estimators.pbp` | ``PBPRegressor``, ``PBPEnsembleRegressor``, ``fit_together`` |
 | :mod:`~probprop.estimators.tagi` | ``TAGIRegressor`` |
-| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``MAPClassifier``, ``LaplaceClassifier``, ``LaplaceEnsembleClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
+| :mod:`~probprop.estimators.classifier` | ``MomentClassifier``, ``PBPClassifier``, ``PBPEnsembleClassifier``, ``MAPClassifier``, ``LaplaceClassifier``, ``LaplaceEnsembleClassifier``, ``DeepEnsembleClassifier``, ``TAGIClassifier``, ``MCDropoutClassifier`` |
 | :mod:`~probprop.estimators.gradient` | ``DVIRegressor``, ``MAPRegressor``, ``LaplaceRegressor``, ``DeepEnsembleRegressor``, ``MCDropoutRegressor`` |
 
 Each estimator registers itself with :mod:`probprop.io`, which reads and writes every one of
@@ -22,6 +22,7 @@ from probprop.estimators.classifier import (
     MomentClassifier,
     OnlineClassifier,
     PBPClassifier,
+    PBPEnsembleClassifier,
     TAGIClassifier,
 )
 from probprop.estimators.gradient import (
@@ -53,6 +54,7 @@ __all__ = [
     "OnlineClassifier",
     "OnlineRegressor",
     "PBPClassifier",
+    "PBPEnsembleClassifier",
     "PBPEnsembleRegressor",
     "PBPRegressor",
     "TAGIClassifier",

@@ -21,12 +21,14 @@ from probprop.estimators import tagi as tagi_estimator
 from probprop.estimators._api import ClassifierMixin, check_is_fitted, validate_data
 from probprop.estimators.base import MomentEstimator, StreamLearning
 from probprop.estimators.gradient import EnsembleStepSize, LastLayerLaplace
+from probprop.estimators.pbp import PBPMembers
 from probprop.io import register_estimator
 from probprop.layers import Dense
 from probprop.layers.conv import POOLINGS, conv_stack
-from probprop.learners import pbp, tagi
+from probprop.learners import pbp, pbp_ensemble, tagi
 from probprop.learners.base import float64
 from probprop.likelihoods.classification import MultinomialProbit, Probit
+from probprop.moments.mixture import class_mixture
 
 #: How the inputs are scaled before the network sees them (``input_scaling``).
 INPUT_SCALINGS = ("features", "global", "none")
@@ -476,6 +478,95 @@ class PBPClassifier(OnlineClassifier):
         return pbp.PBPSpec(n_in=n_in, hidden=hidden, activation=self.activation, dtype=self.dtype,
                            likelihood=self._likelihood(), inference=params["inference"], init_mean_std=INIT_MEAN_STD,
                            learn_prior=bool(self.learn_prior), layers=layers)
+
+    @property
+    def n_classes_(self) -> int:
+        check_is_fitted(self, "classes_")
+        return len(self.classes_)
+
+
+@register_estimator
+class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
+    """An ensemble of independently initialised PBP classifiers, their probabilities averaged.
+
+    Each member is a :class:`PBPClassifier` posterior trained on the same data with its own
+    initial weights and shuffling (the members train together, as one batched program:
+    :mod:`probprop.learners.pbp_ensemble`). The prediction is the equally weighted mixture of
+    the members' predictive distributions, without sampling: the class probabilities are the
+    members' average; each probability's variance is the members' own variance under their weight
+    posteriors, averaged, plus the variance of their probabilities; the expected entropy is the
+    members' average (:func:`probprop.moments.mixture.class_mixture`), so the mutual information
+    holds both the members' disagreement and each member's weight uncertainty.
+
+    Parameters are those of :class:`PBPClassifier` (ADF only: no ``inference``, ``learn_prior``,
+    ``forgetting`` or ``replay``) plus ``n_members`` (default 5). ``partial_fit`` continues every
+    member from its posterior. ``members_`` gives each as a fitted :class:`PBPClassifier`.
+    """
+
+    _learner_name = "pbp_ensemble"
+    _progress_label = "PBP ensemble epochs"
+    _saved = ("classes_", "n_rejected_", "rejected_per_epoch_")
+    _member_fitted = (*PBPMembers._member_fitted, "classes_")
+
+    def __init__(self, n_members=5, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg",
+                 activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, random_state=None,
+                 verbose=False):
+        self.n_members = n_members
+        self.hidden = hidden
+        self.epochs = epochs
+        self.conv = conv
+        self.image_shape = image_shape
+        self.pooling = pooling
+        self.activation = activation
+        self.dtype = dtype
+        self.input_scaling = input_scaling
+        self.constant_tol = constant_tol
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _member(self, random_state) -> PBPClassifier:
+        return PBPClassifier(hidden=self.hidden, epochs=self.epochs, conv=self.conv, image_shape=self.image_shape,
+                             pooling=self.pooling, activation=self.activation, dtype=self.dtype,
+                             input_scaling=self.input_scaling, constant_tol=self.constant_tol,
+                             random_state=random_state)
+
+    def _validated_params(self) -> dict:
+        n_members = _checks.positive_int("n_members", self.n_members)
+        return {**self._member(None)._validated_params(), "n_members": n_members}
+
+    def _make_spec(self, n_in, params):
+        member = self._member(None)
+        member.classes_ = self.classes_
+        return pbp_ensemble.PBPEnsembleSpec(member=member._make_spec(n_in, params), n_members=params["n_members"])
+
+    def _spec_disagreements(self, spec, checked: dict) -> list[str]:
+        """The base checks of the ensemble's own fields, and :class:`PBPClassifier`'s of the
+        member network (its layers, convolutions included)."""
+        out = [d for d in super()._spec_disagreements(spec, checked) if not d.startswith("hidden ")]
+        member = getattr(spec, "member", None)
+        if not isinstance(member, pbp.PBPSpec):
+            return [*out, f"a member network of type {type(member).__name__}, not a PBP network"]
+        expected = self._member(None)
+        named = {message.split(" ", 1)[0] for message in out}
+        out += [f"member {d}" for d in expected._spec_disagreements(member, checked) if d.split(" ", 1)[0] not in named]
+        if member.inference != "adf" or member.learn_prior or member.init_mean_std != INIT_MEAN_STD:
+            out.append(f"member inference {member.inference!r}, learn_prior {member.learn_prior!r}, init_mean_std "
+                       f"{member.init_mean_std!r} against 'adf', False, {INIT_MEAN_STD!r}")
+        return out
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n, K): the members' average (rows sum to 1)."""
+        X = self._validate_X(X)
+        return normalise_rows(np.mean([m.predict_proba(X) for m in self._fitted_members(False)], axis=0))
+
+    def predict_dist(self, X) -> ClassPrediction:
+        """As :meth:`PBPClassifier.predict_dist`, for the members' mixture (class docstring)."""
+        X = self._validate_X(X)
+        dists = [m.predict_dist(X) for m in self._fitted_members(False)]
+        parts = (np.stack([getattr(d, name) for d in dists]) for name in ("probabilities", "variance",
+                                                                          "expected_entropy"))
+        probs, variance, expected = (np.asarray(a, np.float64) for a in float64(class_mixture)(*parts))
+        return ClassPrediction(normalise_rows(probs), variance, expected, self.classes_, epistemic=True)
 
     @property
     def n_classes_(self) -> int:

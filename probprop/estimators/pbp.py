@@ -420,8 +420,44 @@ def _field_disagreements(spec, expected, reported, prefix: str = "", skip=()) ->
             and getattr(spec, f.name) != getattr(expected, f.name)]
 
 
+class PBPMembers:
+    """What the PBP ensembles share (:class:`PBPEnsembleRegressor`,
+    :class:`probprop.PBPEnsembleClassifier`): members that start as their single-network
+    estimator (``_member(random_state)``) would, and the fitted members as such estimators."""
+
+    #: The fitted values a member shares with the ensemble.
+    _member_fitted = ("x_mean_", "x_scale_", "y_mean_", "y_scale_", "n_features_in_")
+
+    def _initial_state(self, key, spec):
+        # member k is exactly the single-network estimator with random_state=seed_k would start it
+        rng = check_random_state(self.random_state)
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(spec.n_members)]
+        keys = [_threefry.key(self._member(seed)._seed()) for seed in seeds]
+        return pbp_ensemble.init_members(keys, spec.member)
+
+    @property
+    def members_(self) -> list:
+        """The members as fitted single-network models (sharing this model's scaling)."""
+        return self._fitted_members(feature_names=True)
+
+    def _fitted_members(self, feature_names: bool) -> list:
+        check_is_fitted(self, "state_")
+        members = []
+        for i in range(self.spec_.n_members):
+            member = self._member(None)
+            for name in self._member_fitted:
+                setattr(member, name, getattr(self, name))
+            if feature_names and hasattr(self, "feature_names_in_"):
+                member.feature_names_in_ = self.feature_names_in_
+            member.state_ = pbp_ensemble.unstack(self.state_, i)
+            member.spec_ = self.spec_.member
+            member.n_rejected_ = int(count_rejections(member.state_))
+            members.append(member)
+        return members
+
+
 @register_estimator
-class PBPEnsembleRegressor(OnlineRegressor):
+class PBPEnsembleRegressor(PBPMembers, OnlineRegressor):
     """An ensemble of independently initialised PBP networks, combined as a mixture.
 
     Each member is a :class:`PBPRegressor` posterior trained on the same data with its own
@@ -484,26 +520,3 @@ class PBPEnsembleRegressor(OnlineRegressor):
             out += _field_disagreements(member, expected, out, prefix="member ")
         return out
 
-    def _initial_state(self, key, spec):
-        # member k is exactly PBPRegressor(random_state=seed_k).fit would start it
-        rng = check_random_state(self.random_state)
-        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(spec.n_members)]
-        keys = [_threefry.key(self._member(seed)._seed()) for seed in seeds]
-        return pbp_ensemble.init_members(keys, spec.member)
-
-    @property
-    def members_(self) -> list:
-        """The members as fitted :class:`PBPRegressor` models (sharing this model's scaling)."""
-        check_is_fitted(self, "state_")
-        members = []
-        for i in range(self.spec_.n_members):
-            member = self._member(None)
-            for name in ("x_mean_", "x_scale_", "y_mean_", "y_scale_", "n_features_in_"):
-                setattr(member, name, getattr(self, name))
-            if hasattr(self, "feature_names_in_"):
-                member.feature_names_in_ = self.feature_names_in_
-            member.state_ = pbp_ensemble.unstack(self.state_, i)
-            member.spec_ = self.spec_.member
-            member.n_rejected_ = int(count_rejections(member.state_))
-            members.append(member)
-        return members

@@ -42,7 +42,7 @@ import numpy as np
 from probprop.learners import ensemble, laplace
 from probprop.learners._sgd import check_positive
 from probprop.learners.base import Learner, Moments, float64
-from probprop.moments.mixture import mixture_moments
+from probprop.moments.mixture import class_mixture, mixture_moments
 
 
 @dataclass(frozen=True)
@@ -190,13 +190,11 @@ def class_moments(state: LaplaceEnsembleState, X: jax.Array, link: str):
     """The mixture's (probabilities, their variances, expected entropy) without draws: each
     member's closed form (:func:`probprop.learners.laplace.class_moments` with ``link``), mixed
     uniformly: the mean probabilities, the members' average variance plus their spread
-    (:func:`probprop.moments.mixture.mixture_moments`), the average expected entropy."""
+    (:func:`probprop.moments.mixture.class_mixture`), the average expected entropy."""
     X = np.asarray(X)  # each member blocks the rows itself (laplace.class_moments)
     members = [laplace.class_moments(state.member(m), X, link) for m in range(state.spec.n_members)]
     probs, variances, expected = (jnp.stack(parts) for parts in zip(*members, strict=True))
-    # mixture_moments' "noise" slot averages its argument: here the members' expected entropies
-    mean, variance, expected_entropy = mixture_moments(probs, expected, variances)
-    return mean, variance, expected_entropy
+    return class_mixture(probs, variances, expected)
 
 
 #: The mixture of last-layer Laplace networks behind the learner protocol (:mod:`probprop.learners.base`).

@@ -44,6 +44,12 @@ class PBPEnsembleSpec:
     def n_in(self) -> int:
         return self.member.n_in
 
+    @property
+    def output_likelihood(self):
+        """The members' output likelihood (a classifier's turns their output moments into class
+        probabilities)."""
+        return self.member.output_likelihood
+
 
 def stack(states) -> pbp.PBPState:
     """One batched state from a sequence of PBP states of one spec (leaves stacked on axis 0)."""
