@@ -318,6 +318,7 @@ MODELS = {
 #: its article).
 CLASSIFIERS = {
     "pbp": ("PBPClassifier", "a PBP"),
+    "pbp-ensemble": ("PBPEnsembleClassifier", "a PBP-ensemble"),
     "tagi": ("TAGIClassifier", "a TAGI"),
     "map": ("MAPClassifier", "a MAP"),
     "laplace": ("LaplaceClassifier", "a last-layer Laplace"),
@@ -632,8 +633,8 @@ def fit(ctx, data, target, model_name, hidden, epochs, seed, index_col, output, 
 
     Every column other than --target (and --index-col) is a feature. The options marked with
     model names set those models' parameters; given with another --model they are an error.
-    A target of text or booleans (or --task classification) fits the model's classifier (pbp, tagi,
-    map, laplace, mcdropout, ensemble, laplace-ensemble).
+    A target of text or booleans (or --task classification) fits the model's classifier (pbp,
+    pbp-ensemble, tagi, map, laplace, mcdropout, ensemble, laplace-ensemble).
     """
     import numpy as np
 
@@ -743,7 +744,7 @@ def _fit_classifier(model_name, data, frame, target, X, hidden, epochs, seed, ou
     _fit_and_save(model, X, y, output)
     proba = _class_probabilities(model, X, data)
     index = np.searchsorted(model.classes_, y)
-    spec = getattr(model.spec_, "member_spec", model.spec_)
+    spec = getattr(model.spec_, "member", getattr(model.spec_, "member_spec", model.spec_))  # an ensemble's member network
     outputs = spec.layer_sizes[-1]  # one probit output for two classes, K softmax or probit outputs otherwise
     network = "-".join(str(n) for n in (X.shape[1], *hidden, outputs))
     if getattr(model, "n_members", None):
@@ -1270,7 +1271,7 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @bench.command("images")
 @click.option("--datasets", default="mnist,fashion-mnist", show_default=True, help="Comma-separated: mnist, fashion-mnist.")
 @click.option("--methods", default="pbp-1pass,pbp,map,ensemble", show_default=True,
-              help="Comma-separated: pbp-1pass, pbp, pbp-shift, tagi-shift, pbp-cnn-shift, pbp-cnn-max-shift, tagi-cnn-shift (trained on randomly shifted images), pbp-cnn, pbp-cnn-max (max pooling), pbp-sep, pbp-sep-cnn (by stochastic EP), map, ensemble "
+              help="Comma-separated: pbp-1pass, pbp, pbp-shift, tagi-shift, pbp-cnn-shift, pbp-cnn-max-shift, tagi-cnn-shift (trained on randomly shifted images), pbp-cnn, pbp-cnn-max (max pooling), pbp-cnn-max-ensemble (--members such networks, probabilities averaged), pbp-sep, pbp-sep-cnn (by stochastic EP), map, ensemble "
                    "(scikit-learn's networks), tagi-1pass, tagi, tagi-cnn, mcdropout, deep-ensemble, map-cnn, deep-ensemble-cnn (pbp-cnn's network trained by Adam), "
                    "laplace, laplace-cnn (last-layer Laplace on a MAP network), laplace-kron, laplace-kron-cnn (the "
                    "same with the Kronecker-factored posterior), laplace-ensemble-cnn (deep-ensemble-cnn's "
@@ -1281,7 +1282,8 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
 @click.option("--hidden", multiple=True, default=("100,100",), show_default=True, callback=_parse_hidden,
               metavar="UNITS", help="Hidden units per layer (one to three layers) of all but the CNN methods.")
 @click.option("--members", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn, laplace-ensemble-cnn).")
+              help="Members of the ensemble methods (ensemble, deep-ensemble, deep-ensemble-cnn, laplace-ensemble-cnn, "
+                   "pbp-cnn-max-ensemble).")
 @click.option("--links", default="mc", show_default=True,
               help="Comma-separated: how the Laplace methods' predictions read the logits' Gaussian (mc: the draws; "
                    "probit, bridge, bridge_norm: closed forms), one row each from the same fit.")

@@ -57,7 +57,8 @@ def prequential(model, X, y, *, warmup: int = 50, classes=None, level: float = 0
     y; a fitted classifier keeps its own and refuses others). Returns the per-row scores of rows
     ``warmup`` onwards."""
     if not isinstance(model, StreamLearning) or model._learner().step is None:
-        raise TypeError(f"prequential needs an online probprop estimator (PBP or TAGI), got {type(model).__name__}")
+        raise TypeError("prequential needs an online probprop estimator that learns row by row (PBPRegressor, "
+                        f"PBPClassifier, TAGIRegressor, TAGIClassifier), got {type(model).__name__}")
     classify = isinstance(model, ClassifierMixin)
     X = np.asarray(X)
     y = np.asarray(y)

@@ -652,7 +652,7 @@ class StreamLearning:
     classifier): the drift model of ``partial_fit`` (``forgetting``, :mod:`probprop.learners.drift`)
     and the ordered, recorded sweep that prequential evaluation runs (:mod:`probprop.prequential`).
 
-    A concrete estimator has a ``forgetting`` parameter (``PBPEnsembleRegressor`` has none: its
+    A concrete estimator has a ``forgetting`` parameter (the PBP ensembles have none: their
     learner has no online step yet); its learned state is ``drift_`` (saved with the model) and the
     current factor ``gamma_``. With a ``replay`` parameter, each step is followed by replayed
     steps on the recent rows (:class:`probprop.learners.drift.Replay`); the window of recent rows

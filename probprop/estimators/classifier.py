@@ -21,7 +21,7 @@ from probprop.estimators import tagi as tagi_estimator
 from probprop.estimators._api import ClassifierMixin, check_is_fitted, validate_data
 from probprop.estimators.base import MomentEstimator, StreamLearning
 from probprop.estimators.gradient import EnsembleStepSize, LastLayerLaplace
-from probprop.estimators.pbp import PBPMembers
+from probprop.estimators.pbp import PBPMembers, _field_disagreements
 from probprop.io import register_estimator
 from probprop.layers import Dense
 from probprop.layers.conv import POOLINGS, conv_stack
@@ -99,6 +99,11 @@ class MomentClassifier(ClassifierMixin, MomentEstimator):
         if "conv" in checked and hasattr(spec, "conv"):
             out += _conv_disagreements(self, spec, checked)
         return out
+
+    @property
+    def n_classes_(self) -> int:
+        check_is_fitted(self, "classes_")
+        return len(self.classes_)
 
     # ------------------------------------------------------------------ labels
 
@@ -479,11 +484,6 @@ class PBPClassifier(OnlineClassifier):
                            likelihood=self._likelihood(), inference=params["inference"], init_mean_std=INIT_MEAN_STD,
                            learn_prior=bool(self.learn_prior), layers=layers)
 
-    @property
-    def n_classes_(self) -> int:
-        check_is_fitted(self, "classes_")
-        return len(self.classes_)
-
 
 @register_estimator
 class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
@@ -540,19 +540,28 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
         return pbp_ensemble.PBPEnsembleSpec(member=member._make_spec(n_in, params), n_members=params["n_members"])
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
-        """The base checks of the ensemble's own fields, and :class:`PBPClassifier`'s of the
-        member network (its layers, convolutions included)."""
+        """The base checks of the ensemble's own fields, :class:`PBPClassifier`'s of the member
+        network (its layers, convolutions included), and every other field of the member spec
+        against the one these parameters make (likelihood, ADF, the fixed prior, ...)."""
         out = [d for d in super()._spec_disagreements(spec, checked) if not d.startswith("hidden ")]
         member = getattr(spec, "member", None)
         if not isinstance(member, pbp.PBPSpec):
             return [*out, f"a member network of type {type(member).__name__}, not a PBP network"]
-        expected = self._member(None)
+        probe = self._member(None)
         named = {message.split(" ", 1)[0] for message in out}
-        out += [f"member {d}" for d in expected._spec_disagreements(member, checked) if d.split(" ", 1)[0] not in named]
-        if member.inference != "adf" or member.learn_prior or member.init_mean_std != INIT_MEAN_STD:
-            out.append(f"member inference {member.inference!r}, learn_prior {member.learn_prior!r}, init_mean_std "
-                       f"{member.init_mean_std!r} against 'adf', False, {INIT_MEAN_STD!r}")
-        return out
+        mine = [d for d in probe._spec_disagreements(member, checked) if d.split(" ", 1)[0] not in named]
+        k = getattr(member.output_likelihood, "n_classes", None)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+            mine.append(f"likelihood {member.output_likelihood!r} against a probit over 2 or more classes")
+        elif not any(d.startswith("conv ") for d in mine):
+            probe.classes_ = np.arange(k)  # every other field as these parameters make it (ADF, fixed prior)
+            mine += _field_disagreements(member, probe._make_spec(int(member.n_in), checked), [*out, *mine])
+        return [*out, *(f"member {d}" for d in mine)]
+
+    def _output_moments(self, X):
+        raise TypeError("a PBPEnsembleClassifier has no single Gaussian over its outputs (the learner's moment-matched "
+                        "mixture is for regression); its probabilities are the members' average: predict_proba, "
+                        "predict_dist")
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n, K): the members' average (rows sum to 1)."""
@@ -567,11 +576,6 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
                                                                           "expected_entropy"))
         probs, variance, expected = (np.asarray(a, np.float64) for a in float64(class_mixture)(*parts))
         return ClassPrediction(normalise_rows(probs), variance, expected, self.classes_, epistemic=True)
-
-    @property
-    def n_classes_(self) -> int:
-        check_is_fitted(self, "classes_")
-        return len(self.classes_)
 
 
 def _conv_params(estimator) -> tuple[tuple[int, int, int], ...]:

@@ -37,6 +37,8 @@ class PBPEnsembleSpec:
     n_members: int = 5
 
     def __post_init__(self):
+        if not isinstance(self.member, pbp.PBPSpec):
+            raise TypeError(f"member must be a PBPSpec, got {type(self.member).__name__}")
         if not (isinstance(self.n_members, int) and not isinstance(self.n_members, bool) and self.n_members >= 1):
             raise ValueError(f"n_members must be a positive int, got {self.n_members!r}")
 
@@ -46,8 +48,9 @@ class PBPEnsembleSpec:
 
     @property
     def output_likelihood(self):
-        """The members' output likelihood (a classifier's turns their output moments into class
-        probabilities)."""
+        """The members' output likelihood. A classifier turns each member's output moments into
+        class probabilities with it and averages those (:class:`probprop.PBPEnsembleClassifier`);
+        :func:`predict_moments`' moment-matched mixture is for regression only."""
         return self.member.output_likelihood
 
 

@@ -73,6 +73,7 @@ def test_evaluate_and_info_describe_a_classifier(files):
                           "--link-approx", "bridge_norm", "--hessian-structure", "kron"], "LaplaceEnsembleClassifier",
      "150"),
     ("ensemble", ["--members", "2", "--learning-rate", "0.003,0.03"], "DeepEnsembleClassifier", "60"),
+    ("pbp-ensemble", ["--members", "2", "--activation", "tanh"], "PBPEnsembleClassifier", "20"),
 ])
 def test_other_models_fit_their_classifier(files, tmp_path, model, options, name, epochs):
     """--model picks the family member's classifier, its options reach it, and predict reads
@@ -128,6 +129,8 @@ def test_other_models_fit_their_classifier(files, tmp_path, model, options, name
                 "every member (as given), read in closed form by link_approx=bridge_norm (no draws)") in text
     else:
         assert info["posterior"] is None
+    if model == "pbp-ensemble":
+        assert "fitted a PBP-ensemble classifier 2 x 2-6-3 on 150 rows" in fitted
 
 
 def test_classification_errors_are_one_line(files, tmp_path):

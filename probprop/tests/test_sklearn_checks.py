@@ -36,6 +36,7 @@ from probprop import (
     MCDropoutClassifier,
     MCDropoutRegressor,
     PBPClassifier,
+    PBPEnsembleClassifier,
     PBPEnsembleRegressor,
     PBPRegressor,
     QuantileRecalibratedRegressor,
@@ -65,6 +66,7 @@ ESTIMATORS = [
     ConformalRegressor(PBPRegressor(hidden=(8,), epochs=3, random_state=0), random_state=0),
     QuantileRecalibratedRegressor(PBPRegressor(hidden=(8,), epochs=3, random_state=0), random_state=0),
     PBPClassifier(hidden=(), epochs=10, random_state=0),
+    PBPEnsembleClassifier(n_members=2, hidden=(), epochs=10, random_state=0),
     MAPClassifier(hidden=(), epochs=20, learning_rate=1e-2, random_state=0),
     LaplaceClassifier(hidden=(), epochs=20, learning_rate=1e-2, n_samples=20, random_state=0),
     DeepEnsembleClassifier(hidden=(), epochs=20, n_members=2, learning_rate=1e-2, random_state=0),
@@ -77,7 +79,7 @@ ESTIMATORS = [
 def _expected_failed(estimator) -> dict:
     """The R^2 threshold fails for every estimator whose score is a log density; the conformal
     wrapper's score is R^2 (it has no density), so the check applies to it as written."""
-    classifiers = (PBPClassifier, MAPClassifier, LaplaceClassifier, LaplaceEnsembleClassifier, DeepEnsembleClassifier,
+    classifiers = (PBPClassifier, PBPEnsembleClassifier, MAPClassifier, LaplaceClassifier, LaplaceEnsembleClassifier, DeepEnsembleClassifier,
                    TAGIClassifier, MCDropoutClassifier)
     return {} if isinstance(estimator, (ConformalRegressor, *classifiers)) else EXPECTED_FAILED
 
