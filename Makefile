@@ -66,7 +66,6 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets mnist --methods pbp-cnn-max --epochs 8 --out docs/benchmarks/images-cnn-max
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max --epochs 8 --out docs/benchmarks/images-cnn-max-fashion
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max --epochs 16 --out docs/benchmarks/images-cnn-max-fashion-16
-	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max-ensemble --members 2 --epochs 6 --out docs/benchmarks/images-cnn-max-ensemble-fashion
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn,pbp-sep-cnn --epochs 12 --train-rows 10000 --workers 1 --out docs/benchmarks/images-sep-cnn
 	$(BIN)/probprop bench conv-speed --out docs/benchmarks/conv-speed
 	$(BIN)/probprop bench predict-speed --out docs/benchmarks/predict-speed

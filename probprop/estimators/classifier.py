@@ -468,7 +468,10 @@ class PBPClassifier(OnlineClassifier):
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
         """As for every estimator, with the network's shape checked as a whole (convolutions,
-        then the dense layers)."""
+        then the dense layers), and every other field of the spec against the one these
+        parameters make for its number of classes (the likelihood, the inference, the prior)."""
+        if not isinstance(spec, pbp.PBPSpec):
+            return [f"a network of type {type(spec).__name__}, not a PBP network"]
         out = [d for d in super()._spec_disagreements(spec, checked) if not d.startswith("hidden ")]
         try:
             hidden, layers = self._architecture(int(spec.n_in), checked)
@@ -476,7 +479,14 @@ class PBPClassifier(OnlineClassifier):
             return [*out, f"conv {checked['conv']!r} does not fit the inputs ({err})"]
         if (tuple(hidden), layers) != (tuple(spec.hidden), spec.layers):
             out.append(f"layers {hidden!r} {layers!r} against {tuple(spec.hidden)!r} {spec.layers!r}")
-        return out
+        k = getattr(spec.output_likelihood, "n_classes", None)
+        if k is None:  # a regression likelihood: the base check names it
+            return out
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+            return [*out, f"likelihood {spec.output_likelihood!r} against a probit over 2 or more classes"]
+        probe = type(self)(**self.get_params())
+        probe.classes_ = np.arange(k)
+        return out + _field_disagreements(spec, probe._make_spec(int(spec.n_in), checked), out)
 
     def _make_spec(self, n_in, params):
         hidden, layers = self._architecture(n_in, params)
@@ -540,23 +550,13 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
         return pbp_ensemble.PBPEnsembleSpec(member=member._make_spec(n_in, params), n_members=params["n_members"])
 
     def _spec_disagreements(self, spec, checked: dict) -> list[str]:
-        """The base checks of the ensemble's own fields, :class:`PBPClassifier`'s of the member
-        network (its layers, convolutions included), and every other field of the member spec
-        against the one these parameters make (likelihood, ADF, the fixed prior, ...)."""
+        """The base checks of the ensemble's own fields and :class:`PBPClassifier`'s of the
+        member network (its layers, convolutions included, and every other field: likelihood,
+        ADF, the fixed prior)."""
         out = [d for d in super()._spec_disagreements(spec, checked) if not d.startswith("hidden ")]
-        member = getattr(spec, "member", None)
-        if not isinstance(member, pbp.PBPSpec):
-            return [*out, f"a member network of type {type(member).__name__}, not a PBP network"]
-        probe = self._member(None)
         named = {message.split(" ", 1)[0] for message in out}
-        mine = [d for d in probe._spec_disagreements(member, checked) if d.split(" ", 1)[0] not in named]
-        k = getattr(member.output_likelihood, "n_classes", None)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-            mine.append(f"likelihood {member.output_likelihood!r} against a probit over 2 or more classes")
-        elif not any(d.startswith("conv ") for d in mine):
-            probe.classes_ = np.arange(k)  # every other field as these parameters make it (ADF, fixed prior)
-            mine += _field_disagreements(member, probe._make_spec(int(member.n_in), checked), [*out, *mine])
-        return [*out, *(f"member {d}" for d in mine)]
+        mine = self._member(None)._spec_disagreements(getattr(spec, "member", None), checked)
+        return [*out, *(f"member {d}" for d in mine if d.split(" ", 1)[0] not in named)]
 
     def _output_moments(self, X):
         raise TypeError("a PBPEnsembleClassifier has no single Gaussian over its outputs (the learner's moment-matched "

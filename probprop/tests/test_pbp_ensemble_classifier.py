@@ -161,3 +161,21 @@ def test_the_bench_method_builds_members_of_the_max_pooling_cnn():
     assert isinstance(model, PBPEnsembleClassifier)
     assert (model.n_members, model.epochs, model.pooling, model.random_state) == (3, 6, "max", 4)
     assert (model.conv, model.hidden, model.input_scaling) == (CNN_CONV, CNN_HIDDEN, "global")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("learn_prior", True, "learn_prior True against False"),
+    ("init_mean_std", 0.5, "init_mean_std 0.5 against 1.0"),
+    ("likelihood", {"class": "Softmax", "fields": {"n_classes": 10}}, "likelihood Softmax"),
+])
+def test_a_pbp_classifier_file_whose_network_its_parameters_do_not_make_is_refused(digits, tmp_path, field, value,
+                                                                                      match):
+    X, y, _, _ = digits
+    path = tmp_path / "pbp.npz"
+    PBPClassifier(random_state=0, **PARAMS).fit(X[:100], y[:100]).save(path)
+    arrays = model_arrays(path)
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["spec"]["fields"][field] = value
+    np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(meta))})
+    with pytest.raises(ModelFileError, match=match):
+        PBPClassifier.load(path)
