@@ -535,10 +535,24 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
         self.verbose = verbose
 
     def _member(self, random_state) -> PBPClassifier:
-        return PBPClassifier(hidden=self.hidden, epochs=self.epochs, conv=self.conv, image_shape=self.image_shape,
-                             pooling=self.pooling, activation=self.activation, dtype=self.dtype,
-                             input_scaling=self.input_scaling, constant_tol=self.constant_tol,
-                             random_state=random_state)
+        """A member network: this ensemble's parameters but ``n_members``, silent, seeded by ``random_state``."""
+        params = self.get_params(deep=False)
+        for name in ("n_members", "verbose", "random_state"):
+            del params[name]
+        return PBPClassifier(**params, random_state=random_state)
+
+    def partial_fit(self, X, y, classes=None, epochs: int = 1):
+        """Keep learning from (X, y), every member from its current posterior.
+
+        The first call fixes the classes: ``classes`` (every label the stream will hold), or the
+        labels of this first batch when ``classes`` is None (it must then hold at least two).
+        Later calls accept labels among ``classes_`` only, any number of rows, the same features;
+        ``classes``, if given again, must equal ``classes_``. The first call also sets the input
+        scaling (needs 2+ rows). Each of the ``epochs`` passes shuffles the batch (every member
+        its own order) and learns each row once; batches are padded to a power-of-two length
+        (compiled programs are reused). The members have no drift model (no ``forgetting`` or
+        ``replay``: :class:`PBPClassifier` has them)."""
+        return super().partial_fit(X, y, classes=classes, epochs=epochs)
 
     def _validated_params(self) -> dict:
         n_members = _checks.positive_int("n_members", self.n_members)
