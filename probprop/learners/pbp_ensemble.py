@@ -79,8 +79,11 @@ def init(key: jax.Array, spec: PBPEnsembleSpec) -> pbp.PBPState:
     return init_members(jax.random.split(key, spec.n_members), spec.member)
 
 
+#: One network's PBP epoch as the batched programs below run it (two updates per loop iteration).
+_epoch = partial(pbp._update, unroll=pbp.BATCHED_SWEEP_UNROLL)
+
 #: One PBP epoch of several independent networks, each on its own data, as one program.
-_update_together = jax.jit(jax.vmap(partial(pbp._update, unroll=pbp.BATCHED_SWEEP_UNROLL)))
+_update_together = jax.jit(jax.vmap(_epoch))
 
 
 @float64
@@ -94,9 +97,8 @@ def update_together(state: pbp.PBPState, Xs, ys, masks=None) -> pbp.PBPState:
 #: One PBP epoch of several networks on the same data, as one program: the data enter it once
 #: (not one copy per network: 376 MB per copy of 60,000 MNIST images in float64), and each
 #: network draws its own order from its own key.
-_update_shared = jax.jit(jax.vmap(partial(pbp._update, unroll=pbp.BATCHED_SWEEP_UNROLL), in_axes=(0, None, None)))
-_update_shared_masked = jax.jit(jax.vmap(partial(pbp._update, unroll=pbp.BATCHED_SWEEP_UNROLL),
-                                         in_axes=(0, None, None, None)))
+_update_shared = jax.jit(jax.vmap(_epoch, in_axes=(0, None, None)))
+_update_shared_masked = jax.jit(jax.vmap(_epoch, in_axes=(0, None, None, None)))
 
 
 @float64
