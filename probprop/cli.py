@@ -1293,16 +1293,21 @@ def bench_noisy_inputs(ctx, datasets, splits, methods, scales, data_dir, out):
               help="Folder holding mnist/ and fashion-mnist/ (default: $PROBPROP_IMAGES_DIR or a shared/data folder).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/benchmarks/images"),
               show_default=True, help="Folder for report.md, results.csv and the figures.")
+@click.option("--resume", is_flag=True, default=False,
+              help="Reuse the jobs an interrupted run with the same settings finished (kept in OUT/jobs until the "
+                   "report is written); without it they are cleared.")
 @click.pass_context
-def bench_images(ctx, datasets, methods, seeds, epochs, hidden, members, links, train_rows, workers, data_dir, out):
+def bench_images(ctx, datasets, methods, seeds, epochs, hidden, members, links, train_rows, workers, data_dir, out,
+                 resume):
     """MNIST / Fashion-MNIST: error, NLL, calibration, OOD detection and speed of the classifiers."""
     from probprop.bench import images
 
     try:
         path = images.run(out=out, datasets=datasets.split(","), methods=methods.split(","), seeds=seeds,
                           epochs=epochs, train_rows=train_rows, data_dir=data_dir, workers=workers, hidden=hidden,
-                          members=members, links=[link.strip() for link in links.split(",")],
-                          command=_command_line(ctx), log=lambda text: click.echo(text, err=True))
+                          members=members, links=[link.strip() for link in links.split(",")], resume=resume,
+                          command=shlex.join(w for w in shlex.split(_command_line(ctx)) if w != "--resume"),
+                          log=lambda text: click.echo(text, err=True))
     except (RuntimeError, OSError, ValueError) as err:
         raise click.ClickException(_first_line(err)) from None
     click.echo(f"wrote {path}/report.md, {path}/results.csv and the figures")

@@ -88,8 +88,8 @@ methods are probprop's classifiers through the same learner protocol.
 
 from __future__ import annotations
 
-import functools
 import itertools
+import json
 import os
 import time
 from pathlib import Path
@@ -121,6 +121,11 @@ N_NOISE = 2000
 #: Members of the ensemble methods (:data:`ENSEMBLE_METHODS`) unless ``--members`` says otherwise.
 ENSEMBLE_MEMBERS = 5
 ENSEMBLE_METHODS = ("ensemble", "deep-ensemble", "deep-ensemble-cnn", "laplace-ensemble-cnn", "pbp-cnn-max-ensemble")
+#: Ensemble methods whose members the run fits as separate one-core jobs (:func:`member_job`: each
+#: the single network the ensemble's member is), then combines
+#: (:meth:`probprop.PBPEnsembleClassifier.from_members`) and scores in a job of its own; the row's
+#: fit seconds are the members' sum (one core each, as one batched fit would take one core).
+MEMBER_JOB_METHODS = ("pbp-cnn-max-ensemble",)
 MAP_EPOCHS_PER_EPOCH = 5  # MAP epochs per --epochs (an Adam epoch is much cheaper than an ADF pass)
 TAGI_BATCH = 10
 #: The largest offset (pixels, each direction) of the :data:`SHIFT_METHODS`' training images.
@@ -226,6 +231,25 @@ def _probprop_model(method, epochs, seed, hidden=HIDDEN, members=ENSEMBLE_MEMBER
     return None
 
 
+def _readers(model, method, links):
+    """A fitted probprop model's (link, predict_proba, predict_scores) list, as :func:`_fit_predict`'s."""
+
+    def reader(link):
+        def read():  # the Laplace models read with ``link``; the others as they are
+            return model.set_params(link_approx=link) if method in LAPLACE_METHODS else model
+
+        def proba(Z):
+            return read().predict_proba(Z)
+
+        def scores(Z):  # a point estimate's (map-cnn's) leave out the epistemic scores
+            dist = read().predict_dist(Z)
+            return dist.probabilities, dist.scores()
+
+        return link, proba, scores
+
+    return [reader(link) for link in (links if method in LAPLACE_METHODS else ("mc",))]
+
+
 def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, links=("mc",)):
     """A list of (link, predict_proba, predict_scores) after fitting (one per link of ``links``
     for a Laplace method, else one "mc"), and the fit's seconds."""
@@ -253,22 +277,7 @@ def _fit_predict(method, X, y, seed, epochs, hidden=HIDDEN, members=ENSEMBLE_MEM
             start += drawing
         else:
             model.fit(X, y)
-        fit_seconds = time.perf_counter() - start
-
-        def reader(link):
-            def read():  # the Laplace models read with ``link``; the others as they are
-                return model.set_params(link_approx=link) if method in LAPLACE_METHODS else model
-
-            def proba(Z):
-                return read().predict_proba(Z)
-
-            def scores(Z):  # a point estimate's (map-cnn's) leave out the epistemic scores
-                dist = read().predict_dist(Z)
-                return dist.probabilities, dist.scores()
-
-            return link, proba, scores
-
-        return [reader(link) for link in (links if method in LAPLACE_METHODS else ("mc",))], fit_seconds
+        return _readers(model, method, links), time.perf_counter() - start
     if method == "pytagi":
         proba, scores, fit_seconds = _pytagi_fit_predict(X, y, seed, epochs, start, hidden)
         return [("mc", proba, scores)], fit_seconds
@@ -349,19 +358,44 @@ def _pytagi_fit_predict(X, y, seed, epochs, start, hidden=HIDDEN):
     return proba, scores, fit_seconds
 
 
-def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, core=None,
-        test_rows=None, links=("mc",)):
-    """One (dataset, method, seed): a list of dicts of results (one per link of ``links`` for a
-    Laplace method, else one), and a list of the arrays each row's figures need (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
-    ``hidden``: the hidden layers of all but the CNN methods; ``members``: of the ensemble methods)."""
+def _worker(core) -> None:
+    """A job's process: pinned to ``core`` (None: as it is), float64 JAX."""
     if core is not None:
         from probprop.bench.machine import pin
 
         pin(core)
-    from probprop.data.images import load_images
     from probprop.learners.base import float64_process
 
     float64_process()
+
+
+def member_job(dataset, method, seed, member, epochs, train_rows, data_dir, members, path, core=None) -> float:
+    """Fit member ``member`` of a :data:`MEMBER_JOB_METHODS` ensemble on its own (the single
+    network :meth:`probprop.estimators.pbp.PBPMembers.member_estimator` makes, exactly the one the
+    ensemble's fit would train beside the others) and save it to ``path``; its fit seconds."""
+    _worker(core)
+    from probprop.data.images import load_images
+
+    X, y, _, _ = load_images(dataset, data_dir, flat=True, scale=True)
+    if train_rows:
+        X, y = X[:train_rows], y[:train_rows]
+    start = time.perf_counter()
+    model = _probprop_model(method, epochs, seed, members=members).member_estimator(member).fit(X, y)
+    seconds = time.perf_counter() - start
+    model.save(path)
+    return seconds
+
+
+def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, members=ENSEMBLE_MEMBERS, core=None,
+        test_rows=None, links=("mc",), member_files=None, member_seconds=None):
+    """One (dataset, method, seed): a list of dicts of results (one per link of ``links`` for a
+    Laplace method, else one), and a list of the arrays each row's figures need (``train_rows`` / ``test_rows``: only the first so many images of each set, for tests;
+    ``hidden``: the hidden layers of all but the CNN methods; ``members``: of the ensemble methods).
+    ``member_files`` (a :data:`MEMBER_JOB_METHODS` method): the members :func:`member_job` fitted
+    and saved, combined instead of a fit; the row's fit seconds are ``member_seconds``' sum."""
+    _worker(core)
+    from probprop.data.images import load_images
+
     X, y, Xt, yt = load_images(dataset, data_dir, flat=True, scale=True)
     if train_rows:
         X, y = X[:train_rows], y[:train_rows]
@@ -371,7 +405,14 @@ def job(dataset, method, seed, epochs, train_rows, data_dir, hidden=HIDDEN, memb
         Xt, yt = Xt[:test_rows], yt[:test_rows]
         ood = {name: Z[:test_rows] for name, Z in ood.items()}
     hidden = tuple(int(h) for h in hidden)
-    readers, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden, members, links)
+    if member_files is None:
+        readers, fit_seconds = _fit_predict(method, X, y, seed, epochs, hidden, members, links)
+    else:
+        from probprop.io import load_model
+
+        model = type(_probprop_model(method, epochs, seed, members=members)).from_members(
+            [load_model(path) for path in member_files])
+        readers, fit_seconds = _readers(model, method, links), float(sum(member_seconds))
     rows, figures = [], []
     for link, proba_fn, scores_fn in readers:
         metrics, arrays = _evaluate(proba_fn, scores_fn, Xt, yt, ood)
@@ -414,13 +455,16 @@ def _evaluate(proba_fn, scores_fn, Xt, yt, ood):
 
 def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, epochs: int = 3, train_rows=None,
         data_dir=None, workers: int = 2, command: str | None = None, log=print, hidden=HIDDEN,
-        members: int = ENSEMBLE_MEMBERS, links=("mc",)) -> Path:
+        members: int = ENSEMBLE_MEMBERS, links=("mc",), resume: bool = False, test_rows=None) -> Path:
     """Run every job (``workers`` pinned processes) and write results.csv, report.md and figures
     (``hidden``: the hidden layers of all but the CNN methods, at most three; ``members``: of the
-    ensemble methods, at least two)."""
-    import pandas as pd
+    ensemble methods, at least two). Each job leaves its results in ``out/jobs`` as it finishes
+    (a :data:`MEMBER_JOB_METHODS` member: its fitted network); ``resume`` reuses those of an
+    interrupted run with the same settings (else they are cleared first). The folder goes once
+    the report is written. ``test_rows``: only the first so many test and OOD images (for tests)."""
+    import shutil
 
-    from probprop.bench.machine import pinned_results
+    import pandas as pd
 
     for name in methods:
         if name not in METHODS:
@@ -448,22 +492,140 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
         find_images_dir(name, data_dir)  # a clear error before any work
     out = Path("docs/benchmarks/images" if out is None else out)
     out.mkdir(parents=True, exist_ok=True)
-    calls = [(d, m, s, epochs, train_rows, data_dir, hidden, members) for s in range(seeds) for d in datasets for m in methods]
+    jobs = out / JOBS_DIR
+    if jobs.exists() and not resume:
+        shutil.rmtree(jobs)
+    jobs.mkdir(exist_ok=True)
+    settings = {"epochs": epochs, "train_rows": train_rows, "test_rows": test_rows, "hidden": list(hidden),
+                "members": members, "links": list(links), "version": _JOB_FILES_VERSION}
+    common = (epochs, train_rows, data_dir, hidden, members)
+    fits, scored = [], []  # (name, function, args, kwargs): the fits of members, then the jobs that score
+    for s, d, m in itertools.product(range(seeds), datasets, methods):
+        name = f"{d}_{m}_seed{s}"
+        if m in MEMBER_JOB_METHODS:
+            parts = [f"{name}_member{k}" for k in range(members)]
+            fits += [(part, member_job, (d, m, s, k, epochs, train_rows, data_dir, members,
+                                         str(jobs / f"{part}{_MODEL_SUFFIX}")), {}) for k, part in enumerate(parts)]
+            scored.append((name, job, (d, m, s, *common), {"links": links, "test_rows": test_rows,
+                                                           "member_files": parts}))
+        else:
+            scored.append((name, job, (d, m, s, *common), {"links": links, "test_rows": test_rows}))
     start = time.perf_counter()
+    reused = 0
+
+    def results(units):
+        nonlocal reused
+        done, todo = {}, []
+        for unit in units:
+            earlier = _load_job(jobs, unit[0], settings) if resume else None
+            if earlier is None:
+                todo.append(unit)
+            else:
+                done[unit[0]], reused = earlier, reused + 1
+        for (name, *_), result in _run_jobs(todo, jobs, settings, workers):
+            done[name] = result
+            if isinstance(result, float):
+                log(f"{name}: fit {result:.0f} s")
+            else:
+                for row in result[0]:
+                    log(f"{row['dataset']} {row['method']} seed {row['seed']}: error {row['error']:.4f} "
+                        f"nll {row['nll']:.4f} ece {row['ece']:.4f} fit {row['fit_seconds']:.0f} s")
+        return done
+
+    fitted = results(fits)
+    for _, _, _, kwargs in scored:
+        if "member_files" in kwargs:
+            parts = kwargs["member_files"]
+            kwargs["member_seconds"] = [fitted[part] for part in parts]
+            kwargs["member_files"] = [str(jobs / f"{part}{_MODEL_SUFFIX}") for part in parts]
+    done = results(scored)
+    wall = time.perf_counter() - start
     rows, figures = [], {}
-    for (d, m, s, *_), (job_rows, arrays) in pinned_results(functools.partial(job, links=links), calls, workers):
+    for name, _, (d, _m, s, *_), _ in scored:
+        job_rows, arrays = done[name]
         rows += job_rows
-        for row in job_rows:
-            log(f"{d} {row['method']} seed {s}: error {row['error']:.4f} nll {row['nll']:.4f} ece {row['ece']:.4f} "
-                f"fit {row['fit_seconds']:.0f} s")
         if s == 0:
             figures.update({(d, row["method"]): row_arrays for row, row_arrays in zip(job_rows, arrays, strict=True)})
-    wall = time.perf_counter() - start
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "results.csv", index=False)
     _figures(figures, out)
-    (out / "report.md").write_text(report(frame, command or "probprop bench images", wall, workers))
+    (out / "report.md").write_text(report(frame, command or "probprop bench images", wall, workers,
+                                          reused=(reused, len(fits) + len(scored))))
+    shutil.rmtree(jobs)
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Jobs' results on disk (``--resume``)
+# --------------------------------------------------------------------------------------
+
+#: The folder of a run's finished jobs, inside its ``out`` folder, until the report is written.
+JOBS_DIR = "jobs"
+_JOB_FILES_VERSION = 1
+_MODEL_SUFFIX = "-model.npz"
+
+
+def _run_jobs(units, jobs: Path, settings: dict, workers: int):
+    """:func:`probprop.bench.machine.pinned_results` of ``units``, each job leaving its result in
+    ``jobs`` as it finishes (in its own process: a job that ends while an earlier one runs is
+    kept even if the run is stopped then)."""
+    from probprop.bench.machine import pinned_results
+
+    calls = [(name, str(jobs), settings, fn, args, kwargs) for name, fn, args, kwargs in units]
+    for (name, *_), result in pinned_results(_kept_job, calls, workers):
+        yield (name,), result
+
+
+def _kept_job(name, jobs, settings, fn, args, kwargs, core=None):
+    """``fn(*args, **kwargs, core=core)``, its result written to ``jobs`` (:func:`_save_job`)."""
+    result = fn(*args, **kwargs, core=core)
+    _save_job(Path(jobs), name, settings, result)
+    return result
+
+
+def _save_job(jobs: Path, name: str, settings: dict, result) -> None:
+    """A job's result as ``name.json`` (the run's settings and the rows, or a member's fit
+    seconds) and ``name-figures.npz`` (the rows' figure arrays); the JSON last, so that a job
+    stopped while writing is not taken as finished."""
+    record = {"settings": settings}
+    if isinstance(result, float):
+        record["fit_seconds"] = result
+    else:
+        rows, figures = result
+        record["rows"] = rows
+        arrays = {f"{i}/{key}": np.asarray(value) for i, row_arrays in enumerate(figures)
+                  for key, value in row_arrays.items()}
+        np.savez(jobs / f"{name}-figures.npz", **arrays)
+    partial = jobs / f"{name}.json.part"
+    partial.write_text(json.dumps(record, default=_json_number))
+    partial.replace(jobs / f"{name}.json")
+
+
+def _json_number(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (np.floating, np.bool_)):
+        return value.item()
+    raise TypeError(f"cannot keep a {type(value).__name__} in a job's record")
+
+
+def _load_job(jobs: Path, name: str, settings: dict):
+    """A finished job's result (as :func:`_save_job` wrote it) if it ran with ``settings``, else None."""
+    try:
+        record = json.loads((jobs / f"{name}.json").read_text())
+        if record.get("settings") != settings:
+            return None
+        if "fit_seconds" in record:
+            return float(record["fit_seconds"]) if (jobs / f"{name}{_MODEL_SUFFIX}").is_file() else None
+        rows = record["rows"]
+        with np.load(jobs / f"{name}-figures.npz", allow_pickle=False) as saved:
+            figures = [{} for _ in rows]
+            for key in saved.files:
+                i, field = key.split("/", 1)
+                figures[int(i)][field] = saved[key]
+        return rows, figures
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _figures(figures, out: Path) -> None:
@@ -492,7 +654,9 @@ def _cnn_description() -> str:
     return f"convolutions ({convs}), dense {'-'.join(map(str, CNN_HIDDEN))}, 10 outputs (ReLU)"
 
 
-def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
+def report(frame, command: str, wall_seconds: float, workers: int = 2, reused=(0, 0)) -> str:
+    """The report's text; ``reused``: (jobs whose results a ``--resume`` took from an earlier
+    run, all jobs)."""
     from probprop.bench.machine import cpu_name, jobs_at_a_time
 
     seeds = frame["seed"].nunique()
@@ -522,10 +686,19 @@ def report(frame, command: str, wall_seconds: float, workers: int = 2) -> str:
     if len(ensembles):  # results from before the members column: the default
         counts = ensembles["members"].fillna(ENSEMBLE_MEMBERS) if "members" in ensembles else [ENSEMBLE_MEMBERS]
         networks += f" ensembles of {' / '.join(str(n) for n in sorted({int(n) for n in counts}))} members;"
+    split = [m for m in MEMBER_JOB_METHODS if (base == m).any()]
+    if split:
+        networks += (f" {', '.join(split)}: each member fitted alone, as a job of its own on one core, then the"
+                     " members combined (fit seconds: the members' sum);")
+    if reused[0]:
+        wall_text = (f"{wall_seconds:.0f} s wall time of the run that finished it, `--resume`d: {reused[0]} of "
+                     f"{reused[1]} jobs' results from earlier runs, with the times measured then")
+    else:
+        wall_text = f"{wall_seconds:.0f} s wall time"
     lines = [
         "# Image classification: MNIST and Fashion-MNIST",
         "",
-        f"Command: `{command}` ({wall_seconds:.0f} s wall time, {jobs_at_a_time(workers)}, each pinned to one core;",
+        f"Command: `{command}` ({wall_text}, {jobs_at_a_time(workers)}, each pinned to one core;",
         f"CPU: {cpu_name()}{on}). Means ± standard errors over {seeds} seeds. {networks}",
         "how each method is trained is in `probprop/bench/images.py`. ECE: 15 equal-width bins; adaptive: 15",
         "equal-mass bins. OOD AUROC: the other image set's test images (and noise images) as positives.",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
 
 import jax
@@ -401,6 +402,14 @@ def _same_param(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _same_fitted(a, b) -> bool:
+    """Whether two fitted values (arrays, numbers or None) are equal."""
+    if a is None or b is None:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype.kind == b.dtype.kind and bool(np.all(a == b))
+
+
 def _spec_from_params(model: PBPRegressor, n_in: int, checked: dict) -> pbp.PBPSpec:
     """The spec ``model``'s parameters make for ``n_in`` inputs (a copy of it with a unit target
     scale: the fixed noise variance it sets is not compared). A model file's spec must equal it
@@ -428,12 +437,73 @@ class PBPMembers:
     #: The fitted values a member shares with the ensemble.
     _member_fitted = ("x_mean_", "x_scale_", "y_mean_", "y_scale_", "n_features_in_")
 
-    def _initial_state(self, key, spec):
-        # member k is exactly the single-network estimator with random_state=seed_k would start it
+    def member_seeds(self, n_members: int | None = None) -> list[int]:
+        """The ``random_state`` of each member: member k starts exactly as the single-network
+        estimator ``members_[k]`` is, built with ``random_state=member_seeds()[k]``, would (and,
+        trained on the same rows for the same epochs, learns the same posterior up to float
+        rounding: fit the members as separate jobs, then :meth:`from_members`). ``n_members``
+        defaults to the ensemble's own. The same seeds on every call for an int
+        ``random_state`` only (None or a ``RandomState`` draws afresh)."""
+        n = _checks.positive_int("n_members", self.n_members if n_members is None else n_members)
         rng = check_random_state(self.random_state)
-        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(spec.n_members)]
-        keys = [_threefry.key(self._member(seed)._seed()) for seed in seeds]
+        return [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n)]
+
+    def member_estimator(self, k: int):
+        """Member ``k`` as an unfitted single-network estimator (seeded with ``member_seeds()[k]``)."""
+        seeds = self.member_seeds()
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k < len(seeds):
+            raise ValueError(f"member must be an integer in [0, {len(seeds)}), got {k!r}")
+        return self._member(seeds[int(k)])
+
+    def _initial_state(self, key, spec):
+        keys = [_threefry.key(self._member(seed)._seed()) for seed in self.member_seeds(spec.n_members)]
         return pbp_ensemble.init_members(keys, spec.member)
+
+    @classmethod
+    def from_members(cls, members, verbose=False):
+        """The ensemble of fitted single-network models (say, fitted in separate processes or on
+        separate machines, each with one of :meth:`member_seeds`): each member's posterior as it
+        is, combined as :meth:`fit` combines its own. The members must be fitted instances of the
+        ensemble's member class with the same parameters but ``random_state`` (and ``verbose``)
+        and the same inputs: features, input scaling (and classes). The ensemble takes those
+        parameters, ``n_members=len(members)`` and ``random_state=None``."""
+        import jax
+
+        members = list(members) if isinstance(members, (list, tuple)) else members
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"members must be a non-empty list of fitted models, got {type(members).__name__}")
+        kind = type(cls()._member(None))
+        for i, member in enumerate(members):
+            if type(member) is not kind:
+                raise TypeError(f"members[{i}] is a {type(member).__name__}; a {cls.__name__} combines "
+                                f"{kind.__name__} models")
+            check_is_fitted(member, "state_")
+        first = members[0].get_params(deep=False)
+        own = {name: first[name] for name in cls._get_param_names() if name in first and name not in ("verbose", "random_state")}
+        ensemble = cls(**own, n_members=len(members), verbose=verbose)
+        expected = ensemble._member(None).get_params(deep=False)
+        for i, member in enumerate(members):
+            params = member.get_params(deep=False)
+            for name, value in expected.items():
+                if name not in ("random_state", "verbose") and not _same_param(params[name], value):
+                    raise ValueError(f"members[{i}] has {name}={params[name]!r} where the ensemble's members have "
+                                     f"{value!r}" + ("" if i else f" (a {cls.__name__} has no {name} parameter)"))
+            for name in (*cls._member_fitted, "feature_names_in_"):
+                if not _same_fitted(getattr(member, name, None), getattr(members[0], name, None)):
+                    raise ValueError(f"members[{i}]'s {name} differs from members[0]'s: the members must be fitted "
+                                     "on the same features (and, for input scaling, the same rows or statistics)")
+            if member.spec_ != members[0].spec_:
+                raise ValueError(f"members[{i}]'s network differs from members[0]'s")
+        for name in (*cls._member_fitted, "feature_names_in_"):
+            if hasattr(members[0], name):
+                setattr(ensemble, name, getattr(members[0], name))
+        ensemble.spec_ = pbp_ensemble.PBPEnsembleSpec(member=members[0].spec_, n_members=len(members))
+        ensemble.state_ = pbp_ensemble.stack([jax.device_get(m.state_) for m in members])
+        ensemble.n_rejected_ = int(np.sum(count_rejections(ensemble.state_)))
+        per_epoch = [list(getattr(m, "rejected_per_epoch_", [])) for m in members]
+        ensemble.rejected_per_epoch_ = [int(sum(counts)) for counts in
+                                        itertools.zip_longest(*per_epoch, fillvalue=0)]
+        return ensemble
 
     @property
     def members_(self) -> list:

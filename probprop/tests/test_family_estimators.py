@@ -81,6 +81,21 @@ def test_pbp_ensemble_moments_are_the_mixture_of_its_members(data):
     assert isinstance(model.members_[0], PBPRegressor)
 
 
+def test_pbp_ensemble_regressor_from_members_fitted_apart(data):
+    """Members fitted one by one with the ensemble's ``member_seeds`` and combined by
+    ``from_members`` predict as the ensemble's own fit (its target scaling taken from them)."""
+    X, y, X_test, _ = data
+    model = PBPEnsembleRegressor(n_members=2, hidden=(8,), epochs=2, random_state=3).fit(X, y)
+    combined = PBPEnsembleRegressor.from_members([model.member_estimator(k).fit(X, y) for k in range(2)])
+    a, b = combined.predict_dist(X_test), model.predict_dist(X_test)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.epistemic_var, b.epistemic_var, rtol=1e-10)
+    np.testing.assert_allclose(a.noise_var, b.noise_var, rtol=1e-10)
+    shifted = PBPRegressor(hidden=(8,), epochs=2, random_state=0).fit(X, y + 100.0)
+    with pytest.raises(ValueError, match=r"members\[1\]'s y_mean_ differs"):
+        PBPEnsembleRegressor.from_members([combined.members_[0], shifted])
+
+
 @pytest.mark.parametrize(
     "model, message",
     [

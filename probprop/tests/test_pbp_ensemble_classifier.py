@@ -45,6 +45,52 @@ def test_each_member_is_the_classifier_its_seed_makes(digits, fitted):
     assert not np.allclose(probs[0], probs[1], atol=1e-3)  # different initialisations, different networks
 
 
+def test_members_fitted_apart_and_combined_are_the_ensemble_fit(digits, fitted, tmp_path):
+    """``from_members``: the members fitted one by one (each with its ``member_seeds`` seed, as
+    separate jobs would) and combined predict as the ensemble's own fit, through a file too."""
+    X, y, Xt, _ = digits
+    assert fitted.member_seeds() == _member_seeds(7, 3)
+    apart = [fitted.member_estimator(k).fit(X, y) for k in range(3)]
+    assert [m.random_state for m in apart] == fitted.member_seeds()
+    for bad in (3, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"member must be an integer in \[0, 3\)"):
+            fitted.member_estimator(bad)
+    combined = PBPEnsembleClassifier.from_members(apart)
+    assert combined.get_params() == {**fitted.get_params(), "random_state": None}
+    np.testing.assert_allclose(combined.predict_proba(Xt), fitted.predict_proba(Xt), rtol=0, atol=1e-12)
+    a, b = combined.predict_dist(Xt), fitted.predict_dist(Xt)
+    np.testing.assert_allclose(a.mutual_information, b.mutual_information, rtol=0, atol=1e-12)
+    assert (combined.n_rejected_, combined.rejected_per_epoch_) == (fitted.n_rejected_, fitted.rejected_per_epoch_)
+    combined.save(tmp_path / "combined.npz")
+    back = PBPEnsembleClassifier.load(tmp_path / "combined.npz")
+    np.testing.assert_allclose(back.predict_proba(Xt), fitted.predict_proba(Xt), rtol=0, atol=1e-12)
+    # two of them: an ensemble of those two
+    pair = PBPEnsembleClassifier.from_members(apart[:2])
+    assert pair.n_members == 2
+    np.testing.assert_allclose(pair.predict_proba(Xt), np.mean([m.predict_proba(Xt) for m in apart[:2]], axis=0),
+                               rtol=0, atol=1e-12)
+
+
+def test_members_that_do_not_belong_together_are_refused(digits, fitted):
+    X, y, _, _ = digits
+    member = fitted.members_[0]
+    with pytest.raises(ValueError, match="non-empty list"):
+        PBPEnsembleClassifier.from_members([])
+    with pytest.raises(TypeError, match=r"members\[1\] is a PBPEnsembleClassifier; .* combines PBPClassifier"):
+        PBPEnsembleClassifier.from_members([member, fitted])
+    with pytest.raises(Exception, match="not fitted"):
+        PBPEnsembleClassifier.from_members([member, PBPClassifier(**PARAMS)])
+    wider = PBPClassifier(**{**PARAMS, "hidden": (8,)}, random_state=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"members\[1\] has hidden=\(8,\) where the ensemble's members have \(16,\)"):
+        PBPEnsembleClassifier.from_members([member, wider])
+    drifting = PBPClassifier(**PARAMS, forgetting=0.99, random_state=1).fit(X, y)
+    with pytest.raises(ValueError, match="a PBPEnsembleClassifier has no forgetting parameter"):
+        PBPEnsembleClassifier.from_members([drifting, member])
+    other_rows = PBPClassifier(**PARAMS, random_state=1).fit(X[:200], y[:200])
+    with pytest.raises(ValueError, match=r"members\[1\]'s x_mean_ differs"):
+        PBPEnsembleClassifier.from_members([member, other_rows])
+
+
 def test_probabilities_and_scores_are_the_members_mixture(digits, fitted):
     _, _, Xt, yt = digits
     dists = [m.predict_dist(Xt) for m in fitted.members_]

@@ -262,3 +262,73 @@ def test_the_shift_methods_learn_every_pass_from_freshly_shifted_images(have_ima
 
     text = images.report(pd.DataFrame([row]), "probprop bench images", 1.0)
     assert f"tagi-shift train on images moved by up to {images.AUGMENT_SHIFT} pixels" in text
+
+
+def test_an_ensembles_members_fitted_as_jobs_of_their_own_score_as_its_fit(have_images, tmp_path):
+    """A :data:`MEMBER_JOB_METHODS` ensemble: its members fitted by ``member_job`` one by one,
+    saved, and scored together give the row of the ensemble fitted as one batched program, with
+    the members' fit seconds summed."""
+    assert images.MEMBER_JOB_METHODS == ("pbp-cnn-max-ensemble",)
+    (whole,), (whole_arrays,) = images.job("mnist", "pbp-cnn-max-ensemble", 0, 1, 100, None, members=2, test_rows=100)
+    files = [str(tmp_path / f"member{k}.npz") for k in range(2)]
+    seconds = [images.member_job("mnist", "pbp-cnn-max-ensemble", 0, k, 1, 100, None, 2, path)
+               for k, path in enumerate(files)]
+    (row,), (arrays,) = images.job("mnist", "pbp-cnn-max-ensemble", 0, 1, 100, None, members=2, test_rows=100,
+                                   member_files=files, member_seconds=seconds)
+    np.testing.assert_allclose(arrays["proba"], whole_arrays["proba"], rtol=0, atol=1e-10)
+    for key in ("error", "nll", "ece", "misclassification_auroc", "ood_fashion-mnist_mutual_information_auroc"):
+        assert abs(row[key] - whole[key]) < 1e-9, key
+    assert row["fit_seconds"] == sum(seconds) and row["members"] == 2
+    text = images.report(__import__("pandas").DataFrame([row]), "probprop bench images", 1.0)
+    assert "pbp-cnn-max-ensemble: each member fitted alone, as a job of its own on one core" in text
+
+
+def test_resume_reuses_the_finished_jobs_of_the_same_settings_only(have_images, tmp_path):
+    """``resume``: a job an earlier run finished (here: its record, marked) is taken as it is and
+    the others run; other settings, a record without its figures or no ``resume`` run it afresh;
+    the jobs folder goes with the report."""
+    import pandas as pd
+
+    options = {"datasets": ["mnist"], "methods": ["map"], "epochs": 1, "hidden": (10,), "train_rows": 200,
+               "test_rows": 100, "workers": 1, "log": lambda text: None}
+    settings = {"epochs": 1, "train_rows": 200, "test_rows": 100, "hidden": [10], "members": images.ENSEMBLE_MEMBERS,
+                "links": ["mc"], "version": images._JOB_FILES_VERSION}
+    jobs = tmp_path / images.JOBS_DIR
+    jobs.mkdir()
+    rows, figures = images.job("mnist", "map", 0, 1, 200, None, hidden=(10,), test_rows=100)
+    marked = [{**rows[0], "error": 0.123}]
+    images._save_job(jobs, "mnist_map_seed0", settings, (marked, figures))
+    back_rows, back_figures = images._load_job(jobs, "mnist_map_seed0", settings)
+    assert back_rows == marked and set(back_figures[0]) == set(figures[0])
+    for key, value in figures[0].items():
+        np.testing.assert_array_equal(back_figures[0][key], value)
+    assert images._load_job(jobs, "mnist_map_seed0", {**settings, "epochs": 2}) is None
+    assert images._load_job(jobs, "mnist_map_seed1", settings) is None
+    images._save_job(jobs, "mnist_x_seed0_member0", settings, 5.0)  # a member's record without its network
+    assert images._load_job(jobs, "mnist_x_seed0_member0", settings) is None
+
+    out = images.run(out=tmp_path, seeds=2, resume=True, **options)
+    frame = pd.read_csv(out / "results.csv")
+    assert frame.loc[frame["seed"] == 0, "error"].tolist() == [0.123]  # reused
+    assert frame.loc[frame["seed"] == 1, "error"].iloc[0] != 0.123  # run
+    assert "`--resume`d: 1 of 2 jobs' results from earlier runs" in (out / "report.md").read_text()
+    assert not jobs.exists()
+    jobs.mkdir()
+    images._save_job(jobs, "mnist_map_seed0", settings, (marked, figures))
+    images.run(out=tmp_path, seeds=1, resume=False, **options)
+    assert pd.read_csv(out / "results.csv")["error"].tolist() != [0.123]
+    assert "--resume" not in (out / "report.md").read_text()
+
+
+def test_the_cli_passes_resume_and_leaves_it_out_of_the_reports_command(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from probprop.cli import main
+
+    seen = {}
+    monkeypatch.setattr(images, "run", lambda **kwargs: seen.update(kwargs) or tmp_path)
+    result = CliRunner().invoke(main, ["bench", "images", "--resume", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is True and "--resume" not in seen["command"]
+    CliRunner().invoke(main, ["bench", "images", "--out", str(tmp_path)])
+    assert seen["resume"] is False
