@@ -2,9 +2,12 @@
 
     probprop bench images [--datasets mnist,fashion-mnist] [--methods pbp-1pass,pbp,map,ensemble,...]
                           [--seeds 3] [--epochs 3] [--hidden 100,100] [--members 5] [--train-rows N]
-                          [--data-dir DIR] [--out DIR]
+                          [--data-dir DIR] [--out DIR] [--resume]
 
-Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine):
+Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine;
+``pbp-cnn-max-ensemble``: one job per member, then one that combines and scores them). A job's
+results stay in ``OUT/jobs`` from when it finishes until the report is written, and ``--resume``
+reuses those of an interrupted run with the same settings. Each job:
 fit on the training images (pixels / 255, standardised with one global mean and std), then on the
 10,000 test images: error, NLL, Brier, ECE (15 equal-width bins) and its adaptive variant, and
 misclassification detection (AUROC of 1 - max probability for the errors); and out-of-distribution
@@ -31,9 +34,12 @@ but the CNN methods):
   maximum, ``pooling="max"``) instead of average pooling: its convolutions run at stride 1, about
   five times the cost per image;
 - ``pbp-cnn-max-ensemble``: :class:`probprop.PBPEnsembleClassifier`, ``--members`` (five by default)
-  ``pbp-cnn-max`` networks trained side by side (one batched program), each from its own
-  initialisation and shuffles, their probabilities averaged; the scores mix the members' closed
-  forms (their disagreement plus each one's weight uncertainty), no sampling;
+  ``pbp-cnn-max`` networks, each from its own initialisation and shuffles, their probabilities
+  averaged; the scores mix the members' closed forms (their disagreement plus each one's weight
+  uncertainty), no sampling. The run fits each member as a job of its own on one core
+  (:meth:`~probprop.PBPEnsembleClassifier.member_estimator`: the network the ensemble's batched fit
+  trains, up to float rounding) and combines them
+  (:meth:`~probprop.PBPEnsembleClassifier.from_members`); fit seconds: the members' sum;
 - ``map``: scikit-learn's ``MLPClassifier`` (softmax, Adam, L2 1e-4, batch 200) for ``--epochs``
   x 5 epochs: the MAP network everyone has;
 - ``ensemble``: ``--members`` (five by default) such MAP networks with different seeds, probabilities averaged (Lakshminarayanan

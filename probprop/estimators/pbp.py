@@ -479,7 +479,8 @@ class PBPMembers:
                                 f"{kind.__name__} models")
             check_is_fitted(member, "state_")
         first = members[0].get_params(deep=False)
-        own = {name: first[name] for name in cls._get_param_names() if name in first and name not in ("verbose", "random_state")}
+        own = {name: first[name] for name in cls._get_param_names()
+               if name in first and name not in ("verbose", "random_state")}
         ensemble = cls(**own, n_members=len(members), verbose=verbose)
         expected = ensemble._member(None).get_params(deep=False)
         for i, member in enumerate(members):
