@@ -5,9 +5,10 @@
                           [--data-dir DIR] [--out DIR] [--resume]
 
 Each (dataset, method, seed) is one job on one pinned core (two at a time on a two-core machine;
-``pbp-cnn-max-ensemble``: one job per member, then one that combines and scores them). A job's
-results stay in ``OUT/jobs`` from when it finishes until the report is written, and ``--resume``
-reuses those of an interrupted run with the same settings. Each job:
+``pbp-cnn-max-ensemble``: one job per member, then one that combines and scores them, started
+as soon as its own members are done). A job's results stay in ``OUT/jobs`` from when it finishes
+until the report is written, and ``--resume`` reuses those of an interrupted run with the same
+settings. Each job:
 fit on the training images (pixels / 255, standardised with one global mean and std), then on the
 10,000 test images: error, NLL, Brier, ECE (15 equal-width bins) and its adaptive variant, and
 misclassification detection (AUROC of 1 - max probability for the errors); and out-of-distribution
@@ -52,8 +53,9 @@ but the CNN methods):
   (:func:`probprop.data.images.random_shifts`, zero fill; a ``fit`` of one pass, then
   ``partial_fit`` pass by pass): translation augmentation, a regulariser for the multi-pass MLPs and CNNs
   (the scikit-learn and gradient baselines train on the images as they are). Their fit seconds
-  leave out drawing the shifts; ``partial_fit`` pads the 60,000 rows to 65,536 where ``fit`` pads
-  to 61,440 (masked rows, about 7 % more steps per pass after the first);
+  leave out drawing the shifts; ``partial_fit`` pads the 60,000 rows to 61,440 as ``fit`` does
+  (until 2026-12-06 to 65,536: the reports before then took about 7 % more steps per pass after
+  the first);
 - ``tagi-cnn``: :class:`probprop.TAGIClassifier` with ``pbp-cnn``'s network (Gaussian kernels,
   conditioned on by TAGI, each kernel's update summed over the positions of its maps) for
   ``--epochs`` passes in mini-batches of :data:`TAGI_BATCH`;
@@ -98,6 +100,7 @@ import itertools
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -505,49 +508,37 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     settings = {"epochs": epochs, "train_rows": train_rows, "test_rows": test_rows, "hidden": list(hidden),
                 "members": members, "links": list(links), "version": _JOB_FILES_VERSION}
     common = (epochs, train_rows, data_dir, hidden, members)
-    fits, scored = [], []  # (name, function, args, kwargs): the fits of members, then the jobs that score
+    units, scored = [], []  # units: (name, job call, needs); a job that scores follows the members it combines
     for s, d, m in itertools.product(range(seeds), datasets, methods):
-        name = f"{d}_{m}_seed{s}"
+        name, kwargs, needs = f"{d}_{m}_seed{s}", {"links": links, "test_rows": test_rows}, ()
         if m in MEMBER_JOB_METHODS:
-            parts = [f"{name}_member{k}" for k in range(members)]
-            fits += [(part, member_job, (d, m, s, k, epochs, train_rows, data_dir, members,
-                                         str(jobs / f"{part}{_MODEL_SUFFIX}")), {}) for k, part in enumerate(parts)]
-            scored.append((name, job, (d, m, s, *common), {"links": links, "test_rows": test_rows,
-                                                           "member_files": parts}))
-        else:
-            scored.append((name, job, (d, m, s, *common), {"links": links, "test_rows": test_rows}))
+            needs = tuple(f"{name}_member{k}" for k in range(members))
+            units += [(part, (member_job, (d, m, s, k, epochs, train_rows, data_dir, members,
+                                           str(jobs / f"{part}{_MODEL_SUFFIX}")), {}), ())
+                      for k, part in enumerate(needs)]
+            kwargs["member_files"] = [str(jobs / f"{part}{_MODEL_SUFFIX}") for part in needs]
+        units.append((name, (job, (d, m, s, *common), kwargs), needs))
+        scored.append((name, s, d))
+    earlier = {}
+    if resume:
+        earlier = {name: result for name, _, _ in units
+                   if (result := _load_job(jobs, name, settings)) is not None}
+    parts = {need for _, _, needs in units for need in needs}  # members: run only for an ensemble still to score
+    wanted = {need for name, _, needs in units if name not in earlier for need in needs}
+    todo = [unit for unit in units if unit[0] not in earlier and (unit[0] not in parts or unit[0] in wanted)]
     start = time.perf_counter()
-    reused = 0
-
-    def results(units):
-        nonlocal reused
-        done, todo = {}, []
-        for unit in units:
-            earlier = _load_job(jobs, unit[0], settings) if resume else None
-            if earlier is None:
-                todo.append(unit)
-            else:
-                done[unit[0]], reused = earlier, reused + 1
-        for (name, *_), result in _run_jobs(todo, jobs, settings, workers):
-            done[name] = result
-            if isinstance(result, float):
-                log(f"{name}: fit {result:.0f} s")
-            else:
-                for row in result[0]:
-                    log(f"{row['dataset']} {row['method']} seed {row['seed']}: error {row['error']:.4f} "
-                        f"nll {row['nll']:.4f} ece {row['ece']:.4f} fit {row['fit_seconds']:.0f} s")
-        return done
-
-    fitted = results(fits)
-    for _, _, _, kwargs in scored:
-        if "member_files" in kwargs:
-            parts = kwargs["member_files"]
-            kwargs["member_seconds"] = [fitted[part] for part in parts]
-            kwargs["member_files"] = [str(jobs / f"{part}{_MODEL_SUFFIX}") for part in parts]
-    done = results(scored)
+    done = dict(earlier)
+    for name, result in _run_jobs(todo, jobs, settings, workers, earlier):
+        done[name] = result
+        if isinstance(result, float):
+            log(f"{name}: fit {result:.0f} s")
+        else:
+            for row in result[0]:
+                log(f"{row['dataset']} {row['method']} seed {row['seed']}: error {row['error']:.4f} "
+                    f"nll {row['nll']:.4f} ece {row['ece']:.4f} fit {row['fit_seconds']:.0f} s")
     wall = time.perf_counter() - start
     rows, figures = [], {}
-    for name, _, (d, _m, s, *_), _ in scored:
+    for name, s, d in scored:
         job_rows, arrays = done[name]
         rows += job_rows
         if s == 0:
@@ -556,7 +547,7 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     frame.to_csv(out / "results.csv", index=False)
     _figures(figures, out)
     (out / "report.md").write_text(report(frame, command or "probprop bench images", wall, workers,
-                                          reused=(reused, len(fits) + len(scored))))
+                                          reused=(len(earlier), len(units))))
     shutil.rmtree(jobs)
     return out
 
@@ -571,15 +562,25 @@ _JOB_FILES_VERSION = 1
 _MODEL_SUFFIX = "-model.npz"
 
 
-def _run_jobs(units, jobs: Path, settings: dict, workers: int):
-    """:func:`probprop.bench.machine.pinned_results` of ``units``, each job leaving its result in
-    ``jobs`` as it finishes (in its own process: a job that ends while an earlier one runs is
-    kept even if the run is stopped then)."""
-    from probprop.bench.machine import pinned_results
+def _run_jobs(units, jobs: Path, settings: dict, workers: int, earlier=None):
+    """:func:`probprop.bench.machine.pinned_graph` of ``units`` (``(name, (fn, args, kwargs),
+    needs)``; ``earlier``: results of jobs that ran before), each job leaving its result in ``jobs``
+    as it finishes (in its own process: a job that ends while an earlier one runs is kept even if
+    the run is stopped then); a job that scores an ensemble is given its members' fit seconds.
+    Yields ``(name, result)`` as each finishes."""
+    from probprop.bench.machine import pinned_graph
 
-    calls = [(name, str(jobs), settings, fn, args, kwargs) for name, fn, args, kwargs in units]
-    for (name, *_), result in pinned_results(_kept_job, calls, workers):
-        yield (name,), result
+    calls = [(name, partial(_job_call, name, str(jobs), settings, *call, needs), needs)
+             for name, call, needs in units]
+    yield from pinned_graph(_kept_job, calls, workers, done=earlier)
+
+
+def _job_call(name, jobs, settings, fn, args, kwargs, needs, results):
+    """The arguments of :func:`_kept_job` for a job, once the jobs it ``needs`` (an ensemble's
+    members) have their ``results`` (fit seconds)."""
+    if needs:
+        kwargs = {**kwargs, "member_seconds": [results[need] for need in needs]}
+    return name, jobs, settings, fn, args, kwargs
 
 
 def _kept_job(name, jobs, settings, fn, args, kwargs, core=None):

@@ -4,6 +4,8 @@
   platform, package versions);
 - :func:`usable_cores` and :func:`pin`: the cores this process may use, and pinning the calling
   process to one of them (``sched_setaffinity``);
+- :func:`pinned_results` and :func:`pinned_graph`: jobs on a pool of worker processes, one pinned
+  core each (the second for jobs that wait on others, e.g. an ensemble's scoring on its members);
 - :func:`thread_environment` and :func:`worker_environment` (from :mod:`probprop._workers`, which
   the Ray backend shares): a single-threaded worker's environment variables, with the persistent
   XLA compilation cache; :func:`xla_cache_state` says what that cache holds.
@@ -27,6 +29,8 @@ __all__ = [
     "cpu_name",
     "machine_info",
     "pin",
+    "pinned_graph",
+    "pinned_results",
     "thread_environment",
     "usable_cores",
     "worker_environment",
@@ -135,9 +139,37 @@ def pinned_results(fn, calls, workers: int):
     each pinned to its own usable core for its life (``c``: that core; ``fn`` may pin itself to
     it again); a job goes to whichever process is free, so jobs of unequal length never share a
     core. Yields ``(args, result)`` in the order of ``calls``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    calls = list(calls)
+    finished, following = {}, 0
+    for i, result in pinned_graph(fn, [(i, args, ()) for i, args in enumerate(calls)], workers):
+        finished[i] = result
+        while following in finished:
+            yield calls[following], finished.pop(following)
+            following += 1
 
+
+def pinned_graph(fn, calls, workers: int, done=None):
+    """:func:`pinned_results` for jobs that wait on others: ``calls`` is a list of ``(key, args,
+    needs)``; a job starts once every job whose key is in ``needs`` has finished (or is in
+    ``done``, a dict of results from before), and ``args`` may be a function of the results so
+    far (``args(results)``, called in this process when the job starts) instead of a tuple. At
+    most ``workers`` jobs run at once; a free worker takes the first job of ``calls`` that may
+    start, so a job listed right after the ones it waits on runs as soon as they are done.
+    Yields ``(key, result)`` as each job finishes; a job that raises stops the run (the running
+    jobs finish, the waiting ones never start)."""
+    import itertools
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    results = dict(done or {})
+    waiting = list(calls)
+    keys = [key for key, _, _ in waiting]
+    if len(set(keys)) != len(keys) or set(keys) & set(results):
+        raise ValueError("every job needs a key of its own, not one of another job or of done")
+    for key, _, needs in waiting:
+        unknown = set(needs) - set(keys) - set(results)
+        if unknown:
+            raise ValueError(f"job {key!r} waits on jobs that are not there: {sorted(map(repr, unknown))}")
     cores = usable_cores()[: max(1, workers)]
     context = multiprocessing.get_context("spawn")
     free = context.Queue()
@@ -145,9 +177,23 @@ def pinned_results(fn, calls, workers: int):
         free.put(core)
     with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_take_core,
                              initargs=(free,)) as pool:
-        futures = [pool.submit(_on_worker_core, fn, args) for args in calls]
-        for args, future in zip(calls, futures):
-            yield args, future.result()
+        running, started = {}, itertools.count()  # running: future -> (the how-manieth started, key)
+        while waiting or running:
+            while len(running) < len(cores):
+                ready = next((i for i, (_, _, needs) in enumerate(waiting) if all(n in results for n in needs)),
+                             None)
+                if ready is None:
+                    break
+                key, args, _ = waiting.pop(ready)
+                args = args(results) if callable(args) else args
+                running[pool.submit(_on_worker_core, fn, args)] = (next(started), key)
+            if not running:
+                raise ValueError(f"jobs wait on each other in a cycle: {[key for key, _, _ in waiting]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: running[f][0]):
+                _, key = running.pop(future)
+                results[key] = future.result()
+                yield key, results[key]
 
 
 # --------------------------------------------------------------------------------------

@@ -283,6 +283,55 @@ def test_an_ensembles_members_fitted_as_jobs_of_their_own_score_as_its_fit(have_
     assert "pbp-cnn-max-ensemble: each member fitted alone, as a job of its own on one core" in text
 
 
+def test_an_ensembles_scoring_follows_its_own_members_and_a_resume_refits_only_what_it_needs(monkeypatch, tmp_path):
+    """The run's jobs: each :data:`MEMBER_JOB_METHODS` ensemble's scoring job listed right after
+    its members and waiting on them (so that it starts once they are done, not after every
+    member of the run), given their fit seconds; with ``resume``, a finished member is taken
+    from before and a member of an ensemble already scored is not fitted again."""
+    import probprop.data.images
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def capture(units, jobs, settings, workers, earlier=None):
+        seen.update(units=units, earlier=earlier)
+        raise Stop
+        yield
+
+    monkeypatch.setattr(probprop.data.images, "find_images_dir", lambda name, data_dir=None: tmp_path)
+    monkeypatch.setattr(images, "_run_jobs", capture)
+    options = {"datasets": ["fashion-mnist"], "methods": ["pbp-cnn-max-ensemble", "map"], "members": 2,
+               "epochs": 1, "log": lambda text: None, "out": tmp_path}
+    with pytest.raises(Stop):
+        images.run(seeds=2, **options)
+    names = [(name, needs) for name, _, needs in seen["units"]]
+    ensemble = "fashion-mnist_pbp-cnn-max-ensemble_seed{}"
+    parts = [tuple(f"{ensemble.format(s)}_member{k}" for k in range(2)) for s in range(2)]
+    assert names == [(parts[0][0], ()), (parts[0][1], ()), (ensemble.format(0), parts[0]),
+                     ("fashion-mnist_map_seed0", ()), (parts[1][0], ()), (parts[1][1], ()),
+                     (ensemble.format(1), parts[1]), ("fashion-mnist_map_seed1", ())]
+    call = seen["units"][2][1]  # (fn, args, kwargs)
+    *_, fn, _, kwargs = images._job_call(ensemble.format(0), "J", {}, *call, parts[0],
+                                         {parts[0][0]: 3.0, parts[0][1]: 4.0})
+    assert fn is images.job and kwargs["member_seconds"] == [3.0, 4.0]
+    assert kwargs["member_files"] == [str(tmp_path / images.JOBS_DIR / f"{part}{images._MODEL_SUFFIX}")
+                                      for part in parts[0]]
+
+    jobs = tmp_path / images.JOBS_DIR
+    settings = {"epochs": 1, "train_rows": None, "test_rows": None, "hidden": list(images.HIDDEN), "members": 2,
+                "links": ["mc"], "version": images._JOB_FILES_VERSION}
+    images._save_job(jobs, ensemble.format(0), settings, ([{"error": 0.1}], [{}]))  # scored: its members not needed
+    images._save_job(jobs, parts[1][0], settings, 5.0)
+    (jobs / f"{parts[1][0]}{images._MODEL_SUFFIX}").write_bytes(b"")
+    with pytest.raises(Stop):
+        images.run(seeds=2, resume=True, **options)
+    assert [name for name, _, _ in seen["units"]] == ["fashion-mnist_map_seed0", parts[1][1], ensemble.format(1),
+                                                       "fashion-mnist_map_seed1"]
+    assert set(seen["earlier"]) == {ensemble.format(0), parts[1][0]} and seen["earlier"][parts[1][0]] == 5.0
+
+
 def test_resume_reuses_the_finished_jobs_of_the_same_settings_only(have_images, tmp_path):
     """``resume``: a job an earlier run finished (here: its record, marked) is taken as it is and
     the others run; other settings, a record without its figures or no ``resume`` run it afresh;

@@ -1,4 +1,4 @@
-"""The benchmarks' process pool (:func:`probprop.bench.machine.pinned_results`)."""
+"""The benchmarks' process pool (:func:`probprop.bench.machine.pinned_results` and ``pinned_graph``)."""
 
 import os
 import time
@@ -44,3 +44,46 @@ def test_pinned_results_come_back_in_call_order_and_jobs_never_share_a_core(tmp_
                    if a["start"] < b["end"] and b["start"] < a["end"]]
     assert overlapping  # the long job ran beside short ones
     assert all(a["core"] != b["core"] for a, b in overlapping)
+
+
+def _echo(*args, core=None):
+    if args == ("fail",):
+        raise RuntimeError("this job failed")
+    return args
+
+
+def _sum_of(keys, results):
+    """A job's arguments from the results it waited on."""
+    return (sum(results[key][0] for key in keys),)
+
+
+def test_a_job_waits_for_its_needs_then_goes_before_later_jobs_and_sees_their_results():
+    """One worker, so that the order is the scheduler's alone: a job listed before the jobs it
+    waits on starts once they are done, ahead of the jobs listed after it; its arguments come
+    from their results (and from ``done``, results of before)."""
+    from functools import partial
+
+    from probprop.bench.machine import pinned_graph
+
+    calls = [("sum", partial(_sum_of, ("a", "b", "old")), ("a", "b", "old")), ("a", (1,), ()), ("b", (2,), ()),
+             ("other", (7,), ())]
+    assert list(pinned_graph(_echo, calls, workers=1, done={"old": (10,)})) == [
+        ("a", (1,)), ("b", (2,)), ("sum", (13,)), ("other", (7,))]
+
+
+def test_pinned_graph_refuses_unknown_needs_shared_keys_and_cycles_and_stops_at_a_failed_job():
+    from probprop.bench.machine import pinned_graph
+
+    with pytest.raises(ValueError, match="not there.*'b'"):
+        list(pinned_graph(_echo, [("a", (), ("b",))], workers=1))
+    with pytest.raises(ValueError, match="key of its own"):
+        list(pinned_graph(_echo, [("a", (), ()), ("a", (), ())], workers=1))
+    with pytest.raises(ValueError, match="key of its own"):
+        list(pinned_graph(_echo, [("a", (), ())], workers=1, done={"a": 1}))
+    with pytest.raises(ValueError, match=r"cycle: \['b', 'c'\]"):
+        list(pinned_graph(_echo, [("a", (1,), ()), ("b", (), ("c",)), ("c", (), ("b",))], workers=1))
+    seen = []
+    with pytest.raises(RuntimeError, match="this job failed"):
+        for key, _ in pinned_graph(_echo, [("a", (1,), ()), ("bad", ("fail",), ()), ("after", (), ("bad",))], workers=1):
+            seen.append(key)
+    assert seen == ["a"]
