@@ -112,6 +112,19 @@ def fit_rows(n: int) -> int:
     return rows
 
 
+#: From this many rows on, ``partial_fit`` pads a batch as ``fit`` pads its rows (:func:`fit_rows`)
+#: rather than to a power of two: masked rows cost a full step each, every pass, so 60,000 rows
+#: take 61,440 steps a pass rather than 65,536 (shorter batches keep one compiled size per doubling).
+PARTIAL_FIT_FINE_ROWS = 8192
+
+
+def batch_rows(n: int) -> int:
+    """The row count ``partial_fit`` pads a batch of n rows to: :func:`fit_rows` from
+    :data:`PARTIAL_FIT_FINE_ROWS` rows (the same padded length, and so the same order of the
+    real rows, as ``fit``), else the power of two :func:`probprop.learners.base.bucket` gives."""
+    return fit_rows(n) if int(n) >= PARTIAL_FIT_FINE_ROWS else bucket(n)
+
+
 def padded(Xs, ys=None, size: int | None = None):
     """Rows padded with zeros to ``size`` (default :func:`bucket` length), and the mask of the
     real rows (a prefix)."""
@@ -726,7 +739,7 @@ class StreamLearning:
     def _learn_batch(self, Xs, ys, epochs: int) -> None:
         """``partial_fit``'s learning: today's shuffled epochs without forgetting or replay, the
         ordered drift sweep with either (one pass)."""
-        Xp, yp, mask = padded(Xs, ys)
+        Xp, yp, mask = padded(Xs, ys, batch_rows(len(Xs)))
         if self._forgetting() is None and self._replay() is None:
             self.__dict__.pop("replay_window_", None)  # rows learned without replay would be missing from it
             self._run_epochs(Xp, yp, epochs, mask)
@@ -759,8 +772,9 @@ class OnlineRegressor(StreamLearning, MomentRegressor):
         The first call on an unfitted model sets the standardisation (needs 2+ rows) and starts
         from the prior, with no hyperparameter search (the defaults stand in for ``"select"``);
         later calls reuse both, accept any number of rows, and need the same features. Each of the
-        ``epochs`` passes shuffles the batch and learns each row once. Batches are padded to a
-        power-of-two length, so a stream of ragged batches reuses compiled programs.
+        ``epochs`` passes shuffles the batch and learns each row once. Batches are padded
+        (:func:`batch_rows`: to a power of two below 8,192 rows, as ``fit`` pads from there), so a
+        stream of ragged batches reuses compiled programs.
 
         With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
         stream instead: learned once each (``epochs`` must be 1) in the order given, every step

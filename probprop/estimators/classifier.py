@@ -310,7 +310,8 @@ class OnlineClassifier(StreamLearning, MomentClassifier):
         Later calls accept labels among ``classes_`` only, any number of rows, the same features;
         ``classes``, if given again, must equal ``classes_``. The first call also sets the input
         scaling (needs 2+ rows). Each of the ``epochs`` passes shuffles the batch and learns each
-        row once; batches are padded to a power-of-two length (compiled programs are reused).
+        row once; batches are padded (:func:`probprop.estimators.base.batch_rows`: to a power of
+        two below 8,192 rows, as ``fit`` pads from there) so that compiled programs are reused.
 
         With ``forgetting`` set (the drift model, :mod:`probprop.learners.drift`), the rows are a
         stream instead: learned once each (``epochs`` must be 1) in the order given, every step
@@ -517,6 +518,7 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
     _progress_label = "PBP ensemble epochs"
     _saved = ("classes_", "n_rejected_", "rejected_per_epoch_")
     _member_fitted = (*PBPMembers._member_fitted, "classes_")
+    _member_class = PBPClassifier
 
     def __init__(self, n_members=5, hidden=(50,), epochs=40, conv=(), image_shape=None, pooling="avg",
                  activation="relu", dtype="float64", input_scaling="features", constant_tol=1e-9, random_state=None,
@@ -549,8 +551,8 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
         Later calls accept labels among ``classes_`` only, any number of rows, the same features;
         ``classes``, if given again, must equal ``classes_``. The first call also sets the input
         scaling (needs 2+ rows). Each of the ``epochs`` passes shuffles the batch (every member
-        its own order) and learns each row once; batches are padded to a power-of-two length
-        (compiled programs are reused). The members have no drift model (no ``forgetting`` or
+        its own order) and learns each row once; batches are padded as :class:`PBPClassifier`'s
+        are (compiled programs are reused). The members have no drift model (no ``forgetting`` or
         ``replay``: :class:`PBPClassifier` has them)."""
         return super().partial_fit(X, y, classes=classes, epochs=epochs)
 

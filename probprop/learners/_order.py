@@ -68,10 +68,10 @@ def shuffled_order(key: jax.Array, mask: jax.Array) -> jax.Array:
     only), the real rows come out in exactly the order ``permutation(key, mask.sum())`` gives
     unpadded data, provided the padded length needs as many sorting rounds as the real one
     (:data:`ROUND_LIMITS`; ``fit``'s row buckets never straddle one). So a padded fit
-    reproduces an unpadded one. (``partial_fit`` pads to powers of two, which do straddle them: a
-    batch of 1,025-1,625 rows padded to 2,048, or of 2,097,153-2,642,245 padded to 4,194,304, takes
-    one more sorting round than unpadded, so its order differs from :func:`permutation`'s, as
-    uniform.) Each round sorts the real rows' words as :func:`permutation` does and gives the
+    reproduces an unpadded one. (``partial_fit`` pads batches under 8,192 rows to powers of two,
+    which do straddle them: a batch of 1,025-1,625 rows padded to 2,048 takes one more sorting
+    round than unpadded, so its order differs from :func:`permutation`'s, as uniform; longer
+    batches are padded as ``fit`` pads.) Each round sorts the real rows' words as :func:`permutation` does and gives the
     padding the largest key, so it sorts after every real row that does not draw that key itself
     (with a prefix mask: after every real row). Without 64-bit types (and from 2**32 rows) it
     argsorts uniform draws instead: still uniform, padding still last, but not

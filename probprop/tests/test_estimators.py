@@ -348,6 +348,38 @@ def test_partial_fit_stream_of_single_rows(small_data):
     assert model.predict(far)[0] > before + y.std()
 
 
+def test_a_long_partial_fit_batch_is_padded_as_fit_pads_and_learns_as_unpadded(monkeypatch):
+    """From :data:`PARTIAL_FIT_FINE_ROWS` rows a batch is padded to ``fit_rows`` (8,984 rows to
+    9,216 steps a pass, not the power of two's 16,384: masked steps cost as much as real ones),
+    and the posterior is the one the learner's update of the unpadded rows gives (oracle: the
+    update without a mask, from the same state); a short batch still goes to a power of two."""
+    import jax
+
+    from probprop.estimators import base
+
+    assert base.batch_rows(60_000) == 61_440 == base.fit_rows(60_000)
+    assert (base.batch_rows(8_191), base.batch_rows(8_192), base.batch_rows(1_030)) == (8_192, 8_192, 2_048)
+    X, y = make_regression(n_samples=9_000, n_features=3, noise=5.0, random_state=0)
+    model = PBPRegressor(hidden=(4,), epochs=1, random_state=0).partial_fit(X[:16], y[:16])
+    before = jax.device_get(model.state_)
+    lengths = []
+    run_epochs = base.MomentEstimator._run_epochs
+
+    def spy(self, Xs, ys, epochs, mask=None):
+        lengths.append(len(Xs))
+        return run_epochs(self, Xs, ys, epochs, mask)
+
+    monkeypatch.setattr(base.MomentEstimator, "_run_epochs", spy)
+    model.partial_fit(X[16:], y[16:])
+    assert lengths == [9_216]
+    Xs, ys = model._standardise(X[16:], y[16:])
+    expected = jax.device_get(model._learner().update(before, Xs, ys))
+    for got, want in zip(jax.tree_util.tree_leaves(model.state_), jax.tree_util.tree_leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=1e-12, atol=1e-12)
+    model.partial_fit(X[:1_030], y[:1_030])
+    assert lengths[-1] == 2_048
+
+
 def test_partial_fit_from_scratch_sets_the_standardisation(small_data):
     X, y = small_data
     model = PBPRegressor(**FAST).partial_fit(X[:8], y[:8], epochs=2)
