@@ -432,10 +432,13 @@ def _field_disagreements(spec, expected, reported, prefix: str = "", skip=()) ->
 class PBPMembers:
     """What the PBP ensembles share (:class:`PBPEnsembleRegressor`,
     :class:`probprop.PBPEnsembleClassifier`): members that start as their single-network
-    estimator (``_member(random_state)``) would, and the fitted members as such estimators."""
+    estimator (``_member(random_state)``, a ``_member_class``) would, and the fitted members as
+    such estimators."""
 
     #: The fitted values a member shares with the ensemble.
     _member_fitted = ("x_mean_", "x_scale_", "y_mean_", "y_scale_", "n_features_in_")
+    #: The single-network estimator a member is.
+    _member_class: type
 
     def member_seeds(self, n_members: int | None = None) -> list[int]:
         """The ``random_state`` of each member: member k starts exactly as the single-network
@@ -472,7 +475,7 @@ class PBPMembers:
         members = list(members) if isinstance(members, (list, tuple)) else members
         if not isinstance(members, list) or not members:
             raise ValueError(f"members must be a non-empty list of fitted models, got {type(members).__name__}")
-        kind = type(cls()._member(None))
+        kind = cls._member_class
         for i, member in enumerate(members):
             if type(member) is not kind:
                 raise TypeError(f"members[{i}] is a {type(member).__name__}; a {cls.__name__} combines "
@@ -541,6 +544,7 @@ class PBPEnsembleRegressor(PBPMembers, OnlineRegressor):
     gives each as a fitted :class:`PBPRegressor`.
     """
 
+    _member_class = PBPRegressor
     _learner_name = "pbp_ensemble"
     _propagations = PROPAGATIONS
     _progress_label = "PBP ensemble epochs"

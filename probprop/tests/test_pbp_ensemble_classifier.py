@@ -225,3 +225,10 @@ def test_a_pbp_classifier_file_whose_network_its_parameters_do_not_make_is_refus
     np.savez(path, **{**arrays, "__meta__": np.array(json.dumps(meta))})
     with pytest.raises(ModelFileError, match=match):
         PBPClassifier.load(path)
+
+
+def test_the_member_class_is_the_class_of_the_members_the_ensemble_builds():
+    from probprop import PBPEnsembleClassifier, PBPEnsembleRegressor
+
+    for ensemble in (PBPEnsembleClassifier(n_members=2, random_state=0), PBPEnsembleRegressor(n_members=2)):
+        assert type(ensemble.member_estimator(1)) is type(ensemble)._member_class
