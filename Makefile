@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/probprop bench uci --methods pbp,bayesridge,ngboost --datasets all --splits all --workers 2 --out docs/benchmarks/uci
 
 # Every report under docs/benchmarks except those run on the lent GPU (docs/benchmarks/accelerator,
-# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 24 hours on 2 cores.
+# docs/benchmarks/images-cnn-ensemble10: their READMEs give the commands); about 26 hours on 2 cores.
 UCI := $(BIN)/probprop bench uci --splits all --workers 2 --no-progress
 bench-all: bench
 	cache=$$(mktemp -d) && \
@@ -67,6 +67,7 @@ bench-all: bench
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max --epochs 8 --out docs/benchmarks/images-cnn-max-fashion
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max --epochs 16 --out docs/benchmarks/images-cnn-max-fashion-16
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max-ensemble --members 2 --epochs 5 --out docs/benchmarks/images-cnn-max-ensemble-fashion
+	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn-max-ensemble --members 2 --epochs 8 --out docs/benchmarks/images-cnn-max-ensemble-fashion-8
 	$(BIN)/probprop bench images --datasets fashion-mnist --methods pbp-cnn,pbp-sep-cnn --epochs 12 --train-rows 10000 --workers 1 --out docs/benchmarks/images-sep-cnn
 	$(BIN)/probprop bench conv-speed --out docs/benchmarks/conv-speed
 	$(BIN)/probprop bench predict-speed --out docs/benchmarks/predict-speed
