@@ -547,7 +547,7 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     frame.to_csv(out / "results.csv", index=False)
     _figures(figures, out)
     (out / "report.md").write_text(report(frame, command or "probprop bench images", wall, workers,
-                                          reused=(len(earlier), len(units))))
+                                          reused=(len(earlier), len(earlier) + len(todo))))
     shutil.rmtree(jobs)
     return out
 
