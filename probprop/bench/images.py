@@ -528,7 +528,14 @@ def run(out=None, datasets=DATASETS, methods=DEFAULT_METHODS, seeds: int = 3, ep
     todo = [unit for unit in units if unit[0] not in earlier and (unit[0] not in parts or unit[0] in wanted)]
     start = time.perf_counter()
     done = dict(earlier)
-    for name, result in _run_jobs(todo, jobs, settings, workers, earlier):
+    if earlier:
+        log(f"{len(earlier)} jobs' results taken from an earlier run; {len(todo)} to run")
+    begun = itertools.count(1)
+
+    def started(name):
+        log(f"{name}: started at {time.strftime('%H:%M')} (job {next(begun)} of {len(todo)})")
+
+    for name, result in _run_jobs(todo, jobs, settings, workers, earlier, started):
         done[name] = result
         if isinstance(result, float):
             log(f"{name}: fit {result:.0f} s")
@@ -562,17 +569,17 @@ _JOB_FILES_VERSION = 1
 _MODEL_SUFFIX = "-model.npz"
 
 
-def _run_jobs(units, jobs: Path, settings: dict, workers: int, earlier=None):
+def _run_jobs(units, jobs: Path, settings: dict, workers: int, earlier=None, on_start=None):
     """:func:`probprop.bench.machine.pinned_graph` of ``units`` (``(name, (fn, args, kwargs),
     needs)``; ``earlier``: results of jobs that ran before), each job leaving its result in ``jobs``
     as it finishes (in its own process: a job that ends while an earlier one runs is kept even if
     the run is stopped then); a job that scores an ensemble is given its members' fit seconds.
-    Yields ``(name, result)`` as each finishes."""
+    Yields ``(name, result)`` as each finishes; ``on_start(name)`` as each starts."""
     from probprop.bench.machine import pinned_graph
 
     calls = [(name, partial(_job_call, name, str(jobs), settings, *call, needs), needs)
              for name, call, needs in units]
-    yield from pinned_graph(_kept_job, calls, workers, done=earlier)
+    yield from pinned_graph(_kept_job, calls, workers, done=earlier, on_start=on_start)
 
 
 def _job_call(name, jobs, settings, fn, args, kwargs, needs, results):

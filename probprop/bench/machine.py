@@ -148,7 +148,7 @@ def pinned_results(fn, calls, workers: int):
             following += 1
 
 
-def pinned_graph(fn, calls, workers: int, done=None):
+def pinned_graph(fn, calls, workers: int, done=None, on_start=None):
     """:func:`pinned_results` for jobs that wait on others: ``calls`` is a list of ``(key, args,
     needs)``; a job starts once every job whose key is in ``needs`` has finished (or is in
     ``done``, a dict of results from before), and ``args`` may be a function of the results so
@@ -156,7 +156,8 @@ def pinned_graph(fn, calls, workers: int, done=None):
     most ``workers`` jobs run at once; a free worker takes the first job of ``calls`` that may
     start, so a job listed right after the ones it waits on runs as soon as they are done.
     Yields ``(key, result)`` as each job finishes; a job that raises stops the run (the running
-    jobs finish, the waiting ones never start)."""
+    jobs finish, the waiting ones never start). ``on_start(key)``, if given, is called as each
+    job is handed to a worker (to show progress)."""
     import itertools
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -178,22 +179,32 @@ def pinned_graph(fn, calls, workers: int, done=None):
     with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_take_core,
                              initargs=(free,)) as pool:
         running, started = {}, itertools.count()  # running: future -> (the how-manieth started, key)
-        while waiting or running:
+
+        def fill():  # hand the first jobs that may start to the free workers
             while len(running) < len(cores):
                 ready = next((i for i, (_, _, needs) in enumerate(waiting) if all(n in results for n in needs)),
                              None)
                 if ready is None:
-                    break
+                    return
                 key, args, _ = waiting.pop(ready)
                 args = args(results) if callable(args) else args
                 running[pool.submit(_on_worker_core, fn, args)] = (next(started), key)
-            if not running:
-                raise ValueError(f"jobs wait on each other in a cycle: {[key for key, _, _ in waiting]}")
+                if on_start is not None:
+                    on_start(key)
+
+        fill()
+        while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            keys = []
             for future in sorted(finished, key=lambda f: running[f][0]):
                 _, key = running.pop(future)
                 results[key] = future.result()
+                keys.append(key)
+            fill()  # the next jobs start before the results are handed out
+            for key in keys:
                 yield key, results[key]
+        if waiting:
+            raise ValueError(f"jobs wait on each other in a cycle: {[key for key, _, _ in waiting]}")
 
 
 # --------------------------------------------------------------------------------------

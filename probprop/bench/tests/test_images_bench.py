@@ -298,15 +298,16 @@ def test_an_ensembles_scoring_follows_its_own_members_and_a_resume_refits_only_w
 
     seen = {}
 
-    def capture(units, jobs, settings, workers, earlier=None):
+    def capture(units, jobs, settings, workers, earlier=None, on_start=None):
         seen.update(units=units, earlier=earlier)
         raise Stop
         yield
 
     monkeypatch.setattr(probprop.data.images, "find_images_dir", lambda name, data_dir=None: tmp_path)
     monkeypatch.setattr(images, "_run_jobs", capture)
+    logs = []
     options = {"datasets": ["fashion-mnist"], "methods": ["pbp-cnn-max-ensemble", "map"], "members": 2,
-               "epochs": 1, "log": lambda text: None, "out": tmp_path}
+               "epochs": 1, "log": logs.append, "out": tmp_path}
     with pytest.raises(Stop):
         images.run(seeds=2, **options)
     names = [(name, needs) for name, _, needs in seen["units"]]
@@ -333,6 +334,7 @@ def test_an_ensembles_scoring_follows_its_own_members_and_a_resume_refits_only_w
     assert [name for name, _, _ in seen["units"]] == ["fashion-mnist_map_seed0", parts[1][1], ensemble.format(1),
                                                        "fashion-mnist_map_seed1"]
     assert set(seen["earlier"]) == {ensemble.format(0), parts[1][0]} and seen["earlier"][parts[1][0]] == 5.0
+    assert logs[-1] == "2 jobs' results taken from an earlier run; 4 to run"
 
 
 def test_resume_reuses_the_finished_jobs_of_the_same_settings_only(have_images, tmp_path):

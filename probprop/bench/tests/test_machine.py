@@ -67,8 +67,10 @@ def test_a_job_waits_for_its_needs_then_goes_before_later_jobs_and_sees_their_re
 
     calls = [("sum", partial(_sum_of, ("a", "b", "old")), ("a", "b", "old")), ("a", (1,), ()), ("b", (2,), ()),
              ("other", (7,), ())]
-    assert list(pinned_graph(_echo, calls, workers=1, done={"old": (10,)})) == [
+    starts = []
+    assert list(pinned_graph(_echo, calls, workers=1, done={"old": (10,)}, on_start=starts.append)) == [
         ("a", (1,)), ("b", (2,)), ("sum", (13,)), ("other", (7,))]
+    assert starts == ["a", "b", "sum", "other"]
 
 
 def test_pinned_graph_refuses_unknown_needs_shared_keys_and_cycles_and_stops_at_a_failed_job():
