@@ -195,13 +195,13 @@ def pinned_graph(fn, calls, workers: int, done=None, on_start=None):
         fill()
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            keys = []
+            just_done = []
             for future in sorted(finished, key=lambda f: running[f][0]):
                 _, key = running.pop(future)
                 results[key] = future.result()
-                keys.append(key)
+                just_done.append(key)
             fill()  # the next jobs start before the results are handed out
-            for key in keys:
+            for key in just_done:
                 yield key, results[key]
         if waiting:
             raise ValueError(f"jobs wait on each other in a cycle: {[key for key, _, _ in waiting]}")
