@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -115,12 +116,31 @@ def pin(core: int) -> None:
 _WORKER_CORE: int | None = None
 
 
-def _take_core(cores) -> None:
-    """A :func:`pinned_results` worker's initializer: take one core of the queue for the
-    process's life and pin to it (None, unpinned, should the pool ever start more processes
-    than cores; the wait covers the queue's feeder thread, which writes a moment after put)."""
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to end this process when the one that started it ends (``PR_SET_PDEATHSIG``), so
+    that a benchmark killed in the middle does not leave its workers fitting on; end now if
+    ``parent`` already went. Nothing elsewhere."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _take_core(cores, parent=None) -> None:
+    """A :func:`pinned_results` worker's initializer: end with ``parent`` (the pool's process,
+    :func:`_die_with_parent`), take one core of the queue for the process's life and pin to it
+    (None, unpinned, should the pool ever start more processes than cores; the wait covers the
+    queue's feeder thread, which writes a moment after put)."""
     import queue
 
+    if parent is not None and sys.platform.startswith("linux"):
+        _die_with_parent(parent)
     global _WORKER_CORE
     try:
         _WORKER_CORE = cores.get(timeout=10.0)
@@ -177,7 +197,7 @@ def pinned_graph(fn, calls, workers: int, done=None, on_start=None):
     for core in cores:
         free.put(core)
     with ProcessPoolExecutor(max_workers=len(cores), mp_context=context, initializer=_take_core,
-                             initargs=(free,)) as pool:
+                             initargs=(free, os.getpid())) as pool:
         running, started = {}, itertools.count()  # running: future -> (the how-manieth started, key)
 
         def fill():  # hand the first jobs that may start to the free workers

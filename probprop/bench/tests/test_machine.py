@@ -1,6 +1,7 @@
 """The benchmarks' process pool (:func:`probprop.bench.machine.pinned_results` and ``pinned_graph``)."""
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +90,46 @@ def test_pinned_graph_refuses_unknown_needs_shared_keys_and_cycles_and_stops_at_
         for key, _ in pinned_graph(_echo, [("a", (1,), ()), ("bad", ("fail",), ()), ("after", (), ("bad",))], workers=1):
             seen.append(key)
     assert seen == ["a"]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _sleep_long(pid_file, core=None):
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_ends_with_the_process_that_ran_the_pool(tmp_path):
+    """A benchmark killed in the middle (SIGKILL: no clean-up of its own) takes its workers with it
+    instead of leaving them fitting on a core."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "worker.pid"
+    code = ("from probprop.bench.machine import pinned_results\n"
+            "from probprop.bench.tests.test_machine import _sleep_long\n"
+            f"list(pinned_results(_sleep_long, [({str(pid_file)!r},)], workers=1))\n")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if not _running(worker):
+                return
+            time.sleep(0.05)
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived the killed process that ran the pool")
+    finally:
+        parent.kill()
