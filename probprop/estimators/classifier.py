@@ -541,7 +541,7 @@ class PBPEnsembleClassifier(PBPMembers, OnlineClassifier):
         params = self.get_params(deep=False)
         for name in ("n_members", "verbose", "random_state"):
             del params[name]
-        return PBPClassifier(**params, random_state=random_state)
+        return self._member_class(**params, random_state=random_state)
 
     def partial_fit(self, X, y, classes=None, epochs: int = 1):
         """Keep learning from (X, y), every member from its current posterior.

@@ -576,7 +576,7 @@ class PBPEnsembleRegressor(PBPMembers, OnlineRegressor):
         return {**params, "n_members": n_members}
 
     def _member(self, random_state) -> PBPRegressor:
-        return PBPRegressor(hidden=self.hidden, epochs=self.epochs, activation=self.activation, dtype=self.dtype,
+        return self._member_class(hidden=self.hidden, epochs=self.epochs, activation=self.activation, dtype=self.dtype,
                             constant_tol=self.constant_tol, random_state=random_state)
 
     def _make_spec(self, n_in, params):
